@@ -1,0 +1,284 @@
+"""The graph model: nodes (layers), edges, topological order and the versioned JSON form.
+
+The graph stores parameters as given; validation (engine/validate.py) reports bad values, so a
+half-edited or hand-written graph always loads and can be repaired.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GraphError
+from .layers import REGISTRY, layer_class
+
+FORMAT = "cnn-designer-graph"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Node:
+    id: str
+    type_name: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    trainable: bool = True
+    position: tuple[float, float] = (0.0, 0.0)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "type": self.type_name, "name": self.name,
+                "params": copy.deepcopy(self.params), "trainable": self.trainable,
+                "position": [round(float(self.position[0]), 2), round(float(self.position[1]), 2)]}
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Data flows from node `src` into input `port` of node `dst` (ports order Concat inputs)."""
+
+    src: str
+    dst: str
+    port: int = 0
+
+    def to_json(self) -> list:
+        return [self.src, self.dst, self.port]
+
+
+class Graph:
+    """A DAG of layers. Several inputs where a layer allows them (Add, Concat); fan-out anywhere."""
+
+    def __init__(self, name: str = "network"):
+        self.name = name
+        self.nodes: dict[str, Node] = {}
+        self.edges: list[Edge] = []
+        self._next_id = 1
+
+    # ---- construction ----------------------------------------------------------------------
+
+    def add_node(self, type_name: str, name: str | None = None, params: dict | None = None,
+                 position=(0.0, 0.0), node_id: str | None = None,
+                 trainable: bool = True) -> Node:
+        layer_class(type_name)  # unknown types are refused here, with the list of known ones
+        if node_id is None:
+            node_id = self.new_id()
+        elif node_id in self.nodes:
+            raise GraphError(f"node id {node_id!r} is already used")
+        node = Node(node_id, type_name, name or self.unique_name(default_name(type_name)),
+                    dict(params or {}), trainable, (float(position[0]), float(position[1])))
+        self.nodes[node_id] = node
+        return node
+
+    def new_id(self) -> str:
+        while f"n{self._next_id}" in self.nodes:
+            self._next_id += 1
+        self._next_id += 1
+        return f"n{self._next_id - 1}"
+
+    def unique_name(self, base: str) -> str:
+        taken = {n.name for n in self.nodes.values()}
+        if base not in taken:
+            return base
+        stem = re.sub(r"\d+$", "", base) or base
+        i = 1
+        while f"{stem}{i}" in taken:
+            i += 1
+        return f"{stem}{i}"
+
+    def remove_node(self, node_id: str) -> list[Edge]:
+        """Remove a node and its edges; returns the removed edges."""
+        removed = [e for e in self.edges if node_id in (e.src, e.dst)]
+        self.edges = [e for e in self.edges if node_id not in (e.src, e.dst)]
+        del self.nodes[node_id]
+        return removed
+
+    def add_edge(self, src: str, dst: str, port: int | None = None) -> Edge:
+        ok, reason = self.can_connect(src, dst)
+        if not ok:
+            raise GraphError(reason)
+        if port is None:
+            port = max((e.port + 1 for e in self.edges if e.dst == dst), default=0)
+        edge = Edge(src, dst, port)
+        self.edges.append(edge)
+        return edge
+
+    def remove_edge(self, edge: Edge) -> None:
+        self.edges.remove(edge)
+
+    def can_connect(self, src: str, dst: str) -> tuple[bool, str]:
+        """Whether an edge src -> dst may be added, and if not, why (for the canvas)."""
+        if src not in self.nodes or dst not in self.nodes:
+            return False, "both ends of a connection must be layers of this graph"
+        a, b = self.nodes[src], self.nodes[dst]
+        if src == dst:
+            return False, f"'{a.name}' cannot feed itself"
+        cls = REGISTRY[b.type_name]
+        if cls.max_inputs == 0:
+            return False, f"{b.type_name} '{b.name}' takes no input"
+        if any(e.src == src and e.dst == dst for e in self.edges):
+            return False, f"'{a.name}' already feeds '{b.name}'"
+        n_in = sum(1 for e in self.edges if e.dst == dst)
+        if cls.max_inputs is not None and n_in >= cls.max_inputs:
+            return False, (f"{b.type_name} '{b.name}' takes {cls.max_inputs} input"
+                           f"{'s' * (cls.max_inputs != 1)} and already has {n_in}")
+        if src in self.descendants(dst):
+            return False, f"connecting '{a.name}' to '{b.name}' would make a cycle"
+        return True, ""
+
+    # ---- queries ---------------------------------------------------------------------------
+
+    def inputs_of(self, node_id: str) -> list[str]:
+        """Source node ids feeding `node_id`, in port order."""
+        ins = [e for e in self.edges if e.dst == node_id]
+        ins.sort(key=lambda e: e.port)
+        return [e.src for e in ins]
+
+    def successors(self, node_id: str) -> list[str]:
+        return [e.dst for e in self.edges if e.src == node_id]
+
+    def descendants(self, node_id: str) -> set[str]:
+        out: dict[str, list[str]] = {}
+        for e in self.edges:
+            out.setdefault(e.src, []).append(e.dst)
+        seen, stack = set(), [node_id]
+        while stack:
+            for nxt in out.get(stack.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    def topological_order(self) -> list[str]:
+        """Kahn's algorithm, stable in insertion order; GraphError names the nodes of a cycle."""
+        order, cyclic = self.order_and_cycle()
+        if cyclic:
+            names = ", ".join(f"'{self.nodes[i].name}'" for i in cyclic)
+            raise GraphError(f"the graph has a cycle through {names}")
+        return order
+
+    def order_and_cycle(self) -> tuple[list[str], list[str]]:
+        """(order of the acyclic part, ids left on or after a cycle)."""
+        indeg = {i: 0 for i in self.nodes}
+        out: dict[str, list[str]] = {i: [] for i in self.nodes}
+        for e in self.edges:
+            if e.src in indeg and e.dst in indeg:
+                indeg[e.dst] += 1
+                out[e.src].append(e.dst)
+        ready = [i for i, d in indeg.items() if d == 0]
+        order = []
+        k = 0
+        while k < len(ready):
+            i = ready[k]
+            k += 1
+            order.append(i)
+            for j in out[i]:
+                indeg[j] -= 1
+                if indeg[j] == 0:
+                    ready.append(j)
+        rest = [i for i in self.nodes if indeg[i] > 0]
+        return order, rest
+
+    def find(self, name: str) -> Node:
+        for n in self.nodes.values():
+            if n.name == name or n.id == name:
+                return n
+        raise GraphError(f"no layer named {name!r}")
+
+    # ---- JSON ------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": FORMAT_VERSION, "name": self.name,
+                "nodes": [n.to_json() for n in self.nodes.values()],
+                "edges": [e.to_json() for e in self.edges]}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Graph:
+        """Build a graph from its JSON form; GraphError names the first malformed entry."""
+        if not isinstance(data, dict):
+            raise GraphError("a graph must be a JSON object")
+        if data.get("format", FORMAT) != FORMAT:
+            raise GraphError(f"not a CNN Designer graph (format {data.get('format')!r})")
+        version = data.get("version", FORMAT_VERSION)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise GraphError(f"graph format version {version!r} is newer than this app reads "
+                             f"({FORMAT_VERSION}); update CNN Designer")
+        g = cls(str(data.get("name", "network")))
+        nodes, edges = data.get("nodes"), data.get("edges", [])
+        if not isinstance(nodes, list) or not isinstance(edges, list):
+            raise GraphError("a graph needs a 'nodes' list and an 'edges' list")
+        for k, nd in enumerate(nodes):
+            if not isinstance(nd, dict) or not isinstance(nd.get("type"), str):
+                raise GraphError(f"node {k + 1} must be an object with a 'type'")
+            nid = str(nd.get("id", g.new_id()))
+            if nid in g.nodes:
+                raise GraphError(f"node id {nid!r} appears twice")
+            if nd["type"] not in REGISTRY:
+                raise GraphError(f"node {nid!r} has unknown layer type {nd['type']!r}; known "
+                                 f"types: {', '.join(sorted(REGISTRY))}")
+            params = nd.get("params", {})
+            if not isinstance(params, dict):
+                raise GraphError(f"node {nid!r}: 'params' must be an object")
+            pos = nd.get("position", [0, 0])
+            try:
+                pos = (float(pos[0]), float(pos[1]))
+            except (TypeError, ValueError, IndexError):
+                raise GraphError(f"node {nid!r}: 'position' must be two numbers") from None
+            g.add_node(nd["type"], str(nd.get("name") or default_name(nd["type"])), params,
+                       pos, node_id=nid, trainable=bool(nd.get("trainable", True)))
+        for k, e in enumerate(edges):
+            if isinstance(e, dict):
+                e = [e.get("src"), e.get("dst"), e.get("port", 0)]
+            if not isinstance(e, list) or len(e) not in (2, 3):
+                raise GraphError(f"edge {k + 1} must be [src, dst] or [src, dst, port]")
+            src, dst = str(e[0]), str(e[1])
+            port = e[2] if len(e) == 3 else 0
+            if src not in g.nodes or dst not in g.nodes:
+                raise GraphError(f"edge {k + 1} ({src} -> {dst}) names a node that does not exist")
+            if not isinstance(port, int) or isinstance(port, bool) or port < 0:
+                raise GraphError(f"edge {k + 1}: port must be a whole number >= 0")
+            # structure (cycles, too many inputs) is left to validation, which reports it
+            g.edges.append(Edge(src, dst, port))
+        return g
+
+    @classmethod
+    def loads(cls, text: str) -> Graph:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GraphError(f"not valid JSON: {exc}") from None
+        return cls.from_json(data)
+
+    def copy(self) -> Graph:
+        return Graph.from_json(self.to_json())
+
+
+def default_name(type_name: str) -> str:
+    """'Conv2d' -> 'conv1' style base names for new nodes."""
+    short = {"Conv2d": "conv", "MaxPool2d": "pool", "AvgPool2d": "avgpool", "Linear": "fc",
+             "BatchNorm2d": "bn", "LocalResponseNorm": "lrn", "AdaptiveAvgPool2d": "adaptpool",
+             "GlobalAvgPool2d": "gap", "Input": "input", "Dropout": "dropout",
+             "Flatten": "flatten", "Softmax": "softmax", "Concat": "concat", "Add": "add"}
+    return short.get(type_name, type_name.lower()) + "1"
+
+
+def sequential(layers: list[tuple[str, dict] | tuple[str, str, dict]], name: str = "network",
+               spacing: float = 110.0) -> Graph:
+    """Build a chain graph from (type, params) or (type, name, params) tuples: handy for tests,
+    examples and templates."""
+    g = Graph(name)
+    prev = None
+    for k, spec in enumerate(layers):
+        if len(spec) == 2:
+            t, p = spec
+            nm = None
+        else:
+            t, nm, p = spec
+        node = g.add_node(t, nm, p, position=(0.0, k * spacing), node_id=nm)
+        if prev is not None:
+            g.add_edge(prev.id, node.id)
+        prev = node
+    return g

@@ -1,0 +1,263 @@
+"""The layer registry's building blocks: `Param` declarations, the `Layer` base class, `register`.
+
+A layer type is declared once, as a `Layer` subclass: its parameters, shape rule, counts,
+receptive-field window, weights with their initialisation, forward, backward and ONNX mapping.
+Everything else (validation, summary, inspector, palette, network, ONNX) reads that declaration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ParamError, ShapeError
+from ..messages import Fix
+
+Shape = tuple[int, ...]
+
+# Param kinds. "pair" is (h, w); "padding" is "valid", "same" or (top, left, bottom, right).
+INT, FLOAT, BOOL, CHOICE, PAIR, PADDING = "int", "float", "bool", "choice", "pair", "padding"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: the inspector, validation and JSON form are built from it."""
+
+    name: str
+    kind: str
+    default: Any
+    doc: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None allowed (e.g. pooling stride: None means "= kernel")
+    label: str | None = None
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ")
+
+    def normalize(self, value: Any, layer: str = "") -> Any:
+        """Return the canonical JSON-friendly form of `value` or raise ParamError naming it."""
+        where = f"{layer} parameter '{self.name}'" if layer else f"parameter '{self.name}'"
+        if value is None:
+            if self.optional:
+                return None
+            raise ParamError(f"{where} is required", self.name)
+        if self.kind == INT:
+            return self._check_range(_as_int(value, where), where)
+        if self.kind == FLOAT:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ParamError(f"{where} must be a number, got {value!r}", self.name)
+            if not math.isfinite(value):
+                raise ParamError(f"{where} must be finite, got {value!r}", self.name)
+            return self._check_range(float(value), where)
+        if self.kind == BOOL:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, (int, np.integer)) and value in (0, 1):
+                return bool(value)
+            raise ParamError(f"{where} must be true or false, got {value!r}", self.name)
+        if self.kind == CHOICE:
+            if value not in self.choices:
+                raise ParamError(f"{where} must be one of {', '.join(self.choices)}; got {value!r}",
+                                 self.name)
+            return value
+        if self.kind == PAIR:
+            pair = _as_ints(value, 2, where)
+            return [self._check_range(v, where) for v in pair]
+        if self.kind == PADDING:
+            if isinstance(value, str):
+                v = value.lower()
+                if v not in ("valid", "same"):
+                    raise ParamError(f"{where} must be 'valid', 'same', a number or four numbers "
+                                     f"(top, left, bottom, right); got {value!r}", self.name)
+                return v
+            pads = _as_ints(value, 4, where, allow=(1, 2, 4))
+            for p in pads:
+                if p < 0:
+                    raise ParamError(f"{where} must not be negative; got {p}", self.name)
+            return pads
+        raise AssertionError(f"unknown param kind {self.kind}")
+
+    def _check_range(self, v, where):
+        if self.min is not None and v < self.min:
+            raise ParamError(f"{where} must be at least {_fmt(self.min)}; got {_fmt(v)}", self.name)
+        if self.max is not None and v > self.max:
+            raise ParamError(f"{where} must be at most {_fmt(self.max)}; got {_fmt(v)}", self.name)
+        return v
+
+
+def _fmt(v) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _as_int(value, where) -> int:
+    if isinstance(value, bool):
+        raise ParamError(f"{where} must be a whole number, got {value!r}", where.split("'")[-2])
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ParamError(f"{where} must be a whole number, got {value!r}", where.split("'")[-2])
+
+
+def _as_ints(value, n, where, allow=(1, 2)) -> list[int]:
+    """Accept an int or a sequence; expand to n ints (pads: 1 -> all, 2 -> (h, w) symmetric)."""
+    name = where.split("'")[-2]
+    if isinstance(value, (int, float, np.integer)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or len(value) not in allow:
+        raise ParamError(f"{where} must be {' or '.join(str(a) for a in allow)} whole numbers, "
+                         f"got {value!r}", name)
+    vals = [_as_int(v, where) for v in value]
+    if len(vals) == 1:
+        vals = vals * n
+    elif len(vals) == 2 and n == 4:
+        vals = [vals[0], vals[1], vals[0], vals[1]]
+    return vals
+
+
+REGISTRY: dict[str, type[Layer]] = {}
+CATEGORIES = ("Input", "Convolution", "Pooling", "Activation", "Normalization", "Core", "Merge")
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: add a layer type to the registry under its `type_name`."""
+    assert cls.category in CATEGORIES, cls
+    assert cls.type_name not in REGISTRY, cls.type_name
+    names = [p.name for p in cls.params]
+    assert len(set(names)) == len(names), cls
+    REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def layer_class(type_name: str) -> type[Layer]:
+    try:
+        return REGISTRY[type_name]
+    except KeyError:
+        raise ParamError(f"unknown layer type {type_name!r}; known types: "
+                         f"{', '.join(sorted(REGISTRY))}") from None
+
+
+class Layer:
+    """Base of every layer type. An instance holds normalized parameters and, once built, weights.
+
+    Shapes never include the batch axis: (C, H, W) for images, (F,) for feature vectors.
+    """
+
+    type_name: ClassVar[str]
+    label: ClassVar[str]  # friendly name for the palette
+    category: ClassVar[str]
+    doc: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = 1
+    onnx_ops: ClassVar[tuple[str, ...]] = ()  # ONNX op types this layer exports to / imports from
+
+    def __init__(self, name: str = "", **values):
+        self.name = name or self.type_name
+        known = {p.name: p for p in self.params}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ParamError(f"{self.type_name} '{self.name}' has no parameter "
+                             f"{', '.join(sorted(unknown))}", sorted(unknown)[0])
+        where = f"{self.type_name} '{self.name}'"
+        self.p: dict[str, Any] = {}
+        for p in self.params:
+            self.p[p.name] = p.normalize(values.get(p.name, p.default), where)
+        self.weights: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.frozen = False
+
+    def __getattr__(self, item):
+        p = self.__dict__.get("p")
+        if p is not None and item in p:
+            return p[item]
+        raise AttributeError(item)
+
+    def __repr__(self) -> str:
+        changed = [f"{p.name}={self.p[p.name]!r}" for p in self.params
+                   if self.p[p.name] != p.normalize(p.default)]
+        return f"{self.type_name}({', '.join(changed)})"
+
+    @property
+    def where(self) -> str:
+        return f"{self.type_name} '{self.name}'"
+
+    # ---- shape arithmetic (cheap: runs on every edit) -------------------------------------
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        """Output shape for the given input shapes, or ShapeError naming the parameter at fault."""
+        raise NotImplementedError
+
+    def warnings(self, in_shapes: list[Shape], out_shape: Shape) -> list[tuple[str, str | None,
+                                                                               Fix | None]]:
+        """Non-fatal remarks as (text, param, fix)."""
+        return []
+
+    def weight_shapes(self, in_shapes: list[Shape]) -> dict[str, tuple[Shape, bool]]:
+        """name -> (shape, trainable). Non-trainable entries are buffers (running statistics)."""
+        return {}
+
+    def param_count(self, in_shapes: list[Shape]) -> tuple[int, int]:
+        """(trainable, non-trainable) parameter counts, from shapes alone."""
+        t = n = 0
+        for shape, trainable in self.weight_shapes(in_shapes).values():
+            if trainable:
+                t += math.prod(shape)
+            else:
+                n += math.prod(shape)
+        return t, n
+
+    def macs(self, in_shapes: list[Shape], out_shape: Shape) -> int:
+        """Multiply-accumulate operations of one forward pass for one sample."""
+        return 0
+
+    def rf_window(self, in_shapes: list[Shape]) -> tuple | None:
+        """Spatial window as ((kh, kw), (sh, sw), (pad_top, pad_left)), or None if pointwise."""
+        return None
+
+    def describe(self, in_shapes: list[Shape] | None = None) -> str:
+        """Key parameters in a few words for the canvas, e.g. '5×5, 6 filters, s1, valid'."""
+        return ""
+
+    # ---- execution -------------------------------------------------------------------------
+
+    def init_weights(self, in_shapes: list[Shape], rng: np.random.Generator) -> None:
+        """Allocate `self.weights` (float32); subclasses then fill them by their init rule."""
+        shapes = self.weight_shapes(in_shapes)
+        self.weights = {k: np.zeros(s, np.float32) for k, (s, _) in shapes.items()}
+        self.trainable_flags = {k: t for k, (_, t) in shapes.items()}
+
+    def trainable_names(self) -> list[str]:
+        """Names of the weights an optimizer updates (none while the layer is frozen)."""
+        if self.frozen:
+            return []
+        flags = getattr(self, "trainable_flags", {})
+        return [k for k in self.weights if flags.get(k, True)]
+
+    def forward(self, xs: list[np.ndarray], training: bool = False) -> np.ndarray:
+        """(N, *in_shape) arrays -> (N, *out_shape); caches what backward needs when training."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> list[np.ndarray]:
+        """Gradient of the loss w.r.t. each input; stores weight gradients in `self.grads`."""
+        raise NotImplementedError
+
+    # ---- helpers for subclasses ------------------------------------------------------------
+
+    def _single_image(self, in_shapes: list[Shape]) -> Shape:
+        (shape,) = in_shapes
+        if len(shape) != 3:
+            raise ShapeError(f"{self.where} needs a C×H×W input, got {fmt_shape(shape)}")
+        return shape
+
+
+def fmt_shape(shape: Shape | None) -> str:
+    if shape is None:
+        return "?"
+    return "×".join(str(d) for d in shape)

@@ -1,0 +1,220 @@
+"""Convolution: Conv2d (stride, padding valid/same/explicit, dilation, groups, bias)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..messages import Fix
+from ..ops import pad2d, scatter_windows, unpad2d, windows
+from ..shapes import conv_out, effective_kernel, padding_for_same_size, same_pads, unread_cells
+from .base import BOOL, CHOICE, INT, PADDING, PAIR, Layer, Param, Shape, fmt_shape, register
+
+KERNEL = Param("kernel_size", PAIR, [3, 3], "Height × width of each filter.", min=1, max=64,
+               label="kernel")
+STRIDE = Param("stride", PAIR, [1, 1], "Step between neighbouring windows (rows, columns).",
+               min=1, max=64)
+PADDING_P = Param("padding", PADDING, "valid",
+                  "'valid' (none), 'same' (output = ceil(input / stride), odd cell at the end) "
+                  "or explicit zero padding per side (top, left, bottom, right).")
+DILATION = Param("dilation", PAIR, [1, 1], "Spacing between kernel taps; the kernel then spans "
+                 "D·(K−1)+1 cells.", min=1, max=32)
+INIT = Param("init", CHOICE, "he", "Weight initialisation: He (Kaiming) for ReLU nets, Glorot "
+             "(Xavier) for tanh / sigmoid nets.", choices=("he", "glorot"))
+
+
+def resolve_pads(padding, h: int, w: int, k, s, d) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) zero padding for a 'valid' / 'same' / explicit setting."""
+    if padding == "valid":
+        return 0, 0, 0, 0
+    if padding == "same":
+        t, b = same_pads(h, k[0], s[0], d[0])
+        l, r = same_pads(w, k[1], s[1], d[1])
+        return t, l, b, r
+    return tuple(padding)
+
+
+def fmt_padding(padding) -> str:
+    if isinstance(padding, str):
+        return padding
+    t, l, b, r = padding
+    if t == l == b == r:
+        return f"p{t}"
+    if (t, l) == (b, r):
+        return f"p{t},{l}"
+    return "p" + ",".join(str(v) for v in padding)
+
+
+def window_output(layer: Layer, h: int, w: int, k, s, d, ceil_mode=False):
+    """Shared by conv and pooling: resolved pads and (Ho, Wo), or ShapeError with a fix."""
+    pads = resolve_pads(layer.padding, h, w, k, s, d)
+    ho = conv_out(h, k[0], s[0], pads[0], pads[2], d[0], ceil_mode)
+    wo = conv_out(w, k[1], s[1], pads[1], pads[3], d[1], ceil_mode)
+    if ho < 1 or wo < 1:
+        keh, kew = effective_kernel(k[0], d[0]), effective_kernel(k[1], d[1])
+        fix = None
+        if s == [1, 1] and layer.padding != "same":
+            ph, pw = padding_for_same_size(k[0], d[0]), padding_for_same_size(k[1], d[1])
+            fix = Fix(f"padding {fmt_pads_label(ph, pw)} keeps {h}×{w}", "set_params",
+                      {"padding": [ph[0], pw[0], ph[1], pw[1]]})
+        raise ShapeError(
+            f"{layer.where}: the {keh}×{kew} kernel does not fit the {h}×{w} input with padding "
+            f"{fmt_padding(list(pads))}; the output would be {ho}×{wo}",
+            param="kernel_size", fix=fix)
+    return pads, ho, wo
+
+
+def fmt_pads_label(ph, pw) -> str:
+    if ph[0] == ph[1] == pw[0] == pw[1]:
+        return str(ph[0])
+    return f"({ph[0]}, {pw[0]}, {ph[1]}, {pw[1]})"
+
+
+def unread_warnings(layer: Layer, h: int, w: int, k, s, d, pads):
+    """Warn when (W − K + P) is not divisible by S: the last input rows / columns are never read."""
+    out = []
+    for axis, size, i, what in (("height", h, 0, "rows"), ("width", w, 1, "columns")):
+        pb, pe = (pads[0], pads[2]) if i == 0 else (pads[1], pads[3])
+        r = unread_cells(size, k[i], s[i], pb, pe, d[i])
+        if r:
+            keff = effective_kernel(k[i], d[i])
+            out.append((f"{layer.where}: ({size} − {keff} + {pb + pe}) is not divisible by stride "
+                        f"{s[i]} along the {axis}: the last {r} {what} are never read",
+                        "stride", None))
+    return out
+
+
+@register
+class Conv2d(Layer):
+    """2-D convolution: each of out_channels filters spans all input channels (of its group)
+    and yields one feature map. (C, H, W) -> (out_channels, H', W')."""
+
+    type_name = "Conv2d"
+    label = "Convolution 2D"
+    category = "Convolution"
+    doc = "Slides out_channels learned filters over the input; each filter makes one feature map."
+    onnx_ops = ("Conv",)
+    params = (
+        Param("out_channels", INT, 8, "Number of filters = feature maps produced.", min=1,
+              max=65536, label="filters"),
+        KERNEL, STRIDE, PADDING_P, DILATION,
+        Param("groups", INT, 1, "Split channels into groups convolved separately (groups = "
+              "channels is depthwise).", min=1, max=65536),
+        Param("bias", BOOL, True, "Add a learned bias per filter."),
+        INIT,
+    )
+
+    def output_shape(self, in_shapes):
+        c, h, w = self._single_image(in_shapes)
+        g = self.groups
+        if c % g:
+            raise ShapeError(f"{self.where}: groups {g} does not divide the {c} input channels",
+                             "groups", Fix("groups 1", "set_params", {"groups": 1}))
+        if self.out_channels % g:
+            raise ShapeError(f"{self.where}: groups {g} does not divide out_channels "
+                             f"{self.out_channels}", "groups",
+                             Fix("groups 1", "set_params", {"groups": 1}))
+        _, ho, wo = window_output(self, h, w, self.kernel_size, self.stride, self.dilation)
+        return self.out_channels, ho, wo
+
+    def warnings(self, in_shapes, out_shape):
+        _, h, w = in_shapes[0]
+        pads = resolve_pads(self.padding, h, w, self.kernel_size, self.stride, self.dilation)
+        return unread_warnings(self, h, w, self.kernel_size, self.stride, self.dilation, pads)
+
+    def weight_shapes(self, in_shapes):
+        c = in_shapes[0][0]
+        kh, kw = self.kernel_size
+        out = {"weight": ((self.out_channels, c // self.groups, kh, kw), True)}
+        if self.bias:
+            out["bias"] = ((self.out_channels,), True)
+        return out
+
+    def macs(self, in_shapes, out_shape):
+        c = in_shapes[0][0]
+        kh, kw = self.kernel_size
+        return out_shape[0] * out_shape[1] * out_shape[2] * kh * kw * (c // self.groups)
+
+    def rf_window(self, in_shapes):
+        _, h, w = in_shapes[0]
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        t, l, _, _ = resolve_pads(self.padding, h, w, k, s, d)
+        return ((effective_kernel(k[0], d[0]), effective_kernel(k[1], d[1])), tuple(s), (t, l))
+
+    def describe(self, in_shapes=None):
+        kh, kw = self.kernel_size
+        parts = [f"{kh}×{kw}", f"{self.out_channels} filter{'s' * (self.out_channels != 1)}"]
+        sh, sw = self.stride
+        parts.append(f"s{sh}" if sh == sw else f"s{sh},{sw}")
+        parts.append(fmt_padding(self.padding))
+        if self.dilation != [1, 1]:
+            dh, dw = self.dilation
+            parts.append(f"d{dh}" if dh == dw else f"d{dh},{dw}")
+        if self.groups != 1:
+            parts.append(f"g{self.groups}")
+        if not self.bias:
+            parts.append("no bias")
+        return ", ".join(parts)
+
+    def init_weights(self, in_shapes, rng):
+        super().init_weights(in_shapes, rng)
+        co, cg, kh, kw = self.weights["weight"].shape
+        fan_in, fan_out = cg * kh * kw, co // self.groups * kh * kw
+        self.weights["weight"][...] = init_uniform(self.init, fan_in, fan_out,
+                                                   self.weights["weight"].shape, rng)
+
+    # ---- execution: im2col as a strided view, one batched matmul per group ----------------
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        n, c, h, w = x.shape
+        k, s, d, g = self.kernel_size, self.stride, self.dilation, self.groups
+        pads = resolve_pads(self.padding, h, w, k, s, d)
+        xp = pad2d(x, pads)
+        ho = conv_out(h, k[0], s[0], pads[0], pads[2], d[0])
+        wo = conv_out(w, k[1], s[1], pads[1], pads[3], d[1])
+        win = windows(xp, k[0], k[1], s[0], s[1], ho, wo, d[0], d[1])  # (N, C, Ho, Wo, kh, kw)
+        cg = c // g
+        # cols: (N, G, Cg·kh·kw, Ho·Wo), the layout the matmul wants (one copy: im2col)
+        cols = (win.reshape(n, g, cg, ho, wo, k[0], k[1]).transpose(0, 1, 2, 5, 6, 3, 4)
+                .reshape(n, g, cg * k[0] * k[1], ho * wo))
+        wmat = self.weights["weight"].reshape(g, self.out_channels // g, cg * k[0] * k[1])
+        y = np.matmul(wmat, cols).reshape(n, self.out_channels, ho, wo)
+        if self.bias:
+            y += self.weights["bias"].reshape(1, -1, 1, 1)
+        if training:
+            self._cache = (cols, x.shape, xp.shape, pads, ho, wo)
+        return y
+
+    def backward(self, dy):
+        cols, xshape, xpshape, pads, ho, wo = self._cache
+        n, c, h, w = xshape
+        k, s, d, g = self.kernel_size, self.stride, self.dilation, self.groups
+        cg, og = c // g, self.out_channels // g
+        dyg = dy.reshape(n, g, og, ho * wo)
+        if not self.frozen:
+            # dW[g] = sum_n dy[n, g] @ cols[n, g]^T
+            dw = np.einsum("ngop,ngkp->gok", dyg, cols, optimize=True)
+            self.grads["weight"] = dw.reshape(self.weights["weight"].shape).astype(np.float32,
+                                                                                 copy=False)
+            if self.bias:
+                self.grads["bias"] = dy.sum(axis=(0, 2, 3))
+        wmat = self.weights["weight"].reshape(g, og, cg * k[0] * k[1])
+        dcols = np.matmul(wmat.transpose(0, 2, 1), dyg)  # (N, G, Cg·kh·kw, Ho·Wo)
+        dwin = dcols.reshape(n, c, k[0], k[1], ho, wo).transpose(0, 1, 4, 5, 2, 3)
+        dxp = scatter_windows(dwin, xpshape[2], xpshape[3], s[0], s[1], d[0], d[1])
+        self._cache = None
+        return [unpad2d(dxp, pads, h, w)]
+
+
+def init_uniform(rule: str, fan_in: int, fan_out: int, shape, rng) -> np.ndarray:
+    """He uniform keeps the activation variance through ReLU layers (He et al., 2015); Glorot
+    uniform keeps it through symmetric activations like tanh (Glorot & Bengio, 2010)."""
+    if rule == "he":
+        bound = np.sqrt(6.0 / fan_in)
+    else:
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+__all__ = ["Conv2d", "resolve_pads", "window_output", "fmt_shape", "Shape", "init_uniform"]

@@ -1,0 +1,80 @@
+"""Merges: Add (residual connections) and Concat (inception / dense blocks), 2 or more inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from .base import Layer, fmt_shape, register
+
+
+@register
+class Add(Layer):
+    """Element-wise sum of inputs of identical shape (ResNet's skip connection)."""
+
+    type_name = "Add"
+    label = "Add"
+    category = "Merge"
+    doc = "Sums inputs of the same shape element by element: the residual (skip) connection."
+    onnx_ops = ("Add", "Sum")
+    min_inputs = 2
+    max_inputs = None
+
+    def output_shape(self, in_shapes):
+        first = in_shapes[0]
+        for i, s in enumerate(in_shapes[1:], start=2):
+            if s != first:
+                what = ("channels" if len(s) == len(first) == 3 and s[1:] == first[1:]
+                        else "shapes")
+                raise ShapeError(f"{self.where}: input {i} is {fmt_shape(s)} but input 1 is "
+                                 f"{fmt_shape(first)}; Add needs identical {what}")
+        return first
+
+    def describe(self, in_shapes=None):
+        return f"{len(in_shapes)} inputs" if in_shapes else ""
+
+    def forward(self, xs, training=False):
+        y = xs[0].copy()
+        for x in xs[1:]:
+            y += x
+        if training:
+            self._cache = len(xs)
+        return y
+
+    def backward(self, dy):
+        n, self._cache = self._cache, None
+        return [dy] * n
+
+
+@register
+class Concat(Layer):
+    """Stacks inputs along the channel axis; spatial sizes must match (inception, DenseNet)."""
+
+    type_name = "Concat"
+    label = "Concatenate"
+    category = "Merge"
+    doc = "Stacks inputs along the channel axis: C1 + C2 + … channels, same H×W."
+    onnx_ops = ("Concat",)
+    min_inputs = 2
+    max_inputs = None
+
+    def output_shape(self, in_shapes):
+        first = in_shapes[0]
+        for i, s in enumerate(in_shapes[1:], start=2):
+            if len(s) != len(first) or s[1:] != first[1:]:
+                raise ShapeError(f"{self.where}: input {i} is {fmt_shape(s)} but input 1 is "
+                                 f"{fmt_shape(first)}; Concat needs the same "
+                                 f"{'H×W' if len(first) == 3 else 'rank'} on every input")
+        return (sum(s[0] for s in in_shapes),) + tuple(first[1:])
+
+    def describe(self, in_shapes=None):
+        return f"{len(in_shapes)} inputs" if in_shapes else ""
+
+    def forward(self, xs, training=False):
+        if training:
+            self._cache = [x.shape[1] for x in xs]
+        return np.concatenate(xs, axis=1)
+
+    def backward(self, dy):
+        sizes, self._cache = self._cache, None
+        return np.split(dy, np.cumsum(sizes)[:-1], axis=1)

@@ -1,0 +1,251 @@
+"""Pooling: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..messages import Fix
+from ..ops import pad2d, scatter_windows, unpad2d, windows
+from ..shapes import conv_out
+from .base import BOOL, PADDING, PAIR, Layer, Param, register
+from .conv import fmt_padding, resolve_pads, unread_warnings, window_output
+
+POOL_PARAMS = (
+    Param("kernel_size", PAIR, [2, 2], "Height × width of each pooling window.", min=1, max=64,
+          label="kernel"),
+    Param("stride", PAIR, None, "Step between windows; empty means equal to the kernel.",
+          min=1, max=64, optional=True),
+    Param("padding", PADDING, "valid", "'valid', 'same' or explicit padding per side (top, left, "
+          "bottom, right); at most half the kernel."),
+    Param("ceil_mode", BOOL, False, "Round the output size up, so a partial last window counts."),
+)
+
+
+class _Pool2d(Layer):
+    """Shared shape logic of window pooling."""
+
+    category = "Pooling"
+    pad_value = 0.0
+
+    @property
+    def strides(self):
+        return self.stride if self.stride is not None else list(self.kernel_size)
+
+    def _geometry(self, h, w):
+        k, s = self.kernel_size, self.strides
+        pads, ho, wo = window_output(self, h, w, k, s, [1, 1], self.ceil_mode)
+        return k, s, pads, ho, wo
+
+    def output_shape(self, in_shapes):
+        c, h, w = self._single_image(in_shapes)
+        k, s, pads, ho, wo = self._geometry(h, w)
+        if max(pads[0], pads[2]) > k[0] // 2 or max(pads[1], pads[3]) > k[1] // 2:
+            raise ShapeError(f"{self.where}: padding {fmt_padding(list(pads))} is more than half "
+                             f"the {k[0]}×{k[1]} kernel", "padding",
+                             Fix("padding valid", "set_params", {"padding": "valid"}))
+        return c, ho, wo
+
+    def warnings(self, in_shapes, out_shape):
+        if self.ceil_mode:
+            return []
+        _, h, w = in_shapes[0]
+        k, s, pads, _, _ = self._geometry(h, w)
+        out = unread_warnings(self, h, w, k, s, [1, 1], pads)
+        return [(t, p, Fix("ceil_mode on (pool the partial window too)", "set_params",
+                           {"ceil_mode": True})) for t, p, _ in out]
+
+    def rf_window(self, in_shapes):
+        _, h, w = in_shapes[0]
+        k, s, pads, _, _ = self._geometry(h, w)
+        return (tuple(k), tuple(s), (pads[0], pads[1]))
+
+    def describe(self, in_shapes=None):
+        k, s = self.kernel_size, self.strides
+        parts = [f"{k[0]}×{k[1]}", f"s{s[0]}" if s[0] == s[1] else f"s{s[0]},{s[1]}"]
+        if self.padding != "valid":
+            parts.append(fmt_padding(self.padding))
+        if self.ceil_mode:
+            parts.append("ceil")
+        return ", ".join(parts)
+
+    def _padded_windows(self, x):
+        """Pad (explicit pads + the ceil-mode overhang at the end) and view the windows."""
+        n, c, h, w = x.shape
+        k, s, pads, ho, wo = self._geometry(h, w)
+        extra_h = max(0, (ho - 1) * s[0] + k[0] - (h + pads[0] + pads[2]))
+        extra_w = max(0, (wo - 1) * s[1] + k[1] - (w + pads[1] + pads[3]))
+        full = (pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w)
+        xp = pad2d(x, full, self.pad_value)
+        return xp, windows(xp, k[0], k[1], s[0], s[1], ho, wo), full, ho, wo
+
+
+@register
+class MaxPool2d(_Pool2d):
+    """Max pooling: the largest value of each window. (C, H, W) -> (C, H', W')."""
+
+    type_name = "MaxPool2d"
+    label = "Max pooling"
+    doc = "Keeps the largest value of each window: shrinks the maps, keeps the strongest response."
+    onnx_ops = ("MaxPool",)
+    params = POOL_PARAMS
+    pad_value = -np.inf
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        n, c, h, w = x.shape
+        xp, win, full, ho, wo = self._padded_windows(x)
+        k = self.kernel_size
+        flat = win.reshape(n, c, ho, wo, k[0] * k[1])
+        arg = flat.argmax(axis=-1)
+        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        if training:
+            self._cache = (arg, x.shape, xp.shape, full)
+        return y
+
+    def backward(self, dy):
+        arg, xshape, xpshape, full = self._cache
+        n, c, h, w = xshape
+        k, s = self.kernel_size, self.strides
+        ho, wo = dy.shape[2:]
+        dwin = np.zeros((n, c, ho, wo, k[0] * k[1]), dy.dtype)
+        np.put_along_axis(dwin, arg[..., None], dy[..., None], axis=-1)
+        dxp = scatter_windows(dwin.reshape(n, c, ho, wo, k[0], k[1]), xpshape[2], xpshape[3],
+                              s[0], s[1])
+        self._cache = None
+        return [unpad2d(dxp, full, h, w)]
+
+
+@register
+class AvgPool2d(_Pool2d):
+    """Average pooling: the mean of each window. (C, H, W) -> (C, H', W')."""
+
+    type_name = "AvgPool2d"
+    label = "Average pooling"
+    doc = "Averages each window: shrinks the maps smoothly."
+    onnx_ops = ("AveragePool",)
+    params = POOL_PARAMS + (
+        Param("count_include_pad", BOOL, True, "Count padded cells in the divisor of the mean."),
+    )
+
+    def _divisor(self, h, w):
+        """(Ho, Wo) divisor: cells of each window inside the input (or inside the explicit
+        padding with count_include_pad); the ceil-mode overhang never counts (ONNX, PyTorch)."""
+        k, s, pads, ho, wo = self._geometry(h, w)
+
+        def counts(size, kk, ss, pb, pe, n_out):
+            start = np.arange(n_out) * ss - pb
+            lo, hi = (-pb, size + pe) if self.count_include_pad else (0, size)
+            return np.minimum(start + kk, hi) - np.maximum(start, lo)
+
+        ch = counts(h, k[0], s[0], pads[0], pads[2], ho)
+        cw = counts(w, k[1], s[1], pads[1], pads[3], wo)
+        return np.outer(ch, cw).astype(np.float32)
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        n, c, h, w = x.shape
+        xp, win, full, ho, wo = self._padded_windows(x)
+        div = self._divisor(h, w)
+        y = win.sum(axis=(4, 5), dtype=np.float32) / div
+        if training:
+            self._cache = (x.shape, xp.shape, full, div)
+        return y.astype(np.float32, copy=False)
+
+    def backward(self, dy):
+        xshape, xpshape, full, div = self._cache
+        n, c, h, w = xshape
+        k, s = self.kernel_size, self.strides
+        g = (dy / div)[..., None, None]
+        dwin = np.broadcast_to(g, dy.shape + tuple(k))
+        dxp = scatter_windows(dwin, xpshape[2], xpshape[3], s[0], s[1])
+        self._cache = None
+        return [unpad2d(dxp, full, h, w)]
+
+
+def adaptive_matrix(size: int, out: int) -> np.ndarray:
+    """(out, size) averaging matrix of adaptive pooling: window i covers
+    [floor(i·size/out), ceil((i+1)·size/out)), as PyTorch defines it."""
+    m = np.zeros((out, size), np.float32)
+    for i in range(out):
+        a, b = (i * size) // out, -(-((i + 1) * size) // out)
+        m[i, a:b] = 1.0 / (b - a)
+    return m
+
+
+@register
+class AdaptiveAvgPool2d(Layer):
+    """Average pooling to a fixed output size, whatever the input size."""
+
+    type_name = "AdaptiveAvgPool2d"
+    label = "Adaptive avg pooling"
+    category = "Pooling"
+    doc = "Averages into a fixed output size (e.g. 7×7 before VGG's classifier)."
+    onnx_ops = ("AveragePool",)
+    params = (Param("output_size", PAIR, [1, 1], "Output height × width.", min=1, max=1024,
+                    label="output size"),)
+
+    def output_shape(self, in_shapes):
+        c, h, w = self._single_image(in_shapes)
+        oh, ow = self.output_size
+        if oh > h or ow > w:
+            raise ShapeError(f"{self.where}: output size {oh}×{ow} is larger than the {h}×{w} "
+                             f"input", "output_size",
+                             Fix(f"output size {min(oh, h)}×{min(ow, w)}", "set_params",
+                                 {"output_size": [min(oh, h), min(ow, w)]}))
+        return c, oh, ow
+
+    def rf_window(self, in_shapes):
+        _, h, w = in_shapes[0]
+        oh, ow = self.output_size
+        kh, kw = -(-h // oh), -(-w // ow)
+        return ((kh, kw), (h // oh, w // ow), (0, 0))
+
+    def describe(self, in_shapes=None):
+        return f"→ {self.output_size[0]}×{self.output_size[1]}"
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        _, _, h, w = x.shape
+        mh, mw = adaptive_matrix(h, self.output_size[0]), adaptive_matrix(w, self.output_size[1])
+        if training:
+            self._cache = (mh, mw)
+        return np.matmul(np.matmul(mh, x), mw.T)
+
+    def backward(self, dy):
+        mh, mw = self._cache
+        self._cache = None
+        return [np.matmul(np.matmul(mh.T, dy), mw)]
+
+
+@register
+class GlobalAvgPool2d(Layer):
+    """Mean of each whole feature map. (C, H, W) -> (C, 1, 1)."""
+
+    type_name = "GlobalAvgPool2d"
+    label = "Global avg pooling"
+    category = "Pooling"
+    doc = "Averages each whole feature map to one number (C×1×1), as in ResNet and GoogLeNet."
+    onnx_ops = ("GlobalAveragePool",)
+
+    def output_shape(self, in_shapes):
+        c, _, _ = self._single_image(in_shapes)
+        return c, 1, 1
+
+    def rf_window(self, in_shapes):
+        _, h, w = in_shapes[0]
+        return ((h, w), (h, w), (0, 0))
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        if training:
+            self._cache = x.shape
+        return x.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
+
+    def backward(self, dy):
+        n, c, h, w = self._cache
+        self._cache = None
+        return [np.broadcast_to(dy / np.float32(h * w), (n, c, h, w)).copy()]
+
+
+__all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d", "conv_out"]

@@ -1,0 +1,194 @@
+"""The compiled, executable form of a valid graph with its weights: forward, backward, state.
+
+    net = Network.compile(graph, rng=np.random.default_rng(0))
+    probs = net.forward(x)                 # (N, C, H, W) float32 -> (N, classes)
+    net.forward(x, training=True); net.backward(dy)   # grads in net.layers[id].grads
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GraphError, ProjectError
+from .graph import Graph
+from .layers import Layer, Shape, fmt_shape
+from .validate import Validation, validate
+
+
+@dataclass
+class Parameter:
+    """A view on one trainable array: the optimizer updates `layer.weights[name]` in place."""
+
+    key: str  # "node_id.weight"
+    layer: Layer
+    name: str
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.layer.weights[self.name]
+
+    @property
+    def grad(self) -> np.ndarray | None:
+        return self.layer.grads.get(self.name)
+
+
+class Network:
+    def __init__(self, graph: Graph, validation: Validation):
+        self.graph = graph
+        self.validation = validation
+        self.order = list(validation.order)
+        self.inputs = {nid: graph.inputs_of(nid) for nid in self.order}
+        self.layers: dict[str, Layer] = {nid: validation.nodes[nid].layer for nid in self.order}
+        self.in_shapes = {nid: validation.nodes[nid].in_shapes for nid in self.order}
+        self.input_id = next(nid for nid in self.order if graph.nodes[nid].type_name == "Input")
+        self.output_id = validation.output_id
+        self.input_shape: Shape = validation.nodes[self.input_id].out_shape
+        self.output_shape: Shape = validation.nodes[self.output_id].out_shape
+        consumers: dict[str, int] = {nid: 0 for nid in self.order}
+        for nid in self.order:
+            for s in self.inputs[nid]:
+                consumers[s] += 1
+        self._consumers = consumers
+
+    @classmethod
+    def compile(cls, graph: Graph, rng: np.random.Generator | None = None,
+                validation: Validation | None = None) -> Network:
+        """Check the graph, instantiate its layers and initialise their weights."""
+        v = validation or validate(graph)
+        if not v.ok:
+            lines = "\n".join(f"  - {m.text}" for m in v.errors)
+            raise GraphError(f"the graph has {len(v.errors)} problem"
+                             f"{'s' * (len(v.errors) != 1)}:\n{lines}")
+        if v.output_id is None:
+            raise GraphError("the graph has no output layer")
+        net = cls(graph.copy(), v)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        for nid in net.order:
+            net.layers[nid].init_weights(net.in_shapes[nid], rng)
+        return net
+
+    # ---- execution -------------------------------------------------------------------------
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return self.graph.nodes[self.output_id].type_name == "Softmax"
+
+    def forward(self, x: np.ndarray, training: bool = False, logits: bool = False,
+                keep: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+        """(N, *input_shape) -> (N, *output_shape). `logits` stops before a final Softmax (the
+        loss fuses it); `keep` returns every node's output as {node_id: array}."""
+        x = np.asarray(x, np.float32)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"the network expects input N×{fmt_shape(self.input_shape)}, got "
+                             f"{'×'.join(map(str, x.shape))}")
+        skip = self.output_id if (logits and self.ends_in_softmax) else None
+        outs: dict[str, np.ndarray] = {}
+        remaining = dict(self._consumers)
+        for nid in self.order:
+            if nid == skip:
+                break
+            layer = self.layers[nid]
+            if nid == self.input_id:
+                outs[nid] = x
+                continue
+            srcs = self.inputs[nid]
+            # a frozen part with nothing trainable before it runs as in inference: no caches
+            train_here = training and not self._frozen_prefix[nid]
+            outs[nid] = layer.forward([outs[s] for s in srcs], train_here)
+            if not keep:  # free what no later layer reads
+                for s in srcs:
+                    remaining[s] -= 1
+                    if remaining[s] == 0 and s != self.input_id:
+                        del outs[s]
+        if keep:
+            return outs
+        if skip:
+            return outs[self.inputs[skip][0]]
+        return outs[self.output_id]
+
+    def backward(self, dy: np.ndarray, from_logits: bool = False) -> np.ndarray:
+        """Backpropagate dL/d(output) (or dL/d(logits) with from_logits); returns dL/d(input)."""
+        grads: dict[str, np.ndarray] = {}
+        start = self.output_id
+        if from_logits and self.ends_in_softmax:
+            start = self.inputs[self.output_id][0]
+        grads[start] = dy
+        started = False
+        for nid in reversed(self.order):
+            if nid == start:
+                started = True
+            if not started or nid not in grads:
+                continue
+            g = grads.pop(nid)
+            if nid == self.input_id:
+                return g
+            if self._frozen_prefix.get(nid):
+                continue  # nothing trainable upstream: no need to go further back
+            dxs = self.layers[nid].backward(g)
+            for s, dx in zip(self.inputs[nid], dxs):
+                if s in grads:
+                    grads[s] = grads[s] + dx
+                else:
+                    grads[s] = dx
+        return grads.get(self.input_id)
+
+    @property
+    def _frozen_prefix(self) -> dict[str, bool]:
+        """Nodes with nothing trainable at or before them: backward can stop there."""
+        cache = getattr(self, "_fp_cache", None)
+        if cache is not None:
+            return cache
+        out: dict[str, bool] = {}
+        for nid in self.order:
+            layer = self.layers[nid]
+            own = layer.frozen or not layer.trainable_names()
+            out[nid] = own and all(out[s] for s in self.inputs[nid])
+        self._fp_cache = out
+        return out
+
+    def set_frozen(self, node_ids: set[str] | list[str], frozen: bool = True) -> None:
+        for nid in node_ids:
+            self.layers[nid].frozen = frozen
+            self.graph.nodes[nid].trainable = not frozen
+        self._fp_cache = None
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Inference in batches: (N, ...) -> (N, *output_shape)."""
+        outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, np.float32)
+
+    # ---- parameters and state --------------------------------------------------------------
+
+    def parameters(self) -> list[Parameter]:
+        """Trainable arrays of layers that are not frozen."""
+        return [Parameter(f"{nid}.{name}", self.layers[nid], name)
+                for nid in self.order for name in self.layers[nid].trainable_names()]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every weight and buffer, keyed "node_id.name" (copies)."""
+        return {f"{nid}.{k}": v.copy() for nid in self.order
+                for k, v in self.layers[nid].weights.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> list[str]:
+        """Copy arrays in; a missing or mis-shaped array is an error naming the layer.
+        Returns the keys that were loaded."""
+        loaded = []
+        for nid in self.order:
+            layer = self.layers[nid]
+            for k, cur in layer.weights.items():
+                key = f"{nid}.{k}"
+                if key not in state:
+                    if strict:
+                        raise ProjectError(f"the weights have no '{k}' for layer "
+                                           f"'{layer.name}' ({key})")
+                    continue
+                arr = np.asarray(state[key])
+                if arr.shape != cur.shape:
+                    raise ProjectError(f"layer '{layer.name}': '{k}' has shape "
+                                       f"{fmt_shape(arr.shape)} in the weights but the layer "
+                                       f"needs {fmt_shape(cur.shape)}")
+                cur[...] = arr.astype(np.float32)
+                loaded.append(key)
+        return loaded

@@ -1,0 +1,92 @@
+"""Optimizers: SGD with momentum and Adam, both with (L2) weight decay, updating in place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .network import Parameter
+
+
+class Optimizer:
+    def __init__(self, params: list[Parameter], lr: float, weight_decay: float = 0.0):
+        self.params = params
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+
+    def _grad(self, p: Parameter) -> np.ndarray | None:
+        g = p.grad
+        if g is None:
+            return None
+        if self.weight_decay and p.name not in ("bias",) and p.value.ndim > 1:
+            g = g + np.float32(self.weight_decay) * p.value  # decay weights, not biases / BN
+        return g
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """v ← μ·v + g;  w ← w − lr·v   (PyTorch's form of momentum)."""
+
+    def __init__(self, params, lr=0.01, momentum=0.9, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.momentum = float(momentum)
+
+    def step(self):
+        lr, mu = np.float32(self.lr), np.float32(self.momentum)
+        for p in self.params:
+            g = self._grad(p)
+            if g is None:
+                continue
+            if mu:
+                v = self.state.setdefault(p.key, {}).get("v")
+                if v is None:
+                    v = self.state[p.key]["v"] = g.astype(np.float32, copy=True)
+                else:
+                    v *= mu
+                    v += g
+                g = v
+            p.value[...] -= lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.t = 0
+
+    def step(self):
+        self.t += 1
+        b1, b2 = np.float32(self.b1), np.float32(self.b2)
+        corr = np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        step = np.float32(self.lr * corr)
+        eps = np.float32(self.eps)
+        for p in self.params:
+            g = self._grad(p)
+            if g is None:
+                continue
+            st = self.state.setdefault(p.key, {})
+            if "m" not in st:
+                st["m"] = np.zeros_like(p.value)
+                st["v"] = np.zeros_like(p.value)
+            m, v = st["m"], st["v"]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p.value[...] -= step * m / (np.sqrt(v) + eps)
+
+
+def make_optimizer(name: str, params, lr: float | None = None, weight_decay: float = 0.0,
+                   momentum: float = 0.9) -> Optimizer:
+    name = name.lower()
+    if name == "sgd":
+        return SGD(params, lr=0.01 if lr is None else lr, momentum=momentum,
+                   weight_decay=weight_decay)
+    if name == "adam":
+        return Adam(params, lr=1e-3 if lr is None else lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")

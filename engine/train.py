@@ -1,0 +1,190 @@
+"""The training loop: mini-batches, softmax cross-entropy, an optimizer, callbacks, cancel.
+
+A plain loop that reports through callbacks, so the CLI prints a progress bar and the GUI runs
+it in a worker thread. A NaN / infinite loss or gradient stops training before the update, so
+the weights kept are the last good ones.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import TrainingError
+from .losses import softmax_cross_entropy
+from .network import Network
+from .optim import make_optimizer
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "adam"  # "sgd" (with momentum) or "adam"
+    lr: float | None = None  # None: 0.01 for SGD, 0.001 for Adam
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    val_split: float = 0.1  # fraction of the training data held out for validation
+    shuffle: bool = True
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"learning rate must be a positive number, got {self.lr}")
+        if not 0 <= self.val_split < 1:
+            raise ValueError(f"validation split must be in [0, 1), got {self.val_split}")
+
+
+@dataclass
+class BatchReport:
+    epoch: int  # 1-based
+    epochs: int
+    batch: int  # 1-based within the epoch
+    batches: int
+    loss: float
+    accuracy: float
+    images_per_s: float
+    seconds_left: float
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+    images_per_s: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class History:
+    epochs: list[EpochReport] = field(default_factory=list)
+    stopped: str | None = None  # None: finished; "cancelled"; or the problem that stopped it
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"epochs": [e.to_json() for e in self.epochs], "stopped": self.stopped,
+                "seconds": self.seconds}
+
+
+def split_validation(x, y, fraction: float, rng: np.random.Generator):
+    """Hold out a random `fraction` of (x, y) for validation."""
+    n_val = int(round(len(x) * fraction))
+    if n_val == 0:
+        return x, y, None, None
+    perm = rng.permutation(len(x))
+    va, tr = perm[:n_val], perm[n_val:]
+    return x[tr], y[tr], x[va], y[va]
+
+
+def evaluate(net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 256
+             ) -> tuple[float, float, np.ndarray]:
+    """(mean loss, accuracy, predicted classes) of the network in inference mode."""
+    total, preds = 0.0, []
+    for i in range(0, len(x), batch_size):
+        z = net.forward(x[i:i + batch_size], logits=True)
+        loss, _ = softmax_cross_entropy(z, y[i:i + batch_size])
+        total += loss * len(z)
+        preds.append(z.reshape(len(z), -1).argmax(axis=1))
+    pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    n = max(len(x), 1)
+    return total / n, float((pred == y).mean()) if len(y) else 0.0, pred
+
+
+def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+          x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+          on_batch: Callable[[BatchReport], None] | None = None,
+          on_epoch: Callable[[EpochReport], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> History:
+    """Train `net` in place on (N, C, H, W) float32 images `x` and (N,) int labels `y`.
+
+    Without x_val, `config.val_split` of the data is held out. `should_stop` is polled before
+    every batch (the GUI's cancel); training then stops within one batch.
+    """
+    config.check()
+    n_out = int(np.prod(net.output_shape))
+    if len(y) and int(y.max()) >= n_out:
+        raise TrainingError(f"the labels go up to {int(y.max())} but the network's output "
+                            f"'{net.graph.nodes[net.output_id].name}' has {n_out} classes; "
+                            f"set its size to at least {int(y.max()) + 1}")
+    rng = np.random.default_rng(config.seed)
+    if x_val is None:
+        x, y, x_val, y_val = split_validation(x, y, config.val_split, rng)
+    params = net.parameters()
+    if not params:
+        raise TrainingError("nothing to train: every layer with weights is frozen")
+    opt = make_optimizer(config.optimizer, params, config.lr, config.weight_decay,
+                         config.momentum)
+    history = History()
+    bs = config.batch_size
+    batches = max(1, math.ceil(len(x) / bs))
+    total_steps = batches * config.epochs
+    t_start = time.perf_counter()
+    steps_done = 0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(len(x)) if config.shuffle else np.arange(len(x))
+        loss_sum, correct, seen = 0.0, 0, 0
+        for b in range(batches):
+            if should_stop is not None and should_stop():
+                history.stopped = "cancelled"
+                history.seconds = time.perf_counter() - t_start
+                return history
+            idx = order[b * bs:(b + 1) * bs]
+            xb, yb = x[idx], y[idx]
+            z = net.forward(xb, training=True, logits=True)
+            loss, dz = softmax_cross_entropy(z, yb)
+            if not math.isfinite(loss):
+                return _stop(history, t_start, f"the loss became {loss} in epoch {epoch}, batch "
+                             f"{b + 1}; training stopped and the last good weights were kept. "
+                             f"Try a smaller learning rate (now {opt.lr:g}).")
+            net.backward(dz, from_logits=True)
+            bad = next((p for p in params if p.grad is not None
+                        and not np.isfinite(p.grad).all()), None)
+            if bad is not None:
+                return _stop(history, t_start, f"the gradient of '{bad.layer.name}.{bad.name}' "
+                             f"became infinite in epoch {epoch}, batch {b + 1}; training "
+                             f"stopped and the last good weights were kept. Try a smaller "
+                             f"learning rate (now {opt.lr:g}).")
+            opt.step()
+            n = len(idx)
+            loss_sum += loss * n
+            correct += int((z.reshape(n, -1).argmax(axis=1) == yb).sum())
+            seen += n
+            steps_done += 1
+            if on_batch is not None:
+                elapsed = time.perf_counter() - t_start
+                on_batch(BatchReport(epoch, config.epochs, b + 1, batches, loss, correct / seen,
+                                     seen / max(time.perf_counter() - t0, 1e-9),
+                                     elapsed / steps_done * (total_steps - steps_done)))
+        secs = time.perf_counter() - t0
+        val_loss = val_acc = None
+        if x_val is not None and len(x_val):
+            val_loss, val_acc, _ = evaluate(net, x_val, y_val)
+        rep = EpochReport(epoch, config.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
+                          val_loss, val_acc, secs, seen / max(secs, 1e-9))
+        history.epochs.append(rep)
+        if on_epoch is not None:
+            on_epoch(rep)
+    history.seconds = time.perf_counter() - t_start
+    return history
+
+
+def _stop(history: History, t_start: float, why: str) -> History:
+    history.stopped = why
+    history.seconds = time.perf_counter() - t_start
+    return history

@@ -1,0 +1,222 @@
+"""Whole-graph validation: per node output shape, parameters, MACs, receptive field, messages.
+
+`validate(graph)` never raises on a bad graph: it reports. Nodes downstream of an error get an
+unknown shape (None), never a stale one. It runs after every edit, so it stays cheap: pure
+shape arithmetic from the registry, no weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ParamError, ShapeError
+from .graph import Graph
+from .layers import REGISTRY, Layer, Shape, fmt_shape
+from .messages import ERROR, WARNING, Fix, Message
+
+
+@dataclass
+class NodeResult:
+    node_id: str
+    layer: Layer | None = None
+    in_shapes: list[Shape | None] = field(default_factory=list)
+    out_shape: Shape | None = None
+    trainable_params: int = 0
+    non_trainable_params: int = 0
+    macs: int = 0
+    receptive_field: tuple[int, int] | None = None  # (h, w) in input pixels
+    jump: tuple[int, int] | None = None  # effective stride relative to the input
+    messages: list[Message] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return self.trainable_params + self.non_trainable_params
+
+    @property
+    def has_error(self) -> bool:
+        return any(m.severity == ERROR for m in self.messages)
+
+
+@dataclass
+class Validation:
+    nodes: dict[str, NodeResult]
+    messages: list[Message]  # every message, graph-level ones (node_id None) included
+    order: list[str]  # topological order of the acyclic part
+    output_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Message]:
+        return [m for m in self.messages if m.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Message]:
+        return [m for m in self.messages if m.severity == WARNING]
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(r.trainable_params for r in self.nodes.values())
+
+    @property
+    def non_trainable_params(self) -> int:
+        return sum(r.non_trainable_params for r in self.nodes.values())
+
+    @property
+    def total_params(self) -> int:
+        return self.trainable_params + self.non_trainable_params
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.nodes.values())
+
+
+def validate(graph: Graph) -> Validation:
+    results = {nid: NodeResult(nid) for nid in graph.nodes}
+    messages: list[Message] = []
+
+    def report(severity, text, node_id=None, param=None, fix=None):
+        m = Message(severity, text, node_id, param, fix)
+        messages.append(m)
+        if node_id is not None:
+            results[node_id].messages.append(m)
+
+    order, cyclic = graph.order_and_cycle()
+    if cyclic:
+        names = ", ".join(f"'{graph.nodes[i].name}'" for i in cyclic)
+        for i in cyclic:
+            report(ERROR, f"'{graph.nodes[i].name}' is on a cycle or fed by one (through "
+                   f"{names}); a network must flow one way", i)
+
+    inputs = [n for n in graph.nodes.values() if n.type_name == "Input"]
+    if not inputs:
+        report(ERROR, "the network has no Input layer: add an 'Image input' and connect it to "
+               "the first layer")
+
+    seen_names: dict[str, str] = {}
+    for node in graph.nodes.values():
+        if node.name in seen_names:
+            report(ERROR, f"two layers are named '{node.name}'; names must be unique (they "
+                   f"become ONNX node and PyTorch module names)", node.id, "name")
+        seen_names.setdefault(node.name, node.id)
+
+    ins_of: dict[str, list[str]] = {nid: [] for nid in graph.nodes}
+    for e in sorted(graph.edges, key=lambda e: e.port):
+        if e.dst in ins_of and e.src in graph.nodes:
+            ins_of[e.dst].append(e.src)
+    has_out = {e.src for e in graph.edges}
+
+    for nid in order:
+        node, res = graph.nodes[nid], results[nid]
+        cls = REGISTRY[node.type_name]
+        try:
+            layer = cls(node.name, **node.params)
+        except ParamError as exc:
+            report(ERROR, str(exc), nid, exc.param, _reset_fix(cls, exc.param))
+            continue
+        layer.frozen = not node.trainable
+        res.layer = layer
+        srcs = ins_of[nid]
+        n_in = len(srcs)
+        if n_in < cls.min_inputs:
+            need = ("an input" if cls.min_inputs == 1 else f"at least {cls.min_inputs} inputs")
+            report(ERROR, f"{node.type_name} '{node.name}' needs {need} but has "
+                   f"{n_in or 'none'}: connect a layer to it", nid)
+            continue
+        if cls.max_inputs is not None and n_in > cls.max_inputs:
+            report(ERROR, f"{node.type_name} '{node.name}' takes {cls.max_inputs} input"
+                   f"{'s' * (cls.max_inputs != 1)} but has {n_in}; remove "
+                   f"{n_in - cls.max_inputs} connection{'s' * (n_in - cls.max_inputs != 1)}", nid)
+            continue
+        in_shapes = [results[s].out_shape for s in srcs]
+        res.in_shapes = in_shapes
+        if any(s is None for s in in_shapes):
+            continue  # unknown upstream: the upstream node carries the message
+        try:
+            out = layer.output_shape(in_shapes)
+        except ShapeError as exc:
+            fix = exc.fix
+            if fix is None and node.type_name in ("Add", "Concat"):
+                fix = _merge_fix(graph, results, srcs, node.type_name)
+            report(ERROR, str(exc), nid, exc.param, fix)
+            continue
+        res.out_shape = tuple(int(d) for d in out)
+        res.trainable_params, res.non_trainable_params = layer.param_count(in_shapes)
+        res.macs = layer.macs(in_shapes, res.out_shape)
+        for text, param, fix in layer.warnings(in_shapes, res.out_shape):
+            report(WARNING, text, nid, param, fix)
+        _receptive_field(res, [results[s] for s in srcs], layer, in_shapes)
+
+    # the output: the one node nothing reads from; other dangling nodes are flagged
+    sinks = [nid for nid in order if nid not in has_out and graph.nodes[nid].type_name != "Input"]
+    output_id = sinks[-1] if sinks else None
+    if len(sinks) > 1:
+        for nid in sinks[:-1]:
+            n = graph.nodes[nid]
+            report(WARNING, f"the output of {n.type_name} '{n.name}' is not used; the network's "
+                   f"output is '{graph.nodes[output_id].name}'", nid)
+    for n in inputs:
+        if n.id not in has_out and len(graph.nodes) > 1:
+            report(WARNING, f"Input '{n.name}' feeds no layer", n.id)
+    if len(inputs) > 1:
+        for n in inputs[1:]:
+            report(ERROR, f"only one Input is supported; remove '{n.name}'", n.id)
+    return Validation(results, messages, order, output_id)
+
+
+def _receptive_field(res: NodeResult, ins: list[NodeResult], layer: Layer, in_shapes) -> None:
+    """RF arithmetic: r_out = r_in + (k − 1)·j_in, j_out = j_in·s (per axis, max over inputs)."""
+    if layer.type_name == "Input":
+        res.receptive_field, res.jump = (1, 1), (1, 1)
+        return
+    if not ins or any(r.receptive_field is None for r in ins):
+        return
+    rf = tuple(max(r.receptive_field[a] for r in ins) for a in (0, 1))
+    jump = tuple(max(r.jump[a] for r in ins) for a in (0, 1))
+    win = layer.rf_window(in_shapes)
+    if win is not None:
+        (kh, kw), (sh, sw), _ = win
+        rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
+        jump = (jump[0] * sh, jump[1] * sw)
+    res.receptive_field, res.jump = rf, jump
+
+
+def _reset_fix(cls, param: str | None) -> Fix | None:
+    for p in cls.params:
+        if p.name == param:
+            return Fix(f"reset {param} to its default ({p.default})", "set_params",
+                       {param: p.default})
+    return None
+
+
+def _merge_fix(graph: Graph, results, srcs: list[str], type_name: str) -> Fix | None:
+    """For a spatial mismatch into Add/Concat: if one branch is a stride-1 convolution or pooling
+    that shrank the maps, offer the padding that keeps them the size of the other input."""
+    shapes = [results[s].out_shape for s in srcs]
+    target = max((s for s in shapes if len(s) == 3), key=lambda s: s[1] * s[2], default=None)
+    if target is None:
+        return None
+    for s, shape in zip(srcs, shapes):
+        if len(shape) != 3 or shape[1:] == target[1:]:
+            continue
+        node = graph.nodes[s]
+        layer = results[s].layer
+        if node.type_name == "Conv2d" and layer.stride == [1, 1]:
+            (kh, kw), _, _ = layer.rf_window(results[s].in_shapes)
+            in_shape = results[s].in_shapes[0]
+            if in_shape[1:] == target[1:]:
+                ph, pw = (kh - 1) // 2, (kw - 1) // 2
+                if (kh - 1) % 2 == 0 and (kw - 1) % 2 == 0:
+                    label = (f"padding {ph} keeps {target[1]}×{target[2]}" if ph == pw else
+                             f"padding {ph},{pw} keeps {target[1]}×{target[2]}")
+                    return Fix(f"{label} in '{node.name}'", "set_params",
+                               {"padding": [ph, pw, ph, pw]}, node_id=s)
+                return Fix(f"padding 'same' keeps {target[1]}×{target[2]} in '{node.name}'",
+                           "set_params", {"padding": "same"}, node_id=s)
+    return None
+
+
+def shape_text(shape: Shape | None) -> str:
+    return fmt_shape(shape)
