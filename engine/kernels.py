@@ -182,5 +182,14 @@ def with_kernels(weights: dict[str, np.ndarray], node_id: str,
     return out
 
 
-__all__ = ["PRESETS", "Preset", "preset", "fit_kernel", "parse_kernel", "format_kernel",
-           "lesson_graph", "lesson_network", "with_kernels"]
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "fit_kernel",
+    "format_kernel",
+    "lesson_graph",
+    "lesson_network",
+    "parse_kernel",
+    "preset",
+    "with_kernels",
+]

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from engine.errors import ParamError
-from engine.kernels import (PRESETS, fit_kernel, format_kernel, lesson_network, parse_kernel,
-                            preset, with_kernels)
+from engine.kernels import (
+    PRESETS,
+    fit_kernel,
+    format_kernel,
+    lesson_network,
+    parse_kernel,
+    preset,
+    with_kernels,
+)
 
 
 def correlate_same(img: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -27,7 +34,7 @@ def correlate_same(img: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def test_presets_are_3x3_float32_and_known_sums():
-    for name, p in PRESETS.items():
+    for name in PRESETS:
         k = preset(name)
         assert k.shape == (3, 3) and k.dtype == np.float32, name
     # edge detectors and the Laplacian ignore flat areas; blurs and sharpen keep brightness
