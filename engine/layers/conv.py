@@ -195,8 +195,8 @@ class Conv2d(Layer):
         if not self.frozen:
             # dW[g] = sum_n dy[n, g] @ cols[n, g]^T
             dw = np.einsum("ngop,ngkp->gok", dyg, cols, optimize=True)
-            self.grads["weight"] = dw.reshape(self.weights["weight"].shape).astype(np.float32,
-                                                                                 copy=False)
+            wt = self.weights["weight"]
+            self.grads["weight"] = dw.reshape(wt.shape).astype(wt.dtype, copy=False)
             if self.bias:
                 self.grads["bias"] = dy.sum(axis=(0, 2, 3))
         wmat = self.weights["weight"].reshape(g, og, cg * k[0] * k[1])

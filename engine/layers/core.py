@@ -148,7 +148,7 @@ class Dropout(Layer):
         return shape
 
     def describe(self, in_shapes=None):
-        return f"p={self.p:g}"
+        return f"p={self.p['p']:g}"  # self.p is the params dict; the param is p["p"]
 
     def init_weights(self, in_shapes, rng):
         super().init_weights(in_shapes, rng)
@@ -156,12 +156,13 @@ class Dropout(Layer):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        if not training or self.p == 0:
+        drop = self.p["p"]  # not self.p: that is the dict of all params
+        if not training or drop == 0:
             self._cache = None
             return x
         if not hasattr(self, "rng"):
             self.rng = np.random.default_rng(0)
-        keep = np.float32(1 - self.p)
+        keep = np.float32(1 - drop)
         mask = (self.rng.random(x.shape, dtype=np.float32) < keep) / keep
         self._cache = mask
         return x * mask

@@ -65,9 +65,9 @@ class BatchNorm2d(Layer):
                 self._cache = ("fixed", scale)
             return x * self._bc(scale, x) + self._bc(shift, x)
         axes = self._axes(x)
-        mean = x.mean(axis=axes, dtype=np.float32)
+        mean = x.mean(axis=axes)  # follows x's dtype (float32 in production)
         xc = x - self._bc(mean, x)
-        var = (xc * xc).mean(axis=axes, dtype=np.float32)
+        var = (xc * xc).mean(axis=axes)
         inv = 1 / np.sqrt(var + np.float32(self.eps))
         xhat = xc * self._bc(inv, x)
         m = x.size // x.shape[1]
@@ -79,7 +79,7 @@ class BatchNorm2d(Layer):
         return xhat * self._bc(wts["weight"], x) + self._bc(wts["bias"], x)
 
     def backward(self, dy):
-        if self._cache[0] == "fixed":
+        if isinstance(self._cache[0], str):  # "fixed" (comparing an array to it is an error)
             scale = self._cache[1]
             self._cache = None
             return [dy * self._bc(scale, dy)]
@@ -141,9 +141,10 @@ class LocalResponseNorm(Layer):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        a = np.float32(self.alpha / self.size)
-        d = np.float32(self.k) + a * self._window_sum(x * x)
-        y = x * d ** np.float32(-self.beta)
+        # Python float constants take x's dtype (float32 in production, float64 in grad checks)
+        a = self.alpha / self.size
+        d = self.k + a * self._window_sum(x * x)
+        y = x * d ** -self.beta
         if training:
             self._cache = (x, d, y)
         return y.astype(x.dtype, copy=False)

@@ -128,7 +128,7 @@ class AvgPool2d(_Pool2d):
         Param("count_include_pad", BOOL, True, "Count padded cells in the divisor of the mean."),
     )
 
-    def _divisor(self, h, w):
+    def _divisor(self, h, w, dtype=np.float32):
         """(Ho, Wo) divisor: cells of each window inside the input (or inside the explicit
         padding with count_include_pad); the ceil-mode overhang never counts (ONNX, PyTorch)."""
         k, s, pads, ho, wo = self._geometry(h, w)
@@ -140,17 +140,17 @@ class AvgPool2d(_Pool2d):
 
         ch = counts(h, k[0], s[0], pads[0], pads[2], ho)
         cw = counts(w, k[1], s[1], pads[1], pads[3], wo)
-        return np.outer(ch, cw).astype(np.float32)
+        return np.outer(ch, cw).astype(dtype)
 
     def forward(self, xs, training=False):
         (x,) = xs
         n, c, h, w = x.shape
         xp, win, full, ho, wo = self._padded_windows(x)
-        div = self._divisor(h, w)
-        y = win.sum(axis=(4, 5), dtype=np.float32) / div
+        div = self._divisor(h, w, x.dtype)
+        y = win.sum(axis=(4, 5)) / div
         if training:
             self._cache = (x.shape, xp.shape, full, div)
-        return y.astype(np.float32, copy=False)
+        return y.astype(x.dtype, copy=False)
 
     def backward(self, dy):
         xshape, xpshape, full, div = self._cache
@@ -163,10 +163,10 @@ class AvgPool2d(_Pool2d):
         return [unpad2d(dxp, full, h, w)]
 
 
-def adaptive_matrix(size: int, out: int) -> np.ndarray:
+def adaptive_matrix(size: int, out: int, dtype=np.float32) -> np.ndarray:
     """(out, size) averaging matrix of adaptive pooling: window i covers
     [floor(i·size/out), ceil((i+1)·size/out)), as PyTorch defines it."""
-    m = np.zeros((out, size), np.float32)
+    m = np.zeros((out, size), dtype)
     for i in range(out):
         a, b = (i * size) // out, -(-((i + 1) * size) // out)
         m[i, a:b] = 1.0 / (b - a)
@@ -207,7 +207,8 @@ class AdaptiveAvgPool2d(Layer):
     def forward(self, xs, training=False):
         (x,) = xs
         _, _, h, w = x.shape
-        mh, mw = adaptive_matrix(h, self.output_size[0]), adaptive_matrix(w, self.output_size[1])
+        mh = adaptive_matrix(h, self.output_size[0], x.dtype)
+        mw = adaptive_matrix(w, self.output_size[1], x.dtype)
         if training:
             self._cache = (mh, mw)
         return np.matmul(np.matmul(mh, x), mw.T)
@@ -240,12 +241,12 @@ class GlobalAvgPool2d(Layer):
         (x,) = xs
         if training:
             self._cache = x.shape
-        return x.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
+        return x.mean(axis=(2, 3), keepdims=True)  # follows x's dtype
 
     def backward(self, dy):
         n, c, h, w = self._cache
         self._cache = None
-        return [np.broadcast_to(dy / np.float32(h * w), (n, c, h, w)).copy()]
+        return [np.broadcast_to(dy / (h * w), (n, c, h, w)).copy()]
 
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d", "conv_out"]
