@@ -1,0 +1,1 @@
+"""The Qt designer: a drag-and-drop canvas over the engine's graph, with live validation."""

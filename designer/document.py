@@ -1,0 +1,250 @@
+"""The open network as a Qt document: the only writer of the graph, with validation and undo.
+
+Data flows one way: commands (designer/commands.py) call the mutators here; each mutator changes
+the engine Graph, emits a signal naming what changed and re-validates, so `validation` is always
+current. Views (canvas, panels) listen to the signals and never change the graph themselves: they
+push commands through `push`, which refuses edits while training holds the lock.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from engine.graph import Edge, Graph, Node
+from engine.validate import Validation, validate
+
+
+class Document(QObject):
+    """One network being edited: graph, its validation, optional weights, file path, undo stack.
+
+    Mutators (`add_node`, `remove_node`, `add_edge`, ...) are for commands only; everything else
+    edits through `push(command)`. Inside `batch()` validation runs once, at the end.
+    """
+
+    node_added = Signal(str)
+    node_removed = Signal(str)
+    edge_added = Signal(object)
+    edge_removed = Signal(object)
+    node_changed = Signal(str)  # params, name or trainable flag
+    node_moved = Signal(str)
+    graph_reset = Signal()  # new / open / import: views rebuild from scratch
+    validated = Signal(object)  # Validation, after every change of the graph
+    weights_changed = Signal()
+    edit_refused = Signal(str)  # why an edit was not made
+    clean_changed = Signal(bool)
+    locked_changed = Signal(object)  # the lock reason, or None when unlocked
+
+    def __init__(self, graph: Graph | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.graph: Graph = graph if graph is not None else Graph("untitled")
+        self.validation: Validation = validate(self.graph)
+        self.weights: dict[str, np.ndarray] | None = None
+        self.path: Path | None = None
+        self.history: dict | None = None
+        self.locked_reason: str | None = None
+        self.undo_stack = QUndoStack(self)
+        self.undo_stack.cleanChanged.connect(self.clean_changed)
+        self._batch_depth = 0
+        self._dirty_validation = False
+        # weights dropped because their shape no longer fits; restored when it fits again (undo)
+        self._weight_stash: dict[str, np.ndarray] = {}
+
+    # ---- state -------------------------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        """What the window title shows: the file name, else the graph's name."""
+        return self.path.name if self.path is not None else (self.graph.name or "untitled")
+
+    def is_dirty(self) -> bool:
+        return not self.undo_stack.isClean()
+
+    def node(self, node_id: str) -> Node:
+        return self.graph.nodes[node_id]
+
+    # ---- editing entry point -----------------------------------------------------------------
+
+    def push(self, command: QUndoCommand) -> bool:
+        """Run `command` on the undo stack. Refuses (emits edit_refused, returns False) while
+        locked or when the command found a reason at construction (`command.refusal`)."""
+        if self.locked_reason is not None:
+            self.edit_refused.emit(self.locked_reason)
+            return False
+        refusal = getattr(command, "refusal", None)
+        if refusal:
+            self.edit_refused.emit(refusal)
+            return False
+        if getattr(command, "noop", False):
+            return False
+        self.undo_stack.push(command)
+        return True
+
+    def lock(self, reason: str) -> None:
+        """Refuse edits with `reason` (training in progress) until unlock()."""
+        self.locked_reason = reason
+        self.locked_changed.emit(reason)
+
+    def unlock(self) -> None:
+        self.locked_reason = None
+        self.locked_changed.emit(None)
+
+    @contextmanager
+    def batch(self):
+        """Group mutations: validation (and its `validated` signal) runs once at the end."""
+        self._batch_depth += 1
+        try:
+            yield self
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0 and self._dirty_validation:
+                self.revalidate()
+
+    def revalidate(self) -> None:
+        self._dirty_validation = False
+        self.validation = validate(self.graph)
+        self._fit_weights()
+        self.validated.emit(self.validation)
+
+    def _changed(self) -> None:
+        if self._batch_depth:
+            self._dirty_validation = True
+        else:
+            self.revalidate()
+
+    # ---- mutators (commands only) ------------------------------------------------------------
+
+    def add_node(self, type_name: str, position=(0.0, 0.0), params: dict | None = None,
+                 name: str | None = None, node_id: str | None = None, trainable: bool = True,
+                 index: int | None = None) -> str:
+        """Add a node; `index` puts it at that place in the node order (undo of a removal)."""
+        node = self.graph.add_node(type_name, name, copy.deepcopy(params or {}), position,
+                                   node_id=node_id, trainable=trainable)
+        if index is not None and index < len(self.graph.nodes) - 1:
+            items = list(self.graph.nodes.items())
+            items.insert(index, items.pop())
+            self.graph.nodes = dict(items)
+        self.node_added.emit(node.id)
+        self._changed()
+        return node.id
+
+    def remove_node(self, node_id: str) -> tuple[Node, list[Edge]]:
+        """Remove a node and its edges (edge_removed is emitted for each, then node_removed)."""
+        node = self.graph.nodes[node_id]
+        edges = [e for e in self.graph.edges if node_id in (e.src, e.dst)]
+        for e in edges:
+            self.graph.edges.remove(e)
+            self.edge_removed.emit(e)
+        self.graph.remove_node(node_id)
+        self.node_removed.emit(node_id)
+        self._changed()
+        return node, edges
+
+    def add_edge(self, src: str, dst: str, port: int | None = None,
+                 index: int | None = None) -> Edge:
+        """Connect src -> dst (GraphError with the reason if not allowed)."""
+        edge = self.graph.add_edge(src, dst, port)
+        if index is not None:
+            self.graph.edges.pop()
+            self.graph.edges.insert(index, edge)
+        self.edge_added.emit(edge)
+        self._changed()
+        return edge
+
+    def remove_edge(self, edge: Edge) -> None:
+        self.graph.remove_edge(edge)
+        self.edge_removed.emit(edge)
+        self._changed()
+
+    def set_params(self, node_id: str, params: dict) -> None:
+        """Merge `params` into the node's parameters."""
+        self.graph.nodes[node_id].params.update(copy.deepcopy(params))
+        self.node_changed.emit(node_id)
+        self._changed()
+
+    def replace_params(self, node_id: str, params: dict) -> None:
+        """Set the node's parameters to exactly `params` (undo restores defaults this way)."""
+        self.graph.nodes[node_id].params = copy.deepcopy(params)
+        self.node_changed.emit(node_id)
+        self._changed()
+
+    def set_name(self, node_id: str, name: str) -> None:
+        self.graph.nodes[node_id].name = name
+        self.node_changed.emit(node_id)
+        self._changed()
+
+    def set_trainable(self, node_id: str, flag: bool) -> None:
+        self.graph.nodes[node_id].trainable = bool(flag)
+        self.node_changed.emit(node_id)
+        self._changed()
+
+    def move_node(self, node_id: str, position) -> None:
+        """Positions do not change shapes: no re-validation."""
+        self.graph.nodes[node_id].position = (float(position[0]), float(position[1]))
+        self.node_moved.emit(node_id)
+
+    def reset(self, graph: Graph, weights: dict | None = None, path: Path | None = None,
+              history: dict | None = None) -> None:
+        """Replace the whole document (new / open / import); clears undo history."""
+        self.undo_stack.clear()
+        self.graph = graph
+        self.path = Path(path) if path is not None else None
+        self.history = history
+        self._weight_stash = {}
+        self.weights = dict(weights) if weights else None
+        self.validation = validate(self.graph)
+        self._fit_weights()
+        self.graph_reset.emit()
+        self.validated.emit(self.validation)
+        self.weights_changed.emit()
+        self.undo_stack.setClean()
+        self.clean_changed.emit(True)
+
+    # ---- weights -----------------------------------------------------------------------------
+
+    def set_weights(self, state: dict | None) -> None:
+        """Store trained weights ("node_id.name" -> array), or None to forget them."""
+        self._weight_stash = {}
+        self.weights = dict(state) if state else None
+        self._fit_weights(emit=False)
+        self.weights_changed.emit()
+
+    def node_weights(self, node_id: str) -> dict[str, np.ndarray]:
+        if not self.weights:
+            return {}
+        prefix = node_id + "."
+        return {k: v for k, v in self.weights.items() if k.startswith(prefix)}
+
+    def _fit_weights(self, emit: bool = True) -> None:
+        """Keep only weights whose shape fits the current graph; stash the others so that an
+        undo that makes them fit again brings them back."""
+        if self.weights is None:
+            return
+        expected: dict[str, tuple] = {}
+        unknown: set[str] = set()
+        for nid, res in self.validation.nodes.items():
+            if res.layer is None or res.out_shape is None:
+                unknown.add(nid)
+                continue
+            for name, (shape, _) in res.layer.weight_shapes(res.in_shapes).items():
+                expected[f"{nid}.{name}"] = tuple(shape)
+        changed = False
+        for key in list(self.weights):
+            nid = key.rsplit(".", 1)[0]
+            if nid in unknown:
+                continue
+            if expected.get(key) != tuple(self.weights[key].shape):
+                self._weight_stash[key] = self.weights.pop(key)
+                changed = True
+        for key, shape in expected.items():
+            if key not in self.weights and key in self._weight_stash:
+                if tuple(self._weight_stash[key].shape) == shape:
+                    self.weights[key] = self._weight_stash.pop(key)
+                    changed = True
+        if changed and emit:
+            self.weights_changed.emit()
