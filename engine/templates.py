@@ -1,0 +1,754 @@
+"""Classic architectures as exact templates: each layer graph as torchvision defines it.
+
+    graph = build_template("resnet18", num_classes=10)       # an engine.graph.Graph
+    t = TEMPLATES["densenet121"].make(num_classes=1000)      # Template: graph + blocks
+
+Every template mirrors torchvision's module structure: node ids (= names) are torchvision's
+module paths ("layer2.0.conv1", "features.denseblock3.denselayer12.conv2"), so trained weights
+map across by name; functional ops in torchvision's `forward` (torch.flatten, F.relu,
+F.avg_pool2d, torch.cat, the residual `+`) become Flatten, ReLU, AvgPool2d, Concat and Add nodes
+named after the place they occur. Trainable parameter counts equal torchvision's exactly
+(tests/engine/test_templates.py checks them against torchvision's published numbers).
+
+Repeated blocks (residual block, inception module, fire module, dense layer, inverted residual)
+are written once as functions. Each template also returns its block membership,
+`Template.blocks`: block name -> node ids in build order (e.g. "layer1.0" -> the ids of the
+first residual block), outermost blocks first, so a canvas can collapse them. A node can sit in
+a nested block ("features.denseblock1" contains "features.denseblock1.denselayer1").
+
+Layout: one row per layer, ROW pixels apart, top to bottom; parallel branches of a block sit
+side by side, COL pixels apart, and the merge sits under the longest branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .graph import Edge, Graph
+
+ROW = 110.0  # vertical distance between rows on the canvas
+COL = 260.0  # horizontal distance between parallel branches
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class Template:
+    """A built template: the graph and its block membership (block name -> node ids)."""
+
+    graph: Graph
+    blocks: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """One entry of the template registry."""
+
+    title: str
+    description: str
+    input_shape: Shape
+    make: Callable[..., Template]  # make(num_classes=...) -> Template
+    reference: str = ""  # where the architecture is defined
+
+    def build(self, num_classes: int = 1000) -> Graph:
+        return self.make(num_classes=num_classes).graph
+
+
+class _Builder:
+    """Adds nodes with readable ids and canvas positions, and records block membership.
+
+    Edges are appended directly (with explicit ports): the graph is acyclic by construction,
+    and skipping Graph.add_edge's cycle check keeps building 700-node DenseNets fast.
+    """
+
+    def __init__(self, name: str):
+        self.g = Graph(name)
+        self.blocks: dict[str, list[str]] = {}
+        self._open: list[str] = []
+
+    def node(self, type_name: str, nid: str, params: dict | None = None,
+             inputs: Sequence[str] = (), x: float = 0.0, row: float = 0.0) -> str:
+        self.g.add_node(type_name, nid, params or {}, position=(x, row * ROW), node_id=nid)
+        for port, src in enumerate(inputs):
+            self.g.edges.append(Edge(src, nid, port))
+        for b in self._open:
+            self.blocks[b].append(nid)
+        return nid
+
+    def open(self, block: str) -> None:
+        self.blocks.setdefault(block, [])
+        self._open.append(block)
+
+    def close(self) -> None:
+        self._open.pop()
+
+    def result(self) -> Template:
+        return Template(self.g, self.blocks)
+
+
+# A cursor through the main column: (last node id, next row).
+Cursor = tuple[str, float]
+
+
+def _seq(b: _Builder, cur: Cursor, specs: Sequence[tuple[str, str, dict | None]],
+         x: float = 0.0) -> Cursor:
+    """Chain (type, id, params) nodes after cur; returns the new cursor."""
+    prev, row = cur
+    for type_name, nid, params in specs:
+        prev = b.node(type_name, nid, params, [prev], x, row)
+        row += 1
+    return prev, row
+
+
+def _conv(out: int, k, s=1, p=0, bias=True, groups=1) -> dict:
+    params: dict = {"out_channels": out, "kernel_size": k, "stride": s, "padding": p}
+    if not bias:
+        params["bias"] = False
+    if groups != 1:
+        params["groups"] = groups
+    return params
+
+
+def _pool(k, s=None, p=0, ceil=False) -> dict:
+    params: dict = {"kernel_size": k, "stride": s if s is not None else k, "padding": p}
+    if ceil:
+        params["ceil_mode"] = True
+    return params
+
+
+def _input(b: _Builder, c: int, h: int, w: int) -> Cursor:
+    return b.node("Input", "input", {"channels": c, "height": h, "width": w}), 1.0
+
+
+def _head(b: _Builder, cur: Cursor, num_classes: int, in_pool: str = "avgpool",
+          dropout: float | None = None, fc: str = "fc") -> Cursor:
+    """AdaptiveAvgPool2d(1) -> Flatten -> [Dropout] -> Linear (ResNet, GoogLeNet, ...)."""
+    specs: list = [("AdaptiveAvgPool2d", in_pool, {"output_size": [1, 1]}),
+                   ("Flatten", "flatten", None)]
+    if dropout is not None:
+        specs.append(("Dropout", "dropout", {"p": dropout}))
+    specs.append(("Linear", fc, {"out_features": num_classes}))
+    return _seq(b, cur, specs)
+
+
+def _branches(b: _Builder, src: str, row: float, x0: float,
+              branches: Sequence[Callable[[str, float, float], Cursor]]) -> tuple[list[str], float]:
+    """Run parallel branch builders side by side from `src`; returns their outputs and the
+    first free row under the longest one. Each builder takes (src, x, row) -> cursor."""
+    n = len(branches)
+    outs, end = [], row
+    for i, make in enumerate(branches):
+        x = x0 + (i - (n - 1) / 2) * COL
+        last, r = make(src, x, row)
+        outs.append(last)
+        end = max(end, r)
+    return outs, end
+
+
+# ---- LeNet-5 -------------------------------------------------------------------------------
+
+def lenet5(num_classes: int = 10) -> Template:
+    """LeNet-5 (LeCun et al., 1998) for 1×28×28 MNIST: the first conv pads by 2 so the 28×28
+    digits act like the paper's 32×32 input; tanh and average pooling ("subsampling") as in
+    the paper; 61,706 parameters for 10 classes."""
+    b = _Builder("LeNet-5")
+    cur = _input(b, 1, 28, 28)
+    _seq(b, cur, [
+        ("Conv2d", "conv1", _conv(6, 5, p=2)), ("Tanh", "tanh1", None),
+        ("AvgPool2d", "pool1", _pool(2)),
+        ("Conv2d", "conv2", _conv(16, 5)), ("Tanh", "tanh2", None),
+        ("AvgPool2d", "pool2", _pool(2)),
+        ("Flatten", "flatten", None),
+        ("Linear", "fc1", {"out_features": 120}), ("Tanh", "tanh3", None),
+        ("Linear", "fc2", {"out_features": 84}), ("Tanh", "tanh4", None),
+        ("Linear", "fc3", {"out_features": num_classes}),
+    ])
+    return b.result()
+
+
+# ---- AlexNet and VGG (torchvision.models.alexnet / vgg) ----------------------------------
+
+def _classifier(b: _Builder, cur: Cursor, num_classes: int, layout: Sequence) -> Cursor:
+    """torchvision's `classifier` Sequential: ("D", p) dropout, ("L", n) linear, ("R",) ReLU."""
+    specs = []
+    for i, item in enumerate(layout):
+        nid = f"classifier.{i}"
+        if item[0] == "D":
+            specs.append(("Dropout", nid, {"p": item[1]}))
+        elif item[0] == "R":
+            specs.append(("ReLU", nid, None))
+        else:
+            n = num_classes if item[1] is None else item[1]
+            specs.append(("Linear", nid, {"out_features": n}))
+    return _seq(b, cur, specs)
+
+
+def alexnet(num_classes: int = 1000) -> Template:
+    """torchvision's AlexNet (the one-GPU variant of "One weird trick", no LRN)."""
+    b = _Builder("AlexNet")
+    cur = _input(b, 3, 224, 224)
+    b.open("features")
+    cur = _seq(b, cur, [
+        ("Conv2d", "features.0", _conv(64, 11, s=4, p=2)), ("ReLU", "features.1", None),
+        ("MaxPool2d", "features.2", _pool(3, 2)),
+        ("Conv2d", "features.3", _conv(192, 5, p=2)), ("ReLU", "features.4", None),
+        ("MaxPool2d", "features.5", _pool(3, 2)),
+        ("Conv2d", "features.6", _conv(384, 3, p=1)), ("ReLU", "features.7", None),
+        ("Conv2d", "features.8", _conv(256, 3, p=1)), ("ReLU", "features.9", None),
+        ("Conv2d", "features.10", _conv(256, 3, p=1)), ("ReLU", "features.11", None),
+        ("MaxPool2d", "features.12", _pool(3, 2)),
+    ])
+    b.close()
+    cur = _seq(b, cur, [("AdaptiveAvgPool2d", "avgpool", {"output_size": [6, 6]}),
+                        ("Flatten", "flatten", None)])
+    b.open("classifier")
+    _classifier(b, cur, num_classes, [("D", 0.5), ("L", 4096), ("R",), ("D", 0.5), ("L", 4096),
+                                      ("R",), ("L", None)])
+    b.close()
+    return b.result()
+
+
+VGG_CFGS = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"],
+}
+
+
+def vgg(cfg: str, num_classes: int = 1000) -> Template:
+    """torchvision's VGG without batch norm: 3×3 convs (padding 1) + ReLU, 2×2 max pools."""
+    b = _Builder(cfg.upper().replace("VGG", "VGG-"))
+    cur = _input(b, 3, 224, 224)
+    b.open("features")
+    specs, i = [], 0
+    for v in VGG_CFGS[cfg]:
+        if v == "M":
+            specs.append(("MaxPool2d", f"features.{i}", _pool(2, 2)))
+            i += 1
+        else:
+            specs += [("Conv2d", f"features.{i}", _conv(v, 3, p=1)),
+                      ("ReLU", f"features.{i + 1}", None)]
+            i += 2
+    cur = _seq(b, cur, specs)
+    b.close()
+    cur = _seq(b, cur, [("AdaptiveAvgPool2d", "avgpool", {"output_size": [7, 7]}),
+                        ("Flatten", "flatten", None)])
+    b.open("classifier")
+    _classifier(b, cur, num_classes, [("L", 4096), ("R",), ("D", 0.5), ("L", 4096), ("R",),
+                                      ("D", 0.5), ("L", None)])
+    b.close()
+    return b.result()
+
+
+# ---- conv + BN + ReLU units ---------------------------------------------------------------
+
+def _basic_conv(b: _Builder, prefix: str, src: str, out: int, k, s=1, p=0, x=0.0, row=0.0,
+                eps=0.001) -> Cursor:
+    """torchvision's BasicConv2d (GoogLeNet, Inception-v3): conv (no bias) + BN + F.relu."""
+    return _seq(b, (src, row), [
+        ("Conv2d", f"{prefix}.conv", _conv(out, k, s, p, bias=False)),
+        ("BatchNorm2d", f"{prefix}.bn", {"eps": eps}),
+        ("ReLU", f"{prefix}.relu", None),
+    ], x)
+
+
+# ---- GoogLeNet (torchvision.models.googlenet, no auxiliary heads) -------------------------
+
+def _inception(b: _Builder, name: str, cur: Cursor, ch1, ch3red, ch3, ch5red, ch5,
+               pool_proj) -> Cursor:
+    """GoogLeNet's Inception module: four branches concatenated. torchvision's "5×5" branch
+    uses a 3×3 conv (a known quirk kept for weight compatibility)."""
+    src, row = cur
+    b.open(name)
+    outs, end = _branches(b, src, row, 0.0, [
+        lambda s, x, r: _basic_conv(b, f"{name}.branch1", s, ch1, 1, x=x, row=r),
+        lambda s, x, r: _basic_conv(b, f"{name}.branch2.1", _basic_conv(
+            b, f"{name}.branch2.0", s, ch3red, 1, x=x, row=r)[0], ch3, 3, p=1, x=x, row=r + 3),
+        lambda s, x, r: _basic_conv(b, f"{name}.branch3.1", _basic_conv(
+            b, f"{name}.branch3.0", s, ch5red, 1, x=x, row=r)[0], ch5, 3, p=1, x=x, row=r + 3),
+        lambda s, x, r: _basic_conv(b, f"{name}.branch4.1", b.node(
+            "MaxPool2d", f"{name}.branch4.0", _pool(3, 1, 1, ceil=True), [s], x, r), pool_proj,
+            1, x=x, row=r + 1),
+    ])
+    out = b.node("Concat", f"{name}.cat", None, outs, 0.0, end)
+    b.close()
+    return out, end + 1
+
+
+GOOGLENET_CFG = [
+    ("inception3a", 64, 96, 128, 16, 32, 32), ("inception3b", 128, 128, 192, 32, 96, 64), "3",
+    ("inception4a", 192, 96, 208, 16, 48, 64), ("inception4b", 160, 112, 224, 24, 64, 64),
+    ("inception4c", 128, 128, 256, 24, 64, 64), ("inception4d", 112, 144, 288, 32, 64, 64),
+    ("inception4e", 256, 160, 320, 32, 128, 128), "4",
+    ("inception5a", 256, 160, 320, 32, 128, 128), ("inception5b", 384, 192, 384, 48, 128, 128),
+]
+
+
+def googlenet(num_classes: int = 1000) -> Template:
+    """torchvision's GoogLeNet (Inception v1) with batch norm, without the auxiliary heads
+    (torchvision drops them at inference and in its pretrained model)."""
+    b = _Builder("GoogLeNet")
+    cur = _input(b, 3, 224, 224)
+    cur = _basic_conv(b, "conv1", cur[0], 64, 7, 2, 3, row=cur[1])
+    cur = _seq(b, cur, [("MaxPool2d", "maxpool1", _pool(3, 2, ceil=True))])
+    cur = _basic_conv(b, "conv2", cur[0], 64, 1, row=cur[1])
+    cur = _basic_conv(b, "conv3", cur[0], 192, 3, p=1, row=cur[1])
+    cur = _seq(b, cur, [("MaxPool2d", "maxpool2", _pool(3, 2, ceil=True))])
+    for item in GOOGLENET_CFG:
+        if item == "3":
+            cur = _seq(b, cur, [("MaxPool2d", "maxpool3", _pool(3, 2, ceil=True))])
+        elif item == "4":
+            cur = _seq(b, cur, [("MaxPool2d", "maxpool4", _pool(2, 2, ceil=True))])
+        else:
+            cur = _inception(b, item[0], cur, *item[1:])
+    _head(b, cur, num_classes, dropout=0.2)
+    return b.result()
+
+
+# ---- SqueezeNet (torchvision.models.squeezenet) -------------------------------------------
+
+def _fire(b: _Builder, name: str, cur: Cursor, squeeze: int, e1: int, e3: int) -> Cursor:
+    """Fire module: 1×1 squeeze + ReLU, then 1×1 and 3×3 expands (+ ReLU) concatenated."""
+    b.open(name)
+    src, row = _seq(b, cur, [("Conv2d", f"{name}.squeeze", _conv(squeeze, 1)),
+                             ("ReLU", f"{name}.squeeze_activation", None)])
+    outs, end = _branches(b, src, row, 0.0, [
+        lambda s, x, r: _seq(b, (s, r), [("Conv2d", f"{name}.expand1x1", _conv(e1, 1)),
+                                         ("ReLU", f"{name}.expand1x1_activation", None)], x),
+        lambda s, x, r: _seq(b, (s, r), [("Conv2d", f"{name}.expand3x3", _conv(e3, 3, p=1)),
+                                         ("ReLU", f"{name}.expand3x3_activation", None)], x),
+    ])
+    out = b.node("Concat", f"{name}.cat", None, outs, 0.0, end)
+    b.close()
+    return out, end + 1
+
+
+def squeezenet(version: str, num_classes: int = 1000) -> Template:
+    """torchvision's SqueezeNet 1.0 / 1.1: fire modules, ceil-mode max pools, and a conv
+    classifier followed by global average pooling."""
+    b = _Builder(f"SqueezeNet {version}")
+    cur = _input(b, 3, 224, 224)
+    if version == "1.0":
+        stem = _conv(96, 7, s=2)
+        plan = ["M", (16, 64, 64), (16, 64, 64), (32, 128, 128), "M", (32, 128, 128),
+                (48, 192, 192), (48, 192, 192), (64, 256, 256), "M", (64, 256, 256)]
+    else:
+        stem = _conv(64, 3, s=2)
+        plan = ["M", (16, 64, 64), (16, 64, 64), "M", (32, 128, 128), (32, 128, 128), "M",
+                (48, 192, 192), (48, 192, 192), (64, 256, 256), (64, 256, 256)]
+    b.open("features")
+    cur = _seq(b, cur, [("Conv2d", "features.0", stem), ("ReLU", "features.1", None)])
+    for i, item in enumerate(plan, start=2):
+        if item == "M":
+            cur = _seq(b, cur, [("MaxPool2d", f"features.{i}", _pool(3, 2, ceil=True))])
+        else:
+            cur = _fire(b, f"features.{i}", cur, *item)
+    b.close()
+    b.open("classifier")
+    cur = _seq(b, cur, [
+        ("Dropout", "classifier.0", {"p": 0.5}),
+        ("Conv2d", "classifier.1", _conv(num_classes, 1)),
+        ("ReLU", "classifier.2", None),
+        ("AdaptiveAvgPool2d", "classifier.3", {"output_size": [1, 1]}),
+    ])
+    b.close()
+    _seq(b, cur, [("Flatten", "flatten", None)])
+    return b.result()
+
+
+# ---- ResNet (torchvision.models.resnet) ---------------------------------------------------
+
+def _conv_bn(prefix_conv: str, prefix_bn: str, out: int, k, s=1, p=0) -> list:
+    return [("Conv2d", prefix_conv, _conv(out, k, s, p, bias=False)),
+            ("BatchNorm2d", prefix_bn, None)]
+
+
+def _residual(b: _Builder, name: str, cur: Cursor, planes: int, stride: int, in_ch: int,
+              bottleneck: bool) -> tuple[Cursor, int]:
+    """BasicBlock (two 3×3) or Bottleneck (1×1, 3×3 with the stride — ResNet v1.5 — then a
+    1×1 to 4× planes); a 1×1 conv + BN projects the shortcut when the shape changes."""
+    src, row = cur
+    out_ch = planes * 4 if bottleneck else planes
+    b.open(name)
+    if bottleneck:
+        main = (_conv_bn(f"{name}.conv1", f"{name}.bn1", planes, 1)
+                + [("ReLU", f"{name}.relu1", None)]
+                + _conv_bn(f"{name}.conv2", f"{name}.bn2", planes, 3, stride, 1)
+                + [("ReLU", f"{name}.relu2", None)]
+                + _conv_bn(f"{name}.conv3", f"{name}.bn3", out_ch, 1))
+    else:
+        main = (_conv_bn(f"{name}.conv1", f"{name}.bn1", planes, 3, stride, 1)
+                + [("ReLU", f"{name}.relu1", None)]
+                + _conv_bn(f"{name}.conv2", f"{name}.bn2", planes, 3, 1, 1))
+    last, end = _seq(b, (src, row), main, x=-COL / 2)
+    shortcut = src
+    if stride != 1 or in_ch != out_ch:
+        shortcut, _ = _seq(b, (src, row), _conv_bn(f"{name}.downsample.0",
+                                                   f"{name}.downsample.1", out_ch, 1, stride),
+                           x=COL / 2)
+    add = b.node("Add", f"{name}.add", None, [last, shortcut], 0.0, end)
+    relu = b.node("ReLU", f"{name}.relu{3 if bottleneck else 2}", None, [add], 0.0, end + 1)
+    b.close()
+    return (relu, end + 2), out_ch
+
+
+def resnet(depth: int, num_classes: int = 1000) -> Template:
+    """torchvision's ResNet-18 (BasicBlock ×[2,2,2,2]) or ResNet-50 (Bottleneck ×[3,4,6,3])."""
+    bottleneck, counts = {18: (False, [2, 2, 2, 2]), 50: (True, [3, 4, 6, 3])}[depth]
+    b = _Builder(f"ResNet-{depth}")
+    cur = _input(b, 3, 224, 224)
+    cur = _seq(b, cur, _conv_bn("conv1", "bn1", 64, 7, 2, 3) + [
+        ("ReLU", "relu", None), ("MaxPool2d", "maxpool", _pool(3, 2, 1))])
+    ch = 64
+    for stage, (planes, n) in enumerate(zip([64, 128, 256, 512], counts), start=1):
+        b.open(f"layer{stage}")
+        for i in range(n):
+            stride = 2 if (i == 0 and stage > 1) else 1
+            cur, ch = _residual(b, f"layer{stage}.{i}", cur, planes, stride, ch, bottleneck)
+        b.close()
+    _head(b, cur, num_classes)
+    return b.result()
+
+
+# ---- DenseNet (torchvision.models.densenet) -----------------------------------------------
+
+def _dense_layer(b: _Builder, name: str, src: str, row: float, growth: int,
+                 bn_size: int) -> str:
+    """BN-ReLU-conv1×1 (bn_size·growth) then BN-ReLU-conv3×3 (growth), drawn beside the
+    concatenation chain."""
+    b.open(name)
+    out, _ = _seq(b, (src, row), [
+        ("BatchNorm2d", f"{name}.norm1", None), ("ReLU", f"{name}.relu1", None),
+        ("Conv2d", f"{name}.conv1", _conv(bn_size * growth, 1, bias=False)),
+        ("BatchNorm2d", f"{name}.norm2", None), ("ReLU", f"{name}.relu2", None),
+        ("Conv2d", f"{name}.conv2", _conv(growth, 3, p=1, bias=False)),
+    ], x=COL)
+    b.close()
+    return out
+
+
+def _dense_block(b: _Builder, name: str, cur: Cursor, n: int, growth: int,
+                 bn_size: int) -> Cursor:
+    """Each layer reads the concatenation of the block input and all earlier layers' outputs.
+    torchvision concatenates the whole list in every layer; chaining two-input Concats
+    (concat_k = [concat_{k-1}, new_{k-1}]) gives the same tensors, channel order included,
+    with linearly many edges. The concat feeding layer k is named denselayer{k}.cat."""
+    src, row = cur
+    b.open(name)
+    feats = src
+    for k in range(1, n + 1):
+        lname = f"{name}.denselayer{k}"
+        new = _dense_layer(b, lname, feats, row, growth, bn_size)
+        row += 6
+        cat = f"{name}.denselayer{k + 1}.cat" if k < n else f"{name}.cat"
+        feats = b.node("Concat", cat, None, [feats, new], 0.0, row)
+        if k < n:  # the concat belongs to the next dense layer, as torchvision's bn_function
+            b.blocks.setdefault(f"{name}.denselayer{k + 1}", []).append(cat)
+        row += 1
+    b.close()
+    return feats, row
+
+
+def densenet(depth: int, num_classes: int = 1000) -> Template:
+    """torchvision's DenseNet-121 (blocks 6, 12, 24, 16) or -201 (6, 12, 48, 32): growth 32,
+    bottleneck 4·32, 64 initial features, transitions halve channels and size."""
+    blocks = {121: (6, 12, 24, 16), 201: (6, 12, 48, 32)}[depth]
+    growth, bn_size = 32, 4
+    b = _Builder(f"DenseNet-{depth}")
+    cur = _input(b, 3, 224, 224)
+    b.open("features")
+    cur = _seq(b, cur, [
+        ("Conv2d", "features.conv0", _conv(64, 7, 2, 3, bias=False)),
+        ("BatchNorm2d", "features.norm0", None), ("ReLU", "features.relu0", None),
+        ("MaxPool2d", "features.pool0", _pool(3, 2, 1)),
+    ])
+    ch = 64
+    for i, n in enumerate(blocks, start=1):
+        cur = _dense_block(b, f"features.denseblock{i}", cur, n, growth, bn_size)
+        ch += n * growth
+        if i < len(blocks):
+            t = f"features.transition{i}"
+            b.open(t)
+            cur = _seq(b, cur, [
+                ("BatchNorm2d", f"{t}.norm", None), ("ReLU", f"{t}.relu", None),
+                ("Conv2d", f"{t}.conv", _conv(ch // 2, 1, bias=False)),
+                ("AvgPool2d", f"{t}.pool", _pool(2, 2)),
+            ])
+            b.close()
+            ch //= 2
+    cur = _seq(b, cur, [("BatchNorm2d", "features.norm5", None)])
+    b.close()
+    cur = _seq(b, cur, [("ReLU", "relu", None)])
+    _head(b, cur, num_classes, fc="classifier")
+    return b.result()
+
+
+# ---- Inception-v3 (torchvision.models.inception_v3, no auxiliary head) --------------------
+
+def _chain_convs(b: _Builder, name: str, src: str, x: float, row: float,
+                 convs: Sequence[tuple]) -> Cursor:
+    """A branch of BasicConv2d units: (suffix, out, kernel, stride, padding)."""
+    cur = (src, row)
+    for suffix, out, k, s, p in convs:
+        cur = _basic_conv(b, f"{name}.{suffix}", cur[0], out, k, s, p, x=x, row=cur[1])
+    return cur
+
+
+def _avgpool_branch(b: _Builder, name: str, out: int) -> Callable:
+    """F.avg_pool2d(x, 3, stride=1, padding=1) (count_include_pad) + a 1×1 BasicConv2d."""
+    def make(s, x, r):
+        pool = b.node("AvgPool2d", f"{name}.avg_pool", _pool(3, 1, 1), [s], x, r)
+        return _basic_conv(b, f"{name}.branch_pool", pool, out, 1, x=x, row=r + 1)
+    return make
+
+
+def _inception_module(b: _Builder, name: str, cur: Cursor, branches: list) -> Cursor:
+    b.open(name)
+    outs, end = _branches(b, cur[0], cur[1], 0.0, branches)
+    out = b.node("Concat", f"{name}.cat", None, outs, 0.0, end)
+    b.close()
+    return out, end + 1
+
+
+def _inception_a(b, name, cur, pool_features):
+    return _inception_module(b, name, cur, [
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch1x1", 64, 1, 1, 0)]),
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch5x5_1", 48, 1, 1, 0),
+                                                        ("branch5x5_2", 64, 5, 1, 2)]),
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch3x3dbl_1", 64, 1, 1, 0),
+                                                        ("branch3x3dbl_2", 96, 3, 1, 1),
+                                                        ("branch3x3dbl_3", 96, 3, 1, 1)]),
+        _avgpool_branch(b, name, pool_features),
+    ])
+
+
+def _maxpool_branch(b: _Builder, name: str) -> Callable:
+    """F.max_pool2d(x, kernel_size=3, stride=2)."""
+    def make(s, x, r):
+        return b.node("MaxPool2d", f"{name}.max_pool", _pool(3, 2), [s], x, r), r + 1
+    return make
+
+
+def _inception_b(b, name, cur):
+    return _inception_module(b, name, cur, [
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch3x3", 384, 3, 2, 0)]),
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch3x3dbl_1", 64, 1, 1, 0),
+                                                        ("branch3x3dbl_2", 96, 3, 1, 1),
+                                                        ("branch3x3dbl_3", 96, 3, 2, 0)]),
+        _maxpool_branch(b, name),
+    ])
+
+
+def _inception_c(b, name, cur, c7):
+    h, v = ([1, 7], [0, 3]), ([7, 1], [3, 0])  # 1×7 and 7×1 kernels with their padding
+    return _inception_module(b, name, cur, [
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch1x1", 192, 1, 1, 0)]),
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [
+            ("branch7x7_1", c7, 1, 1, 0), ("branch7x7_2", c7, h[0], 1, h[1]),
+            ("branch7x7_3", 192, v[0], 1, v[1])]),
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [
+            ("branch7x7dbl_1", c7, 1, 1, 0), ("branch7x7dbl_2", c7, v[0], 1, v[1]),
+            ("branch7x7dbl_3", c7, h[0], 1, h[1]), ("branch7x7dbl_4", c7, v[0], 1, v[1]),
+            ("branch7x7dbl_5", 192, h[0], 1, h[1])]),
+        _avgpool_branch(b, name, 192),
+    ])
+
+
+def _inception_d(b, name, cur):
+    return _inception_module(b, name, cur, [
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch3x3_1", 192, 1, 1, 0),
+                                                        ("branch3x3_2", 320, 3, 2, 0)]),
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [
+            ("branch7x7x3_1", 192, 1, 1, 0), ("branch7x7x3_2", 192, [1, 7], 1, [0, 3]),
+            ("branch7x7x3_3", 192, [7, 1], 1, [3, 0]), ("branch7x7x3_4", 192, 3, 2, 0)]),
+        _maxpool_branch(b, name),
+    ])
+
+
+def _split_1x3_3x1(b: _Builder, name: str, stem: str, a: str, bb: str, cat: str, x: float,
+                   row: float) -> Cursor:
+    """Inception-E's fork: a 1×3 and a 3×1 conv side by side on the same input, concatenated."""
+    ya, _ = _basic_conv(b, f"{name}.{a}", stem, 384, [1, 3], 1, [0, 1], x=x - COL / 4, row=row)
+    yb, _ = _basic_conv(b, f"{name}.{bb}", stem, 384, [3, 1], 1, [1, 0], x=x + COL / 4, row=row)
+    return b.node("Concat", f"{name}.{cat}", None, [ya, yb], x, row + 3), row + 4
+
+
+def _inception_e(b, name, cur):
+    def b3x3(s, x, r):
+        stem, r = _chain_convs(b, name, s, x, r, [("branch3x3_1", 384, 1, 1, 0)])
+        return _split_1x3_3x1(b, name, stem, "branch3x3_2a", "branch3x3_2b", "branch3x3_cat",
+                              x, r)
+
+    def b3x3dbl(s, x, r):
+        stem, r = _chain_convs(b, name, s, x, r, [("branch3x3dbl_1", 448, 1, 1, 0),
+                                                  ("branch3x3dbl_2", 384, 3, 1, 1)])
+        return _split_1x3_3x1(b, name, stem, "branch3x3dbl_3a", "branch3x3dbl_3b",
+                              "branch3x3dbl_cat", x, r)
+
+    return _inception_module(b, name, cur, [
+        lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch1x1", 320, 1, 1, 0)]),
+        b3x3, b3x3dbl, _avgpool_branch(b, name, 192),
+    ])
+
+
+def inception_v3(num_classes: int = 1000) -> Template:
+    """torchvision's Inception-v3 at 299×299 without the auxiliary classifier (and without
+    transform_input, off unless pretrained weights are requested)."""
+    b = _Builder("Inception-v3")
+    cur = _input(b, 3, 299, 299)
+    for nm, out, k, s, p in [("Conv2d_1a_3x3", 32, 3, 2, 0), ("Conv2d_2a_3x3", 32, 3, 1, 0),
+                             ("Conv2d_2b_3x3", 64, 3, 1, 1)]:
+        cur = _basic_conv(b, nm, cur[0], out, k, s, p, row=cur[1])
+    cur = _seq(b, cur, [("MaxPool2d", "maxpool1", _pool(3, 2))])
+    cur = _basic_conv(b, "Conv2d_3b_1x1", cur[0], 80, 1, row=cur[1])
+    cur = _basic_conv(b, "Conv2d_4a_3x3", cur[0], 192, 3, row=cur[1])
+    cur = _seq(b, cur, [("MaxPool2d", "maxpool2", _pool(3, 2))])
+    cur = _inception_a(b, "Mixed_5b", cur, 32)
+    cur = _inception_a(b, "Mixed_5c", cur, 64)
+    cur = _inception_a(b, "Mixed_5d", cur, 64)
+    cur = _inception_b(b, "Mixed_6a", cur)
+    for nm, c7 in [("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)]:
+        cur = _inception_c(b, nm, cur, c7)
+    cur = _inception_d(b, "Mixed_7a", cur)
+    cur = _inception_e(b, "Mixed_7b", cur)
+    cur = _inception_e(b, "Mixed_7c", cur)
+    # torchvision: avgpool -> dropout -> torch.flatten -> fc
+    _seq(b, cur, [("AdaptiveAvgPool2d", "avgpool", {"output_size": [1, 1]}),
+                  ("Dropout", "dropout", {"p": 0.5}), ("Flatten", "flatten", None),
+                  ("Linear", "fc", {"out_features": num_classes})])
+    return b.result()
+
+
+# ---- MobileNetV2 (torchvision.models.mobilenetv2) -----------------------------------------
+
+def _conv_bn_relu6(prefix: str, out: int, k: int, s: int = 1, groups: int = 1) -> list:
+    """torchvision's Conv2dNormActivation: conv (padding (k−1)/2, no bias), BN, ReLU6."""
+    return [("Conv2d", f"{prefix}.0", _conv(out, k, s, (k - 1) // 2, bias=False, groups=groups)),
+            ("BatchNorm2d", f"{prefix}.1", None), ("ReLU6", f"{prefix}.2", None)]
+
+
+def _inverted_residual(b: _Builder, name: str, cur: Cursor, inp: int, oup: int, stride: int,
+                       t: int) -> Cursor:
+    """Expand 1×1 (×t, skipped when t = 1), depthwise 3×3 with the stride, linear 1×1
+    projection; the input is added back when stride 1 keeps the shape."""
+    hidden = round(inp * t)
+    b.open(name)
+    specs, i = [], 0
+    if t != 1:
+        specs += _conv_bn_relu6(f"{name}.conv.{i}", hidden, 1)
+        i += 1
+    specs += _conv_bn_relu6(f"{name}.conv.{i}", hidden, 3, stride, groups=hidden)
+    specs += [("Conv2d", f"{name}.conv.{i + 1}", _conv(oup, 1, bias=False)),
+              ("BatchNorm2d", f"{name}.conv.{i + 2}", None)]
+    src = cur[0]
+    use_res = stride == 1 and inp == oup
+    last, row = _seq(b, cur, specs, x=-COL / 2 if use_res else 0.0)
+    if use_res:
+        last = b.node("Add", f"{name}.add", None, [src, last], 0.0, row)
+        row += 1
+    b.close()
+    return last, row
+
+
+MOBILENET_V2_SETTINGS = [  # t (expansion), c (channels), n (repeats), s (first stride)
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+    (6, 320, 1, 1),
+]
+
+
+def mobilenet_v2(num_classes: int = 1000) -> Template:
+    """torchvision's MobileNetV2 (width 1.0): 17 inverted residual blocks with ReLU6 and
+    depthwise convolutions, a 1280-channel 1×1 conv, global pooling, dropout 0.2, linear."""
+    b = _Builder("MobileNetV2")
+    cur = _input(b, 3, 224, 224)
+    b.open("features")
+    cur = _seq(b, cur, _conv_bn_relu6("features.0", 32, 3, 2))
+    ch, idx = 32, 1
+    for t, c, n, s in MOBILENET_V2_SETTINGS:
+        for i in range(n):
+            cur = _inverted_residual(b, f"features.{idx}", cur, ch, c, s if i == 0 else 1, t)
+            ch, idx = c, idx + 1
+    cur = _seq(b, cur, _conv_bn_relu6(f"features.{idx}", 1280, 1))
+    b.close()
+    cur = _seq(b, cur, [("AdaptiveAvgPool2d", "avgpool", {"output_size": [1, 1]}),
+                        ("Flatten", "flatten", None)])
+    b.open("classifier")
+    _seq(b, cur, [("Dropout", "classifier.0", {"p": 0.2}),
+                  ("Linear", "classifier.1", {"out_features": num_classes})])
+    b.close()
+    return b.result()
+
+
+# ---- registry ------------------------------------------------------------------------------
+
+_TV = "torchvision.models"
+TEMPLATES: dict[str, TemplateInfo] = {
+    "lenet5": TemplateInfo("LeNet-5", "LeCun et al. 1998: two 5×5 convs with tanh and average "
+                           "pooling, three fully connected layers; for 28×28 digits.",
+                           (1, 28, 28), lenet5, "LeCun et al., 1998"),
+    "alexnet": TemplateInfo("AlexNet", "Krizhevsky et al. 2012: five convs (11×11 stride 4 "
+                            "first), max pooling, three large fully connected layers.",
+                            (3, 224, 224), alexnet, f"{_TV}.alexnet"),
+    "vgg11": TemplateInfo("VGG-11", "Simonyan & Zisserman 2014, configuration A: 8 3×3 convs "
+                          "in 5 stages, 3 fully connected layers.", (3, 224, 224),
+                          lambda num_classes=1000: vgg("vgg11", num_classes), f"{_TV}.vgg11"),
+    "vgg16": TemplateInfo("VGG-16", "Simonyan & Zisserman 2014, configuration D: 13 3×3 convs "
+                          "in 5 stages, 3 fully connected layers.", (3, 224, 224),
+                          lambda num_classes=1000: vgg("vgg16", num_classes), f"{_TV}.vgg16"),
+    "googlenet": TemplateInfo("GoogLeNet", "Szegedy et al. 2014 (Inception v1, with batch "
+                              "norm): nine inception modules of parallel 1×1, 3×3 and pooling "
+                              "branches.", (3, 224, 224), googlenet, f"{_TV}.googlenet"),
+    "squeezenet1_0": TemplateInfo("SqueezeNet 1.0", "Iandola et al. 2016: fire modules "
+                                  "(squeeze 1×1, expand 1×1 + 3×3); AlexNet accuracy with 50× "
+                                  "fewer parameters.", (3, 224, 224),
+                                  lambda num_classes=1000: squeezenet("1.0", num_classes),
+                                  f"{_TV}.squeezenet1_0"),
+    "squeezenet1_1": TemplateInfo("SqueezeNet 1.1", "SqueezeNet with a 3×3 stem and earlier "
+                                  "pooling: 2.4× less computation than 1.0.", (3, 224, 224),
+                                  lambda num_classes=1000: squeezenet("1.1", num_classes),
+                                  f"{_TV}.squeezenet1_1"),
+    "resnet18": TemplateInfo("ResNet-18", "He et al. 2015: eight residual blocks of two 3×3 "
+                             "convs with batch norm and skip connections.", (3, 224, 224),
+                             lambda num_classes=1000: resnet(18, num_classes),
+                             f"{_TV}.resnet18"),
+    "resnet50": TemplateInfo("ResNet-50", "He et al. 2015: sixteen bottleneck blocks (1×1, "
+                             "3×3, 1×1) with skip connections.", (3, 224, 224),
+                             lambda num_classes=1000: resnet(50, num_classes),
+                             f"{_TV}.resnet50"),
+    "densenet121": TemplateInfo("DenseNet-121", "Huang et al. 2016: dense blocks where each "
+                                "layer reads all earlier feature maps (blocks 6-12-24-16).",
+                                (3, 224, 224), lambda num_classes=1000: densenet(121, num_classes),
+                                f"{_TV}.densenet121"),
+    "densenet201": TemplateInfo("DenseNet-201", "DenseNet with dense blocks 6-12-48-32 "
+                                "(about 700 layers in the graph).", (3, 224, 224),
+                                lambda num_classes=1000: densenet(201, num_classes),
+                                f"{_TV}.densenet201"),
+    "inception_v3": TemplateInfo("Inception-v3", "Szegedy et al. 2015: factorised inception "
+                                 "modules with 1×7 / 7×1 kernels, 299×299 input (no auxiliary "
+                                 "head).", (3, 299, 299), inception_v3, f"{_TV}.inception_v3"),
+    "mobilenet_v2": TemplateInfo("MobileNetV2", "Sandler et al. 2018: inverted residual blocks "
+                                 "with depthwise 3×3 convs and ReLU6.", (3, 224, 224),
+                                 mobilenet_v2, f"{_TV}.mobilenet_v2"),
+}
+
+
+def make_template(name: str, num_classes: int = 1000) -> Template:
+    """Build a template with its block membership; KeyError-free: ValueError names the known."""
+    try:
+        info = TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"unknown template {name!r}; known templates: "
+                         f"{', '.join(TEMPLATES)}") from None
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"number of classes must be a whole number of at least 1, got "
+                         f"{num_classes!r}")
+    return info.make(num_classes=num_classes)
+
+
+def build_template(name: str, num_classes: int = 1000) -> Graph:
+    """The graph of template `name` with a `num_classes`-way classifier."""
+    return make_template(name, num_classes).graph
+
+
+__all__ = ["TEMPLATES", "Template", "TemplateInfo", "build_template", "make_template"]

@@ -1,0 +1,221 @@
+"""Classic-architecture templates: valid graphs, torchvision's exact parameter counts and shapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.graph import Graph
+from engine.templates import TEMPLATES, build_template, make_template
+from engine.validate import validate
+
+# Trainable parameter counts of torchvision's models (1000 classes), as published in
+# torchvision's model docs ("num_params" in each weights' meta, torchvision/models/*.py).
+# torchvision counts BatchNorm running mean/var as buffers, not parameters.
+# inception_v3's published 27,161,264 includes the auxiliary head (BasicConv2d 768->128 1×1:
+# 98,560; BasicConv2d 128->768 5×5: 2,459,136; Linear 768->1000: 769,000 = 3,326,696), which the
+# template leaves out, as torchvision does at inference.
+TORCHVISION_PARAMS = {
+    "alexnet": 61_100_840,
+    "vgg11": 132_863_336,
+    "vgg16": 138_357_544,
+    "googlenet": 6_624_904,
+    "squeezenet1_0": 1_248_424,
+    "squeezenet1_1": 1_235_496,
+    "resnet18": 11_689_512,
+    "resnet50": 25_557_032,
+    "densenet121": 7_978_856,
+    "densenet201": 20_013_928,
+    "inception_v3": 27_161_264 - (98_560 + 2_459_136 + 769_000),
+    "mobilenet_v2": 3_504_872,
+}
+
+# BatchNorm buffers (running mean + var = 2 per BN channel), counted by hand from torchvision's
+# definitions. ResNet-18: stem 64; layer1 4·64; layer2 4·128 + 128 (downsample); layer3
+# 4·256 + 256; layer4 4·512 + 512 -> 4,800 channels. ResNet-50: stem 64; layer1 3·384 + 256;
+# layer2 4·768 + 512; layer3 6·1536 + 1024; layer4 3·3072 + 2048 -> 26,560 channels.
+TORCHVISION_BUFFERS = {
+    "resnet18": 2 * 4800,
+    "resnet50": 2 * 26560,
+}
+
+# Output of key stages (C, H, W), from torchvision's architecture definitions.
+STAGES = {
+    "lenet5": {"pool1": (6, 14, 14), "pool2": (16, 5, 5), "fc1": (120,), "fc3": (10,)},
+    "alexnet": {"features.2": (64, 27, 27), "features.5": (192, 13, 13),
+                "features.12": (256, 6, 6), "flatten": (9216,)},
+    "vgg11": {"features.2": (64, 112, 112), "features.20": (512, 7, 7), "flatten": (25088,)},
+    "vgg16": {"features.4": (64, 112, 112), "features.9": (128, 56, 56),
+              "features.16": (256, 28, 28), "features.23": (512, 14, 14),
+              "features.30": (512, 7, 7)},
+    "googlenet": {"maxpool1": (64, 56, 56), "maxpool2": (192, 28, 28),
+                  "inception3a.cat": (256, 28, 28), "inception3b.cat": (480, 28, 28),
+                  "maxpool3": (480, 14, 14), "inception4a.cat": (512, 14, 14),
+                  "inception4e.cat": (832, 14, 14), "maxpool4": (832, 7, 7),
+                  "inception5b.cat": (1024, 7, 7)},
+    "squeezenet1_0": {"features.0": (96, 109, 109), "features.2": (96, 54, 54),
+                      "features.3.cat": (128, 54, 54), "features.6": (256, 27, 27),
+                      "features.11": (512, 13, 13), "features.12.cat": (512, 13, 13),
+                      "classifier.3": (1000, 1, 1)},
+    "squeezenet1_1": {"features.0": (64, 111, 111), "features.2": (64, 55, 55),
+                      "features.5": (128, 27, 27), "features.8": (256, 13, 13),
+                      "features.12.cat": (512, 13, 13)},
+    "resnet18": {"maxpool": (64, 56, 56), "layer1.1.relu2": (64, 56, 56),
+                 "layer2.1.relu2": (128, 28, 28), "layer3.1.relu2": (256, 14, 14),
+                 "layer4.1.relu2": (512, 7, 7)},
+    "resnet50": {"maxpool": (64, 56, 56), "layer1.2.relu3": (256, 56, 56),
+                 "layer2.3.relu3": (512, 28, 28), "layer3.5.relu3": (1024, 14, 14),
+                 "layer4.2.relu3": (2048, 7, 7)},
+    "densenet121": {"features.pool0": (64, 56, 56), "features.denseblock1.cat": (256, 56, 56),
+                    "features.transition1.pool": (128, 28, 28),
+                    "features.denseblock2.cat": (512, 28, 28),
+                    "features.transition2.pool": (256, 14, 14),
+                    "features.denseblock3.cat": (1024, 14, 14),
+                    "features.transition3.pool": (512, 7, 7),
+                    "features.denseblock4.cat": (1024, 7, 7)},
+    "densenet201": {"features.denseblock3.cat": (1792, 14, 14),
+                    "features.transition3.pool": (896, 7, 7),
+                    "features.denseblock4.cat": (1920, 7, 7),
+                    "features.denseblock3.denselayer12.conv2": (32, 14, 14)},
+    "inception_v3": {"Conv2d_1a_3x3.relu": (32, 149, 149), "Conv2d_2b_3x3.relu": (64, 147, 147),
+                     "maxpool1": (64, 73, 73), "Conv2d_4a_3x3.relu": (192, 71, 71),
+                     "maxpool2": (192, 35, 35), "Mixed_5b.cat": (256, 35, 35),
+                     "Mixed_5d.cat": (288, 35, 35), "Mixed_6a.cat": (768, 17, 17),
+                     "Mixed_6e.cat": (768, 17, 17), "Mixed_7a.cat": (1280, 8, 8),
+                     "Mixed_7c.cat": (2048, 8, 8)},
+    "mobilenet_v2": {"features.0.2": (32, 112, 112), "features.1.conv.2": (16, 112, 112),
+                     "features.3.add": (24, 56, 56), "features.6.add": (32, 28, 28),
+                     "features.13.add": (96, 14, 14), "features.16.add": (160, 7, 7),
+                     "features.17.conv.3": (320, 7, 7), "features.18.2": (1280, 7, 7)},
+}
+
+INPUT_SIZES = {"lenet5": (1, 28, 28), "inception_v3": (3, 299, 299)}
+
+
+@pytest.fixture(scope="module")
+def built():
+    cache: dict = {}
+
+    def get(name):
+        if name not in cache:
+            t = make_template(name, 10 if name == "lenet5" else 1000)
+            cache[name] = (t, validate(t.graph))
+        return cache[name]
+    return get
+
+
+def test_every_architecture_of_the_issue_is_registered():
+    assert set(TEMPLATES) == set(TORCHVISION_PARAMS) | {"lenet5"}
+    assert set(STAGES) == set(TEMPLATES)
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_template_is_valid_with_torchvision_shapes(built, name):
+    _, v = built(name)
+    assert v.ok, [m.text for m in v.errors]
+    assert v.nodes["input"].out_shape == INPUT_SIZES.get(name, (3, 224, 224))
+    assert TEMPLATES[name].input_shape == v.nodes["input"].out_shape
+    for node_id, shape in STAGES[name].items():
+        assert v.nodes[node_id].out_shape == shape, node_id
+    assert v.nodes[v.output_id].out_shape == ((10,) if name == "lenet5" else (1000,))
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
+def test_trainable_params_equal_torchvision(built, name):
+    _, v = built(name)
+    assert v.trainable_params == TORCHVISION_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_BUFFERS))
+def test_batchnorm_buffers_are_non_trainable(built, name):
+    _, v = built(name)
+    assert v.non_trainable_params == TORCHVISION_BUFFERS[name]
+
+
+def test_num_classes_changes_only_the_classifier():
+    a = validate(build_template("resnet18", 1000))
+    b = validate(build_template("resnet18", 10))
+    # only fc changes: 512·1000 + 1000 -> 512·10 + 10
+    assert a.trainable_params - b.trainable_params == 513 * 990
+    assert b.nodes[b.output_id].out_shape == (10,)
+    sq = validate(build_template("squeezenet1_1", 7))
+    assert sq.ok and sq.nodes[sq.output_id].out_shape == (7,)
+
+
+def test_unknown_template_and_bad_class_count_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown template 'resnet19'.*resnet18"):
+        build_template("resnet19")
+    with pytest.raises(ValueError, match="at least 1"):
+        build_template("lenet5", 0)
+
+
+def test_node_names_mirror_torchvision_modules(built):
+    t, _ = built("densenet201")
+    g = t.graph
+    assert g.nodes["features.denseblock3.denselayer12.conv2"].type_name == "Conv2d"
+    assert g.nodes["features.denseblock3.denselayer12.conv2"].params["out_channels"] == 32
+    for nid, node in g.nodes.items():
+        assert node.name == nid
+    t, _ = built("resnet18")
+    assert t.graph.nodes["layer2.0.downsample.0"].params["stride"] == 2
+    assert "layer1.0.downsample.0" not in t.graph.nodes
+
+
+def test_googlenet_follows_torchvision_quirks(built):
+    t, _ = built("googlenet")
+    g = t.graph
+    # the "5×5" branch uses 3×3 convs; BasicConv2d's BN eps is 0.001; pools in ceil mode
+    assert g.nodes["inception3a.branch3.1.conv"].params["kernel_size"] == 3
+    assert g.nodes["inception3a.branch3.1.bn"].params["eps"] == 0.001
+    assert g.nodes["maxpool1"].params["ceil_mode"] is True
+    assert g.nodes["inception3a.branch4.0"].params["ceil_mode"] is True
+
+
+def test_blocks_record_membership(built):
+    t, _ = built("resnet18")
+    assert t.blocks["layer1.0"] == ["layer1.0.conv1", "layer1.0.bn1", "layer1.0.relu1",
+                                    "layer1.0.conv2", "layer1.0.bn2", "layer1.0.add",
+                                    "layer1.0.relu2"]
+    assert set(t.blocks["layer1.0"]) < set(t.blocks["layer1"])
+    for name in sorted(TEMPLATES):
+        t, _ = built(name)
+        for block, ids in t.blocks.items():
+            assert ids, block
+            assert all(i in t.graph.nodes for i in ids), block
+    t, _ = built("densenet121")
+    assert len([b for b in t.blocks if b.count("denselayer") and b.count(".") == 2]) == 58
+    assert "features.denseblock1.denselayer2.cat" in t.blocks["features.denseblock1.denselayer2"]
+
+
+def test_layout_is_top_to_bottom_with_side_by_side_branches(built):
+    t, _ = built("inception_v3")
+    g = t.graph
+    order = g.topological_order()
+    for e in g.edges:  # every edge points down the canvas
+        assert g.nodes[e.dst].position[1] > g.nodes[e.src].position[1], e
+    xs = {g.nodes[s].position[0] for s in g.inputs_of("Mixed_5b.cat")}
+    assert len(xs) == 4  # four branches in four columns
+    assert order[0] == "input"
+
+
+def test_graph_json_round_trip_keeps_counts(built):
+    t, v = built("mobilenet_v2")
+    g2 = Graph.loads(t.graph.dumps())
+    v2 = validate(g2)
+    assert v2.ok and v2.trainable_params == v.trainable_params
+
+
+def test_lenet5_matches_the_same_net_built_in_torch(built):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    ref = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+                        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(),
+                        nn.Linear(84, 10))
+    _, v = built("lenet5")
+    assert v.trainable_params == sum(p.numel() for p in ref.parameters())
+
+
+def test_densenet201_has_about_700_nodes_and_validates(built):
+    t, v = built("densenet201")
+    assert 650 <= len(t.graph.nodes) <= 750
+    assert v.ok and len(v.order) == len(t.graph.nodes)
