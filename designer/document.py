@@ -242,9 +242,9 @@ class Document(QObject):
                 self._weight_stash[key] = self.weights.pop(key)
                 changed = True
         for key, shape in expected.items():
-            if key not in self.weights and key in self._weight_stash:
-                if tuple(self._weight_stash[key].shape) == shape:
-                    self.weights[key] = self._weight_stash.pop(key)
-                    changed = True
+            stashed = self._weight_stash.get(key) if key not in self.weights else None
+            if stashed is not None and tuple(stashed.shape) == shape:
+                self.weights[key] = self._weight_stash.pop(key)
+                changed = True
         if changed and emit:
             self.weights_changed.emit()

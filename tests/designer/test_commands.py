@@ -3,10 +3,20 @@ are refused with a reason and change nothing."""
 
 import pytest
 
-from designer.commands import (AddEdgeCommand, AddNodeCommand, ApplyFixCommand,
-                               InsertNodeOnEdgeCommand, MoveNodesCommand, PasteCommand,
-                               RemoveEdgeCommand, RemoveNodesCommand, RenameNodeCommand,
-                               SetParamCommand, SetTrainableCommand, make_fragment)
+from designer.commands import (
+    AddEdgeCommand,
+    AddNodeCommand,
+    ApplyFixCommand,
+    InsertNodeOnEdgeCommand,
+    MoveNodesCommand,
+    PasteCommand,
+    RemoveEdgeCommand,
+    RemoveNodesCommand,
+    RenameNodeCommand,
+    SetParamCommand,
+    SetTrainableCommand,
+    make_fragment,
+)
 from designer.document import Document
 from engine.examples import load_example
 from engine.graph import sequential
@@ -132,13 +142,15 @@ def test_paste_round_trip_new_ids(doc):
     assert len(names) == len(set(names))
 
 
+FRAG = '{"format": "cnn-designer-fragment", '
+
+
 @pytest.mark.parametrize("garbage", ["", "hello", "[1, 2]", '{"format": "x"}',
-                                     '{"format": "cnn-designer-fragment", "nodes": [{"type": '
-                                     '"Nope"}]}',
-                                     '{"format": "cnn-designer-fragment", "nodes": [{"id": "a",'
-                                     ' "type": "Conv2d", "params": {"kernel_size": -1}}]}',
-                                     '{"format": "cnn-designer-fragment", "nodes": [{"id": "a",'
-                                     ' "type": "ReLU"}], "edges": [["a", "a"]]}',
+                                     FRAG + '"nodes": [{"type": "Nope"}]}',
+                                     FRAG + '"nodes": [{"id": "a", "type": "Conv2d", '
+                                            '"params": {"kernel_size": -1}}]}',
+                                     FRAG + '"nodes": [{"id": "a", "type": "ReLU"}], '
+                                            '"edges": [["a", "a"]]}',
                                      b"\xff\xfe"])
 def test_garbage_paste_refused(doc, qtbot, garbage):
     before = doc.graph.dumps()
