@@ -1,0 +1,380 @@
+"""Project files: one zip (.cnnd) with the architecture, the weights and metadata.
+
+A project file, like Keras' .keras, is a zip archive holding
+
+- ``graph.json``   the architecture (engine.graph.Graph.to_json);
+- ``weights.npz``  the weights, keys "node_id.name" as in Network.state_dict() (optional);
+- ``meta.json``    {"format": "cnn-designer-project", "version": 1, "app_version", "created",
+  "modified", and when trained "history" and "train_config"}.
+
+Saving is atomic: the zip is written to a temporary file in the same folder, then moved over the
+target with os.replace, so a failed save leaves the previous file as it was. Loading treats the
+file as hostile: sizes are capped, member names are checked, JSON is parsed as data and arrays
+are read with allow_pickle=False; every problem is a ProjectError with a clear message.
+A bare architecture .json (Graph.to_json) opens too, as a project without weights.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import EngineError, ProjectError
+from .graph import Graph
+from .layers import fmt_shape
+from .validate import validate
+
+FORMAT = "cnn-designer-project"
+FORMAT_VERSION = 1
+SUFFIX = ".cnnd"
+GRAPH_MEMBER, WEIGHTS_MEMBER, META_MEMBER = "graph.json", "weights.npz", "meta.json"
+
+MAX_TOTAL_BYTES = 1 << 30  # at most 1 GiB inflated from one project file
+MAX_JSON_BYTES = 64 << 20  # graph.json / meta.json / a bare architecture .json
+MAX_RATIO = 200  # deflate of real data rarely beats ~10:1; bombs reach ~1000:1
+RATIO_FLOOR = 1 << 20  # members smaller than 1 MiB may compress as well as they like
+
+
+@dataclass
+class Project:
+    graph: Graph
+    weights: dict[str, np.ndarray] | None = None  # "node_id.name" -> float32 array
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # weights dropped when strict=False
+
+    @property
+    def history(self) -> dict | None:
+        return self.meta.get("history")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+# ---- saving -------------------------------------------------------------------------------
+
+def save_project(path: str | Path, graph: Graph, weights: dict[str, np.ndarray] | None = None,
+                 meta: dict[str, Any] | None = None) -> Path:
+    """Write graph (+ weights, + meta) to the zip project file `path` atomically.
+
+    `meta` may carry "created", "history" (History.to_json()), "train_config" and any other
+    JSON-friendly entries; "format", "version", "app_version" and "modified" are set here.
+    """
+    path = Path(path)
+    meta = dict(meta or {})
+    stamp = now_iso()
+    meta.update(format=FORMAT, version=FORMAT_VERSION, app_version=__version__, modified=stamp)
+    meta.setdefault("created", stamp)
+    try:
+        meta_text = json.dumps(meta, indent=1, ensure_ascii=False, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise ProjectError(f"the project's metadata cannot be saved as JSON: {exc}") from None
+    graph_text = json.dumps(graph.to_json(), indent=1, ensure_ascii=False)
+    weights_bytes = None
+    if weights is not None:
+        buf = io.BytesIO()
+        arrays = {str(k): np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        np.savez(buf, **arrays)
+        weights_bytes = buf.getvalue()
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(META_MEMBER, meta_text)
+            z.writestr(GRAPH_MEMBER, graph_text)
+            if weights_bytes is not None:
+                z.writestr(WEIGHTS_MEMBER, weights_bytes)
+
+    atomic_write(path, write)
+    return path
+
+
+def save_architecture(path: str | Path, graph: Graph) -> Path:
+    """Write only the architecture as JSON (the bare form load_project also opens), atomically."""
+    path = Path(path)
+    text = json.dumps(graph.to_json(), indent=1, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(binary_file) on a temp file beside `path`, then os.replace it onto `path`.
+    On any failure the temp file is removed and `path` keeps its old content."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ProjectError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise ProjectError(f"cannot save {path}: {exc.strerror or exc}; the previous "
+                               f"file, if any, is unchanged") from None
+        raise
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+def load_project(path: str | Path, strict: bool = True) -> Project:
+    """Open a project zip or a bare architecture .json.
+
+    strict: weights that do not fit the graph are a ProjectError; with strict=False they are
+    dropped and each drop is listed in Project.warnings.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise ProjectError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ProjectError(f"{path}: is a folder, not a project file") from None
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if head.startswith(b"PK"):
+        return _load_zip(path, strict)
+    return _load_bare_json(path)
+
+
+def _load_bare_json(path: Path) -> Project:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise ProjectError(f"{path}: larger than {MAX_JSON_BYTES >> 20} MiB; not an "
+                           f"architecture file")
+    data = _parse_json(raw, path.name, f"{path}: neither a CNN Designer project (zip) nor an "
+                       f"architecture JSON file")
+    return Project(_graph_from(data, path, path.name), None, {}, path)
+
+
+def _parse_json(raw: bytes, what: str, not_json: str) -> Any:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ProjectError(f"{not_json} ({what} is not UTF-8 text)") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProjectError(f"{not_json} ({what}: invalid JSON at line {exc.lineno}, "
+                           f"column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise ProjectError(f"{not_json} ({what} is nested too deeply)") from None
+
+
+def _graph_from(data: Any, path: Path, member: str) -> Graph:
+    try:
+        return Graph.from_json(data)
+    except EngineError as exc:
+        raise ProjectError(f"{path}: {member} is not a valid architecture: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ProjectError(f"{path}: {member} is malformed ({exc})") from None
+
+
+def _load_zip(path: Path, strict: bool) -> Project:
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            _check_members(path, infos)
+            names = {i.filename: i for i in infos}
+            if GRAPH_MEMBER not in names:
+                raise ProjectError(f"{path}: not a CNN Designer project (no {GRAPH_MEMBER} "
+                                   f"inside; members: {', '.join(sorted(names)) or 'none'})")
+            meta: dict = {}
+            if META_MEMBER in names:
+                meta = _parse_json(_read_member(z, names[META_MEMBER], path, MAX_JSON_BYTES),
+                                   META_MEMBER, f"{path}: the project's metadata is damaged")
+                _check_meta(path, meta)
+            data = _parse_json(_read_member(z, names[GRAPH_MEMBER], path, MAX_JSON_BYTES),
+                               GRAPH_MEMBER, f"{path}: the project's architecture is damaged")
+            graph = _graph_from(data, path, GRAPH_MEMBER)
+            weights = None
+            if WEIGHTS_MEMBER in names:
+                raw = _read_member(z, names[WEIGHTS_MEMBER], path, MAX_TOTAL_BYTES)
+                weights = _read_npz(raw, path)
+    except ProjectError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise ProjectError(f"{path}: the project file is damaged or truncated ({exc})") from None
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted, unknown compression
+        raise ProjectError(f"{path}: cannot open this zip ({exc})") from None
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    project = Project(graph, weights, meta, path)
+    if weights is not None:
+        problems = check_weights(graph, weights)
+        if problems and strict:
+            lines = "\n".join(f"  - {p}" for p in problems)
+            raise ProjectError(f"{path}: the weights do not match the architecture:\n{lines}")
+        if problems:
+            project.warnings = problems
+            project.weights = _drop_mismatched(graph, weights) or None
+    return project
+
+
+def _check_members(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse path tricks, duplicate names and declared sizes that would inflate too much."""
+    seen: set[str] = set()
+    total = 0
+    for i in infos:
+        name = i.filename
+        parts = name.replace("\\", "/").split("/")
+        if (name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":")
+                or "\x00" in name):
+            raise ProjectError(f"{path}: refused: the archive holds a member with an unsafe "
+                               f"path ({name!r})")
+        if name in seen:
+            raise ProjectError(f"{path}: refused: the archive holds {name!r} twice")
+        seen.add(name)
+        total += i.file_size
+        if total > MAX_TOTAL_BYTES:
+            raise ProjectError(f"{path}: refused: the archive would inflate to more than "
+                               f"{MAX_TOTAL_BYTES >> 30} GiB")
+        if i.file_size > RATIO_FLOOR and i.file_size > MAX_RATIO * max(i.compress_size, 1):
+            raise ProjectError(f"{path}: refused: {name!r} would inflate {i.compress_size} bytes "
+                               f"to {i.file_size} (a ratio above {MAX_RATIO}:1, a zip bomb?)")
+
+
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, cap: int) -> bytes:
+    """Read at most min(declared size, cap) bytes; more than declared is refused."""
+    if info.file_size > cap:
+        raise ProjectError(f"{path}: refused: {info.filename} declares {info.file_size} bytes, "
+                           f"more than the {cap >> 20} MiB allowed")
+    with z.open(info) as f:
+        data = f.read(info.file_size + 1)
+    if len(data) != info.file_size:
+        raise ProjectError(f"{path}: {info.filename} holds {len(data)} bytes but declares "
+                           f"{info.file_size}; the file is damaged")
+    return data
+
+
+def _read_npz(raw: bytes, path: Path) -> dict[str, np.ndarray]:
+    """Arrays of an .npz held in memory: checked like the outer zip, no pickles, numbers only."""
+    where = f"{path}: {WEIGHTS_MEMBER}"
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            infos = z.infolist()
+            _check_members(Path(where), infos)
+            out: dict[str, np.ndarray] = {}
+            budget = MAX_TOTAL_BYTES
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise ProjectError(f"{where}: unexpected member {info.filename!r}")
+                data = _read_member(z, info, Path(where), budget)
+                budget -= len(data)
+                try:
+                    arr = np.load(io.BytesIO(data), allow_pickle=False)
+                except ValueError as exc:
+                    raise ProjectError(f"{where}: refused array {info.filename[:-4]!r}: {exc}") \
+                        from None
+                if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":
+                    raise ProjectError(f"{where}: array {info.filename[:-4]!r} has dtype "
+                                       f"{getattr(arr, 'dtype', type(arr).__name__)}; weights "
+                                       f"must be numbers")
+                out[info.filename[:-4]] = arr.astype(np.float32)
+            return out
+    except ProjectError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
+            NotImplementedError) as exc:
+        raise ProjectError(f"{where} is damaged ({exc})") from None
+
+
+def _check_meta(path: Path, meta: Any) -> None:
+    if not isinstance(meta, dict):
+        raise ProjectError(f"{path}: {META_MEMBER} must be a JSON object")
+    fmt = meta.get("format", FORMAT)
+    if fmt != FORMAT:
+        raise ProjectError(f"{path}: not a CNN Designer project (format {fmt!r})")
+    version = meta.get("version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ProjectError(f"{path}: the project format version {version!r} is not valid")
+    if version > FORMAT_VERSION:
+        raise ProjectError(f"{path}: project format version {version} was written by a newer "
+                           f"CNN Designer (app {meta.get('app_version', '?')}); this app reads "
+                           f"version {FORMAT_VERSION}. Update CNN Designer to open it.")
+
+
+# ---- weights against the graph ------------------------------------------------------------
+
+def expected_weight_shapes(graph: Graph) -> dict[str, tuple[int, ...] | None]:
+    """"node_id.name" -> shape for every weight the graph's layers have (None where the shape
+    is unknown because the graph is invalid there)."""
+    v = validate(graph)
+    out: dict[str, tuple[int, ...] | None] = {}
+    for nid, res in v.nodes.items():
+        if res.layer is None or res.out_shape is None:
+            continue
+        for name, (shape, _) in res.layer.weight_shapes(res.in_shapes).items():
+            out[f"{nid}.{name}"] = tuple(shape)
+    return out
+
+
+def check_weights(graph: Graph, weights: dict[str, np.ndarray]) -> list[str]:
+    """Every mismatch between `weights` and the graph, naming the layer and the shapes."""
+    expected = expected_weight_shapes(graph)
+    problems = []
+    for key, arr in weights.items():
+        nid, _, name = key.rpartition(".")
+        if key not in expected:
+            if nid in graph.nodes:
+                node = graph.nodes[nid]
+                problems.append(f"layer '{node.name}' ({node.type_name}) has no weight "
+                                f"'{name}', but the file holds one of shape "
+                                f"{fmt_shape(arr.shape)}")
+            else:
+                problems.append(f"the weights hold '{key}' ({fmt_shape(arr.shape)}) for a layer "
+                                f"'{nid}' the architecture does not have")
+            continue
+        want = expected[key]
+        if tuple(arr.shape) != want:
+            node = graph.nodes[nid]
+            problems.append(f"layer '{node.name}': '{name}' is {fmt_shape(arr.shape)} in the "
+                            f"weights but the layer needs {fmt_shape(want)}")
+        elif not np.isfinite(arr).all():
+            problems.append(f"layer '{graph.nodes[nid].name}': '{name}' holds NaN or infinite "
+                            f"values")
+    for key in expected:
+        if key not in weights:
+            nid, _, name = key.rpartition(".")
+            problems.append(f"layer '{graph.nodes[nid].name}' has no '{name}' in the weights "
+                            f"(expected {fmt_shape(expected[key])})")
+    return problems
+
+
+def _drop_mismatched(graph: Graph, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    expected = expected_weight_shapes(graph)
+    return {k: v for k, v in weights.items()
+            if k in expected and tuple(v.shape) == expected[k] and np.isfinite(v).all()}
