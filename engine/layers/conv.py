@@ -75,8 +75,9 @@ def unread_warnings(layer: Layer, h: int, w: int, k, s, d, pads):
     out = []
     for axis, size, i, what in (("height", h, 0, "rows"), ("width", w, 1, "columns")):
         pb, pe = (pads[0], pads[2]) if i == 0 else (pads[1], pads[3])
-        r = unread_cells(size, k[i], s[i], pb, pe, d[i])
-        if r:
+        # unread cells of the padded input, less the end padding: rows of the real input
+        r = unread_cells(size, k[i], s[i], pb, pe, d[i]) - pe
+        if r > 0:
             keff = effective_kernel(k[i], d[i])
             out.append((f"{layer.where}: ({size} − {keff} + {pb + pe}) is not divisible by stride "
                         f"{s[i]} along the {axis}: the last {r} {what} are never read",
