@@ -44,31 +44,40 @@ class Dataset:
         return len(self.classes) if self.classes else int(self.y.max()) + 1 if len(self.y) else 0
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (MNIST's format), plain or gzip-compressed."""
+def read_idx(path: str | Path, limit: int | None = None) -> np.ndarray:
+    """Read an IDX file (MNIST's format), plain or gzip-compressed: (d0, d1, ...) array.
+
+    limit: read only the first `limit` entries along the first axis (the rest of the file is
+    neither read nor checked)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             head = f.read(2)
         opener = gzip.open if head == b"\x1f\x8b" else open
         with opener(path, "rb") as f:
-            raw = f.read(MAX_IDX_BYTES + 1)
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_TYPES:
+                raise DataError(f"{path}: not an IDX file (wrong magic number "
+                                f"{magic.hex(' ') or 'none'}; IDX files start with "
+                                f"00 00 <type> <dims>)")
+            ndim = magic[3]
+            raw_dims = f.read(4 * ndim)
+            if ndim < 1 or len(raw_dims) < 4 * ndim:
+                raise DataError(f"{path}: IDX header is truncated")
+            dims = [int.from_bytes(raw_dims[4 * i:4 * i + 4], "big") for i in range(ndim)]
+            dtype = np.dtype(IDX_TYPES[magic[2]])
+            full = int(np.prod(dims)) * dtype.itemsize
+            if limit is not None and limit < dims[0]:
+                dims[0] = max(int(limit), 0)
+            need = int(np.prod(dims)) * dtype.itemsize
+            if need > MAX_IDX_BYTES:
+                raise DataError(f"{path}: larger than {MAX_IDX_BYTES >> 30} GiB uncompressed; "
+                                f"refused")
+            body = f.read(need + (1 if need == full else 0))  # one more byte finds trailing junk
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read it; truncated or damaged? ({exc})") from None
-    if len(raw) > MAX_IDX_BYTES:
-        raise DataError(f"{path}: larger than {MAX_IDX_BYTES >> 30} GiB uncompressed; refused")
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
-        raise DataError(f"{path}: not an IDX file (wrong magic number "
-                        f"{raw[:4].hex(' ') or 'none'}; IDX files start with 00 00 <type> <dims>)")
-    ndim = raw[3]
-    if ndim < 1 or len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: IDX header is truncated")
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    dtype = np.dtype(IDX_TYPES[raw[2]])
-    need = int(np.prod(dims)) * dtype.itemsize
-    body = raw[4 + 4 * ndim:]
     if len(body) != need:
         raise DataError(f"{path}: IDX header promises {'×'.join(map(str, dims))} values "
                         f"({need} bytes) but the file holds {len(body)} bytes"
@@ -91,10 +100,8 @@ def load_mnist(split: str = "train", limit: int | None = None, verify: bool = Fa
         for f, h in ((img_file, img_md5), (lbl_file, lbl_md5)):
             if md5(MNIST_DIR / f) != h:
                 raise DataError(f"{MNIST_DIR / f}: checksum mismatch; the file is damaged")
-    images = read_idx(MNIST_DIR / img_file)
-    labels = read_idx(MNIST_DIR / lbl_file)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    images = read_idx(MNIST_DIR / img_file, limit)
+    labels = read_idx(MNIST_DIR / lbl_file, limit)
     x = (images.astype(np.float32) / 255.0)[:, None, :, :]
     return Dataset(x, labels.astype(np.int64), [str(i) for i in range(10)], f"MNIST {split}")
 

@@ -347,3 +347,19 @@ def test_check_data_channels_size_classes():
 def test_check_data_fewer_classes_is_a_note():
     probs = check_data(small_net(classes=10), DataBundle(dataset(classes=3)))
     assert len(probs) == 1 and not probs[0].fatal and "7 outputs are never" in probs[0].text
+
+
+def test_idx_limit_reads_the_first_entries_only(tmp_path, tiny_images):
+    x, _ = tiny_images
+    p = tmp_path / "i.gz"
+    p.write_bytes(gzip.compress(idx_bytes(x)[:-5]))  # the tail is damaged but never read
+    np.testing.assert_array_equal(read_idx(p, limit=2), x[:2])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(p)
+
+
+def test_idx_trailing_bytes_refused(tmp_path, tiny_images):
+    p = tmp_path / "i.idx"
+    p.write_bytes(idx_bytes(tiny_images[0]) + b"extra")
+    with pytest.raises(DataError, match="promises 5×4×3 values"):
+        read_idx(p)

@@ -1,0 +1,380 @@
+"""The command line: summary and train (and export / infer / import from engine.onnx_cli).
+
+    python main.py summary lenet5 --format markdown
+    python main.py train lenet5 --data mnist --epochs 1 --out lenet5.cnnd
+
+MODEL is a project file (.cnnd), a bare architecture .json or an example name (lenet5, ...).
+Exit codes: 0 ok; 1 invalid graph or failed; 2 usage error; 130 training interrupted by Ctrl+C
+(the last good weights are saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .errors import EngineError
+from .examples import example_names, load_example
+from .project import Project, load_project, save_project
+from .summary import FORMATS, format_summary, summarize
+
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+
+EPILOG = """\
+MODEL is a project file (.cnnd), a bare architecture .json or an example name
+({examples}).
+
+exit codes:
+  0    success
+  1    the graph is invalid, a file cannot be read, or the command failed
+  2    usage error (unknown command or option, bad option value)
+  130  training interrupted with Ctrl+C (the last good weights were still saved)
+"""
+
+
+class UsageError(Exception):
+    """A bad command-line value found after parsing: exit code 2."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _float_in(lo: float, hi: float | None, lo_open: bool, hi_open: bool = True):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        bad = (not math.isfinite(v) or (v <= lo if lo_open else v < lo)
+               or (hi is not None and (v >= hi if hi_open else v > hi)))
+        if bad:
+            rng = f"{'(' if lo_open else '['}{lo:g}, {'∞' if hi is None else f'{hi:g}'})"
+            raise argparse.ArgumentTypeError(f"must be in {rng}, got {text}")
+        return v
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    epilog = EPILOG.format(examples=", ".join(example_names()))
+    parser = argparse.ArgumentParser(
+        prog="cnn-designer",
+        description="CNN Designer on the command line. Without a command, `python main.py` "
+                    "opens the designer window (`python main.py FILE` opens FILE in it).",
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"CNN Designer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("summary", help="layer table: shapes, parameters, MACs, receptive field",
+                       description="Print a summary of MODEL: per layer name, type, output "
+                       "shape (C×H×W), parameters, MACs, receptive field and effective stride; "
+                       "totals and memory. An invalid graph lists every problem and exits 1.",
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--format", "-f", choices=FORMATS, default="text",
+                   help="output format (default: text)")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train MODEL on MNIST or your data, save a project",
+                       description="Train MODEL and save the trained weights and the history "
+                       "to the project file --out. Progress goes to stderr, per-epoch metrics "
+                       "and the test accuracy to stdout. Ctrl+C stops after the current batch "
+                       "and saves the last good weights (press it twice to abort at once).",
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--data", required=True, metavar="mnist|PATH",
+                   help="'mnist' (embedded), an .npz (arrays x, y), IDX files or a folder of "
+                   "IDX files, or a folder with one subfolder of images per class")
+    p.add_argument("--out", "-o", required=True, metavar="PROJECT",
+                   help="project file to write (.cnnd)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="default: 64")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam",
+                   help="default: adam")
+    p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=None,
+                   help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
+    p.add_argument("--weight-decay", type=_float_in(0.0, None, lo_open=False), default=0.0,
+                   help="L2 weight decay (default: 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
+                   help="fraction of the training data held out for validation (default: 0.1)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first N samples of each split (quick runs)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("examples", help="list the example networks",
+                       description="List the example networks usable as MODEL.")
+    p.set_defaults(func=cmd_examples)
+
+    _add_onnx_commands(sub)
+    return parser
+
+
+def _add_onnx_commands(sub) -> None:
+    """engine.onnx_cli (export, infer, import) plugs in here when it exists."""
+    name = f"{__package__}.onnx_cli"
+    try:
+        onnx_cli = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return
+        print(f"warning: the ONNX commands are unavailable ({exc})", file=sys.stderr)
+        return
+    except Exception as exc:  # noqa: BLE001 - a broken plug-in must not break summary/train
+        print(f"warning: the ONNX commands are unavailable ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return
+    onnx_cli.add_commands(sub)
+
+
+def command_names() -> list[str]:
+    """The subcommands (main.py sends these to the CLI, everything else to the GUI)."""
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 after --help / --version, 2 on bad usage
+        return int(exc.code or 0) if not isinstance(exc.code, str) else USAGE
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return USAGE
+    try:
+        rc = args.func(args)
+    except UsageError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return USAGE
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return FAILED
+    except BrokenPipeError:  # `... | head`
+        return OK
+    return OK if rc is None else int(rc)
+
+
+# ---- MODEL -------------------------------------------------------------------------------
+
+def load_model(spec: str) -> Project:
+    """A project file, a bare architecture .json or an example name."""
+    path = Path(spec)
+    if path.exists():
+        return load_project(path)
+    if spec in example_names():
+        return Project(load_example(spec))
+    raise UsageError(f"MODEL {spec!r} is neither a file nor an example name "
+                     f"({', '.join(example_names())})")
+
+
+# ---- summary -----------------------------------------------------------------------------
+
+def cmd_summary(args) -> int:
+    project = load_model(args.model)
+    s = summarize(project.graph)
+    sys.stdout.write(format_summary(s, args.format))
+    if not s.ok:
+        if args.format == "csv":  # the CSV holds the table only: problems go to stderr
+            for p in s.errors:
+                print(f"error: {p.text}", file=sys.stderr)
+        return FAILED
+    return OK
+
+
+def cmd_examples(args) -> int:
+    from .examples import EXAMPLES
+
+    width = max(len(e.name) for e in EXAMPLES)
+    for e in EXAMPLES:
+        print(f"{e.name:<{width}}  {e.title}: {e.description}")
+    return OK
+
+
+# ---- train -------------------------------------------------------------------------------
+
+class Progress:
+    """A one-line progress bar on a terminal (images/s, ETA); plain occasional lines elsewhere."""
+
+    def __init__(self, stream: TextIO, width: int = 24, interval: float = 0.1):
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.width = width
+        self.interval = interval if self.tty else 5.0
+        self.last = 0.0
+        self.shown = False
+
+    def batch(self, r) -> None:
+        now = time.perf_counter()
+        final = r.batch == r.batches
+        if now - self.last < self.interval and not final:
+            return
+        self.last = now
+        done = int(self.width * r.batch / r.batches)
+        bar = "#" * done + "." * (self.width - done)
+        line = (f"epoch {r.epoch}/{r.epochs} [{bar}] {r.batch}/{r.batches}  loss {r.loss:.4f}  "
+                f"acc {100 * r.accuracy:5.1f}%  {r.images_per_s:,.0f} img/s  "
+                f"ETA {fmt_seconds(r.seconds_left)}")
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+            self.shown = True
+        elif not final:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self.shown = False
+
+
+def fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = round(s)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class StopFlag:
+    """First Ctrl+C asks training to stop after the current batch; the second aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this batch (Ctrl+C again to abort without saving)…",
+              file=sys.stderr)
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:  # not the main thread: no handler, training runs to its end
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def cmd_train(args) -> int:
+    import numpy as np
+
+    from .data import check_data, load_dataset
+    from .network import Network
+    from .train import TrainConfig, evaluate, train
+    from .validate import validate
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.cnnd'}")
+    if not out.parent.exists():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+    project = load_model(args.model)
+    graph = project.graph
+    v = validate(graph)
+    if not v.ok:
+        s = summarize(graph, v)
+        print(f"error: the network '{graph.name}' cannot be trained; it has "
+              f"{len(s.errors)} problem{'s' * (len(s.errors) != 1)}:", file=sys.stderr)
+        for p in s.errors:
+            print(f"  - {p.text}" + (f" (fix: {p.fix})" if p.fix else ""), file=sys.stderr)
+        return FAILED
+    input_shape = v.nodes[next(n for n in v.order
+                               if graph.nodes[n].type_name == "Input")].out_shape
+    print(f"loading data from {args.data} …", file=sys.stderr)
+    data = load_dataset(args.data, input_shape, args.limit)
+    problems = check_data(graph, data)
+    for m in problems:
+        print(f"{'error' if m.fatal else 'note'}: {m.text}", file=sys.stderr)
+    if any(m.fatal for m in problems):
+        return FAILED
+    net = Network.compile(graph, np.random.default_rng(args.seed), validation=v)
+    if project.weights:
+        net.load_state_dict(project.weights, strict=False)
+        print(f"continuing from the weights in {args.model}", file=sys.stderr)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                         seed=args.seed, val_split=args.val_split)
+    train_data = data.train
+    print(f"training '{graph.name}' on {len(train_data):,} images ({train_data.name}), "
+          f"{data.num_classes} classes; {config.epochs} epoch{'s' * (config.epochs != 1)}, "
+          f"batch {config.batch_size}, {config.optimizer}", file=sys.stderr)
+    progress = Progress(sys.stderr)
+
+    def on_epoch(r) -> None:
+        progress.clear()
+        val = (f"  val_loss {r.val_loss:.4f}  val_acc {100 * r.val_accuracy:.2f}%"
+               if r.val_loss is not None else "")
+        print(f"epoch {r.epoch}/{r.epochs}  loss {r.train_loss:.4f}  acc "
+              f"{100 * r.train_accuracy:.2f}%{val}  {r.seconds:.1f}s  "
+              f"{r.images_per_s:,.0f} img/s", flush=True)
+
+    stop = StopFlag()
+    with stop:
+        history = train(net, train_data.x, train_data.y, config, on_batch=progress.batch,
+                        on_epoch=on_epoch, should_stop=stop)
+    progress.clear()
+    meta = dict(project.meta)
+    meta["history"] = history.to_json()
+    meta["train_config"] = asdict(config)
+    meta["data"] = {"source": str(args.data), "train_images": len(train_data),
+                    "classes": list(data.classes)}
+    rc = OK
+    if history.stopped == "cancelled":
+        print(f"training stopped by Ctrl+C after {len(history.epochs)} complete epoch"
+              f"{'s' * (len(history.epochs) != 1)}", file=sys.stderr)
+        rc = INTERRUPTED
+    elif history.stopped:
+        print(f"error: {history.stopped}", file=sys.stderr)
+        rc = FAILED
+    elif data.test is not None and len(data.test):
+        test_loss, test_acc, _ = evaluate(net, data.test.x, data.test.y)
+        meta["test"] = {"loss": test_loss, "accuracy": test_acc, "images": len(data.test)}
+        print(f"test  loss {test_loss:.4f}  acc {100 * test_acc:.2f}%  "
+              f"({len(data.test):,} images)")
+    save_project(out, graph, net.state_dict(), meta)
+    print(f"saved {out}", file=sys.stderr)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The command line: summary in every format, exit codes, train on a tiny MNIST subset, Ctrl+C."""
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import cli
+from engine.examples import EXAMPLES
+from engine.graph import sequential
+from engine.project import load_project, save_architecture
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(argv, capsys):
+    rc = cli.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "csv", "json"])
+@pytest.mark.parametrize("name", [e.name for e in EXAMPLES])
+def test_summary_of_each_example(capsys, name, fmt):
+    rc, out, err = run(["summary", name, "--format", fmt], capsys)
+    assert rc == 0, err
+    if fmt == "json":
+        data = json.loads(out)
+        assert data["total_params"] == data["trainable_params"] + data["non_trainable_params"]
+        assert data["total_params"] == sum(x["params"] for x in data["layers"]) > 0
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert rows[0]["type"] == "Input" and rows[-1]["output_shape"] == "10"
+    else:
+        assert "Total params" in out
+
+
+def invalid_graph_file(tmp_path):
+    g = sequential([("Input", "in", {"channels": 1, "height": 4, "width": 4}),
+                    ("Conv2d", "huge", {"out_channels": 2, "kernel_size": 9}),
+                    ("Flatten", "f", {}), ("Linear", "fc", {})])
+    g.add_node("Add", "lonely_add", {}, node_id="lonely_add")
+    return save_architecture(tmp_path / "bad.json", g)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "csv"])
+def test_invalid_graph_exits_1_listing_every_problem(tmp_path, capsys, fmt):
+    path = invalid_graph_file(tmp_path)
+    rc, out, err = run(["summary", str(path), "-f", fmt], capsys)
+    assert rc == 1
+    shown = out + err
+    assert "huge" in shown and "9×9 kernel does not fit" in shown
+    assert "lonely_add" in shown and "needs at least 2 inputs" in shown
+
+
+def test_train_tiny_mnist_writes_a_project(tmp_path, capsys):
+    out_path = tmp_path / "lenet.cnnd"
+    rc, out, err = run(["train", "lenet5", "--data", "mnist", "--limit", "600", "--epochs", "1",
+                        "--batch-size", "100", "--seed", "1", "--out", str(out_path)], capsys)
+    assert rc == 0, err
+    assert "epoch 1/1" in out and "val_acc" in out
+    assert "test  loss" in out and "(600 images)" in out
+    assert "img/s" in err and "saved" in err
+    p = load_project(out_path)
+    assert p.weights is not None and "conv1.weight" in p.weights
+    assert len(p.meta["history"]["epochs"]) == 1 and p.meta["history"]["stopped"] is None
+    assert p.meta["train_config"]["batch_size"] == 100
+    assert 0 <= p.meta["test"]["accuracy"] <= 1 and p.meta["test"]["images"] == 600
+    # the project is itself a MODEL: summary reads it, train continues from its weights
+    rc, out, _ = run(["summary", str(out_path), "-f", "json"], capsys)
+    assert rc == 0 and json.loads(out)["total_params"] == 61706
+    rc, _, err = run(["train", str(out_path), "--data", "mnist", "--limit", "200", "--epochs",
+                      "1", "--out", str(tmp_path / "again.cnnd")], capsys)
+    assert rc == 0 and "continuing from the weights" in err
+
+
+def test_ctrl_c_stops_and_saves(tmp_path, capsys, monkeypatch):
+    """A real SIGINT during the first batch: training stops there, the weights are saved."""
+    sent = []
+
+    def batch(self, r):
+        if not sent:
+            sent.append(r.batch)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(cli.Progress, "batch", batch)
+    out_path = tmp_path / "stopped.cnnd"
+    rc, _, err = run(["train", "lenet5", "--data", "mnist", "--limit", "600", "--epochs", "3",
+                      "--batch-size", "50", "--out", str(out_path)], capsys)
+    assert rc == 130
+    assert "stopped by Ctrl+C" in err
+    p = load_project(out_path)
+    assert p.meta["history"]["stopped"] == "cancelled" and p.meta["history"]["epochs"] == []
+    assert p.weights is not None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_data_that_does_not_fit_exits_1(tmp_path, capsys):
+    rc, _, err = run(["train", "small_vgg", "--data", "mnist", "--limit", "10", "--out",
+                      str(tmp_path / "x.cnnd")], capsys)
+    assert rc == 1
+    assert "1 channel (greyscale) but Input 'input' expects 3" in err
+    assert not (tmp_path / "x.cnnd").exists()
+
+
+def test_invalid_graph_cannot_train(tmp_path, capsys):
+    rc, _, err = run(["train", str(invalid_graph_file(tmp_path)), "--data", "mnist", "--out",
+                      str(tmp_path / "x.cnnd")], capsys)
+    assert rc == 1 and "cannot be trained" in err and "huge" in err
+
+
+def test_bad_data_file_exits_1(tmp_path, capsys):
+    (tmp_path / "d.npz").write_bytes(b"junk")
+    rc, _, err = run(["train", "lenet5", "--data", str(tmp_path / "d.npz"), "--out",
+                      str(tmp_path / "x.cnnd")], capsys)
+    assert rc == 1 and "d.npz: not an .npz file" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary", "lenet5", "--format", "xml"], "invalid choice: 'xml'"),
+    (["summary", "no_such_model"], "neither a file nor an example name"),
+    (["summary"], "the following arguments are required: MODEL"),
+    (["train", "lenet5", "--data", "mnist"], "required: --out"),
+    (["train", "lenet5", "--data", "mnist", "--out", "x.cnnd", "--epochs", "0"],
+     "--epochs: must be at least 1"),
+    (["train", "lenet5", "--data", "mnist", "--out", "x.cnnd", "--lr", "-1"], "--lr: must be in"),
+    (["train", "lenet5", "--data", "mnist", "--out", "x.cnnd", "--val-split", "1"],
+     "--val-split: must be in"),
+    (["train", "lenet5", "--data", "mnist", "--out", "/no/such/dir/x.cnnd"], "does not exist"),
+    (["fly"], "invalid choice: 'fly'"),
+    ([], "usage:"),
+])
+def test_bad_arguments_exit_2(capsys, argv, message):
+    rc, _, err = run(argv, capsys)
+    assert rc == 2
+    assert message in err
+
+
+def test_help_everywhere(capsys):
+    for argv in (["--help"], ["summary", "--help"], ["train", "--help"]):
+        rc, out, _ = run(argv, capsys)
+        assert rc == 0 and "exit codes" in out and "usage:" in out
+
+
+def test_main_py_dispatches_to_the_cli():
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    r = subprocess.run([sys.executable, "main.py", "summary", "lenet5", "-f", "json"], cwd=ROOT,
+                       capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["total_params"] == 61706
+    r = subprocess.run([sys.executable, "main.py", "summary", "lenet5", "--format", "xml"],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
