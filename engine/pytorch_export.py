@@ -1,0 +1,820 @@
+"""Export a design (and its weights) as plain PyTorch code: model.py, weights.npz, train.py.
+
+    paths = export_pytorch(graph, net.state_dict(), "out/lenet")   # -> [model.py, ...]
+    python main.py export-pytorch MODEL --out DIR                  # the same from the CLI
+
+The generated folder needs only torch and numpy: one `nn.Module` class whose submodules are named
+after the layers, a `forward` that follows the graph, `load_npz` / `save_npz` for weights, and a
+training script that runs on one CPU, one GPU, or many under `torchrun` (DistributedDataParallel).
+PyTorch is not needed to *generate* the code (this module never imports it).
+
+Submodule names: a layer's name with every character that is not a letter, digit or underscore
+replaced by "_" ("layer2.0.conv1" -> "layer2_0_conv1"); a leading digit gets "layer_" in front;
+names that would shadow nn.Module attributes or locals of `forward` ("training", "forward", "x",
+...) get a trailing "_"; a name already taken gets "_2", "_3", ... `NODE_MODULES` in model.py
+records the mapping from engine node ids to submodule names, so the app's "node_id.weight" keys
+and the module's state_dict keys translate both ways.
+
+Semantics follow the engine (ONNX conventions), including the places where PyTorch's layer
+differs: asymmetric / SAME_UPPER padding becomes an explicit nn.ZeroPad2d (nn.ConstantPad2d(-inf)
+before a max pool), a ceil-mode window that PyTorch would add after such padding is cropped, and
+LocalResponseNorm with an even size uses a small ONNX-windowed module (torch centres even windows
+one channel earlier).
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GraphError
+from .graph import Graph
+from .layers.conv import resolve_pads
+from .shapes import conv_out
+from .validate import Validation, validate
+
+# attributes of nn.Module (and names used inside generated forward) a submodule must not shadow
+RESERVED = frozenset((
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
+    "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
+    "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
+    "load_state_dict", "modules", "mtia", "named_buffers", "named_children", "named_modules",
+    "named_parameters", "parameters", "register_backward_hook", "register_buffer",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
+    "training", "type", "xpu", "zero_grad", "x", "self", "torch", "nn", "F", "np", "logits",
+    "input", "INPUT_SHAPE", "NODE_MODULES",
+))
+
+
+class ExportError(GraphError):
+    """The design cannot be written as PyTorch code (names the layer and a fix)."""
+
+
+@dataclass
+class _Module:
+    attr: str
+    ctor: str
+
+
+@dataclass
+class _NodeCode:
+    """What one node contributes: submodules for __init__, an expression for forward."""
+
+    modules: list[_Module] = field(default_factory=list)
+    expr: str = ""  # uses {0}, {1}, ... for the input variables
+    weights_attr: str | None = None  # the submodule holding the node's weights
+    helper: str | None = None  # name of a helper class the module needs
+
+
+# ---- names -----------------------------------------------------------------------------------
+
+def python_name(name: str) -> str:
+    """A layer name as a Python identifier (see the module docstring for the rule)."""
+    ident = re.sub(r"\W", "_", name, flags=re.ASCII).strip() or "layer"
+    if ident[0].isdigit():
+        ident = "layer_" + ident
+    if keyword.iskeyword(ident) or ident in RESERVED or ident.startswith("__"):
+        ident += "_"
+    return ident
+
+
+def class_name_for(graph_name: str) -> str:
+    """'LeNet-5' -> 'LeNet5', 'my net' -> 'MyNet'; 'Net' when nothing usable remains."""
+    parts = re.findall(r"[A-Za-z0-9]+", graph_name)
+    name = "".join(p[:1].upper() + p[1:] for p in parts)
+    if not name or name[0].isdigit() or keyword.iskeyword(name):
+        name = "Net" + name
+    return name
+
+
+class _Names:
+    def __init__(self):
+        self.taken: set[str] = set()
+
+    def claim(self, base: str) -> str:
+        name, k = base, 2
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+
+# ---- per layer type: PyTorch constructor text ----------------------------------------------
+
+def _pair(v) -> str:
+    a, b = v
+    return str(a) if a == b else f"({a}, {b})"
+
+
+def _num(v: float) -> str:
+    return repr(float(v))
+
+
+def _args(*positional, **kw) -> str:
+    return ", ".join([str(p) for p in positional] + [f"{k}={v}" for k, v in kw.items()])
+
+
+def _conv2d(layer, in_shapes, attr, names):
+    c, h, w = in_shapes[0]
+    k, s, d = layer.p["kernel_size"], layer.p["stride"], layer.p["dilation"]
+    t, l, b, r = resolve_pads(layer.p["padding"], h, w, k, s, d)
+    kw: dict = {"kernel_size": _pair(k)}
+    if s != [1, 1]:
+        kw["stride"] = _pair(s)
+    code = _NodeCode()
+    if (t, l) == (b, r):
+        if t or l:
+            kw["padding"] = _pair([t, l])
+    else:  # asymmetric (e.g. SAME_UPPER with an even total): pad explicitly first
+        pad = names.claim(attr + "_pad")
+        code.modules.append(_Module(pad, f"nn.ZeroPad2d(({l}, {r}, {t}, {b}))"))
+    if d != [1, 1]:
+        kw["dilation"] = _pair(d)
+    if layer.p["groups"] != 1:
+        kw["groups"] = layer.p["groups"]
+    if not layer.p["bias"]:
+        kw["bias"] = False
+    code.modules.append(_Module(attr, f"nn.Conv2d({_args(c, layer.p['out_channels'], **kw)})"))
+    return code
+
+
+def _pool2d(layer, in_shapes, attr, names):
+    _, h, w = in_shapes[0]
+    k, s, pads, ho, wo = layer._geometry(h, w)
+    t, l, b, r = pads
+    is_max = layer.type_name == "MaxPool2d"
+    ceil = layer.p["ceil_mode"]
+    kw: dict = {"kernel_size": _pair(k)}
+    if s != k:
+        kw["stride"] = _pair(s)
+    code = _NodeCode()
+    crop = ""
+    if (t, l) == (b, r):
+        if t or l:
+            kw["padding"] = _pair([t, l])
+    else:
+        if not is_max and not layer.p["count_include_pad"]:
+            raise ExportError(
+                f"AvgPool2d '{layer.name}': asymmetric padding ({t}, {l}, {b}, {r}) with "
+                f"count_include_pad off has no PyTorch equivalent; use symmetric padding or "
+                f"turn count_include_pad on")
+        pad = names.claim(attr + "_pad")
+        ctor = (f'nn.ConstantPad2d(({l}, {r}, {t}, {b}), float("-inf"))' if is_max
+                else f"nn.ZeroPad2d(({l}, {r}, {t}, {b}))")
+        code.modules.append(_Module(pad, ctor))
+        # PyTorch keeps a ceil-mode window that starts in the (now explicit) end padding;
+        # the engine, like ONNX, drops it: crop to the engine's size
+        th = conv_out(h + t + b, k[0], s[0], 0, 0, 1, ceil)
+        tw = conv_out(w + l + r, k[1], s[1], 0, 0, 1, ceil)
+        if (th, tw) != (ho, wo):
+            crop = f"[:, :, :{ho}, :{wo}]"
+    if ceil:
+        kw["ceil_mode"] = True
+    if not is_max and not layer.p["count_include_pad"]:
+        kw["count_include_pad"] = False
+    code.modules.append(_Module(attr, f"nn.{layer.type_name}({_args(**kw)})"))
+    code.expr = "{call}" + crop
+    return code
+
+
+def _simple(ctor):
+    def make(layer, in_shapes, attr, names):
+        return _NodeCode([_Module(attr, ctor(layer, in_shapes))])
+    return make
+
+
+def _batchnorm(layer, in_shapes):
+    shape = in_shapes[0]
+    kind = "BatchNorm2d" if len(shape) == 3 else "BatchNorm1d"
+    kw = {}
+    if layer.p["eps"] != 1e-5:
+        kw["eps"] = _num(layer.p["eps"])
+    if layer.p["momentum"] != 0.1:
+        kw["momentum"] = _num(layer.p["momentum"])
+    return f"nn.{kind}({_args(shape[0], **kw)})"
+
+
+def _lrn(layer, in_shapes, attr, names):
+    n = layer.p["size"]
+    args = _args(n, alpha=_num(layer.p["alpha"]), beta=_num(layer.p["beta"]),
+                 k=_num(layer.p["k"]))
+    if n % 2:
+        return _NodeCode([_Module(attr, f"nn.LocalResponseNorm({args})")])
+    return _NodeCode([_Module(attr, f"OnnxLocalResponseNorm({args})")],
+                     helper="OnnxLocalResponseNorm")
+
+
+def _linear(layer, in_shapes):
+    kw = {} if layer.p["bias"] else {"bias": False}
+    return f"nn.Linear({_args(in_shapes[0][0], layer.p['out_features'], **kw)})"
+
+
+def _merge(expr_of):
+    def make(layer, in_shapes, attr, names):
+        return _NodeCode(expr=expr_of(len(in_shapes)))
+    return make
+
+
+# type_name -> (layer, in_shapes, attr, names) -> _NodeCode. Every registry type needs one
+# (tests/engine/test_pytorch_export.py checks that), so a new layer type cannot be forgotten.
+CONVERTERS = {
+    "Input": lambda layer, in_shapes, attr, names: _NodeCode(),
+    "Conv2d": _conv2d,
+    "MaxPool2d": _pool2d,
+    "AvgPool2d": _pool2d,
+    "AdaptiveAvgPool2d": _simple(
+        lambda layer, _: f"nn.AdaptiveAvgPool2d({_pair(layer.p['output_size'])})"),
+    "GlobalAvgPool2d": _simple(lambda layer, _: "nn.AdaptiveAvgPool2d(1)"),
+    "ReLU": _simple(lambda layer, _: "nn.ReLU()"),
+    "LeakyReLU": _simple(
+        lambda layer, _: f"nn.LeakyReLU(negative_slope={_num(layer.p['negative_slope'])})"),
+    "ReLU6": _simple(lambda layer, _: "nn.ReLU6()"),
+    "Sigmoid": _simple(lambda layer, _: "nn.Sigmoid()"),
+    "Tanh": _simple(lambda layer, _: "nn.Tanh()"),
+    "Softmax": _simple(lambda layer, _: "nn.Softmax(dim=1)"),
+    "Flatten": _simple(lambda layer, _: "nn.Flatten()"),
+    "Linear": _simple(_linear),
+    "Dropout": _simple(lambda layer, _: f"nn.Dropout(p={_num(layer.p['p'])})"),
+    "BatchNorm2d": _simple(_batchnorm),
+    "LocalResponseNorm": _lrn,
+    "Add": _merge(lambda n: " + ".join(f"{{{i}}}" for i in range(n))),
+    "Concat": _merge(lambda n: "torch.cat([" + ", ".join(f"{{{i}}}" for i in range(n))
+                     + "], dim=1)"),
+}
+
+HELPERS = {
+    "OnnxLocalResponseNorm": '''
+
+class OnnxLocalResponseNorm(nn.Module):
+    """LocalResponseNorm as ONNX (and CNN Designer) defines it: the window of channel c spans
+    c - (size - 1) // 2 .. c + size // 2. nn.LocalResponseNorm centres even-sized windows one
+    channel earlier; for odd sizes the two are the same."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sq = F.pad((x * x).unsqueeze(1), (0, 0, 0, 0, (self.size - 1) // 2, self.size // 2))
+        mean = F.avg_pool3d(sq, (self.size, 1, 1), stride=1).squeeze(1)
+        return x / (self.k + self.alpha * mean) ** self.beta
+''',
+}
+
+
+# ---- the generator ---------------------------------------------------------------------------
+
+@dataclass
+class PyTorchCode:
+    """The generated model.py text and the node id -> submodule name mapping."""
+
+    source: str
+    class_name: str
+    node_modules: dict[str, str]  # node id -> attribute holding its weights
+    input_shape: tuple[int, ...]
+    ends_in_softmax: bool
+
+
+def generate_model(graph: Graph, class_name: str | None = None,
+                   validation: Validation | None = None) -> PyTorchCode:
+    """model.py for `graph`; ExportError (a GraphError) if the graph is not valid."""
+    v = validation or validate(graph)
+    if not v.ok:
+        lines = "\n".join(f"  - {m.text}" for m in v.errors)
+        raise ExportError(f"fix the design before exporting it; {len(v.errors)} problem"
+                          f"{'s' * (len(v.errors) != 1)}:\n{lines}")
+    if v.output_id is None:
+        raise ExportError("the design has no output layer")
+    cls = class_name or class_name_for(graph.name)
+    if not cls.isidentifier() or keyword.iskeyword(cls):
+        raise ExportError(f"class name {cls!r} is not a valid Python identifier; use letters, "
+                          f"digits and underscores, not starting with a digit")
+    order = v.order
+    ins = {nid: graph.inputs_of(nid) for nid in order}
+    input_id = next(nid for nid in order if graph.nodes[nid].type_name == "Input")
+    out_id = v.output_id
+    # forward computes only what the output needs; every layer still gets its submodule
+    needed = {out_id}
+    for nid in reversed(order):
+        if nid in needed:
+            needed.update(ins[nid])
+    fwd_order = _depth_first_order([nid for nid in order if nid in needed], ins)
+    consumers: dict[str, list[str]] = {nid: [] for nid in order}
+    for nid in fwd_order:
+        for s in ins[nid]:
+            consumers[s].append(nid)
+
+    names = _Names()
+    attrs = {nid: names.claim(python_name(graph.nodes[nid].name)) for nid in order}
+    codes: dict[str, _NodeCode] = {}
+    node_modules: dict[str, str] = {}
+    helpers: list[str] = []
+    for nid in order:
+        res = v.nodes[nid]
+        node = graph.nodes[nid]
+        conv = CONVERTERS.get(node.type_name)
+        if conv is None:
+            raise ExportError(f"{node.type_name} '{node.name}': no PyTorch equivalent is known "
+                              f"for this layer type")
+        code = conv(res.layer, res.in_shapes, attrs[nid], names)
+        codes[nid] = code
+        if code.helper and code.helper not in helpers:
+            helpers.append(code.helper)
+        if any(m.attr == attrs[nid] for m in code.modules):
+            node_modules[nid] = attrs[nid]
+
+    # variables: "x" for a plain chain, the layer's attribute name where a value is read later
+    var: dict[str, str] = {}
+    for i, nid in enumerate(fwd_order):
+        nxt = fwd_order[i + 1] if i + 1 < len(fwd_order) else None
+        cons = consumers[nid]
+        chain = len(cons) == 1 and cons[0] == nxt and ins[nxt].count(nid) == 1
+        var[nid] = "x" if (chain or nid == out_id) else attrs[nid]
+
+    ends_in_softmax = graph.nodes[out_id].type_name == "Softmax"
+    body: list[str] = []
+    for nid in fwd_order:
+        code = codes[nid]
+        if nid == input_id:
+            if var[nid] != "x":
+                body.append(f"{var[nid]} = x")
+            continue
+        args = [var[s] for s in ins[nid]]
+        if code.modules:
+            call = args[0]
+            for m in code.modules:
+                call = f"self.{m.attr}({call})"
+            expr = (code.expr or "{call}").format(*args, call=call)
+        else:
+            expr = code.expr.format(*args)
+        if nid == out_id and ends_in_softmax:
+            body.append("if logits:  # the scores before the softmax, for a loss on logits")
+            body.append(f"    return {args[0]}")
+        body.append(f"{var[nid]} = {expr}")
+    body.append(f"return {var[out_id]}")
+
+    init: list[str] = []
+    for nid in _depth_first_order(order, ins):
+        for m in codes[nid].modules:
+            init.append(f"self.{m.attr} = {m.ctor}")
+    in_shape = tuple(v.nodes[input_id].out_shape)
+    out_shape = tuple(v.nodes[out_id].out_shape)
+    sig = "self, x: torch.Tensor, logits: bool = False" if ends_in_softmax else \
+        "self, x: torch.Tensor"
+    shape_doc = "×".join(map(str, in_shape))
+    out_doc = "×".join(map(str, out_shape))
+    src = MODEL_TEMPLATE.format(
+        title=_safe_title(graph.name), cls=cls, input_shape=repr(in_shape), shape_doc=shape_doc,
+        out_doc=out_doc, init=_indent(init or ["pass"], 8), sig=sig,
+        forward=_indent(body, 8), helpers="".join(HELPERS[h] for h in helpers),
+        node_modules=_dict_literal({k: a for k, a in node_modules.items()
+                                    if a != k and v.nodes[k].params}),
+        softmax_doc=("\n\n    With logits=True, forward returns the scores before the final "
+                     "softmax.\n    " if ends_in_softmax else ""),
+        params=f"{v.trainable_params:,}")
+    return PyTorchCode(src, cls, node_modules, in_shape, ends_in_softmax)
+
+
+def _safe_title(name: str) -> str:
+    """The design's name for a docstring / heading: no quotes, backslashes or line breaks."""
+    return re.sub(r"[\\\"'`\r\n]", "", name).strip()[:60] or "network"
+
+
+def _depth_first_order(order: list[str], ins: dict[str, list[str]]) -> list[str]:
+    """A topological order that finishes a chain before starting the next branch, so forward
+    reads like the network (and most values flow through one variable, x)."""
+    pos = {nid: i for i, nid in enumerate(order)}
+    indeg = {nid: len(ins[nid]) for nid in order}
+    succ: dict[str, list[str]] = {nid: [] for nid in order}
+    for nid in order:
+        for s in ins[nid]:
+            succ[s].append(nid)
+    stack = [nid for nid in reversed(order) if indeg[nid] == 0]
+    out = []
+    while stack:
+        nid = stack.pop()
+        out.append(nid)
+        ready = []
+        for m in sorted(succ[nid], key=pos.__getitem__):
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+        stack.extend(reversed(ready))
+    return out
+
+
+def _indent(lines: list[str], n: int) -> str:
+    out = []
+    for ln in lines:
+        extra = len(ln) - len(ln.lstrip(" "))
+        pad = " " * (n + extra)
+        out += [pad + w for w in _wrap(ln.lstrip(" "), n + extra)]
+    return "\n".join(out)
+
+
+def _wrap(stmt: str, indent: int, width: int = 100) -> list[str]:
+    """Break a long generated statement inside its call's parentheses (after commas) or, for a
+    sum, before its + signs; lines stay within `width` unless a single name is longer."""
+    if indent + len(stmt) <= width:
+        return [stmt]
+    eq = stmt.find(" = ")
+    lhs, rhs = (stmt[:eq + 3], stmt[eq + 3:]) if eq >= 0 else ("", stmt)
+    p = rhs.find("(")
+    if p >= 0 and rhs.endswith(")") and _closing(rhs, p) == len(rhs) - 1:
+        head, inner, sep = lhs + rhs[:p + 1], rhs[p + 1:-1], ", "
+    elif " + " in rhs:
+        head, inner, sep = lhs + "(", rhs, " + "
+    else:
+        return [stmt]
+    avail = width - indent - 4
+    parts = inner.split(sep)
+    lines, cur = [], parts[0]
+    for part in parts[1:]:
+        if len(cur) + len(sep) + len(part) <= avail:
+            cur += sep + part
+        elif sep == ", ":
+            lines.append(cur + ",")
+            cur = part
+        else:
+            lines.append(cur)
+            cur = "+ " + part
+    lines.append(cur)
+    return [head] + ["    " + ln for ln in lines] + [")"]
+
+
+def _closing(text: str, start: int) -> int:
+    """Index of the bracket closing the one at `start`."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] in "([":
+            depth += 1
+        elif text[i] in ")]":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _dict_literal(d: dict[str, str]) -> str:
+    if not d:
+        return "{}"
+    items = "\n".join(f"    {json.dumps(k)}: {json.dumps(v)}," for k, v in d.items())
+    return "{\n" + items + "\n}"
+
+
+MODEL_TEMPLATE = '''"""{title} (exported from CNN Designer as a PyTorch module).
+
+{params} trainable parameters. Plain PyTorch and NumPy, nothing else: edit it freely.
+
+    model = {cls}()
+    load_npz(model, "weights.npz")   # the exported weights (or a CNN Designer weights file)
+    y = model(x)                     # x: (N, {shape_doc}) float32 -> (N, {out_doc})
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: F401  (handy when editing forward)
+from torch import nn
+
+# CNN Designer layer id -> submodule holding its weights, where the two differ. load_npz
+# accepts weight files keyed either way ("<layer id>.weight" or "<submodule>.weight").
+NODE_MODULES = {node_modules}
+{helpers}
+
+class {cls}(nn.Module):
+    """Input (N, {shape_doc}) -> output (N, {out_doc}).{softmax_doc}"""
+
+    INPUT_SHAPE = {input_shape}
+
+    def __init__(self):
+        super().__init__()
+{init}
+
+    def forward({sig}) -> torch.Tensor:
+{forward}
+
+
+def load_npz(model: nn.Module, path: str = "weights.npz") -> nn.Module:
+    """Load weights from an .npz keyed by state_dict keys or by CNN Designer node ids."""
+    state = model.state_dict()
+    loaded = {{}}
+    with np.load(path, allow_pickle=False) as data:
+        for key in data.files:
+            node, _, name = key.rpartition(".")
+            target = key if key in state else f"{{NODE_MODULES.get(node, node)}}.{{name}}"
+            if target not in state:
+                raise KeyError(f"{{path}}: {{key!r}} matches no parameter of "
+                               f"{{type(model).__name__}}")
+            value = torch.from_numpy(np.asarray(data[key]))
+            if value.shape != state[target].shape:
+                raise ValueError(f"{{path}}: {{key!r}} has shape {{tuple(value.shape)}}, the "
+                                 f"model needs {{tuple(state[target].shape)}}")
+            loaded[target] = value.to(state[target].dtype)
+    missing = [k for k in state if k not in loaded and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise KeyError(f"{{path}} has no values for {{', '.join(missing)}}")
+    model.load_state_dict(loaded, strict=False)
+    return model
+
+
+def save_npz(model: nn.Module, path: str) -> None:
+    """Save weights keyed by CNN Designer node ids, so the app can load them back."""
+    to_node = {{module: node for node, module in NODE_MODULES.items()}}
+    arrays = {{}}
+    for key, value in model.state_dict().items():
+        module, _, name = key.rpartition(".")
+        if name == "num_batches_tracked":
+            continue
+        arrays[f"{{to_node.get(module, module)}}.{{name}}"] = value.detach().cpu().numpy()
+    np.savez(path, **arrays)
+'''
+
+
+def export_pytorch(graph: Graph, weights: dict[str, np.ndarray] | None, out_dir: str | Path,
+                   class_name: str | None = None) -> list[Path]:
+    """Write model.py, weights.npz (when weights are given), train.py and README.md into
+    out_dir; returns the written paths. `weights` are keyed "node_id.name" (Network.state_dict)
+    and are saved under the module's state_dict keys."""
+    code = generate_model(graph, class_name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_write(out / "model.py", code.source)]
+    if weights:
+        arrays = {}
+        for key, arr in weights.items():
+            node, _, name = key.rpartition(".")
+            if node not in code.node_modules:
+                raise ExportError(f"weight {key!r} belongs to no layer with weights in the "
+                                  f"design")
+            arrays[f"{code.node_modules[node]}.{name}"] = np.asarray(arr, np.float32)
+        path = out / "weights.npz"
+        tmp = out / "weights.tmp.npz"
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        written.append(path)
+    written.append(_write(out / "train.py", TRAIN_TEMPLATE.format(
+        cls=code.class_name, comma_logits=", logits=True" if code.ends_in_softmax else "")))
+    written.append(_write(out / "README.md", README_TEMPLATE.format(
+        title=_safe_title(graph.name), cls=code.class_name, shape="×".join(map(str, code.input_shape)),
+        commas=", ".join(map(str, code.input_shape)),
+        weights=("`weights.npz` holds the design's weights (keys: the module's state_dict "
+                 "keys)." if weights else "No weights were exported: the model starts from "
+                 "PyTorch's default initialisation."))))
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    """Atomic write: a temporary file in the same folder, then os.replace."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+TRAIN_TEMPLATE = '''"""Train the exported model on one CPU, one GPU, or several processes / GPUs.
+
+    python train.py --data data.npz --epochs 5                   # x: (N, C, H, W), y: (N,)
+    python train.py --mnist-idx path/to/mnist --epochs 5         # train-images-idx3-ubyte[.gz]
+    torchrun --nproc_per_node=4 train.py --data data.npz         # DistributedDataParallel
+
+Under torchrun each process takes a share of every epoch (DistributedSampler); the backend is
+NCCL on GPUs and Gloo on the CPU. Rank 0 prints the progress and writes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+from model import {cls}, load_npz, save_npz
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format), optionally gzipped."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def find(folder: Path, stem: str) -> Path:
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise SystemExit(f"{{folder}} has no {{stem}}[.gz]")
+
+
+def load_data(args) -> tuple[np.ndarray, np.ndarray]:
+    if args.data:
+        with np.load(args.data, allow_pickle=False) as d:
+            x, y = d["x"], d["y"]
+    else:
+        folder = Path(args.mnist_idx)
+        x = read_idx(find(folder, "train-images-idx3-ubyte"))
+        y = read_idx(find(folder, "train-labels-idx1-ubyte"))
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    x = x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if tuple(x.shape[1:]) != {cls}.INPUT_SHAPE:
+        raise SystemExit(f"the model takes images of {{{cls}.INPUT_SHAPE}}, the data has "
+                         f"{{tuple(x.shape[1:])}}")
+    return x, y.astype(np.int64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Train the exported {cls}.")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help=".npz with x (N, C, H, W) and y (N,) integer labels")
+    src.add_argument("--mnist-idx", help="folder with train-images/labels IDX files")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=64, help="per process")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ap.add_argument("--weights", default=str(HERE / "weights.npz"),
+                    help="initial weights (skipped if the file does not exist)")
+    ap.add_argument("--out", default="checkpoint", help="checkpoint path without suffix")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    torch.manual_seed(args.seed)
+
+    x, y = load_data(args)
+    dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    sampler = DistributedSampler(dataset, seed=args.seed) if distributed else None
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None,
+                        sampler=sampler, drop_last=False)
+
+    model = {cls}()
+    if Path(args.weights).exists():
+        load_npz(model, args.weights)
+    model.to(device)
+    net = model
+    if distributed:
+        net = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda"
+                                      else None)
+    if args.optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    else:
+        opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+
+    for epoch in range(1, args.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        net.train()
+        t0 = time.perf_counter()
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+        for xb, yb in loader:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            out = net(xb{comma_logits})
+            loss = loss_fn(out, yb)
+            loss.backward()
+            opt.step()
+            totals += torch.stack([loss.detach().double() * len(yb),
+                                   (out.argmax(1) == yb).sum().double(),
+                                   torch.tensor(float(len(yb)), dtype=torch.float64,
+                                                device=device)])
+        if distributed:
+            dist.all_reduce(totals)
+        if rank == 0:
+            loss_sum, correct, count = totals.tolist()
+            print(f"epoch {{epoch}}/{{args.epochs}}  loss {{loss_sum / count:.4f}}  "
+                  f"accuracy {{correct / count:.2%}}  {{time.perf_counter() - t0:.1f}} s",
+                  flush=True)
+
+    if rank == 0:
+        torch.save(model.state_dict(), args.out + ".pt")
+        save_npz(model, args.out + ".npz")  # keyed by node ids: loads back into CNN Designer
+        print(f"saved {{args.out}}.pt and {{args.out}}.npz", flush=True)
+    if distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+README_TEMPLATE = '''# {title} — exported from CNN Designer
+
+Plain PyTorch: `model.py` needs only `torch` and `numpy`.
+
+- `model.py` — `class {cls}(nn.Module)`, input N×{shape}; submodules are named after the
+  layers (dots and other characters become `_`; `NODE_MODULES` maps the designer's layer ids to
+  them). `load_npz(model, path)` loads weights keyed by state_dict keys or by layer ids;
+  `save_npz(model, path)` writes layer-id keys that CNN Designer can load back.
+- {weights}
+- `train.py` — trains on a `.npz` with `x` (N×{shape}, float32 or uint8) and `y` (integer
+  labels), or on MNIST IDX files:
+
+```
+python train.py --data data.npz --epochs 5 --batch-size 64 --lr 0.001
+python train.py --mnist-idx ~/mnist --device cuda
+torchrun --nproc_per_node=2 train.py --data data.npz     # DistributedDataParallel
+```
+
+Under `torchrun` each process trains on its share of the data (DistributedSampler) with the
+NCCL backend on GPUs, Gloo on the CPU; rank 0 prints the progress and saves `checkpoint.pt`
+and `checkpoint.npz`.
+
+```python
+import torch
+from model import {cls}, load_npz
+
+model = load_npz({cls}(), "weights.npz").eval()
+with torch.no_grad():
+    scores = model(torch.zeros(1, {commas}))
+```
+'''
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def add_commands(subparsers) -> None:
+    """Register `export-pytorch MODEL --out DIR` on the main CLI's subparsers."""
+    p = subparsers.add_parser(
+        "export-pytorch", help="write the design as PyTorch code (model.py, train.py, weights)",
+        description="Write MODEL as a PyTorch module (model.py), its weights (weights.npz), a "
+                    "training script for one CPU / GPU or torchrun (train.py) and a README.")
+    p.add_argument("model", metavar="MODEL",
+                   help="project file (.cnnd), architecture .json, example or template name")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--class-name", default=None, help="name of the nn.Module class")
+    p.set_defaults(func=cmd_export_pytorch)
+
+
+def _load(spec: str):
+    """(graph, weights) for a project file, a bare .json, an example or a template name."""
+    from .templates import TEMPLATES, build_template
+    try:
+        from .cli import UsageError, load_model
+    except ImportError:  # the CLI module is optional for this exporter
+        load_model = None
+        UsageError = ValueError
+    if load_model is not None:
+        try:
+            project = load_model(spec)
+            return project.graph, project.weights
+        except UsageError:
+            if spec not in TEMPLATES:
+                raise
+    elif Path(spec).exists():
+        from .project import load_project
+        project = load_project(spec)
+        return project.graph, project.weights
+    if spec in TEMPLATES:
+        return build_template(spec), None
+    raise ExportError(f"MODEL {spec!r} is neither a file nor a template name "
+                      f"({', '.join(TEMPLATES)})")
+
+
+def cmd_export_pytorch(args) -> int:
+    graph, weights = _load(args.model)
+    paths = export_pytorch(graph, weights, args.out, args.class_name)
+    for p in paths:
+        print(p)
+    return 0
+
+
+__all__ = ["CONVERTERS", "ExportError", "PyTorchCode", "add_commands", "class_name_for",
+           "export_pytorch", "generate_model", "python_name"]
