@@ -308,3 +308,30 @@ def test_train_script_one_epoch_under_torchrun_two_cpu_processes(tmp_path):
     with np.load(tmp_path / "ckpt.npz") as ck:  # keyed by node ids: loads back into the app
         back = Network.compile(graph, np.random.default_rng(1))
         back.load_state_dict({k: ck[k] for k in ck.files})
+
+
+def _write_idx(path, arr: np.ndarray) -> None:
+    """MNIST's IDX format: magic (0, 0, 8 = uint8, ndim), big-endian sizes, the bytes."""
+    import gzip
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_train_script_reads_mnist_idx_on_one_process(tmp_path):
+    _torch()
+    graph = build_template("lenet5", 10)
+    export_pytorch(graph, None, tmp_path / "export")
+    rng = np.random.default_rng(0)
+    idx = tmp_path / "mnist"
+    idx.mkdir()
+    _write_idx(idx / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28)))
+    _write_idx(idx / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 40))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH="")
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "export" / "train.py"), "--mnist-idx", str(idx),
+         "--epochs", "2", "--batch-size", "16", "--optimizer", "sgd", "--lr", "0.01",
+         "--out", str(tmp_path / "ck")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "epoch 2/2" in r.stdout and (tmp_path / "ck.pt").exists()
