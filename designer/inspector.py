@@ -1,0 +1,901 @@
+"""The inspector: edit the selected layer and see, with its actual numbers, what it computes.
+
+The editor is generated from the layer type's `Param` declarations (no form per layer type).
+Every edit goes through `doc.push(SetParamCommand(...))`, so it is undoable; spin-box bursts
+merge into one undo step. The editor is built once per selected node and then updated in place
+on `doc.validated`, so typing never loses focus. Shapes, counts and formulas come from the
+document's validation and `engine.formulas` (the same arithmetic as the engine).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QDoubleValidator, QFont, QFontDatabase, QPalette, QValidator
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.formulas import node_formulas
+from engine.layers import REGISTRY, Layer, Param
+from engine.layers.base import BOOL, CHOICE, FLOAT, INT, PADDING, PAIR
+from engine.layers.conv import resolve_pads
+from engine.messages import ERROR
+from engine.summary import human_count
+
+from .commands import ApplyFixCommand, RenameNodeCommand, SetParamCommand, SetTrainableCommand
+from .theme import family_color, is_dark, layer_pixmap, lock_icon, severity_color, severity_icon
+
+INT_LIMIT = 2**31 - 1
+PAD_MODES = (("valid", "valid (no padding)"), ("same", "same (keep size)"),
+             ("explicit", "explicit (per side)"))
+
+
+def mono_font() -> QFont:
+    f = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    f.setPointSizeF(max(QFont().pointSizeF() - 0.5, 8.0))
+    return f
+
+
+def _title(p: Param) -> str:
+    t = p.title
+    return t[:1].upper() + t[1:]
+
+
+def _current_params(node, layer: Layer | None) -> dict:
+    """Normalized parameter values of a node (the layer's if it built, else per Param)."""
+    if layer is not None:
+        return dict(layer.p)
+    cls = REGISTRY[node.type_name]
+    out = {}
+    for p in cls.params:
+        try:
+            out[p.name] = p.normalize(node.params.get(p.name, p.default))
+        except ValueError:
+            out[p.name] = p.normalize(p.default)
+    return out
+
+
+# ---- editors ---------------------------------------------------------------------------------
+
+class _Spin(QSpinBox):
+    """Integer spin box that commits on Enter / focus-out / arrow steps, not per keystroke."""
+
+    def __init__(self, lo: int, hi: int, parent=None):
+        super().__init__(parent)
+        self.setRange(lo, hi)
+        self.setKeyboardTracking(False)
+        self.setAccelerated(True)
+        self.setMinimumWidth(64)
+        self.setAlignment(Qt.AlignmentFlag.AlignRight)
+
+    def set_quietly(self, v: int) -> None:
+        if self.value() != v:
+            self.blockSignals(True)
+            self.setValue(v)
+            self.blockSignals(False)
+
+
+class FloatSpin(QDoubleSpinBox):
+    """Double spin box showing compact numbers (1e-05, 0.5) and accepting scientific notation."""
+
+    def __init__(self, lo: float, hi: float, step: float, parent=None):
+        super().__init__(parent)
+        self.setDecimals(12)
+        self.setRange(lo, hi)
+        self.setSingleStep(step)
+        self.setKeyboardTracking(False)
+        self.setMinimumWidth(90)
+        self.setAlignment(Qt.AlignmentFlag.AlignRight)
+        self._validator = QDoubleValidator(lo, hi, 12, self)
+        self._validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
+
+    def textFromValue(self, value: float) -> str:
+        return f"{value:.6g}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text.replace(",", "."))
+        except ValueError:
+            return self.value()
+
+    def validate(self, text, pos):
+        t = text.strip().replace(",", ".")
+        if t in ("", "-", "+", ".", "e", "E") or t.endswith(("e", "E", "e-", "E-", "e+", "E+")):
+            return QValidator.State.Intermediate, text, pos
+        try:
+            v = float(t)
+        except ValueError:
+            return QValidator.State.Invalid, text, pos
+        if self.minimum() <= v <= self.maximum():
+            return QValidator.State.Acceptable, text, pos
+        return QValidator.State.Intermediate, text, pos
+
+    def set_quietly(self, v: float) -> None:
+        if self.value() != v:
+            self.blockSignals(True)
+            self.setValue(v)
+            self.blockSignals(False)
+
+
+def _lock_button(parent, tip: str) -> QToolButton:
+    b = QToolButton(parent)
+    b.setCheckable(True)
+    b.setAutoRaise(True)
+    b.setIconSize(QSize(14, 14))
+    b.setToolTip(tip)
+    b.toggled.connect(lambda on: b.setIcon(lock_icon(on)))
+    b.setIcon(lock_icon(False))
+    return b
+
+
+class ParamEditor(QWidget):
+    """One parameter's editor; calls `commit(name, value)` on a user edit."""
+
+    def __init__(self, param: Param, commit, parent=None):
+        super().__init__(parent)
+        self.param = param
+        self.commit = commit
+        self.setToolTip(param.doc)
+
+    def set_value(self, value, layer: Layer | None, in_shape) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _emit(self, value) -> None:
+        self.commit(self.param.name, value)
+
+
+class IntEditor(ParamEditor):
+    def __init__(self, param, commit, parent=None):
+        super().__init__(param, commit, parent)
+        lo = int(param.min) if param.min is not None else -INT_LIMIT
+        hi = int(min(param.max, INT_LIMIT)) if param.max is not None else INT_LIMIT
+        self.spin = _Spin(lo, hi, self)
+        self.spin.setToolTip(f"{param.doc}\nAllowed: {lo:,} … {hi:,}")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.spin)
+        lay.addStretch(1)
+        self.spin.valueChanged.connect(self._emit)
+
+    def set_value(self, value, layer, in_shape):
+        self.spin.set_quietly(int(value))
+
+
+class FloatEditor(ParamEditor):
+    def __init__(self, param, commit, parent=None):
+        super().__init__(param, commit, parent)
+        lo = float(param.min) if param.min is not None else -1e12
+        hi = float(param.max) if param.max is not None else 1e12
+        d = abs(float(param.default or 0))
+        step = d if 0 < d < 0.01 else (0.05 if hi <= 1 else 0.1)
+        self.spin = FloatSpin(lo, hi, step, self)
+        self.spin.setToolTip(f"{param.doc}\nAllowed: {lo:g} … {hi:g}")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.spin)
+        lay.addStretch(1)
+        self.spin.valueChanged.connect(self._emit)
+
+    def set_value(self, value, layer, in_shape):
+        self.spin.set_quietly(float(value))
+
+
+class BoolEditor(ParamEditor):
+    def __init__(self, param, commit, parent=None):
+        super().__init__(param, commit, parent)
+        self.box = QCheckBox(self)
+        self.box.setToolTip(param.doc)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.box)
+        lay.addStretch(1)
+        self.box.toggled.connect(self._emit)
+
+    def set_value(self, value, layer, in_shape):
+        if self.box.isChecked() != bool(value):
+            self.box.blockSignals(True)
+            self.box.setChecked(bool(value))
+            self.box.blockSignals(False)
+
+
+class ChoiceEditor(ParamEditor):
+    def __init__(self, param, commit, parent=None):
+        super().__init__(param, commit, parent)
+        self.combo = QComboBox(self)
+        for c in param.choices:
+            self.combo.addItem(c, c)
+        self.combo.setToolTip(param.doc)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.combo)
+        lay.addStretch(1)
+        self.combo.activated.connect(lambda i: self._emit(self.combo.itemData(i)))
+
+    def set_value(self, value, layer, in_shape):
+        i = self.combo.findData(value)
+        if i >= 0 and i != self.combo.currentIndex():
+            self.combo.blockSignals(True)
+            self.combo.setCurrentIndex(i)
+            self.combo.blockSignals(False)
+
+
+class PairEditor(ParamEditor):
+    """h × w spin boxes with a lock that keeps them equal; optional '= kernel' (pool stride)."""
+
+    def __init__(self, param, commit, parent=None):
+        super().__init__(param, commit, parent)
+        lo = int(param.min) if param.min is not None else 0
+        hi = int(min(param.max, INT_LIMIT)) if param.max is not None else INT_LIMIT
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        self.auto = None
+        if param.optional:
+            self.auto = QCheckBox("= kernel", self)
+            self.auto.setToolTip("Use the kernel size as the stride (non-overlapping windows).")
+            self.auto.toggled.connect(self._auto_toggled)
+            lay.addWidget(self.auto)
+        self.h = _Spin(lo, hi, self)
+        self.w = _Spin(lo, hi, self)
+        self.h.setMinimumWidth(52)
+        self.w.setMinimumWidth(52)
+        self.h.setToolTip(f"{param.doc}\nHeight (rows). Allowed: {lo} … {hi}")
+        self.w.setToolTip(f"{param.doc}\nWidth (columns). Allowed: {lo} … {hi}")
+        times = QLabel("×", self)
+        times.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.lock = _lock_button(self, "Keep height and width equal (square)")
+        self.lock.setChecked(True)
+        lay.addWidget(self.h)
+        lay.addWidget(times)
+        lay.addWidget(self.w)
+        lay.addWidget(self.lock)
+        lay.addStretch(1)
+        self.h.valueChanged.connect(lambda v: self._changed(v, "h"))
+        self.w.valueChanged.connect(lambda v: self._changed(v, "w"))
+        self._lock_decided = False
+
+    def _changed(self, v: int, which: str) -> None:
+        if self.lock.isChecked():
+            other = self.w if which == "h" else self.h
+            other.set_quietly(v)
+            self._emit([v, v])
+        else:
+            self._emit([self.h.value(), self.w.value()])
+
+    def _auto_toggled(self, on: bool) -> None:
+        self.h.setEnabled(not on)
+        self.w.setEnabled(not on)
+        self.lock.setEnabled(not on)
+        self._emit(None if on else [self.h.value(), self.w.value()])
+
+    def set_value(self, value, layer, in_shape):
+        shown = value
+        if value is None and layer is not None:
+            shown = list(layer.kernel_size)  # stride None means "= kernel"
+        if self.auto is not None:
+            if self.auto.isChecked() != (value is None):
+                self.auto.blockSignals(True)
+                self.auto.setChecked(value is None)
+                self.auto.blockSignals(False)
+            for w in (self.h, self.w, self.lock):
+                w.setEnabled(value is not None)
+        if shown is None:
+            return
+        if not self._lock_decided:  # start locked when square, unlocked otherwise
+            self.lock.setChecked(shown[0] == shown[1])
+            self._lock_decided = True
+        elif shown[0] != shown[1] and self.lock.isChecked():
+            self.lock.setChecked(False)  # e.g. undo restored a non-square value
+        self.h.set_quietly(int(shown[0]))
+        self.w.set_quietly(int(shown[1]))
+
+
+class PaddingEditor(ParamEditor):
+    """'valid' / 'same' / explicit, with four spin boxes laid out around a centre lock."""
+
+    def __init__(self, param, commit, parent=None):
+        super().__init__(param, commit, parent)
+        self.mode = QComboBox(self)
+        for key, text in PAD_MODES:
+            self.mode.addItem(text, key)
+        self.mode.setToolTip(param.doc)
+        self.sides = {}
+        box = QWidget(self)
+        grid = QGridLayout(box)
+        grid.setContentsMargins(0, 2, 0, 0)
+        grid.setHorizontalSpacing(4)
+        grid.setVerticalSpacing(2)
+        names = {"top": "Top", "left": "Left", "bottom": "Bottom", "right": "Right"}
+        for key, (r, c) in {"top": (0, 1), "left": (1, 0), "right": (1, 2),
+                            "bottom": (2, 1)}.items():
+            s = _Spin(0, 1024, box)
+            s.setMinimumWidth(52)
+            s.setToolTip(f"{names[key]} zero padding (cells)")
+            s.valueChanged.connect(lambda v, k=key: self._side_changed(k, v))
+            grid.addWidget(s, r, c)
+            self.sides[key] = s
+        self.lock = _lock_button(box, "Same padding on all four sides")
+        grid.addWidget(self.lock, 1, 1, Qt.AlignmentFlag.AlignCenter)
+        grid.setColumnStretch(3, 1)
+        box.setVisible(False)  # shown for explicit pads only
+        self.box = box
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        row = QHBoxLayout()
+        row.addWidget(self.mode)
+        row.addStretch(1)
+        lay.addLayout(row)
+        lay.addWidget(box)
+        self.mode.activated.connect(self._mode_changed)
+        self._resolved = (0, 0, 0, 0)
+        self._lock_decided = False
+
+    def _pads(self) -> list[int]:
+        return [self.sides[k].value() for k in ("top", "left", "bottom", "right")]
+
+    def _side_changed(self, key: str, v: int) -> None:
+        if self.lock.isChecked():
+            for k, s in self.sides.items():
+                if k != key:
+                    s.set_quietly(v)
+        self._emit(self._pads())
+
+    def _mode_changed(self, i: int) -> None:
+        key = self.mode.itemData(i)
+        if key == "explicit":
+            # start from what the current setting pads (same -> its resolved pads)
+            pads = list(self._resolved)
+            for k, v in zip(("top", "left", "bottom", "right"), pads):
+                self.sides[k].set_quietly(v)
+            self.lock.setChecked(len(set(pads)) == 1)
+            self._emit(pads)
+        else:
+            self._emit(key)
+        self._show_box(key == "explicit")
+
+    def _show_box(self, on: bool) -> None:
+        if self.box.isVisibleTo(self) != on:
+            self.box.setVisible(on)
+            self.updateGeometry()
+
+    def set_value(self, value, layer, in_shape):
+        key = value if isinstance(value, str) else "explicit"
+        i = self.mode.findData(key)
+        if i != self.mode.currentIndex():
+            self.mode.blockSignals(True)
+            self.mode.setCurrentIndex(i)
+            self.mode.blockSignals(False)
+        self._show_box(key == "explicit")
+        if layer is not None and in_shape is not None and len(in_shape) == 3:
+            try:
+                k = layer.kernel_size
+                s = getattr(layer, "strides", None) or layer.stride
+                d = layer.p.get("dilation", [1, 1])
+                self._resolved = resolve_pads(value, in_shape[1], in_shape[2], k, s, d)
+            except (AttributeError, TypeError, ValueError):
+                self._resolved = (0, 0, 0, 0)
+        if key == "explicit":
+            pads = list(value)
+            if not self._lock_decided:
+                self.lock.setChecked(len(set(pads)) == 1)
+                self._lock_decided = True
+            elif len(set(pads)) != 1 and self.lock.isChecked():
+                self.lock.setChecked(False)
+            for k, v in zip(("top", "left", "bottom", "right"), pads):
+                self.sides[k].set_quietly(int(v))
+
+
+EDITORS = {INT: IntEditor, FLOAT: FloatEditor, BOOL: BoolEditor, CHOICE: ChoiceEditor,
+           PAIR: PairEditor, PADDING: PaddingEditor}
+
+
+# ---- panel -----------------------------------------------------------------------------------
+
+def _display_lines(items: list[str]) -> list[str]:
+    """Break long formula lines for a narrow panel: 'K_eff = ...; O = ...' and trailing remarks
+    in parentheses go on their own indented line."""
+    out = []
+    for t in items:
+        head, sep, rest = t.partition(": ")
+        indent = " " * (len(head) + 2) if sep and len(head) <= 3 else "   "
+        parts = t.split("; ")
+        for k, part in enumerate(parts):
+            remark = ""
+            if len(part) > 44 and part.endswith(")") and " (" in part:
+                cut = part.rfind(" (")
+                if " = " in part[:cut] and part[cut + 2:cut + 3] not in "(0123456789":
+                    part, remark = part[:cut], part[cut + 1:]
+            out.append(part if k == 0 else indent + part)
+            if remark:
+                out.append(indent + remark)
+    return out
+
+
+class _Section(QWidget):
+    """A titled block: small caps title with a rule, then content."""
+
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent)
+        # never take the panel's spare height (the stretch at the bottom does)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 10, 0, 0)
+        lay.setSpacing(4)
+        head = QHBoxLayout()
+        head.setSpacing(6)
+        self.title = QLabel(title.upper(), self)
+        f = self.title.font()
+        f.setBold(True)
+        f.setPointSizeF(max(f.pointSizeF() - 1.5, 7.0))
+        f.setLetterSpacing(QFont.SpacingType.PercentageSpacing, 106)
+        self.title.setFont(f)
+        self.title.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        rule = QFrame(self)
+        rule.setFrameShape(QFrame.Shape.HLine)
+        rule.setFrameShadow(QFrame.Shadow.Plain)
+        rule.setForegroundRole(QPalette.ColorRole.Light if is_dark(self.palette())
+                               else QPalette.ColorRole.Mid)
+        self.side = QLabel(self)  # right-aligned headline number
+        self.side.setFont(f)
+        head.addWidget(self.title)
+        head.addWidget(rule, 1)
+        head.addWidget(self.side)
+        lay.addLayout(head)
+        self.body = QVBoxLayout()
+        self.body.setContentsMargins(0, 0, 0, 0)
+        self.body.setSpacing(3)
+        lay.addLayout(self.body)
+
+
+def _formula_label(parent) -> QLabel:
+    lab = QLabel(parent)
+    lab.setFont(mono_font())
+    # one formula per line, never re-wrapped (mid-formula breaks read badly); a narrow dock
+    # clips the right end instead of widening the panel, and the tooltip has the full text
+    lab.setWordWrap(False)
+    lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    lab.setTextFormat(Qt.TextFormat.RichText)
+    return lab
+
+
+class MessageCard(QFrame):
+    """One validation message: icon, text, optional fix button (pushes ApplyFixCommand)."""
+
+    def __init__(self, message, on_fix, dark: bool, parent=None):
+        super().__init__(parent)
+        self.message = message
+        color = severity_color(message.severity, dark)
+        bg = QColor(color)
+        bg.setAlpha(28)
+        self.setObjectName("messageCard")
+        self.setStyleSheet(
+            f"#messageCard {{ background: rgba({bg.red()},{bg.green()},{bg.blue()},{bg.alpha()});"
+            f" border: 1px solid rgba({color.red()},{color.green()},{color.blue()},120);"
+            f" border-left: 3px solid {color.name()}; border-radius: 4px; }}")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(8)
+        icon = QLabel(self)
+        icon.setPixmap(severity_icon(message.severity, dark).pixmap(16, 16))
+        icon.setAlignment(Qt.AlignmentFlag.AlignTop)
+        lay.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
+        col = QVBoxLayout()
+        col.setSpacing(4)
+        self.text = QLabel(message.text, self)
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        col.addWidget(self.text)
+        self.fix_button = None
+        if message.fix is not None:
+            self.fix_button = QPushButton(f"Fix: {message.fix.label}", self)
+            self.fix_button.setToolTip("Apply this repair (undoable)")
+            self.fix_button.setCursor(Qt.CursorShape.PointingHandCursor)
+            self.fix_button.clicked.connect(lambda: on_fix(message))
+            row = QHBoxLayout()
+            row.addWidget(self.fix_button)
+            row.addStretch(1)
+            col.addLayout(row)
+        lay.addLayout(col, 1)
+
+
+class InspectorPanel(QWidget):
+    """Layer inspector dock. `set_node(node_id | None)` chooses the layer shown.
+
+    Signals: node_activated(str) — never emitted by edits; kept for symmetry with other panels
+    (a click on an input's name could select it in a later version).
+    """
+
+    node_activated = Signal(str)
+
+    def __init__(self, doc, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("InspectorPanel")
+        self.doc = doc
+        self.node_id: str | None = None
+        self._type: str | None = None
+        self.editors: dict[str, ParamEditor] = {}
+        self.param_labels: dict[str, QLabel] = {}
+        self._messages_key = None
+
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
+
+        self.empty = QLabel("Select a layer on the canvas to see its settings, shapes and "
+                            "formulas here.", self)
+        self.empty.setWordWrap(True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.empty.setContentsMargins(16, 24, 16, 24)
+
+        self.banner = QLabel(self)  # refusals / lock reason
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+        self._banner_timer = QTimer(self)
+        self._banner_timer.setSingleShot(True)
+        self._banner_timer.timeout.connect(self._update_banner)
+        outer.insertWidget(0, self.banner)
+
+        self.body: QWidget | None = None
+        self._show_empty()
+
+        doc.validated.connect(self._on_validated)
+        doc.node_removed.connect(self._on_node_removed)
+        doc.graph_reset.connect(lambda: self.set_node(None))
+        doc.edit_refused.connect(self._on_refused)
+        doc.locked_changed.connect(lambda _r: self._update_banner())
+        self._update_banner()
+
+    # ---- public --------------------------------------------------------------------------
+
+    def set_node(self, node_id: str | None) -> None:
+        """Show (and edit) the node `node_id`, or the empty hint for None / unknown ids."""
+        if node_id is not None and node_id not in self.doc.graph.nodes:
+            node_id = None
+        if node_id == self.node_id and (node_id is None or self.body is not None):
+            self.refresh()
+            return
+        self.node_id = node_id
+        if node_id is None:
+            self._show_empty()
+            return
+        self._build()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Update values, shapes, formulas and messages in place (no rebuild, no focus loss)."""
+        if self.node_id is None:
+            return
+        node = self.doc.graph.nodes.get(self.node_id)
+        if node is None:
+            self.set_node(None)
+            return
+        if node.type_name != self._type:
+            self._build()
+        v = self.doc.validation
+        res = v.nodes.get(self.node_id)
+        layer = res.layer if res is not None else None
+        in_shape = res.in_shapes[0] if res is not None and res.in_shapes else None
+        values = _current_params(node, layer)
+        for name, ed in self.editors.items():
+            ed.set_value(values.get(name), layer, in_shape)
+        if not self.name_edit.hasFocus() and self.name_edit.text() != node.name:
+            self.name_edit.setText(node.name)
+        if self.trainable.isChecked() != node.trainable:
+            self.trainable.blockSignals(True)
+            self.trainable.setChecked(node.trainable)
+            self.trainable.blockSignals(False)
+        self._refresh_figures(node, res)
+        self._refresh_messages(res)
+
+    # ---- building ------------------------------------------------------------------------
+
+    def _show_empty(self) -> None:
+        self._type = None
+        self.editors, self.param_labels = {}, {}
+        self.body = None
+        self._messages_key = None
+        self.empty.setParent(None)
+        self.scroll.setWidget(self.empty)
+
+    def _build(self) -> None:
+        node = self.doc.graph.nodes[self.node_id]
+        cls = REGISTRY[node.type_name]
+        dark = is_dark(self.palette())
+        self._type = node.type_name
+        self._messages_key = None
+        body = QWidget()
+        body.setObjectName("inspectorBody")
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(12, 10, 12, 12)
+        lay.setSpacing(4)
+
+        # header: icon, friendly name, type name in the family colour
+        head = QHBoxLayout()
+        head.setSpacing(10)
+        icon = QLabel(body)
+        icon.setPixmap(layer_pixmap(node.type_name, 32, dark))
+        icon.setFixedSize(34, 34)
+        head.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        title = QLabel(cls.label, body)
+        tf = title.font()
+        tf.setPointSizeF(tf.pointSizeF() + 2)
+        tf.setBold(True)
+        title.setFont(tf)
+        color = family_color(cls.category, dark).name()
+        sub = QLabel(f"<span style='color:{color}; font-weight:600'>{escape(cls.type_name)}"
+                     f"</span> &nbsp;·&nbsp; {escape(cls.category)}", body)
+        titles.addWidget(title)
+        titles.addWidget(sub)
+        head.addLayout(titles, 1)
+        lay.addLayout(head)
+        caption = QLabel(cls.doc, body)
+        caption.setWordWrap(True)
+        caption.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        caption.setContentsMargins(0, 4, 0, 0)
+        lay.addWidget(caption)
+
+        # layer: name, trainable
+        sec = _Section("Layer", body)
+        form = self._form()
+        self.name_edit = QLineEdit(node.name, body)
+        self.name_edit.setToolTip("Unique name; becomes the ONNX node and PyTorch module name.")
+        self.name_edit.editingFinished.connect(self._rename)
+        form.addRow("Name", self.name_edit)
+        self.trainable = QCheckBox("Trainable", body)
+        self.trainable.setToolTip("Unchecked: the layer is frozen; training leaves its weights "
+                                  "as they are (transfer learning).")
+        self.trainable.setChecked(node.trainable)
+        self.trainable.toggled.connect(self._set_trainable)
+        has_weights = cls.weight_shapes is not Layer.weight_shapes
+        if has_weights:
+            form.addRow("", self.trainable)
+        else:
+            self.trainable.setVisible(False)
+        sec.body.addLayout(form)
+        lay.addWidget(sec)
+
+        # parameters, from the declarations
+        self.editors, self.param_labels = {}, {}
+        if cls.params:
+            sec = _Section("Parameters", body)
+            form = self._form()
+            for p in cls.params:
+                ed = EDITORS[p.kind](p, self._commit, body)
+                label = QLabel(_title(p), body)
+                label.setToolTip(p.doc)
+                label.setBuddy(ed)
+                form.addRow(label, ed)
+                self.editors[p.name] = ed
+                self.param_labels[p.name] = label
+            sec.body.addLayout(form)
+            lay.addWidget(sec)
+
+        # messages (filled by refresh)
+        self.msg_section = _Section("Problems", body)
+        lay.addWidget(self.msg_section)
+
+        # shapes and formulas
+        sec = _Section("Shape", body)
+        self.flow = QLabel(body)
+        ff = mono_font()
+        ff.setPointSizeF(ff.pointSizeF() + 1.5)
+        ff.setBold(True)
+        self.flow.setFont(ff)
+        self.flow.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.size_lines = _formula_label(body)
+        sec.body.addWidget(self.flow)
+        sec.body.addWidget(self.size_lines)
+        lay.addWidget(sec)
+        self.shape_section = sec
+
+        self.param_section = _Section("Weights", body)
+        self.param_text = _formula_label(body)
+        self.param_section.body.addWidget(self.param_text)
+        lay.addWidget(self.param_section)
+
+        self.macs_section = _Section("Compute (MACs)", body)
+        self.macs_text = _formula_label(body)
+        self.macs_section.body.addWidget(self.macs_text)
+        lay.addWidget(self.macs_section)
+
+        self.rf_section = _Section("Receptive field", body)
+        self.rf_text = QLabel(body)
+        self.rf_text.setWordWrap(True)
+        self.rf_steps = _formula_label(body)
+        self.rf_section.body.addWidget(self.rf_text)
+        self.rf_section.body.addWidget(self.rf_steps)
+        lay.addWidget(self.rf_section)
+        lay.addStretch(1)
+
+        self.body = body
+        self.scroll.takeWidget()
+        self.scroll.setWidget(body)
+
+    @staticmethod
+    def _form() -> QFormLayout:
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.setHorizontalSpacing(10)
+        form.setVerticalSpacing(6)
+        form.setContentsMargins(0, 2, 0, 0)
+        return form
+
+    # ---- refreshing ----------------------------------------------------------------------
+
+    def _refresh_figures(self, node, res) -> None:
+        v = self.doc.validation
+        f = node_formulas(self.doc.graph, v, self.node_id)
+        dim = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
+
+        def lines(items):
+            return "<br>".join(escape(t).replace("\n", "<br>").replace("  ", "&nbsp;&nbsp;")
+                               for t in _display_lines(items))
+
+        if f is None:
+            self.flow.setText("? → ?")
+            self.size_lines.setText(f"<span style='color:{dim}'>The parameters are invalid; fix "
+                                    "them to see the shapes.</span>")
+            for s in (self.param_section, self.macs_section, self.rf_section):
+                s.setVisible(False)
+            return
+        self.flow.setText(f.flow if node.type_name != "Input" else f.flow.split(" → ")[-1])
+        self.size_lines.setToolTip("\n".join(f.output_size))
+        if f.output_size:
+            self.size_lines.setText(lines(f.output_size))
+        elif res.in_shapes and any(s is None for s in res.in_shapes):
+            self.size_lines.setText(f"<span style='color:{dim}'>Input shape unknown: fix the "
+                                    "layers above first.</span>")
+        elif not res.in_shapes and node.type_name != "Input":
+            self.size_lines.setText(f"<span style='color:{dim}'>Not connected: connect a layer "
+                                    "to its input.</span>")
+        else:
+            self.size_lines.setText("")
+        self.size_lines.setVisible(bool(self.size_lines.text()))
+
+        has_counts = f.params is not None and (f.params.total or node.type_name in
+                                               ("Conv2d", "Linear", "BatchNorm2d"))
+        self.param_section.setVisible(bool(has_counts))
+        if has_counts:
+            notes = "".join(f"<br><span style='color:{dim}'>{escape(n)}</span>"
+                            for n in f.params.notes)
+            self.param_text.setText(escape(f.params.text) + notes)
+            self.param_text.setToolTip("\n".join([f.params.text, *f.params.notes]))
+            self.param_section.side.setText(f"{f.params.total:,}")
+        show_macs = f.macs is not None and f.macs.trainable > 0
+        self.macs_section.setVisible(show_macs)
+        if show_macs:
+            self.macs_text.setText(escape(f.macs.text))
+            self.macs_text.setToolTip(f.macs.text)
+            self.macs_section.side.setText(human_count(f.macs.trainable))
+        self.rf_section.setVisible(bool(f.receptive_field) and node.type_name != "Input")
+        self.rf_text.setText(f.receptive_field)
+        self.rf_steps.setText(lines(f.rf_steps))
+        self.rf_steps.setVisible(bool(f.rf_steps))
+        if res.receptive_field:
+            rf = res.receptive_field
+            self.rf_section.side.setText(f"{rf[0]}×{rf[1]}")
+
+    def _refresh_messages(self, res) -> None:
+        msgs = list(res.messages) if res is not None else []
+        key = [(m.severity, m.text, m.fix) for m in msgs]
+        if key == self._messages_key:
+            return
+        self._messages_key = key
+        sec = self.msg_section
+        while sec.body.count():
+            item = sec.body.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        sec.setVisible(bool(msgs))
+        dark = is_dark(self.palette())
+        for m in sorted(msgs, key=lambda m: m.severity != ERROR):
+            sec.body.addWidget(MessageCard(m, self._apply_fix, dark, self.body))
+        n_err = sum(m.severity == ERROR for m in msgs)
+        sec.side.setText(f"{n_err} error{'s' * (n_err != 1)}" if n_err else
+                         f"{len(msgs)} warning{'s' * (len(msgs) != 1)}")
+        # mark the parameters the messages are about
+        flagged = {}
+        for m in msgs:
+            if m.param and (m.param not in flagged or m.severity == ERROR):
+                flagged[m.param] = m
+        for name, label in self.param_labels.items():
+            m = flagged.get(name)
+            if m is None:
+                label.setStyleSheet("")
+                label.setToolTip(self.editors[name].param.doc)
+            else:
+                c = severity_color(m.severity, dark).name()
+                label.setStyleSheet(f"color: {c}; font-weight: 600;")
+                label.setToolTip(m.text)
+
+    # ---- edits ---------------------------------------------------------------------------
+
+    def _commit(self, name: str, value) -> None:
+        if self.node_id is None:
+            return
+        ok = self.doc.push(SetParamCommand(self.doc, self.node_id, name, value))
+        if not ok:
+            self.refresh()  # put the editor back to the graph's value
+
+    def _rename(self) -> None:
+        if self.node_id is None:
+            return
+        node = self.doc.graph.nodes.get(self.node_id)
+        text = self.name_edit.text().strip()
+        if node is None or text == node.name:
+            return
+        if not self.doc.push(RenameNodeCommand(self.doc, self.node_id, text)):
+            self.name_edit.setText(node.name)
+
+    def _set_trainable(self, flag: bool) -> None:
+        if self.node_id is None:
+            return
+        if not self.doc.push(SetTrainableCommand(self.doc, [self.node_id], flag)):
+            self.refresh()
+
+    def _apply_fix(self, message) -> None:
+        self.doc.push(ApplyFixCommand(self.doc, message))
+
+    # ---- document signals ----------------------------------------------------------------
+
+    def _on_validated(self, _v) -> None:
+        if self.node_id is not None:
+            self.refresh()
+
+    def _on_node_removed(self, node_id: str) -> None:
+        if node_id == self.node_id:
+            self.set_node(None)
+
+    def _on_refused(self, reason: str) -> None:
+        self._flash(reason)
+
+    def _flash(self, text: str) -> None:
+        dark = is_dark(self.palette())
+        c = severity_color("warning", dark)
+        self.banner.setStyleSheet(
+            f"QLabel {{ background: rgba({c.red()},{c.green()},{c.blue()},40);"
+            f" border-bottom: 1px solid {c.name()}; padding: 6px 10px; }}")
+        self.banner.setText(text)
+        self.banner.setVisible(True)
+        self._banner_timer.start(6000)
+
+    def _update_banner(self) -> None:
+        reason = self.doc.locked_reason
+        if reason:
+            self._flash(f"Editing is locked: {reason}")
+            self._banner_timer.stop()
+        else:
+            self.banner.setVisible(False)
+        if self.body is not None:
+            self.body.setEnabled(not reason)
+
+
+__all__ = ["EDITORS", "FloatSpin", "InspectorPanel", "MessageCard", "ParamEditor"]
+
