@@ -157,3 +157,19 @@ def test_main_py_dispatches_to_the_cli():
     r = subprocess.run([sys.executable, "main.py", "summary", "lenet5", "--format", "xml"],
                        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line for line in readme.splitlines() if line.startswith("sudo apt-get")]
+    assert len(commands) == 2  # one installs and starts the app, one installs and tests
+    test_cmd = commands[1].split(" && ")
+    assert test_cmd[-1] == "QT_QPA_PLATFORM=offscreen python -m pytest -q"
+    ci_lines = [line.strip() for line in ci.splitlines() if line.strip()
+                and not line.startswith("#")]
+    assert ci_lines[-1] == test_cmd[-1]
+    assert "pip install -q -e '.[test]'" in ci_lines and "python3 -m venv .venv" in ci_lines
+    for pkg in commands[1].split("install -y ")[1].split(" && ")[0].split():
+        assert pkg in ci, pkg  # CI installs what the README tells a person to install
+    assert os.access(ROOT / ".ci" / "run", os.X_OK)
