@@ -14,6 +14,15 @@ class _Elementwise(Layer):
         (shape,) = in_shapes
         return shape
 
+    # ---- ONNX mapping: one node of the type's single op, no attributes -------------------------
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node(self.onnx_ops[0], inputs, [output], self.name)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        return ctx.imported(cls, {}, {}, [node.input[0]])
+
 
 @register
 class ReLU(_Elementwise):
@@ -58,6 +67,14 @@ class LeakyReLU(_Elementwise):
         return [np.where(pos, dy, dy * np.float32(self.negative_slope)).astype(dy.dtype,
                                                                                 copy=False)]
 
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("LeakyRelu", inputs, [output], self.name, alpha=float(self.negative_slope))
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        alpha = float(ctx.attrs(node).get("alpha", 0.01))
+        return ctx.imported(cls, {"negative_slope": alpha}, {}, [node.input[0]])
+
 
 @register
 class ReLU6(_Elementwise):
@@ -77,6 +94,30 @@ class ReLU6(_Elementwise):
     def backward(self, dy):
         mask, self._cache = self._cache, None
         return [dy * mask]
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        # Clip's min and max are inputs since opset 11
+        lo = ctx.initializer(f"{self.name}.min", np.array(0.0, np.float32))
+        hi = ctx.initializer(f"{self.name}.max", np.array(6.0, np.float32))
+        ctx.node("Clip", [inputs[0], lo, hi], [output], self.name)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """Clip(0, 6) is ReLU6 and Clip(0, +inf) ReLU; other bounds are not a layer here."""
+        if ctx.opset < 11:
+            a = ctx.attrs(node)
+            lo, hi = float(a.get("min", -np.inf)), float(a.get("max", np.inf))
+        else:
+            lo = float(ctx.weight(node, 1, "min")) if len(node.input) > 1 and node.input[1] \
+                else -np.inf
+            hi = float(ctx.weight(node, 2, "max")) if len(node.input) > 2 and node.input[2] \
+                else np.inf
+        if lo == 0 and hi == 6:
+            return ctx.imported(cls, {}, {}, [node.input[0]])
+        if lo == 0 and hi == np.inf:
+            return ctx.imported(ReLU, {}, {}, [node.input[0]])
+        raise ValueError(f"{ctx.where(node)}: Clip({lo:g}, {hi:g}) is not supported; only "
+                         f"Clip(0, 6) (ReLU6) and Clip(0, inf) (ReLU) are")
 
 
 @register
@@ -148,3 +189,26 @@ class Softmax(_Elementwise):
     def backward(self, dy):
         y, self._cache = self._cache, None
         return [y * (dy - (dy * y).sum(axis=1, keepdims=True))]
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("Softmax", inputs, [output], self.name, axis=1)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """Softmax over axis 1. Before opset 13 Softmax flattened the input to 2-D at `axis`
+        (default 1): the same as ours on (N, F), or on (N, C, 1, 1) maps."""
+        shape = ctx.shape(node.input[0])
+        rank = len(shape) + 1
+        a = ctx.attrs(node)
+        if ctx.opset < 13:
+            axis = int(a.get("axis", 1))
+            axis += rank if axis < 0 else 0
+            ok = axis == 1 and (rank == 2 or all(d == 1 for d in shape[1:]))
+        else:
+            axis = int(a.get("axis", -1))
+            ok = axis + (rank if axis < 0 else 0) == 1
+        if not ok:
+            raise ValueError(f"{ctx.where(node)}: Softmax over axis {a.get('axis')} of a rank "
+                             f"{rank} tensor (opset {ctx.opset}) is not supported; only the "
+                             f"class / channel axis 1 is")
+        return ctx.imported(cls, {}, {}, [node.input[0]])

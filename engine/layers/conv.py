@@ -208,6 +208,100 @@ class Conv2d(Layer):
         return [unpad2d(dxp, pads, h, w)]
 
 
+    # ---- ONNX mapping ------------------------------------------------------------------------
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """One Conv node; weights (Cout, Cin/groups, kh, kw) need no transpose."""
+        ins = [inputs[0], ctx.initializer(f"{self.name}.weight", ctx.weights["weight"])]
+        if self.bias:
+            ins.append(ctx.initializer(f"{self.name}.bias", ctx.weights["bias"]))
+        ctx.node("Conv", ins, [output], self.name, kernel_shape=list(self.kernel_size),
+                 strides=list(self.stride), dilations=list(self.dilation), group=self.groups,
+                 **onnx_padding(self.padding, ctx.in_shapes[0], self.kernel_size, self.stride,
+                                self.dilation))
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """Conv (2-D): auto_pad, asymmetric pads, strides, dilations, group; optional bias."""
+        a = ctx.attrs(node)
+        where = ctx.where(node)
+        w = ctx.weight(node, 1, "weight")
+        if w.ndim != 4:
+            raise ValueError(f"{where}: weight of shape {list(w.shape)} is not a 2-D convolution")
+        b = ctx.weight(node, 2, "bias") if len(node.input) > 2 and node.input[2] else None
+        in_shape = ctx.image_shape(node.input[0], node)
+        k = onnx_pair(a, "kernel_shape", w.shape[2:], where)
+        if k != list(w.shape[2:]):
+            raise ValueError(f"{where}: kernel_shape {k} disagrees with the weight "
+                             f"{list(w.shape)}")
+        s = onnx_pair(a, "strides", [1, 1], where)
+        d = onnx_pair(a, "dilations", [1, 1], where)
+        params = {"out_channels": int(w.shape[0]), "kernel_size": k, "stride": s,
+                  "padding": padding_from_onnx(a, in_shape, k, s, d, where, node.doc_string),
+                  "dilation": d,
+                  "groups": int(a.get("group", 1)), "bias": b is not None}
+        weights = {"weight": w}
+        if b is not None:
+            weights["bias"] = b
+        return ctx.imported(cls, params, weights, [node.input[0]])
+
+
+# ---- ONNX padding, shared by Conv and the pooling layers -------------------------------------
+
+SAME_DOC = "cnn-designer:padding=same"
+
+
+def onnx_padding(padding, in_shape, k, s, d) -> dict:
+    """ONNX attributes of a padding setting: always explicit `pads` for the node's input size
+    (ONNX's [x1_begin, x2_begin, x1_end, x2_end] is our (top, left, bottom, right) order).
+    auto_pad SAME_UPPER would say 'same' directly, but ONNX Runtime refuses it with dilation
+    and the spec calls auto_pad deprecated; the node's doc_string keeps 'same' for our import."""
+    _, h, w = in_shape
+    pads = [int(v) for v in resolve_pads(padding, h, w, k, s, d)]
+    out = {"pads": pads}
+    if padding == "same":
+        out["doc"] = SAME_DOC
+    return out
+
+
+def padding_from_onnx(attrs: dict, in_shape, k, s, d, where: str, doc: str = ""):
+    """Our padding for an ONNX node's auto_pad / pads. SAME_LOWER becomes explicit pads for the
+    node's input size (our 'same' puts the odd cell at the end, as SAME_UPPER); explicit pads
+    tagged 'same' by our exporter are 'same' again if they are the same pads."""
+    auto = attrs.get("auto_pad", "NOTSET") or "NOTSET"
+    if auto == "NOTSET" and doc == SAME_DOC:
+        _, h, w = in_shape
+        if [int(v) for v in attrs.get("pads", [0] * 4)] == list(resolve_pads("same", h, w, k, s,
+                                                                              d)):
+            return "same"
+    if auto == "SAME_UPPER":
+        return "same"
+    if auto == "VALID":
+        return "valid"
+    if auto == "SAME_LOWER":
+        _, h, w = in_shape
+        t, b = same_pads(h, k[0], s[0], d[0], upper=False)
+        l, r = same_pads(w, k[1], s[1], d[1], upper=False)
+        return [t, l, b, r] if (t or l or b or r) else "valid"
+    if auto != "NOTSET":
+        raise ValueError(f"{where}: unknown auto_pad {auto!r} (NOTSET, SAME_UPPER, SAME_LOWER "
+                         f"or VALID)")
+    pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
+    if len(pads) != 4:
+        raise ValueError(f"{where}: pads {pads} must have 4 values for a 2-D window")
+    if any(p < 0 for p in pads):
+        raise ValueError(f"{where}: negative pads {pads} (cropping) are not supported")
+    return pads if any(pads) else "valid"
+
+
+def onnx_pair(attrs: dict, key: str, default, where: str) -> list[int]:
+    """A 2-D attribute (strides, dilations, kernel_shape) as [h, w]; 1-D / 3-D ops are refused."""
+    v = [int(x) for x in attrs.get(key, default)]
+    if len(v) != 2:
+        raise ValueError(f"{where}: {key} {v} is not 2-D; only 2-D images are supported")
+    return v
+
+
 def init_uniform(rule: str, fan_in: int, fan_out: int, shape, rng) -> np.ndarray:
     """He uniform keeps the activation variance through ReLU layers (He et al., 2015); Glorot
     uniform keeps it through symmetric activations like tanh (Glorot & Bengio, 2010)."""

@@ -39,6 +39,17 @@ class Input(Layer):
     def backward(self, dy):
         return [dy]
 
+    # ---- ONNX mapping: the graph input "input" of N×C×H×W, N dynamic -------------------------
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.add_input(output, [self.channels, self.height, self.width])
+
+    @classmethod
+    def from_onnx(cls, value_info, ctx):
+        """From the model's data input (a ValueInfoProto of rank 4: N×C×H×W)."""
+        c, h, w = ctx.input_dims(value_info)
+        return ctx.imported(cls, {"channels": c, "height": h, "width": w}, {}, [])
+
 
 @register
 class Flatten(Layer):
@@ -48,7 +59,7 @@ class Flatten(Layer):
     label = "Flatten"
     category = "Core"
     doc = "Unrolls C×H×W feature maps into one vector of C·H·W features for Linear layers."
-    onnx_ops = ("Flatten",)
+    onnx_ops = ("Flatten", "Reshape")
 
     def output_shape(self, in_shapes):
         (shape,) = in_shapes
@@ -69,6 +80,36 @@ class Flatten(Layer):
     def backward(self, dy):
         shape, self._cache = self._cache, None
         return [dy.reshape(shape)]
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("Flatten", inputs, [output], self.name, axis=1)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """Flatten at axis 1, or the Reshape to (N, -1) / (N, F) / (0, -1) that PyTorch and
+        Keras emit for flattening (its shape input folded to a constant by the importer)."""
+        shape = ctx.shape(node.input[0])
+        where = ctx.where(node)
+        if node.op_type == "Flatten":
+            axis = int(ctx.attrs(node).get("axis", 1))
+            if axis < 0:
+                axis += len(shape) + 1
+            if axis != 1:
+                raise ValueError(f"{where}: Flatten at axis {axis} is not supported (only axis 1, "
+                                 f"which keeps the batch)")
+            return ctx.imported(cls, {}, {}, [node.input[0]])
+        target = ctx.const(node.input[1]) if len(node.input) > 1 else None
+        if target is None:
+            raise ValueError(f"{where}: Reshape to a shape computed at run time is not supported")
+        t = [int(v) for v in np.asarray(target).reshape(-1)]
+        feat = int(np.prod(shape))
+        zero_ok = not int(ctx.attrs(node).get("allowzero", 0))
+        first_ok = len(t) == 2 and (ctx.is_batch(t[0]) or (t[0] == 0 and zero_ok) or t[0] == -1)
+        if len(t) == 2 and first_ok and t[1] in (-1, feat) and t != [-1, -1]:
+            return ctx.imported(cls, {}, {}, [node.input[0]])
+        shown = ["N" if ctx.is_batch(v) else v for v in t]
+        raise ValueError(f"{where}: Reshape of N×{'×'.join(map(str, shape))} to {shown} is not "
+                         f"supported; only flattening to N×{feat} is")
 
 
 @register
@@ -130,6 +171,63 @@ class Linear(Layer):
                 self.grads["bias"] = dy.sum(axis=0)
         return [dy @ self.weights["weight"]]
 
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """One Gemm: y = x · Wᵀ + b with W kept in its (out, in) layout (transB=1)."""
+        ins = [inputs[0], ctx.initializer(f"{self.name}.weight", ctx.weights["weight"])]
+        if self.bias:
+            ins.append(ctx.initializer(f"{self.name}.bias", ctx.weights["bias"]))
+        ctx.node("Gemm", ins, [output], self.name, transB=1)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """Gemm (transB, alpha and beta folded into the weights) or MatMul with a constant
+        right-hand side, taking a following Add of a constant as its bias."""
+        where = ctx.where(node)
+        shape = ctx.shape(node.input[0])
+        if len(shape) != 1:
+            raise ValueError(f"{where}: {node.op_type} on a N×{'×'.join(map(str, shape))} "
+                             f"tensor is not supported; only on flat N×F features")
+        output = node.output[0]
+        if node.op_type == "MatMul":
+            b = ctx.weight(node, 1, "B")
+            if b.ndim != 2:
+                raise ValueError(f"{where}: MatMul with a {b.ndim}-D right-hand side is not "
+                                 f"supported")
+            w, bias = b.T, None
+            nxt = ctx.sole_consumer(output)
+            if nxt is not None and nxt.op_type == "Add":
+                other = [i for i in nxt.input if i != output]
+                c = ctx.const(other[0]) if len(other) == 1 else None
+                if c is not None and c.size == w.shape[0] and c.ndim <= 2:
+                    bias = c.reshape(-1)
+                    ctx.absorb(nxt)
+                    output = nxt.output[0]
+        else:
+            a = ctx.attrs(node)
+            if int(a.get("transA", 0)):
+                raise ValueError(f"{where}: Gemm with transA=1 (the batch transposed) is not "
+                                 f"supported")
+            b = ctx.weight(node, 1, "B")
+            if b.ndim != 2:
+                raise ValueError(f"{where}: Gemm needs a 2-D B, got shape {list(b.shape)}")
+            alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+            w = (b if int(a.get("transB", 0)) else b.T) * np.float32(alpha)
+            bias = None
+            if len(node.input) > 2 and node.input[2]:
+                c = ctx.weight(node, 2, "C")
+                if c.size not in (1, w.shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
+                    raise ValueError(f"{where}: Gemm's C of shape {list(c.shape)} is not a "
+                                     f"per-unit bias of {w.shape[0]}")
+                bias = np.broadcast_to(c.reshape(-1), (w.shape[0],)) * np.float32(beta)
+        if w.shape[1] != shape[0]:
+            raise ValueError(f"{where}: weight for {w.shape[1]} inputs but the input has "
+                             f"{shape[0]} features")
+        weights = {"weight": np.ascontiguousarray(w, np.float32)}
+        if bias is not None:
+            weights["bias"] = np.ascontiguousarray(bias, np.float32)
+        params = {"out_features": int(w.shape[0]), "bias": bias is not None}
+        return ctx.imported(cls, params, weights, [node.input[0]], output=output)
+
 
 @register
 class Dropout(Layer):
@@ -170,3 +268,29 @@ class Dropout(Layer):
     def backward(self, dy):
         mask, self._cache = self._cache, None
         return [dy if mask is None else dy * mask]
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """Inference does nothing here, so by default the input is wired straight through (no
+        redundant node). With ctx.keep_dropout a Dropout node keeps the rate for a round trip
+        (ONNX Runtime removes such nodes when it loads a model)."""
+        if not ctx.keep_dropout:
+            ctx.alias(output, inputs[0])
+            return
+        ratio = ctx.initializer(f"{self.name}.ratio", np.array(self.p["p"], np.float32))
+        ctx.node("Dropout", [inputs[0], ratio], [output], self.name)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """Dropout keeps its rate (attribute before opset 12, input since) for fine-tuning."""
+        where = ctx.where(node)
+        if len(node.output) > 1 and node.output[1] and ctx.is_used(node.output[1]):
+            raise ValueError(f"{where}: the mask output of Dropout is not supported")
+        if ctx.opset < 12:
+            p = float(ctx.attrs(node).get("ratio", 0.5))
+        elif len(node.input) > 1 and node.input[1]:
+            p = ctx.clean_float(float(ctx.weight(node, 1, "ratio")))
+        else:
+            p = 0.5
+        if len(node.input) > 2 and node.input[2] and bool(ctx.weight(node, 2, "training_mode")):
+            raise ValueError(f"{where}: Dropout in training mode at inference is not supported")
+        return ctx.imported(cls, {"p": min(max(p, 0.0), 0.99)}, {}, [node.input[0]])

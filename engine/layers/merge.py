@@ -45,6 +45,21 @@ class Add(Layer):
         n, self._cache = self._cache, None
         return [dy] * n
 
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """Add for two inputs, one Sum node for more."""
+        ctx.node("Add" if len(inputs) == 2 else "Sum", inputs, [output], self.name)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        ins = [i for i in node.input if i]
+        consts = [i for i in ins if ctx.const(i) is not None]
+        if consts:
+            raise ValueError(f"{ctx.where(node)}: {node.op_type} of a constant ({consts[0]}) is "
+                             f"not supported; only sums of layer outputs (skip connections)")
+        if len(ins) == 1:
+            raise ValueError(f"{ctx.where(node)}: Sum of a single input is not supported")
+        return ctx.imported(cls, {}, {}, ins)
+
 
 @register
 class Concat(Layer):
@@ -78,3 +93,17 @@ class Concat(Layer):
     def backward(self, dy):
         sizes, self._cache = self._cache, None
         return np.split(dy, np.cumsum(sizes)[:-1], axis=1)
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("Concat", inputs, [output], self.name, axis=1)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        rank = len(ctx.shape(node.input[0])) + 1
+        axis = int(ctx.attrs(node).get("axis", 1))
+        if axis + (rank if axis < 0 else 0) != 1:
+            raise ValueError(f"{ctx.where(node)}: Concat along axis {axis} is not supported; "
+                             f"only along channels (axis 1)")
+        if any(ctx.const(i) is not None for i in node.input):
+            raise ValueError(f"{ctx.where(node)}: Concat with a constant input is not supported")
+        return ctx.imported(cls, {}, {}, list(node.input))

@@ -94,6 +94,31 @@ class BatchNorm2d(Layer):
         dx = g * (m * dy - self._bc(dbeta, dy) - xhat * self._bc(dgamma, dy))
         return [dx]
 
+    # ---- ONNX mapping ------------------------------------------------------------------------
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """BatchNormalization in inference form; ONNX's momentum is 1 − ours (PyTorch's)."""
+        names = [ctx.initializer(f"{self.name}.{k}", ctx.weights[k])
+                 for k in ("weight", "bias", "running_mean", "running_var")]
+        ctx.node("BatchNormalization", [inputs[0]] + names, [output], self.name,
+                 epsilon=float(self.eps), momentum=float(1 - self.momentum))
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        a = ctx.attrs(node)
+        where = ctx.where(node)
+        if int(a.get("spatial", 1)) != 1:
+            raise ValueError(f"{where}: BatchNormalization with spatial=0 is not supported")
+        if int(a.get("training_mode", 0)):
+            raise ValueError(f"{where}: BatchNormalization in training mode is not supported")
+        if any(o and ctx.is_used(o) for o in node.output[1:]):
+            raise ValueError(f"{where}: the running-statistics outputs are not supported")
+        keys = ("weight", "bias", "running_mean", "running_var")
+        weights = {k: ctx.weight(node, i, k).reshape(-1) for i, k in enumerate(keys, start=1)}
+        momentum = ctx.clean_float(1 - float(a.get("momentum", 0.9)))
+        params = {"eps": float(a.get("epsilon", 1e-5)), "momentum": min(max(momentum, 0.0), 1.0)}
+        return ctx.imported(cls, params, weights, [node.input[0]])
+
 
 @register
 class LocalResponseNorm(Layer):
@@ -156,3 +181,16 @@ class LocalResponseNorm(Layer):
         t = dy * y / d  # dy_c · x_c · d_c^(−β−1)
         dx = dy * d ** (-self.beta) - (2 * a * self.beta) * x * self._window_sum_adjoint(t)
         return [dx.astype(dy.dtype, copy=False)]
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("LRN", inputs, [output], self.name, size=self.size, alpha=float(self.alpha),
+                 beta=float(self.beta), bias=float(self.k))
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        a = ctx.attrs(node)
+        if "size" not in a:
+            raise ValueError(f"{ctx.where(node)}: LRN without a size")
+        params = {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
+                  "beta": float(a.get("beta", 0.75)), "k": float(a.get("bias", 1.0))}
+        return ctx.imported(cls, params, {}, [node.input[0]])

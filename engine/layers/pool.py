@@ -9,7 +9,8 @@ from ..messages import Fix
 from ..ops import pad2d, scatter_windows, unpad2d, windows
 from ..shapes import conv_out
 from .base import BOOL, PADDING, PAIR, Layer, Param, register
-from .conv import fmt_padding, resolve_pads, unread_warnings, window_output
+from .conv import (fmt_padding, onnx_padding, onnx_pair, padding_from_onnx, resolve_pads,
+                   unread_warnings, window_output)
 
 POOL_PARAMS = (
     Param("kernel_size", PAIR, [2, 2], "Height × width of each pooling window.", min=1, max=64,
@@ -80,6 +81,38 @@ class _Pool2d(Layer):
         return xp, windows(xp, k[0], k[1], s[0], s[1], ho, wo), full, ho, wo
 
 
+    # ---- ONNX mapping, shared by MaxPool and AveragePool --------------------------------------
+
+    def _onnx_attrs(self, ctx) -> dict:
+        _, h, w = ctx.in_shapes[0]
+        k, s, pads, ho, wo = self._geometry(h, w)
+        # ceil_mode is written only where it adds a window. Where our (and ONNX Runtime's) rule
+        # drops a last window that would start in the end padding, the result equals floor
+        # mode, and onnx's shape inference (1.23) would otherwise count that window.
+        fh = conv_out(h, k[0], s[0], pads[0], pads[2])
+        fw = conv_out(w, k[1], s[1], pads[1], pads[3])
+        ceil = int(bool(self.ceil_mode) and (ho, wo) != (fh, fw))
+        return dict(kernel_shape=list(k), strides=list(s), ceil_mode=ceil,
+                    **onnx_padding(self.padding, ctx.in_shapes[0], k, s, [1, 1]))
+
+    @classmethod
+    def _pool_params(cls, node, ctx) -> dict:
+        a = ctx.attrs(node)
+        where = ctx.where(node)
+        if "kernel_shape" not in a:
+            raise ValueError(f"{where}: kernel_shape is missing")
+        k = onnx_pair(a, "kernel_shape", None, where)
+        s = onnx_pair(a, "strides", [1, 1], where)  # ONNX's default stride is 1, ours the kernel
+        if onnx_pair(a, "dilations", [1, 1], where) != [1, 1]:
+            raise ValueError(f"{where}: dilated pooling (dilations {a['dilations']}) is not "
+                             f"supported")
+        if len(node.output) > 1 and node.output[1] and ctx.is_used(node.output[1]):
+            raise ValueError(f"{where}: the Indices output of MaxPool is not supported")
+        in_shape = ctx.image_shape(node.input[0], node)
+        return {"kernel_size": k, "stride": None if s == k else s,
+                "padding": padding_from_onnx(a, in_shape, k, s, [1, 1], where, node.doc_string),
+                "ceil_mode": bool(a.get("ceil_mode", 0))}
+
 @register
 class MaxPool2d(_Pool2d):
     """Max pooling: the largest value of each window. (C, H, W) -> (C, H', W')."""
@@ -115,6 +148,13 @@ class MaxPool2d(_Pool2d):
         self._cache = None
         return [unpad2d(dxp, full, h, w)]
 
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("MaxPool", inputs, [output], self.name, **self._onnx_attrs(ctx))
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        return ctx.imported(cls, cls._pool_params(node, ctx), {}, [node.input[0]])
 
 @register
 class AvgPool2d(_Pool2d):
@@ -162,6 +202,17 @@ class AvgPool2d(_Pool2d):
         self._cache = None
         return [unpad2d(dxp, full, h, w)]
 
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        # count_include_pad always written: ONNX's default is 0, ours (PyTorch's) True
+        ctx.node("AveragePool", inputs, [output], self.name, **self._onnx_attrs(ctx),
+                 count_include_pad=int(self.count_include_pad))
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        params = cls._pool_params(node, ctx)
+        params["count_include_pad"] = bool(ctx.attrs(node).get("count_include_pad", 0))
+        return ctx.imported(cls, params, {}, [node.input[0]])
 
 def adaptive_matrix(size: int, out: int, dtype=np.float32) -> np.ndarray:
     """(out, size) averaging matrix of adaptive pooling: window i covers
@@ -219,6 +270,36 @@ class AdaptiveAvgPool2d(Layer):
         return [np.matmul(np.matmul(mh.T, dy), mw)]
 
 
+    # Exported as an AveragePool where the output size divides the input; the node's doc_string
+    # names this type so our own files import back as AdaptiveAvgPool2d.
+    onnx_doc = "cnn-designer:AdaptiveAvgPool2d"
+    onnx_import_first = True  # claims only its own tagged AveragePool nodes
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        _, h, w = ctx.in_shapes[0]
+        oh, ow = self.output_size
+        if h % oh or w % ow:
+            raise ValueError(f"{self.where} cannot be exported to ONNX: output size {oh}×{ow} "
+                             f"does not divide the {h}×{w} input (ONNX has no adaptive "
+                             f"pooling). Fix: choose an output size that divides {h}×{w}, or "
+                             f"change the input size")
+        k = [h // oh, w // ow]
+        ctx.node("AveragePool", inputs, [output], self.name, doc=self.onnx_doc, kernel_shape=k,
+                 strides=k, pads=[0, 0, 0, 0], ceil_mode=0, count_include_pad=0)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        if node.doc_string != cls.onnx_doc:
+            return None
+        a = ctx.attrs(node)
+        k = list(a.get("kernel_shape", []))
+        _, h, w = ctx.image_shape(node.input[0], node)
+        if (len(k) != 2 or list(a.get("strides", [1, 1])) != k or any(a.get("pads", [0] * 4))
+                or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or h % k[0]
+                or w % k[1]):
+            return None  # not our pattern after all: a plain AveragePool
+        return ctx.imported(cls, {"output_size": [h // k[0], w // k[1]]}, {}, [node.input[0]])
+
 @register
 class GlobalAvgPool2d(Layer):
     """Mean of each whole feature map. (C, H, W) -> (C, 1, 1)."""
@@ -248,5 +329,13 @@ class GlobalAvgPool2d(Layer):
         self._cache = None
         return [np.broadcast_to(dy / (h * w), (n, c, h, w)).copy()]
 
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("GlobalAveragePool", inputs, [output], self.name)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        ctx.image_shape(node.input[0], node)
+        return ctx.imported(cls, {}, {}, [node.input[0]])
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d", "conv_out"]

@@ -1,0 +1,288 @@
+"""ONNX export: a valid graph with its weights -> an ONNX model (one node per layer).
+
+Opset: OPSET = 17 by default, 13-21 on request. Why 17: it is the newest opset that the
+deployment runtimes people actually meet all load (ONNX Runtime, including mobile builds,
+TensorRT 8.6+, OpenVINO, the CoreML and TFLite converters), and every operator we emit already
+has its current form there: Softmax-13 (per-axis), Clip-13 (min/max as inputs), Gemm-13,
+Dropout-13, BatchNormalization-15, MaxPool-12, AveragePool-11, LRN-13, Concat-13, Flatten-13.
+Opsets 18-21 changed none of these for float32 (AveragePool-19 only added dilations; 21 added
+types), so a newer pin would lose compatibility for nothing.
+
+Pooling ceil_mode: ONNX Runtime (all opsets 13-22, measured) and this engine drop a last window
+that would start in the end padding (PyTorch's rule, `engine.shapes.conv_out`), but onnx's shape
+inference does not. We write ceil_mode=1 only where it adds a window (otherwise it equals floor
+mode), so ONNX Runtime, onnx shape inference and our validation agree; `shape_mismatches`
+checks this for every node.
+
+The layers' own `to_onnx(ctx, inputs, output)` methods (engine/layers/) add the nodes and
+initializers through an `ExportContext`; this module walks the graph in topological order.
+Names: the graph input is "input" (N×C×H×W, N dynamic), the output "output", every node is named
+after its layer and its output tensor too; weights are initializers "<layer>.weight" etc.
+Dropout is wired through (inference is the identity; no redundant node) unless keep_dropout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GraphError
+from .graph import Graph
+from .layers import REGISTRY, Shape, fmt_shape
+from .validate import Validation, validate
+
+OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 21
+PRODUCER = "CNN Designer"
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+BATCH_DIM = "N"
+POSITIONS_KEY = "cnn_designer.positions"  # metadata: canvas positions by layer name
+
+
+def producer_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("cnn-designer")
+    except Exception:  # not installed as a package: still a valid model
+        return "0.1.0"
+
+
+@dataclass
+class ExportContext:
+    """What a layer's `to_onnx` sees: its weights and shapes, and ways to add to the model."""
+
+    opset: int
+    keep_dropout: bool = False
+    nodes: list = field(default_factory=list)
+    initializers: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    # set per layer by the exporter
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    in_shapes: list[Shape] = field(default_factory=list)
+    out_shape: Shape | None = None
+    _init_names: set[str] = field(default_factory=set)
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], name: str,
+             doc: str | None = None, **attrs) -> None:
+        from onnx import helper
+
+        inputs = [self.aliases.get(i, i) for i in inputs]
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, doc_string=doc,
+                                           **attrs))
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        if name in self._init_names:
+            raise GraphError(f"two weights would be called {name!r}; rename a layer")
+        self._init_names.add(name)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        return name
+
+    def add_input(self, name: str, shape: list[int]) -> None:
+        from onnx import TensorProto, helper
+
+        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                         [BATCH_DIM] + list(shape)))
+
+    def alias(self, output: str, source: str) -> None:
+        """The layer computes nothing at inference: its output is its input."""
+        self.aliases[output] = self.aliases.get(source, source)
+
+
+def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
+                path: str | Path | None = None, opset: int = OPSET, keep_dropout: bool = False,
+                check: bool = True, all_outputs: bool = False,
+                rng: np.random.Generator | None = None):
+    """Export `graph` with `weights` ({"node_id.weight": array}, as Network.state_dict()).
+
+    Without weights the layers get their initial weights from `rng` (an untrained design).
+    `all_outputs` also exposes every layer's output tensor (for the parity report).
+    With `check`, the model passes onnx.checker (full check) and onnx shape inference must agree
+    with our validation on every node's shape. Returns the onnx.ModelProto; saves it (atomically)
+    to `path` if given.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    if not (MIN_OPSET <= int(opset) <= MAX_OPSET):
+        raise ValueError(f"opset {opset} is not supported for export; use {MIN_OPSET} to "
+                         f"{MAX_OPSET} (default {OPSET})")
+    v = validate(graph)
+    if not v.ok:
+        lines = "\n".join(f"  - {m.text}" for m in v.errors)
+        raise GraphError(f"cannot export: the graph has {len(v.errors)} problem"
+                         f"{'s' * (len(v.errors) != 1)}:\n{lines}")
+    if v.output_id is None:
+        raise GraphError("cannot export: the graph has no output layer")
+    weights = _complete_weights(graph, v, weights, rng)
+    needed = _ancestors(graph, v.output_id)
+    order = [nid for nid in v.order if nid in needed]
+    ctx = ExportContext(int(opset), keep_dropout)
+    tensor = _tensor_names(graph, order, v.output_id)
+    for nid in order:
+        node, res = graph.nodes[nid], v.nodes[nid]
+        layer = res.layer
+        ctx.weights = {k[len(nid) + 1:]: a for k, a in weights.items()
+                       if k.startswith(nid + ".")}
+        ctx.in_shapes, ctx.out_shape = res.in_shapes, res.out_shape
+        ins = [tensor[s] for s in graph.inputs_of(nid)]
+        try:
+            layer.to_onnx(ctx, ins, tensor[nid])
+        except (ValueError, KeyError) as exc:
+            if isinstance(exc, GraphError):
+                raise
+            raise GraphError(f"cannot export {node.type_name} '{node.name}': {exc}") from None
+    out_tensor = ctx.aliases.get(tensor[v.output_id], tensor[v.output_id])
+    if out_tensor != OUTPUT_NAME:
+        # the last layer was wired through (a final Dropout): its producer's tensor gets the name
+        _rename(ctx, out_tensor, OUTPUT_NAME)
+        ctx.aliases = {k: (OUTPUT_NAME if a == out_tensor else a) for k, a in ctx.aliases.items()}
+    out_shape = [BATCH_DIM] + list(v.nodes[v.output_id].out_shape)
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, out_shape)]
+    if all_outputs:
+        produced = {o for n in ctx.nodes for o in n.output}
+        for nid in order:
+            t = ctx.aliases.get(tensor[nid], tensor[nid])
+            if t in produced and t != OUTPUT_NAME:
+                shape = [BATCH_DIM] + list(v.nodes[nid].out_shape)
+                outputs.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, shape))
+    g = helper.make_graph(ctx.nodes, graph.name or "network", ctx.inputs, outputs,
+                          initializer=ctx.initializers)
+    opsets = [helper.make_opsetid("", int(opset))]
+    model = helper.make_model(g, opset_imports=opsets, producer_name=PRODUCER,
+                              producer_version=producer_version())
+    # the lowest IR version that carries this opset: loads in the widest range of runtimes
+    model.ir_version = helper.find_min_ir_version_for(opsets)
+    model.doc_string = f"Exported by {PRODUCER} from the graph '{graph.name}'."
+    positions = {graph.nodes[n].name: list(graph.nodes[n].position) for n in order}
+    helper.set_model_props(model, {POSITIONS_KEY: json.dumps(positions)})
+    if check:
+        onnx.checker.check_model(model, full_check=True)
+        bad = shape_mismatches(model, graph, v)
+        if bad:
+            raise GraphError("internal error: ONNX shape inference disagrees with validation:\n"
+                             + "\n".join(f"  - {b}" for b in bad))
+    if path is not None:
+        save_model(model, path)
+    return model
+
+
+def save_model(model, path: str | Path) -> None:
+    """Write atomically: a temporary file in the same folder, then os.replace."""
+    path = Path(path)
+    data = model.SerializeToString()
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def shape_mismatches(model, graph: Graph, v: Validation | None = None) -> list[str]:
+    """Run ONNX shape inference (strict) and compare every node's output shape with
+    validation's. Returns one line per disagreement (empty: all agree)."""
+    from onnx import shape_inference
+
+    v = v or validate(graph)
+    inferred = shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                            data_prop=True)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = [d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim]
+    by_name = {n.name: n for n in inferred.graph.node}
+    out = []
+    for nid, res in v.nodes.items():
+        node = graph.nodes[nid]
+        onode = by_name.get(node.name)
+        if onode is None or res.out_shape is None:
+            continue
+        got = shapes.get(onode.output[0])
+        want = [BATCH_DIM] + list(res.out_shape)
+        if got != want:
+            out.append(f"{node.type_name} '{node.name}': ONNX infers {got}, validation "
+                       f"{fmt_shape(res.out_shape)}")
+    return out
+
+
+def _complete_weights(graph: Graph, v: Validation, weights, rng) -> dict[str, np.ndarray]:
+    """Check the given weights against the layers' weight shapes; initialise if none given."""
+    if weights is None:
+        from .network import Network
+
+        return Network.compile(graph, rng if rng is not None else np.random.default_rng(0),
+                               validation=v).state_dict()
+    out = {}
+    for nid in v.order:
+        res = v.nodes[nid]
+        for k, (shape, _) in res.layer.weight_shapes(res.in_shapes).items():
+            key = f"{nid}.{k}"
+            if key not in weights:
+                raise GraphError(f"cannot export: no '{k}' weights for layer "
+                                 f"'{graph.nodes[nid].name}' ({key})")
+            arr = np.asarray(weights[key], np.float32)
+            if arr.shape != tuple(shape):
+                raise GraphError(f"cannot export: layer '{graph.nodes[nid].name}' needs '{k}' "
+                                 f"of {fmt_shape(shape)}, the weights have {fmt_shape(arr.shape)}")
+            out[key] = arr
+    return out
+
+
+def _ancestors(graph: Graph, nid: str) -> set[str]:
+    seen, stack = {nid}, [nid]
+    while stack:
+        for s in graph.inputs_of(stack.pop()):
+            if s not in seen:
+                seen.add(s)
+                stack.append(s)
+    return seen
+
+
+def _tensor_names(graph: Graph, order: list[str], output_id: str) -> dict[str, str]:
+    """Each layer's output tensor: its name; "input" for the Input and "output" for the last."""
+    names: dict[str, str] = {}
+    taken = {INPUT_NAME, OUTPUT_NAME}
+    for nid in order:
+        node = graph.nodes[nid]
+        if node.type_name == "Input":
+            names[nid] = INPUT_NAME
+            continue
+        if nid == output_id:
+            names[nid] = OUTPUT_NAME
+            continue
+        base = node.name
+        name, k = base, 1
+        while name in taken:
+            name = f"{base}_{k}"
+            k += 1
+        taken.add(name)
+        names[nid] = name
+    return names
+
+
+def _rename(ctx: ExportContext, old: str, new: str) -> None:
+    for n in ctx.nodes:
+        for i, t in enumerate(n.output):
+            if t == old:
+                n.output[i] = new
+        for i, t in enumerate(n.input):
+            if t == old:
+                n.input[i] = new
+
+
+def layer_types_with_onnx() -> dict[str, tuple[bool, bool]]:
+    """type_name -> (exports, imports): the registry's ONNX coverage (for tests and docs)."""
+    return {t: (callable(getattr(c, "to_onnx", None)), callable(getattr(c, "from_onnx", None)))
+            for t, c in REGISTRY.items()}

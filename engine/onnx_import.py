@@ -1,0 +1,561 @@
+"""ONNX import: an ONNX model (from here, PyTorch, Keras, the model zoo) -> graph + weights.
+
+    model = import_onnx("lenet.onnx")        # ImportedModel: .graph, .weights, .network()
+
+Steps: read (size, corrupt and truncated files, external data confined to the model's folder),
+check, fold every subgraph that depends only on initializers / constants / known shapes
+(PyTorch's Shape -> Gather -> Unsqueeze -> Concat -> Reshape flattening chain becomes a constant
+target shape, hence a Flatten), elide Identity, then map each remaining node through the
+registry: the layer classes declare `onnx_ops` and a `from_onnx(node, ctx)` classmethod that
+reads attributes and weights through an `ImportContext`. Everything is checked before anything
+is built: one error lists each unsupported operator with its node names, and every attribute
+problem; nothing is half-imported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParamError, ProjectError, ShapeError
+from .graph import Graph
+from .layers import REGISTRY, Layer, Shape, fmt_shape
+from .validate import validate
+
+MAX_BYTES = 2 * 1024**3 - 1  # protobuf's limit; bigger models need external data
+BATCH = 1_000_003  # stand-in for the dynamic batch size while folding shape arithmetic
+ROW_SPACING, COL_SPACING = 110.0, 180.0
+POSITIONS_KEY = "cnn_designer.positions"
+# computed away or wired through, never a layer
+FOLDABLE_SHAPE_OPS = ("Shape", "Size")
+PASS_THROUGH = ("Identity",)
+
+
+class OnnxImportError(ProjectError):
+    """The file cannot be imported; the message says why (every problem at once)."""
+
+
+@dataclass
+class Imported:
+    """What a layer's `from_onnx` returns: the layer, its params and weights, its data inputs
+    (tensor names, in port order) and the tensor it produces."""
+
+    cls: type[Layer]
+    params: dict
+    weights: dict[str, np.ndarray]
+    inputs: list[str]
+    output: str
+
+
+@dataclass
+class ImportedModel:
+    graph: Graph
+    weights: dict[str, np.ndarray]  # "node_id.weight" -> array, as Network.state_dict()
+    opset: int
+    producer: str
+    warnings: list[str] = field(default_factory=list)
+
+    def network(self):
+        """The compiled engine Network with the imported weights loaded."""
+        from .network import Network
+
+        net = Network.compile(self.graph, np.random.default_rng(0))
+        net.load_state_dict(self.weights)
+        return net
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+def read_model(source, what: str | None = None):
+    """Parse an ONNX file (path) or bytes into a checked ModelProto, or raise OnnxImportError.
+
+    External data is only read from files inside the model's own folder."""
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnx import external_data_helper as edh
+
+    base_dir = None
+    if isinstance(source, onnx.ModelProto):
+        data = source.SerializeToString()
+        what = what or "the model"
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        what = what or "the ONNX data"
+    else:
+        path = Path(source)
+        what = what or f"'{path.name}'"
+        if not path.is_file():
+            raise OnnxImportError(f"{what}: no such file ({path})")
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise OnnxImportError(f"{what} is {size / 1e9:.1f} GB, more than an ONNX file can "
+                                  f"hold without external data")
+        data = path.read_bytes()
+        base_dir = path.resolve().parent
+    if not data:
+        raise OnnxImportError(f"{what} is empty")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise OnnxImportError(f"{what} is not a readable ONNX model (corrupt or truncated "
+                              f"file: {exc})") from None
+    if not model.graph.node or not model.opset_import:
+        raise OnnxImportError(f"{what} is not a readable ONNX model (corrupt or truncated file: "
+                              f"no graph or no opset)")
+    external = [t for t in edh._get_all_tensors(model) if edh.uses_external_data(t)]
+    if external:
+        if base_dir is None:
+            raise OnnxImportError(f"{what} keeps weights in external files; open it from its "
+                                  f"file so they can be found next to it")
+        for t in external:
+            loc = edh.ExternalDataInfo(t).location
+            target = (base_dir / loc).resolve()
+            if Path(loc).is_absolute() or not target.is_relative_to(base_dir):
+                raise OnnxImportError(f"{what}: tensor '{t.name}' refers to external data "
+                                      f"'{loc}' outside the model's folder; refused")
+            if not target.is_file():
+                raise OnnxImportError(f"{what}: external data file '{loc}' of tensor "
+                                      f"'{t.name}' is missing")
+        try:
+            edh.load_external_data_for_model(model, str(base_dir))
+        except Exception as exc:
+            raise OnnxImportError(f"{what}: cannot read its external data ({exc})") from None
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxImportError(f"{what} is not a valid ONNX model: {first}") from None
+    return model
+
+
+# ---- the context the layers' from_onnx methods read --------------------------------------
+
+class ImportContext:
+    """Attributes, constants and shapes of the model being imported."""
+
+    batch = BATCH
+
+    def __init__(self, model, opset: int):
+        self.model = model
+        self.opset = opset
+        self.consts: dict[str, np.ndarray] = {}
+        self.shapes: dict[str, Shape] = {}  # data tensors, without the batch axis
+        self.aliases: dict[str, str] = {}
+        self.consumers: dict[str, list] = defaultdict(list)
+        for n in model.graph.node:
+            for i in n.input:
+                if i:
+                    self.consumers[i].append(n)
+        self.graph_outputs = {o.name for o in model.graph.output}
+        self.absorbed: set[int] = set()
+        self.fixed_batch: int | None = None
+        self.current = None
+
+    # names
+    def resolve(self, name: str) -> str:
+        while name in self.aliases:
+            name = self.aliases[name]
+        return name
+
+    def where(self, node) -> str:
+        return f"{node.op_type} node '{node.name or node.output[0]}'"
+
+    # attributes
+    def attrs(self, node) -> dict:
+        from onnx import helper
+
+        out = {}
+        for a in node.attribute:
+            v = helper.get_attribute_value(a)
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", "replace")
+            elif isinstance(v, float):
+                v = self.clean_float(v)
+            elif isinstance(v, list):
+                v = [self.clean_float(x) if isinstance(x, float) else x for x in v]
+            out[a.name] = v
+        return out
+
+    @staticmethod
+    def clean_float(v: float) -> float:
+        """A float32 attribute as the short decimal it was written as (0.1, not 0.10000000149)."""
+        if not math.isfinite(v):
+            return float(v)
+        return float(repr(np.float32(v)).removeprefix("np.float32(").removesuffix(")"))
+
+    # tensors
+    def const(self, name: str) -> np.ndarray | None:
+        return self.consts.get(self.resolve(name)) if name else None
+
+    def weight(self, node, index: int, what: str) -> np.ndarray:
+        """Input `index` of `node` as a float32 constant, or a clear error."""
+        if index >= len(node.input) or not node.input[index]:
+            raise ValueError(f"{self.where(node)}: input {index + 1} ({what}) is missing")
+        c = self.const(node.input[index])
+        if c is None:
+            raise ValueError(f"{self.where(node)}: its {what} ('{node.input[index]}') is computed "
+                             f"at run time; only constant weights are supported")
+        return np.array(c, dtype=np.float32)
+
+    def shape(self, name: str) -> Shape:
+        s = self.shapes.get(self.resolve(name))
+        if s is None:
+            raise ValueError(f"tensor '{name}' has no known shape")
+        return s
+
+    def image_shape(self, name: str, node) -> Shape:
+        s = self.shape(name)
+        if len(s) != 3:
+            raise ValueError(f"{self.where(node)} needs an N×C×H×W input, got "
+                             f"N×{fmt_shape(s)}")
+        return s
+
+    def is_batch(self, v: int) -> bool:
+        return v == BATCH or (self.fixed_batch is not None and v == self.fixed_batch)
+
+    def is_used(self, tensor: str) -> bool:
+        return bool(self.consumers.get(tensor)) or tensor in self.graph_outputs
+
+    def sole_consumer(self, tensor: str):
+        users = self.consumers.get(tensor, [])
+        if len(users) == 1 and tensor not in self.graph_outputs:
+            return users[0]
+        return None
+
+    def absorb(self, node) -> None:
+        """A following node became part of the current layer (MatMul's bias Add)."""
+        self.absorbed.add(id(node))
+
+    def input_dims(self, value_info) -> tuple[int, int, int]:
+        t = value_info.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if len(dims) != 4:
+            raise ValueError(f"the model's input '{value_info.name}' has rank {len(dims)}; only "
+                             f"image inputs N×C×H×W are supported")
+        if any(d is None or d < 1 for d in dims[1:]):
+            shown = ["?" if d is None else d for d in dims]
+            raise ValueError(f"the model's input '{value_info.name}' has open size {shown}; "
+                             f"give the size with input_shape (C, H, W)")
+        self.fixed_batch = dims[0]
+        return int(dims[1]), int(dims[2]), int(dims[3])
+
+    def imported(self, cls, params: dict, weights: dict, inputs: list[str],
+                 output: str | None = None) -> Imported:
+        if output is None:
+            output = self.current.output[0] if self.current is not None else ""
+        return Imported(cls, params, weights, inputs, output)
+
+
+def importer_table() -> dict[str, list[type[Layer]]]:
+    """ONNX op type -> the layer classes that import it, a class claiming only its own tagged
+    nodes (`onnx_import_first`) tried first. Built from the registry's `onnx_ops`."""
+    table: dict[str, list[type[Layer]]] = defaultdict(list)
+    for cls in REGISTRY.values():
+        if not callable(getattr(cls, "from_onnx", None)):
+            continue
+        for op in cls.onnx_ops:
+            table[op].append(cls)
+    for op in table:
+        table[op].sort(key=lambda c: not getattr(c, "onnx_import_first", False))
+    return dict(table)
+
+
+# ---- import -------------------------------------------------------------------------------
+
+def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
+                name: str | None = None) -> ImportedModel:
+    """Import an ONNX model (path, bytes or ModelProto) as a graph with weights.
+
+    `input_shape` (C, H, W) fixes an input whose sizes are open in the file."""
+    from onnx import numpy_helper
+
+    model = read_model(source)
+    what = f"'{Path(source).name}'" if isinstance(source, (str, Path)) else "the model"
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 7:
+        raise OnnxImportError(f"{what} uses opset {opset}; opset 7 or newer is supported")
+    ctx = ImportContext(model, opset)
+    g = model.graph
+    for init in g.initializer:
+        ctx.consts[init.name] = numpy_helper.to_array(init)
+    data_inputs = [vi for vi in g.input if vi.name not in ctx.consts]
+    if len(data_inputs) != 1:
+        names = ", ".join(f"'{vi.name}'" for vi in data_inputs) or "none"
+        raise OnnxImportError(f"{what} has {len(data_inputs)} data inputs ({names}); one image "
+                              f"input is supported")
+    if len(g.output) != 1:
+        raise OnnxImportError(f"{what} has {len(g.output)} outputs; one output is supported")
+    vi = data_inputs[0]
+    if input_shape is not None:
+        from onnx import TensorProto, helper
+
+        vi = helper.make_tensor_value_info(vi.name, TensorProto.FLOAT,
+                                           [None] + [int(d) for d in input_shape])
+    try:
+        inp = REGISTRY["Input"].from_onnx(vi, ctx)
+    except ValueError as exc:
+        raise OnnxImportError(f"{what}: {exc}") from None
+    ctx.shapes[vi.name] = (inp.params["channels"], inp.params["height"], inp.params["width"])
+
+    table = importer_table()
+    unsupported: dict[str, list[str]] = defaultdict(list)
+    problems: list[str] = []
+    layers: list[tuple[str, Imported]] = []  # (our name, what the class made)
+    producer: dict[str, int] = {vi.name: -1}  # tensor -> index into layers (-1: the Input)
+    taken: set[str] = set()
+    input_name = _unique(_clean_name(vi.name) or "input", taken)
+    unresolved: set[str] = set()
+
+    for k, node in enumerate(_topological(g)):
+        if id(node) in ctx.absorbed:
+            continue
+        label = node.name or (node.output[0] if node.output else f"#{k}")
+        if node.domain not in ("", "ai.onnx"):
+            unsupported[f"{node.domain}.{node.op_type}"].append(label)
+            continue
+        ins = [i for i in node.input if i]
+        if any(ctx.resolve(i) in unresolved for i in ins):
+            unresolved.update(node.output)
+            if node.op_type not in table and node.op_type not in PASS_THROUGH:
+                unsupported[node.op_type].append(label)
+            continue
+        if node.op_type in PASS_THROUGH:
+            ctx.aliases[node.output[0]] = ctx.resolve(node.input[0])
+            continue
+        if _foldable(ctx, node):
+            try:
+                _fold(ctx, node)
+            except Exception as exc:
+                problems.append(f"{ctx.where(node)}: cannot evaluate this constant expression "
+                                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+                unresolved.update(node.output)
+            continue
+        if node.op_type not in table:
+            unsupported[node.op_type].append(label)
+            unresolved.update(node.output)
+            continue
+        ctx.current = node
+        res = None
+        try:
+            for cls in table[node.op_type]:
+                res = cls.from_onnx(node, ctx)
+                if res is not None:
+                    break
+        except ValueError as exc:
+            problems.append(str(exc))
+        ctx.current = None
+        if res is None:
+            unresolved.update(node.output)
+            continue
+        our = _unique(_clean_name(node.name) or _default_name(res.cls), taken)
+        err = _check_layer(ctx, our, res)
+        if err:
+            problems.append(f"{ctx.where(node)}: {err}")
+            unresolved.update(node.output)
+            unresolved.add(res.output)
+            continue
+        layers.append((our, res))
+        producer[res.output] = len(layers) - 1
+
+    if unsupported or problems:
+        lines = []
+        if unsupported:
+            lines.append("unsupported operators: " + "; ".join(
+                f"{op} ({', '.join(repr(n) for n in names)})"
+                for op, names in sorted(unsupported.items())))
+        lines += problems
+        raise OnnxImportError(f"{what} cannot be imported; nothing was imported:\n"
+                              + "\n".join(f"  - {x}" for x in lines))
+
+    out_tensor = ctx.resolve(g.output[0].name)
+    if out_tensor not in producer or producer[out_tensor] < 0:
+        raise OnnxImportError(f"{what}: the output '{g.output[0].name}' is not computed by any "
+                              f"supported layer")
+    # keep what the output depends on
+    keep, stack = set(), [producer[out_tensor]]
+    while stack:
+        i = stack.pop()
+        if i < 0 or i in keep:
+            continue
+        keep.add(i)
+        stack.extend(producer[ctx.resolve(t)] for t in layers[i][1].inputs)
+    warnings = []
+    if len(keep) < len(layers):
+        warnings.append(f"{len(layers) - len(keep)} layer(s) do not reach the output and were "
+                        f"left out")
+
+    graph = Graph(name or (g.name if g.name and g.name != "main_graph" else "imported"))
+    weights: dict[str, np.ndarray] = {}
+    ids = {-1: input_name}
+    graph.add_node("Input", input_name, inp.params, node_id=input_name)
+    for i, (our, res) in enumerate(layers):
+        if i not in keep:
+            continue
+        graph.add_node(res.cls.type_name, our, res.params, node_id=our)
+        ids[i] = our
+        for port, t in enumerate(res.inputs):
+            graph.edges.append(_edge(ids[producer[ctx.resolve(t)]], our, port))
+        for key, arr in res.weights.items():
+            weights[f"{our}.{key}"] = np.ascontiguousarray(arr, np.float32)
+    _layout(graph, _stored_positions(model))
+    v = validate(graph)
+    if not v.ok:
+        raise OnnxImportError(f"{what} imports as an invalid graph; nothing was imported:\n"
+                              + "\n".join(f"  - {m.text}" for m in v.errors))
+    return ImportedModel(graph, weights, opset, model.producer_name or "unknown", warnings)
+
+
+def _edge(src: str, dst: str, port: int):
+    from .graph import Edge
+
+    return Edge(src, dst, port)
+
+
+def _foldable(ctx: ImportContext, node) -> bool:
+    """Constant nodes, nodes of constants only, and Shape / Size of a tensor of known shape."""
+    if node.op_type == "Constant":
+        return True
+    ins = [i for i in node.input if i]
+    if node.op_type in FOLDABLE_SHAPE_OPS:
+        return ctx.resolve(ins[0]) in ctx.shapes or ctx.const(ins[0]) is not None
+    return bool(ins) and all(ctx.const(i) is not None for i in ins)
+
+
+def _fold(ctx: ImportContext, node) -> None:
+    """Evaluate a constant node with onnx's reference implementation (numpy), at the model's
+    opset; Shape of a data tensor uses a stand-in batch size."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    a = ctx.attrs(node)
+    if node.op_type in FOLDABLE_SHAPE_OPS and ctx.const(node.input[0]) is None:
+        shape = np.array((BATCH,) + tuple(ctx.shape(node.input[0])), np.int64)
+        if node.op_type == "Size":
+            ctx.consts[node.output[0]] = np.array(np.prod(shape), np.int64)
+            return
+        start, end = int(a.get("start", 0)), a.get("end")
+        ctx.consts[node.output[0]] = shape[start:None if end is None else int(end)]
+        return
+    ins = [i for i in node.input if i]
+    feeds = {i: ctx.const(i) for i in ins}
+    inputs = [helper.make_tensor_value_info(
+        i, helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype), np.asarray(v).shape)
+        for i, v in feeds.items()]
+    outputs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
+               for o in node.output if o]
+    g = helper.make_graph([node], "fold", inputs, outputs)
+    m = helper.make_model(g, opset_imports=list(ctx.model.opset_import))
+    res = ReferenceEvaluator(m).run(None, {i: np.asarray(v) for i, v in feeds.items()})
+    for o, val in zip([o for o in node.output if o], res):
+        ctx.consts[o] = np.asarray(val)
+
+
+def _check_layer(ctx: ImportContext, name: str, res: Imported) -> str | None:
+    """Shapes and weights of the imported layer; records its output shape. Returns a problem."""
+    try:
+        in_shapes = [ctx.shape(t) for t in res.inputs]
+        layer = res.cls(name, **res.params)
+        out = layer.output_shape(in_shapes)
+    except (ParamError, ShapeError, ValueError) as exc:
+        return str(exc)
+    want = layer.weight_shapes(in_shapes)
+    if set(want) != set(res.weights):
+        return (f"weights {sorted(res.weights)} do not match the {res.cls.type_name} layer's "
+                f"{sorted(want)}")
+    for k, (shape, _) in want.items():
+        got = tuple(np.shape(res.weights[k]))
+        if got != tuple(shape):
+            return f"'{k}' has shape {fmt_shape(got)}, the layer needs {fmt_shape(shape)}"
+    ctx.shapes[res.output] = tuple(int(d) for d in out)
+    return None
+
+
+def _topological(g) -> list:
+    """The nodes in an order where every input is produced before use (ONNX requires it, but
+    some writers do not comply)."""
+    produced = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    nodes, order = list(g.node), []
+    while nodes:
+        rest = []
+        for n in nodes:
+            if all(i in produced for i in n.input):
+                order.append(n)
+                produced.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(nodes):
+            names = ", ".join(f"'{n.name or n.output[0]}'" for n in rest[:5])
+            raise OnnxImportError(f"the model's graph has a cycle or reads a tensor nothing "
+                                  f"produces (at {names})")
+        nodes = rest
+    return order
+
+
+def _clean_name(name: str) -> str:
+    """ONNX node names as layer names: PyTorch's '/features/conv1/Conv' -> 'features.conv1'."""
+    s = name.strip()
+    if s.startswith("/"):
+        parts = [p for p in s.split("/") if p]
+        if len(parts) > 1:
+            parts = parts[:-1]  # the trailing op type
+        s = ".".join(parts)
+    s = re.sub(r"[^\w.\-]+", "_", s).strip("_")
+    return s[:64]
+
+
+def _default_name(cls) -> str:
+    from .graph import default_name
+
+    return default_name(cls.type_name)
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name, k = base, 1
+    while name in taken:
+        name = f"{base}_{k}"
+        k += 1
+    taken.add(name)
+    return name
+
+
+def _stored_positions(model) -> dict[str, list[float]]:
+    for p in model.metadata_props:
+        if p.key == POSITIONS_KEY:
+            try:
+                data = json.loads(p.value)
+            except ValueError:
+                return {}
+            if isinstance(data, dict):
+                return data
+    return {}
+
+
+def _layout(graph: Graph, stored: dict) -> None:
+    """Positions saved by our exporter where every layer has one; else a layered layout:
+    topological depth -> y (110 px apart), index within the depth -> x (centred)."""
+    try:
+        if stored and all(n.name in stored for n in graph.nodes.values()):
+            for n in graph.nodes.values():
+                x, y = stored[n.name]
+                n.position = (float(x), float(y))
+            return
+    except (TypeError, ValueError):
+        pass
+    depth: dict[str, int] = {}
+    for nid in graph.topological_order():
+        ins = graph.inputs_of(nid)
+        depth[nid] = 1 + max((depth[s] for s in ins), default=-1)
+    rows: dict[int, list[str]] = defaultdict(list)
+    for nid, d in depth.items():
+        rows[d].append(nid)
+    for d, nids in rows.items():
+        for i, nid in enumerate(nids):
+            x = (i - (len(nids) - 1) / 2) * COL_SPACING
+            graph.nodes[nid].position = (x, d * ROW_SPACING)

@@ -1,0 +1,574 @@
+"""ONNX export / import / ONNX Runtime parity: every layer type, varied attributes, example nets,
+hand-written models from other writers' forms, hostile files."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from engine.graph import Graph, sequential
+from engine.layers import REGISTRY
+from engine.network import Network
+from engine.onnx_export import OPSET, export_onnx, shape_mismatches
+from engine.onnx_import import OnnxImportError, import_onnx, importer_table
+from engine.runtime import OnnxModel, parity_report
+
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def close(a, b):
+    """The issue's tolerance: 1e-5 absolute / 1e-4 relative, float32."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    np.testing.assert_allclose(a, b, atol=ATOL, rtol=RTOL)
+
+
+def randomized(net: Network, rng) -> dict:
+    """The net's weights with BatchNorm statistics made non-trivial (so a wrong mapping shows)."""
+    w = net.state_dict()
+    for k in w:
+        if k.endswith(("running_mean", "bias")) and w[k].ndim == 1:
+            w[k] = rng.normal(0, 0.5, w[k].shape).astype(np.float32)
+        if k.endswith(("running_var", ".weight")) and w[k].ndim == 1:
+            w[k] = rng.uniform(0.5, 1.5, w[k].shape).astype(np.float32)
+    return w
+
+
+def chain(layer: tuple, in_shape=(3, 9, 9), before=(), after=()) -> Graph:
+    c, h, w = in_shape
+    specs = [("Input", "input", {"channels": c, "height": h, "width": w}), *before,
+             (layer[0], "layer", layer[1]), *after]
+    return sequential(specs, name="t")
+
+
+def comparable(graph: Graph) -> dict:
+    """Graph JSON without positions (an import lays the graph out anew)."""
+    from engine.validate import validate
+
+    v = validate(graph)
+    shapes = {nid: (r.in_shapes[0] if r.in_shapes else None) for nid, r in v.nodes.items()}
+    data = graph.to_json()
+    for n in data["nodes"]:
+        n.pop("position")
+        n["params"] = REGISTRY[n["type"]](n["name"], **n["params"]).p  # canonical form
+        if n["type"] in ("MaxPool2d", "AvgPool2d"):
+            pp = n["params"]
+            # a stride equal to the kernel is the default; ceil_mode that adds no window is
+            # written as floor mode (same output: see engine.onnx_export's docstring)
+            if pp["stride"] == pp["kernel_size"]:
+                pp["stride"] = None
+            if pp["ceil_mode"]:
+                layer = REGISTRY[n["type"]]("x", **dict(pp, ceil_mode=False))
+                shape = shapes[n["id"]]
+                if layer.output_shape([shape]) == REGISTRY[n["type"]]("x", **pp).output_shape(
+                        [shape]):
+                    pp["ceil_mode"] = False
+    return data
+
+
+def check_round_trip(graph: Graph, weights: dict, x: np.ndarray, keep_dropout=False):
+    """Export -> ORT parity -> import (same graph, same outputs) -> export again (same model)."""
+    model = export_onnx(graph, weights, keep_dropout=keep_dropout)  # checker + shape check inside
+    ours = Network.compile(graph)
+    ours.load_state_dict(weights)
+    y = ours.forward(x)
+    close(OnnxModel(model).run(x), y)
+    imp = import_onnx(model.SerializeToString())
+    back = imp.network().forward(x)
+    close(back, y)
+    again = export_onnx(imp.graph, imp.weights, keep_dropout=keep_dropout)
+    assert [(n.op_type, list(n.input), list(n.output), n.attribute) for n in again.graph.node] \
+        == [(n.op_type, list(n.input), list(n.output), n.attribute) for n in model.graph.node]
+    return model, imp
+
+
+# ---- every layer type, attributes varied ------------------------------------------------
+
+CONV = "Conv2d"
+LAYER_CASES = [
+    ((CONV, {"out_channels": 4, "kernel_size": 3}), (3, 9, 9)),
+    ((CONV, {"out_channels": 4, "kernel_size": [3, 2], "stride": [2, 1], "padding": "same"}),
+     (3, 9, 8)),
+    ((CONV, {"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": [1, 0, 2, 1],
+             "dilation": [2, 1], "groups": 3, "bias": False}), (3, 11, 10)),
+    ((CONV, {"out_channels": 4, "kernel_size": 5, "padding": "same", "dilation": 2,
+             "stride": 3}), (4, 12, 13)),
+    ((CONV, {"out_channels": 4, "kernel_size": 3, "groups": 4, "padding": 1}), (4, 7, 7)),
+    (("MaxPool2d", {"kernel_size": 2}), (2, 8, 8)),
+    (("MaxPool2d", {"kernel_size": 3, "stride": 2, "ceil_mode": True}), (2, 8, 8)),
+    (("MaxPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}), (2, 9, 10)),
+    # ceil_mode where the last window would start in the padding (dropped)
+    (("MaxPool2d", {"kernel_size": 2, "stride": 2, "padding": 1, "ceil_mode": True}), (2, 4, 5)),
+    (("MaxPool2d", {"kernel_size": [3, 2], "stride": [1, 2], "padding": "same"}), (2, 7, 7)),
+    (("AvgPool2d", {"kernel_size": 2}), (2, 8, 8)),
+    (("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1}), (2, 9, 9)),
+    (("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}),
+     (2, 9, 9)),
+    (("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": [1, 0, 0, 1], "ceil_mode": True,
+                    "count_include_pad": True}), (2, 8, 9)),
+    (("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+                    "count_include_pad": False}), (2, 8, 8)),
+    (("AvgPool2d", {"kernel_size": 2, "stride": 2, "padding": 1, "ceil_mode": True}), (2, 4, 5)),
+    (("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": "same"}), (2, 8, 7)),
+    (("AdaptiveAvgPool2d", {"output_size": [2, 3]}), (2, 8, 9)),
+    (("GlobalAvgPool2d", {}), (3, 5, 6)),
+    (("ReLU", {}), (2, 4, 4)),
+    (("LeakyReLU", {"negative_slope": 0.2}), (2, 4, 4)),
+    (("ReLU6", {}), (2, 4, 4)),
+    (("Sigmoid", {}), (2, 4, 4)),
+    (("Tanh", {}), (2, 4, 4)),
+    (("Softmax", {}), (3, 4, 4)),
+    (("Flatten", {}), (2, 3, 4)),
+    (("BatchNorm2d", {"eps": 1e-3, "momentum": 0.2}), (3, 5, 5)),
+    (("LocalResponseNorm", {"size": 3, "alpha": 0.01, "beta": 0.6, "k": 2.0}), (6, 4, 4)),
+    (("LocalResponseNorm", {"size": 1}), (5, 3, 3)),
+]
+FLAT_CASES = [
+    (("Linear", {"out_features": 7}), [("Flatten", "flat", {})]),
+    (("Linear", {"out_features": 5, "bias": False}), [("Flatten", "flat", {})]),
+    (("BatchNorm2d", {}), [("Flatten", "flat", {})]),
+    (("Softmax", {}), [("Flatten", "flat", {})]),
+]
+
+
+def _id(case):
+    (t, p), *_ = case
+    return t + "-" + "-".join(f"{k}{v}" for k, v in p.items()).replace(" ", "")
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[_id(c) for c in LAYER_CASES])
+def test_layer_exports_runs_in_onnxruntime_and_round_trips(case):
+    layer, in_shape = case
+    rng = np.random.default_rng(3)
+    g = chain(layer, in_shape)
+    net = Network.compile(g, rng)
+    x = rng.standard_normal((3, *in_shape)).astype(np.float32) * 2
+    _, imp = check_round_trip(g, randomized(net, rng), x)
+    assert comparable(imp.graph) == comparable(g)
+
+
+@pytest.mark.parametrize("case", FLAT_CASES, ids=[_id(c) for c in FLAT_CASES])
+def test_flat_layers_round_trip(case):
+    layer, before = case
+    rng = np.random.default_rng(4)
+    g = chain(layer, (2, 3, 3), before=before)
+    net = Network.compile(g, rng)
+    x = rng.standard_normal((5, 2, 3, 3)).astype(np.float32)
+    _, imp = check_round_trip(g, randomized(net, rng), x)
+    assert comparable(imp.graph) == comparable(g)
+
+
+def merge_graph(kind: str, n: int = 2) -> Graph:
+    g = Graph("merge")
+    g.add_node("Input", "input", {"channels": 2, "height": 6, "width": 6}, node_id="input")
+    for i in range(n):
+        g.add_node("Conv2d", f"c{i}", {"out_channels": 3 + (kind == "Concat") * i,
+                                       "kernel_size": 3, "padding": "same"}, node_id=f"c{i}")
+        g.add_edge("input", f"c{i}")
+    g.add_node(kind, "merge", {}, node_id="merge")
+    for i in range(n):
+        g.add_edge(f"c{i}", "merge")
+    return g
+
+
+@pytest.mark.parametrize("kind,n", [("Add", 2), ("Add", 3), ("Concat", 2), ("Concat", 3)])
+def test_merges_round_trip(kind, n):
+    rng = np.random.default_rng(5)
+    g = merge_graph(kind, n)
+    net = Network.compile(g, rng)
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    model, imp = check_round_trip(g, net.state_dict(), x)
+    assert [nd.op_type for nd in model.graph.node][-1] == ("Sum" if kind == "Add" and n > 2
+                                                           else kind)
+    assert comparable(imp.graph) == comparable(g)
+
+
+def test_every_layer_type_has_an_onnx_mapping_both_ways_and_is_tested():
+    table = importer_table()
+    tested = {c[0][0] for c in LAYER_CASES + FLAT_CASES} | {"Add", "Concat", "Input", "Dropout"}
+    for name, cls in REGISTRY.items():
+        assert callable(getattr(cls, "to_onnx", None)), name
+        assert callable(getattr(cls, "from_onnx", None)), name
+        for op in cls.onnx_ops:
+            assert cls in table[op], (name, op)
+        assert name in tested, f"{name} has no ONNX round-trip test"
+
+
+def test_dropout_is_wired_through_by_default_and_kept_on_request():
+    rng = np.random.default_rng(6)
+    g = chain(("Dropout", {"p": 0.3}), (2, 4, 4), after=[("ReLU", "r", {})])
+    w = Network.compile(g, rng).state_dict()
+    x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    plain = export_onnx(g, w)
+    assert [n.op_type for n in plain.graph.node] == ["Relu"]
+    assert list(plain.graph.node[0].input) == ["input"]
+    _, imp = check_round_trip(g, w, x, keep_dropout=True)
+    assert comparable(imp.graph) == comparable(g)  # the rate survives
+    # a final Dropout: the output keeps its name
+    g2 = chain(("ReLU", {}), (2, 4, 4), after=[("Dropout", "d", {})])
+    m = export_onnx(g2, {})
+    assert [n.op_type for n in m.graph.node] == ["Relu"]
+    assert m.graph.node[0].output[0] == m.graph.output[0].name == "output"
+
+
+def test_even_size_lrn_exports_valid_onnx_and_round_trips():
+    """ONNX allows an even LRN size (ONNX Runtime 1.32 refuses to run it): the file is valid
+    and imports back to the same layer and outputs."""
+    rng = np.random.default_rng(12)
+    g = chain(("LocalResponseNorm", {"size": 4}), (5, 3, 3))
+    net = Network.compile(g, rng)
+    model = export_onnx(g, net.state_dict())
+    imp = import_onnx(model)
+    x = rng.standard_normal((2, 5, 3, 3)).astype(np.float32)
+    close(imp.network().forward(x), net.forward(x))
+    assert comparable(imp.graph) == comparable(g)
+
+
+def test_adaptive_pool_that_does_not_divide_is_a_clear_error():
+    g = chain(("AdaptiveAvgPool2d", {"output_size": [3, 3]}), (2, 8, 8))
+    with pytest.raises(ValueError, match=r"'layer'.*3×3 does not divide the 8×8"):
+        export_onnx(g)
+
+
+# ---- model-level properties ---------------------------------------------------------------
+
+def lenet() -> Graph:
+    from engine.examples import load_example
+
+    return load_example("lenet5")
+
+
+@pytest.mark.parametrize("name", ["lenet5", "small_vgg", "small_resnet"])
+def test_example_nets_parity_layer_by_layer(name):
+    from engine.examples import load_example
+
+    g = load_example(name)
+    rng = np.random.default_rng(7)
+    net = Network.compile(g, rng)
+    w = randomized(net, rng)
+    x = rng.random((2, *net.input_shape), dtype=np.float32)
+    rows = parity_report(g, w, x)
+    assert len(rows) == len(net.order)
+    bad = [r for r in rows if not r.ok]
+    assert not bad, bad
+    assert all(r.max_abs_diff <= 1e-4 for r in rows)
+    model, imp = check_round_trip(g, w, x)
+    assert comparable(imp.graph) == comparable(g) or name != "lenet5"
+
+
+def test_export_metadata_names_and_dynamic_batch():
+    g = lenet()
+    model = export_onnx(g)
+    assert model.producer_name == "CNN Designer" and model.producer_version
+    assert model.opset_import[0].version == OPSET
+    inp, out = model.graph.input[0], model.graph.output[0]
+    assert (inp.name, out.name) == ("input", "output")
+    assert inp.type.tensor_type.shape.dim[0].dim_param == "N"
+    names = {n.name for n in g.nodes.values() if n.type_name != "Input"}
+    assert {n.name for n in model.graph.node} <= names
+    assert {i.name for i in model.graph.initializer} >= {
+        f"{n.name}.weight" for n in g.nodes.values() if n.type_name in ("Conv2d", "Linear")}
+    # no redundant nodes: one per layer (Flatten one node, Linear one Gemm)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Reshape" not in ops and "Transpose" not in ops and "MatMul" not in ops
+    sess = OnnxModel(model)
+    for n in (1, 5):
+        assert sess.run(np.zeros((n, 1, 28, 28), np.float32)).shape[0] == n
+    assert sess.run(np.zeros((1, 28, 28), np.float32)).ndim == 1  # a single image
+
+
+@pytest.mark.parametrize("opset", [13, 17, 21])
+def test_supported_opsets_check_and_agree(opset):
+    g = merge_graph("Add")
+    from engine.graph import Edge
+
+    g.add_node("MaxPool2d", "pool", {"kernel_size": 3, "stride": 2, "ceil_mode": True,
+                                     "padding": 1}, node_id="pool")
+    g.edges.append(Edge("merge", "pool", 0))
+    g.add_node("Flatten", "flat", {}, node_id="flat")
+    g.edges.append(Edge("pool", "flat", 0))
+    g.add_node("Linear", "fc", {"out_features": 4}, node_id="fc")
+    g.edges.append(Edge("flat", "fc", 0))
+    g.add_node("ReLU6", "r6", {}, node_id="r6")
+    g.edges.append(Edge("fc", "r6", 0))
+    g.add_node("Softmax", "sm", {}, node_id="sm")
+    g.edges.append(Edge("r6", "sm", 0))
+    net = Network.compile(g, np.random.default_rng(8))
+    model = export_onnx(g, net.state_dict(), opset=opset)
+    assert model.opset_import[0].version == opset
+    assert not shape_mismatches(model, g)
+    x = np.random.default_rng(9).standard_normal((3, 2, 6, 6)).astype(np.float32)
+    close(OnnxModel(model).run(x), net.forward(x))
+    close(import_onnx(model).network().forward(x), net.forward(x))
+
+
+def test_unsupported_opset_is_refused():
+    with pytest.raises(ValueError, match="opset 9"):
+        export_onnx(lenet(), opset=9)
+
+
+def test_export_refuses_invalid_graph_and_wrong_weights():
+    g = lenet()
+    bad = g.copy()
+    first_conv = next(n for n in bad.nodes.values() if n.type_name == "Conv2d")
+    first_conv.params["kernel_size"] = 40
+    with pytest.raises(ValueError, match="cannot export"):
+        export_onnx(bad)
+    w = Network.compile(g).state_dict()
+    key = next(k for k in w if k.endswith(".weight"))
+    w[key] = w[key][:1]
+    with pytest.raises(ValueError, match="needs 'weight'"):
+        export_onnx(g, w)
+
+
+def test_export_saves_atomically(tmp_path):
+    path = tmp_path / "m.onnx"
+    export_onnx(lenet(), path=path)
+    assert onnx.load(str(path)).graph.node
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_imported_layout_is_layered_without_stored_positions():
+    g = merge_graph("Concat", 3)
+    model = export_onnx(g)
+    del model.metadata_props[:]
+    imp = import_onnx(model)
+    pos = {n.name: n.position for n in imp.graph.nodes.values()}
+    assert pos["input"][1] < pos["c0"][1] < pos["merge"][1]
+    assert pos["c0"][1] == pos["c1"][1] == pos["c2"][1]
+    assert len({pos[f"c{i}"][0] for i in range(3)}) == 3
+    assert pos["merge"][1] - pos["c0"][1] == pytest.approx(110)
+
+
+# ---- models written in other tools' forms ----------------------------------------------------
+
+def make_model(nodes, inits, in_shape, opset=13, out="y", extra_inputs=()):
+    """A model as another tool might write it; the output's type comes from shape inference."""
+    def build(output):
+        g = helper.make_graph(
+            nodes, "other",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *in_shape]),
+             *extra_inputs], [output],
+            initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 7
+        return m
+
+    m = build(helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+    inferred = onnx.shape_inference.infer_shapes(m)
+    vi = next((v for v in inferred.graph.value_info if v.name == out), None)
+    if vi is None or not vi.type.tensor_type.HasField("shape"):
+        vi = helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch"])
+    out_vi = onnx.ValueInfoProto()
+    out_vi.CopyFrom(vi)
+    return build(out_vi)
+
+
+def check_against_ort(model, in_shape, n=3, seed=0):
+    """Import the foreign model; the engine must agree with ONNX Runtime on the original."""
+    x = np.random.default_rng(seed).standard_normal((n, *in_shape)).astype(np.float32)
+    want = OnnxModel(model).run(x)
+    imp = import_onnx(model.SerializeToString())
+    close(imp.network().forward(x), want)
+    return imp
+
+
+def types(imp):
+    return [n.type_name for n in imp.graph.nodes.values()]
+
+
+rng0 = np.random.default_rng(11)
+W33 = rng0.standard_normal((4, 3, 3, 3)).astype(np.float32)
+B4 = rng0.standard_normal(4).astype(np.float32)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"auto_pad": "SAME_LOWER", "strides": [2, 2]},
+    {"auto_pad": "SAME_UPPER", "strides": [2, 1]},  # (ORT refuses SAME with dilation)
+    {"pads": [2, 1, 0, 1], "strides": [1, 1], "dilations": [2, 1]},
+    {"auto_pad": "VALID"},
+    {"pads": [0, 1, 2, 0], "strides": [1, 2]},
+    {},  # kernel_shape from the weights, default pads
+])
+def test_conv_attribute_forms(attrs):
+    m = make_model([helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)],
+                   {"w": W33, "b": B4}, (3, 8, 9))
+    imp = check_against_ort(m, (3, 8, 9))
+    assert types(imp) == ["Input", "Conv2d"]
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("MaxPool", {"kernel_shape": [3, 3], "auto_pad": "SAME_LOWER", "strides": [2, 2]}),
+    ("MaxPool", {"kernel_shape": [2, 3], "pads": [1, 0, 0, 1], "ceil_mode": 1, "strides": [2, 2]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [2, 2]}),  # ONNX default stride 1
+])
+def test_pool_attribute_forms(op, attrs):
+    m = make_model([helper.make_node(op, ["x"], ["y"], **attrs)], {}, (2, 7, 8))
+    check_against_ort(m, (2, 7, 8))
+
+
+@pytest.mark.parametrize("attrs,b_t", [
+    ({"transB": 1}, False), ({}, True), ({"alpha": 0.5, "beta": 2.0, "transB": 1}, False),
+])
+def test_gemm_forms_fold_into_linear(attrs, b_t):
+    w = rng0.standard_normal((5, 12)).astype(np.float32)
+    c = rng0.standard_normal((1, 5)).astype(np.float32)
+    m = make_model([helper.make_node("Flatten", ["x"], ["f"]),
+                    helper.make_node("Gemm", ["f", "w", "c"], ["y"], **attrs)],
+                   {"w": w.T.copy() if b_t else w, "c": c}, (3, 2, 2))
+    imp = check_against_ort(m, (3, 2, 2))
+    assert types(imp) == ["Input", "Flatten", "Linear"]
+
+
+def test_matmul_add_becomes_linear_and_pytorch_reshape_chain_becomes_flatten():
+    w = rng0.standard_normal((12, 6)).astype(np.float32)
+    b = rng0.standard_normal(6).astype(np.float32)
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Shape", ["r"], ["s"]),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(
+            np.array(0, np.int64))),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "ax"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["flat"], name="flatten"),
+        helper.make_node("Identity", ["flat"], ["flat2"]),
+        helper.make_node("MatMul", ["flat2", "w"], ["mm"], name="fc"),
+        helper.make_node("Add", ["mm", "b"], ["y"], name="fc_bias"),
+    ]
+    m = make_model(nodes, {"w": w, "b": b, "ax": np.array([0], np.int64),
+                           "minus1": np.array([-1], np.int64)}, (3, 2, 2))
+    imp = check_against_ort(m, (3, 2, 2))
+    assert types(imp) == ["Input", "ReLU", "Flatten", "Linear"]
+
+
+def test_older_opset_forms():
+    """Opset 9/10: Clip min/max attributes, Dropout ratio attribute, BatchNormalization,
+    Softmax coercing to 2-D, Flatten default axis."""
+    c = 3
+    bn = {"s": rng0.uniform(0.5, 1.5, c), "bb": rng0.normal(size=c), "m": rng0.normal(size=c),
+          "v": rng0.uniform(0.5, 2, c)}
+    bn = {k: v.astype(np.float32) for k, v in bn.items()}
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "s", "bb", "m", "v"], ["a"],
+                         epsilon=1e-3, momentum=0.8),
+        helper.make_node("Clip", ["a"], ["b"], min=0.0, max=6.0),
+        helper.make_node("Dropout", ["b"], ["d"], ratio=0.25),
+        helper.make_node("GlobalAveragePool", ["d"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Softmax", ["f"], ["y"]),
+    ]
+    m = make_model(nodes, bn, (c, 4, 4), opset=10)
+    imp = check_against_ort(m, (c, 4, 4))
+    assert types(imp) == ["Input", "BatchNorm2d", "ReLU6", "Dropout", "GlobalAvgPool2d",
+                          "Flatten", "Softmax"]
+    nodes = {n.type_name: n for n in imp.graph.nodes.values()}
+    assert nodes["BatchNorm2d"].params == {"eps": 1e-3, "momentum": pytest.approx(0.2)}
+    assert nodes["Dropout"].params == {"p": 0.25}
+
+
+def test_clip_lrn_leaky_and_constant_weights_from_constant_nodes():
+    w = rng0.standard_normal((4, 2, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w)),
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("LRN", ["c"], ["l"], size=3, alpha=0.001, beta=0.5, bias=1.5),
+        helper.make_node("LeakyRelu", ["l"], ["k"], alpha=0.3),
+        helper.make_node("Clip", ["k", "lo", ""], ["y"]),  # Clip(0, inf) = ReLU
+    ]
+    m = make_model(nodes, {"lo": np.array(0.0, np.float32)}, (2, 3, 3))
+    imp = check_against_ort(m, (2, 3, 3))
+    assert types(imp) == ["Input", "Conv2d", "LocalResponseNorm", "LeakyReLU", "ReLU"]
+
+
+def test_unsupported_ops_are_listed_with_node_names_and_nothing_is_imported():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="ok_relu"),
+        helper.make_node("Transpose", ["a"], ["t"], name="swap", perm=[0, 1, 3, 2]),
+        helper.make_node("Mul", ["t", "t"], ["m1"], name="square1"),
+        helper.make_node("Mul", ["m1", "m1"], ["m2"], name="square2"),
+        helper.make_node("Erf", ["m2"], ["y"], name="erf"),
+    ]
+    m = make_model(nodes, {}, (1, 2, 2))
+    with pytest.raises(OnnxImportError) as err:
+        import_onnx(m)
+    text = str(err.value)
+    assert "Mul ('square1', 'square2')" in text
+    assert "Transpose ('swap')" in text and "Erf ('erf')" in text
+    assert "ok_relu" not in text and "nothing was imported" in text
+
+
+def test_unsupported_attributes_are_reported():
+    nodes = [helper.make_node("Softmax", ["x"], ["s"], axis=2, name="sm2"),
+             helper.make_node("Flatten", ["s"], ["y"], axis=2, name="flat2")]
+    m = make_model(nodes, {}, (2, 3, 4))
+    with pytest.raises(OnnxImportError, match=r"(?s)'sm2'.*axis 2"):
+        import_onnx(m)
+
+
+# ---- hostile files ---------------------------------------------------------------------------
+
+def test_corrupt_truncated_random_and_empty_files(tmp_path):
+    good = export_onnx(lenet()).SerializeToString()
+    cases = {"truncated": good[: len(good) // 3], "random": np.random.default_rng(1).bytes(5000),
+             "empty": b"", "text": b"hello, not a model\n" * 10}
+    for name, data in cases.items():
+        p = tmp_path / f"{name}.onnx"
+        p.write_bytes(data)
+        with pytest.raises(OnnxImportError, match=f"'{name}.onnx'"):
+            import_onnx(p)
+        with pytest.raises(OnnxImportError):
+            import_onnx(data)
+    with pytest.raises(OnnxImportError, match="no such file"):
+        import_onnx(tmp_path / "missing.onnx")
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path):
+    from onnx import external_data_helper as edh
+
+    model = export_onnx(lenet())
+    inside = tmp_path / "model"
+    inside.mkdir()
+    # a legitimate external-data model loads
+    m_ok = copy.deepcopy(model)
+    edh.convert_model_to_external_data(m_ok, location="weights.bin", size_threshold=0)
+    onnx.save_model(m_ok, str(inside / "ok.onnx"))
+    assert import_onnx(inside / "ok.onnx").weights
+    # one pointing outside the model's folder is refused
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 4096)
+    m_bad = copy.deepcopy(model)
+    edh.convert_model_to_external_data(m_bad, location="weights.bin", size_threshold=0)
+    for t in edh._get_all_tensors(m_bad):
+        if edh.uses_external_data(t):
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = "../secret.bin"
+    (inside / "bad.onnx").write_bytes(m_bad.SerializeToString())
+    with pytest.raises(OnnxImportError, match="outside the model's folder"):
+        import_onnx(inside / "bad.onnx")
+    m_abs = copy.deepcopy(m_bad)
+    for t in edh._get_all_tensors(m_abs):
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = str(tmp_path / "secret.bin")
+    (inside / "abs.onnx").write_bytes(m_abs.SerializeToString())
+    with pytest.raises(OnnxImportError, match="outside the model's folder"):
+        import_onnx(inside / "abs.onnx")
+
+
+def test_two_inputs_or_open_sizes_are_clear_errors():
+    extra = helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["batch", 1, 2, 2])
+    m = make_model([helper.make_node("Add", ["x", "x2"], ["y"])], {}, (1, 2, 2),
+                   extra_inputs=[extra])
+    with pytest.raises(OnnxImportError, match="2 data inputs"):
+        import_onnx(m)
+    m = make_model([helper.make_node("Relu", ["x"], ["y"])], {}, (1, "h", "w"))
+    with pytest.raises(OnnxImportError, match="input_shape"):
+        import_onnx(m)
+    imp = import_onnx(m, input_shape=(1, 5, 6))
+    assert imp.network().input_shape == (1, 5, 6)
