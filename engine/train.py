@@ -33,6 +33,9 @@ class TrainConfig:
     shuffle: bool = True
 
     def check(self) -> None:
+        for name, v in (("epochs", self.epochs), ("batch size", self.batch_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be a whole number, got {v!r}")  # noqa: TRY004
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -41,6 +44,12 @@ class TrainConfig:
             raise ValueError(f"learning rate must be a positive number, got {self.lr}")
         if not 0 <= self.val_split < 1:
             raise ValueError(f"validation split must be in [0, 1), got {self.val_split}")
+        if str(self.optimizer).lower() not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight decay must be a number >= 0, got {self.weight_decay}")
 
 
 @dataclass
@@ -121,6 +130,8 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
         raise TrainingError(f"the labels go up to {int(y.max())} but the network's output "
                             f"'{net.graph.nodes[net.output_id].name}' has {n_out} classes; "
                             f"set its size to at least {int(y.max()) + 1}")
+    if len(y) and int(y.min()) < 0:
+        raise TrainingError(f"labels must be class numbers 0, 1, 2, ...; got {int(y.min())}")
     rng = np.random.default_rng(config.seed)
     if x_val is None:
         x, y, x_val, y_val = split_validation(x, y, config.val_split, rng)
@@ -130,6 +141,10 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     opt = make_optimizer(config.optimizer, params, config.lr, config.weight_decay,
                          config.momentum)
     history = History()
+    # buffers (BatchNorm running statistics) change in forward: restored if a batch goes bad
+    buffers = {f"{layer.name}.{k}": a for layer in net.layers.values()
+               for k, a in layer.weights.items()
+               if not getattr(layer, "trainable_flags", {}).get(k, True)}
     bs = config.batch_size
     batches = max(1, math.ceil(len(x) / bs))
     total_steps = batches * config.epochs
@@ -146,9 +161,17 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                 return history
             idx = order[b * bs:(b + 1) * bs]
             xb, yb = x[idx], y[idx]
+            saved = [a.copy() for a in buffers.values()]
             z = net.forward(xb, training=True, logits=True)
             loss, dz = softmax_cross_entropy(z, yb)
+            bad_buf = next((k for k, a in buffers.items() if not np.isfinite(a).all()), None)
+            if bad_buf is not None:
+                _restore(buffers, saved)
+                return _stop(history, t_start, f"'{bad_buf}' became infinite in epoch {epoch}, "
+                             f"batch {b + 1}; training stopped and the last good weights were "
+                             f"kept. Try a smaller learning rate (now {opt.lr:g}).")
             if not math.isfinite(loss):
+                _restore(buffers, saved)
                 return _stop(history, t_start, f"the loss became {loss} in epoch {epoch}, batch "
                              f"{b + 1}; training stopped and the last good weights were kept. "
                              f"Try a smaller learning rate (now {opt.lr:g}).")
@@ -156,6 +179,7 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
             bad = next((p for p in params if p.grad is not None
                         and not np.isfinite(p.grad).all()), None)
             if bad is not None:
+                _restore(buffers, saved)
                 return _stop(history, t_start, f"the gradient of '{bad.layer.name}.{bad.name}' "
                              f"became infinite in epoch {epoch}, batch {b + 1}; training "
                              f"stopped and the last good weights were kept. Try a smaller "
@@ -182,6 +206,11 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
             on_epoch(rep)
     history.seconds = time.perf_counter() - t_start
     return history
+
+
+def _restore(buffers: dict[str, np.ndarray], saved: list[np.ndarray]) -> None:
+    for a, s in zip(buffers.values(), saved):
+        a[...] = s
 
 
 def _stop(history: History, t_start: float, why: str) -> History:
