@@ -449,6 +449,9 @@ def _head(ds: Dataset, n: int) -> Dataset:
 class Mismatch:
     text: str  # what does not fit and the fix, in words
     fatal: bool = True  # False: training works, but the result may not be what was meant
+    kind: str = ""  # "channels", "size", "classes" or "graph"
+    node_id: str | None = None  # the layer to change: the Input, or the last sized layer
+    params: dict | None = None  # the parameter values that make the data fit, for a quick fix
 
 
 def check_data(graph, data: Dataset | DataBundle) -> list[Mismatch]:
@@ -462,43 +465,52 @@ def check_data(graph, data: Dataset | DataBundle) -> list[Mismatch]:
     inp = next((n for n in graph.nodes.values() if n.type_name == "Input"), None)
     out: list[Mismatch] = []
     if inp is None or v.nodes[inp.id].out_shape is None:
-        return [Mismatch("the network has no valid Input layer; fix the network first")]
+        return [Mismatch("the network has no valid Input layer; fix the network first",
+                         kind="graph")]
     c, h, w = v.nodes[inp.id].out_shape
     _, dc, dh, dw = ds.x.shape
     if dc != c:
-        kind = {1: "greyscale", 3: "colour (RGB)"}.get(dc, f"{dc}-channel")
-        out.append(Mismatch(f"the data has {dc} channel{'s' * (dc != 1)} ({kind}) but Input "
+        look = {1: "greyscale", 3: "colour (RGB)"}.get(dc, f"{dc}-channel")
+        out.append(Mismatch(f"the data has {dc} channel{'s' * (dc != 1)} ({look}) but Input "
                             f"'{inp.name}' expects {c}: set the Input's channels to {dc}"
                             + (f", or load the images as {'greyscale' if c == 1 else 'RGB'}"
-                               if c in (1, 3) and dc in (1, 3) else "")))
+                               if c in (1, 3) and dc in (1, 3) else ""),
+                            kind="channels", node_id=inp.id, params={"channels": dc}))
     if (dh, dw) != (h, w):
         out.append(Mismatch(f"the images are {dh}×{dw} but Input '{inp.name}' expects {h}×{w}: "
                             f"set the Input's height to {dh} and width to {dw}, or resize the "
-                            f"images to {h}×{w}"))
+                            f"images to {h}×{w}", kind="size", node_id=inp.id,
+                            params={"height": dh, "width": dw}))
     if v.output_id is None or v.nodes[v.output_id].out_shape is None:
-        out.append(Mismatch("the network has no valid output layer; fix the network first"))
+        out.append(Mismatch("the network has no valid output layer; fix the network first",
+                            kind="graph"))
         return out
     n_out = int(np.prod(v.nodes[v.output_id].out_shape))
-    last = _last_sized_layer(graph, v.output_id)
+    last = last_sized_layer(graph, v.output_id)
+    param = None
+    if last:
+        param = "out_features" if graph.nodes[last].type_name == "Linear" else "out_channels"
     where = (f"the last layer '{graph.nodes[last].name}'" if last else
              f"the output '{graph.nodes[v.output_id].name}'")
     if n_classes > n_out:
         if last:
-            what = ("units (out_features)" if graph.nodes[last].type_name == "Linear"
-                    else "filters (out_channels)")
+            what = "units (out_features)" if param == "out_features" else "filters (out_channels)"
             fix = f"set {what} of '{graph.nodes[last].name}' to {n_classes}"
         else:
             fix = f"make the network output {n_classes} values"
         out.append(Mismatch(f"the data has {n_classes} classes but {where} outputs {n_out} "
-                            f"values: {fix}"))
+                            f"values: {fix}", kind="classes", node_id=last,
+                            params={param: n_classes} if last else None))
     elif n_classes < n_out:
         out.append(Mismatch(f"the data has {n_classes} classes but {where} outputs {n_out} "
                             f"values; training works, but {n_out - n_classes} outputs are never "
-                            f"a target (set it to {n_classes} to match)", fatal=False))
+                            f"a target (set it to {n_classes} to match)", fatal=False,
+                            kind="classes", node_id=last,
+                            params={param: n_classes} if last else None))
     return out
 
 
-def _last_sized_layer(graph, output_id: str) -> str | None:
+def last_sized_layer(graph, output_id: str) -> str | None:
     """Walk back from the output through size-keeping layers to the Linear / Conv2d that sets
     the number of outputs."""
     nid = output_id
@@ -511,3 +523,6 @@ def _last_sized_layer(graph, output_id: str) -> str | None:
         ins = graph.inputs_of(nid)
         nid = ins[0] if len(ins) == 1 else None
     return None
+
+
+_last_sized_layer = last_sized_layer  # the name the designer first used

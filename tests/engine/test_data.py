@@ -342,6 +342,9 @@ def test_check_data_channels_size_classes():
     assert "6×6 but Input 'in' expects 8×8" in text and "height to 6 and width to 6" in text
     assert "5 classes but the last layer 'head' outputs 2" in text
     assert "set units (out_features) of 'head' to 5" in text
+    fixes = {m.kind: (m.node_id, m.params) for m in probs}
+    assert fixes == {"channels": ("in", {"channels": 1}), "size": ("in", {"height": 6, "width": 6}),
+                     "classes": ("head", {"out_features": 5})}
 
 
 def test_check_data_fewer_classes_is_a_note():
