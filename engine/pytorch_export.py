@@ -566,7 +566,8 @@ def export_pytorch(graph: Graph, weights: dict[str, np.ndarray] | None, out_dir:
     written.append(_write(out / "train.py", TRAIN_TEMPLATE.format(
         cls=code.class_name, comma_logits=", logits=True" if code.ends_in_softmax else "")))
     written.append(_write(out / "README.md", README_TEMPLATE.format(
-        title=_safe_title(graph.name), cls=code.class_name, shape="×".join(map(str, code.input_shape)),
+        title=_safe_title(graph.name), cls=code.class_name,
+        shape="×".join(map(str, code.input_shape)),
         commas=", ".join(map(str, code.input_shape)),
         weights=("`weights.npz` holds the design's weights (keys: the module's state_dict "
                  "keys)." if weights else "No weights were exported: the model starts from "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from .graph import Edge, Graph
 
@@ -682,54 +683,40 @@ def mobilenet_v2(num_classes: int = 1000) -> Template:
 
 # ---- registry ------------------------------------------------------------------------------
 
-_TV = "torchvision.models"
+_224, _299 = (3, 224, 224), (3, 299, 299)
+_TEMPLATE_TABLE = [  # key, title, description, input shape, make(num_classes=...)
+    ("lenet5", "LeNet-5", ("LeCun et al. 1998: two 5×5 convs with tanh and average pooling, "
+     "three fully connected layers; for 28×28 digits."), (1, 28, 28), lenet5),
+    ("alexnet", "AlexNet", ("Krizhevsky et al. 2012: five convs (11×11 stride 4 first), max "
+     "pooling, three large fully connected layers."), _224, alexnet),
+    ("vgg11", "VGG-11", ("Simonyan & Zisserman 2014, configuration A: 8 3×3 convs in 5 stages, "
+     "3 fully connected layers."), _224, partial(vgg, "vgg11")),
+    ("vgg16", "VGG-16", ("Simonyan & Zisserman 2014, configuration D: 13 3×3 convs in 5 stages, "
+     "3 fully connected layers."), _224, partial(vgg, "vgg16")),
+    ("googlenet", "GoogLeNet", ("Szegedy et al. 2014 (Inception v1, with batch norm): nine "
+     "inception modules of parallel 1×1, 3×3 and pooling branches."), _224, googlenet),
+    ("squeezenet1_0", "SqueezeNet 1.0", ("Iandola et al. 2016: fire modules (squeeze 1×1, expand "
+     "1×1 + 3×3); AlexNet accuracy with 50× fewer parameters."), _224,
+     partial(squeezenet, "1.0")),
+    ("squeezenet1_1", "SqueezeNet 1.1", ("SqueezeNet with a 3×3 stem and earlier pooling: 2.4× "
+     "less computation than 1.0."), _224, partial(squeezenet, "1.1")),
+    ("resnet18", "ResNet-18", ("He et al. 2015: eight residual blocks of two 3×3 convs with batch "
+     "norm and skip connections."), _224, partial(resnet, 18)),
+    ("resnet50", "ResNet-50", ("He et al. 2015: sixteen bottleneck blocks (1×1, 3×3, 1×1) with "
+     "skip connections."), _224, partial(resnet, 50)),
+    ("densenet121", "DenseNet-121", ("Huang et al. 2016: dense blocks where each layer reads all "
+     "earlier feature maps (blocks 6-12-24-16)."), _224, partial(densenet, 121)),
+    ("densenet201", "DenseNet-201", ("DenseNet with dense blocks 6-12-48-32 (about 700 layers in "
+     "the graph)."), _224, partial(densenet, 201)),
+    ("inception_v3", "Inception-v3", ("Szegedy et al. 2015: factorised inception modules with "
+     "1×7 / 7×1 kernels, 299×299 input (no auxiliary head)."), _299, inception_v3),
+    ("mobilenet_v2", "MobileNetV2", ("Sandler et al. 2018: inverted residual blocks with "
+     "depthwise 3×3 convs and ReLU6."), _224, mobilenet_v2),
+]
 TEMPLATES: dict[str, TemplateInfo] = {
-    "lenet5": TemplateInfo("LeNet-5", "LeCun et al. 1998: two 5×5 convs with tanh and average "
-                           "pooling, three fully connected layers; for 28×28 digits.",
-                           (1, 28, 28), lenet5, "LeCun et al., 1998"),
-    "alexnet": TemplateInfo("AlexNet", "Krizhevsky et al. 2012: five convs (11×11 stride 4 "
-                            "first), max pooling, three large fully connected layers.",
-                            (3, 224, 224), alexnet, f"{_TV}.alexnet"),
-    "vgg11": TemplateInfo("VGG-11", "Simonyan & Zisserman 2014, configuration A: 8 3×3 convs "
-                          "in 5 stages, 3 fully connected layers.", (3, 224, 224),
-                          lambda num_classes=1000: vgg("vgg11", num_classes), f"{_TV}.vgg11"),
-    "vgg16": TemplateInfo("VGG-16", "Simonyan & Zisserman 2014, configuration D: 13 3×3 convs "
-                          "in 5 stages, 3 fully connected layers.", (3, 224, 224),
-                          lambda num_classes=1000: vgg("vgg16", num_classes), f"{_TV}.vgg16"),
-    "googlenet": TemplateInfo("GoogLeNet", "Szegedy et al. 2014 (Inception v1, with batch "
-                              "norm): nine inception modules of parallel 1×1, 3×3 and pooling "
-                              "branches.", (3, 224, 224), googlenet, f"{_TV}.googlenet"),
-    "squeezenet1_0": TemplateInfo("SqueezeNet 1.0", "Iandola et al. 2016: fire modules "
-                                  "(squeeze 1×1, expand 1×1 + 3×3); AlexNet accuracy with 50× "
-                                  "fewer parameters.", (3, 224, 224),
-                                  lambda num_classes=1000: squeezenet("1.0", num_classes),
-                                  f"{_TV}.squeezenet1_0"),
-    "squeezenet1_1": TemplateInfo("SqueezeNet 1.1", "SqueezeNet with a 3×3 stem and earlier "
-                                  "pooling: 2.4× less computation than 1.0.", (3, 224, 224),
-                                  lambda num_classes=1000: squeezenet("1.1", num_classes),
-                                  f"{_TV}.squeezenet1_1"),
-    "resnet18": TemplateInfo("ResNet-18", "He et al. 2015: eight residual blocks of two 3×3 "
-                             "convs with batch norm and skip connections.", (3, 224, 224),
-                             lambda num_classes=1000: resnet(18, num_classes),
-                             f"{_TV}.resnet18"),
-    "resnet50": TemplateInfo("ResNet-50", "He et al. 2015: sixteen bottleneck blocks (1×1, "
-                             "3×3, 1×1) with skip connections.", (3, 224, 224),
-                             lambda num_classes=1000: resnet(50, num_classes),
-                             f"{_TV}.resnet50"),
-    "densenet121": TemplateInfo("DenseNet-121", "Huang et al. 2016: dense blocks where each "
-                                "layer reads all earlier feature maps (blocks 6-12-24-16).",
-                                (3, 224, 224), lambda num_classes=1000: densenet(121, num_classes),
-                                f"{_TV}.densenet121"),
-    "densenet201": TemplateInfo("DenseNet-201", "DenseNet with dense blocks 6-12-48-32 "
-                                "(about 700 layers in the graph).", (3, 224, 224),
-                                lambda num_classes=1000: densenet(201, num_classes),
-                                f"{_TV}.densenet201"),
-    "inception_v3": TemplateInfo("Inception-v3", "Szegedy et al. 2015: factorised inception "
-                                 "modules with 1×7 / 7×1 kernels, 299×299 input (no auxiliary "
-                                 "head).", (3, 299, 299), inception_v3, f"{_TV}.inception_v3"),
-    "mobilenet_v2": TemplateInfo("MobileNetV2", "Sandler et al. 2018: inverted residual blocks "
-                                 "with depthwise 3×3 convs and ReLU6.", (3, 224, 224),
-                                 mobilenet_v2, f"{_TV}.mobilenet_v2"),
+    key: TemplateInfo(title, desc, shape, make,
+                      "LeCun et al., 1998" if key == "lenet5" else f"torchvision.models.{key}")
+    for key, title, desc, shape, make in _TEMPLATE_TABLE
 }
 
 
