@@ -7,17 +7,28 @@ import ctypes.util
 import os
 import sys
 
-APT_HINT = ("Qt cannot start because a system library is missing. On Debian/Ubuntu install:\n"
-            "  sudo apt-get install libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 "
-            "libglib2.0-0 libxkbcommon-x11-0 libxcb-cursor0\n")
+PACKAGES = ("libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 "
+            "libxkbcommon-x11-0 libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 "
+            "libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1")
+APT_HINT = ("Qt cannot start because a system library is missing{what}. On Debian/Ubuntu run:\n"
+            f"  sudo apt-get install {PACKAGES}\n")
+# what Qt's X11 (xcb) platform plugin loads; without one of them Qt aborts with no exception
+XCB_LIBS = ("xcb-cursor", "xcb-icccm", "xcb-image", "xcb-keysyms", "xcb-randr",
+            "xcb-render-util", "xcb-shape", "xcb-xkb", "xkbcommon-x11", "X11-xcb")
 
 
 def run_gui(argv: list[str]) -> int:
     platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if (platform in ("", "xcb") and os.environ.get("DISPLAY")
-            and not os.environ.get("WAYLAND_DISPLAY") and not ctypes.util.find_library("xcb-cursor")):
-        sys.stderr.write(APT_HINT)  # Qt >= 6.5 aborts without libxcb-cursor on X11
-        return 1
+    if platform in ("", "xcb") and not os.environ.get("WAYLAND_DISPLAY"):
+        if not os.environ.get("DISPLAY"):
+            sys.stderr.write("No display found. Run CNN Designer on a desktop, or headless with "
+                             "QT_QPA_PLATFORM=offscreen; `python main.py --help` shows the "
+                             "command line.\n")
+            return 1
+        missing = [lib for lib in XCB_LIBS if not ctypes.util.find_library(lib)]
+        if missing:
+            sys.stderr.write(APT_HINT.format(what=f" (lib{', lib'.join(missing)})"))
+            return 1
     try:
         from designer.app import run
     except ModuleNotFoundError as exc:
@@ -27,7 +38,7 @@ def run_gui(argv: list[str]) -> int:
             return 1
         raise
     except ImportError as exc:  # e.g. "libEGL.so.1: cannot open shared object file"
-        sys.stderr.write(f"{APT_HINT}({exc})\n")
+        sys.stderr.write(APT_HINT.format(what=f" ({exc})"))
         return 1
     return run([sys.argv[0], *argv])
 

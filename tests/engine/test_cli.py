@@ -173,3 +173,38 @@ def test_ci_runs_the_readme_test_command():
     for pkg in commands[1].split("install -y ")[1].split(" && ")[0].split():
         assert pkg in ci, pkg  # CI installs what the README tells a person to install
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+@pytest.fixture
+def main_py():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cnn_main", ROOT / "main.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gui_without_display_says_so(main_py, monkeypatch, capsys):
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main_py.main([]) == 1
+    assert "No display found" in capsys.readouterr().err
+
+
+def test_gui_missing_system_library_names_the_packages(main_py, monkeypatch, capsys):
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(main_py.ctypes.util, "find_library",
+                        lambda name: None if name == "xcb-cursor" else f"lib{name}.so")
+    assert main_py.main(["model.cnnd"]) == 1
+    err = capsys.readouterr().err
+    assert "libxcb-cursor" in err and "apt-get install" in err and "libxcb-cursor0" in err
+    assert "Traceback" not in err
+
+
+def test_main_py_sends_commands_to_the_cli(main_py, capsys):
+    assert main_py.main(["summary", "lenet5", "-f", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("name,type,output_shape")
