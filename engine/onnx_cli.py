@@ -1,0 +1,242 @@
+"""The ONNX commands of the command line: export, infer, import (engine.cli plugs them in).
+
+    python main.py export MODEL --out model.onnx [--opset N]
+    python main.py infer MODEL_OR_ONNX (--data mnist|PATH | --input x.npy --output y.npy)
+                         [--backend engine|onnxruntime]
+    python main.py import model.onnx --out PROJECT.cnnd
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+OK, FAILED, USAGE = 0, 1, 2
+BACKENDS = ("engine", "onnxruntime")
+
+
+def add_commands(sub) -> None:
+    """Add the export, infer and import subcommands to an argparse subparsers object."""
+    from .onnx_export import MAX_OPSET, MIN_OPSET, OPSET
+
+    p = sub.add_parser(
+        "export", help="export a model to ONNX",
+        description="Export a project (.cnnd), architecture (.json) or example to an ONNX file "
+                    "with its weights: one node per layer, dynamic batch size, checked with "
+                    "onnx.checker. A model without trained weights is exported with its initial "
+                    "weights (a warning says so).")
+    p.add_argument("model", metavar="MODEL", help="project file, architecture .json or example "
+                   "name")
+    p.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=OPSET, metavar="N",
+                   help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {OPSET})")
+    p.add_argument("--keep-dropout", action="store_true",
+                   help="write Dropout layers as Dropout nodes (default: wired through, as "
+                        "inference does nothing there)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "infer", help="run a model (engine or ONNX Runtime) on data",
+        description="Run a model on a dataset (accuracy where it has labels, else predictions) "
+                    "or on a float32 N×C×H×W .npy array, writing the raw output array.")
+    p.add_argument("model", metavar="MODEL_OR_ONNX",
+                   help="project file, architecture .json, example name or .onnx file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="mnist|PATH", help="dataset: 'mnist', .npz, IDX files or "
+                     "a folder of class subfolders of images")
+    src.add_argument("--input", metavar="X.npy", help="float32 array N×C×H×W (or C×H×W)")
+    p.add_argument("--output", metavar="Y.npy", help="where --input's output array is written")
+    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
+                   help="engine (NumPy) or onnxruntime (default; CUDA or another accelerator "
+                        "when the installed onnxruntime has one)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="use the first N samples of the dataset")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N",
+                   help="images per batch (default 256)")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser(
+        "import", help="import an ONNX model as a project",
+        description="Import an ONNX model (from this app, PyTorch, Keras, the model zoo) made of "
+                    "supported operators into a project file with its weights.")
+    p.add_argument("onnx_file", metavar="MODEL.onnx")
+    p.add_argument("--out", required=True, metavar="PROJECT", help="the .cnnd project to write")
+    p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"),
+                   help="input size where the file leaves it open")
+    p.set_defaults(func=cmd_import)
+
+
+def _usage(text: str):
+    from .cli import UsageError
+
+    return UsageError(text)
+
+
+def _load(spec: str):
+    """(graph, weights or None, where it came from) of a project / .json / example / .onnx."""
+    if spec.lower().endswith(".onnx"):
+        from .onnx_import import import_onnx
+
+        imp = import_onnx(spec)
+        return imp.graph, imp.weights
+    from .cli import load_model
+
+    project = load_model(spec)
+    return project.graph, project.weights
+
+
+def _check_out(path: str, suffix: str) -> Path:
+    out = Path(path)
+    if out.is_dir():
+        raise _usage(f"--out {out} is a folder; give a file name such as {out / ('model' + suffix)}")
+    if not out.parent.exists():
+        raise _usage(f"--out {out}: the folder {out.parent} does not exist")
+    return out
+
+
+def cmd_export(args) -> int:
+    from .onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
+
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        raise _usage(f"--opset {args.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
+    out = _check_out(args.out, ".onnx")
+    graph, weights = _load(args.model)
+    if weights is None:
+        print(f"warning: '{args.model}' has no trained weights; exporting its initial weights",
+              file=sys.stderr)
+    model = export_onnx(graph, weights, path=out, opset=args.opset,
+                        keep_dropout=args.keep_dropout)
+    size = out.stat().st_size
+    print(f"wrote {out} ({size / 1024:.1f} KB): {len(model.graph.node)} nodes, opset "
+          f"{args.opset}, input {_dims(model.graph.input[0])}, output "
+          f"{_dims(model.graph.output[0])}")
+    return OK
+
+
+def _dims(vi) -> str:
+    return "×".join(d.dim_param or str(d.dim_value) for d in vi.type.tensor_type.shape.dim)
+
+
+def _runner(spec: str, backend: str):
+    """A function (N, C, H, W) -> output, and the model's input shape (C, H, W)."""
+    if backend == "onnxruntime":
+        from .runtime import OnnxModel
+
+        if spec.lower().endswith(".onnx"):
+            model = OnnxModel(spec)
+        else:
+            from .onnx_export import export_onnx
+
+            graph, weights = _load(spec)
+            if weights is None:
+                print("warning: the model has no trained weights; using its initial weights",
+                      file=sys.stderr)
+            model = OnnxModel(export_onnx(graph, weights))
+        print(f"onnxruntime on {', '.join(model.providers)}", file=sys.stderr)
+        return model.run, model.input_shape
+    from .network import Network
+
+    graph, weights = _load(spec)
+    net = Network.compile(graph, np.random.default_rng(0))
+    if weights is None:
+        print("warning: the model has no trained weights; using its initial weights",
+              file=sys.stderr)
+    else:
+        net.load_state_dict(weights)
+    return net.forward, net.input_shape
+
+
+def cmd_infer(args) -> int:
+    if args.input and not args.output:
+        raise _usage("--input needs --output (where to write the output array)")
+    if args.output and not args.input:
+        raise _usage("--output goes with --input; with --data the results are printed")
+    if args.batch_size < 1:
+        raise _usage("--batch-size must be at least 1")
+    run, in_shape = _runner(args.model, args.backend)
+    if args.input:
+        return _infer_array(args, run)
+    from .data import load_dataset
+
+    bundle = load_dataset(args.data, tuple(in_shape) if None not in in_shape else None,
+                          args.limit)
+    ds = bundle.test if bundle.test is not None else bundle.train
+    x, y = ds.x, ds.y
+    preds, outs = [], []
+    for i in range(0, len(x), args.batch_size):
+        out = np.asarray(run(x[i:i + args.batch_size]))
+        outs.append(out)
+        preds.append(out.reshape(len(out), -1).argmax(axis=1))
+    pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    name = getattr(ds, "name", str(args.data))
+    if y is not None and len(y) == len(pred) and len(pred):
+        acc = float((pred == y).mean())
+        print(f"{name}: accuracy {acc:.4f} ({int((pred == y).sum())}/{len(pred)}) "
+              f"[{args.backend}]")
+    else:
+        for i, p in enumerate(pred):
+            print(f"{i}\t{int(p)}")
+    return OK
+
+
+def _infer_array(args, run) -> int:
+    from .errors import DataError
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise DataError(f"--input {path}: no such file")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"--input {path} is not a readable .npy array ({exc})") from None
+    if x.dtype.kind not in "fiu" or x.ndim not in (3, 4):
+        raise DataError(f"--input {path}: expected a float32 N×C×H×W array, got "
+                        f"{x.dtype} of shape {x.shape}")
+    single = x.ndim == 3
+    x = np.asarray(x[None] if single else x, np.float32)
+    outs = [np.asarray(run(x[i:i + args.batch_size]), np.float32)
+            for i in range(0, len(x), args.batch_size)]
+    y = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+    if single:
+        y = y[0]
+    out = _check_out(args.output, ".npy")
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, y)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(f"wrote {out}: {y.dtype} {'×'.join(map(str, y.shape))} [{args.backend}]")
+    return OK
+
+
+def cmd_import(args) -> int:
+    from .onnx_import import import_onnx
+    from .project import save_project
+
+    out = _check_out(args.out, ".cnnd")
+    imp = import_onnx(args.onnx_file, input_shape=args.input_shape)
+    for w in imp.warnings:
+        print(f"note: {w}", file=sys.stderr)
+    meta = {"imported_from": Path(args.onnx_file).name, "onnx_producer": imp.producer,
+            "onnx_opset": imp.opset}
+    save_project(out, imp.graph, imp.weights, meta=meta)
+    n = len(imp.graph.nodes)
+    params = sum(int(a.size) for a in imp.weights.values())
+    print(f"wrote {out}: {n} layers, {params:,} weights (from {imp.producer}, opset {imp.opset})")
+    return OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (the app's own CLI adds these commands to main.py)."""
+    parser = argparse.ArgumentParser(prog="onnx_cli")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)

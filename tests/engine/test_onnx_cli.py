@@ -1,0 +1,66 @@
+"""The export / infer / import commands (through the app's command line, engine.cli.main)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+
+
+def test_export_import_infer_round_trip(tmp_path, capsys):
+    onnx_path, project = tmp_path / "lenet.onnx", tmp_path / "lenet.cnnd"
+    assert main(["export", "lenet5", "--out", str(onnx_path)]) == 0
+    assert "13 nodes" in capsys.readouterr().out
+    assert main(["import", str(onnx_path), "--out", str(project)]) == 0
+    assert project.exists()
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    outs = {}
+    for model in (onnx_path, project):
+        for backend in ("engine", "onnxruntime"):
+            y = tmp_path / f"y_{backend}_{model.suffix[1:]}.npy"
+            assert main(["infer", str(model), "--input", str(tmp_path / "x.npy"), "--output",
+                         str(y), "--backend", backend]) == 0
+            outs[(model.suffix, backend)] = np.load(y)
+    ref = outs[(".cnnd", "engine")]
+    assert ref.shape == (3, 10)
+    for k, v in outs.items():
+        np.testing.assert_allclose(v, ref, atol=1e-5, rtol=1e-4, err_msg=str(k))
+    # a single C×H×W image gives one output without the batch axis
+    np.save(tmp_path / "one.npy", x[0])
+    assert main(["infer", str(onnx_path), "--input", str(tmp_path / "one.npy"), "--output",
+                 str(tmp_path / "one_y.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "one_y.npy"), ref[0], atol=1e-5, rtol=1e-4)
+
+
+def test_infer_reports_accuracy_on_labelled_data(tmp_path, capsys):
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", "lenet5", "--out", str(onnx_path)]) == 0
+    capsys.readouterr()
+    assert main(["infer", str(onnx_path), "--data", "mnist", "--limit", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "/64" in out
+
+
+@pytest.mark.parametrize("argv,code", [
+    (["export", "lenet5", "--out", "{tmp}/m.onnx", "--opset", "5"], 2),
+    (["infer", "lenet5", "--input", "{tmp}/x.npy"], 2),
+    (["infer", "lenet5"], 2),
+    (["import", "{tmp}/bad.onnx", "--out", "{tmp}/p.cnnd"], 1),
+    (["infer", "{tmp}/bad.onnx", "--data", "mnist"], 1),
+    (["export", "lenet5", "--out", "{tmp}/no/such/dir/m.onnx"], 2),
+])
+def test_bad_usage_and_bad_files(tmp_path, argv, code, capsys):
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage" * 20)
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == code
+    assert "error" in capsys.readouterr().err
+    assert not (tmp_path / "p.cnnd").exists()
+
+
+def test_help_texts(capsys):
+    for cmd in ("export", "infer", "import"):
+        assert main([cmd, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--opset" in out and "--backend" in out and "--input-shape" in out
