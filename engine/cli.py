@@ -4,8 +4,12 @@
     python main.py train lenet5 --data mnist --epochs 1 --out lenet5.cnnd
 
 MODEL is a project file (.cnnd), a bare architecture .json or an example name (lenet5, ...).
-Exit codes: 0 ok; 1 invalid graph or failed; 2 usage error; 130 training interrupted by Ctrl+C
-(the last good weights are saved).
+Exit codes: 0 ok; 1 invalid graph or failed; 2 usage error; 130 interrupted by Ctrl+C (during
+training the first Ctrl+C stops after the batch and the last good weights are saved).
+
+engine.onnx_cli, when present, contributes subcommands: `add_commands(subparsers)` adds its
+parsers with `set_defaults(func=handler)`, handler(args) -> exit code (None means 0); an
+EngineError it raises is printed as "error: ..." with exit code 1.
 """
 
 from __future__ import annotations
@@ -44,24 +48,20 @@ class UsageError(Exception):
     """A bad command-line value found after parsing: exit code 2."""
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
+def int_at_least(lo: int):
+    """argparse type: a whole number >= lo."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
+positive_int, non_negative_int = int_at_least(1), int_at_least(0)
 
 
 def _float_in(lo: float, hi: float | None, lo_open: bool, hi_open: bool = True):
@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         return FAILED
     except BrokenPipeError:  # `... | head`
         return OK
+    except KeyboardInterrupt:  # outside training, or a second Ctrl+C during it
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED
     return OK if rc is None else int(rc)
 
 
