@@ -40,7 +40,15 @@ from engine.messages import ERROR
 from engine.summary import human_count
 
 from .commands import ApplyFixCommand, RenameNodeCommand, SetParamCommand, SetTrainableCommand
-from .theme import family_color, is_dark, layer_pixmap, lock_icon, severity_color, severity_icon
+from .theme import (
+    FlowBody,
+    family_color,
+    is_dark,
+    layer_pixmap,
+    lock_icon,
+    severity_color,
+    severity_icon,
+)
 
 INT_LIMIT = 2**31 - 1
 PAD_MODES = (("valid", "valid (no padding)"), ("same", "same (keep size)"),
@@ -414,7 +422,7 @@ def _display_lines(items: list[str]) -> list[str]:
     in parentheses go on their own indented line."""
     out = []
     for t in items:
-        head, sep, rest = t.partition(": ")
+        head, sep, _ = t.partition(": ")
         indent = " " * (len(head) + 2) if sep and len(head) <= 3 else "   "
         parts = t.split("; ")
         for k, part in enumerate(parts):
@@ -610,6 +618,7 @@ class InspectorPanel(QWidget):
             self.trainable.blockSignals(False)
         self._refresh_figures(node, res)
         self._refresh_messages(res)
+        self.body.fit()
 
     # ---- building ------------------------------------------------------------------------
 
@@ -627,7 +636,7 @@ class InspectorPanel(QWidget):
         dark = is_dark(self.palette())
         self._type = node.type_name
         self._messages_key = None
-        body = QWidget()
+        body = FlowBody()
         body.setObjectName("inspectorBody")
         lay = QVBoxLayout(body)
         lay.setContentsMargins(12, 10, 12, 12)
@@ -812,6 +821,7 @@ class InspectorPanel(QWidget):
         while sec.body.count():
             item = sec.body.takeAt(0)
             if item.widget() is not None:
+                item.widget().hide()
                 item.widget().deleteLater()
         sec.setVisible(bool(msgs))
         dark = is_dark(self.palette())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -24,7 +24,7 @@ from PySide6.QtGui import (
     QPen,
     QPixmap,
 )
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from engine.layers import REGISTRY
 
@@ -471,9 +471,23 @@ def severity_icon(severity: str, dark: bool = False, size: int = 16) -> QIcon:
     return icon
 
 
-__all__ = ["FAMILY_COLORS", "MODES", "apply_theme", "current_mode", "dark_palette",
-           "family_color", "is_dark", "layer_icon", "layer_pixmap", "light_palette",
-           "paint_layer_icon", "severity_color", "severity_icon", "theme_state"]
+__all__ = [
+    "FAMILY_COLORS",
+    "MODES",
+    "FlowBody",
+    "apply_theme",
+    "current_mode",
+    "dark_palette",
+    "family_color",
+    "is_dark",
+    "layer_icon",
+    "layer_pixmap",
+    "light_palette",
+    "paint_layer_icon",
+    "severity_color",
+    "severity_icon",
+    "theme_state",
+]
 
 
 def lock_icon(locked: bool, dark: bool | None = None, size: int = 16) -> QIcon:
@@ -508,3 +522,31 @@ def lock_icon(locked: bool, dark: bool | None = None, size: int = 16) -> QIcon:
     icon = QIcon(px)
     _icon_cache[key] = icon
     return icon
+
+
+class FlowBody(QWidget):
+    """A scroll-area page whose wrapped labels get their full height.
+
+    QScrollArea sizes its page from size hints, which ignore height-for-width: word-wrapped
+    labels would be squeezed when the page is taller than the viewport. On every resize the page
+    sets its minimum height to what its layout needs at the current width.
+    """
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self.fit()
+
+    def event(self, event):
+        done = super().event(event)
+        if event.type() == QEvent.Type.LayoutRequest:  # rows added, shown or hidden
+            self.fit()
+        return done
+
+    def fit(self) -> None:
+        lay = self.layout()
+        if lay is None:
+            return
+        h = lay.heightForWidth(self.width()) if lay.hasHeightForWidth() else -1
+        h = max(h, lay.minimumSize().height())
+        if h > 0 and h != self.minimumHeight():
+            self.setMinimumHeight(h)

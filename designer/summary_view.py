@@ -1,0 +1,310 @@
+"""The live model summary: one row per layer (shape, parameters, MACs, receptive field), totals.
+
+Reads `engine.summary.summarize(graph, doc.validation)` after every edit, so its figures are the
+ones `cnn-designer summary` prints; exports use that module's CSV / Markdown writers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.layers import fmt_shape
+from engine.summary import Summary, format_summary, human_bytes, human_count, summarize
+
+from .theme import is_dark, layer_icon, severity_color, severity_icon
+
+COLUMNS = ("Layer", "Type", "Output shape", "Params", "MACs", "RF / step")
+NUMERIC = {3, 4}
+ID_ROLE = Qt.ItemDataRole.UserRole + 1
+_ROOT = QModelIndex()
+
+
+def _pair(p) -> str:
+    if p is None:
+        return "—"
+    return f"{p[0]}×{p[1]}"
+
+
+class SummaryModel(QAbstractTableModel):
+    """Rows of an engine Summary; errors per node tint their rows."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.summary: Summary | None = None
+        self.error_ids: set[str] = set()
+        self.warning_ids: set[str] = set()
+        self.dark = False
+
+    def set_summary(self, summary: Summary, error_ids: set[str], warning_ids: set[str],
+                    dark: bool) -> None:
+        self.beginResetModel()
+        self.summary, self.error_ids, self.warning_ids, self.dark = (summary, error_ids,
+                                                                      warning_ids, dark)
+        self.endResetModel()
+
+    def rowCount(self, parent=_ROOT):
+        return 0 if parent.isValid() or self.summary is None else len(self.summary.rows)
+
+    def columnCount(self, parent=_ROOT):
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return COLUMNS[section]
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int((Qt.AlignmentFlag.AlignRight if section in NUMERIC
+                            else Qt.AlignmentFlag.AlignLeft) | Qt.AlignmentFlag.AlignVCenter)
+            if role == Qt.ItemDataRole.ToolTipRole and section == 5:
+                return ("Input pixels one output value depends on, and the step between "
+                        "neighbouring outputs in input pixels")
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or self.summary is None:
+            return None
+        r = self.summary.rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return r.name
+            if col == 1:
+                return r.type
+            if col == 2:
+                return fmt_shape(r.output_shape) if r.output_shape else "?"
+            if col == 3:
+                return f"{r.params:,}" if r.output_shape else "—"
+            if col == 4:
+                return human_count(r.macs) if r.macs else ("0" if r.output_shape else "—")
+            if col == 5:
+                if r.receptive_field is None:
+                    return "—"
+                step = r.jump[0] if r.jump and r.jump[0] == r.jump[1] else _pair(r.jump)
+                return f"{_pair(r.receptive_field)}  / {step}"
+        if role == ID_ROLE:
+            return r.id
+        if role == Qt.ItemDataRole.DecorationRole:
+            if col == 1:
+                return layer_icon(r.type, self.dark)
+            if col == 0 and r.id in self.error_ids:
+                return severity_icon("error", self.dark)
+            if col == 0 and r.id in self.warning_ids:
+                return severity_icon("warning", self.dark)
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int((Qt.AlignmentFlag.AlignRight if col in NUMERIC
+                        else Qt.AlignmentFlag.AlignLeft) | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and r.id in self.error_ids and col in (0, 2):
+            return severity_color("error", self.dark)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            tips = [f"{r.name}: {r.type}" + (f" ({r.details})" if r.details else "")]
+            if r.output_shape is not None:
+                tips.append(f"{r.trainable_params:,} trainable, {r.non_trainable_params:,} "
+                            f"non-trainable parameters; {r.macs:,} MACs")
+            if r.receptive_field is not None:
+                tips.append(f"sees {_pair(r.receptive_field)} input pixels, steps "
+                            f"{_pair(r.jump)} px")
+            return "\n".join(tips)
+        return None
+
+
+class SummaryPanel(QWidget):
+    """Summary dock: layer table, totals, export buttons.
+
+    Signals: node_activated(str node_id) when a row is clicked (the window selects that node).
+    """
+
+    node_activated = Signal(str)
+
+    def __init__(self, doc, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("SummaryPanel")
+        self.doc = doc
+        self.summary: Summary | None = None
+        self.model = SummaryModel(self)
+        self.table = QTableView(self)
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        hh = self.table.horizontalHeader()
+        hh.setHighlightSections(False)
+        hh.setStretchLastSection(True)
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.clicked.connect(self._clicked)
+
+        # totals: label / value pairs in two columns
+        self.totals = QWidget(self)
+        grid = QGridLayout(self.totals)
+        grid.setContentsMargins(4, 2, 4, 2)
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(2)
+        self.total_labels: dict[str, QLabel] = {}
+        names = [("trainable", "Trainable"), ("non_trainable", "Non-trainable"),
+                 ("total", "Total params"), ("macs", "MACs / sample"),
+                 ("weights", "Weight memory"), ("activations", "Activations / sample")]
+        for k, (key, text) in enumerate(names):
+            r, c = divmod(k, 3)
+            cap = QLabel(text, self.totals)
+            cap.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+            val = QLabel("—", self.totals)
+            val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            f = val.font()
+            f.setBold(True)
+            val.setFont(f)
+            grid.addWidget(cap, r, 2 * c, Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(val, r, 2 * c + 1, Qt.AlignmentFlag.AlignLeft)
+            self.total_labels[key] = val
+        grid.setColumnStretch(5, 1)
+
+        self.status = QLabel(self)
+        self.export_csv = QPushButton("Export CSV…", self)
+        self.export_md = QPushButton("Export Markdown…", self)
+        self.export_csv.setToolTip("Save this table as comma-separated values")
+        self.export_md.setToolTip("Save this table as a Markdown table (for reports, READMEs)")
+        self.export_csv.clicked.connect(lambda: self._export_dialog("csv"))
+        self.export_md.clicked.connect(lambda: self._export_dialog("markdown"))
+
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(0, 0, 0, 0)
+        bottom.addWidget(self.status, 1)
+        bottom.addWidget(self.export_csv)
+        bottom.addWidget(self.export_md)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(6)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.totals)
+        lay.addLayout(bottom)
+
+        doc.validated.connect(lambda _v: self.refresh())
+        doc.graph_reset.connect(self.refresh)
+        self._sized = False
+        self.refresh()
+
+    # ---- content ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        graph, v = self.doc.graph, self.doc.validation
+        self.summary = s = summarize(graph, v)
+        errors = {m.node_id for m in v.errors if m.node_id}
+        warnings = {m.node_id for m in v.warnings if m.node_id} - errors
+        dark = is_dark(self.palette())
+        current = self.current_node()
+        self.model.set_summary(s, errors, warnings, dark)
+        if current is not None:
+            self.select_node(current, emit=False)
+        t = self.total_labels
+        t["trainable"].setText(f"{s.trainable_params:,}")
+        t["non_trainable"].setText(f"{s.non_trainable_params:,}")
+        t["total"].setText(f"{s.total_params:,}")
+        t["macs"].setText(f"{human_count(s.macs)}")
+        t["macs"].setToolTip(f"{s.macs:,} multiply-accumulates per forward pass of one sample")
+        t["weights"].setText(human_bytes(s.weight_bytes))
+        t["weights"].setToolTip(f"{s.weight_bytes:,} bytes as float32")
+        t["activations"].setText(human_bytes(s.activation_bytes))
+        n_err, n_warn = len(v.errors), len(v.warnings)
+        if n_err:
+            c = severity_color("error", dark).name()
+            self.status.setText(f"<span style='color:{c}'>{n_err} error{'s' * (n_err != 1)}: "
+                                "figures after the first error are unknown</span>")
+        elif n_warn:
+            self.status.setText(f"{n_warn} warning{'s' * (n_warn != 1)}")
+        else:
+            self.status.setText(f"{len(s.rows)} layers, valid")
+        if not self._sized and s.rows:
+            self.table.resizeColumnsToContents()
+            hh = self.table.horizontalHeader()
+            for col in range(len(COLUMNS) - 1):
+                hh.resizeSection(col, hh.sectionSize(col) + 14)
+            self._sized = True
+
+    def current_node(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        return rows[0].data(ID_ROLE) if rows else None
+
+    def select_node(self, node_id: str | None, emit: bool = False) -> None:
+        """Highlight the row of `node_id` (the window calls this on canvas selection)."""
+        if self.summary is None:
+            return
+        for r, row in enumerate(self.summary.rows):
+            if row.id == node_id:
+                self.table.blockSignals(not emit)
+                self.table.selectRow(r)
+                self.table.blockSignals(False)
+                return
+        self.table.clearSelection()
+
+    def _clicked(self, index) -> None:
+        nid = index.data(ID_ROLE)
+        if nid:
+            self.node_activated.emit(nid)
+
+    # ---- export ----------------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike, fmt: str) -> Path:
+        """Write the summary as "csv" or "markdown" (or "text" / "json") atomically."""
+        s = self.summary or summarize(self.doc.graph, self.doc.validation)
+        text = format_summary(s, fmt)
+        path = Path(path)
+        write_atomic(path, text)
+        return path
+
+    def _export_dialog(self, fmt: str) -> None:
+        ext, filt = (".csv", "CSV (*.csv)") if fmt == "csv" else (".md", "Markdown (*.md)")
+        stem = (self.doc.path.stem if getattr(self.doc, "path", None) else
+                (self.doc.graph.name or "network").replace(" ", "_"))
+        start = str(Path.home() / f"{stem}_summary{ext}")
+        path, _ = QFileDialog.getSaveFileName(self, "Export summary", start, filt)
+        if not path:
+            return
+        if not path.endswith(ext):
+            path += ext
+        try:
+            self.export(path, fmt)
+        except OSError as exc:
+            QMessageBox.warning(self, "Export summary", f"Could not write {path}:\n{exc}")
+            return
+        self.status.setText(f"Saved {Path(path).name}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder + os.replace: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+__all__ = ["COLUMNS", "SummaryModel", "SummaryPanel", "write_atomic"]
