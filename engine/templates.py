@@ -134,13 +134,17 @@ def _head(b: _Builder, cur: Cursor, num_classes: int, in_pool: str = "avgpool",
 
 
 def _branches(b: _Builder, src: str, row: float, x0: float,
-              branches: Sequence[Callable[[str, float, float], Cursor]]) -> tuple[list[str], float]:
+              branches: Sequence[Callable[[str, float, float], Cursor]],
+              widths: Sequence[int] | None = None) -> tuple[list[str], float]:
     """Run parallel branch builders side by side from `src`; returns their outputs and the
-    first free row under the longest one. Each builder takes (src, x, row) -> cursor."""
-    n = len(branches)
-    outs, end = [], row
-    for i, make in enumerate(branches):
-        x = x0 + (i - (n - 1) / 2) * COL
+    first free row under the longest one. Each builder takes (src, x, row) -> cursor; a branch
+    that forks again takes widths[i] columns."""
+    widths = list(widths or [1] * len(branches))
+    total = sum(widths)
+    outs, end, left = [], row, 0
+    for make, w in zip(branches, widths):
+        x = x0 + (left + w / 2 - total / 2) * COL
+        left += w
         last, r = make(src, x, row)
         outs.append(last)
         end = max(end, r)
@@ -504,9 +508,10 @@ def _avgpool_branch(b: _Builder, name: str, out: int) -> Callable:
     return make
 
 
-def _inception_module(b: _Builder, name: str, cur: Cursor, branches: list) -> Cursor:
+def _inception_module(b: _Builder, name: str, cur: Cursor, branches: list,
+                      widths: Sequence[int] | None = None) -> Cursor:
     b.open(name)
-    outs, end = _branches(b, cur[0], cur[1], 0.0, branches)
+    outs, end = _branches(b, cur[0], cur[1], 0.0, branches, widths)
     out = b.node("Concat", f"{name}.cat", None, outs, 0.0, end)
     b.close()
     return out, end + 1
@@ -570,8 +575,8 @@ def _inception_d(b, name, cur):
 def _split_1x3_3x1(b: _Builder, name: str, stem: str, a: str, bb: str, cat: str, x: float,
                    row: float) -> Cursor:
     """Inception-E's fork: a 1×3 and a 3×1 conv side by side on the same input, concatenated."""
-    ya, _ = _basic_conv(b, f"{name}.{a}", stem, 384, [1, 3], 1, [0, 1], x=x - COL / 4, row=row)
-    yb, _ = _basic_conv(b, f"{name}.{bb}", stem, 384, [3, 1], 1, [1, 0], x=x + COL / 4, row=row)
+    ya, _ = _basic_conv(b, f"{name}.{a}", stem, 384, [1, 3], 1, [0, 1], x=x - COL / 2, row=row)
+    yb, _ = _basic_conv(b, f"{name}.{bb}", stem, 384, [3, 1], 1, [1, 0], x=x + COL / 2, row=row)
     return b.node("Concat", f"{name}.{cat}", None, [ya, yb], x, row + 3), row + 4
 
 
@@ -590,7 +595,7 @@ def _inception_e(b, name, cur):
     return _inception_module(b, name, cur, [
         lambda s, x, r: _chain_convs(b, name, s, x, r, [("branch1x1", 320, 1, 1, 0)]),
         b3x3, b3x3dbl, _avgpool_branch(b, name, 192),
-    ])
+    ], widths=[1, 2, 2, 1])  # the 3×3 branches fork into 1×3 and 3×1 side by side
 
 
 def inception_v3(num_classes: int = 1000) -> Template:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from engine.graph import Graph
@@ -219,3 +221,15 @@ def test_densenet201_has_about_700_nodes_and_validates(built):
     t, v = built("densenet201")
     assert 650 <= len(t.graph.nodes) <= 750
     assert v.ok and len(v.order) == len(t.graph.nodes)
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_no_two_nodes_overlap_on_the_canvas(built, name):
+    """Nodes on one row stay at least a card apart (the canvas draws cards 196 px wide)."""
+    t, _ = built(name)
+    rows: dict[float, list[float]] = {}
+    for node in t.graph.nodes.values():
+        rows.setdefault(node.position[1], []).append(node.position[0])
+    for xs in rows.values():
+        xs.sort()
+        assert all(b - a >= 200 for a, b in pairwise(xs))
