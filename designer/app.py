@@ -1,0 +1,40 @@
+"""Start the designer: QApplication + MainWindow (LeNet-5, or the file given) + event loop."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from . import files, theme
+from .main_window import APP_NAME, MainWindow
+
+
+def run(argv: list[str] | None = None) -> int:
+    """`argv[1]`, when given, is a project, architecture JSON or ONNX file to open."""
+    argv = list(sys.argv if argv is None else argv)
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(files.ORGANIZATION)
+    app.setApplicationDisplayName(APP_NAME)
+    settings = files.make_settings()
+    theme.apply_theme(app, str(settings.value("theme", "system")))
+    window = MainWindow(settings=settings)
+    window.show()
+    args = [a for a in argv[1:] if not a.startswith("-")]
+    if args:
+        path = Path(args[0])
+        QTimer.singleShot(0, lambda: window.open_path(path, ask=False))
+    else:
+        QTimer.singleShot(0, window.check_recovery)
+    code = app.exec()
+    window.shutdown()
+    window.deleteLater()
+    app.processEvents()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

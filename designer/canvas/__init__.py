@@ -1,0 +1,10 @@
+"""The canvas: scene (mirror of the document), items (cards, ports, edges), view (zoom, pan,
+minimap, drops) and the automatic layered layout."""
+
+from .items import EdgeItem, NodeItem, PortItem
+from .layout import layered_layout, needs_layout
+from .scene import CanvasScene
+from .view import LAYER_MIME, CanvasView
+
+__all__ = ["LAYER_MIME", "CanvasScene", "CanvasView", "EdgeItem", "NodeItem", "PortItem",
+           "layered_layout", "needs_layout"]

@@ -1,0 +1,327 @@
+"""The canvas view: wheel zoom around the cursor, pan, fit, rubber-band selection, drops from
+the palette, and an overview (minimap) in the corner for graphs bigger than the window."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QFrame, QGraphicsView, QWidget
+
+from ..commands import AddNodeCommand, InsertNodeOnEdgeCommand
+from .items import EdgeItem
+from .scene import CanvasScene
+
+LAYER_MIME = "application/x-cnn-designer-layer"
+MIN_ZOOM, MAX_ZOOM = 0.05, 3.0
+
+
+class CanvasView(QGraphicsView):
+    """Shows a CanvasScene. Wheel: zoom at the cursor; middle drag or Space + drag: pan."""
+
+    zoom_changed = Signal(float)
+
+    def __init__(self, scene: CanvasScene, parent: QWidget | None = None):
+        super().__init__(scene, parent)
+        self.setRenderHints(QPainter.RenderHint.Antialiasing
+                            | QPainter.RenderHint.TextAntialiasing)
+        self.setDragMode(QGraphicsView.DragMode.RubberBandDrag)
+        self.setRubberBandSelectionMode(Qt.ItemSelectionMode.IntersectsItemShape)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
+        self.setCacheMode(QGraphicsView.CacheModeFlag.CacheBackground)
+        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setAcceptDrops(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._pan_from: QPointF | None = None
+        self._space = False
+        self._hot_edge: EdgeItem | None = None
+        self.minimap = Minimap(self)
+        self.horizontalScrollBar().valueChanged.connect(self.minimap.update_later)
+        self.verticalScrollBar().valueChanged.connect(self.minimap.update_later)
+        scene.content_changed.connect(self.minimap.update_later)
+
+    def canvas(self) -> CanvasScene:
+        return self.scene()
+
+    # ---- zoom and pan -----------------------------------------------------------------------
+
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, z: float, anchor_under_mouse: bool = False) -> None:
+        z = max(MIN_ZOOM, min(MAX_ZOOM, z))
+        old = self.transformationAnchor()
+        if not anchor_under_mouse:
+            self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        k = z / self.zoom()
+        self.scale(k, k)
+        self.setTransformationAnchor(old)
+        self.zoom_changed.emit(self.zoom())
+        self.minimap.update_later()
+
+    def zoom_by(self, factor: float, anchor_under_mouse: bool = False) -> None:
+        self.set_zoom(self.zoom() * factor, anchor_under_mouse)
+
+    def fit(self) -> None:
+        """Fit the whole graph (never zooming in past 100 %)."""
+        r = self.canvas().content_rect()
+        if r.isNull():
+            return
+        r = r.adjusted(-30, -30, 30, 30)
+        self.fitInView(r, Qt.AspectRatioMode.KeepAspectRatio)
+        if self.zoom() > 1.0:
+            self.set_zoom(1.0)
+        elif self.zoom() < MIN_ZOOM:
+            self.set_zoom(MIN_ZOOM)
+        self.centerOn(r.center())
+        self.zoom_changed.emit(self.zoom())
+        self.minimap.update_later()
+
+    def show_top(self, zoom: float = 1.0) -> None:
+        """Readable zoom, top of the graph in view (a long chain is scrolled, not shrunk)."""
+        r = self.canvas().content_rect()
+        self.resetTransform()
+        self.set_zoom(zoom)
+        vis = self.mapToScene(self.viewport().rect()).boundingRect()
+        self.centerOn(QPointF(r.center().x(), r.top() - 30 + vis.height() / 2))
+        self.zoom_changed.emit(self.zoom())
+
+    def wheelEvent(self, event):
+        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            super().wheelEvent(event)  # shift + wheel scrolls
+            return
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.15 ** steps, anchor_under_mouse=True)
+        event.accept()
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.MouseButton.MiddleButton or (
+                self._space and event.button() == Qt.MouseButton.LeftButton):
+            self._pan_from = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event):
+        if self._pan_from is not None:
+            d = event.position() - self._pan_from
+            self._pan_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        if self._pan_from is not None:
+            self._pan_from = None
+            self.viewport().unsetCursor()
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        if event.key() == Qt.Key.Key_Escape:
+            self.canvas().cancel_connect()
+            self.canvas().clearSelection()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event):
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self.viewport().unsetCursor()
+            return
+        super().keyReleaseEvent(event)
+
+    # ---- background ---------------------------------------------------------------------------
+
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        look = self.canvas().look
+        painter.fillRect(rect, look.canvas)
+        if self.zoom() < 0.35:
+            return
+        step = 24.0
+        painter.setPen(QPen(look.grid, 1.6 / max(self.zoom(), 0.3)))
+        left = int(rect.left() // step) * step
+        top = int(rect.top() // step) * step
+        pts = []
+        y = top
+        while y < rect.bottom():
+            x = left
+            while x < rect.right():
+                pts.append(QPointF(x, y))
+                x += step
+            y += step
+        if len(pts) < 40000:
+            painter.drawPoints(pts)
+
+    def refresh_background(self) -> None:
+        self.resetCachedContent()
+        self.viewport().update()
+        self.minimap.update()
+
+    # ---- drops from the palette ---------------------------------------------------------------
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasFormat(LAYER_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event):
+        if not event.mimeData().hasFormat(LAYER_MIME):
+            event.ignore()
+            return
+        edge = self.canvas().edge_at(self.mapToScene(event.position().toPoint()))
+        self._set_hot_edge(edge)
+        event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event):
+        self._set_hot_edge(None)
+        event.accept()
+
+    def dropEvent(self, event):
+        self._set_hot_edge(None)
+        data = event.mimeData()
+        if not data.hasFormat(LAYER_MIME):
+            event.ignore()
+            return
+        type_name = bytes(data.data(LAYER_MIME)).decode("utf-8", "replace").strip()
+        pos = self.mapToScene(event.position().toPoint())
+        if self.drop_layer(type_name, pos):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def drop_layer(self, type_name: str, pos: QPointF) -> bool:
+        """Create a layer at `pos`; dropped on a connection, it is spliced into it."""
+        scene = self.canvas()
+        doc = scene.doc
+        edge = scene.edge_at(pos)
+        if edge is not None:
+            cmd = InsertNodeOnEdgeCommand(doc, edge.edge, type_name, (pos.x(), pos.y()))
+        else:
+            cmd = AddNodeCommand(doc, type_name, (pos.x(), pos.y()))
+        if not doc.push(cmd):
+            return False
+        nid = cmd.new_id if isinstance(cmd, InsertNodeOnEdgeCommand) else cmd.node_id
+        scene.select_nodes([nid])
+        self.setFocus()
+        return True
+
+    def _set_hot_edge(self, edge: EdgeItem | None) -> None:
+        if self._hot_edge is not None and self._hot_edge is not edge:
+            try:
+                self._hot_edge.set_hot(False)
+            except RuntimeError:
+                pass
+        self._hot_edge = edge
+        if edge is not None:
+            edge.set_hot(True)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self.minimap.place()
+
+
+class Minimap(QWidget):
+    """An overview of the whole graph in the view's bottom-right corner: family-coloured boxes,
+    the visible area as a rectangle; click or drag to move there. Hidden when all fits."""
+
+    W, H = 200, 150
+
+    def __init__(self, view: CanvasView):
+        super().__init__(view)
+        self.view = view
+        self.resize(self.W, self.H)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setToolTip("Overview: click or drag to move the view")
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(30)
+        self._timer.timeout.connect(self.refresh)
+        self._xf: tuple[float, float, float] | None = None  # scale, dx, dy
+        self.hide()
+
+    def place(self) -> None:
+        vp = self.view.viewport().geometry()
+        self.move(vp.right() - self.W - 12, vp.bottom() - self.H - 12)
+
+    def update_later(self, *args) -> None:
+        self._timer.start()
+
+    def refresh(self) -> None:
+        scene = self.view.canvas()
+        content = scene.content_rect()
+        visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
+        fits = content.isNull() or visible.contains(content)
+        self.setVisible(not fits and len(scene.node_items) > 1)
+        if self.isVisible():
+            self.place()
+            self.raise_()
+            self.update()
+
+    def _transform(self) -> tuple[float, float, float]:
+        content = self.view.canvas().content_rect().adjusted(-40, -40, 40, 40)
+        k = min((self.W - 12) / max(content.width(), 1), (self.H - 12) / max(content.height(), 1))
+        dx = (self.W - content.width() * k) / 2 - content.left() * k
+        dy = (self.H - content.height() * k) / 2 - content.top() * k
+        return k, dx, dy
+
+    def paintEvent(self, event):
+        scene = self.view.canvas()
+        look = scene.look
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        bg = QColor(look.card)
+        bg.setAlpha(235)
+        p.setPen(QPen(look.border, 1))
+        p.setBrush(bg)
+        p.drawRoundedRect(QRectF(0.5, 0.5, self.W - 1, self.H - 1), 6, 6)
+        k, dx, dy = self._xf = self._transform()
+        p.setPen(QPen(look.edge, 0.8))
+        lines = []
+        for e in scene.edge_items.values():
+            a, b = e.src.pos(), e.dst.pos()
+            lines.append((QPointF(a.x() * k + dx, a.y() * k + dy),
+                          QPointF(b.x() * k + dx, b.y() * k + dy)))
+        for a, b in lines:
+            p.drawLine(a, b)
+        p.setPen(Qt.PenStyle.NoPen)
+        w, h = max(196 * k, 2.0), max(78 * k, 1.5)
+        for item in scene.node_items.values():
+            c = look.error if item.severity == "error" else look.family(item.type_name)
+            p.setBrush(c)
+            pos = item.pos()
+            p.drawRect(QRectF(pos.x() * k + dx - w / 2, pos.y() * k + dy - h / 2, w, h))
+        vis = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
+        p.setPen(QPen(look.accent, 1.5))
+        fill = QColor(look.accent)
+        fill.setAlpha(30)
+        p.setBrush(fill)
+        p.drawRect(QRectF(vis.left() * k + dx, vis.top() * k + dy, vis.width() * k,
+                          vis.height() * k))
+        p.end()
+
+    def _go(self, pos) -> None:
+        k, dx, dy = self._xf or self._transform()
+        self.view.centerOn(QPointF((pos.x() - dx) / k, (pos.y() - dy) / k))
+        self.update()
+
+    def mousePressEvent(self, event):
+        self._go(event.position())
+        event.accept()
+
+    def mouseMoveEvent(self, event):
+        if event.buttons() & Qt.MouseButton.LeftButton:
+            self._go(event.position())
+        event.accept()

@@ -1,0 +1,778 @@
+"""The main window: canvas in the centre, palette left, inspector / summary right, problems and
+history below; menus, shortcuts, files, autosave and the status bar."""
+
+from __future__ import annotations
+
+import contextlib
+from itertools import pairwise
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressDialog,
+    QScrollArea,
+    QTabBar,
+    QUndoView,
+    QWidget,
+)
+
+from engine.errors import EngineError
+from engine.examples import EXAMPLES, load_example
+from engine.graph import Graph
+
+from . import clipboard, files, theme
+from .canvas import CanvasScene, CanvasView, NodeItem, layered_layout
+from .canvas.layout import NODE_H, NODE_W, V_GAP
+from .commands import (
+    AddEdgeCommand,
+    AddNodeCommand,
+    MoveNodesCommand,
+    PasteCommand,
+    RemoveEdgeCommand,
+    RemoveNodesCommand,
+    make_fragment,
+)
+from .document import Document
+
+APP_NAME = "CNN Designer"
+AUTOSAVE_MS = 60_000
+
+
+def _optional(module: str, name: str):
+    """A panel class from a sibling module, or None while it is not there (built in parallel)."""
+    try:
+        mod = __import__(f"designer.{module}", fromlist=[name])
+        return getattr(mod, name)
+    except ImportError:
+        return None
+
+
+class MainWindow(QMainWindow):
+    """One document in one window. `settings` and `autosave_dir` are injectable for tests."""
+
+    def __init__(self, graph: Graph | None = None, settings=None, autosave_dir: Path | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.settings = settings if settings is not None else files.make_settings()
+        self.recent = files.RecentFiles(self.settings)
+        self.autosave_dir = Path(autosave_dir) if autosave_dir else files.default_autosave_dir()
+        self.doc = Document(graph if graph is not None else load_example("lenet5"), self)
+        self.scene = CanvasScene(self.doc, theme.is_dark(), self)
+        self.view = CanvasView(self.scene, self)
+        self.setCentralWidget(self.view)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
+                            | QMainWindow.DockOption.AllowTabbedDocks)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._paste_count = 0
+        self._threads = []
+        self.panels: dict[str, QWidget] = {}
+        self.docks: dict[str, QDockWidget] = {}
+        self._build_docks()
+        self._build_actions()
+        self._build_menus()
+        self._build_status_bar()
+        self._connect()
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start()
+        self.resize(1500, 950)
+        self._update_title()
+        self._on_validated(self.doc.validation)
+        QTimer.singleShot(0, self.initial_view)
+
+    # ---- construction -----------------------------------------------------------------------
+
+    def _dock(self, key: str, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{key}")
+        if widget.minimumSizeHint().width() > 420 or widget.minimumSizeHint().height() > 500:
+            # a wide panel must not squeeze the canvas: it scrolls inside a narrow dock
+            scroll = QScrollArea(dock)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(widget)
+            dock.setWidget(scroll)
+        else:
+            dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        self.docks[key] = dock
+        self.panels[key] = widget
+        return dock
+
+    def _build_docks(self) -> None:
+        L, R, B = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
+                   Qt.DockWidgetArea.BottomDockWidgetArea)
+        palette_cls = _optional("palette", "PalettePanel")
+        if palette_cls is not None:
+            self._dock("palette", "Layers", palette_cls(self), L)
+        bottom = []
+        problems_cls = _optional("problems", "ProblemsPanel")
+        if problems_cls is not None:
+            bottom.append(self._dock("problems", "Problems", problems_cls(self.doc, self), B))
+        history = QUndoView(self.doc.undo_stack, self)
+        history.setEmptyLabel("Opened")
+        bottom.append(self._dock("history", "History", history, B))
+        for a, b in pairwise(bottom):
+            self.tabifyDockWidget(a, b)
+        right = []
+        for key, title, module, name in [("inspector", "Inspector", "inspector", "InspectorPanel"),
+                                         ("summary", "Summary", "summary_view", "SummaryPanel"),
+                                         ("training", "Training", "training_panel",
+                                          "TrainingPanel"),
+                                         ("feature_maps", "Feature maps", "feature_maps",
+                                          "FeatureMapPanel")]:
+            cls = _optional(module, name)
+            if cls is not None:
+                right.append(self._dock(key, title, cls(self.doc, self), R))
+        for a, b in pairwise(right):
+            self.tabifyDockWidget(a, b)
+        if right:
+            right[0].raise_()
+        if bottom:
+            bottom[0].raise_()
+        self._sized = False
+        self._first_docks = (right[0] if right else None, bottom[0])
+
+    def _size_docks(self) -> None:
+        """Give the canvas the room: narrow side docks, a short bottom dock."""
+        right, bottom = self._first_docks
+        if "palette" in self.docks:
+            self.resizeDocks([self.docks["palette"]], [220], Qt.Orientation.Horizontal)
+        if right is not None:
+            self.resizeDocks([right], [max(360, self.width() // 4)], Qt.Orientation.Horizontal)
+        self.resizeDocks([bottom], [170], Qt.Orientation.Vertical)
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if not self._sized:
+            self._sized = True
+            self._size_docks()
+            QTimer.singleShot(0, self._hide_stray_tab_bars)
+
+    def _hide_stray_tab_bars(self) -> None:
+        """Tabifying several docks before the first show leaves Qt's tab bar of an earlier step
+        visible in the middle of the window (Qt 6.12); hide bars whose tabs another bar has."""
+        direct = Qt.FindChildOption.FindDirectChildrenOnly
+        bars = [b for b in self.findChildren(QTabBar, options=direct) if b.isVisible()]
+        tabs = [{b.tabText(i) for i in range(b.count())} for b in bars]
+        for bar, mine in zip(bars, tabs):
+            if any(mine < other for other in tabs):
+                bar.hide()
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            if isinstance(shortcut, list):
+                a.setShortcuts(shortcut)
+            else:
+                a.setShortcut(shortcut)
+        if tip:
+            a.setStatusTip(tip)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        K = QKeySequence.StandardKey
+        a = self._action
+        self.act_new = a("&New", self.new_file, K.New, "Start a new network")
+        self.act_open = a("&Open…", self.open_dialog, K.Open, "Open a project or ONNX model")
+        self.act_save = a("&Save", self.save, K.Save)
+        self.act_save_as = a("Save &As…", self.save_as, K.SaveAs)
+        self.act_export_png = a("Export Canvas as &PNG…", lambda: self.export_canvas("png"))
+        self.act_export_svg = a("Export Canvas as S&VG…", lambda: self.export_canvas("svg"))
+        self.act_export_onnx = a("Export &ONNX…", self.export_onnx, None,
+                                 "Export the network (with weights) to ONNX")
+        self.act_export_onnx.setEnabled(_optional("export_dialog", "ExportDialog") is not None)
+        self.act_quit = a("&Quit", self.close, K.Quit)
+        self.act_undo = self.doc.undo_stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(K.Undo)
+        self.act_redo = self.doc.undo_stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.addAction(self.act_undo)
+        self.addAction(self.act_redo)
+        self.act_cut = a("Cu&t", self.cut, K.Cut)
+        self.act_copy = a("&Copy", self.copy, K.Copy)
+        self.act_paste = a("&Paste", self.paste, K.Paste)
+        self.act_duplicate = a("&Duplicate", self.duplicate, QKeySequence("Ctrl+D"))
+        self.act_delete = a("De&lete", self.delete_selection,
+                            [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)])
+        self.act_select_all = a("Select &All", self.select_all, K.SelectAll)
+        self.act_layout = a("Auto &Layout", self.auto_layout, QKeySequence("Ctrl+L"),
+                            "Arrange the layers top to bottom")
+        self.act_fit = a("&Fit to Window", self.view.fit, QKeySequence(Qt.Key.Key_F))
+        self.act_zoom_in = a("Zoom &In", lambda: self.view.zoom_by(1.25),
+                             [QKeySequence(K.ZoomIn), QKeySequence("Ctrl+=")])
+        self.act_zoom_out = a("Zoom &Out", lambda: self.view.zoom_by(0.8), K.ZoomOut)
+        self.act_zoom_reset = a("&Actual Size", lambda: self.view.set_zoom(1.0),
+                                QKeySequence("Ctrl+0"))
+        self.act_search = a("Find &Layer Type", self.focus_palette_search, K.Find,
+                            "Search the layer palette")
+        self.act_about = a("&About CNN Designer", self.about)
+        for act in (self.act_delete, self.act_fit):
+            # plain keys: only while the canvas has focus, never while typing in a field
+            act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.removeAction(act)
+            self.view.addAction(act)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.act_new, self.act_open])
+        self.recent_menu = m.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        ex = m.addMenu("&Examples")
+        for e in EXAMPLES:
+            act = ex.addAction(e.title)
+            act.setStatusTip(e.description)
+            act.triggered.connect(lambda _=False, n=e.name: self.open_example(n))
+        self._add_templates_menu(ex)
+        m.addSeparator()
+        m.addActions([self.act_save, self.act_save_as])
+        m.addSeparator()
+        m.addActions([self.act_export_png, self.act_export_svg, self.act_export_onnx])
+        m.addSeparator()
+        m.addAction(self.act_quit)
+
+        m = mb.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo])
+        m.addSeparator()
+        m.addActions([self.act_cut, self.act_copy, self.act_paste, self.act_duplicate,
+                      self.act_delete])
+        m.addSeparator()
+        m.addActions([self.act_select_all, self.act_layout, self.act_search])
+
+        m = mb.addMenu("&View")
+        m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out, self.act_zoom_reset])
+        m.addSeparator()
+        tm = m.addMenu("&Theme")
+        group = QActionGroup(self)
+        self.theme_actions = {}
+        current = str(self.settings.value("theme", "system"))
+        for mode in theme.MODES:
+            act = tm.addAction(mode.capitalize())
+            act.setCheckable(True)
+            act.setChecked(mode == current)
+            group.addAction(act)
+            act.triggered.connect(lambda _=False, md=mode: self.set_theme(md))
+            self.theme_actions[mode] = act
+        m.addSeparator()
+        for dock in self.docks.values():
+            m.addAction(dock.toggleViewAction())
+
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_about)
+
+    def _add_templates_menu(self, menu) -> None:
+        try:
+            from engine.templates import TEMPLATES, build_template
+        except ImportError:
+            return
+        menu.addSeparator()
+        sub = menu.addMenu("Classic &architectures")
+        for key, info in TEMPLATES.items():
+            act = sub.addAction(info.title)
+            act.setStatusTip(info.description)
+            act.triggered.connect(lambda _=False, k=key, t=info.title:
+                                  self._open_graph_safely(lambda: build_template(k), t))
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.lbl_state = QLabel()
+        self.lbl_totals = QLabel()
+        self.lbl_zoom = QLabel()
+        for w in (self.lbl_totals, self.lbl_state, self.lbl_zoom):
+            w.setContentsMargins(10, 0, 10, 0)
+            sb.addPermanentWidget(w)
+        self.lbl_zoom.setMinimumWidth(60)
+
+    def _connect(self) -> None:
+        d = self.doc
+        d.validated.connect(self._on_validated)
+        d.clean_changed.connect(lambda clean: self._update_title())
+        d.graph_reset.connect(self._update_title)
+        d.edit_refused.connect(self._on_refused)
+        self.scene.status_message.connect(self._on_hint)
+        self.scene.selectionChanged.connect(self._on_selection)
+        self.view.zoom_changed.connect(lambda z: self.lbl_zoom.setText(f"{z * 100:.0f} %"))
+        theme.theme_state().changed.connect(self._on_theme_changed)
+        pal = self.panels.get("palette")
+        if pal is not None and hasattr(pal, "layer_requested"):
+            pal.layer_requested.connect(self.add_layer)
+        for key in ("problems", "inspector"):
+            panel = self.panels.get(key)
+            if panel is not None and hasattr(panel, "node_activated"):
+                panel.node_activated.connect(self.reveal_node)
+
+    # ---- reactions --------------------------------------------------------------------------
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"{self.doc.title}[*] — {APP_NAME}")
+        self.setWindowModified(self.doc.is_dirty())
+
+    def _on_validated(self, v) -> None:
+        ne, nw = len(v.errors), len(v.warnings)
+        if ne == 0 and nw == 0:
+            self.lbl_state.setText("✓ valid")
+            colour = self.scene.look.ok
+        else:
+            parts = []
+            if ne:
+                parts.append(f"{ne} error{'s' * (ne != 1)}")
+            if nw:
+                parts.append(f"{nw} warning{'s' * (nw != 1)}")
+            self.lbl_state.setText(", ".join(parts))
+            colour = self.scene.look.error if ne else self.scene.look.warning
+        self.lbl_state.setStyleSheet(f"color: {colour.name()}; font-weight: 600;")
+        from .canvas.items import fmt_count
+        macs = v.macs
+        mac_text = f"{macs / 1e6:.2f}M" if macs >= 1e5 else f"{macs:,}"
+        self.lbl_totals.setText(f"{len(self.doc.graph.nodes)} layers · "
+                                f"{fmt_count(v.total_params)} params · {mac_text} MACs")
+
+    def _on_refused(self, reason: str) -> None:
+        self.statusBar().showMessage(f"⚠ {reason}", 8000)
+
+    def _on_hint(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(text)
+        else:
+            self.statusBar().clearMessage()
+
+    def _on_selection(self) -> None:
+        try:
+            ids = self.scene.selected_node_ids()
+        except RuntimeError:  # the scene is being torn down
+            return
+        nid = ids[0] if len(ids) == 1 else None
+        for key in ("inspector", "feature_maps"):
+            panel = self.panels.get(key)
+            if panel is not None and hasattr(panel, "set_node"):
+                panel.set_node(nid)
+
+    def _on_theme_changed(self, dark: bool) -> None:
+        self.scene.set_dark(dark)
+        self.view.refresh_background()
+        self._on_validated(self.doc.validation)
+
+    def set_theme(self, mode: str) -> None:
+        self.settings.setValue("theme", mode)
+        theme.apply_theme(QApplication.instance(), mode)
+
+    def initial_view(self) -> None:
+        """Fit a graph that fits at a readable zoom; else show its top at 85 %."""
+        r = self.scene.content_rect()
+        vp = self.view.viewport().size()
+        if r.isNull():
+            return
+        k = min(vp.width() / (r.width() + 60), vp.height() / (r.height() + 60))
+        if k >= 0.7:
+            self.view.fit()
+        else:
+            self.view.show_top(0.85 if r.width() * 0.85 < vp.width() else max(k, 0.3))
+        self.view.minimap.refresh()
+
+    # ---- editing ----------------------------------------------------------------------------
+
+    def reveal_node(self, node_id: str) -> None:
+        item = self.scene.node_items.get(node_id)
+        if item is None:
+            return
+        self.scene.select_nodes([node_id])
+        self.view.ensureVisible(item, 80, 80)
+
+    def free_position(self, near: QPointF) -> tuple[float, float]:
+        """`near`, or the first place to its right where a new card overlaps nothing."""
+        x, y = near.x(), near.y()
+        for _ in range(40):
+            rect = QRectF(x - NODE_W / 2 - 10, y - NODE_H / 2 - 10, NODE_W + 20, NODE_H + 20)
+            if not any(isinstance(i, NodeItem) for i in self.scene.items(rect)):
+                break
+            x += NODE_W + 30
+        return x, y
+
+    def add_layer(self, type_name: str) -> None:
+        """Palette double-click / Enter: below the selected layer (connected to it) when that
+        layer's output is free, else in the middle of the view."""
+        sel = self.scene.selected_node_ids()
+        g = self.doc.graph
+        if len(sel) == 1 and not g.successors(sel[0]):
+            src = g.nodes[sel[0]]
+            pos = self.free_position(QPointF(src.position[0], src.position[1] + NODE_H + V_GAP))
+            stack = self.doc.undo_stack
+            cmd = AddNodeCommand(self.doc, type_name, pos)
+            if self.doc.locked_reason is None and not cmd.refusal:
+                stack.beginMacro(f"Add {type_name} after '{src.name}'")
+                self.doc.push(cmd)
+                link = AddEdgeCommand(self.doc, src.id, cmd.node_id)
+                self.doc.push(link)
+                stack.endMacro()
+                self.scene.select_nodes([cmd.node_id])
+                self.reveal_node(cmd.node_id)
+                return
+        centre = self.view.mapToScene(self.view.viewport().rect().center())
+        cmd = AddNodeCommand(self.doc, type_name, self.free_position(centre))
+        if self.doc.push(cmd):
+            self.scene.select_nodes([cmd.node_id])
+
+    def delete_selection(self) -> None:
+        ids = self.scene.selected_node_ids()
+        idset = set(ids)
+        edges = [e for e in self.scene.selected_edges()
+                 if e.src not in idset and e.dst not in idset]
+        if not ids and not edges:
+            return
+        if self.doc.locked_reason is not None:
+            self.doc.edit_refused.emit(self.doc.locked_reason)
+            return
+        stack = self.doc.undo_stack
+        stack.beginMacro("Delete selection")
+        for e in edges:
+            self.doc.push(RemoveEdgeCommand(self.doc, e))
+        if ids:
+            self.doc.push(RemoveNodesCommand(self.doc, ids))
+        stack.endMacro()
+
+    def select_all(self) -> None:
+        for item in self.scene.node_items.values():
+            item.setSelected(True)
+
+    def copy(self) -> None:
+        n = clipboard.copy_nodes(self.doc.graph, self.scene.selected_node_ids())
+        if n:
+            self._paste_count = 0
+            self.statusBar().showMessage(f"Copied {n} layer{'s' * (n != 1)}", 3000)
+
+    def cut(self) -> None:
+        ids = self.scene.selected_node_ids()
+        if ids and self.doc.locked_reason is None:
+            self.copy()
+            self.doc.push(RemoveNodesCommand(self.doc, ids))
+        elif ids:
+            self.doc.edit_refused.emit(self.doc.locked_reason)
+
+    def paste(self) -> None:
+        data = clipboard.clipboard_fragment()
+        if data is None:
+            self.doc.edit_refused.emit("cannot paste: the clipboard is empty")
+            return
+        self._paste_count += 1
+        self._paste(data, (NODE_W + 40.0) * self._paste_count, 0.0)
+
+    def duplicate(self) -> None:
+        ids = self.scene.selected_node_ids()
+        if ids:
+            self._paste(make_fragment(self.doc.graph, ids), NODE_W + 40.0, 0.0)
+
+    def _paste(self, data, dx: float, dy: float) -> None:
+        cmd = PasteCommand(self.doc, data, (dx, dy))
+        if self.doc.push(cmd):
+            self.scene.select_nodes(cmd.node_ids)
+            n = len(cmd.node_ids)
+            self.statusBar().showMessage(f"Pasted {n} layer{'s' * (n != 1)}", 3000)
+
+    def auto_layout(self) -> None:
+        pos = layered_layout(self.doc.graph)
+        moves = {nid: (self.doc.graph.nodes[nid].position, p) for nid, p in pos.items()}
+        self.doc.push(MoveNodesCommand(self.doc, moves, "Auto layout"))
+        self.scene.update_scene_rect()
+        self.view.fit()
+
+    def focus_palette_search(self) -> None:
+        pal = self.panels.get("palette")
+        if pal is None:
+            return
+        self.docks["palette"].show()
+        self.docks["palette"].raise_()
+        search = getattr(pal, "search", None)
+        if search is not None:
+            search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+            search.selectAll()
+
+    # ---- files ------------------------------------------------------------------------------
+
+    def maybe_save(self) -> bool:
+        """Ask about unsaved changes; False when the user cancels."""
+        if not self.doc.is_dirty():
+            return True
+        answer = QMessageBox.question(
+            self, APP_NAME, f"Save the changes to '{self.doc.title}' before closing it?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def new_file(self) -> None:
+        if not self.maybe_save():
+            return
+        files.discard_autosave(self.autosave_dir, self.doc.path)
+        g = Graph("untitled")
+        g.add_node("Input", "input", {}, (0.0, 0.0), node_id="input")
+        self.doc.reset(g)
+        self.view.resetTransform()
+        self.view.centerOn(0, 150)
+        self.view.zoom_changed.emit(1.0)
+
+    def open_dialog(self) -> None:
+        start = str(self.doc.path.parent) if self.doc.path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Open", start, files.OPEN_FILTERS)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path, ask: bool = True) -> bool:
+        """Open `path` (project, architecture JSON or ONNX). On any problem: a message, and the
+        current graph stays as it was. ONNX and big files load off the GUI thread."""
+        path = Path(path)
+        if ask and not self.maybe_save():
+            return False
+        slow = path.suffix.lower() == ".onnx" or (path.exists()
+                                                   and path.stat().st_size > 4 << 20)
+        try:
+            opened = self._run_with_progress(files.open_file, path, f"Opening {path.name}…") \
+                if slow else files.open_file(path)
+        except (EngineError, OSError) as exc:
+            self.show_error("Cannot open the file", str(exc))
+            return False
+        if opened is None:  # cancelled
+            return False
+        self._load_opened(opened)
+        return True
+
+    def _load_opened(self, opened: files.Opened) -> None:
+        self.doc.reset(opened.graph, opened.weights, opened.path, opened.history)
+        if opened.source is not None and opened.path is not None:
+            self.recent.add(opened.source)
+        if opened.path is None and opened.source is not None:
+            self.doc.graph.name = opened.graph.name or opened.source.stem
+            self._update_title()
+        msg = f"Opened {opened.source.name}" if opened.source else "Opened"
+        if opened.warnings:
+            msg += f" ({len(opened.warnings)} warning{'s' * (len(opened.warnings) != 1)}: " \
+                   f"{opened.warnings[0]})"
+        self.statusBar().showMessage(msg, 8000)
+        self.initial_view()
+        self._offer_recovery()
+
+    def _run_with_progress(self, fn, path, label):
+        """Run fn(path, report=...) in a worker thread with a modal progress dialog."""
+        from .workers import FunctionWorker, start_worker
+
+        result: dict = {}
+        dialog = QProgressDialog(label, "Cancel", 0, 0, self)
+        dialog.setWindowTitle(APP_NAME)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(150)
+        worker = FunctionWorker(fn, path)
+        worker.progressed.connect(dialog.setLabelText)
+        worker.finished.connect(lambda r: result.setdefault("ok", r))
+        worker.failed.connect(lambda t: result.setdefault("error", t))
+        worker.done.connect(dialog.reset)
+        thread = start_worker(worker)
+        self._threads.append((thread, worker))
+        dialog.exec()
+        thread.wait(60000 if "ok" in result or "error" in result else 0)
+        if "error" in result:
+            raise EngineError(result["error"])
+        return result.get("ok")
+
+    def open_example(self, name: str) -> None:
+        title = next((e.title for e in EXAMPLES if e.name == name), name)
+        self._open_graph_safely(lambda: load_example(name), title)
+
+    def _open_graph_safely(self, make, title: str) -> None:
+        if not self.maybe_save():
+            return
+        try:
+            graph = make()
+        except EngineError as exc:
+            self.show_error("Cannot open the example", str(exc))
+            return
+        if files.needs_layout(graph):
+            files.apply_layout(graph)
+        self.doc.reset(graph)
+        self.statusBar().showMessage(f"Opened {title}", 5000)
+        self.initial_view()
+
+    def save(self) -> bool:
+        if self.doc.path is None:
+            return self.save_as()
+        return self.save_to(self.doc.path)
+
+    def save_as(self) -> bool:
+        start = self.doc.path or Path.home() / f"{self.doc.graph.name or 'network'}.cnnd"
+        path, _ = QFileDialog.getSaveFileName(self, "Save As", str(start), files.SAVE_FILTERS)
+        return self.save_to(path) if path else False
+
+    def save_to(self, path) -> bool:
+        try:
+            written = files.save_file(path, self.doc.graph, self.doc.weights, self.doc.history)
+        except (EngineError, OSError) as exc:
+            self.show_error("Cannot save", str(exc))
+            return False
+        old = self.doc.path
+        self.doc.path = Path(written)
+        self.doc.undo_stack.setClean()
+        files.discard_autosave(self.autosave_dir, old)
+        files.discard_autosave(self.autosave_dir, self.doc.path)
+        self.recent.add(written)
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {Path(written).name}", 4000)
+        return True
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        paths = self.recent.paths()
+        for p in paths:
+            act = self.recent_menu.addAction(p.name)
+            act.setStatusTip(str(p))
+            act.triggered.connect(lambda _=False, path=p: self.open_path(path))
+        if not paths:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", self.recent.clear)
+
+    def autosave(self) -> None:
+        if not self.doc.is_dirty():
+            return
+        try:
+            files.write_autosave(self.autosave_dir, self.doc.path, self.doc.graph,
+                                 self.doc.weights, self.doc.history)
+        except (EngineError, OSError) as exc:
+            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+
+    def _offer_recovery(self) -> None:
+        found = files.recovery_for(self.autosave_dir, self.doc.path)
+        if found is None:
+            return
+        answer = QMessageBox.question(
+            self, "Recover unsaved changes?",
+            f"An autosave of '{self.doc.title}' newer than the file was found (the app may "
+            f"have stopped unexpectedly). Recover it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            files.discard_autosave(self.autosave_dir, self.doc.path)
+            return
+        try:
+            opened = files.open_file(found)
+        except EngineError as exc:
+            self.show_error("Cannot recover", str(exc))
+            return
+        path = self.doc.path
+        self.doc.reset(opened.graph, opened.weights, path, opened.history)
+        self.doc.undo_stack.resetClean()  # recovered changes are not saved yet
+        self._update_title()
+
+    def check_recovery(self) -> None:
+        """Called once at start-up."""
+        self._offer_recovery()
+
+    def export_canvas(self, kind: str, path: str | None = None) -> bool:
+        if path is None:
+            filt = "PNG image (*.png)" if kind == "png" else "SVG drawing (*.svg)"
+            start = str(Path.home() / f"{self.doc.graph.name or 'network'}.{kind}")
+            path, _ = QFileDialog.getSaveFileName(self, f"Export canvas as {kind.upper()}",
+                                                  start, filt)
+            if not path:
+                return False
+        try:
+            if kind == "png":
+                ok = self.scene.render_image(2.0).save(str(path), "PNG")
+            else:
+                ok = export_svg(self.scene, path, self.doc.graph.name)
+        except OSError as exc:
+            self.show_error("Cannot export", str(exc))
+            return False
+        if not ok:
+            self.show_error("Cannot export", f"could not write {path}")
+            return False
+        self.statusBar().showMessage(f"Exported {Path(path).name}", 4000)
+        return True
+
+    def export_onnx(self) -> None:
+        cls = _optional("export_dialog", "ExportDialog")
+        if cls is None:
+            self.show_error("Export ONNX", "ONNX export is not available in this installation")
+            return
+        dialog = cls(self.doc, self)
+        dialog.exec()
+        dialog.deleteLater()
+
+    def show_error(self, title: str, text: str) -> None:
+        self.statusBar().showMessage(f"⚠ {text}", 10000)
+        QMessageBox.warning(self, title, text)
+
+    def about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<h3>{APP_NAME}</h3><p>Design convolutional networks on a canvas with "
+                          "live shapes and parameter counts, train them on MNIST with NumPy, and "
+                          "exchange them with ONNX.</p>")
+
+    # ---- shutdown -----------------------------------------------------------------------------
+
+    def closeEvent(self, event):
+        if not self.maybe_save():
+            event.ignore()
+            return
+        self.autosave_timer.stop()
+        files.discard_autosave(self.autosave_dir, self.doc.path)
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop workers and close plot widgets before the interpreter tears Qt down."""
+        from .workers import stop_thread
+
+        for thread, _ in self._threads:
+            stop_thread(thread)
+        self._threads.clear()
+        for key in ("training", "feature_maps"):
+            panel = self.panels.get(key)
+            if panel is not None:
+                for name in ("shutdown", "stop"):
+                    fn = getattr(panel, name, None)
+                    if callable(fn):
+                        with contextlib.suppress(RuntimeError):
+                            fn()
+                        break
+                with contextlib.suppress(RuntimeError):
+                    panel.close()
+        with contextlib.suppress(RuntimeError, TypeError):
+            self.scene.selectionChanged.disconnect(self._on_selection)
+
+    def sizeHint(self) -> QSize:
+        return QSize(1500, 950)
+
+
+def export_svg(scene: CanvasScene, path, title: str = "network") -> bool:
+    """The whole graph as SVG (QSvgGenerator): vector, sharp at any size, complete."""
+    from PySide6.QtSvg import QSvgGenerator
+
+    src = scene.content_rect().adjusted(-40, -40, 40, 40)
+    gen = QSvgGenerator()
+    gen.setFileName(str(path))
+    gen.setSize(QSize(int(src.width()), int(src.height())))
+    gen.setViewBox(QRectF(0, 0, src.width(), src.height()))
+    gen.setTitle(title)
+    gen.setDescription("Exported from CNN Designer")
+    painter = QPainter()
+    if not painter.begin(gen):
+        return False
+    painter.fillRect(QRectF(0, 0, src.width(), src.height()), scene.look.canvas)
+    scene.render_to(painter, QRectF(0, 0, src.width(), src.height()), src)
+    painter.end()
+    return Path(path).exists() and Path(path).stat().st_size > 0
