@@ -600,3 +600,37 @@ def test_lenet5_param_count_matches_torch():
                          nn.Linear(84, 10))
     assert validate(sequential(LENET5)).total_params == sum(p.numel()
                                                             for p in tnet.parameters())
+
+
+def test_no_parameter_is_shadowed_by_an_attribute():
+    """`layer.<param>` must return the parameter. The one known exception is Dropout's `p`,
+    which `layer.p` (the dict of all params) shadows: code reads it as `layer.p["p"]`."""
+    for type_name, cls in REGISTRY.items():
+        layer = cls("x")
+        for p in cls.params:
+            if (type_name, p.name) == ("Dropout", "p"):
+                assert layer.p["p"] == 0.5
+                continue
+            assert getattr(layer, p.name) is layer.p[p.name], (type_name, p.name)
+
+
+@pytest.mark.parametrize("type_name,params,in_shapes,out_shape,counts", SHAPE_TABLE,
+                         ids=[_id(r) for r in SHAPE_TABLE])
+def test_describe_repr_macs_and_window_do_not_fail(type_name, params, in_shapes, out_shape,
+                                                   counts):
+    layer = REGISTRY[type_name]("x", **params)
+    assert isinstance(layer.describe(in_shapes), str)
+    assert repr(layer).startswith(type_name + "(")
+    assert layer.macs(in_shapes, out_shape) >= 0
+    win = layer.rf_window(in_shapes)
+    if win is not None:
+        (kh, kw), (sh, sw), (pt, pl) = win
+        assert min(kh, kw, sh, sw) >= 1 and min(pt, pl) >= 0
+    for text, param, _fix in layer.warnings(in_shapes, out_shape):
+        assert text and (param is None or param in layer.p)
+
+
+def test_describe_examples():
+    conv = REGISTRY["Conv2d"]("c", out_channels=6, kernel_size=5)
+    assert conv.describe() == "5×5, 6 filters, s1, valid"
+    assert REGISTRY["Dropout"]("d", p=0.25).describe() == "p=0.25"
