@@ -12,6 +12,7 @@ from engine.errors import TrainingError
 from engine.graph import sequential
 from engine.network import Network
 from engine.train import TrainConfig, evaluate, train
+from tests.engine.test_layers import LENET5
 
 
 def tiny_graph(bn=True, classes=3):
@@ -174,23 +175,6 @@ def test_explicit_validation_data_and_no_split():
     assert hist.epochs[0].val_loss == pytest.approx(loss) and hist.epochs[0].val_accuracy == acc
     hist = train(net, x, y, TrainConfig(epochs=1, batch_size=32, val_split=0.0))
     assert hist.epochs[0].val_loss is None
-
-
-LENET5 = [
-    ("Input", "input", {"channels": 1, "height": 28, "width": 28}),
-    ("Conv2d", "conv1", {"out_channels": 6, "kernel_size": 5, "padding": 2}),
-    ("ReLU", "relu1", {}),
-    ("MaxPool2d", "pool1", {"kernel_size": 2}),
-    ("Conv2d", "conv2", {"out_channels": 16, "kernel_size": 5}),
-    ("ReLU", "relu2", {}),
-    ("MaxPool2d", "pool2", {"kernel_size": 2}),
-    ("Flatten", "flatten", {}),
-    ("Linear", "fc1", {"out_features": 120}),
-    ("ReLU", "relu3", {}),
-    ("Linear", "fc2", {"out_features": 84}),
-    ("ReLU", "relu4", {}),
-    ("Linear", "fc3", {"out_features": 10}),
-]
 
 
 def test_lenet5_learns_mnist_from_2000_images_in_one_epoch():

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from engine.graph import Edge, Graph, sequential
 from engine.layers import REGISTRY
 from engine.validate import validate
+from tests.engine.test_layers import LENET5
 
 
 def chain(*layers, input_shape=(1, 28, 28)):
@@ -264,24 +265,8 @@ def test_out_of_range_parameters_name_layer_param_and_value_with_a_reset_fix():
 
 # ---- totals and receptive fields -----------------------------------------------------------
 
-LENET5 = [
-    ("Conv2d", "conv1", {"out_channels": 6, "kernel_size": 5, "padding": 2}),
-    ("ReLU", "relu1", {}),
-    ("MaxPool2d", "pool1", {"kernel_size": 2}),
-    ("Conv2d", "conv2", {"out_channels": 16, "kernel_size": 5}),
-    ("ReLU", "relu2", {}),
-    ("MaxPool2d", "pool2", {"kernel_size": 2}),
-    ("Flatten", "flatten", {}),
-    ("Linear", "fc1", {"out_features": 120}),
-    ("ReLU", "relu3", {}),
-    ("Linear", "fc2", {"out_features": 84}),
-    ("ReLU", "relu4", {}),
-    ("Linear", "fc3", {"out_features": 10}),
-]
-
-
 def test_lenet5_receptive_fields_and_jumps():
-    v = validate(chain(*LENET5))
+    v = validate(sequential(LENET5))
     assert v.ok and v.output_id == "fc3" and v.order[0] == "input"
     # r_out = r_in + (k − 1)·j_in, j_out = j_in·s
     expected = {"input": (1, 1), "conv1": (5, 1), "relu1": (5, 1), "pool1": (6, 2),
