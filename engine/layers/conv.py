@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..ops import pad2d, scatter_windows, unpad2d, windows
+from ..ops import as_chwn, col2im_chwn, matmul_nt, nchw, pad_chwn, taps_chwn
 from ..shapes import conv_out, effective_kernel, padding_for_same_size, same_pads, unread_cells
 from .base import BOOL, CHOICE, INT, PADDING, PAIR, Layer, Param, Shape, fmt_shape, register
 
@@ -164,49 +164,55 @@ class Conv2d(Layer):
         self.weights["weight"][...] = init_uniform(self.init, fan_in, fan_out,
                                                    self.weights["weight"].shape, rng)
 
-    # ---- execution: im2col as a strided view, one batched matmul per group ----------------
+    # ---- execution: im2col in CHWN memory (batch innermost), one matmul per group ---------
+    # cols (G, Cg·kh·kw [+ a row of ones: the bias rides in the matmul], Ho·Wo·N) is built by
+    # one strided copy whose rows are Wo·N contiguous values; y = W @ cols is (Cout, Ho, Wo, N)
+    # memory, returned as its logical (N, Cout, Ho, Wo) view. See engine/ops.py.
 
     def forward(self, xs, training=False):
         (x,) = xs
         n, c, h, w = x.shape
         k, s, d, g = self.kernel_size, self.stride, self.dilation, self.groups
         pads = resolve_pads(self.padding, h, w, k, s, d)
-        xp = pad2d(x, pads)
         ho = conv_out(h, k[0], s[0], pads[0], pads[2], d[0])
         wo = conv_out(w, k[1], s[1], pads[1], pads[3], d[1])
-        win = windows(xp, k[0], k[1], s[0], s[1], ho, wo, d[0], d[1])  # (N, C, Ho, Wo, kh, kw)
-        cg = c // g
-        # cols: (N, G, Cg·kh·kw, Ho·Wo), the layout the matmul wants (one copy: im2col)
-        cols = (win.reshape(n, g, cg, ho, wo, k[0], k[1]).transpose(0, 1, 2, 5, 6, 3, 4)
-                .reshape(n, g, cg * k[0] * k[1], ho * wo))
-        wmat = self.weights["weight"].reshape(g, self.out_channels // g, cg * k[0] * k[1])
-        y = np.matmul(wmat, cols).reshape(n, self.out_channels, ho, wo)
+        co, cg = self.out_channels, c // g
+        kk = cg * k[0] * k[1]
+        xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
+        cols = np.empty((g, kk + self.bias, ho * wo * n), x.dtype)
+        np.copyto(cols[:, :kk].reshape(g, cg, k[0], k[1], ho, wo, n),
+                  taps_chwn(xp, k[0], k[1], s[0], s[1], ho, wo, d[0], d[1])
+                  .reshape(g, cg, k[0], k[1], ho, wo, n))
+        wmat = self.weights["weight"].reshape(g, co // g, kk)
         if self.bias:
-            y += self.weights["bias"].reshape(1, -1, 1, 1)
+            cols[:, kk] = 1
+            wmat = np.concatenate([wmat, self.weights["bias"].reshape(g, co // g, 1)], axis=2)
+        y = np.matmul(wmat, cols)  # (G, Cout/G, Ho·Wo·N)
         if training:
             self._cache = (cols, x.shape, xp.shape, pads, ho, wo)
-        return y
+        return nchw(y.reshape(co, ho, wo, n))
 
     def backward(self, dy):
         cols, xshape, xpshape, pads, ho, wo = self._cache
+        self._cache = None
         n, c, h, w = xshape
         k, s, d, g = self.kernel_size, self.stride, self.dilation, self.groups
-        cg, og = c // g, self.out_channels // g
-        dyg = dy.reshape(n, g, og, ho * wo)
+        co, cg = self.out_channels, c // g
+        og, kk = co // g, cg * k[0] * k[1]
+        dyc = as_chwn(dy).reshape(g, og, ho * wo * n)
         if not self.frozen:
-            # dW[g] = sum_n dy[n, g] @ cols[n, g]^T
-            dw = np.einsum("ngop,ngkp->gok", dyg, cols, optimize=True)
             wt = self.weights["weight"]
-            self.grads["weight"] = dw.reshape(wt.shape).astype(wt.dtype, copy=False)
+            dw = matmul_nt(dyc, cols)  # (G, Cout/G, kk [+ 1: the bias gradient])
+            self.grads["weight"] = np.ascontiguousarray(dw[:, :, :kk].reshape(wt.shape),
+                                                        dtype=wt.dtype)
             if self.bias:
-                self.grads["bias"] = dy.sum(axis=(0, 2, 3))
-        wmat = self.weights["weight"].reshape(g, og, cg * k[0] * k[1])
-        dcols = np.matmul(wmat.transpose(0, 2, 1), dyg)  # (N, G, Cg·kh·kw, Ho·Wo)
-        dwin = dcols.reshape(n, c, k[0], k[1], ho, wo).transpose(0, 1, 4, 5, 2, 3)
-        dxp = scatter_windows(dwin, xpshape[2], xpshape[3], s[0], s[1], d[0], d[1])
-        self._cache = None
-        return [unpad2d(dxp, pads, h, w)]
-
+                self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
+        wmat = self.weights["weight"].reshape(g, og, kk)
+        dcols = np.matmul(wmat.transpose(0, 2, 1), dyc)  # (G, kk, Ho·Wo·N)
+        dxp = col2im_chwn(dcols.reshape(c, k[0], k[1], ho, wo, n), xpshape[1], xpshape[2],
+                          s[0], s[1], d[0], d[1])
+        t, l = pads[0], pads[1]
+        return [nchw(dxp[:, t:t + h, l:l + w])]
 
     # ---- ONNX mapping ------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..ops import pad2d, scatter_windows, unpad2d, windows
+from ..ops import (as_chwn, nchw, pad2d, pad_chwn, scatter_windows, tap_slice, unpad2d,
+                   windows)
 from ..shapes import conv_out
 from .base import BOOL, PADDING, PAIR, Layer, Param, register
 from .conv import (fmt_padding, onnx_padding, onnx_pair, padding_from_onnx, resolve_pads,
@@ -70,6 +71,13 @@ class _Pool2d(Layer):
             parts.append("ceil")
         return ", ".join(parts)
 
+    def _full_pads(self, h, w):
+        """Kernel, strides, pads (explicit + the ceil-mode overhang at the end), Ho, Wo."""
+        k, s, pads, ho, wo = self._geometry(h, w)
+        extra_h = max(0, (ho - 1) * s[0] + k[0] - (h + pads[0] + pads[2]))
+        extra_w = max(0, (wo - 1) * s[1] + k[1] - (w + pads[1] + pads[3]))
+        return k, s, (pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w), ho, wo
+
     def _padded_windows(self, x):
         """Pad (explicit pads + the ceil-mode overhang at the end) and view the windows."""
         n, c, h, w = x.shape
@@ -79,7 +87,6 @@ class _Pool2d(Layer):
         full = (pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w)
         xp = pad2d(x, full, self.pad_value)
         return xp, windows(xp, k[0], k[1], s[0], s[1], ho, wo), full, ho, wo
-
 
     # ---- ONNX mapping, shared by MaxPool and AveragePool --------------------------------------
 
@@ -113,6 +120,7 @@ class _Pool2d(Layer):
                 "padding": padding_from_onnx(a, in_shape, k, s, [1, 1], where, node.doc_string),
                 "ceil_mode": bool(a.get("ceil_mode", 0))}
 
+
 @register
 class MaxPool2d(_Pool2d):
     """Max pooling: the largest value of each window. (C, H, W) -> (C, H', W')."""
@@ -125,29 +133,50 @@ class MaxPool2d(_Pool2d):
     pad_value = -np.inf
 
     def forward(self, xs, training=False):
+        # CHWN memory (engine/ops.py): one running maximum over the kh·kw taps, each a
+        # (C, Ho, Wo, N) view with N contiguous values per row; training also keeps the tap
+        # index of each maximum (the first one on ties, as PyTorch) in one byte per output.
         (x,) = xs
         n, c, h, w = x.shape
-        xp, win, full, ho, wo = self._padded_windows(x)
-        k = self.kernel_size
-        flat = win.reshape(n, c, ho, wo, k[0] * k[1])
-        arg = flat.argmax(axis=-1)
-        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        k, s, full, ho, wo = self._full_pads(h, w)
+        xp = pad_chwn(x, full, -np.inf)
+        y = np.empty((c, ho, wo, n), x.dtype)
+        np.copyto(y, xp[tap_slice(0, 0, s[0], s[1], ho, wo)])
+        idx = None
+        if training and k[0] * k[1] > 1:
+            idx = np.zeros(y.shape, np.uint8 if k[0] * k[1] < 256 else np.uint16)
+            won, code = np.empty(y.shape, bool), np.empty(y.shape, idx.dtype)
+        for t in range(1, k[0] * k[1]):
+            tap = xp[tap_slice(t // k[1], t % k[1], s[0], s[1], ho, wo)]
+            if idx is not None:
+                np.greater(tap, y, out=won)
+                # t exceeds every index stored so far: max(idx, won·t) sets idx = t where won
+                np.multiply(won.view(np.uint8), idx.dtype.type(t), out=code)
+                np.maximum(idx, code, out=idx)
+            np.maximum(y, tap, out=y)
         if training:
-            self._cache = (arg, x.shape, xp.shape, full)
-        return y
+            self._cache = (idx, x.shape, xp.shape, full)
+        return nchw(y)
 
     def backward(self, dy):
-        arg, xshape, xpshape, full = self._cache
+        idx, xshape, xpshape, full = self._cache
+        self._cache = None
         n, c, h, w = xshape
         k, s = self.kernel_size, self.strides
         ho, wo = dy.shape[2:]
-        dwin = np.zeros((n, c, ho, wo, k[0] * k[1]), dy.dtype)
-        np.put_along_axis(dwin, arg[..., None], dy[..., None], axis=-1)
-        dxp = scatter_windows(dwin.reshape(n, c, ho, wo, k[0], k[1]), xpshape[2], xpshape[3],
-                              s[0], s[1])
-        self._cache = None
-        return [unpad2d(dxp, full, h, w)]
-
+        dyc = as_chwn(dy)
+        overlap = s[0] < k[0] or s[1] < k[1]
+        dxp = np.zeros(xpshape, dy.dtype)
+        if idx is None:  # 1×1 kernel: every window has one tap
+            dxp[tap_slice(0, 0, s[0], s[1], ho, wo)] = dyc
+        for t in range(k[0] * k[1] if idx is not None else 0):
+            view = dxp[tap_slice(t // k[1], t % k[1], s[0], s[1], ho, wo)]
+            mask = np.equal(idx, t).view(np.uint8).astype(dy.dtype)
+            if overlap:
+                view += np.multiply(dyc, mask, out=mask)
+            else:  # disjoint windows: each input cell is written by one tap at most
+                np.multiply(dyc, mask, out=view)
+        return [nchw(dxp[:, full[0]:full[0] + h, full[1]:full[1] + w])]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         ctx.node("MaxPool", inputs, [output], self.name, **self._onnx_attrs(ctx))
@@ -155,6 +184,7 @@ class MaxPool2d(_Pool2d):
     @classmethod
     def from_onnx(cls, node, ctx):
         return ctx.imported(cls, cls._pool_params(node, ctx), {}, [node.input[0]])
+
 
 @register
 class AvgPool2d(_Pool2d):
@@ -202,7 +232,6 @@ class AvgPool2d(_Pool2d):
         self._cache = None
         return [unpad2d(dxp, full, h, w)]
 
-
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         # count_include_pad always written: ONNX's default is 0, ours (PyTorch's) True
         ctx.node("AveragePool", inputs, [output], self.name, **self._onnx_attrs(ctx),
@@ -213,6 +242,7 @@ class AvgPool2d(_Pool2d):
         params = cls._pool_params(node, ctx)
         params["count_include_pad"] = bool(ctx.attrs(node).get("count_include_pad", 0))
         return ctx.imported(cls, params, {}, [node.input[0]])
+
 
 def adaptive_matrix(size: int, out: int, dtype=np.float32) -> np.ndarray:
     """(out, size) averaging matrix of adaptive pooling: window i covers
@@ -269,7 +299,6 @@ class AdaptiveAvgPool2d(Layer):
         self._cache = None
         return [np.matmul(np.matmul(mh.T, dy), mw)]
 
-
     # Exported as an AveragePool where the output size divides the input; the node's doc_string
     # names this type so our own files import back as AdaptiveAvgPool2d.
     onnx_doc = "cnn-designer:AdaptiveAvgPool2d"
@@ -300,6 +329,7 @@ class AdaptiveAvgPool2d(Layer):
             return None  # not our pattern after all: a plain AveragePool
         return ctx.imported(cls, {"output_size": [h // k[0], w // k[1]]}, {}, [node.input[0]])
 
+
 @register
 class GlobalAvgPool2d(Layer):
     """Mean of each whole feature map. (C, H, W) -> (C, 1, 1)."""
@@ -329,7 +359,6 @@ class GlobalAvgPool2d(Layer):
         self._cache = None
         return [np.broadcast_to(dy / (h * w), (n, c, h, w)).copy()]
 
-
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         ctx.node("GlobalAveragePool", inputs, [output], self.name)
 
@@ -337,5 +366,6 @@ class GlobalAvgPool2d(Layer):
     def from_onnx(cls, node, ctx):
         ctx.image_shape(node.input[0], node)
         return ctx.imported(cls, {}, {}, [node.input[0]])
+
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d", "conv_out"]

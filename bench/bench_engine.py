@@ -1,0 +1,287 @@
+"""LeNet-5 throughput of the NumPy engine against PyTorch CPU, in the same run, same threads.
+
+    python bench/bench_engine.py            # full run (a minute or two on 2 cores)
+    python bench/bench_engine.py --quick    # short run: fewer steps and repeats
+
+Prints training images/s (forward + backward + Adam step) at batch 64 and 256, inference
+images/s at batch 256, the ratio engine / PyTorch for each (PyTorch only where installed),
+a per-layer forward / backward breakdown at batch 256, and which BLAS kernel ran. Figures are
+medians of repeats after a warm-up; noise between runs on a shared machine is ~10%, so compare
+ratios measured in the same run, never absolute numbers from different runs.
+
+The environment may set OPENBLAS_CORETYPE (see /work/shared/PERFORMANCE.md); to measure with
+OpenBLAS's own kernel choice, unset it for this one command:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/bench_engine.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from engine.graph import sequential  # noqa: E402
+from engine.losses import softmax_cross_entropy  # noqa: E402
+from engine.network import Network  # noqa: E402
+from engine.optim import make_optimizer  # noqa: E402
+
+LENET = [
+    ("Input", "input", {"channels": 1, "height": 28, "width": 28}),
+    ("Conv2d", "conv1", {"out_channels": 6, "kernel_size": 5, "padding": 2}),
+    ("ReLU", "relu1", {}),
+    ("MaxPool2d", "pool1", {"kernel_size": 2}),
+    ("Conv2d", "conv2", {"out_channels": 16, "kernel_size": 5}),
+    ("ReLU", "relu2", {}),
+    ("MaxPool2d", "pool2", {"kernel_size": 2}),
+    ("Flatten", "flatten", {}),
+    ("Linear", "fc1", {"out_features": 120}),
+    ("ReLU", "relu3", {}),
+    ("Linear", "fc2", {"out_features": 84}),
+    ("ReLU", "relu4", {}),
+    ("Linear", "fc3", {"out_features": 10}),
+    ("Softmax", "softmax", {}),
+]
+
+
+def median_rate(fn, items_per_call: int, calls: int, repeats: int, warmup: int = 3) -> float:
+    """Median over `repeats` of items/s, each repeat timing `calls` calls of fn(i)."""
+    for i in range(warmup):
+        fn(i)
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(calls):
+            fn(i)
+        rates.append(items_per_call * calls / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def make_data(n: int, seed: int = 0, mnist: bool = False):
+    if mnist:
+        from engine.data import load_mnist
+        ds = load_mnist("train", limit=n)
+        return ds.x, ds.y
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    return x, y
+
+
+# ---- engine ------------------------------------------------------------------------------
+
+def engine_net():
+    net = Network.compile(sequential(LENET), rng=np.random.default_rng(0))
+    opt = make_optimizer("adam", net.parameters(), lr=1e-3)
+    return net, opt
+
+
+def engine_train_rate(x, y, bs, calls, repeats):
+    net, opt = engine_net()
+    nb = len(x) // bs
+
+    def step(i):
+        j = i % nb
+        xb, yb = x[j * bs:(j + 1) * bs], y[j * bs:(j + 1) * bs]
+        z = net.forward(xb, training=True, logits=True)
+        _, dz = softmax_cross_entropy(z, yb)
+        net.backward(dz, from_logits=True)
+        opt.step()
+
+    return median_rate(step, bs, calls, repeats)
+
+
+def engine_infer_rate(x, bs, calls, repeats):
+    net, _ = engine_net()
+    nb = len(x) // bs
+    return median_rate(lambda i: net.forward(x[(i % nb) * bs:(i % nb + 1) * bs]), bs, calls,
+                       repeats)
+
+
+def dtype_report(x, y, bs):
+    """Dtypes of every forward output, backward gradient and weight gradient in one step."""
+    net, opt = engine_net()
+    xb, yb = x[:bs], y[:bs]
+    outs = net.forward(xb, training=True, keep=True)
+    z = net.forward(xb, training=True, logits=True)
+    _, dz = softmax_cross_entropy(z, yb)
+    bad = [f"{k} out {v.dtype}" for k, v in outs.items() if v.dtype != np.float32]
+    bad += [f"dlogits {dz.dtype}"] if dz.dtype != np.float32 else []
+    net.backward(dz, from_logits=True)
+    for p in net.parameters():
+        if p.grad is not None and p.grad.dtype != np.float32:
+            bad.append(f"{p.key} grad {p.grad.dtype}")
+    opt.step()
+    for p in net.parameters():
+        if p.value.dtype != np.float32:
+            bad.append(f"{p.key} weight {p.value.dtype}")
+    return bad
+
+
+def layer_breakdown(x, y, bs, repeats):
+    """Median forward / backward ms per layer of one training step at batch `bs`."""
+    net, _ = engine_net()
+    xb = np.ascontiguousarray(x[:bs])
+    order = [nid for nid in net.order if nid != net.input_id]
+    fwd = {nid: [] for nid in order}
+    bwd = {nid: [] for nid in order}
+    for rep in range(max(repeats, 10) + 2):
+        h = xb
+        for nid in order:
+            t0 = time.perf_counter()
+            h = net.layers[nid].forward([h], True)
+            fwd[nid].append(time.perf_counter() - t0)
+        g = (h - 0.1).astype(np.float32)  # any gradient of the right shape
+        for nid in reversed(order):
+            t0 = time.perf_counter()
+            (g,) = net.layers[nid].backward(g)
+            bwd[nid].append(time.perf_counter() - t0)
+    rows = []
+    for nid in order:
+        f = statistics.median(fwd[nid][2:]) * 1e3
+        b = statistics.median(bwd[nid][2:]) * 1e3
+        rows.append((nid, net.layers[nid].type_name, f, b, min(fwd[nid][2:]) * 1e3,
+                     min(bwd[nid][2:]) * 1e3))
+    return rows
+
+
+# ---- PyTorch -----------------------------------------------------------------------------
+
+def torch_net():
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    body = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    opt = torch.optim.Adam(body.parameters(), lr=1e-3)
+    return body, opt
+
+
+def torch_train_rate(x, y, bs, calls, repeats):
+    import torch
+    body, opt = torch_net()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    nb = len(x) // bs
+
+    def step(i):
+        j = i % nb
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(body(xt[j * bs:(j + 1) * bs]), yt[j * bs:(j + 1) * bs])
+        loss.backward()
+        opt.step()
+
+    return median_rate(step, bs, calls, repeats)
+
+
+def torch_infer_rate(x, bs, calls, repeats):
+    import torch
+    body, _ = torch_net()
+    body.eval()
+    xt = torch.from_numpy(x)
+    nb = len(x) // bs
+
+    def run(i):
+        j = i % nb
+        with torch.inference_mode():
+            torch.softmax(body(xt[j * bs:(j + 1) * bs]), dim=1)
+
+    return median_rate(run, bs, calls, repeats)
+
+
+def blas_info() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    parts = []
+    for d in threadpool_info():
+        if d.get("user_api") == "blas":
+            parts.append(f"{d.get('internal_api')} {d.get('version')} kernel "
+                         f"{d.get('architecture')} threads {d.get('num_threads')}")
+    return "; ".join(parts) or "no BLAS found"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short run: fewer steps and repeats")
+    ap.add_argument("--threads", type=int, default=2, help="BLAS / PyTorch threads (2)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7, 5 quick)")
+    ap.add_argument("--mnist", action="store_true", help="use real MNIST images, not random")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    ap.add_argument("--no-breakdown", action="store_true", help="skip the per-layer table")
+    args = ap.parse_args(argv)
+
+    repeats = args.repeats or (5 if args.quick else 7)
+    images = 2048 if args.quick else 4096
+    x, y = make_data(images, mnist=args.mnist)
+
+    limiter = None
+    try:
+        from threadpoolctl import threadpool_limits
+        limiter = threadpool_limits(args.threads)
+    except ImportError:
+        pass
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            torch = None
+
+    print(f"numpy {np.__version__}; BLAS: {blas_info()}")
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
+          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
+    if torch is not None:
+        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    else:
+        print("torch: not installed (or --no-torch): engine figures only")
+    print(f"data: {'MNIST' if args.mnist else 'random'} {images} images 1x28x28; "
+          f"medians of {repeats} repeats after warm-up")
+
+    bad = dtype_report(x, y, 64)
+    print("dtypes through a training step: " + ("all float32" if not bad else ", ".join(bad)))
+
+    cases = [("train", 64, 16 if args.quick else 40), ("train", 256, 4 if args.quick else 10),
+             ("infer", 256, 8 if args.quick else 16)]
+    print()
+    print(f"{'LeNet-5':<18}{'engine img/s':>14}{'torch img/s':>14}{'engine/torch':>14}")
+    for kind, bs, calls in cases:
+        if kind == "train":
+            e = engine_train_rate(x, y, bs, calls, repeats)
+            t = torch_train_rate(x, y, bs, calls, repeats) if torch is not None else None
+        else:
+            e = engine_infer_rate(x, bs, calls, repeats)
+            t = torch_infer_rate(x, bs, calls, repeats) if torch is not None else None
+        label = f"{kind} batch {bs}"
+        tt = f"{t:14,.0f}{e / t:13.2f}x" if t else f"{'-':>14}{'-':>14}"
+        print(f"{label:<18}{e:14,.0f}{tt}", flush=True)
+
+    if not args.no_breakdown:
+        rows = layer_breakdown(x, y, 256, repeats)
+        print()
+        print("per-layer time of one training step at batch 256 (ms; medians, and minimums: "
+              "less disturbed by other processes)")
+        print(f"{'layer':<10}{'type':<11}{'forward':>9}{'backward':>10}{'fwd min':>10}"
+              f"{'bwd min':>10}")
+        for nid, t, f, b, fm, bm in rows:
+            print(f"{nid:<10}{t:<11}{f:9.3f}{b:10.3f}{fm:10.3f}{bm:10.3f}")
+        tf, tb = sum(r[2] for r in rows), sum(r[3] for r in rows)
+        print(f"{'total':<21}{tf:9.3f}{tb:10.3f}{sum(r[4] for r in rows):10.3f}"
+              f"{sum(r[5] for r in rows):10.3f}   (= {256 / (tf + tb) * 1e3:,.0f} img/s from "
+              f"the medians, without loss / optimizer / Network overhead)")
+    if limiter is not None:
+        limiter.restore_original_limits()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
