@@ -546,22 +546,23 @@ def export_pytorch(graph: Graph, weights: dict[str, np.ndarray] | None, out_dir:
     """Write model.py, weights.npz (when weights are given), train.py and README.md into
     out_dir; returns the written paths. `weights` are keyed "node_id.name" (Network.state_dict)
     and are saved under the module's state_dict keys."""
-    code = generate_model(graph, class_name)
+    v = validate(graph)
+    code = generate_model(graph, class_name, v)
+    arrays = _torch_state(graph, v, code, weights) if weights else None
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the folder {out}: {exc.strerror or exc}") from None
     written = [_write(out / "model.py", code.source)]
-    if weights:
-        arrays = {}
-        for key, arr in weights.items():
-            node, _, name = key.rpartition(".")
-            if node not in code.node_modules:
-                raise ExportError(f"weight {key!r} belongs to no layer with weights in the "
-                                  f"design")
-            arrays[f"{code.node_modules[node]}.{name}"] = np.asarray(arr, np.float32)
+    if arrays is not None:
         path = out / "weights.npz"
         tmp = out / "weights.tmp.npz"
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        try:
+            np.savez(tmp, **arrays)
+            tmp.replace(path)
+        except OSError as exc:
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)
     written.append(_write(out / "train.py", TRAIN_TEMPLATE.format(
         cls=code.class_name, comma_logits=", logits=True" if code.ends_in_softmax else "")))
@@ -575,11 +576,35 @@ def export_pytorch(graph: Graph, weights: dict[str, np.ndarray] | None, out_dir:
     return written
 
 
+def _torch_state(graph: Graph, v: Validation, code: PyTorchCode,
+                 weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """"node_id.name" arrays -> the module's state_dict keys; every layer's weights must be
+    there with the shapes the design needs (ExportError names the first that is not)."""
+    arrays = {}
+    for nid in v.order:
+        res = v.nodes[nid]
+        for name, (shape, _) in res.layer.weight_shapes(res.in_shapes).items():
+            key = f"{nid}.{name}"
+            if key not in weights:
+                raise ExportError(f"the weights have no '{name}' for layer "
+                                  f"'{graph.nodes[nid].name}' ({key}); export without weights "
+                                  f"or train the design first")
+            arr = np.asarray(weights[key], np.float32)
+            if arr.shape != tuple(shape):
+                raise ExportError(f"layer '{graph.nodes[nid].name}': '{name}' has shape "
+                                  f"{arr.shape} in the weights, the layer needs {tuple(shape)}")
+            arrays[f"{code.node_modules[nid]}.{name}"] = arr
+    return arrays
+
+
 def _write(path: Path, text: str) -> Path:
     """Atomic write: a temporary file in the same folder, then os.replace."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

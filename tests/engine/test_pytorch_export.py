@@ -63,6 +63,20 @@ def test_invalid_design_is_refused_with_the_problem():
         generate_model(build_template("lenet5", 10), class_name="2bad")
 
 
+def test_missing_or_misshaped_weights_and_bad_folders_are_clear_errors(tmp_path):
+    graph = build_template("lenet5", 10)
+    state = Network.compile(graph, np.random.default_rng(0)).state_dict()
+    partial = {k: v for k, v in state.items() if k != "fc2.bias"}
+    with pytest.raises(ExportError, match="no 'bias' for layer 'fc2'"):
+        export_pytorch(graph, partial, tmp_path / "a")
+    state["conv1.weight"] = state["conv1.weight"][:3]
+    with pytest.raises(ExportError, match="'conv1': 'weight' has shape"):
+        export_pytorch(graph, state, tmp_path / "b")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExportError, match="cannot create the folder"):
+        export_pytorch(graph, None, tmp_path / "file" / "sub")
+
+
 def test_every_template_generates_compilable_code(tmp_path):
     from engine.templates import TEMPLATES
     for name in TEMPLATES:
@@ -161,9 +175,12 @@ def test_concat_net_with_ceil_mode_pools(tmp_path):
     g = Graph("mini inception")
     g.add_node("Input", "input", {"channels": 4, "height": 15, "width": 15}, node_id="in")
     g.add_node("Conv2d", "b1", {"out_channels": 3, "kernel_size": 1}, node_id="b1")
-    g.add_node("Conv2d", "b2", {"out_channels": 5, "kernel_size": 3, "padding": 1}, node_id="b2")
+    g.add_node("Conv2d", "b2", {"out_channels": 5, "kernel_size": [1, 7], "padding": [0, 3]},
+               node_id="b2")  # Inception-v3's asymmetric kernels
     g.add_node("MaxPool2d", "b3.pool", {"kernel_size": 3, "stride": 1, "padding": 1,
                                         "ceil_mode": True}, node_id="b3")
+    g.add_node("AvgPool2d", "b4.pool", {"kernel_size": 3, "stride": 1, "padding": 1},
+               node_id="b4")  # F.avg_pool2d(x, 3, 1, 1): padding counts in the mean
     g.add_node("Concat", "cat", {}, node_id="cat")
     g.add_node("MaxPool2d", "pool", {"kernel_size": 3, "stride": 2, "ceil_mode": True},
                node_id="pool")
@@ -172,8 +189,8 @@ def test_concat_net_with_ceil_mode_pools(tmp_path):
                node_id="avg")
     g.add_node("Flatten", "flatten", {}, node_id="flat")
     g.add_node("Linear", "fc", {"out_features": 4, "bias": False}, node_id="fc")
-    for a, b in [("in", "b1"), ("in", "b2"), ("in", "b3"), ("b1", "cat"), ("b2", "cat"),
-                 ("b3", "cat"), ("cat", "pool"), ("pool", "avg"), ("avg", "flat"),
+    for a, b in [("in", "b1"), ("in", "b2"), ("in", "b3"), ("in", "b4"), ("b1", "cat"),
+                 ("b2", "cat"), ("b3", "cat"), ("b4", "cat"), ("cat", "pool"), ("pool", "avg"), ("avg", "flat"),
                  ("flat", "fc")]:
         g.add_edge(a, b)
     _export_and_compare(g, tmp_path)
