@@ -1,0 +1,79 @@
+"""Layer palette: families from the registry, search, drag payload, requests."""
+
+from PySide6.QtCore import Qt
+
+from designer.palette import LAYER_MIME, PalettePanel
+from engine.layers import CATEGORIES, REGISTRY
+
+
+def test_groups_follow_the_registry(qtbot):
+    panel = PalettePanel()
+    qtbot.addWidget(panel)
+    families = panel.visible_families()
+    assert families == [c for c in CATEGORIES if any(cls.category == c
+                                                     for cls in REGISTRY.values())]
+    assert sorted(panel.visible_types()) == sorted(REGISTRY)
+    # each type sits under its own family
+    for r in range(panel.proxy.rowCount()):
+        head = panel.proxy.index(r, 0)
+        for k in range(panel.proxy.rowCount(head)):
+            t = panel.proxy.index(k, 0, head).data(Qt.ItemDataRole.UserRole + 1)
+            assert REGISTRY[t].category == families[r]
+
+
+def test_tooltips_and_icons_from_the_registry(qtbot):
+    panel = PalettePanel()
+    qtbot.addWidget(panel)
+    idx = panel.index_of("Conv2d")
+    assert REGISTRY["Conv2d"].doc in idx.data(Qt.ItemDataRole.ToolTipRole)
+    assert idx.data(Qt.ItemDataRole.DisplayRole) == REGISTRY["Conv2d"].label
+    assert not idx.data(Qt.ItemDataRole.DecorationRole).isNull()
+
+
+def test_search_filters_by_label_type_and_doc(qtbot):
+    panel = PalettePanel()
+    qtbot.addWidget(panel)
+    panel.search.setText("pool")
+    shown = panel.visible_types()
+    assert shown and all(REGISTRY[t].category == "Pooling" for t in shown)
+    assert "MaxPool2d" in shown and "Conv2d" not in shown
+    panel.search.setText("fully connected")  # the label of Linear
+    assert panel.visible_types() == ["Linear"]
+    panel.search.setText("residual")  # only in Add's help text
+    assert panel.visible_types() == ["Add"]
+    panel.search.setText("BatchNorm2d")  # the type name
+    assert panel.visible_types() == ["BatchNorm2d"]
+    assert panel.visible_families() == ["Normalization"]
+    panel.search.setText("no such layer xyz")
+    assert panel.visible_types() == []
+    panel.search.clear()
+    assert len(panel.visible_types()) == len(REGISTRY)
+
+
+def test_drag_payload_carries_the_type_name(qtbot):
+    panel = PalettePanel()
+    qtbot.addWidget(panel)
+    mime = panel.mime_for("MaxPool2d")
+    assert mime.hasFormat(LAYER_MIME)
+    assert bytes(mime.data(LAYER_MIME)).decode("utf-8") == "MaxPool2d"
+    # family headers carry nothing
+    head = panel.proxy.index(0, 0)
+    assert panel.proxy.mimeData([head]) is None
+    assert panel.model.mimeTypes() == [LAYER_MIME]
+    assert panel.view.dragEnabled()
+
+
+def test_double_click_and_enter_request_a_layer(qtbot):
+    panel = PalettePanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    got = []
+    panel.layer_requested.connect(got.append)
+    panel.view.doubleClicked.emit(panel.index_of("ReLU"))
+    assert got == ["ReLU"]
+    panel.view.setCurrentIndex(panel.index_of("Dropout"))
+    qtbot.keyClick(panel.view, Qt.Key.Key_Return)
+    assert got == ["ReLU", "Dropout"]
+    panel.search.setText("sigmoid")
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+    assert got[-1] == "Sigmoid"

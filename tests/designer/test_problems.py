@@ -1,0 +1,84 @@
+"""Problems panel: count header, rows per message, click to activate, fixes are undoable."""
+
+import pytest
+from PySide6.QtCore import Qt
+
+from designer.commands import RemoveEdgeCommand, SetParamCommand
+from designer.document import Document
+from designer.problems import ProblemsPanel, count_text
+from engine.examples import load_example
+
+
+@pytest.fixture
+def doc(qtbot):
+    d = Document(load_example("lenet5"))
+    yield d
+    d.deleteLater()
+
+
+@pytest.fixture
+def panel(doc, qtbot):
+    p = ProblemsPanel(doc)
+    qtbot.addWidget(p)
+    p.resize(360, 400)
+    p.show()
+    return p
+
+
+def test_count_text():
+    assert count_text(0, 0) == "No problems"
+    assert count_text(2, 1) == "2 errors, 1 warning"
+    assert count_text(1, 0) == "1 error"
+    assert count_text(0, 3) == "3 warnings"
+
+
+def test_valid_network_has_no_problems(panel):
+    assert panel.header.text() == "No problems"
+    assert panel.rows == []
+    assert panel.empty.isVisibleTo(panel)
+
+
+def test_error_row_fix_applies_and_undoes(doc, panel, qtbot):
+    doc.push(SetParamCommand(doc, "conv2", "kernel_size", [20, 20]))
+    n_err, n_warn = len(doc.validation.errors), len(doc.validation.warnings)
+    assert n_err == 1
+    assert panel.header.text() == count_text(n_err, n_warn)
+    row = panel.rows[0]  # errors first
+    assert row.message.severity == "error" and row.message.node_id == "conv2"
+    assert row.fix_button is not None
+    assert row.fix_button.text() == f"Fix: {row.message.fix.label}"
+    qtbot.mouseClick(row.fix_button, Qt.MouseButton.LeftButton)
+    assert doc.validation.ok
+    assert panel.header.text() == "No problems"
+    assert doc.undo_stack.count() == 2
+    doc.undo_stack.undo()
+    assert not doc.validation.ok
+    assert panel.rows[0].message.node_id == "conv2"
+
+
+def test_click_activates_the_layer(doc, panel, qtbot):
+    edge = next(e for e in doc.graph.edges if e.dst == "fc1")
+    doc.push(RemoveEdgeCommand(doc, edge))
+    assert panel.rows
+    got = []
+    panel.node_activated.connect(got.append)
+    row = next(r for r in panel.rows if r.message.node_id == "fc1")
+    qtbot.mouseClick(row, Qt.MouseButton.LeftButton)
+    assert got == ["fc1"]
+    # messages about the whole network (no node) activate nothing
+    assert all(m.node_id is None or m.node_id in doc.graph.nodes for m in panel.messages())
+
+
+def test_insert_before_fix(doc, panel, qtbot):
+    # remove the Flatten: fc1 then gets a C×H×W input, and its fix inserts a Flatten again
+    from designer.commands import AddEdgeCommand, RemoveNodesCommand
+    doc.push(RemoveNodesCommand(doc, ["flatten"]))
+    doc.push(AddEdgeCommand(doc, "pool2", "fc1"))
+    row = next(r for r in panel.rows if r.message.node_id == "fc1")
+    assert row.message.fix.action == "insert_before"
+    n_nodes = len(doc.graph.nodes)
+    qtbot.mouseClick(row.fix_button, Qt.MouseButton.LeftButton)
+    assert len(doc.graph.nodes) == n_nodes + 1
+    assert doc.validation.ok
+    doc.undo_stack.undo()
+    assert len(doc.graph.nodes) == n_nodes
