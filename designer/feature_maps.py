@@ -1,0 +1,899 @@
+"""Feature-map inspector: what each layer sees in one image, a conv layer's filters, and the
+hand-set kernel lesson (input -> convolution -> ReLU -> max pooling, side by side).
+
+The grid is a GraphicsLayoutWidget of aspect-locked ViewBoxes whose ImageItems are reused with
+setImage; the network runs off the GUI thread when it is big.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import kernels
+from engine.network import Network
+
+from .drawing_pad import DrawingPad
+from .workers import FunctionWorker, softmax_rows, start_worker, stop_thread
+
+MAX_MAPS = 256  # maps shown at once; more would be unreadable anyway
+BIG_NET_MACS = 30_000_000  # above this, the forward pass runs in a worker thread
+MAP_CMAP = "viridis"
+DIVERGING_CMAP = "CET-D1"  # blue - white - red, centred on zero
+GREY_CMAP = "CET-L1"
+
+
+# ---- image helpers ------------------------------------------------------------------------
+
+
+def fit_image(img: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """(H, W) or (H, W, 3) or (C, H, W) float in [0, 1] -> (C, H, W) float32 of the Input's
+    shape: resized (bilinear), grey made colour by repetition and colour made grey by the mean."""
+    from PIL import Image
+
+    c, h, w = input_shape
+    a = np.asarray(img, np.float32)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[2] not in (1, 3):
+        a = a.transpose(1, 2, 0)  # CHW -> HWC
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        chans = [a]
+    else:
+        chans = [a[:, :, i] for i in range(a.shape[2])]
+    if c == 1 and len(chans) > 1:
+        chans = [np.mean(chans, axis=0)]
+    elif c > 1 and len(chans) == 1:
+        chans = chans * c
+    elif c != len(chans):
+        chans = [np.mean(chans, axis=0)] * c
+    out = []
+    for ch in chans:
+        if ch.shape != (h, w):
+            ch = np.asarray(Image.fromarray(ch.astype(np.float32), mode="F").resize(
+                (w, h), Image.Resampling.BILINEAR), np.float32)
+        out.append(ch)
+    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
+
+
+def load_image_file(path: str | Path, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """An image file -> (C, H, W) float32 in [0, 1] of the Input's shape."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if input_shape[0] == 1 else "RGB")
+            a = np.asarray(im, np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ValueError(f"{path}: cannot read this image ({exc})") from None
+    return fit_image(a, input_shape)
+
+
+def to_qimage(img: np.ndarray) -> QImage:
+    """(H, W) or (C, H, W) with C in (1, 3), float in [0, 1] -> a QImage owning its pixels."""
+    a = np.asarray(img, np.float32)
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    u8 = np.ascontiguousarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8))
+    if u8.ndim == 2:
+        h, w = u8.shape
+        return QImage(u8.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    rgb = np.ascontiguousarray(u8[:3].transpose(1, 2, 0))
+    h, w, _ = rgb.shape
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def map_stats(maps: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, 4): min, max, mean and the fraction of values that are zero after
+    ReLU (≤ 0)."""
+    flat = maps.reshape(len(maps), -1)
+    return np.stack([flat.min(1), flat.max(1), flat.mean(1), (flat <= 0).mean(1)], axis=1)
+
+
+def as_maps(out: np.ndarray) -> np.ndarray:
+    """One sample's layer output -> (N, H, W) maps: (C, H, W) as is, a vector (F,) as one
+    1×F strip."""
+    a = np.asarray(out, np.float32)
+    if a.ndim == 3:
+        return a
+    return a.reshape(1, 1, -1)
+
+
+def colorize(values: np.ndarray, levels: tuple[float, float], cmap_name: str) -> np.ndarray:
+    """(H, W) -> (H, W, 4) uint8 through a pyqtgraph colour map."""
+    lo, hi = levels
+    t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    lut = pg.colormap.get(cmap_name).getLookupTable(0.0, 1.0, 256, alpha=True)
+    idx = np.clip((t * 255).round(), 0, 255).astype(np.int64)
+    return lut[idx]
+
+
+def mosaic(tiles: np.ndarray, cmap_name: str, symmetric: bool = False, per_tile: bool = False,
+           cols: int | None = None, pad: int = 1, background=(40, 40, 40, 255)) -> np.ndarray:
+    """(N, h, w) -> one (H, W, 4) RGBA image of the tiles in a grid, each coloured by the map
+    (shared or per-tile levels; symmetric levels centre zero). For the timeline's quick views."""
+    n, h, w = tiles.shape
+    cols = cols or max(1, math.ceil(math.sqrt(n * h / max(w, 1))))
+    rows = math.ceil(n / cols)
+    out = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, 4), np.uint8)
+    out[...] = background
+    for i in range(n):
+        levels = _levels(tiles[i] if per_tile else tiles, symmetric)
+        r, c = divmod(i, cols)
+        y0, x0 = pad + r * (h + pad), pad + c * (w + pad)
+        out[y0:y0 + h, x0:x0 + w] = colorize(tiles[i], levels, cmap_name)
+    return out
+
+
+def _levels(a: np.ndarray, symmetric: bool) -> tuple[float, float]:
+    if a.size == 0:
+        return 0.0, 1.0
+    if symmetric:
+        m = float(np.abs(a).max()) or 1.0
+        return -m, m
+    lo, hi = float(a.min()), float(a.max())
+    if hi - lo < 1e-12:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def image_view(parent: QWidget | None = None) -> tuple[pg.GraphicsLayoutWidget, pg.ViewBox,
+                                                        pg.ImageItem]:
+    """A borderless widget showing one aspect-locked image (rows top-down)."""
+    w = pg.GraphicsLayoutWidget(parent)
+    w.ci.setContentsMargins(2, 2, 2, 2)
+    vb = w.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+    vb.setMenuEnabled(False)
+    img = pg.ImageItem(axisOrder="row-major")
+    vb.addItem(img)
+    return w, vb, img
+
+
+# ---- the grid of maps ---------------------------------------------------------------------
+
+
+class MapGrid(pg.GraphicsLayoutWidget):
+    """A grid of images, one per map, reused across updates (setImage only). `hovered(text)`
+    reports the value under the cursor."""
+
+    hovered = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setBackground(None)
+        self.ci.setSpacing(3)
+        self.ci.setContentsMargins(2, 2, 2, 2)
+        self.cells: list[tuple[pg.ViewBox, pg.ImageItem, pg.TextItem]] = []
+        self.maps: np.ndarray = np.zeros((0, 1, 1), np.float32)
+        self.titles: list[str] = []
+        self._shape: tuple[int, int] = (0, 0)  # (count, columns) of the current layout
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    @property
+    def count(self) -> int:
+        return self._shape[0]
+
+    def columns_for(self, n: int, h: int, w: int) -> int:
+        aspect = max(self.width(), 1) / max(self.height(), 1)
+        return max(1, min(n, round(math.sqrt(n * aspect * h / max(w, 1)))))
+
+    def set_maps(self, maps: np.ndarray, titles: list[str] | None = None, shared: bool = True,
+                 cmap: str = MAP_CMAP, symmetric: bool = False) -> None:
+        """Show (N, H, W) maps; colour levels shared by all maps or per map."""
+        maps = np.asarray(maps, np.float32)
+        self.maps = maps
+        self.titles = titles or [str(i + 1) for i in range(len(maps))]
+        n = len(maps)
+        cols = self.columns_for(n, maps.shape[1], maps.shape[2]) if n else 1
+        if (n, cols) != self._shape:
+            self._relayout(n, cols)
+        lut = pg.colormap.get(cmap).getLookupTable(0.0, 1.0, 256)
+        shared_levels = _levels(maps, symmetric)
+        for i in range(n):
+            vb, img, label = self.cells[i]
+            img.setImage(maps[i], autoLevels=False,
+                         levels=shared_levels if shared else _levels(maps[i], symmetric),
+                         lut=lut)
+            label.setText(self.titles[i])
+            vb.setRange(xRange=(0, maps.shape[2]), yRange=(0, maps.shape[1]), padding=0.02)
+
+    def _relayout(self, n: int, cols: int) -> None:
+        self.ci.clear()
+        while len(self.cells) < n:
+            vb = pg.ViewBox(lockAspect=True, invertY=True, enableMouse=False)
+            vb.setMenuEnabled(False)
+            img = pg.ImageItem(axisOrder="row-major")
+            vb.addItem(img)
+            label = pg.TextItem("", color=(255, 255, 255), anchor=(0, 0),
+                                fill=pg.mkBrush(0, 0, 0, 140))
+            label.setFont(QFont("Sans", 7))
+            label.setZValue(10)
+            vb.addItem(label, ignoreBounds=True)
+            label.setPos(0, 0)
+            self.cells.append((vb, img, label))
+        for i in range(n):
+            r, c = divmod(i, cols)
+            self.ci.addItem(self.cells[i][0], row=r, col=c)
+        self._shape = (n, cols)
+
+    def _on_mouse_moved(self, pos) -> None:
+        for i in range(self.count):
+            vb = self.cells[i][0]
+            if vb.sceneBoundingRect().contains(pos):
+                p = vb.mapSceneToView(pos)
+                x, y = math.floor(p.x()), math.floor(p.y())
+                m = self.maps[i]
+                if 0 <= y < m.shape[0] and 0 <= x < m.shape[1]:
+                    self.hovered.emit(f"{self.titles[i]}  ·  row {y}, column {x}  ·  value "
+                                      f"{m[y, x]:.4g}")
+                return
+
+
+class ProbabilityChart(pg.PlotWidget):
+    """Output probabilities as bars; the predicted class stands out."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(False, False)
+        self.hideButtons()
+        self.setYRange(0, 1, padding=0.02)
+        self.getPlotItem().setTitle("output probabilities", size="9pt")
+        self.getAxis("left").setWidth(32)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.75, brush=(100, 140, 200))
+        self.addItem(self.bars)
+        self.probs = np.zeros(0)
+
+    def set_probabilities(self, p: np.ndarray, names: list[str] | None = None) -> None:
+        p = np.asarray(p, np.float64).ravel()
+        self.probs = p
+        k = len(p)
+        brushes = [pg.mkBrush(100, 140, 200) for _ in range(k)]
+        if k:
+            brushes[int(p.argmax())] = pg.mkBrush(230, 120, 40)
+        self.bars.setOpts(x=np.arange(k), height=p, brushes=brushes)
+        self.setXRange(-0.6, k - 0.4, padding=0)
+        names = names or [str(i) for i in range(k)]
+        step = max(1, k // 12)
+        self.getAxis("bottom").setTicks([[(i, names[i]) for i in range(0, k, step)]])
+        if k:
+            i = int(p.argmax())
+            self.getPlotItem().setTitle(f"prediction: <b>{names[i]}</b> ({p[i]:.0%})", size="9pt")
+
+
+# ---- the panel ----------------------------------------------------------------------------
+
+
+class FeatureMapPanel(QWidget):
+    """Feature maps of the layer selected on the canvas for one input image."""
+
+    computed = Signal()  # after maps were shown for a new input / layer / weights
+
+    SOURCES = ("Dataset sample", "Image file", "Drawing pad")
+
+    def __init__(self, doc, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.doc = doc
+        self.node_id: str | None = None
+        self._net: Network | None = None
+        self._net_error: str | None = None
+        self._untrained = False
+        self._outs: dict[str, np.ndarray] | None = None
+        self._x: np.ndarray | None = None  # (C, H, W) current input
+        self._image_file: np.ndarray | None = None
+        self._mnist = None
+        self._thread = self._worker = None
+        self._pending = False
+        self._weights_before: dict | None = None
+        self._timer = QTimer(self, singleShot=True, interval=30)
+        self._timer.timeout.connect(self.refresh)
+        self._build()
+        doc.validated.connect(self._on_graph_changed)
+        doc.weights_changed.connect(self._on_graph_changed)
+        doc.graph_reset.connect(self._on_graph_changed)
+        self._on_graph_changed()
+
+    # -- layout --
+    def _build(self) -> None:
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        self.source = QComboBox()
+        self.source.addItems(self.SOURCES)
+        self.sample = QSpinBox()
+        self.sample.setRange(0, 9999)
+        self.sample.setPrefix("test image #")
+        self.sample.setToolTip("Index into the MNIST test set (resized to the Input's shape).")
+        self.open_button = QPushButton("Open image…")
+        self.clear_button = QPushButton("Clear pad")
+        self.scale = QComboBox()
+        self.scale.addItems(["Shared colour scale", "Per-map colour scale"])
+        self.scale.setToolTip("Shared: maps are comparable. Per map: each map uses its own "
+                              "range, so weak maps become visible.")
+        self.layer_label = QLabel()
+        self.layer_label.setTextFormat(Qt.TextFormat.RichText)
+        self.notice = QLabel()
+        self.notice.setStyleSheet("color: #c77700;")
+        for w in (QLabel("Input:"), self.source, self.sample, self.open_button,
+                  self.clear_button, self.scale):
+            top.addWidget(w)
+        top.addSpacing(12)
+        top.addWidget(self.layer_label, 1)
+        top.addWidget(self.notice)
+
+        # left column: input, pad, probabilities
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        self.input_stack = QStackedWidget()
+        self.input_widget, self.input_vb, self.input_img = image_view()
+        self.pad = DrawingPad()
+        self.input_stack.addWidget(self.input_widget)
+        self.input_stack.addWidget(self.pad)
+        self.input_stack.setMinimumHeight(150)
+        self.input_caption = QLabel()
+        self.input_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.probs = ProbabilityChart()
+        self.probs.setMinimumHeight(150)
+        ll.addWidget(self.input_stack, 3)
+        ll.addWidget(self.input_caption)
+        ll.addWidget(self.probs, 2)
+        left.setMinimumWidth(190)
+        left.setMaximumWidth(300)
+
+        # tabs
+        self.tabs = QTabWidget()
+        maps_tab = QWidget()
+        ml = QVBoxLayout(maps_tab)
+        ml.setContentsMargins(2, 2, 2, 2)
+        self.grid = MapGrid()
+        self.grid.setMinimumHeight(200)
+        self.hover = QLabel("Move the mouse over a map to read its values.")
+        self.hover.setStyleSheet("color: palette(mid);")
+        self.stats = QTableWidget(0, 5)
+        self.stats.setHorizontalHeaderLabels(["map", "min", "max", "mean", "zero after ReLU"])
+        self.stats.verticalHeader().setVisible(False)
+        self.stats.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.stats.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.stats.setMaximumHeight(160)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.grid)
+        split.addWidget(self.stats)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        ml.addWidget(split, 1)
+        ml.addWidget(self.hover)
+        self.tabs.addTab(maps_tab, "Feature maps")
+
+        filt_tab = QWidget()
+        fl = QVBoxLayout(filt_tab)
+        fl.setContentsMargins(2, 2, 2, 2)
+        self.filters_label = QLabel()
+        self.filters_label.setWordWrap(True)
+        self.filter_grid = MapGrid()
+        self.filter_grid.hovered.connect(self.hover.setText)
+        fl.addWidget(self.filters_label)
+        fl.addWidget(self.filter_grid, 1)
+        self.tabs.addTab(filt_tab, "Filters")
+
+        self.lesson = KernelLesson(self)
+        self.tabs.addTab(self.lesson, "Kernel lesson")
+
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(left)
+        body.addWidget(self.tabs)
+        body.setStretchFactor(1, 1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addLayout(top)
+        outer.addWidget(body, 1)
+
+        self.source.currentIndexChanged.connect(self._on_source_changed)
+        self.sample.valueChanged.connect(self.schedule)
+        self.scale.currentIndexChanged.connect(self._show_current)
+        self.open_button.clicked.connect(self.open_image)
+        self.clear_button.clicked.connect(self.pad.clear)
+        self.pad.drawn.connect(self.schedule)
+        self.grid.hovered.connect(self.hover.setText)
+        self.tabs.currentChanged.connect(self._show_current)
+        self._on_source_changed()
+
+    # -- public API --
+    def set_node(self, node_id: str | None) -> None:
+        """Show the maps of `node_id` (the canvas selection)."""
+        self.node_id = node_id if node_id in self.doc.graph.nodes else None
+        self._show_current()
+
+    def set_input(self, x: np.ndarray) -> None:
+        """Use the (C, H, W) or (H, W) image `x` as input (source becomes "Image file")."""
+        shape = self._input_shape()
+        self._image_file = fit_image(x, shape) if shape else np.asarray(x, np.float32)
+        with QSignalBlocker(self.source):
+            self.source.setCurrentIndex(1)
+        self._on_source_changed()
+
+    def shutdown(self) -> None:
+        stop_thread(self._thread)
+        self._thread = self._worker = None
+
+    def closeEvent(self, event):
+        self.shutdown()
+        super().closeEvent(event)
+
+    # -- input --
+    def _input_shape(self) -> tuple[int, int, int] | None:
+        v = self.doc.validation
+        for nid, node in self.doc.graph.nodes.items():
+            if node.type_name == "Input":
+                res = v.nodes.get(nid)
+                if res is not None and res.out_shape is not None:
+                    return tuple(res.out_shape)
+        return None
+
+    def _on_source_changed(self) -> None:
+        i = self.source.currentIndex()
+        self.sample.setVisible(i == 0)
+        self.open_button.setVisible(i == 1)
+        self.clear_button.setVisible(i == 2)
+        self.input_stack.setCurrentIndex(1 if i == 2 else 0)
+        if i == 1 and self._image_file is None:
+            self.input_caption.setText("Open an image file…")
+        self.schedule()
+
+    def open_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image", "",
+                                              "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif)")
+        if not path:
+            return
+        shape = self._input_shape()
+        try:
+            self._image_file = load_image_file(path, shape or (1, 28, 28))
+        except ValueError as exc:
+            self.notice.setText(str(exc))
+            return
+        self.schedule()
+
+    def current_input(self) -> np.ndarray | None:
+        """(C, H, W) float32 for the Input's shape from the chosen source, or None."""
+        shape = self._input_shape()
+        if shape is None or len(shape) != 3:
+            return None
+        i = self.source.currentIndex()
+        if i == 0:
+            if self._mnist is None:
+                from engine.data import load_mnist
+                self._mnist = load_mnist("test")
+            k = self.sample.value() % len(self._mnist)
+            self.input_caption.setText(f"MNIST test #{k}: label {int(self._mnist.y[k])}")
+            return fit_image(self._mnist.x[k, 0], shape)
+        if i == 1:
+            if self._image_file is None:
+                return None
+            self.input_caption.setText("image file")
+            return fit_image(self._image_file, shape)
+        self.input_caption.setText("your drawing, centred like MNIST")
+        return fit_image(self.pad.digit(shape[1:]), shape)
+
+    # -- network --
+    def _on_graph_changed(self, *_) -> None:
+        self._net = None
+        self._outs = None
+        self.schedule()
+
+    def network(self) -> Network | None:
+        """The document's network with its weights (random where it has none)."""
+        if self._net is not None:
+            return self._net
+        self._net_error = None
+        try:
+            net = Network.compile(self.doc.graph, np.random.default_rng(0))
+        except ValueError as exc:
+            self._net_error = str(exc)
+            return None
+        loaded = net.load_state_dict(self.doc.weights or {}, strict=False)
+        expected = sum(len(layer.weights) for layer in net.layers.values())
+        self._untrained = len(loaded) < expected
+        self._net = net
+        return net
+
+    def schedule(self, *_) -> None:
+        """Recompute soon (coalesces bursts of edits and mouse strokes)."""
+        self._timer.start()
+
+    def refresh(self) -> None:
+        """Run the network on the current input and show the maps (off the GUI thread when
+        the network is big)."""
+        net = self.network()
+        if net is None:
+            self.notice.setText("The graph has errors: fix them to see feature maps.")
+            self.notice.setToolTip(self._net_error or "")
+            self._outs = None
+            self._show_current()
+            return
+        self.notice.setText("untrained weights (random initialisation)" if self._untrained
+                            else "")
+        self.notice.setToolTip("Train the network (Training panel) to see what it learned."
+                               if self._untrained else "")
+        x = self.current_input()
+        self._x = x
+        if x is None:
+            self._outs = None
+            self._show_current()
+            return
+        self._show_input(x)
+        macs = self.doc.validation.macs if hasattr(self.doc.validation, "macs") else 0
+        if macs and macs > BIG_NET_MACS:
+            self._run_in_worker(net, x)
+        else:
+            self._on_computed(net.forward(x[None], keep=True))
+
+    def _run_in_worker(self, net: Network, x: np.ndarray) -> None:
+        if self._thread is not None:
+            self._pending = True
+            return
+        self.notice.setText("computing…")
+        self._worker = FunctionWorker(net.forward, x[None], False, False, True)
+        self._worker.finished.connect(self._on_computed)
+        self._worker.failed.connect(self.notice.setText)
+        self._worker.done.connect(self._on_worker_done)
+        self._thread = start_worker(self._worker, self)
+
+    def _on_worker_done(self) -> None:
+        stop_thread(self._thread)
+        self._thread = self._worker = None
+        if self._pending:
+            self._pending = False
+            self.schedule()
+
+    def _on_computed(self, outs: dict) -> None:
+        self._outs = outs
+        net = self._net
+        if net is not None and net.output_id in outs:
+            out = outs[net.output_id][0]
+            p = out.ravel() if net.ends_in_softmax else softmax_rows(out[None])[0]
+            self.probs.set_probabilities(p)
+        self._show_current()
+        self.computed.emit()
+
+    # -- display --
+    def _show_input(self, x: np.ndarray) -> None:
+        if x.shape[0] == 3:
+            self.input_img.setImage(np.clip(x.transpose(1, 2, 0), 0, 1), levels=(0, 1))
+        else:
+            self.input_img.setImage(x[0], levels=(0, 1),
+                                    lut=pg.colormap.get(GREY_CMAP).getLookupTable(0, 1, 256))
+        self.input_vb.autoRange(padding=0.02)
+
+    def selected_maps(self) -> np.ndarray | None:
+        """(N, H, W) maps of the selected layer for the current input (at most MAX_MAPS)."""
+        if self._outs is None or self.node_id not in (self._outs or {}):
+            return None
+        return as_maps(self._outs[self.node_id][0])[:MAX_MAPS]
+
+    def _show_current(self, *_) -> None:
+        graph = self.doc.graph
+        node = graph.nodes.get(self.node_id) if self.node_id else None
+        if node is None:
+            self.layer_label.setText("Select a layer on the canvas to see its feature maps.")
+        else:
+            res = self.doc.validation.nodes.get(node.id)
+            shape = "×".join(map(str, res.out_shape)) if res and res.out_shape else "?"
+            self.layer_label.setText(f"<b>{node.name}</b> ({node.type_name}) → {shape}")
+        tab = self.tabs.currentIndex()
+        if tab == 0:
+            self._show_maps()
+        elif tab == 1:
+            self._show_filters()
+        else:
+            self.lesson.refresh()
+
+    def _show_maps(self) -> None:
+        maps = self.selected_maps()
+        if maps is None:
+            self.grid.set_maps(np.zeros((0, 1, 1), np.float32))
+            self.stats.setRowCount(0)
+            return
+        full = as_maps(self._outs[self.node_id][0])
+        shared = self.scale.currentIndex() == 0
+        self.grid.set_maps(maps, [f"{i + 1}" for i in range(len(maps))], shared=shared)
+        if len(full) > MAX_MAPS:
+            self.hover.setText(f"showing the first {MAX_MAPS} of {len(full)} maps")
+        stats = map_stats(maps)
+        self.stats.setRowCount(len(maps))
+        for i, row in enumerate(stats):
+            cells = [str(i + 1)] + [f"{v:.3g}" for v in row[:3]] + [f"{row[3]:.0%}"]
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.stats.setItem(i, j, item)
+
+    def _show_filters(self) -> None:
+        node = self.doc.graph.nodes.get(self.node_id) if self.node_id else None
+        net = self.network()
+        if node is None or node.type_name != "Conv2d" or net is None:
+            self.filters_label.setText("Select a convolution layer to see its filters.")
+            self.filter_grid.set_maps(np.zeros((0, 1, 1), np.float32))
+            return
+        w = net.layers[node.id].weights["weight"]  # (Cout, Cin, kh, kw)
+        cout, cin = w.shape[:2]
+        cin_shown = min(cin, max(1, MAX_MAPS // cout))
+        tiles = w[:, :cin_shown].reshape(-1, *w.shape[2:])[:MAX_MAPS]
+        titles = [f"{f + 1}·{c + 1}" for f in range(cout) for c in range(cin_shown)][:MAX_MAPS]
+        self.filters_label.setText(
+            f"{node.name}: {cout} filters of {cin}×{w.shape[2]}×{w.shape[3]} "
+            f"(tile f·c = filter f, input channel c{'; first channels only' if cin_shown < cin else ''}). "
+            "Blue is negative, red positive, white zero.")
+        self.filter_grid.set_maps(tiles, titles, shared=self.scale.currentIndex() == 0,
+                                  cmap=DIVERGING_CMAP, symmetric=True)
+
+    # -- weights edited by the lesson --
+    def apply_kernel_to_layer(self, kernel: np.ndarray, filter_index: int) -> str:
+        """Set filter `filter_index` of the selected conv layer to `kernel` in the document's
+        weights. Weights are not on the undo stack: restore_weights() brings the old ones back."""
+        node = self.doc.graph.nodes.get(self.node_id) if self.node_id else None
+        net = self.network()
+        if node is None or node.type_name != "Conv2d" or net is None:
+            raise ValueError("select a convolution layer on the canvas first")
+        state = dict(self.doc.weights) if self.doc.weights else net.state_dict()
+        if f"{node.id}.weight" not in state:
+            state.update({k: v for k, v in net.state_dict().items()
+                          if k.startswith(node.id + ".")})
+        if self._weights_before is None:
+            self._weights_before = ({k: v.copy() for k, v in self.doc.weights.items()}
+                                    if self.doc.weights else None, True)
+        self.doc.set_weights(kernels.with_kernels(state, node.id, {filter_index: kernel}))
+        return f"filter {filter_index + 1} of {node.name} set"
+
+    def restore_weights(self) -> bool:
+        if self._weights_before is None:
+            return False
+        self.doc.set_weights(self._weights_before[0])
+        self._weights_before = None
+        return True
+
+
+# ---- the kernel lesson --------------------------------------------------------------------
+
+
+class KernelEditor(QTableWidget):
+    """A small grid of numbers: the kernel, typed by hand."""
+
+    edited = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(3, 3, parent)
+        self.horizontalHeader().setVisible(False)
+        self.verticalHeader().setVisible(False)
+        self.setFixedSize(3 * 52 + 4, 3 * 34 + 4)
+        self._set_cells(kernels.preset("vertical_edge"))
+        self.itemChanged.connect(self._on_item_changed)
+
+    def _set_cells(self, k: np.ndarray) -> None:
+        with QSignalBlocker(self):
+            self.setRowCount(k.shape[0])
+            self.setColumnCount(k.shape[1])
+            for c in range(k.shape[1]):
+                self.setColumnWidth(c, 52)
+            for r in range(k.shape[0]):
+                self.setRowHeight(r, 34)
+                for c in range(k.shape[1]):
+                    item = QTableWidgetItem(kernels.format_kernel(k[r:r + 1, c:c + 1]))
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                    self.setItem(r, c, item)
+        self._color()
+
+    def set_kernel(self, k: np.ndarray) -> None:
+        self._set_cells(np.asarray(k, np.float32))
+        self.edited.emit()
+
+    def kernel(self) -> np.ndarray:
+        text = "\n".join(" ".join((self.item(r, c).text() if self.item(r, c) else "0") or "0"
+                                  for c in range(self.columnCount()))
+                         for r in range(self.rowCount()))
+        return kernels.parse_kernel(text)
+
+    def _color(self) -> None:
+        try:
+            k = self.kernel()
+        except ValueError:
+            return
+        m = float(np.abs(k).max()) or 1.0
+        with QSignalBlocker(self):
+            for r in range(k.shape[0]):
+                for c in range(k.shape[1]):
+                    t = float(k[r, c]) / m
+                    color = (QColor(255, int(255 * (1 - t)), int(255 * (1 - t))) if t > 0 else
+                             QColor(int(255 * (1 + t)), int(255 * (1 + t)), 255))
+                    self.item(r, c).setBackground(color)
+                    self.item(r, c).setForeground(QColor(0, 0, 0))
+
+    def _on_item_changed(self, *_) -> None:
+        self._color()
+        self.edited.emit()
+
+
+class KernelLesson(QWidget):
+    """Pick or type a kernel; see the input, the convolution, ReLU and max pooling at once."""
+
+    STAGES = (("input", "Input"), ("conv", "Convolution"), ("relu", "After ReLU"),
+              ("pool", "After 2×2 max pooling"))
+
+    def __init__(self, panel: FeatureMapPanel):
+        super().__init__(panel)
+        self.panel = panel
+        self.outputs: dict[str, np.ndarray] = {}
+        side = QVBoxLayout()
+        self.preset = QComboBox()
+        for p in kernels.PRESETS.values():
+            self.preset.addItem(p.label, p.name)
+        self.editor = KernelEditor()
+        self.doc_label = QLabel()
+        self.doc_label.setWordWrap(True)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c62828;")
+        self.error.setWordWrap(True)
+        self.filter_index = QSpinBox()
+        self.filter_index.setPrefix("filter ")
+        self.filter_index.setRange(1, 1)
+        self.apply_button = QPushButton("Set in selected layer")
+        self.apply_button.setToolTip("Sets this kernel as one filter of the convolution layer "
+                                     "selected on the canvas. Weights are not part of undo: "
+                                     "use Restore weights to go back.")
+        self.restore_button = QPushButton("Restore weights")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        side.addWidget(QLabel("<b>Kernel</b>"))
+        side.addWidget(self.preset)
+        side.addWidget(self.editor)
+        side.addWidget(self.doc_label)
+        side.addWidget(self.error)
+        side.addStretch(1)
+        row = QHBoxLayout()
+        row.addWidget(self.filter_index)
+        side.addLayout(row)
+        side.addWidget(self.apply_button)
+        side.addWidget(self.restore_button)
+        side.addWidget(self.status)
+        side_w = QWidget()
+        side_w.setLayout(side)
+        side_w.setFixedWidth(200)
+
+        stages = QGridLayout()
+        stages.setSpacing(4)
+        self.views: dict[str, tuple] = {}
+        self.captions: dict[str, QLabel] = {}
+        for i, (key, title) in enumerate(self.STAGES):
+            head = QLabel(f"<b>{title}</b>")
+            head.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            w, vb, img = image_view()
+            w.setMinimumSize(120, 120)
+            w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+            cap = QLabel()
+            cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            cap.setStyleSheet("color: palette(mid);")
+            stages.addWidget(head, 0, i)
+            stages.addWidget(w, 1, i)
+            stages.addWidget(cap, 2, i)
+            self.views[key] = (w, vb, img)
+            self.captions[key] = cap
+        explain = QLabel(
+            "The kernel slides over the image; each output pixel is the sum of the 3×3 "
+            "neighbourhood times the kernel (red = positive weights, blue = negative). ReLU "
+            "keeps only the positive answers; max pooling keeps the strongest answer of each "
+            "2×2 block, halving the size. Hover to read values; edit the numbers to experiment.")
+        explain.setWordWrap(True)
+        explain.setFrameShape(QFrame.Shape.StyledPanel)
+        explain.setContentsMargins(6, 4, 6, 4)
+        right = QVBoxLayout()
+        right.addLayout(stages, 1)
+        right.addWidget(explain)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(side_w)
+        lay.addLayout(right, 1)
+        self.hover_text = ""
+        for key, (w, vb, img) in self.views.items():
+            w.scene().sigMouseMoved.connect(self._make_hover(key))
+
+        self.preset.currentIndexChanged.connect(self._on_preset)
+        self.editor.edited.connect(self.refresh)
+        self.apply_button.clicked.connect(self._apply)
+        self.restore_button.clicked.connect(self._restore)
+        self._on_preset()
+
+    def _make_hover(self, key: str):
+        def on_move(pos):
+            _w, vb, _img = self.views[key]
+            a = self.outputs.get(key)
+            if a is None:
+                return
+            p = vb.mapSceneToView(pos)
+            x, y = math.floor(p.x()), math.floor(p.y())
+            if 0 <= y < a.shape[0] and 0 <= x < a.shape[1]:
+                self.panel.hover.setText(f"{key}: row {y}, column {x} = {a[y, x]:.4g}")
+                self.captions[key].setText(f"({y}, {x}) = {a[y, x]:.3g}")
+        return on_move
+
+    def _on_preset(self, *_) -> None:
+        name = self.preset.currentData()
+        self.doc_label.setText(kernels.PRESETS[name].doc)
+        self.editor.set_kernel(kernels.preset(name))
+
+    def kernel(self) -> np.ndarray | None:
+        try:
+            k = self.editor.kernel()
+        except ValueError as exc:
+            self.error.setText(str(exc))
+            return None
+        self.error.setText("")
+        return k
+
+    def refresh(self, *_) -> None:
+        """Recompute the four stages for the panel's current input."""
+        node = self.panel.doc.graph.nodes.get(self.panel.node_id or "")
+        is_conv = node is not None and node.type_name == "Conv2d"
+        self.apply_button.setEnabled(is_conv)
+        if is_conv:
+            n = int(node.params.get("out_channels", 1))
+            self.filter_index.setRange(1, max(1, n))
+        k = self.kernel()
+        x = self.panel._x
+        if k is None or x is None:
+            return
+        net = kernels.lesson_network([k], input_shape=tuple(x.shape))
+        outs = net.forward(x[None], keep=True)
+        self.outputs = {"input": x.mean(axis=0), "conv": outs["conv"][0, 0],
+                        "relu": outs["relu"][0, 0], "pool": outs["pool"][0, 0]}
+        grey = pg.colormap.get(GREY_CMAP).getLookupTable(0, 1, 256)
+        div = pg.colormap.get(DIVERGING_CMAP).getLookupTable(0, 1, 256)
+        hot = pg.colormap.get("inferno").getLookupTable(0, 1, 256)
+        for key, _title in self.STAGES:
+            a = self.outputs[key]
+            _, vb, img = self.views[key]
+            if key == "input":
+                img.setImage(a, levels=(0, 1), lut=grey)
+            elif key == "conv":
+                img.setImage(a, levels=_levels(a, True), lut=div)
+            else:
+                img.setImage(a, levels=(0, max(float(a.max()), 1e-6)), lut=hot)
+            vb.autoRange(padding=0.02)
+            zeros = f", {np.mean(a <= 0):.0%} zero" if key in ("relu", "pool") else ""
+            self.captions[key].setText(f"{a.shape[0]}×{a.shape[1]}, {a.min():.2g} … "
+                                       f"{a.max():.2g}{zeros}")
+
+    def _apply(self) -> None:
+        k = self.kernel()
+        if k is None:
+            return
+        try:
+            self.status.setText(self.panel.apply_kernel_to_layer(k, self.filter_index.value() - 1))
+        except ValueError as exc:
+            self.status.setText(str(exc))
+
+    def _restore(self) -> None:
+        self.status.setText("previous weights restored" if self.panel.restore_weights()
+                            else "nothing to restore")

@@ -1,0 +1,949 @@
+"""Training panel: data, hyperparameters, Train / Pause / Stop, live curves, the per-epoch
+timeline of filters and feature maps, and the results (test accuracy, confusion matrix, the
+worst-classified samples).
+
+Training runs in a TrainWorker (designer/workers.py) on its own QThread; the document is locked
+while it runs, and the trained weights and history are stored in it at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QPainter, QPen
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import data as engine_data
+from engine.messages import ERROR, WARNING, Fix, Message
+from engine.network import Network
+from engine.train import BatchReport, EpochReport, TrainConfig, split_validation
+
+from .feature_maps import DIVERGING_CMAP, MAP_CMAP, image_view, mosaic, to_qimage
+from .workers import (
+    FunctionWorker,
+    Snapshot,
+    TrainJob,
+    TrainResult,
+    TrainWorker,
+    first_conv,
+    start_worker,
+    stop_thread,
+)
+
+LOCK_REASON = "training is running: stop it to edit the graph"
+SOURCES = (("mnist", "MNIST (embedded)"), ("idx", "IDX folder"),
+           ("images", "Image folder (one subfolder per class)"), ("npz", ".npz file (x, y)"))
+MAX_SNAPSHOT_FLOATS = 400_000  # feature maps kept per epoch for the timeline
+
+
+def fmt_seconds(s: float) -> str:
+    s = max(0, round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def style_plot(plot: pg.PlotWidget, widget: QWidget) -> None:
+    """Plots follow the application palette (light or dark) instead of pyqtgraph's black."""
+    pal = widget.palette()
+    plot.setBackground(pal.base().color())
+    fg = pal.text().color()
+    for side in ("left", "bottom"):
+        ax = plot.getAxis(side)
+        ax.setPen(pg.mkPen(fg))
+        ax.setTextPen(pg.mkPen(fg))
+    title = plot.getPlotItem().titleLabel
+    title.setText(title.text, color=fg.name())
+
+
+# ---- small painted widgets ----------------------------------------------------------------
+
+
+class SamplePreview(QWidget):
+    """A few samples per class, one row per class (at most 10 classes × 6 samples)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.rows: list[tuple[str, list]] = []
+        self.setMinimumHeight(60)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+    def set_data(self, x: np.ndarray, y: np.ndarray, classes: list[str], per_class: int = 6,
+                 max_classes: int = 10) -> None:
+        self.rows = []
+        for k in range(min(max(len(classes), int(y.max()) + 1 if len(y) else 0), max_classes)):
+            idx = np.flatnonzero(y == k)[:per_class]
+            name = classes[k] if k < len(classes) else str(k)
+            self.rows.append((name, [to_qimage(x[i]) for i in idx]))
+        self.updateGeometry()
+        self.update()
+
+    def sizeHint(self):
+        from PySide6.QtCore import QSize
+        return QSize(240, max(60, 26 * len(self.rows) + 4))
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        if not self.rows:
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no data loaded")
+            return
+        n_rows = len(self.rows)
+        cell = max(10, min(26, (self.height() - 2) // n_rows))
+        label_w = 56
+        fm = p.fontMetrics()
+        for r, (name, imgs) in enumerate(self.rows):
+            y = 1 + r * cell
+            p.drawText(QRectF(0, y, label_w - 4, cell), Qt.AlignmentFlag.AlignRight
+                       | Qt.AlignmentFlag.AlignVCenter, fm.elidedText(name, Qt.TextElideMode
+                                                                     .ElideRight, label_w - 6))
+            for c, img in enumerate(imgs):
+                p.drawImage(QRectF(label_w + c * (cell + 2), y + 1, cell - 2, cell - 2), img)
+        p.end()
+
+
+class ConfusionMatrix(QWidget):
+    """Counts of (true class, predicted class); cells shaded by their share of the row."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.matrix: np.ndarray | None = None
+        self.names: list[str] = []
+        self.setMinimumSize(260, 260)
+
+    def set_matrix(self, m: np.ndarray | None, names: list[str] | None = None) -> None:
+        self.matrix = m
+        self.names = names or ([str(i) for i in range(len(m))] if m is not None else [])
+        self.update()
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        text_color = self.palette().windowText().color()
+        if self.matrix is None:
+            p.setPen(text_color)
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                       "The confusion matrix appears after training.")
+            return
+        m = self.matrix
+        k = len(m)
+        margin_l, margin_t = 44, 30
+        side = min(self.width() - margin_l - 8, self.height() - margin_t - 8)
+        cell = side / max(k, 1)
+        rows = m.sum(axis=1, keepdims=True).clip(min=1)
+        share = m / rows
+        font = QFont(self.font())
+        font.setPointSizeF(max(6.0, min(9.0, cell / 3.2)))
+        p.setFont(font)
+        for i in range(k):
+            for j in range(k):
+                r = QRectF(margin_l + j * cell, margin_t + i * cell, cell, cell)
+                t = float(share[i, j])
+                if i == j:
+                    c = QColor.fromRgbF(1 - 0.75 * t, 1 - 0.35 * t, 1 - 0.75 * t)
+                else:
+                    c = QColor.fromRgbF(1, 1 - 0.8 * min(1, 4 * t), 1 - 0.8 * min(1, 4 * t))
+                p.fillRect(r, c)
+                p.setPen(QPen(QColor(200, 200, 200), 0.5))
+                p.drawRect(r)
+                if m[i, j] and cell >= 14:
+                    p.setPen(QColor(0, 0, 0))
+                    p.drawText(r, Qt.AlignmentFlag.AlignCenter, str(int(m[i, j])))
+        p.setPen(text_color)
+        step = max(1, math.ceil(12 / cell))
+        for i in range(0, k, step):
+            name = self.names[i] if i < len(self.names) else str(i)
+            p.drawText(QRectF(0, margin_t + i * cell, margin_l - 4, cell),
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, name)
+            p.drawText(QRectF(margin_l + i * cell, margin_t - 16, cell, 16),
+                       Qt.AlignmentFlag.AlignCenter, name)
+        p.drawText(QRectF(margin_l, 0, side, 14), Qt.AlignmentFlag.AlignCenter,
+                   "predicted →")
+        p.save()
+        p.translate(10, margin_t + side / 2)
+        p.rotate(-90)
+        p.drawText(QRectF(-40, -8, 80, 16), Qt.AlignmentFlag.AlignCenter, "true →")
+        p.restore()
+        p.end()
+
+
+class Thumbnails(QWidget):
+    """Worst-classified samples: the image, its true and predicted labels, the confidence."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.items: list[tuple] = []
+        self.names: list[str] = []
+        self.setMinimumHeight(120)
+
+    def set_items(self, worst: list[dict], names: list[str]) -> None:
+        self.items = [(to_qimage(w["image"]), w) for w in worst]
+        self.names = names
+        self.update()
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        p.setPen(self.palette().windowText().color())
+        if not self.items:
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                       "The worst-classified samples appear after training.")
+            return
+        n = len(self.items)
+        cols = max(1, min(n, self.width() // 84))
+        rows = math.ceil(n / cols)
+        cw = self.width() / cols
+        ch = min(self.height() / max(rows, 1), cw + 30)
+        img_side = max(16, min(cw - 12, ch - 32))
+        font = QFont(self.font())
+        font.setPointSizeF(8)
+        p.setFont(font)
+        for i, (img, w) in enumerate(self.items):
+            r, c = divmod(i, cols)
+            x0, y0 = c * cw, r * ch
+            p.drawImage(QRectF(x0 + (cw - img_side) / 2, y0 + 2, img_side, img_side), img)
+            name = (lambda k: self.names[k] if k < len(self.names) else str(k))
+            ok = w["true"] == w["pred"]
+            p.setPen(QColor(46, 125, 50) if ok else QColor(198, 40, 40))
+            p.drawText(QRectF(x0, y0 + img_side + 3, cw, 14), Qt.AlignmentFlag.AlignCenter,
+                       f"{name(w['true'])} → {name(w['pred'])}")
+            p.setPen(self.palette().windowText().color())
+            p.drawText(QRectF(x0, y0 + img_side + 16, cw, 14), Qt.AlignmentFlag.AlignCenter,
+                       f"{w['confidence']:.0%} sure")
+        p.end()
+
+
+# ---- the panel ----------------------------------------------------------------------------
+
+
+class TrainingPanel(QWidget):
+    """Train the document's network on a dataset, watch it learn, keep the weights."""
+
+    data_loaded = Signal()
+    training_started = Signal()
+    progress_updated = Signal()  # after curves / progress were redrawn
+    training_finished = Signal(object)  # TrainResult, or None when training failed
+
+    def __init__(self, doc, parent: QWidget | None = None, load: bool = True):
+        """`load` False skips loading the default data (tests and benchmarks call
+        set_dataset)."""
+        super().__init__(parent)
+        self.doc = doc
+        self.dataset = None  # engine DataBundle
+        self.data_key = None
+        self.mismatch_messages: list[Message] = []
+        self._data_thread = self._data_worker = None
+        self.thread = self.worker = None
+        self.result: TrainResult | None = None
+        self.snapshots: list[Snapshot] = []
+        self.watch_node: str | None = None
+        self.n_updates = 0
+        self._autoload = load
+        self._reset_curves()
+        self._build()
+        doc.validated.connect(self._on_validated)
+        doc.locked_changed.connect(self._update_buttons)
+        doc.graph_reset.connect(self._on_validated)
+        if load:
+            self.load_data()
+
+    # -- layout --
+    def _build(self) -> None:
+        # data
+        data_box = QGroupBox("Data")
+        df = QFormLayout(data_box)
+        self.source = QComboBox()
+        for key, text in SOURCES:
+            self.source.addItem(text, key)
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("folder or file")
+        self.browse = QPushButton("…")
+        self.browse.setFixedWidth(30)
+        prow = QHBoxLayout()
+        prow.addWidget(self.path, 1)
+        prow.addWidget(self.browse)
+        self.limit = QSpinBox()
+        self.limit.setRange(0, 10_000_000)
+        self.limit.setSingleStep(1000)
+        self.limit.setValue(10000)
+        self.limit.setSpecialValueText("all")
+        self.limit.setToolTip("Use only the first N images of each split (0 = all): quick "
+                              "experiments first.")
+        self.val_split = QSpinBox()
+        self.val_split.setRange(0, 50)
+        self.val_split.setValue(10)
+        self.val_split.setSuffix(" %")
+        self.data_info = QLabel("loading…")
+        self.data_info.setWordWrap(True)
+        self.preview = SamplePreview()
+        self.check_label = QLabel()
+        self.check_label.setWordWrap(True)
+        self.check_label.setTextFormat(Qt.TextFormat.RichText)
+        self.fix_button = QPushButton("Apply the fix")
+        self.fix_button.setVisible(False)
+        df.addRow("Source", self.source)
+        df.addRow("Path", prow)
+        df.addRow("Images", self.limit)
+        df.addRow("Validation", self.val_split)
+        df.addRow(self.data_info)
+        df.addRow(self.preview)
+        df.addRow(self.check_label)
+        df.addRow(self.fix_button)
+
+        # hyperparameters
+        hp_box = QGroupBox("Hyperparameters")
+        hf = QFormLayout(hp_box)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(3)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 8192)
+        self.batch_size.setValue(64)
+        self.optimizer = QComboBox()
+        self.optimizer.addItem("Adam", "adam")
+        self.optimizer.addItem("SGD with momentum", "sgd")
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(5)
+        self.lr.setRange(1e-5, 10.0)
+        self.lr.setSingleStep(0.0005)
+        self.lr.setValue(0.001)
+        self.momentum = QDoubleSpinBox()
+        self.momentum.setRange(0.0, 0.999)
+        self.momentum.setSingleStep(0.05)
+        self.momentum.setValue(0.9)
+        self.weight_decay = QDoubleSpinBox()
+        self.weight_decay.setDecimals(6)
+        self.weight_decay.setRange(0.0, 1.0)
+        self.weight_decay.setSingleStep(0.0001)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.frozen_label = QLabel()
+        self.frozen_label.setWordWrap(True)
+        self.frozen_label.setStyleSheet("color: palette(mid);")
+        hf.addRow("Epochs", self.epochs)
+        hf.addRow("Batch size", self.batch_size)
+        hf.addRow("Optimizer", self.optimizer)
+        hf.addRow("Learning rate", self.lr)
+        hf.addRow("Momentum", self.momentum)
+        hf.addRow("Weight decay", self.weight_decay)
+        hf.addRow("Seed", self.seed)
+        hf.addRow(self.frozen_label)
+
+        # buttons and progress
+        self.train_button = QPushButton("Train")
+        self.train_button.setDefault(True)
+        self.pause_button = QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        brow = QHBoxLayout()
+        for b in (self.train_button, self.pause_button, self.stop_button):
+            brow.addWidget(b)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("")
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(data_box)
+        ll.addWidget(hp_box)
+        ll.addLayout(brow)
+        ll.addWidget(self.progress)
+        ll.addWidget(self.status)
+        ll.addStretch(1)
+        left.setMinimumWidth(270)
+        left.setMaximumWidth(340)
+
+        # curves + timeline
+        self.loss_plot = pg.PlotWidget(title="loss")
+        self.acc_plot = pg.PlotWidget(title="accuracy")
+        for plot, label in ((self.loss_plot, "loss"), (self.acc_plot, "accuracy")):
+            style_plot(plot, self)
+            plot.showGrid(x=True, y=True, alpha=0.25)
+            plot.setLabel("bottom", "epoch")
+            plot.addLegend(offset=(-10, 10) if label == "loss" else (-10, -10))
+            plot.setMenuEnabled(False)
+        self.acc_plot.setYRange(0, 1, padding=0.02)
+        blue, orange = (40, 110, 200), (230, 120, 40)
+        self.train_loss_curve = self.loss_plot.plot(pen=pg.mkPen(blue, width=2), name="training")
+        self.val_loss_curve = self.loss_plot.plot(pen=pg.mkPen(orange, width=2), symbol="o",
+                                                  symbolSize=7, symbolBrush=orange,
+                                                  name="validation")
+        self.train_acc_curve = self.acc_plot.plot(pen=pg.mkPen(blue, width=2), name="training")
+        self.val_acc_curve = self.acc_plot.plot(pen=pg.mkPen(orange, width=2), symbol="o",
+                                                symbolSize=7, symbolBrush=orange,
+                                                name="validation")
+        self.epoch_lines = []
+        for plot in (self.loss_plot, self.acc_plot):
+            line = pg.InfiniteLine(angle=90, pen=pg.mkPen((120, 120, 120), style=Qt.PenStyle
+                                                          .DashLine))
+            line.setVisible(False)
+            plot.addItem(line)
+            self.epoch_lines.append(line)
+
+        timeline = QGroupBox("Timeline: what the network learned, epoch by epoch")
+        tl = QGridLayout(timeline)
+        self.filters_title = QLabel("first conv layer's filters")
+        self.maps_title = QLabel("feature maps of")
+        self.watch_combo = QComboBox()
+        self.watch_combo.setToolTip("The layer whose feature maps of one fixed validation image "
+                                    "the timeline shows.")
+        self.filters_view, self.filters_vb, self.filters_img = image_view()
+        self.maps_view, self.maps_vb, self.maps_img = image_view()
+        self.sample_view, self.sample_vb, self.sample_img = image_view()
+        self.sample_view.setMaximumWidth(90)
+        for w in (self.filters_view, self.maps_view):
+            w.setMinimumHeight(110)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 0)
+        self.slider.setEnabled(False)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider_label = QLabel("before training")
+        self.slider_label.setMinimumWidth(110)
+        mrow = QHBoxLayout()
+        mrow.addWidget(self.maps_title)
+        mrow.addWidget(self.watch_combo, 1)
+        tl.addWidget(self.filters_title, 0, 0)
+        tl.addLayout(mrow, 0, 1)
+        tl.addWidget(QLabel("fixed image"), 0, 2)
+        tl.addWidget(self.filters_view, 1, 0)
+        tl.addWidget(self.maps_view, 1, 1)
+        tl.addWidget(self.sample_view, 1, 2)
+        srow = QHBoxLayout()
+        srow.addWidget(QLabel("epoch"))
+        srow.addWidget(self.slider, 1)
+        srow.addWidget(self.slider_label)
+        tl.addLayout(srow, 2, 0, 1, 3)
+        tl.setColumnStretch(0, 2)
+        tl.setColumnStretch(1, 3)
+
+        curves = QWidget()
+        cl = QVBoxLayout(curves)
+        cl.setContentsMargins(0, 0, 0, 0)
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.acc_plot)
+        vs = QSplitter(Qt.Orientation.Vertical)
+        vs.addWidget(plots)
+        vs.addWidget(timeline)
+        vs.setStretchFactor(0, 3)
+        vs.setStretchFactor(1, 2)
+        cl.addWidget(vs)
+
+        results = QWidget()
+        rl = QGridLayout(results)
+        self.result_label = QLabel("Train the network to see how well it does on data it has "
+                                   "never seen.")
+        self.result_label.setWordWrap(True)
+        self.result_label.setTextFormat(Qt.TextFormat.RichText)
+        self.confusion = ConfusionMatrix()
+        self.worst = Thumbnails()
+        rl.addWidget(self.result_label, 0, 0, 1, 2)
+        rl.addWidget(QLabel("<b>Confusion matrix</b>"), 1, 0)
+        rl.addWidget(QLabel("<b>Worst-classified samples</b> (lowest probability for the true "
+                            "class)"), 1, 1)
+        rl.addWidget(self.confusion, 2, 0)
+        rl.addWidget(self.worst, 2, 1)
+        rl.setColumnStretch(0, 1)
+        rl.setColumnStretch(1, 1)
+        rl.setRowStretch(2, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(curves, "Curves && timeline")
+        self.tabs.addTab(results, "Results")
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(1, 1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(split)
+
+        self.source.currentIndexChanged.connect(self._on_source_changed)
+        self.browse.clicked.connect(self._browse)
+        self.path.editingFinished.connect(self.load_data)
+        self.limit.editingFinished.connect(self.load_data)
+        self.optimizer.currentIndexChanged.connect(self._on_optimizer)
+        self.train_button.clicked.connect(self.start_training)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop_training)
+        self.fix_button.clicked.connect(self.apply_fix)
+        self.slider.valueChanged.connect(self._show_snapshot)
+        self.watch_combo.currentIndexChanged.connect(self._on_watch_changed)
+        self._on_source_changed()
+        self._on_optimizer()
+        self._on_validated()
+
+    # -- data --
+    def set_dataset(self, bundle, key=None) -> None:
+        """Use an already loaded engine DataBundle (or Dataset) as the training data."""
+        if isinstance(bundle, engine_data.Dataset):
+            bundle = engine_data.DataBundle(bundle)
+        self._loading_key = key
+        self._on_data_loaded(bundle)
+        self._update_buttons()
+
+    def _on_source_changed(self, *_) -> None:
+        key = self.source.currentData()
+        self.path.setEnabled(key != "mnist")
+        self.browse.setEnabled(key != "mnist")
+        if key == "mnist" and self._autoload:
+            self.load_data()
+
+    def _browse(self) -> None:
+        key = self.source.currentData()
+        if key == "npz":
+            path, _ = QFileDialog.getOpenFileName(self, "Open a dataset", "", "NumPy (*.npz)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose the data folder")
+        if path:
+            self.path.setText(path)
+            self.load_data()
+
+    def input_shape(self) -> tuple | None:
+        for nid, node in self.doc.graph.nodes.items():
+            if node.type_name == "Input":
+                res = self.doc.validation.nodes.get(nid)
+                return tuple(res.out_shape) if res is not None and res.out_shape else None
+        return None
+
+    def data_spec(self) -> str:
+        return "mnist" if self.source.currentData() == "mnist" else self.path.text().strip()
+
+    def load_data(self, *_) -> None:
+        """Load the chosen data in a worker thread (then preview and check it)."""
+        spec = self.data_spec()
+        if not spec:
+            self.data_info.setText("Choose a file or folder.")
+            return
+        shape = self.input_shape()
+        key = (spec, shape if self.source.currentData() == "images" else None,
+               self.limit.value())
+        if key == self.data_key and self.dataset is not None:
+            return
+        if self._data_thread is not None:
+            return  # one load at a time; the user can retry when it ends
+        self.data_info.setText("loading…")
+        self._loading_key = key
+        self._data_worker = FunctionWorker(engine_data.load_dataset, spec, shape,
+                                           self.limit.value() or None)
+        self._data_worker.finished.connect(self._on_data_loaded)
+        self._data_worker.failed.connect(self._on_data_failed)
+        self._data_worker.done.connect(self._on_data_done)
+        self._data_thread = start_worker(self._data_worker, self)
+        self._update_buttons()
+
+    def _on_data_loaded(self, bundle) -> None:
+        self.dataset = bundle
+        self.data_key = self._loading_key
+        tr = bundle.train
+        c, h, w = tr.x.shape[1:]
+        test = f", {len(bundle.test):,} test" if bundle.test is not None else ""
+        self.data_info.setText(f"{tr.name or 'data'}: {len(tr):,} training images{test}, "
+                               f"{c}×{h}×{w}, {bundle.num_classes} classes")
+        self.preview.set_data(tr.x[:2000], tr.y[:2000], bundle.classes)
+        self.check_data()
+        self.data_loaded.emit()
+
+    def _on_data_failed(self, text: str) -> None:
+        self.dataset = None
+        self.data_key = None
+        self.data_info.setText(f"<span style='color:#c62828'>{text}</span>")
+        self.preview.set_data(np.zeros((0, 1, 1, 1)), np.zeros(0, np.int64), [])
+
+    def _on_data_done(self) -> None:
+        stop_thread(self._data_thread)
+        self._data_thread = self._data_worker = None
+        self._update_buttons()
+
+    def check_data(self) -> list[Message]:
+        """Compare the data with the network; show the problems with the fix to apply."""
+        self.mismatch_messages = []
+        if self.dataset is None:
+            return []
+        graph = self.doc.graph
+        problems = engine_data.check_data(graph, self.dataset)
+        inp = next((n for n in graph.nodes.values() if n.type_name == "Input"), None)
+        _, dc, dh, dw = self.dataset.train.x.shape
+        v = self.doc.validation
+        for prob in problems:
+            fix = None
+            if inp is not None and ("channel" in prob.text or "images are" in prob.text):
+                fix = Fix(f"set the Input to {dc}×{dh}×{dw}", "set_params",
+                          {"channels": dc, "height": dh, "width": dw}, node_id=inp.id)
+            elif "classes" in prob.text and v.output_id is not None:
+                last = engine_data._last_sized_layer(graph, v.output_id)
+                if last is not None:
+                    name = ("out_features" if graph.nodes[last].type_name == "Linear"
+                            else "out_channels")
+                    k = self.dataset.num_classes
+                    fix = Fix(f"set {graph.nodes[last].name}'s {name} to {k}", "set_params",
+                              {name: k}, node_id=last)
+            self.mismatch_messages.append(Message(ERROR if prob.fatal else WARNING, prob.text,
+                                                  fix.node_id if fix else None, None, fix))
+        if not self.mismatch_messages:
+            self.check_label.setText("<span style='color:#2e7d32'>✔ the data fits the "
+                                     "network</span>")
+        else:
+            lines = [f"<span style='color:{'#c62828' if m.severity == ERROR else '#c77700'}'>"
+                     f"{'✖' if m.severity == ERROR else '⚠'} {m.text}</span>"
+                     for m in self.mismatch_messages]
+            self.check_label.setText("<br>".join(lines))
+        fixable = next((m for m in self.mismatch_messages if m.fix is not None), None)
+        self.fix_button.setVisible(fixable is not None)
+        if fixable is not None:
+            self.fix_button.setText(f"Fix: {fixable.fix.label}")
+        self._update_buttons()
+        return self.mismatch_messages
+
+    def apply_fix(self) -> bool:
+        """Apply the first offered fix through the undo stack."""
+        from .commands import ApplyFixCommand
+
+        msg = next((m for m in self.mismatch_messages if m.fix is not None), None)
+        if msg is None:
+            return False
+        return self.doc.push(ApplyFixCommand(self.doc, msg))
+
+    def _on_validated(self, *_) -> None:
+        frozen = [n.name for n in self.doc.graph.nodes.values()
+                  if not n.trainable and n.type_name not in ("Input",)]
+        self.frozen_label.setText(f"Frozen (skipped by the optimizer): {', '.join(frozen)}"
+                                  if frozen else "")
+        self._refresh_watch_combo()
+        if self.dataset is not None:
+            if (self.source.currentData() == "images" and self.data_key is not None
+                    and self.data_key[1] != self.input_shape()):
+                self.load_data()  # image folders are resized to the Input's shape
+            else:
+                self.check_data()
+        self._update_buttons()
+
+    def _on_optimizer(self, *_) -> None:
+        sgd = self.optimizer.currentData() == "sgd"
+        self.momentum.setEnabled(sgd)
+        if sgd and abs(self.lr.value() - 0.001) < 1e-12:
+            self.lr.setValue(0.01)
+        elif not sgd and abs(self.lr.value() - 0.01) < 1e-12:
+            self.lr.setValue(0.001)
+
+    # -- training --
+    @property
+    def training(self) -> bool:
+        return self.thread is not None
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
+                           optimizer=self.optimizer.currentData(), lr=self.lr.value(),
+                           momentum=self.momentum.value(),
+                           weight_decay=self.weight_decay.value(), seed=self.seed.value(),
+                           val_split=self.val_split.value() / 100)
+
+    def _update_buttons(self, *_) -> None:
+        busy = self.training
+        v = self.doc.validation
+        fatal = any(m.severity == ERROR for m in self.mismatch_messages)
+        can = (not busy and self.dataset is not None and v.ok and not fatal
+               and self.doc.locked_reason is None)
+        self.train_button.setEnabled(can)
+        self.pause_button.setEnabled(busy)
+        self.stop_button.setEnabled(busy)
+        for w in (self.source, self.path, self.browse, self.limit, self.val_split, self.epochs,
+                  self.batch_size, self.optimizer, self.lr, self.weight_decay, self.seed):
+            w.setEnabled(not busy and (w not in (self.path, self.browse)
+                                       or self.source.currentData() != "mnist"))
+        self.momentum.setEnabled(not busy and self.optimizer.currentData() == "sgd")
+        if not busy:
+            if not v.ok:
+                self.train_button.setToolTip(f"The graph has {len(v.errors)} problem(s): fix "
+                                             f"them first (Problems panel).")
+            elif fatal:
+                self.train_button.setToolTip("The data does not fit the network: apply the "
+                                             "fix below.")
+            else:
+                self.train_button.setToolTip("Train the network on the data.")
+
+    def start_training(self) -> bool:
+        """Compile the network (continuing from the document's weights), lock the document and
+        start the worker. Returns False (with the reason in the status line) if it can't."""
+        if self.training:
+            return False
+        if self.dataset is None:
+            self.status.setText("Load data first.")
+            return False
+        if self.check_data() and any(m.severity == ERROR for m in self.mismatch_messages):
+            self.status.setText("The data does not fit the network: " +
+                                self.mismatch_messages[0].text)
+            return False
+        cfg = self.config()
+        try:
+            cfg.check()
+            net = Network.compile(self.doc.graph, np.random.default_rng(cfg.seed))
+            if self.doc.weights:
+                net.load_state_dict(self.doc.weights, strict=False)
+        except ValueError as exc:
+            self.status.setText(str(exc))
+            return False
+        tr = self.dataset.train
+        x, y, xv, yv = split_validation(tr.x, tr.y, cfg.val_split,
+                                        np.random.default_rng(cfg.seed))
+        test = self.dataset.test
+        sample = (xv if xv is not None and len(xv) else x)[:1].copy()
+        self.watch_node = self.watch_combo.currentData() or self.watch_node
+        job = TrainJob(net, x, y, cfg, xv, yv, test.x if test is not None else None,
+                       test.y if test is not None else None, sample=sample,
+                       watch_node=self.watch_node)
+        self.worker = TrainWorker(job)
+        self.worker.batch_finished.connect(self.on_batch)
+        self.worker.epoch_finished.connect(self.on_epoch)
+        self.worker.snapshot_taken.connect(self.on_snapshot)
+        self.worker.finished.connect(self.on_finished)
+        self.worker.failed.connect(self.on_failed)
+        self.worker.done.connect(self.on_done)
+        self._reset_curves()
+        self.snapshots = []
+        self.slider.setRange(0, 0)
+        self.sample_img.setImage(sample[0].transpose(1, 2, 0) if sample.shape[1] == 3
+                                 else sample[0, 0], levels=(0, 1))
+        self.sample_vb.autoRange(padding=0.02)
+        self._batches = max(1, math.ceil(len(x) / cfg.batch_size))
+        self._total_steps = self._batches * cfg.epochs
+        self._n_train = len(x)
+        self._batch_size = cfg.batch_size
+        self.doc.lock(LOCK_REASON)
+        self.thread = start_worker(self.worker, self)
+        self._t_start = time.perf_counter()
+        self.pause_button.setText("Pause")
+        self.status.setText(f"Training on {len(x):,} images ({len(xv) if xv is not None else 0:,}"
+                            f" for validation)…")
+        self._update_buttons()
+        self.training_started.emit()
+        return True
+
+    def _snapshot_nodes(self, net: Network) -> list[str]:
+        return [nid for nid in net.order if len(net.validation.nodes[nid].out_shape or ()) == 3
+                and net.graph.nodes[nid].type_name != "Input"]
+
+    def toggle_pause(self) -> None:
+        if self.worker is None:
+            return
+        if self.worker.paused:
+            self.worker.resume()
+            self.pause_button.setText("Pause")
+            self.status.setText("Training…")
+        else:
+            self.worker.pause()
+            self.pause_button.setText("Resume")
+            self.status.setText("Paused (between batches). Resume or Stop.")
+
+    def stop_training(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.status.setText("Stopping after this batch…")
+
+    def on_batch(self, rep: BatchReport) -> None:
+        step = (rep.epoch - 1) * rep.batches + rep.batch
+        self.progress.setValue(int(1000 * step / max(1, rep.epochs * rep.batches)))
+        self.progress.setFormat(f"epoch {rep.epoch}/{rep.epochs} · batch {rep.batch}/"
+                                f"{rep.batches}")
+        if not (self.worker is not None and self.worker.paused):
+            self.status.setText(f"Epoch {rep.epoch}/{rep.epochs} · batch {rep.batch}/"
+                                f"{rep.batches} · {rep.images_per_s:,.0f} images/s · "
+                                f"{fmt_seconds(rep.seconds_left)} left")
+        # The report's accuracy is the running mean of the epoch so far; plot the accuracy of
+        # the batches since the last report instead, smoothed like the loss (exponential
+        # moving average over batches), so the curve does not jump at epoch boundaries.
+        seen = min(rep.batch * self._batch_size, self._n_train)
+        c = self._curve
+        if c["epoch"] == rep.epoch and seen > c["seen"]:
+            acc = (rep.accuracy * seen - c["correct"]) / (seen - c["seen"])
+            nb = step - c["step"]
+        else:
+            acc, nb = rep.accuracy, rep.batch
+        a = 1 - 0.9 ** max(nb, 1)
+        c["ema_loss"] = rep.loss if c["ema_loss"] is None else (1 - a) * c["ema_loss"] + a * rep.loss
+        c["ema_acc"] = acc if c["ema_acc"] is None else (1 - a) * c["ema_acc"] + a * acc
+        c.update(epoch=rep.epoch, seen=seen, correct=rep.accuracy * seen, step=step)
+        c["t"].append(rep.epoch - 1 + rep.batch / rep.batches)
+        c["loss"].append(c["ema_loss"])
+        c["acc"].append(c["ema_acc"])
+        self.train_loss_curve.setData(self._curve["t"], self._curve["loss"])
+        self.train_acc_curve.setData(self._curve["t"], self._curve["acc"])
+        self.n_updates += 1
+        self.progress_updated.emit()
+
+    def on_epoch(self, rep: EpochReport, snap: Snapshot) -> None:
+        if rep.val_loss is not None:
+            self._curve["ve"].append(rep.epoch)
+            self._curve["vloss"].append(rep.val_loss)
+            self._curve["vacc"].append(rep.val_accuracy)
+            self.val_loss_curve.setData(self._curve["ve"], self._curve["vloss"])
+            self.val_acc_curve.setData(self._curve["ve"], self._curve["vacc"])
+        self.on_snapshot(snap)
+
+    def on_snapshot(self, snap: Snapshot) -> None:
+        follow = self.slider.value() == self.slider.maximum()
+        self.snapshots.append(snap)
+        self.slider.setEnabled(len(self.snapshots) > 1)
+        self.slider.setRange(0, len(self.snapshots) - 1)
+        if follow or len(self.snapshots) == 1:
+            self.slider.setValue(len(self.snapshots) - 1)
+            self._show_snapshot(len(self.snapshots) - 1)
+
+    def on_finished(self, result: TrainResult) -> None:
+        self.result = result
+        h = result.history
+        self.doc.unlock()
+        self.doc.set_weights(result.state)
+        hist = h.to_json()
+        hist.update({"eval_set": result.eval_name, "eval_loss": result.eval_loss,
+                     "eval_accuracy": result.eval_accuracy, "config": vars(self.config())})
+        self.doc.history = hist
+        names = self.dataset.classes if self.dataset is not None else []
+        if h.stopped == "cancelled":
+            done = len(h.epochs)
+            self.status.setText(f"Stopped after {done} full epoch{'s' * (done != 1)} "
+                                f"({result.batches_run} batches); the weights were kept.")
+        elif h.stopped:
+            self.status.setText(f"<span style='color:#c62828'>{h.stopped}</span>")
+        else:
+            self.progress.setValue(1000)
+            self.status.setText(f"Done in {fmt_seconds(h.seconds)}; the weights are kept in "
+                                f"the project.")
+        if result.eval_accuracy is not None:
+            self.progress.setFormat(f"{result.eval_name} accuracy {result.eval_accuracy:.2%}")
+            n_eval = int(result.confusion.sum()) if result.confusion is not None else 0
+            last = h.epochs[-1] if h.epochs else None
+            train_txt = (f" · training accuracy {last.train_accuracy:.2%}" if last else "")
+            self.result_label.setText(
+                f"<span style='font-size:15pt'><b>{result.eval_name.capitalize()} accuracy "
+                f"{result.eval_accuracy:.2%}</b></span> on {n_eval:,} images it never trained "
+                f"on · loss {result.eval_loss:.4f}{train_txt}")
+            self.confusion.set_matrix(result.confusion, names)
+            self.worst.set_items(result.worst, names)
+            self.tabs.setTabText(1, "Results ●")
+        self.training_finished.emit(result)
+
+    def on_failed(self, text: str) -> None:
+        self.doc.unlock()
+        self.status.setText(f"<span style='color:#c62828'>Training failed: {text}</span>")
+        self.training_finished.emit(None)
+
+    def on_done(self) -> None:
+        stop_thread(self.thread)
+        self.thread = self.worker = None
+        if self.doc.locked_reason == LOCK_REASON:
+            self.doc.unlock()
+        self.pause_button.setText("Pause")
+        self._update_buttons()
+
+    # -- curves and timeline --
+    def _reset_curves(self) -> None:
+        self._curve = {"t": [], "loss": [], "acc": [], "ve": [], "vloss": [], "vacc": [],
+                       "epoch": 0, "seen": 0, "correct": 0.0, "step": 0, "ema_loss": None,
+                       "ema_acc": None}
+        for name in ("train_loss_curve", "val_loss_curve", "train_acc_curve", "val_acc_curve"):
+            if hasattr(self, name):
+                getattr(self, name).setData([], [])
+        self.n_updates = 0
+
+    def set_node(self, node_id: str | None) -> None:
+        """Follow the canvas selection: its feature maps are the ones the timeline shows."""
+        i = self.watch_combo.findData(node_id) if node_id else -1
+        if i >= 0:
+            self.watch_combo.setCurrentIndex(i)
+
+    def _refresh_watch_combo(self) -> None:
+        v = self.doc.validation
+        current = self.watch_combo.currentData() or self.watch_node
+        self.watch_combo.blockSignals(True)
+        self.watch_combo.clear()
+        for nid in v.order:
+            res = v.nodes.get(nid)
+            node = self.doc.graph.nodes.get(nid)
+            if node is None or res is None or node.type_name == "Input":
+                continue
+            if res.out_shape is not None and len(res.out_shape) == 3:
+                self.watch_combo.addItem(f"{node.name} ({'×'.join(map(str, res.out_shape))})",
+                                         nid)
+        if current is None:
+            # default: the first ReLU after the first convolution, else the first map layer
+            for i in range(self.watch_combo.count()):
+                nid = self.watch_combo.itemData(i)
+                if self.doc.graph.nodes[nid].type_name == "ReLU":
+                    current = nid
+                    break
+        i = self.watch_combo.findData(current)
+        self.watch_combo.setCurrentIndex(max(i, 0))
+        self.watch_combo.blockSignals(False)
+        self.watch_node = self.watch_combo.currentData()
+
+    def _on_watch_changed(self, *_) -> None:
+        self.watch_node = self.watch_combo.currentData()
+        if self.worker is not None:
+            self.worker.set_watch_node(self.watch_node)
+        self._show_snapshot(self.slider.value())
+
+    def _show_snapshot(self, i: int) -> None:
+        if not (0 <= i < len(self.snapshots)):
+            return
+        snap = self.snapshots[i]
+        self.slider_label.setText("before training" if snap.epoch == 0
+                                  else f"after epoch {snap.epoch}")
+        for line in self.epoch_lines:
+            line.setValue(snap.epoch)
+            line.setVisible(True)
+        if snap.filters is not None:
+            w = snap.filters
+            tiles = (w.mean(axis=1) if w.shape[1] > 1 else w[:, 0])[:64]
+            self.filters_img.setImage(mosaic(tiles, DIVERGING_CMAP, symmetric=True))
+            self.filters_vb.autoRange(padding=0.02)
+            name = self.doc.graph.nodes.get(snap.filters_node)
+            self.filters_title.setText(f"filters of {name.name if name else snap.filters_node}"
+                                       f" ({len(w)})")
+        if snap.maps is not None:
+            maps = snap.maps if snap.maps.ndim == 3 else snap.maps.reshape(1, 1, -1)
+            self.maps_img.setImage(mosaic(maps[:64], MAP_CMAP, per_tile=False))
+            self.maps_vb.autoRange(padding=0.02)
+        else:
+            self.maps_img.clear()
+
+    def shutdown(self) -> None:
+        """Stop training and loading threads (window closing)."""
+        if self.worker is not None:
+            self.worker.stop()
+        stop_thread(self.thread)
+        stop_thread(self._data_thread)
+        if self.doc.locked_reason == LOCK_REASON:
+            self.doc.unlock()
+
+    def closeEvent(self, event):
+        self.shutdown()
+        super().closeEvent(event)
+
+
+__all__ = ["LOCK_REASON", "TrainingPanel", "first_conv"]

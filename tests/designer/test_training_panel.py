@@ -1,0 +1,177 @@
+"""Training panel end to end, offscreen: curves and progress, Stop within one batch, Pause,
+edits refused while training, data mismatch fixes, frozen layers, the timeline."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from designer.commands import SetParamCommand, SetTrainableCommand
+from designer.document import Document
+from designer.training_panel import LOCK_REASON, TrainingPanel
+from engine.data import DataBundle, Dataset, load_mnist
+from engine.examples import load_example
+from engine.network import Network
+
+TIMEOUT = 120_000  # ms; the machine is shared, training a few batches can be slow
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return DataBundle(load_mnist("train", limit=512), load_mnist("test", limit=256))
+
+
+@pytest.fixture
+def panel(qtbot, mnist):
+    doc = Document(load_example("lenet5"))
+    p = TrainingPanel(doc, load=False)
+    qtbot.addWidget(p)
+    p.resize(1000, 650)
+    p.show()
+    p.set_dataset(mnist)
+    p.epochs.setValue(1)
+    p.batch_size.setValue(64)
+    yield p
+    p.shutdown()
+
+
+def wait_done(qtbot, p):
+    qtbot.waitUntil(lambda: not p.training, timeout=TIMEOUT)
+
+
+def test_short_run_updates_curves_progress_and_keeps_weights(qtbot, panel):
+    doc = panel.doc
+    assert doc.weights is None and panel.train_button.isEnabled()
+    with qtbot.waitSignal(panel.training_finished, timeout=TIMEOUT) as sig:
+        assert panel.start_training()
+        assert doc.locked_reason == LOCK_REASON
+    wait_done(qtbot, panel)
+    result = sig.args[0]
+    assert result is not None and result.history.stopped is None
+    t, loss = panel.train_loss_curve.getData()
+    assert len(t) >= 1 and np.all(np.isfinite(loss))
+    assert panel.n_updates >= 1
+    # the last batch always reports: the progress reached the end of the only epoch
+    assert panel.progress.value() == 1000
+    vt, _vloss = panel.val_loss_curve.getData()
+    assert list(vt) == [1]
+    # results: evaluated on the 256 test images, confusion counts add up
+    assert result.eval_name == "test"
+    assert int(result.confusion.sum()) == 256
+    assert np.trace(result.confusion) / 256 == pytest.approx(result.eval_accuracy)
+    assert len(result.worst) == 12
+    assert all(0 <= w["p_true"] <= 1 for w in result.worst)
+    # weights and history are in the document; the lock is gone
+    assert doc.locked_reason is None
+    assert doc.weights is not None and "conv1.weight" in doc.weights
+    fresh = Network.compile(doc.graph, np.random.default_rng(0)).state_dict()
+    assert not np.allclose(doc.weights["fc1.weight"], fresh["fc1.weight"])
+    assert doc.history["epochs"][0]["epoch"] == 1
+    assert doc.history["eval_accuracy"] == pytest.approx(result.eval_accuracy)
+    # timeline: the state before training and after the epoch
+    assert [s.epoch for s in panel.snapshots] == [0, 1]
+    assert panel.snapshots[0].filters.shape == (6, 1, 5, 5)
+    assert not np.allclose(panel.snapshots[0].filters, panel.snapshots[1].filters)
+    assert panel.snapshots[1].maps is not None
+    assert panel.slider.maximum() == 1
+
+
+def test_training_continues_from_document_weights(qtbot, panel, mnist):
+    doc = panel.doc
+    net = Network.compile(doc.graph, np.random.default_rng(5))
+    doc.set_weights(net.state_dict())
+    from engine.train import evaluate
+    before = evaluate(net, mnist.test.x, mnist.test.y)[1]
+    with qtbot.waitSignal(panel.training_finished, timeout=TIMEOUT) as sig:
+        panel.start_training()
+    wait_done(qtbot, panel)
+    # the first snapshot shows the document's weights, not a fresh initialisation
+    np.testing.assert_array_equal(panel.snapshots[0].filters, net.state_dict()["conv1.weight"])
+    assert sig.args[0].eval_accuracy > before
+
+
+def test_stop_stops_within_one_batch(qtbot, panel):
+    panel.epochs.setValue(5)
+    panel.start_training()
+    qtbot.waitUntil(lambda: panel.worker is not None and panel.worker.batches_run >= 2,
+                    timeout=TIMEOUT)
+    worker = panel.worker
+    with qtbot.waitSignal(panel.training_finished, timeout=TIMEOUT) as sig:
+        panel.stop_training()
+    wait_done(qtbot, panel)
+    result = sig.args[0]
+    assert result.history.stopped == "cancelled"
+    assert result.batches_run - worker.batches_at_stop <= 1
+    assert result.batches_run < 5 * 8  # far from the full run
+    assert panel.doc.locked_reason is None
+    assert panel.doc.weights is not None  # weights kept
+    assert "Stopped" in panel.status.text()
+
+
+def test_pause_blocks_between_batches_and_resume_continues(qtbot, panel):
+    panel.epochs.setValue(5)
+    panel.start_training()
+    qtbot.waitUntil(lambda: panel.worker is not None and panel.worker.batches_run >= 1,
+                    timeout=TIMEOUT)
+    worker = panel.worker
+    panel.toggle_pause()
+    assert worker.paused and panel.pause_button.text() == "Resume"
+    qtbot.wait(300)  # the batch running when paused may finish
+    n = worker.batches_run
+    qtbot.wait(500)
+    assert worker.batches_run == n  # blocked, not training
+    panel.toggle_pause()
+    qtbot.waitUntil(lambda: worker.batches_run > n, timeout=TIMEOUT)
+    panel.stop_training()
+    wait_done(qtbot, panel)
+
+
+def test_edits_are_refused_while_training(qtbot, panel):
+    doc = panel.doc
+    reasons = []
+    doc.edit_refused.connect(reasons.append)
+    panel.epochs.setValue(5)
+    panel.start_training()
+    assert not panel.train_button.isEnabled()
+    assert doc.push(SetParamCommand(doc, "fc1", "out_features", 50)) is False
+    assert reasons == [LOCK_REASON]
+    assert doc.graph.nodes["fc1"].params["out_features"] == 120
+    panel.stop_training()
+    wait_done(qtbot, panel)
+    assert doc.push(SetParamCommand(doc, "fc1", "out_features", 50)) is True
+
+
+def test_frozen_layers_are_not_trained(qtbot, panel):
+    doc = panel.doc
+    assert doc.push(SetTrainableCommand(doc, ["conv1"], False))
+    assert "conv1" in panel.frozen_label.text()
+    initial = Network.compile(doc.graph, np.random.default_rng(0)).state_dict()
+    with qtbot.waitSignal(panel.training_finished, timeout=TIMEOUT):
+        panel.start_training()
+    wait_done(qtbot, panel)
+    np.testing.assert_array_equal(doc.weights["conv1.weight"], initial["conv1.weight"])
+    assert not np.allclose(doc.weights["conv2.weight"], initial["conv2.weight"])
+
+
+def test_data_mismatch_is_reported_with_fixes(qtbot, panel):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(40, 3, 32, 32)).astype(np.float32)
+    y = np.arange(40) % 12
+    panel.set_dataset(DataBundle(Dataset(x, y, [f"c{i}" for i in range(12)], "toy")))
+    errors = [m for m in panel.mismatch_messages if m.severity == "error"]
+    assert len(errors) == 3  # channels, size, classes
+    assert not panel.train_button.isEnabled()
+    assert panel.start_training() is False
+    assert panel.fix_button.isVisible()
+    assert panel.apply_fix()
+    inp = panel.doc.graph.nodes["input"].params
+    assert (inp["channels"], inp["height"], inp["width"]) == (3, 32, 32)
+    # the class count fix is offered next; applying it makes the data fit
+    assert "12" in panel.fix_button.text()
+    assert panel.apply_fix()
+    assert panel.doc.graph.nodes["fc3"].params["out_features"] == 12
+    assert not [m for m in panel.mismatch_messages if m.severity == "error"]
+    assert panel.train_button.isEnabled()
+    # one undo step per fix
+    panel.doc.undo_stack.undo()
+    assert panel.doc.graph.nodes["fc3"].params["out_features"] == 10
