@@ -296,6 +296,23 @@ def test_cli_subcommand_writes_the_folder(tmp_path):
     src = (tmp_path / "sq" / "model.py").read_text()
     assert "class Squeeze(nn.Module)" in src
     assert (tmp_path / "sq" / "train.py").exists()
+    assert not (tmp_path / "sq" / "weights.npz").exists()  # a template has no weights
+
+
+def test_cli_exports_a_project_file_with_its_weights(tmp_path):
+    project = pytest.importorskip("engine.project")
+    graph = build_template("lenet5", 10)
+    state = Network.compile(graph, np.random.default_rng(0)).state_dict()
+    path = project.save_project(tmp_path / "lenet.cnnd", graph, state)
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["export-pytorch", str(path), "--out", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    with np.load(tmp_path / "out" / "weights.npz") as w:
+        np.testing.assert_array_equal(w["fc3.bias"], state["fc3.bias"])
+    args = parser.parse_args(["export-pytorch", "no-such-model", "--out", str(tmp_path / "x")])
+    with pytest.raises(Exception, match="no-such-model"):
+        args.func(args)
 
 
 def test_train_script_one_epoch_under_torchrun_two_cpu_processes(tmp_path):
