@@ -49,7 +49,7 @@ def producer_version() -> str:
         from importlib.metadata import version
 
         return version("cnn-designer")
-    except Exception:  # not installed as a package: still a valid model
+    except Exception:  # noqa: BLE001 - not installed as a package: still a valid model
         return "0.1.0"
 
 

@@ -125,11 +125,11 @@ def read_model(source, what: str | None = None):
                                       f"'{t.name}' is missing")
         try:
             edh.load_external_data_for_model(model, str(base_dir))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - onnx raises several types here
             raise OnnxImportError(f"{what}: cannot read its external data ({exc})") from None
     try:
         onnx.checker.check_model(model)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the checker's ValidationError and others
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise OnnxImportError(f"{what} is not a valid ONNX model: {first}") from None
     return model
@@ -262,8 +262,8 @@ def importer_table() -> dict[str, list[type[Layer]]]:
             continue
         for op in cls.onnx_ops:
             table[op].append(cls)
-    for op in table:
-        table[op].sort(key=lambda c: not getattr(c, "onnx_import_first", False))
+    for classes in table.values():
+        classes.sort(key=lambda c: not getattr(c, "onnx_import_first", False))
     return dict(table)
 
 
@@ -312,6 +312,12 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
     taken: set[str] = set()
     input_name = _unique(_clean_name(vi.name) or "input", taken)
     unresolved: set[str] = set()
+    scope_counts: dict[str, int] = defaultdict(int)
+    for node in g.node:
+        sc = _scope(node.name)
+        if sc is not None and node.op_type not in ("Constant", "Shape", "Gather", "Unsqueeze",
+                                                   "Concat", "Identity"):
+            scope_counts[sc[0]] += 1
 
     for k, node in enumerate(_topological(g)):
         if id(node) in ctx.absorbed:
@@ -332,7 +338,7 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
         if _foldable(ctx, node):
             try:
                 _fold(ctx, node)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
                 problems.append(f"{ctx.where(node)}: cannot evaluate this constant expression "
                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
                 unresolved.update(node.output)
@@ -354,7 +360,7 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
         if res is None:
             unresolved.update(node.output)
             continue
-        our = _unique(_clean_name(node.name) or _default_name(res.cls), taken)
+        our = _unique(_clean_name(node.name, scope_counts) or _default_name(res.cls), taken)
         err = _check_layer(ctx, our, res)
         if err:
             problems.append(f"{ctx.where(node)}: {err}")
@@ -498,14 +504,29 @@ def _topological(g) -> list:
     return order
 
 
-def _clean_name(name: str) -> str:
-    """ONNX node names as layer names: PyTorch's '/features/conv1/Conv' -> 'features.conv1'."""
-    s = name.strip()
-    if s.startswith("/"):
-        parts = [p for p in s.split("/") if p]
-        if len(parts) > 1:
-            parts = parts[:-1]  # the trailing op type
-        s = ".".join(parts)
+def _scope(name: str) -> tuple[str, str] | None:
+    """PyTorch's '/features/features.0/Conv' -> ('features.0', 'Conv'): the innermost module
+    (already fully qualified) and the op."""
+    parts = [p for p in name.strip().split("/") if p]
+    if not name.startswith("/") or not parts:
+        return None
+    return (parts[-2] if len(parts) > 1 else "", parts[-1])
+
+
+def _clean_name(name: str, scope_counts: dict[str, int] | None = None) -> str:
+    """ONNX node names as layer names. PyTorch's '/features/features.0/Conv' becomes
+    'features.0'; an op of a module with several ops ('/layer1/Relu') 'layer1.relu'."""
+    sc = _scope(name)
+    if sc is not None:
+        scope, op = sc
+        if not scope:
+            s = op.lower()
+        elif scope_counts and scope_counts.get(scope, 0) > 1:
+            s = scope + "." + re.sub(r"_\d+$", "", op).lower()
+        else:
+            s = scope
+    else:
+        s = name.strip()
     s = re.sub(r"[^\w.\-]+", "_", s).strip("_")
     return s[:64]
 

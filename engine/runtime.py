@@ -67,7 +67,7 @@ class OnnxModel:
         chosen = providers or default_providers()
         try:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=chosen)
-        except Exception as exc:  # onnxruntime raises its own exception types
+        except Exception as exc:  # noqa: BLE001 - onnxruntime has its own exception types
             raise DataError(f"ONNX Runtime cannot load the model: {exc}") from None
         self.providers = self.session.get_providers()
         inp = self.session.get_inputs()[0]

@@ -65,11 +65,11 @@ def test_transfer_learning_end_to_end(tmp_path):
     new, hist = fine_tune(graph, weights, x3, y3,
                           TrainConfig(epochs=3, batch_size=32, lr=0.01, val_split=0))
     assert hist.stopped is None and len(hist.epochs) == 3
-    for k in before:  # frozen: unchanged, BatchNorm statistics included; the head learned
+    for k, old in before.items():  # frozen: unchanged, BatchNorm statistics too; the head learned
         if k.startswith("head."):
-            assert not np.array_equal(new[k], before[k]), k
+            assert not np.array_equal(new[k], old), k
         else:
-            np.testing.assert_array_equal(new[k], before[k], err_msg=k)
+            np.testing.assert_array_equal(new[k], old, err_msg=k)
     tuned = Network.compile(graph)
     tuned.load_state_dict(new)
     _, acc, _ = evaluate(tuned, *blobs(96, 3, 4))
