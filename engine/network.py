@@ -108,8 +108,11 @@ class Network:
             return outs[self.inputs[skip][0]]
         return outs[self.output_id]
 
-    def backward(self, dy: np.ndarray, from_logits: bool = False) -> np.ndarray:
-        """Backpropagate dL/d(output) (or dL/d(logits) with from_logits); returns dL/d(input)."""
+    def backward(self, dy: np.ndarray, from_logits: bool = False,
+                 input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate dL/d(output) (or dL/d(logits) with from_logits); returns dL/d(input),
+        or None with input_grad=False: layers fed only by the input (or by frozen layers)
+        then skip their own input gradient (training needs only the weight gradients)."""
         grads: dict[str, np.ndarray] = {}
         start = self.output_id
         if from_logits and self.ends_in_softmax:
@@ -126,8 +129,18 @@ class Network:
                 return g
             if self._frozen_prefix.get(nid):
                 continue  # nothing trainable upstream: no need to go further back
-            dxs = self.layers[nid].backward(g)
+            layer = self.layers[nid]
+            if input_grad or not all(self._frozen_prefix[s] for s in self.inputs[nid]):
+                dxs = layer.backward(g)
+            else:  # a layer that honours need_dx = False returns None for its inputs
+                layer.need_dx = False
+                try:
+                    dxs = layer.backward(g)
+                finally:
+                    layer.need_dx = True
             for s, dx in zip(self.inputs[nid], dxs):
+                if dx is None:
+                    continue
                 if s in grads:
                     grads[s] = grads[s] + dx
                 else:

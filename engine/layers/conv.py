@@ -207,6 +207,8 @@ class Conv2d(Layer):
                                                         dtype=wt.dtype)
             if self.bias:
                 self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
+        if not getattr(self, "need_dx", True):  # set by Network.backward(input_grad=False)
+            return [None]
         wmat = self.weights["weight"].reshape(g, og, kk)
         dcols = np.matmul(wmat.transpose(0, 2, 1), dyc)  # (G, kk, Ho·Wo·N)
         dxp = col2im_chwn(dcols.reshape(c, k[0], k[1], ho, wo, n), xpshape[1], xpshape[2],

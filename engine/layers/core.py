@@ -169,6 +169,8 @@ class Linear(Layer):
             self.grads["weight"] = dy.T @ x
             if self.bias:
                 self.grads["bias"] = dy.sum(axis=0)
+        if not getattr(self, "need_dx", True):  # set by Network.backward(input_grad=False)
+            return [None]
         return [dy @ self.weights["weight"]]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
