@@ -22,6 +22,7 @@ from .layers import Shape, fmt_shape
 from .validate import Validation, validate
 
 FORMATS = ("text", "markdown", "csv", "json")
+INCOMPLETE = "Layers with an unknown shape (?) are not counted: fix the problems below first."
 BYTES_PER_VALUE = 4  # float32
 
 
@@ -74,6 +75,11 @@ class Summary:
     @property
     def activation_bytes(self) -> int:
         return self.activation_values * BYTES_PER_VALUE
+
+    @property
+    def incomplete(self) -> bool:
+        """Some layers have unknown shapes: the totals leave them out."""
+        return any(r.output_shape is None for r in self.rows)
 
     @property
     def ok(self) -> bool:
@@ -159,7 +165,8 @@ def _totals(s: Summary) -> list[tuple[str, str]]:
     return [("Total params", f"{s.total_params:,}"),
             ("Trainable params", f"{s.trainable_params:,}"),
             ("Non-trainable params", f"{s.non_trainable_params:,}"),
-            ("Forward MACs (per sample)", f"{s.macs:,} ({human_count(s.macs)})"),
+            ("Forward MACs (per sample)",
+             f"{s.macs:,}" + (f" ({human_count(s.macs)})" if s.macs >= 1000 else "")),
             ("Weight memory (float32)", human_bytes(s.weight_bytes)),
             ("Activation memory (per sample, float32)", human_bytes(s.activation_bytes))]
 
@@ -189,6 +196,8 @@ def to_text(s: Summary) -> str:
     width = max(len(k) for k, _ in _totals(s))
     out += [f"{k + ':':<{width + 1}} {v}" for k, v in _totals(s)]
     out.append("RF = receptive field and Stride = effective stride, in input pixels.")
+    if s.incomplete:
+        out.append(INCOMPLETE)
     if s.problems:
         n_err = len(s.errors)
         n_warn = len(s.problems) - n_err
@@ -208,6 +217,8 @@ def to_markdown(s: Summary) -> str:
     out += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]
     out += ["", "| Total | |", "|---|---:|"]
     out += [f"| {k} | {v} |" for k, v in _totals(s)]
+    if s.incomplete:
+        out += ["", f"*{INCOMPLETE}*"]
     if s.problems:
         out += ["", "**Problems**", ""] + [f"- {esc(p)}" for p in _problem_lines(s)]
     return "\n".join(out) + "\n"
@@ -235,6 +246,7 @@ def to_json(s: Summary) -> dict:
     return {
         "name": s.name,
         "valid": s.ok,
+        "complete": not s.incomplete,
         "layers": [{"id": r.id, "name": r.name, "type": r.type, "details": r.details,
                     "inputs": r.inputs,
                     "output_shape": list(r.output_shape) if r.output_shape else None,

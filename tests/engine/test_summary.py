@@ -122,6 +122,7 @@ def test_invalid_graph_lists_every_problem():
     for p in s.errors:
         assert p.text in text
     assert "big" in text and "orphan" in text and "badparam" in text
+    assert "unknown shape (?) are not counted" in text
     data = json.loads(format_summary(s, "json"))
     assert data["valid"] is False
     assert len([p for p in data["problems"] if p["severity"] == "error"]) == len(s.errors)
