@@ -4,6 +4,7 @@ work, marks everything downstream of an error unknown, and computes receptive fi
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -142,15 +143,16 @@ def test_channel_mismatch_into_add():
     assert v.nodes["merge"].out_shape is None and v.nodes["after"].out_shape is None
 
 
-def test_spatial_mismatch_into_concat_offers_padding_on_the_branch():
+@pytest.mark.parametrize("merge,cb,out", [("Concat", 2, (6, 8, 8)), ("Add", 4, (4, 8, 8))])
+def test_spatial_mismatch_into_merge_offers_padding_on_the_branch(merge, cb, out):
     g = branches({"out_channels": 4, "kernel_size": 3, "padding": 1},
-                 {"out_channels": 2, "kernel_size": 3}, "Concat")
+                 {"out_channels": cb, "kernel_size": 3}, merge)
     m = only_error(validate(g), "merge")
-    assert "2×6×6" in m.text and "4×8×8" in m.text and "H×W" in m.text
+    assert f"{cb}×6×6" in m.text and "4×8×8" in m.text
     assert m.fix is not None and m.fix.node_id == "b"
     assert "padding 1 keeps 8×8" in m.fix.label
     v2 = validate(apply_fix(g, m))
-    assert v2.ok and v2.nodes["merge"].out_shape == (6, 8, 8)
+    assert v2.ok and v2.nodes["merge"].out_shape == out
 
 
 def test_linear_fed_an_image_gets_an_insert_flatten_fix():
@@ -342,7 +344,7 @@ def test_validate_never_raises_and_unknown_stays_unknown(g):
                for m in res.messages):
             assert res.out_shape is None
         for m in res.messages:
-            assert m.node_id == nid and m.text
+            assert m.node_id == nid and f"'{g.nodes[nid].name}'" in m.text, m.text
         if res.out_shape is not None:
             assert all(isinstance(d, int) and d >= 1 for d in res.out_shape)
             ins = g.inputs_of(nid)
@@ -393,6 +395,8 @@ def random_chains(draw):
 def test_validated_shapes_are_the_shapes_forward_produces(g):
     note(g.dumps())
     v = validate(g)
+    for m in v.messages:  # every message names its layer
+        assert f"'{g.nodes[m.node_id].name}'" in m.text, m.text
     if not v.ok:
         assert all(v.nodes[n].out_shape is None for n in v.order[v.order.index(
             next(m.node_id for m in v.errors)):])
