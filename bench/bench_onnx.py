@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.examples import load_example  # noqa: E402
-from engine.network import Network  # noqa: E402
-from engine.onnx_export import export_onnx  # noqa: E402
-from engine.runtime import OnnxModel, default_threads  # noqa: E402
+from engine.examples import load_example
+from engine.network import Network
+from engine.onnx_export import export_onnx
+from engine.runtime import OnnxModel, default_threads
 
 NETS = ("lenet5", "small_vgg")
 
