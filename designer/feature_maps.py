@@ -377,6 +377,7 @@ class FeatureMapPanel(QWidget):
         self.stats = QTableWidget(0, 5)
         self.stats.setHorizontalHeaderLabels(["map", "min", "max", "mean", "zero after ReLU"])
         self.stats.verticalHeader().setVisible(False)
+        self.stats.verticalHeader().setDefaultSectionSize(20)
         self.stats.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.stats.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.stats.setMaximumHeight(160)
