@@ -50,24 +50,6 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight decay must be a number >= 0, got {self.weight_decay}")
-        if str(self.optimizer).lower() not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight decay must be a number >= 0, got {self.weight_decay}")
-        if str(self.optimizer).lower() not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight decay must be a number >= 0, got {self.weight_decay}")
-        if str(self.optimizer).lower() not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight decay must be a number >= 0, got {self.weight_decay}")
 
 
 @dataclass
@@ -150,12 +132,6 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                             f"set its size to at least {int(y.max()) + 1}")
     if len(y) and int(y.min()) < 0:
         raise TrainingError(f"labels must be class numbers 0, 1, 2, ...; got {int(y.min())}")
-    if len(y) and int(y.min()) < 0:
-        raise TrainingError(f"labels must be class numbers 0, 1, 2, ...; got {int(y.min())}")
-    if len(y) and int(y.min()) < 0:
-        raise TrainingError(f"labels must be class numbers 0, 1, 2, ...; got {int(y.min())}")
-    if len(y) and int(y.min()) < 0:
-        raise TrainingError(f"labels must be class numbers 0, 1, 2, ...; got {int(y.min())}")
     rng = np.random.default_rng(config.seed)
     if x_val is None:
         x, y, x_val, y_val = split_validation(x, y, config.val_split, rng)
@@ -230,21 +206,6 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
             on_epoch(rep)
     history.seconds = time.perf_counter() - t_start
     return history
-
-
-def _restore(buffers: dict[str, np.ndarray], saved: list[np.ndarray]) -> None:
-    for a, s in zip(buffers.values(), saved):
-        a[...] = s
-
-
-def _restore(buffers: dict[str, np.ndarray], saved: list[np.ndarray]) -> None:
-    for a, s in zip(buffers.values(), saved):
-        a[...] = s
-
-
-def _restore(buffers: dict[str, np.ndarray], saved: list[np.ndarray]) -> None:
-    for a, s in zip(buffers.values(), saved):
-        a[...] = s
 
 
 def _restore(buffers: dict[str, np.ndarray], saved: list[np.ndarray]) -> None:
