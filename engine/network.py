@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GraphError, ProjectError
+from .errors import ProjectError
 from .graph import Graph
 from .layers import Layer, Shape, fmt_shape
 from .validate import Validation, validate
@@ -57,12 +57,7 @@ class Network:
                 validation: Validation | None = None) -> Network:
         """Check the graph, instantiate its layers and initialise their weights."""
         v = validation or validate(graph)
-        if not v.ok:
-            lines = "\n".join(f"  - {m.text}" for m in v.errors)
-            raise GraphError(f"the graph has {len(v.errors)} problem"
-                             f"{'s' * (len(v.errors) != 1)}:\n{lines}")
-        if v.output_id is None:
-            raise GraphError("the graph has no output layer")
+        v.raise_if_invalid("build the network")
         net = cls(graph.copy(), v)
         rng = rng if rng is not None else np.random.default_rng(0)
         for nid in net.order:

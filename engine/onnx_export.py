@@ -116,12 +116,7 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
         raise ValueError(f"opset {opset} is not supported for export; use {MIN_OPSET} to "
                          f"{MAX_OPSET} (default {OPSET})")
     v = validate(graph)
-    if not v.ok:
-        lines = "\n".join(f"  - {m.text}" for m in v.errors)
-        raise GraphError(f"cannot export: the graph has {len(v.errors)} problem"
-                         f"{'s' * (len(v.errors) != 1)}:\n{lines}")
-    if v.output_id is None:
-        raise GraphError("cannot export: the graph has no output layer")
+    v.raise_if_invalid("export it")
     weights = _complete_weights(graph, v, weights, rng)
     needed = _ancestors(graph, v.output_id)
     order = [nid for nid in v.order if nid in needed]

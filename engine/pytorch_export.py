@@ -288,12 +288,7 @@ def generate_model(graph: Graph, class_name: str | None = None,
                    validation: Validation | None = None) -> PyTorchCode:
     """model.py for `graph`; ExportError (a GraphError) if the graph is not valid."""
     v = validation or validate(graph)
-    if not v.ok:
-        lines = "\n".join(f"  - {m.text}" for m in v.errors)
-        raise ExportError(f"fix the design before exporting it; {len(v.errors)} problem"
-                          f"{'s' * (len(v.errors) != 1)}:\n{lines}")
-    if v.output_id is None:
-        raise ExportError("the design has no output layer")
+    v.raise_if_invalid("export it as PyTorch code", ExportError)
     cls = class_name or class_name_for(graph.name)
     if not cls.isidentifier() or keyword.iskeyword(cls):
         raise ExportError(f"class name {cls!r} is not a valid Python identifier; use letters, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ParamError, ShapeError
+from .errors import GraphError, ParamError, ShapeError
 from .graph import Graph
 from .layers import REGISTRY, Layer, Shape, fmt_shape
 from .messages import ERROR, WARNING, Fix, Message
@@ -71,6 +71,16 @@ class Validation:
     @property
     def macs(self) -> int:
         return sum(r.macs for r in self.nodes.values())
+
+    def raise_if_invalid(self, doing: str, error: type[Exception] = GraphError) -> None:
+        """Raise `error` listing every problem (and a missing output) before `doing` a thing
+        that needs a valid graph, e.g. doing="export it"."""
+        if not self.ok:
+            lines = "\n".join(f"  - {m.text}" for m in self.errors)
+            n = len(self.errors)
+            raise error(f"cannot {doing}: the graph has {n} problem{'s' * (n != 1)}:\n{lines}")
+        if self.output_id is None:
+            raise error(f"cannot {doing}: the graph has no output layer")
 
 
 def validate(graph: Graph) -> Validation:
