@@ -369,3 +369,22 @@ def test_network_backward_from_logits_skips_the_final_softmax():
         np.testing.assert_allclose(g_logits[k], v, rtol=1e-12)
     probs = net.forward(x)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_network_backward_without_input_grad_gives_the_same_weight_gradients():
+    net = float64_network(fan_out_graph())
+    x = np.random.default_rng(8).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    r = np.random.default_rng(9).standard_normal((2, 4))
+
+    def weight_grads(**kw):
+        net.forward(x, training=True)
+        out = net.backward(r, **kw)
+        return out, {f"{nid}.{k}": v.copy() for nid, layer in net.layers.items()
+                     for k, v in layer.grads.items()}
+
+    dx, full = weight_grads()
+    none, fast = weight_grads(input_grad=False)
+    assert dx is not None and none is None
+    assert fast.keys() == full.keys() and "conv_a.weight" in fast and "conv_c.weight" in fast
+    for k in full:
+        np.testing.assert_allclose(fast[k], full[k], rtol=1e-12, err_msg=k)
