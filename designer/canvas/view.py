@@ -94,8 +94,17 @@ class CanvasView(QGraphicsView):
             return
         steps = event.angleDelta().y() / 120.0
         if steps:
-            self.zoom_by(1.15 ** steps, anchor_under_mouse=True)
+            self.zoom_at(1.15 ** steps, event.position())
         event.accept()
+
+    def zoom_at(self, factor: float, vp_pos: QPointF) -> None:
+        """Zoom keeping the scene point under `vp_pos` (viewport coordinates) where it is."""
+        before = self.mapToScene(vp_pos.toPoint())
+        self.zoom_by(factor)
+        after = self.mapToScene(vp_pos.toPoint())
+        centre = self.mapToScene(self.viewport().rect().center())
+        self.centerOn(centre - (after - before))
+        self.minimap.update_later()
 
     def mousePressEvent(self, event):
         if event.button() == Qt.MouseButton.MiddleButton or (
@@ -261,6 +270,8 @@ class Minimap(QWidget):
 
     def refresh(self) -> None:
         scene = self.view.canvas()
+        if scene is None:
+            return
         content = scene.content_rect()
         visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
         fits = content.isNull() or visible.contains(content)
@@ -279,6 +290,8 @@ class Minimap(QWidget):
 
     def paintEvent(self, event):
         scene = self.view.canvas()
+        if scene is None:
+            return
         look = scene.look
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
