@@ -141,11 +141,22 @@ def test_forward_produces_the_declared_shape_in_float32(type_name, params, in_sh
     layer = REGISTRY[type_name]("x", **params)
     layer.init_weights(in_shapes, rng)
     xs = [rng.standard_normal((2,) + s).astype(np.float32) for s in in_shapes or [out_shape]]
+    x0 = [x.copy() for x in xs]
     for training in (False, True):
         y = layer.forward(xs, training=training)
         assert y.shape == (2,) + out_shape
         assert y.dtype == np.float32, "float32 in must give float32 out"
-    dxs = layer.backward(np.ones_like(y))
+        if not training:  # inference treats each sample alone: a batch of one agrees
+            y1 = layer.forward([x[1:] for x in xs])
+            np.testing.assert_allclose(y1, y[1:], rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dy0 = dy.copy()
+    dxs = layer.backward(dy)
+    # nothing is changed in place: Add hands the same dy to several branches, and a
+    # fan-out hands the same x to several layers
+    for x, xc in zip(xs, x0):
+        np.testing.assert_array_equal(x, xc)
+    np.testing.assert_array_equal(dy, dy0)
     for x, dx in zip(xs, dxs):
         assert dx.shape == x.shape and dx.dtype == np.float32
     for k, g in layer.grads.items():
