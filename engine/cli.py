@@ -1,13 +1,15 @@
-"""The command line: summary and train (and export / infer / import from engine.onnx_cli).
+"""The command line: summary, train, examples, and the subcommands other modules plug in.
 
     python main.py summary lenet5 --format markdown
     python main.py train lenet5 --data mnist --epochs 1 --out lenet5.cnnd
 
-MODEL is a project file (.cnnd), a bare architecture .json or an example name (lenet5, ...).
+MODEL is a project file (.cnnd), a bare architecture .json, an example name (lenet5, ...) or a
+template name (alexnet, vgg16, resnet18, densenet201, ...).
 Exit codes: 0 ok; 1 invalid graph or failed; 2 usage error; 130 interrupted by Ctrl+C (during
 training the first Ctrl+C stops after the batch and the last good weights are saved).
 
-engine.onnx_cli, when present, contributes subcommands: `add_commands(subparsers)` adds its
+Each module in PLUGIN_MODULES (ONNX export / infer / import, PyTorch export, templates, fine-tuning)
+contributes subcommands: `add_commands(subparsers)` adds its
 parsers with `set_defaults(func=handler)`, handler(args) -> exit code (None means 0); an
 EngineError it raises is printed as "error: ..." with exit code 1.
 """
@@ -33,8 +35,8 @@ from .summary import FORMATS, format_summary, summarize
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
 EPILOG = """\
-MODEL is a project file (.cnnd), a bare architecture .json or an example name
-({examples}).
+MODEL is a project file (.cnnd), a bare architecture .json, an example name
+({examples}) or a template name ({templates}).
 
 exit codes:
   0    success
@@ -80,7 +82,9 @@ def _float_in(lo: float, hi: float | None, lo_open: bool, hi_open: bool = True):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    epilog = EPILOG.format(examples=", ".join(example_names()))
+    from .templates import TEMPLATES
+
+    epilog = EPILOG.format(examples=", ".join(example_names()), templates=", ".join(TEMPLATES))
     parser = argparse.ArgumentParser(
         prog="cnn-designer",
         description="CNN Designer on the command line. Without a command, `python main.py` "
@@ -130,25 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List the example networks usable as MODEL.")
     p.set_defaults(func=cmd_examples)
 
-    _add_onnx_commands(sub)
+    for module in PLUGIN_MODULES:
+        _add_plugin_commands(sub, module)
     return parser
 
 
-def _add_onnx_commands(sub) -> None:
-    """engine.onnx_cli (export, infer, import) plugs in here when it exists."""
-    name = f"{__package__}.onnx_cli"
+# Modules that contribute subcommands through `add_commands(subparsers)`.
+PLUGIN_MODULES = ("onnx_cli", "pytorch_export", "template_cli", "finetune")
+
+
+def _add_plugin_commands(sub, module: str) -> None:
+    """A module's subcommands plug in here; a broken one must not break summary / train."""
+    name = f"{__package__}.{module}"
     try:
-        onnx_cli = importlib.import_module(name)
+        mod = importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name == name:
             return
-        print(f"warning: the ONNX commands are unavailable ({exc})", file=sys.stderr)
+        print(f"warning: the {module} commands are unavailable ({exc})", file=sys.stderr)
         return
-    except Exception as exc:  # noqa: BLE001 - a broken plug-in must not break summary/train
-        print(f"warning: the ONNX commands are unavailable ({type(exc).__name__}: {exc})",
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: the {module} commands are unavailable ({type(exc).__name__}: {exc})",
               file=sys.stderr)
         return
-    onnx_cli.add_commands(sub)
+    mod.add_commands(sub)
 
 
 def command_names() -> list[str]:
@@ -188,14 +197,18 @@ def main(argv: list[str] | None = None) -> int:
 # ---- MODEL -------------------------------------------------------------------------------
 
 def load_model(spec: str) -> Project:
-    """A project file, a bare architecture .json or an example name."""
+    """A project file, a bare architecture .json, an example or a template name."""
+    from .templates import TEMPLATES, build_template
+
     path = Path(spec)
     if path.exists():
         return load_project(path)
     if spec in example_names():
         return Project(load_example(spec))
-    raise UsageError(f"MODEL {spec!r} is neither a file nor an example name "
-                     f"({', '.join(example_names())})")
+    if spec in TEMPLATES:
+        return Project(build_template(spec))
+    raise UsageError(f"MODEL {spec!r} is neither a file, an example ({', '.join(example_names())})"
+                     f" nor a template ({', '.join(TEMPLATES)})")
 
 
 # ---- summary -----------------------------------------------------------------------------

@@ -52,8 +52,9 @@ class TemplateInfo:
     make: Callable[..., Template]  # make(num_classes=...) -> Template
     reference: str = ""  # where the architecture is defined
 
-    def build(self, num_classes: int = 1000) -> Graph:
-        return self.make(num_classes=num_classes).graph
+    def build(self, num_classes: int | None = None) -> Graph:
+        """The graph; num_classes None keeps the architecture's own (10 for LeNet-5, else 1000)."""
+        return (self.make() if num_classes is None else self.make(num_classes=num_classes)).graph
 
 
 class _Builder:
@@ -725,20 +726,22 @@ TEMPLATES: dict[str, TemplateInfo] = {
 }
 
 
-def make_template(name: str, num_classes: int = 1000) -> Template:
+def make_template(name: str, num_classes: int | None = None) -> Template:
     """Build a template with its block membership; KeyError-free: ValueError names the known."""
     try:
         info = TEMPLATES[name]
     except KeyError:
         raise ValueError(f"unknown template {name!r}; known templates: "
                          f"{', '.join(TEMPLATES)}") from None
+    if num_classes is None:
+        return info.make()  # the architecture's own class count
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"number of classes must be a whole number of at least 1, got "
                          f"{num_classes!r}")
     return info.make(num_classes=num_classes)
 
 
-def build_template(name: str, num_classes: int = 1000) -> Graph:
+def build_template(name: str, num_classes: int | None = None) -> Graph:
     """The graph of template `name` with a `num_classes`-way classifier."""
     return make_template(name, num_classes).graph
 

@@ -124,7 +124,7 @@ def test_bad_data_file_exits_1(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["summary", "lenet5", "--format", "xml"], "invalid choice: 'xml'"),
-    (["summary", "no_such_model"], "neither a file nor an example name"),
+    (["summary", "no_such_model"], "neither a file, an example"),
     (["summary"], "the following arguments are required: MODEL"),
     (["train", "lenet5", "--data", "mnist"], "required: --out"),
     (["train", "lenet5", "--data", "mnist", "--out", "x.cnnd", "--epochs", "0"],
