@@ -108,12 +108,12 @@ paddings = st.one_of(st.just("valid"), st.just("same"),
        s=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        d=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=paddings,
        hw=st.tuples(st.integers(1, 7), st.integers(1, 7)), bias=st.booleans(),
-       seed=st.integers(0, 100))
+       seed=st.integers(0, 100), n=st.integers(1, 3))
 @example(cg=2, og=1, groups=2, k=(2, 3), s=(2, 2), d=(2, 1), padding="same", hw=(6, 7),
-         bias=True, seed=0)
+         bias=True, seed=0, n=2)
 @example(cg=1, og=2, groups=3, k=(3, 3), s=(2, 1), d=(1, 1), padding=[0, 2, 1, 0], hw=(5, 4),
-         bias=False, seed=1)
-def test_conv2d_backward(cg, og, groups, k, s, d, padding, hw, bias, seed):
+         bias=False, seed=1, n=1)
+def test_conv2d_backward(cg, og, groups, k, s, d, padding, hw, bias, seed, n):
     in_shape = (cg * groups,) + hw
     params = {"out_channels": og * groups, "kernel_size": list(k), "stride": list(s),
               "dilation": list(d), "padding": padding, "groups": groups, "bias": bias}
@@ -121,7 +121,7 @@ def test_conv2d_backward(cg, og, groups, k, s, d, padding, hw, bias, seed):
         layer = make_layer("Conv2d", params, [in_shape], seed)
     except ShapeError:
         assume(False)
-    check_layer(layer, [randn((2,) + in_shape, seed)], seed)
+    check_layer(layer, [randn((n,) + in_shape, seed)], seed)
 
 
 def test_frozen_conv_and_linear_pass_gradient_without_weight_grads():
@@ -148,16 +148,16 @@ pool_pads = st.one_of(st.just("valid"), st.just("same"),
 @FEW
 @given(k=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=strides, padding=pool_pads,
        ceil_mode=st.booleans(), hw=st.tuples(st.integers(1, 7), st.integers(1, 7)),
-       seed=st.integers(0, 100))
-@example(k=(3, 3), stride=(2, 2), padding=[1, 1, 1, 1], ceil_mode=True, hw=(6, 6), seed=0)
-@example(k=(2, 3), stride=(3, 2), padding=[1, 0, 0, 1], ceil_mode=True, hw=(7, 5), seed=1)
-def test_maxpool_backward(k, stride, padding, ceil_mode, hw, seed):
+       seed=st.integers(0, 100), n=st.integers(1, 3))
+@example(k=(3, 3), stride=(2, 2), padding=[1, 1, 1, 1], ceil_mode=True, hw=(6, 6), seed=0, n=2)
+@example(k=(2, 3), stride=(3, 2), padding=[1, 0, 0, 1], ceil_mode=True, hw=(7, 5), seed=1, n=1)
+def test_maxpool_backward(k, stride, padding, ceil_mode, hw, seed, n):
     try:
         layer = make_layer("MaxPool2d", pool_params(k, stride, padding, ceil_mode), [(2,) + hw])
     except ShapeError:
         assume(False)
     # random inputs: no ties, so the maximum is differentiable
-    check_layer(layer, [randn((2, 2) + hw, seed)], seed)
+    check_layer(layer, [randn((n, 2) + hw, seed)], seed)
 
 
 @FEW
