@@ -248,10 +248,25 @@ class Conv2d(Layer):
                   "padding": padding_from_onnx(a, in_shape, k, s, d, where, node.doc_string),
                   "dilation": d,
                   "groups": int(a.get("group", 1)), "bias": b is not None}
+        output = node.output[0]
+        nxt = ctx.sole_consumer(output)
+        if nxt is not None and nxt.op_type == "Add" and len(nxt.input) == 2:
+            # a per-channel constant added right after (the ONNX model zoo's Conv + Add "Plus")
+            other = nxt.input[1] if nxt.input[0] == output else nxt.input[0]
+            c = ctx.const(other)
+            cout = w.shape[0]
+            per_channel = c is not None and (c.size == 1 or c.shape in ((cout, 1, 1),
+                                                                         (1, cout, 1, 1)))
+            if per_channel:
+                c = np.broadcast_to(c.reshape(-1), (cout,)).astype(np.float32)
+                b = c + (b if b is not None else 0)
+                params["bias"] = True
+                ctx.absorb(nxt)
+                output = nxt.output[0]
         weights = {"weight": w}
         if b is not None:
             weights["bias"] = b
-        return ctx.imported(cls, params, weights, [node.input[0]])
+        return ctx.imported(cls, params, weights, [node.input[0]], output=output)
 
 
 # ---- ONNX padding, shared by Conv and the pooling layers -------------------------------------
