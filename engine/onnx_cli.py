@@ -93,7 +93,8 @@ def _load(spec: str):
 def _check_out(path: str, suffix: str) -> Path:
     out = Path(path)
     if out.is_dir():
-        raise _usage(f"--out {out} is a folder; give a file name such as {out / ('model' + suffix)}")
+        example = out / ("model" + suffix)
+        raise _usage(f"--out {out} is a folder; give a file name such as {example}")
     if not out.parent.exists():
         raise _usage(f"--out {out}: the folder {out.parent} does not exist")
     return out

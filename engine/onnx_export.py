@@ -136,6 +136,9 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
                 raise
             raise GraphError(f"cannot export {node.type_name} '{node.name}': {exc}") from None
     out_tensor = ctx.aliases.get(tensor[v.output_id], tensor[v.output_id])
+    if out_tensor == INPUT_NAME:
+        raise GraphError("cannot export: the network computes nothing at inference (its output "
+                         "is its input); add a layer")
     if out_tensor != OUTPUT_NAME:
         # the last layer was wired through (a final Dropout): its producer's tensor gets the name
         _rename(ctx, out_tensor, OUTPUT_NAME)

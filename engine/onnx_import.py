@@ -284,7 +284,11 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
     ctx = ImportContext(model, opset)
     g = model.graph
     for init in g.initializer:
-        ctx.consts[init.name] = numpy_helper.to_array(init)
+        try:
+            ctx.consts[init.name] = numpy_helper.to_array(init)
+        except (ValueError, TypeError) as exc:
+            raise OnnxImportError(f"{what}: weight tensor '{init.name}' is corrupt ({exc})"
+                                  ) from None
     data_inputs = [vi for vi in g.input if vi.name not in ctx.consts]
     if len(data_inputs) != 1:
         names = ", ".join(f"'{vi.name}'" for vi in data_inputs) or "none"
@@ -337,6 +341,7 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
             continue
         if _foldable(ctx, node):
             try:
+                _check_fold_size(ctx, node)
                 _fold(ctx, node)
             except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
                 problems.append(f"{ctx.where(node)}: cannot evaluate this constant expression "
@@ -432,6 +437,33 @@ def _foldable(ctx: ImportContext, node) -> bool:
     if node.op_type in FOLDABLE_SHAPE_OPS:
         return ctx.resolve(ins[0]) in ctx.shapes or ctx.const(ins[0]) is not None
     return bool(ins) and all(ctx.const(i) is not None for i in ins)
+
+
+MAX_FOLD_ELEMENTS = 1 << 26  # 64 M: a constant bigger than that is not a real model's
+
+
+def _check_fold_size(ctx: ImportContext, node) -> None:
+    """Refuse constant expressions that would allocate absurd amounts (hostile files)."""
+    ins = [ctx.const(i) for i in node.input]
+    size = None
+    op = node.op_type
+    try:
+        if op == "ConstantOfShape":
+            size = int(np.prod(np.asarray(ins[0], np.float64)))
+        elif op == "Expand":
+            size = int(np.prod(np.broadcast_shapes(ins[0].shape, tuple(int(d) for d in ins[1]))))
+        elif op == "Tile":
+            size = int(np.prod(np.asarray(ins[0].shape, np.float64) * np.asarray(ins[1])))
+        elif op == "Range":
+            start, limit, delta = (float(np.asarray(v)) for v in ins[:3])
+            size = int(abs((limit - start) / delta)) if delta else 0
+        elif op == "Pad" and len(ins) > 1 and ins[1] is not None:
+            pads, n = np.asarray(ins[1], np.float64).reshape(-1), ins[0].ndim
+            size = int(np.prod(np.asarray(ins[0].shape) + pads[:n] + pads[n:2 * n]))
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"malformed inputs ({exc})") from None
+    if size is not None and size > MAX_FOLD_ELEMENTS:
+        raise ValueError(f"it would make a constant of {size:,} elements")
 
 
 def _fold(ctx: ImportContext, node) -> None:

@@ -126,13 +126,14 @@ class ParityRow:
 
 
 def parity_report(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray,
-                  opset: int | None = None, providers: list[str] | None = None,
+                  opset: int | None = None, providers: list[str] | None = (CPU,),
                   atol: float = ATOL, rtol: float = RTOL) -> list[ParityRow]:
     """Layer-by-layer comparison of the engine with ONNX Runtime on input batch `x`.
 
     The graph is exported with every layer's output exposed as a model output; the engine runs
     Network.forward(keep=True). One row per layer in topological order. A layer wired through in
-    the export (Dropout) is compared on the tensor it passes on."""
+    the export (Dropout) is compared on the tensor it passes on. ONNX Runtime runs on the CPU
+    (the float32 reference) unless `providers` says otherwise (None: the default choice)."""
     from .network import Network
     from .onnx_export import OPSET, export_onnx
 
@@ -141,7 +142,7 @@ def parity_report(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray,
     net.load_state_dict(weights)
     x = np.asarray(x, np.float32)
     ours = net.forward(x, keep=True)
-    ort_model = OnnxModel(model, providers=providers)
+    ort_model = OnnxModel(model, providers=list(providers) if providers else None)
     theirs = ort_model.run_all(x)
     theirs["input"] = x
     tensor_of = {n.name: n.output[0] for n in model.graph.node}

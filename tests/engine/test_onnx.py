@@ -15,9 +15,11 @@ from engine.layers import REGISTRY
 from engine.network import Network
 from engine.onnx_export import OPSET, export_onnx, shape_mismatches
 from engine.onnx_import import OnnxImportError, import_onnx, importer_table
+from engine.runtime import CPU as CPU_PROVIDER
 from engine.runtime import OnnxModel, parity_report
 
 ATOL, RTOL = 1e-5, 1e-4
+CPU = [CPU_PROVIDER]  # float32 reference (an accelerator may use TF32)
 
 
 def close(a, b):
@@ -77,7 +79,7 @@ def check_round_trip(graph: Graph, weights: dict, x: np.ndarray, keep_dropout=Fa
     ours = Network.compile(graph)
     ours.load_state_dict(weights)
     y = ours.forward(x)
-    close(OnnxModel(model).run(x), y)
+    close(OnnxModel(model, providers=CPU).run(x), y)
     imp = import_onnx(model.SerializeToString())
     back = imp.network().forward(x)
     close(back, y)
@@ -279,7 +281,7 @@ def test_export_metadata_names_and_dynamic_batch():
     # no redundant nodes: one per layer (Flatten one node, Linear one Gemm)
     ops = [n.op_type for n in model.graph.node]
     assert "Reshape" not in ops and "Transpose" not in ops and "MatMul" not in ops
-    sess = OnnxModel(model)
+    sess = OnnxModel(model, providers=CPU)
     for n in (1, 5):
         assert sess.run(np.zeros((n, 1, 28, 28), np.float32)).shape[0] == n
     assert sess.run(np.zeros((1, 28, 28), np.float32)).ndim == 1  # a single image
@@ -306,7 +308,7 @@ def test_supported_opsets_check_and_agree(opset):
     assert model.opset_import[0].version == opset
     assert not shape_mismatches(model, g)
     x = np.random.default_rng(9).standard_normal((3, 2, 6, 6)).astype(np.float32)
-    close(OnnxModel(model).run(x), net.forward(x))
+    close(OnnxModel(model, providers=CPU).run(x), net.forward(x))
     close(import_onnx(model).network().forward(x), net.forward(x))
 
 
@@ -375,7 +377,7 @@ def make_model(nodes, inits, in_shape, opset=13, out="y", extra_inputs=()):
 def check_against_ort(model, in_shape, n=3, seed=0):
     """Import the foreign model; the engine must agree with ONNX Runtime on the original."""
     x = np.random.default_rng(seed).standard_normal((n, *in_shape)).astype(np.float32)
-    want = OnnxModel(model).run(x)
+    want = OnnxModel(model, providers=CPU).run(x)
     imp = import_onnx(model.SerializeToString())
     close(imp.network().forward(x), want)
     return imp
@@ -577,3 +579,63 @@ def test_two_inputs_or_open_sizes_are_clear_errors():
         import_onnx(m)
     imp = import_onnx(m, input_shape=(1, 5, 6))
     assert imp.network().input_shape == (1, 5, 6)
+
+
+def test_model_zoo_mnist_style_graph():
+    """The ONNX model zoo's MNIST (opset 8) writes Conv (SAME_UPPER, no bias) + Add of a (C,1,1)
+    constant, a Reshape to a fixed [1, 256], and MatMul with a Reshape'd constant + Add."""
+    r = np.random.default_rng(13)
+    w1 = r.standard_normal((8, 1, 5, 5)).astype(np.float32)
+    b1 = r.standard_normal((8, 1, 1)).astype(np.float32)
+    wf = r.standard_normal((8 * 4 * 4 * 10,)).astype(np.float32)
+    bf = r.standard_normal((1, 10)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], auto_pad="SAME_UPPER",
+                         kernel_shape=[5, 5], name="Convolution28"),
+        helper.make_node("Add", ["c1", "b1"], ["p1"], name="Plus30"),
+        helper.make_node("Relu", ["p1"], ["r1"], name="ReLU32"),
+        helper.make_node("MaxPool", ["r1"], ["m1"], kernel_shape=[3, 3], strides=[3, 3],
+                         pads=[0, 0, 1, 1], name="Pooling66"),
+        helper.make_node("Reshape", ["wf", "wshape"], ["wf2"], name="Times212_reshape1"),
+        helper.make_node("Reshape", ["m1", "xshape"], ["flat"], name="Times212_reshape0"),
+        helper.make_node("MatMul", ["flat", "wf2"], ["mm"], name="Times212"),
+        helper.make_node("Add", ["mm", "bf"], ["y"], name="Plus214"),
+    ]
+    inits = {"w1": w1, "b1": b1, "wf": wf, "bf": bf,
+             "wshape": np.array([128, 10], np.int64), "xshape": np.array([1, 128], np.int64)}
+    g = helper.make_graph(
+        nodes, "mnist",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 8)])
+    m.ir_version = 4
+    imp = check_against_ort(m, (1, 12, 12), n=1)
+    assert types(imp) == ["Input", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
+    conv = imp.graph.nodes["Convolution28"]
+    assert conv.params["bias"] is True and conv.params["padding"] == "same"
+    # our own export of it runs with any batch size
+    x = np.random.default_rng(1).standard_normal((5, 1, 12, 12)).astype(np.float32)
+    close(OnnxModel(export_onnx(imp.graph, imp.weights), providers=CPU).run(x),
+          imp.network().forward(x))
+
+
+def test_hostile_constant_expression_is_refused():
+    nodes = [helper.make_node("ConstantOfShape", ["big"], ["z"]),
+             helper.make_node("Add", ["x", "z"], ["y"], name="add")]
+    m = make_model(nodes, {"big": np.array([1 << 20, 1 << 20], np.int64)}, (1, 2, 2))
+    with pytest.raises(OnnxImportError, match="constant of"):
+        import_onnx(m)
+
+
+def test_corrupt_weight_tensor_is_a_clear_error():
+    m = make_model([helper.make_node("Conv", ["x", "w"], ["y"])], {"w": W33}, (3, 5, 5))
+    m.graph.initializer[0].raw_data = m.graph.initializer[0].raw_data[:10]
+    with pytest.raises(OnnxImportError):
+        import_onnx(m.SerializeToString())
+
+
+def test_nothing_to_export_is_a_clear_error():
+    g = chain(("Dropout", {}), (1, 4, 4))
+    with pytest.raises(ValueError, match="computes nothing"):
+        export_onnx(g)

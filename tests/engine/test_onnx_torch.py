@@ -13,10 +13,12 @@ import pytest
 
 from engine.onnx_export import export_onnx
 from engine.onnx_import import import_onnx
+from engine.runtime import CPU as CPU_PROVIDER
 from engine.runtime import OnnxModel, parity_report
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 ATOL, RTOL = 1e-5, 1e-4
+CPU = [CPU_PROVIDER]  # float32 reference (an accelerator may use TF32)
 
 
 def close(a, b, atol=ATOL, rtol=RTOL):
@@ -29,11 +31,11 @@ def check_imported(source, x, torch_y=None):
     re-export runs the same in ONNX Runtime."""
     imp = import_onnx(source)
     ours = imp.network().forward(x)
-    close(ours, OnnxModel(source).run(x))
+    close(ours, OnnxModel(source, providers=CPU).run(x))
     if torch_y is not None:
         close(ours, torch_y, atol=1e-4)
     again = export_onnx(imp.graph, imp.weights)
-    close(OnnxModel(again).run(x), ours)
+    close(OnnxModel(again, providers=CPU).run(x), ours)
     assert all(r.ok for r in parity_report(imp.graph, imp.weights, x[:2]))
     return imp
 

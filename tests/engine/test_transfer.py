@@ -12,9 +12,12 @@ from engine.graph import sequential
 from engine.network import Network
 from engine.onnx_export import export_onnx
 from engine.onnx_import import import_onnx
+from engine.runtime import CPU as CPU_PROVIDER
 from engine.runtime import OnnxModel
 from engine.train import TrainConfig, evaluate, train
 from engine.transfer import fine_tune, freeze_up_to, last_linear, replace_head
+
+CPU = [CPU_PROVIDER]  # float32 reference (an accelerator may use TF32)
 
 
 def tiny_net():
@@ -80,8 +83,8 @@ def test_transfer_learning_end_to_end(tmp_path):
     onnx.checker.check_model(onnx.load(str(out)), full_check=True)
     assert model.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
     xt, _ = blobs(8, 3, 5)
-    np.testing.assert_allclose(OnnxModel(str(out)).run(xt), tuned.forward(xt), atol=1e-5,
-                               rtol=1e-4)
+    np.testing.assert_allclose(OnnxModel(str(out), providers=CPU).run(xt), tuned.forward(xt),
+                               atol=1e-5, rtol=1e-4)
 
 
 def test_freeze_and_head_errors():
