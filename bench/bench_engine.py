@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from engine.graph import sequential  # noqa: E402
-from engine.losses import softmax_cross_entropy  # noqa: E402
-from engine.network import Network  # noqa: E402
-from engine.optim import make_optimizer  # noqa: E402
+from engine.graph import sequential
+from engine.losses import softmax_cross_entropy
+from engine.network import Network
+from engine.optim import make_optimizer
 
 LENET = [
     ("Input", "input", {"channels": 1, "height": 28, "width": 28}),
@@ -90,7 +90,7 @@ def engine_train_rate(x, y, bs, calls, repeats):
         xb, yb = x[j * bs:(j + 1) * bs], y[j * bs:(j + 1) * bs]
         z = net.forward(xb, training=True, logits=True)
         _, dz = softmax_cross_entropy(z, yb)
-        net.backward(dz, from_logits=True)
+        net.backward(dz, from_logits=True, input_grad=False)  # as engine.train does
         opt.step()
 
     return median_rate(step, bs, calls, repeats)
@@ -138,8 +138,10 @@ def layer_breakdown(x, y, bs, repeats):
             fwd[nid].append(time.perf_counter() - t0)
         g = (h - 0.1).astype(np.float32)  # any gradient of the right shape
         for nid in reversed(order):
+            layer = net.layers[nid]
+            layer.need_dx = nid != order[0]  # training needs no gradient for the input
             t0 = time.perf_counter()
-            (g,) = net.layers[nid].backward(g)
+            (g,) = layer.backward(g)
             bwd[nid].append(time.perf_counter() - t0)
     rows = []
     for nid in order:

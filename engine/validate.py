@@ -142,7 +142,7 @@ def validate(graph: Graph) -> Validation:
             continue
         in_shapes = [results[s].out_shape for s in srcs]
         res.in_shapes = in_shapes
-        if any(s is None for s in in_shapes):
+        if None in in_shapes:
             continue  # unknown upstream: the upstream node carries the message
         try:
             out = layer.output_shape(in_shapes)
@@ -152,7 +152,7 @@ def validate(graph: Graph) -> Validation:
                 fix = _merge_fix(graph, results, srcs, node.type_name)
             report(ERROR, str(exc), nid, exc.param, fix)
             continue
-        res.out_shape = tuple(int(d) for d in out)
+        res.out_shape = tuple(map(int, out))
         res.trainable_params, res.non_trainable_params = layer.param_count(in_shapes)
         res.macs = layer.macs(in_shapes, res.out_shape)
         for text, param, fix in layer.warnings(in_shapes, res.out_shape):
@@ -181,10 +181,15 @@ def _receptive_field(res: NodeResult, ins: list[NodeResult], layer: Layer, in_sh
     if layer.type_name == "Input":
         res.receptive_field, res.jump = (1, 1), (1, 1)
         return
-    if not ins or any(r.receptive_field is None for r in ins):
-        return
-    rf = tuple(max(r.receptive_field[a] for r in ins) for a in (0, 1))
-    jump = tuple(max(r.jump[a] for r in ins) for a in (0, 1))
+    if len(ins) == 1:  # the common case, without the generators
+        rf, jump = ins[0].receptive_field, ins[0].jump
+        if rf is None:
+            return
+    else:
+        if not ins or any(r.receptive_field is None for r in ins):
+            return
+        rf = tuple(max(r.receptive_field[a] for r in ins) for a in (0, 1))
+        jump = tuple(max(r.jump[a] for r in ins) for a in (0, 1))
     win = layer.rf_window(in_shapes)
     if win is not None:
         (kh, kw), (sh, sw), _ = win

@@ -22,6 +22,9 @@ Shape = tuple[int, ...]
 INT, FLOAT, BOOL, CHOICE, PAIR, PADDING = "int", "float", "bool", "choice", "pair", "padding"
 
 
+_SLOW = object()  # Param._canonical: "take the full path"
+
+
 @dataclass(frozen=True)
 class Param:
     """One declared parameter: the inspector, validation and JSON form are built from it."""
@@ -42,6 +45,9 @@ class Param:
 
     def normalize(self, value: Any, layer: str = "") -> Any:
         """Return the canonical JSON-friendly form of `value` or raise ParamError naming it."""
+        fast = self._canonical(value)
+        if fast is not _SLOW:
+            return fast
         where = f"{layer} parameter '{self.name}'" if layer else f"parameter '{self.name}'"
         if value is None:
             if self.optional:
@@ -82,6 +88,43 @@ class Param:
                     raise ParamError(f"{where} must not be negative; got {p}", self.name)
             return pads
         raise AssertionError(f"unknown param kind {self.kind}")
+
+    def _canonical(self, value: Any) -> Any:
+        """Fast path of `normalize` (validation runs on every edit): the canonical form of a
+        value that is already valid and of the usual type, else _SLOW (the full checks then
+        run and word any error). Returns exactly what the full path returns."""
+        kind, t = self.kind, type(value)
+        if kind == INT or kind == FLOAT:
+            if not (t is int if kind == INT else t is float and math.isfinite(value)):
+                return _SLOW
+            vals = (value,)
+        elif kind == PAIR:
+            if t is int:  # one number for both axes
+                value = [value, value]
+            elif (t is not list and t is not tuple) or len(value) != 2 \
+                    or type(value[0]) is not int or type(value[1]) is not int:
+                return _SLOW
+            vals = value
+        elif kind == BOOL:
+            return value if t is bool else _SLOW
+        elif kind == CHOICE:
+            return value if t is str and value in self.choices else _SLOW
+        elif kind == PADDING:
+            if t is str:
+                return value if value == "valid" or value == "same" else _SLOW
+            if t is int:
+                return [value] * 4 if value >= 0 else _SLOW
+            if (t is list or t is tuple) and len(value) in (2, 4) \
+                    and all(type(v) is int and v >= 0 for v in value):
+                return list(value) if len(value) == 4 else [value[0], value[1]] * 2
+            return _SLOW
+        else:
+            return _SLOW
+        lo, hi = self.min, self.max
+        for v in vals:
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                return _SLOW
+        return list(value) if kind == PAIR else value
 
     def _check_range(self, v, where):
         if self.min is not None and v < self.min:
@@ -160,8 +203,7 @@ class Layer:
 
     def __init__(self, name: str = "", **values):
         self.name = name or self.type_name
-        known = {p.name: p for p in self.params}
-        unknown = set(values) - set(known)
+        unknown = set(values).difference(_param_names(type(self))) if values else ()
         if unknown:
             raise ParamError(f"{self.type_name} '{self.name}' has no parameter "
                              f"{', '.join(sorted(unknown))}", sorted(unknown)[0])
@@ -255,6 +297,17 @@ class Layer:
         if len(shape) != 3:
             raise ShapeError(f"{self.where} needs a C×H×W input, got {fmt_shape(shape)}")
         return shape
+
+
+_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _param_names(cls: type[Layer]) -> frozenset[str]:
+    """The declared parameter names of a layer class (cached: layers are built on every edit)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = frozenset(p.name for p in cls.params)
+    return names
 
 
 def fmt_shape(shape: Shape | None) -> str:
