@@ -48,6 +48,7 @@ from .theme import (
     lock_icon,
     severity_color,
     severity_icon,
+    theme_state,
 )
 
 INT_LIMIT = 2**31 - 1
@@ -575,6 +576,7 @@ class InspectorPanel(QWidget):
         doc.graph_reset.connect(lambda: self.set_node(None))
         doc.edit_refused.connect(self._on_refused)
         doc.locked_changed.connect(lambda _r: self._update_banner())
+        theme_state().changed.connect(self._on_theme_changed)
         self._update_banner()
 
     # ---- public --------------------------------------------------------------------------
@@ -877,6 +879,11 @@ class InspectorPanel(QWidget):
 
     def _on_validated(self, _v) -> None:
         if self.node_id is not None:
+            self.refresh()
+
+    def _on_theme_changed(self, _dark: bool) -> None:
+        if self.node_id is not None:  # family colours and icons are per theme: rebuild
+            self._type = None
             self.refresh()
 
     def _on_node_removed(self, node_id: str) -> None:

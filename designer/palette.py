@@ -270,7 +270,10 @@ class PalettePanel(QWidget):
         layout.setSpacing(6)
         layout.addWidget(self.search)
         layout.addWidget(self.view, 1)
-        theme_state().changed.connect(lambda _dark: self.model.refresh_icons())
+        theme_state().changed.connect(self._on_theme_changed)
+
+    def _on_theme_changed(self, _dark: bool) -> None:
+        self.model.refresh_icons()
 
     # ---- queries used by tests and the main window ----------------------------------------
 

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from engine.messages import ERROR, Message
 
 from .commands import ApplyFixCommand
-from .theme import FlowBody, is_dark, severity_color, severity_icon
+from .theme import FlowBody, is_dark, severity_color, severity_icon, theme_state
 
 
 def count_text(n_errors: int, n_warnings: int) -> str:
@@ -146,11 +146,16 @@ class ProblemsPanel(QWidget):
 
         doc.validated.connect(lambda _v: self.refresh())
         doc.graph_reset.connect(self.refresh)
+        theme_state().changed.connect(self._on_theme_changed)
         self.refresh()
 
     def messages(self) -> list[Message]:
         """The messages shown, in display order (errors first)."""
         return [r.message for r in self.rows]
+
+    def _on_theme_changed(self, _dark: bool) -> None:
+        self._key = None
+        self.refresh()
 
     def refresh(self) -> None:
         v = self.doc.validation

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from engine.layers import fmt_shape
 from engine.summary import Summary, format_summary, human_bytes, human_count, summarize
 
-from .theme import is_dark, layer_icon, severity_color, severity_icon
+from .theme import is_dark, layer_icon, severity_color, severity_icon, theme_state
 
 COLUMNS = ("Layer", "Type", "Output shape", "Params", "MACs", "RF / step")
 NUMERIC = {3, 4}
@@ -155,18 +155,18 @@ class SummaryPanel(QWidget):
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.clicked.connect(self._clicked)
 
-        # totals: label / value pairs in two columns
+        # totals: label / value pairs, two pairs a row (narrow docks stay narrow)
         self.totals = QWidget(self)
         grid = QGridLayout(self.totals)
         grid.setContentsMargins(4, 2, 4, 2)
-        grid.setHorizontalSpacing(14)
+        grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(2)
         self.total_labels: dict[str, QLabel] = {}
-        names = [("trainable", "Trainable"), ("non_trainable", "Non-trainable"),
-                 ("total", "Total params"), ("macs", "MACs / sample"),
-                 ("weights", "Weight memory"), ("activations", "Activations / sample")]
+        names = [("total", "Total params"), ("trainable", "Trainable"),
+                 ("macs", "MACs / sample"), ("non_trainable", "Non-trainable"),
+                 ("weights", "Weight memory"), ("activations", "Activations")]
         for k, (key, text) in enumerate(names):
-            r, c = divmod(k, 3)
+            r, c = divmod(k, 2)
             cap = QLabel(text, self.totals)
             cap.setForegroundRole(QPalette.ColorRole.PlaceholderText)
             val = QLabel("—", self.totals)
@@ -174,22 +174,28 @@ class SummaryPanel(QWidget):
             f = val.font()
             f.setBold(True)
             val.setFont(f)
-            grid.addWidget(cap, r, 2 * c, Qt.AlignmentFlag.AlignRight)
-            grid.addWidget(val, r, 2 * c + 1, Qt.AlignmentFlag.AlignLeft)
+            grid.addWidget(cap, r, 3 * c, Qt.AlignmentFlag.AlignLeft)
+            grid.addWidget(val, r, 3 * c + 1, Qt.AlignmentFlag.AlignRight)
             self.total_labels[key] = val
+        grid.setColumnMinimumWidth(2, 18)
+        grid.setColumnStretch(2, 1)
         grid.setColumnStretch(5, 1)
 
         self.status = QLabel(self)
-        self.export_csv = QPushButton("Export CSV…", self)
-        self.export_md = QPushButton("Export Markdown…", self)
-        self.export_csv.setToolTip("Save this table as comma-separated values")
-        self.export_md.setToolTip("Save this table as a Markdown table (for reports, READMEs)")
+        self.status.setWordWrap(True)
+        self.export_csv = QPushButton("CSV…", self)
+        self.export_md = QPushButton("Markdown…", self)
+        self.export_csv.setToolTip("Export this table as comma-separated values")
+        self.export_md.setToolTip("Export this table as Markdown (for reports, READMEs)")
         self.export_csv.clicked.connect(lambda: self._export_dialog("csv"))
         self.export_md.clicked.connect(lambda: self._export_dialog("markdown"))
+        export_label = QLabel("Export", self)
+        export_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
 
         bottom = QHBoxLayout()
         bottom.setContentsMargins(0, 0, 0, 0)
         bottom.addWidget(self.status, 1)
+        bottom.addWidget(export_label)
         bottom.addWidget(self.export_csv)
         bottom.addWidget(self.export_md)
 
@@ -202,10 +208,14 @@ class SummaryPanel(QWidget):
 
         doc.validated.connect(lambda _v: self.refresh())
         doc.graph_reset.connect(self.refresh)
+        theme_state().changed.connect(self._on_theme_changed)
         self._sized = False
         self.refresh()
 
     # ---- content ---------------------------------------------------------------------------
+
+    def _on_theme_changed(self, _dark: bool) -> None:
+        self.refresh()
 
     def refresh(self) -> None:
         graph, v = self.doc.graph, self.doc.validation
@@ -229,12 +239,15 @@ class SummaryPanel(QWidget):
         n_err, n_warn = len(v.errors), len(v.warnings)
         if n_err:
             c = severity_color("error", dark).name()
-            self.status.setText(f"<span style='color:{c}'>{n_err} error{'s' * (n_err != 1)}: "
-                                "figures after the first error are unknown</span>")
+            self.status.setText(f"<span style='color:{c}'>{n_err} error{'s' * (n_err != 1)}"
+                                "</span>")
+            self.status.setToolTip("Layers after an error have unknown shapes and counts ('?').")
         elif n_warn:
             self.status.setText(f"{n_warn} warning{'s' * (n_warn != 1)}")
+            self.status.setToolTip("")
         else:
             self.status.setText(f"{len(s.rows)} layers, valid")
+            self.status.setToolTip("")
         if not self._sized and s.rows:
             self.table.resizeColumnsToContents()
             hh = self.table.horizontalHeader()

@@ -77,3 +77,39 @@ def test_double_click_and_enter_request_a_layer(qtbot):
     panel.search.setText("sigmoid")
     qtbot.keyClick(panel.search, Qt.Key.Key_Return)
     assert got[-1] == "Sigmoid"
+
+
+def test_theme_colours_icons_and_switching(qtbot):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from designer.document import Document
+    from designer.inspector import InspectorPanel
+    from designer.problems import ProblemsPanel
+    from designer.summary_view import SummaryPanel
+    from designer.theme import apply_theme, family_color, is_dark, layer_icon
+    from engine.examples import load_example
+
+    for dark in (False, True):
+        colours = {family_color(c, dark).name() for c in CATEGORIES}
+        assert len(colours) == len(CATEGORIES)  # every family has its own colour
+    for t in REGISTRY:
+        icon = layer_icon(t, False)
+        assert not icon.isNull() and icon is layer_icon(t, False)  # cached
+
+    app = QApplication.instance()
+    old_style, old_palette = app.style().name(), QPalette(app.palette())
+    doc = Document(load_example("lenet5"))
+    panels = [PalettePanel(), InspectorPanel(doc), ProblemsPanel(doc), SummaryPanel(doc)]
+    for p in panels:
+        qtbot.addWidget(p)
+    panels[1].set_node("conv1")
+    try:
+        assert apply_theme(app, "dark") is True
+        assert is_dark(app.palette())
+        assert panels[1].editors["out_channels"].spin.value() == 6  # rebuilt, still correct
+        assert apply_theme(app, "light") is False
+        assert not is_dark(app.palette())
+    finally:
+        app.setStyle(old_style)
+        app.setPalette(old_palette)
