@@ -100,9 +100,25 @@ def split_validation(x, y, fraction: float, rng: np.random.Generator):
     return x[tr], y[tr], x[va], y[va]
 
 
+def check_labels(net: Network, x: np.ndarray, y: np.ndarray | None, what: str = "") -> None:
+    """TrainingError unless `y` holds one class number in [0, classes) per image of `x`."""
+    if y is None or len(x) != len(y):
+        raise TrainingError(f"there are {len(x)} {what}images but "
+                            f"{0 if y is None else len(y)} {what}labels")
+    n_out = int(np.prod(net.output_shape))
+    if len(y) and int(y.max()) >= n_out:
+        raise TrainingError(f"the {what}labels go up to {int(y.max())} but the network's output "
+                            f"'{net.graph.nodes[net.output_id].name}' has {n_out} classes; "
+                            f"set its size to at least {int(y.max()) + 1}")
+    if len(y) and int(y.min()) < 0:
+        raise TrainingError(f"{what}labels must be class numbers 0, 1, 2, ...; "
+                            f"got {int(y.min())}")
+
+
 def evaluate(net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 256
              ) -> tuple[float, float, np.ndarray]:
     """(mean loss, accuracy, predicted classes) of the network in inference mode."""
+    check_labels(net, x, y)
     total, preds = 0.0, []
     for i in range(0, len(x), batch_size):
         z = net.forward(x[i:i + batch_size], logits=True)
@@ -125,13 +141,9 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     every batch (the GUI's cancel); training then stops within one batch.
     """
     config.check()
-    n_out = int(np.prod(net.output_shape))
-    if len(y) and int(y.max()) >= n_out:
-        raise TrainingError(f"the labels go up to {int(y.max())} but the network's output "
-                            f"'{net.graph.nodes[net.output_id].name}' has {n_out} classes; "
-                            f"set its size to at least {int(y.max()) + 1}")
-    if len(y) and int(y.min()) < 0:
-        raise TrainingError(f"labels must be class numbers 0, 1, 2, ...; got {int(y.min())}")
+    check_labels(net, x, y)
+    if x_val is not None:
+        check_labels(net, x_val, y_val, "validation ")
     rng = np.random.default_rng(config.seed)
     if x_val is None:
         x, y, x_val, y_val = split_validation(x, y, config.val_split, rng)

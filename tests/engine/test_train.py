@@ -163,6 +163,25 @@ def test_labels_beyond_the_output_name_the_output_layer():
         train(net, x, y, TrainConfig(epochs=1))
 
 
+def test_bad_validation_labels_and_lengths_are_refused_before_training():
+    net = Network.compile(tiny_graph(classes=3), np.random.default_rng(0))
+    before = net.state_dict()
+    x, y = toy_data()
+    xv, yv = toy_data(20, seed=2)
+    yv[3] = 7
+    with pytest.raises(TrainingError) as exc:
+        train(net, x, y, TrainConfig(epochs=1), x_val=xv, y_val=yv)
+    assert "validation labels" in str(exc.value) and "'fc'" in str(exc.value)
+    with pytest.raises(TrainingError, match="'fc'"):
+        evaluate(net, xv, yv)
+    with pytest.raises(TrainingError, match="96 images but 95 labels"):
+        train(net, x, y[:-1], TrainConfig(epochs=1))
+    with pytest.raises(TrainingError, match="validation"):
+        train(net, x, y, TrainConfig(epochs=1), x_val=xv)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
 def test_explicit_validation_data_and_no_split():
     net = Network.compile(tiny_graph(), np.random.default_rng(0))
     x, y = toy_data()
