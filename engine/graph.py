@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,8 +228,14 @@ class Graph:
                 pos = (float(pos[0]), float(pos[1]))
             except (TypeError, ValueError, IndexError):
                 raise GraphError(f"node {nid!r}: 'position' must be two numbers") from None
+            if not all(math.isfinite(v) for v in pos):  # NaN would not survive a JSON save
+                raise GraphError(f"node {nid!r}: 'position' must be two finite numbers")
+            trainable = nd.get("trainable", True)
+            if not isinstance(trainable, bool):  # bool("false") is True
+                raise GraphError(f"node {nid!r}: 'trainable' must be true or false, "
+                                 f"got {trainable!r}")
             g.add_node(nd["type"], str(nd.get("name") or default_name(nd["type"])), params,
-                       pos, node_id=nid, trainable=bool(nd.get("trainable", True)))
+                       pos, node_id=nid, trainable=trainable)
         for k, e in enumerate(edges):
             if isinstance(e, dict):
                 e = [e.get("src"), e.get("dst"), e.get("port", 0)]
