@@ -1,0 +1,490 @@
+"""Fast fine-tuning: compute the frozen part's features once with ONNX Runtime, train only the
+trainable tail in the engine.
+
+    graph = freeze_up_to(imp.graph, "features.12.cat")        # engine.transfer
+    graph, weights = replace_head(graph, imp.weights, 5)
+    weights, history = fine_tune(graph, weights, x, y, TrainConfig(epochs=5))
+
+A frozen layer never changes, so neither does its output for a given image: the frozen prefix
+(every layer that is frozen or has no weights, fed only by such layers) is exported to an
+in-memory ONNX model whose output is the cut tensor, ONNX Runtime computes that tensor for every
+training (and validation) image once, and the engine trains a small network made of the tail
+layers with the cached features as its input. The trained tail weights are merged back into the
+full graph's weights under the same node ids, so the whole net exports to ONNX unchanged.
+
+It gives the same result as training the full net in the engine with the frozen layers: the
+engine already runs a frozen prefix in inference mode (frozen BatchNorm uses its running
+statistics, Dropout in the prefix passes everything through), which is what ONNX Runtime does.
+Caching is only valid because the images do not change between epochs: with random data
+augmentation (crops, flips), the features would have to be recomputed each epoch.
+
+Only one cut tensor is supported (the backbone -> head case). When the frozen layers end in
+several tensors that the tail reads (frozen up to the middle of a residual block), the prefix is
+shortened to the last layer whose output is the only thing the rest reads; the remaining frozen
+layers run, frozen, in the engine tail (`Split.note` says so).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GraphError, TrainingError
+from .graph import Edge, Graph
+from .layers import Shape, fmt_shape
+from .network import Network
+from .train import History, TrainConfig, train
+from .validate import Validation, validate
+
+CUT_INPUT_ID = "cut_input"  # the tail network's Input (a fresh id if the graph uses it)
+CUT_FLATTEN_ID = "cut_flatten"  # feeds a flat cut (F,) through Input (F, 1, 1) + Flatten
+FEATURE_BATCH = 64  # images per ONNX Runtime call while computing features
+
+
+@dataclass
+class Split:
+    """Where the graph is cut: `prefix` (node ids, topological) runs once in ONNX Runtime and
+    ends in node `cut`, whose output (shape `cut_shape`, without the batch axis) is the only
+    tensor the `tail` (node ids, topological) reads from it."""
+
+    prefix: list[str]
+    cut: str
+    cut_shape: Shape
+    tail: list[str]
+    note: str | None = None  # why the prefix is shorter than the frozen part, if it is
+    frozen_in_tail: tuple[str, ...] = ()  # tail layers that stay frozen (after a shortened cut)
+
+
+# ---- splitting ------------------------------------------------------------------------------
+
+def frozen_prefix(graph: Graph, validation: Validation | None = None) -> list[str]:
+    """Ids (topological) of the layers that are frozen or weightless and fed only by such layers:
+    their outputs never change while fine-tuning."""
+    v = validation or validate(graph)
+    v.raise_if_invalid("fine-tune it")
+    inside: set[str] = set()
+    out = []
+    for nid in v.order:
+        node, res = graph.nodes[nid], v.nodes[nid]
+        weightless = not res.layer.weight_shapes(res.in_shapes)
+        if (not node.trainable or weightless) and all(s in inside
+                                                        for s in graph.inputs_of(nid)):
+            inside.add(nid)
+            out.append(nid)
+    return out
+
+
+def _ancestors(graph: Graph, nid: str) -> set[str]:
+    seen, stack = {nid}, [nid]
+    while stack:
+        for s in graph.inputs_of(stack.pop()):
+            if s not in seen:
+                seen.add(s)
+                stack.append(s)
+    return seen
+
+
+def _cut_of(graph: Graph, part: set[str]) -> list[str]:
+    """Nodes of `part` whose output a node outside `part` reads."""
+    return sorted({e.src for e in graph.edges if e.src in part and e.dst not in part})
+
+
+def split_graph(graph: Graph, validation: Validation | None = None) -> Split | None:
+    """The cut between the frozen prefix and the trainable tail, or None when nothing but the
+    Input is frozen (no fast path: train in the engine). TrainingError when nothing is left to
+    train."""
+    v = validation or validate(graph)
+    prefix = frozen_prefix(graph, v)
+    inside = set(prefix)
+    if v.output_id in inside:
+        raise TrainingError("nothing to train: every layer with weights is frozen; unfreeze the "
+                            "last layers (the head) to fine-tune")
+    cut = _cut_of(graph, inside)
+    note = None
+    if len(cut) != 1:
+        names = ", ".join(f"'{graph.nodes[c].name}'" for c in cut)
+        # the last frozen layer whose output alone separates its ancestors from the rest
+        best = None
+        for nid in reversed(prefix):
+            part = _ancestors(graph, nid)
+            if _cut_of(graph, part) == [nid]:
+                best = nid
+                break
+        if best is None:
+            return None
+        inside = _ancestors(graph, best)
+        note = (f"the frozen layers end in {len(cut)} tensors read by trainable layers "
+                f"({names}); features are cached at '{graph.nodes[best].name}', the frozen "
+                f"layers after it run (frozen) in the engine")
+        cut = [best]
+    (c,) = cut
+    if graph.nodes[c].type_name == "Input":
+        return None
+    # only what the cut needs: a frozen side branch that ends nowhere is dropped
+    needed = _ancestors(graph, c)
+    prefix = [nid for nid in v.order if nid in needed]
+    tail = [nid for nid in v.order if nid not in needed]
+    frozen_tail = tuple(nid for nid in tail if not graph.nodes[nid].trainable)
+    return Split(prefix, c, tuple(v.nodes[c].out_shape), tail, note, frozen_tail)
+
+
+# ---- the two halves ---------------------------------------------------------------------------
+
+def prefix_graph(graph: Graph, split: Split) -> Graph:
+    """The frozen prefix as a graph of its own whose output is the cut node."""
+    g = Graph(f"{graph.name} (frozen part)")
+    keep = set(split.prefix)
+    for nid in split.prefix:
+        n = graph.nodes[nid]
+        g.add_node(n.type_name, n.name, dict(n.params), n.position, node_id=nid,
+                   trainable=n.trainable)
+    g.edges = [e for e in graph.edges if e.src in keep and e.dst in keep]
+    return g
+
+
+def prefix_model(graph: Graph, weights: dict[str, np.ndarray], split: Split,
+                 check: bool = True):
+    """The frozen prefix with its weights as an in-memory ONNX model (input "input",
+    N×C×H×W; output "output", N × cut shape)."""
+    from .onnx_export import export_onnx
+
+    g = prefix_graph(graph, split)
+    w = _of_nodes(weights, split.prefix)
+    return export_onnx(g, w, check=check)
+
+
+def _fresh_id(graph: Graph, base: str) -> str:
+    nid, k = base, 1
+    while nid in graph.nodes:
+        nid = f"{base}{k}"
+        k += 1
+    return nid
+
+
+def tail_graph(graph: Graph, split: Split) -> Graph:
+    """The tail as a graph of its own: an Input of the cut's shape feeds the tail layers (same
+    ids, names, params and trainable flags) where the cut fed them. A flat cut (F,) comes in as
+    Input (F, 1, 1) followed by a Flatten, since Input is C×H×W."""
+    g = Graph(f"{graph.name} (trainable part)")
+    shape = split.cut_shape
+    src = _fresh_id(graph, CUT_INPUT_ID)
+    dims = shape if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
+    g.add_node("Input", "cut input", {"channels": dims[0], "height": dims[1], "width": dims[2]},
+               node_id=src)
+    if len(shape) != 3:
+        flat = _fresh_id(graph, CUT_FLATTEN_ID)
+        g.add_node("Flatten", "cut flatten", {}, node_id=flat)
+        g.edges.append(Edge(src, flat, 0))
+        src = flat
+    keep = set(split.tail)
+    for nid in split.tail:
+        n = graph.nodes[nid]
+        g.add_node(n.type_name, n.name, dict(n.params), n.position, node_id=nid,
+                   trainable=n.trainable)
+    for e in graph.edges:
+        if e.dst in keep:
+            if e.src in keep:
+                g.edges.append(e)
+            elif e.src == split.cut:
+                g.edges.append(Edge(src, e.dst, e.port))
+            else:  # split_graph guarantees the cut is the only tensor crossing
+                raise GraphError(f"internal error: '{graph.nodes[e.dst].name}' reads "
+                                 f"'{graph.nodes[e.src].name}' across the cut")
+    return g
+
+
+def tail_network(graph: Graph, weights: dict[str, np.ndarray], split: Split,
+                 rng: np.random.Generator | None = None) -> Network:
+    """The compiled tail with the tail layers' weights loaded and its frozen layers frozen."""
+    g = tail_graph(graph, split)
+    v = validate(g)
+    v.raise_if_invalid("train the layers after the frozen part")
+    net = Network.compile(g, rng if rng is not None else np.random.default_rng(0), validation=v)
+    net.load_state_dict(_of_nodes(weights, split.tail))
+    net.set_frozen([nid for nid in split.tail if not graph.nodes[nid].trainable])
+    return net
+
+
+def merge_weights(weights: dict[str, np.ndarray], tail_state: dict[str, np.ndarray],
+                  split: Split) -> dict[str, np.ndarray]:
+    """The full graph's weights with the tail layers' arrays replaced by `tail_state`'s."""
+    out = dict(weights)
+    out.update(_of_nodes(tail_state, split.tail))
+    return out
+
+
+def _of_nodes(weights: dict[str, np.ndarray], node_ids) -> dict[str, np.ndarray]:
+    """The entries "node_id.name" of `weights` whose node is in `node_ids` (ids may hold dots:
+    the array name is what follows the last one)."""
+    ids = set(node_ids)
+    return {k: a for k, a in weights.items() if k.rpartition(".")[0] in ids}
+
+
+# ---- features ---------------------------------------------------------------------------------
+
+def compute_features(model, x: np.ndarray, batch_size: int = FEATURE_BATCH,
+                     on_progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None,
+                     providers: list[str] | None = None) -> np.ndarray | None:
+    """Run an ONNX model (ModelProto, bytes, path or a runtime.OnnxModel) over (N, C, H, W)
+    images in batches -> (N, *out). `on_progress(done, total)` after each batch; returns None
+    when `should_stop()` turns true (polled before each batch)."""
+    from .runtime import OnnxModel
+
+    runner = model if isinstance(model, OnnxModel) else OnnxModel(model, providers=providers)
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    parts = []
+    for i in range(0, n, batch_size):
+        if should_stop is not None and should_stop():
+            return None
+        parts.append(np.asarray(runner.run(x[i:i + batch_size]), np.float32))
+        if on_progress is not None:
+            on_progress(min(i + batch_size, n), n)
+    if not parts:
+        out_shape = runner.session.get_outputs()[0].shape[1:]
+        return np.zeros((0, *[int(d) for d in out_shape]), np.float32)
+    return np.concatenate(parts)
+
+
+# ---- fine-tuning ------------------------------------------------------------------------------
+
+def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+              config: TrainConfig | None = None, x_val: np.ndarray | None = None,
+              y_val: np.ndarray | None = None, *, fast: bool | None = None,
+              on_batch=None, on_epoch=None, should_stop: Callable[[], bool] | None = None,
+              on_features: Callable[[int, int], None] | None = None,
+              feature_batch_size: int = FEATURE_BATCH, providers: list[str] | None = None
+              ) -> tuple[dict[str, np.ndarray], History]:
+    """Train the trainable layers of `graph` on (N, C, H, W) images `x` and labels `y`, starting
+    from `weights` ("node_id.name" arrays); frozen layers keep theirs. Returns (all weights,
+    history).
+
+    fast=None picks the fast path when the graph has a frozen prefix (features from ONNX
+    Runtime, tail trained in the engine), else trains the whole net in the engine; fast=False
+    forces the engine; fast=True raises TrainingError without a frozen prefix. Callbacks as in
+    engine.train.train, plus on_features(done, total) while computing features; should_stop
+    also cancels feature computation (history.stopped == "cancelled", weights unchanged).
+    Without x_val, config.val_split of the data is held out exactly as train() does.
+    """
+    config = config or TrainConfig()
+    config.check()
+    v = validate(graph)
+    v.raise_if_invalid("fine-tune it")
+    split = split_graph(graph, v) if fast is not False else None
+    if split is None:
+        if fast:
+            raise TrainingError("no frozen layers before the trainable ones: nothing to compute "
+                                "once; freeze the backbone (\"freeze up to here\") first")
+        return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,
+                                 should_stop)
+    t0 = time.perf_counter()
+    from .runtime import OnnxModel
+
+    runner = OnnxModel(prefix_model(graph, weights, split), providers=providers)
+    n_val = 0 if x_val is None else len(x_val)
+    total = len(x) + n_val
+
+    def progress(offset):
+        if on_features is None:
+            return None
+        return lambda done, _n: on_features(offset + done, total)
+
+    f = compute_features(runner, x, feature_batch_size, progress(0), should_stop)
+    f_val = None
+    if f is not None and n_val:
+        f_val = compute_features(runner, x_val, feature_batch_size, progress(len(x)),
+                                 should_stop)
+        if f_val is None:
+            f = None
+    if f is None:
+        return dict(weights), History(stopped="cancelled", seconds=time.perf_counter() - t0)
+    net = tail_network(graph, weights, split, np.random.default_rng(config.seed))
+    f = f.reshape(len(f), *net.input_shape)  # a flat cut (F,) enters as F×1×1
+    if f_val is not None:
+        f_val = f_val.reshape(len(f_val), *net.input_shape)
+    # without x_val, train() holds out config.val_split of the features: the same images (same
+    # seed, same count) it would hold out of the images in the engine-only path
+    history = train(net, f, y, config, x_val=f_val, y_val=y_val if f_val is not None else None,
+                    on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop)
+    history.seconds = time.perf_counter() - t0
+    return merge_weights(weights, net.state_dict(), split), history
+
+
+def _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,
+                      should_stop):
+    """The plain path: the whole net in the engine, frozen layers frozen."""
+    net = Network.compile(graph, np.random.default_rng(config.seed))
+    net.load_state_dict(weights)
+    net.set_frozen([nid for nid in net.order if not graph.nodes[nid].trainable])
+    history = train(net, x, y, config, x_val=x_val, y_val=y_val, on_batch=on_batch,
+                    on_epoch=on_epoch, should_stop=should_stop)
+    return net.state_dict(), history
+
+
+def describe_split(graph: Graph, split: Split | None) -> str:
+    """One line for the UI / CLI: what runs where."""
+    if split is None:
+        return "no frozen layers before the trainable ones: the whole network trains in the engine"
+    n_frozen_tail = len(split.frozen_in_tail)
+    extra = f" ({n_frozen_tail} of them frozen)" if n_frozen_tail else ""
+    return (f"{len(split.prefix) - 1} frozen layers up to '{graph.nodes[split.cut].name}' "
+            f"(features {fmt_shape(split.cut_shape)}) run once in ONNX Runtime; "
+            f"{len(split.tail)} layers{extra} train in the engine")
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def load_any_model(spec: str):
+    """(graph, weights or None) of an .onnx file, a project, a bare .json, an example name or a
+    template name (engine.templates: untrained)."""
+    from pathlib import Path
+
+    if spec.lower().endswith(".onnx"):
+        from .onnx_import import import_onnx
+
+        imp = import_onnx(spec)
+        return imp.graph, imp.weights
+    from .cli import UsageError, load_model
+
+    if not Path(spec).exists():
+        from .templates import TEMPLATES, build_template
+
+        if spec in TEMPLATES:
+            return build_template(spec), None
+    try:
+        project = load_model(spec)
+    except UsageError as exc:
+        from .templates import TEMPLATES
+
+        raise UsageError(f"{exc}, nor a template ({', '.join(TEMPLATES)})") from None
+    return project.graph, project.weights
+
+
+def add_commands(sub) -> None:
+    """Add the `finetune` subcommand to an argparse subparsers object (engine.cli wires it)."""
+    from .cli import _float_in, non_negative_int, positive_int
+
+    p = sub.add_parser(
+        "finetune", help="transfer learning: freeze a backbone, new head, fast fine-tuning",
+        description="Fine-tune a pretrained MODEL on your data: layers up to --freeze-up-to "
+                    "are frozen, the last fully connected layer is replaced by one with "
+                    "--classes outputs, and only the layers after the frozen part train. The "
+                    "frozen part's features are computed once with ONNX Runtime, so each epoch "
+                    "costs only the small trainable part. Saves a project (and --onnx).")
+    p.add_argument("model", metavar="MODEL",
+                   help=".onnx file (PyTorch / Keras export, model zoo), project, architecture "
+                        ".json, example or template name")
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="a folder with one subfolder of images per class (or an .npz, IDX "
+                        "files, 'mnist')")
+    p.add_argument("--freeze-up-to", required=True, metavar="LAYER",
+                   help="the last frozen layer (name or id): it and everything before it keep "
+                        "their weights")
+    p.add_argument("--classes", type=positive_int, default=None, metavar="N",
+                   help="classes of the new head (default: the number of class folders)")
+    p.add_argument("--out", "-o", required=True, metavar="PROJECT",
+                   help="project file to write (.cnnd)")
+    p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fine-tuned model")
+    p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="default: 32")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="default: adam")
+    p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=None,
+                   help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
+                   help="fraction held out for validation (default: 0.1)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first N samples (quick runs)")
+    p.add_argument("--engine-only", action="store_true",
+                   help="train the whole net in the engine (no feature caching)")
+    p.set_defaults(func=cmd_finetune)
+
+
+def cmd_finetune(args) -> int:
+    import sys
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError
+    from .data import load_dataset
+    from .project import save_project
+    from .train import evaluate
+    from .transfer import freeze_up_to, replace_head
+
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.exists():
+        raise UsageError(f"--out {out}: give a file name in an existing folder, such as "
+                         f"model.cnnd")
+    if args.onnx and not Path(args.onnx).parent.exists():
+        raise UsageError(f"--onnx {args.onnx}: the folder does not exist")
+    graph, weights = load_any_model(args.model)
+    v = validate(graph)
+    v.raise_if_invalid("fine-tune it")
+    if weights is None:
+        print(f"warning: '{args.model}' has no trained weights; fine-tuning from random ones",
+              file=sys.stderr)
+        weights = Network.compile(graph, np.random.default_rng(args.seed),
+                                  validation=v).state_dict()
+    input_id = next(n for n in v.order if graph.nodes[n].type_name == "Input")
+    data = load_dataset(args.data, v.nodes[input_id].out_shape, args.limit)
+    n_classes = args.classes or data.num_classes
+    if data.num_classes > n_classes:
+        raise UsageError(f"--classes {n_classes} but the data has {data.num_classes} classes")
+    graph = freeze_up_to(graph, args.freeze_up_to)
+    graph, weights = replace_head(graph, weights, n_classes, np.random.default_rng(args.seed))
+    split = None if args.engine_only else split_graph(graph)
+    print(describe_split(graph, split), file=sys.stderr)
+    if split is not None and split.note:
+        print(f"note: {split.note}", file=sys.stderr)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         optimizer=args.optimizer, lr=args.lr, seed=args.seed,
+                         val_split=args.val_split)
+    progress = Progress(sys.stderr)
+    last = [0.0]
+
+    def on_features(done, total):
+        now = time.perf_counter()
+        if now - last[0] > 1.0 or done == total:
+            last[0] = now
+            print(f"features {done}/{total}", file=sys.stderr, flush=True)
+
+    def on_epoch(r) -> None:
+        progress.clear()
+        val = (f"  val_loss {r.val_loss:.4f}  val_acc {100 * r.val_accuracy:.2f}%"
+               if r.val_loss is not None else "")
+        print(f"epoch {r.epoch}/{r.epochs}  loss {r.train_loss:.4f}  acc "
+              f"{100 * r.train_accuracy:.2f}%{val}  {r.seconds:.2f}s", flush=True)
+
+    stop = StopFlag()
+    with stop:
+        new, history = fine_tune(graph, weights, data.train.x, data.train.y, config,
+                                 fast=False if args.engine_only else None,
+                                 on_batch=progress.batch, on_epoch=on_epoch, should_stop=stop,
+                                 on_features=on_features)
+    progress.clear()
+    meta = {"history": history.to_json(), "train_config": asdict(config),
+            "fine_tuned_from": str(args.model), "frozen_up_to": args.freeze_up_to,
+            "data": {"source": str(args.data), "train_images": len(data.train),
+                     "classes": list(data.classes)}}
+    if history.stopped and history.stopped != "cancelled":
+        print(f"error: {history.stopped}", file=sys.stderr)
+    elif data.test is not None and len(data.test) and not history.stopped:
+        net = Network.compile(graph)
+        net.load_state_dict(new)
+        loss, acc, _ = evaluate(net, data.test.x, data.test.y)
+        meta["test"] = {"loss": loss, "accuracy": acc, "images": len(data.test)}
+        print(f"test  loss {loss:.4f}  acc {100 * acc:.2f}%  ({len(data.test):,} images)")
+    save_project(out, graph, new, meta)
+    print(f"saved {out} ({history.seconds:.1f}s)", file=sys.stderr)
+    if args.onnx:
+        from .onnx_export import export_onnx
+
+        export_onnx(graph, new, path=args.onnx)
+        print(f"wrote {args.onnx}", file=sys.stderr)
+    if history.stopped == "cancelled":
+        return INTERRUPTED
+    return OK if not history.stopped else 1
