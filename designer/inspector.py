@@ -425,7 +425,7 @@ def _display_lines(items: list[str]) -> list[str]:
     for t in items:
         head, sep, _ = t.partition(": ")
         indent = " " * (len(head) + 2) if sep and len(head) <= 3 else "   "
-        parts = t.split("; ")
+        parts = t.replace(" trainable (γ, β) + ", " trainable (γ, β) +; ").split("; ")
         for k, part in enumerate(parts):
             remark = ""
             if len(part) > 44 and part.endswith(")") and " (" in part:
@@ -516,8 +516,10 @@ class MessageCard(QFrame):
         self.fix_button = None
         if message.fix is not None:
             self.fix_button = QPushButton(f"Fix: {message.fix.label}", self)
-            self.fix_button.setToolTip("Apply this repair (undoable)")
             self.fix_button.setCursor(Qt.CursorShape.PointingHandCursor)
+            self.fix_button.setMinimumWidth(80)  # a long label clips instead of widening the dock
+            self.fix_button.setStyleSheet("QPushButton { text-align: left; padding: 3px 10px; }")
+            self.fix_button.setToolTip(f"{message.fix.label}\n(apply this repair; undoable)")
             self.fix_button.clicked.connect(lambda: on_fix(message))
             row = QHBoxLayout()
             row.addWidget(self.fix_button)
@@ -727,7 +729,11 @@ class InspectorPanel(QWidget):
 
         self.param_section = _Section("Weights", body)
         self.param_text = _formula_label(body)
+        self.param_notes = QLabel(body)  # plain words: wraps in a narrow dock
+        self.param_notes.setWordWrap(True)
+        self.param_notes.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.param_section.body.addWidget(self.param_text)
+        self.param_section.body.addWidget(self.param_notes)
         lay.addWidget(self.param_section)
 
         self.macs_section = _Section("Compute (MACs)", body)
@@ -794,9 +800,9 @@ class InspectorPanel(QWidget):
                                                ("Conv2d", "Linear", "BatchNorm2d"))
         self.param_section.setVisible(bool(has_counts))
         if has_counts:
-            notes = "".join(f"<br><span style='color:{dim}'>{escape(n)}</span>"
-                            for n in f.params.notes)
-            self.param_text.setText(escape(f.params.text) + notes)
+            self.param_text.setText(lines([f.params.text]))
+            self.param_notes.setText("\n".join(f.params.notes))
+            self.param_notes.setVisible(bool(f.params.notes))
             self.param_text.setToolTip("\n".join([f.params.text, *f.params.notes]))
             self.param_section.side.setText(f"{f.params.total:,}")
         show_macs = f.macs is not None and f.macs.trainable > 0

@@ -72,7 +72,9 @@ class ProblemRow(QFrame):
         self.fix_button: QPushButton | None = None
         if message.fix is not None:
             self.fix_button = QPushButton(f"Fix: {message.fix.label}", self)
-            self.fix_button.setToolTip("Apply this repair (Ctrl+Z undoes it)")
+            self.fix_button.setToolTip(f"{message.fix.label}\n(apply this repair; Ctrl+Z undoes it)")
+            self.fix_button.setMinimumWidth(80)  # a long label clips instead of widening the dock
+            self.fix_button.setStyleSheet("QPushButton { text-align: left; padding: 3px 10px; }")
             self.fix_button.setCursor(Qt.CursorShape.PointingHandCursor)
             self.fix_button.clicked.connect(lambda: self.fix_requested.emit(self.message))
             row = QHBoxLayout()
