@@ -388,3 +388,58 @@ def test_network_backward_without_input_grad_gives_the_same_weight_gradients():
     assert fast.keys() == full.keys() and "conv_a.weight" in fast and "conv_c.weight" in fast
     for k in full:
         np.testing.assert_allclose(fast[k], full[k], rtol=1e-12, err_msg=k)
+
+
+# ---- large sizes: the code paths tiny finite-difference checks never reach -------------------
+
+@pytest.mark.parametrize("type_name,params,in_shape", [
+    ("Conv2d", {"out_channels": 4, "kernel_size": 3, "bias": False}, (3, 28, 28)),
+    ("Conv2d", {"out_channels": 6, "kernel_size": 5, "padding": 2, "stride": 2, "bias": False},
+     (2, 30, 30)),
+    ("Conv2d", {"out_channels": 4, "kernel_size": 3, "groups": 2, "dilation": 2,
+                "padding": "same", "bias": False}, (4, 24, 24)),
+    ("MaxPool2d", {"kernel_size": 2}, (6, 28, 28)),
+    ("MaxPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (4, 27, 27)),
+    ("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+                   "count_include_pad": False}, (4, 27, 27)),
+    ("ReLU", {}, (6, 24, 24)),
+    ("GlobalAvgPool2d", {}, (8, 14, 14)),
+    ("Linear", {"out_features": 120, "bias": False}, (400,)),
+])
+def test_large_layers_satisfy_the_adjoint_identity(type_name, params, in_shape):
+    """These layers are positively homogeneous: y = J(x)·x, so Σ y·dy = Σ x·dx exactly, and
+    for conv / linear also Σ y·dy = Σ W·dW. Checked at sizes (batch 32, 28×28) where the
+    engine switches to its fast paths (chunked weight-gradient matmuls, scratch buffers)."""
+    layer = make_layer(type_name, params, [in_shape], seed=3)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        for k in layer.weights:
+            layer.weights[k] = layer.weights[k].astype(dtype)
+        x = randn((32,) + in_shape, seed=4).astype(dtype)
+        y = layer.forward([x], training=True)
+        dy = randn(y.shape, seed=5).astype(dtype)
+        (dx,) = layer.backward(dy)
+        assert dx.dtype == dtype
+        lhs = float((y.astype(np.float64) * dy).sum())
+        assert float((x.astype(np.float64) * dx).sum()) == pytest.approx(lhs, rel=tol)
+        if "weight" in layer.weights:
+            w = layer.weights["weight"].astype(np.float64)
+            assert float((w * layer.grads["weight"]).sum()) == pytest.approx(lhs, rel=tol)
+
+
+def test_large_conv_weight_gradient_matches_a_direct_sum():
+    """dW[o, c, p, q] = Σ_{n, i, j} dy[n, o, i, j] · x[n, c, i + p, j + q] at batch 32, 28×28
+    (the chunked weight-gradient path), in float64 and float32."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    layer = make_layer("Conv2d", {"out_channels": 4, "kernel_size": 3}, [(3, 28, 28)], seed=6)
+    x = randn((32, 3, 28, 28), seed=7)
+    dy = randn((32, 4, 26, 26), seed=8)
+    win = sliding_window_view(x, (3, 3), axis=(2, 3))  # (N, C, 26, 26, 3, 3)
+    ref = np.einsum("nohw,nchwpq->ocpq", dy, win, optimize=True)
+    for dtype, rtol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        for k in layer.weights:
+            layer.weights[k] = layer.weights[k].astype(dtype)
+        layer.forward([x.astype(dtype)], training=True)
+        layer.backward(dy.astype(dtype))
+        np.testing.assert_allclose(layer.grads["weight"], ref, rtol=rtol, atol=rtol * 10)
+        np.testing.assert_allclose(layer.grads["bias"], dy.sum(axis=(0, 2, 3)), rtol=rtol)
