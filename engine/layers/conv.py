@@ -6,7 +6,16 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..ops import as_chwn, col2im_chwn, matmul_nt, nchw, pad_chwn, taps_chwn
+from ..ops import (
+    as_chwn,
+    col2im_chwn,
+    keep_freed_memory,
+    matmul_nt,
+    nchw,
+    pad_chwn,
+    scratch,
+    taps_chwn,
+)
 from ..shapes import conv_out, effective_kernel, padding_for_same_size, same_pads, unread_cells
 from .base import BOOL, CHOICE, INT, PADDING, PAIR, Layer, Param, Shape, fmt_shape, register
 
@@ -179,7 +188,10 @@ class Conv2d(Layer):
         co, cg = self.out_channels, c // g
         kk = cg * k[0] * k[1]
         xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
-        cols = np.empty((g, kk + self.bias, ho * wo * n), x.dtype)
+        if training:
+            keep_freed_memory()  # see engine/ops.py: saves thousands of page faults a step
+        shape = (g, kk + self.bias, ho * wo * n)
+        cols = scratch(self, "cols", shape, x.dtype) if training else np.empty(shape, x.dtype)
         np.copyto(cols[:, :kk].reshape(g, cg, k[0], k[1], ho, wo, n),
                   taps_chwn(xp, k[0], k[1], s[0], s[1], ho, wo, d[0], d[1])
                   .reshape(g, cg, k[0], k[1], ho, wo, n))
@@ -210,7 +222,9 @@ class Conv2d(Layer):
         if not getattr(self, "need_dx", True):  # set by Network.backward(input_grad=False)
             return [None]
         wmat = self.weights["weight"].reshape(g, og, kk)
-        dcols = np.matmul(wmat.transpose(0, 2, 1), dyc)  # (G, kk, Ho·Wo·N)
+        dtype = np.result_type(wmat, dyc)
+        dcols = np.matmul(wmat.transpose(0, 2, 1), dyc,  # (G, kk, Ho·Wo·N)
+                          out=scratch(self, "dcols", (g, kk, dyc.shape[2]), dtype))
         dxp = col2im_chwn(dcols.reshape(c, k[0], k[1], ho, wo, n), xpshape[1], xpshape[2],
                           s[0], s[1], d[0], d[1])
         t, l = pads[0], pads[1]
