@@ -260,6 +260,7 @@ class TrainingPanel(QWidget):
         self.watch_node: str | None = None
         self.n_updates = 0
         self._autoload = load
+        self._last_request = None
         self._reset_curves()
         self._build()
         doc.validated.connect(self._on_validated)
@@ -485,8 +486,8 @@ class TrainingPanel(QWidget):
 
         self.source.currentIndexChanged.connect(self._on_source_changed)
         self.browse.clicked.connect(self._browse)
-        self.path.editingFinished.connect(self.load_data)
-        self.limit.editingFinished.connect(self.load_data)
+        self.path.editingFinished.connect(self._on_data_edited)
+        self.limit.editingFinished.connect(self._on_data_edited)
         self.optimizer.currentIndexChanged.connect(self._on_optimizer)
         self.train_button.clicked.connect(self.start_training)
         self.pause_button.clicked.connect(self.toggle_pause)
@@ -499,11 +500,17 @@ class TrainingPanel(QWidget):
         self._on_validated()
 
     # -- data --
+    def _on_data_edited(self) -> None:
+        """editingFinished also fires on focus changes: reload only when path / limit changed."""
+        if (self.data_spec(), self.limit.value()) != self._last_request:
+            self.load_data()
+
     def set_dataset(self, bundle, key=None) -> None:
         """Use an already loaded engine DataBundle (or Dataset) as the training data."""
         if isinstance(bundle, engine_data.Dataset):
             bundle = engine_data.DataBundle(bundle)
         self._loading_key = key
+        self._last_request = (self.data_spec(), self.limit.value())
         self._on_data_loaded(bundle)
         self._update_buttons()
 
@@ -549,6 +556,7 @@ class TrainingPanel(QWidget):
             return  # one load at a time; the user can retry when it ends
         self.data_info.setText("loading…")
         self._loading_key = key
+        self._last_request = (spec, self.limit.value())
         self._data_worker = FunctionWorker(engine_data.load_dataset, spec, shape,
                                            self.limit.value() or None)
         self._data_worker.finished.connect(self._on_data_loaded)

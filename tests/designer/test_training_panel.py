@@ -175,3 +175,11 @@ def test_data_mismatch_is_reported_with_fixes(qtbot, panel):
     # one undo step per fix
     panel.doc.undo_stack.undo()
     assert panel.doc.graph.nodes["fc3"].params["out_features"] == 10
+
+
+def test_focus_changes_do_not_reload_the_data(qtbot, panel, mnist):
+    # editingFinished fires when a field loses focus (e.g. when Train disables it)
+    panel.limit.editingFinished.emit()
+    panel.path.editingFinished.emit()
+    assert panel._data_thread is None
+    assert panel.dataset.train is mnist.train
