@@ -14,6 +14,7 @@ from html import escape
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDoubleValidator, QFont, QFontDatabase, QPalette, QValidator
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -579,6 +580,9 @@ class InspectorPanel(QWidget):
         doc.edit_refused.connect(self._on_refused)
         doc.locked_changed.connect(lambda _r: self._update_banner())
         theme_state().changed.connect(self._on_theme_changed)
+        app = QApplication.instance()
+        if app is not None:
+            app.focusChanged.connect(self._on_focus_changed)
         self._update_banner()
 
     # ---- public --------------------------------------------------------------------------
@@ -628,6 +632,7 @@ class InspectorPanel(QWidget):
 
     def _show_empty(self) -> None:
         self._type = None
+        self.param_help = None
         self.editors, self.param_labels = {}, {}
         self.body = None
         self._messages_key = None
@@ -707,7 +712,16 @@ class InspectorPanel(QWidget):
                 self.editors[p.name] = ed
                 self.param_labels[p.name] = label
             sec.body.addLayout(form)
+            # a caption under the form explains the parameter being edited (focus follows)
+            self.param_help = QLabel(body)
+            self.param_help.setWordWrap(True)
+            self.param_help.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+            self.param_help.setContentsMargins(0, 4, 0, 0)
+            self._show_param_help(cls.params[0])
+            sec.body.addWidget(self.param_help)
             lay.addWidget(sec)
+        else:
+            self.param_help = None
 
         # messages (filled by refresh)
         self.msg_section = _Section("Problems", body)
@@ -886,6 +900,18 @@ class InspectorPanel(QWidget):
     def _on_validated(self, _v) -> None:
         if self.node_id is not None:
             self.refresh()
+
+    def _show_param_help(self, param: Param) -> None:
+        if getattr(self, "param_help", None) is not None:
+            self.param_help.setText(f"{_title(param)}: {param.doc}")
+
+    def _on_focus_changed(self, _old, new) -> None:
+        if new is None or self.body is None or not self.editors:
+            return
+        for ed in self.editors.values():
+            if new is ed or ed.isAncestorOf(new):
+                self._show_param_help(ed.param)
+                return
 
     def _on_theme_changed(self, _dark: bool) -> None:
         if self.node_id is not None:  # family colours and icons are per theme: rebuild

@@ -231,3 +231,11 @@ def test_removed_node_clears_the_panel(doc, panel):
     panel.set_node("relu1")
     doc.push(RemoveNodesCommand(doc, ["relu1"]))
     assert panel.node_id is None
+
+
+def test_caption_explains_the_focused_parameter(panel, qtbot):
+    panel.set_node("conv1")
+    assert panel.param_help.text().startswith("Filters:")
+    panel.editors["stride"].h.setFocus()
+    qtbot.waitUntil(lambda: panel.param_help.text().startswith("Stride:"), timeout=1000)
+    assert "Step between" in panel.param_help.text()
