@@ -576,9 +576,9 @@ class InspectorPanel(QWidget):
 
         doc.validated.connect(self._on_validated)
         doc.node_removed.connect(self._on_node_removed)
-        doc.graph_reset.connect(lambda: self.set_node(None))
+        doc.graph_reset.connect(self._on_graph_reset)
         doc.edit_refused.connect(self._on_refused)
-        doc.locked_changed.connect(lambda _r: self._update_banner())
+        doc.locked_changed.connect(self._on_locked_changed)
         theme_state().changed.connect(self._on_theme_changed)
         app = QApplication.instance()
         if app is not None:
@@ -912,6 +912,13 @@ class InspectorPanel(QWidget):
             if new is ed or ed.isAncestorOf(new):
                 self._show_param_help(ed.param)
                 return
+
+    # bound methods, not lambdas: Qt drops the connection when the panel is deleted
+    def _on_graph_reset(self) -> None:
+        self.set_node(None)
+
+    def _on_locked_changed(self, _reason) -> None:
+        self._update_banner()
 
     def _on_theme_changed(self, _dark: bool) -> None:
         if self.node_id is not None:  # family colours and icons are per theme: rebuild

@@ -146,7 +146,7 @@ class ProblemsPanel(QWidget):
         lay.addWidget(rule)
         lay.addWidget(self.scroll, 1)
 
-        doc.validated.connect(lambda _v: self.refresh())
+        doc.validated.connect(self._on_validated)
         doc.graph_reset.connect(self.refresh)
         theme_state().changed.connect(self._on_theme_changed)
         self.refresh()
@@ -154,6 +154,9 @@ class ProblemsPanel(QWidget):
     def messages(self) -> list[Message]:
         """The messages shown, in display order (errors first)."""
         return [r.message for r in self.rows]
+
+    def _on_validated(self, _validation) -> None:
+        self.refresh()
 
     def _on_theme_changed(self, _dark: bool) -> None:
         self._key = None

@@ -206,13 +206,16 @@ class SummaryPanel(QWidget):
         lay.addWidget(self.totals)
         lay.addLayout(bottom)
 
-        doc.validated.connect(lambda _v: self.refresh())
+        doc.validated.connect(self._on_validated)
         doc.graph_reset.connect(self.refresh)
         theme_state().changed.connect(self._on_theme_changed)
         self._sized = False
         self.refresh()
 
     # ---- content ---------------------------------------------------------------------------
+
+    def _on_validated(self, _validation) -> None:
+        self.refresh()
 
     def _on_theme_changed(self, _dark: bool) -> None:
         self.refresh()

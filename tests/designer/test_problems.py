@@ -82,3 +82,18 @@ def test_insert_before_fix(doc, panel, qtbot):
     assert doc.validation.ok
     doc.undo_stack.undo()
     assert len(doc.graph.nodes) == n_nodes
+
+
+def test_deleted_panels_do_not_receive_document_signals(doc, qtbot):
+    import shiboken6
+
+    from designer.inspector import InspectorPanel
+    from designer.summary_view import SummaryPanel
+
+    panels = [ProblemsPanel(doc), SummaryPanel(doc), InspectorPanel(doc)]
+    panels[2].set_node("conv1")
+    for p in panels:
+        shiboken6.delete(p)
+    doc.reset(load_example("lenet5"))  # emits graph_reset and validated: must not raise
+    doc.push(SetParamCommand(doc, "conv1", "out_channels", 4))
+    assert doc.validation.ok
