@@ -13,16 +13,24 @@ from PySide6.QtCore import (
     QEvent,
     QMimeData,
     QModelIndex,
+    QPoint,
     QRect,
+    QRectF,
     QSize,
     QSortFilterProxyModel,
     Qt,
     Signal,
 )
 from PySide6.QtGui import (
+    QColor,
+    QDrag,
     QFont,
+    QFontMetrics,
     QKeySequence,
+    QPainter,
     QPalette,
+    QPen,
+    QPixmap,
     QShortcut,
     QStandardItem,
     QStandardItemModel,
@@ -40,7 +48,7 @@ from PySide6.QtWidgets import (
 
 from engine.layers import CATEGORIES, REGISTRY
 
-from .theme import family_color, is_dark, layer_icon, theme_state
+from .theme import family_color, is_dark, layer_icon, paint_layer_icon, theme_state
 
 LAYER_MIME = "application/x-cnn-designer-layer"
 
@@ -220,6 +228,49 @@ class _LayerDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+def drag_pixmap(type_name: str, dark: bool, ratio: float = 2.0) -> QPixmap:
+    """A chip (family-coloured edge, icon, label) that follows the mouse while dragging."""
+    cls = REGISTRY[type_name]
+    font = QFont()
+    font.setBold(True)
+    w = QFontMetrics(font).horizontalAdvance(cls.label) + 52
+    h = 30
+    px = QPixmap(int(w * ratio), int(h * ratio))
+    px.setDevicePixelRatio(ratio)
+    px.fill(Qt.GlobalColor.transparent)
+    p = QPainter(px)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    color = family_color(cls.category, dark)
+    p.setPen(QPen(color, 1.5))
+    p.setBrush(QColor("#2b2d31" if dark else "#ffffff"))
+    p.drawRoundedRect(QRectF(0.75, 0.75, w - 1.5, h - 1.5), 6, 6)
+    paint_layer_icon(p, QRectF(6, 5, 20, 20), type_name, dark)
+    p.setFont(font)
+    p.setPen(QColor("#e3e5e8" if dark else "#1d1f23"))
+    p.drawText(QRectF(34, 0, w - 38, h), Qt.AlignmentFlag.AlignVCenter, cls.label)
+    p.end()
+    return px
+
+
+class _PaletteTree(QTreeView):
+    """Tree view whose drag shows a layer chip instead of a snapshot of the row."""
+
+    def startDrag(self, actions):
+        index = self.currentIndex()
+        type_name = index.data(TYPE_ROLE) if index.isValid() else None
+        if not type_name:
+            return
+        mime = self.model().mimeData([index])
+        if mime is None:
+            return
+        drag = QDrag(self)
+        drag.setMimeData(mime)
+        px = drag_pixmap(type_name, is_dark(self.palette()))
+        drag.setPixmap(px)
+        drag.setHotSpot(QPoint(16, int(px.height() / px.devicePixelRatio() / 2)))
+        drag.exec(Qt.DropAction.CopyAction)
+
+
 class PalettePanel(QWidget):
     """Layer palette dock: search box on top, then the families with their layer types.
 
@@ -239,7 +290,7 @@ class PalettePanel(QWidget):
         self.model = LayerModel(self)
         self.proxy = _FilterModel(self)
         self.proxy.setSourceModel(self.model)
-        self.view = QTreeView(self)
+        self.view = _PaletteTree(self)
         self.view.setObjectName("paletteTree")
         self.view.setModel(self.proxy)
         self.view.setHeaderHidden(True)

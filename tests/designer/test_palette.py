@@ -61,6 +61,9 @@ def test_drag_payload_carries_the_type_name(qtbot):
     assert panel.proxy.mimeData([head]) is None
     assert panel.model.mimeTypes() == [LAYER_MIME]
     assert panel.view.dragEnabled()
+    from designer.palette import drag_pixmap
+    chip = drag_pixmap("MaxPool2d", False)
+    assert not chip.isNull() and chip.width() > chip.height()
 
 
 def test_double_click_and_enter_request_a_layer(qtbot):
