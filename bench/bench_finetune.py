@@ -1,0 +1,134 @@
+"""Fast fine-tuning against engine-only fine-tuning, on a realistic transfer-learning case:
+SqueezeNet 1.1 at 3×224×224 (engine.templates, random "pretrained" weights: speed does not
+depend on their values), frozen up to the last fire module, a new 5-class classifier conv,
+~300 synthetic images.
+
+    python bench/bench_finetune.py [--images 300] [--engine-images 64] [--repeats 3]
+
+(a) engine only: engine.transfer.fine_tune (the whole net in NumPy, frozen layers frozen; each
+    batch runs the full forward). One epoch over all images would take minutes, so it is timed
+    on --engine-images images (whole batches) and scaled per image to --images; this is said in
+    the output.
+(b) fast path: engine.finetune.fine_tune: the frozen part's features once with ONNX Runtime,
+    then the tail (Dropout, 1×1 conv, ReLU, pooling, Flatten) trained in the engine.
+Prints medians over --repeats runs and the ratios (a)/(b) for 1 and 5 epochs. Goal: >= 10×.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.finetune import describe_split, fine_tune, split_graph
+from engine.network import Network
+from engine.runtime import default_threads
+from engine.templates import build_template
+from engine.train import TrainConfig
+from engine.transfer import fine_tune as engine_fine_tune
+from engine.transfer import freeze_up_to
+
+CLASSES = 5
+FREEZE = "features.12.cat"  # the last fire module: everything but the classifier is frozen
+HEAD = "classifier.1"  # SqueezeNet's classifier is a 1×1 conv (no Linear to replace)
+
+
+def model():
+    """SqueezeNet 1.1 with random weights, frozen up to the classifier, a fresh 5-class head."""
+    g = build_template("squeezenet1_1", num_classes=1000)
+    weights = Network.compile(g, np.random.default_rng(0)).state_dict()
+    g = freeze_up_to(g, FREEZE)
+    # the head: the classifier conv with CLASSES filters, freshly initialised
+    g.nodes[HEAD].params = dict(g.nodes[HEAD].params, out_channels=CLASSES)
+    fresh = Network.compile(g, np.random.default_rng(1)).state_dict()
+    for k in (f"{HEAD}.weight", f"{HEAD}.bias"):
+        weights[k] = fresh[k]
+    return g, weights
+
+
+def median_time(fn, repeats: int) -> float:
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=300)
+    ap.add_argument("--engine-images", type=int, default=64,
+                    help="images the engine-only epoch is timed on (scaled per image)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    g, w = model()
+    split = split_graph(g)
+    print(f"SqueezeNet 1.1, 3×224×224, {CLASSES} classes; {describe_split(g, split)}")
+    print(f"{args.images} images, batch {args.batch_size}, adam; ONNX Runtime threads "
+          f"{default_threads()}; repeats {args.repeats} (medians)")
+    rng = np.random.default_rng(0)
+    x = rng.random((args.images, 3, 224, 224), dtype=np.float32)
+    y = rng.integers(0, CLASSES, args.images).astype(np.int64)
+
+    def config(epochs):
+        return TrainConfig(epochs=epochs, batch_size=args.batch_size, optimizer="adam",
+                           lr=1e-3, val_split=0, seed=0)
+
+    # (a) engine only, 1 epoch on a subset, scaled per image
+    n_eng = min(args.engine_images, args.images)
+    t_eng_sub = median_time(lambda: engine_fine_tune(g, w, x[:n_eng], y[:n_eng], config(1)),
+                            args.repeats)
+    eng_per_image = t_eng_sub / n_eng
+    eng_epoch = eng_per_image * args.images
+    print(f"(a) engine only: {t_eng_sub:.2f} s for 1 epoch of {n_eng} images = "
+          f"{1e3 * eng_per_image:.1f} ms/image -> {eng_epoch:.1f} s per epoch of "
+          f"{args.images} (scaled)")
+
+    # (b) fast path: features once + tail epochs; 1 and 5 epochs timed separately
+    stats = {}
+    for epochs in (1, 5):
+        marks = {}
+
+        def run(epochs=epochs, marks=marks):
+            t0 = time.perf_counter()
+            marks["t0"] = t0
+
+            def on_features(done, total):
+                if done == total:
+                    marks["features"] = time.perf_counter() - t0
+
+            fine_tune(g, w, x, y, config(epochs), on_features=on_features)
+
+        runs, feats = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            run()
+            runs.append(time.perf_counter() - t0)
+            feats.append(marks["features"])
+        stats[epochs] = (statistics.median(runs), statistics.median(feats))
+    total1, feat1 = stats[1]
+    total5, _ = stats[5]
+    tail_epoch = (total5 - total1) / 4
+    print(f"(b) fast path: features (export + ONNX Runtime) {feat1:.2f} s "
+          f"({1e3 * feat1 / args.images:.1f} ms/image), tail {tail_epoch:.3f} s per epoch; "
+          f"total {total1:.2f} s for 1 epoch, {total5:.2f} s for 5 epochs")
+    print()
+    print(f"{'':24}{'engine only':>14}{'fast path':>12}{'ratio':>9}")
+    for label, a, b in (("1 epoch", eng_epoch, total1), ("5 epochs", 5 * eng_epoch, total5),
+                        ("each further epoch", eng_epoch, tail_epoch)):
+        print(f"{label:24}{a:>12.2f} s{b:>10.3f} s{a / max(b, 1e-9):>8.1f}×")
+    goal = 5 * eng_epoch / total5
+    print(f"\ngoal >= 10× (5 epochs): {'met' if goal >= 10 else 'NOT met'} ({goal:.1f}×)")
+
+
+if __name__ == "__main__":
+    main()
