@@ -1,0 +1,82 @@
+"""The template commands of the command line (engine.cli plugs them in):
+
+    python main.py templates                       # list the classic architectures
+    python main.py new resnet18 --classes 5 --out resnet18.cnnd [--weights]
+
+`new` writes a project with the template's graph (torchvision's layer names, so pretrained
+weights map by name) and its block membership in the project's meta ("blocks"), for the
+canvas to collapse. Without --weights the project holds no weights (the designer and `train`
+initialise them); with --weights it holds freshly initialised ones (seeded).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_commands(sub) -> None:
+    """Add the `templates` and `new` subcommands to an argparse subparsers object."""
+    from .cli import non_negative_int, positive_int
+    from .templates import TEMPLATES
+
+    p = sub.add_parser("templates", help="list the classic architectures (templates)",
+                       description="List the templates usable with `new` (and as MODEL for "
+                                   "`finetune`): name, title, input size, parameters.")
+    p.set_defaults(func=cmd_templates)
+
+    p = sub.add_parser("new", help="a new project from a classic architecture",
+                       description="Write a project with a template's layer graph (exactly "
+                                   "as torchvision defines it) and a classifier for --classes "
+                                   "classes.")
+    p.add_argument("template", metavar="TEMPLATE", choices=list(TEMPLATES),
+                   help=f"one of: {', '.join(TEMPLATES)}")
+    p.add_argument("--classes", type=positive_int, default=None, metavar="N",
+                   help="classes of the classifier (default: 10 for lenet5, else 1000)")
+    p.add_argument("--out", "-o", required=True, metavar="PROJECT",
+                   help="the project file to write (.cnnd)")
+    p.add_argument("--weights", action="store_true",
+                   help="store freshly initialised weights in the project")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="random seed for --weights (default: 0)")
+    p.set_defaults(func=cmd_new)
+
+
+def cmd_templates(args) -> int:
+    from .templates import TEMPLATES
+    from .validate import validate
+
+    width = max(len(k) for k in TEMPLATES)
+    for key, info in TEMPLATES.items():
+        g = info.build(10 if key == "lenet5" else 1000)
+        v = validate(g)
+        shape = "×".join(map(str, info.input_shape))
+        print(f"{key:<{width}}  {info.title}: {shape}, {v.trainable_params:,} parameters, "
+              f"{len(g.nodes)} layers")
+    return 0
+
+
+def cmd_new(args) -> int:
+    import numpy as np
+
+    from .cli import UsageError
+    from .network import Network
+    from .project import save_project
+    from .templates import make_template
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name such as "
+                         f"{out / (args.template + '.cnnd')}")
+    if not out.parent.exists():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+    classes = args.classes or (10 if args.template == "lenet5" else 1000)
+    t = make_template(args.template, classes)
+    weights = None
+    if args.weights:
+        weights = Network.compile(t.graph, np.random.default_rng(args.seed)).state_dict()
+    meta = {"template": args.template, "blocks": t.blocks}
+    save_project(out, t.graph, weights, meta)
+    print(f"wrote {out}: {t.graph.name}, {len(t.graph.nodes)} layers, {classes} classes"
+          f"{', initial weights' if weights is not None else ''}", file=sys.stderr)
+    return 0

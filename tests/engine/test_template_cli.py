@@ -1,0 +1,50 @@
+"""The `templates` and `new` commands (engine.template_cli)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from engine.project import load_project
+from engine.template_cli import add_commands
+from engine.templates import make_template
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_new_writes_the_template_with_its_blocks(tmp_path):
+    out = tmp_path / "r.cnnd"
+    args = parse(["new", "resnet18", "--classes", "5", "--out", str(out)])
+    assert args.func(args) == 0
+    p = load_project(out)
+    assert p.graph.nodes["fc"].params["out_features"] == 5
+    assert p.weights is None
+    want = make_template("resnet18", 5).blocks
+    assert p.meta["blocks"] == want and "layer3.1" in p.meta["blocks"]
+
+
+def test_new_with_weights_and_the_list(tmp_path, capsys):
+    out = tmp_path / "l.cnnd"
+    args = parse(["new", "lenet5", "--out", str(out), "--weights", "--seed", "3"])
+    assert args.func(args) == 0
+    p = load_project(out)
+    assert p.weights and p.weights["conv1.weight"].shape[0] == 6
+    args = parse(["templates"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "lenet5" in text and "61,706 parameters" in text
+
+
+def test_new_refuses_unknown_templates_and_bad_paths(tmp_path):
+    with pytest.raises(SystemExit):
+        parse(["new", "resnet19", "--out", str(tmp_path / "x.cnnd")])
+    from engine.cli import UsageError
+
+    args = parse(["new", "lenet5", "--out", str(tmp_path / "missing" / "x.cnnd")])
+    with pytest.raises(UsageError, match="does not exist"):
+        args.func(args)
