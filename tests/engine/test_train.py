@@ -201,7 +201,7 @@ def test_lenet5_learns_mnist_from_2000_images_in_one_epoch():
     test_set = load_mnist("test", limit=1000)
     net = Network.compile(sequential(LENET5), np.random.default_rng(0))
     hist = train(net, train_set.x, train_set.y,
-                 TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=2e-3,
+                 TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=3e-3,
                              val_split=0.0))
     assert hist.stopped is None
     _, acc, _ = evaluate(net, test_set.x, test_set.y)
