@@ -7,6 +7,9 @@ PasteCommand (designer/commands.py), so a bad clipboard changes nothing.
 
 from __future__ import annotations
 
+import atexit
+
+import shiboken6
 from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QGuiApplication
 
@@ -27,7 +30,35 @@ def copy_nodes(graph: Graph, node_ids) -> int:
     data.setData(FRAGMENT_MIME, text.encode("utf-8"))
     data.setText(text)
     QGuiApplication.clipboard().setMimeData(data)
+    _release_at_exit()
     return len(ids)
+
+
+_registered = False
+
+
+def _release_at_exit() -> None:
+    """A QMimeData made in Python and still on the clipboard when the interpreter ends crashes
+    the process (PySide6 6.12, segfault at exit). Before that, swap it for Qt's own text copy
+    (the JSON stays on the clipboard, and our paste reads text too)."""
+    global _registered
+    if not _registered:
+        _registered = True
+        atexit.register(release_clipboard)
+
+
+def release_clipboard() -> None:
+    app = QGuiApplication.instance()
+    if app is None:
+        return
+    cb = QGuiApplication.clipboard()
+    data = cb.mimeData()
+    if data is None or not shiboken6.createdByPython(data):
+        return  # Qt's own (or another application's) data is safe: not ours to touch
+    if data.hasText():
+        cb.setText(data.text())
+    else:
+        cb.clear()
 
 
 def clipboard_fragment() -> bytes | str | None:

@@ -737,6 +737,9 @@ class MainWindow(QMainWindow):
         """Stop workers and close plot widgets before the interpreter tears Qt down."""
         from .workers import stop_thread
 
+        if getattr(self, "_shut", False):
+            return
+        self._shut = True
         for thread, _ in self._threads:
             stop_thread(thread)
         self._threads.clear()

@@ -60,7 +60,7 @@ def layer_mime(type_name: str) -> QMimeData:
 
 
 def test_items_mirror_graph_and_validation(canvas):
-    doc, scene, view = canvas
+    doc, scene, _view = canvas
     assert set(scene.node_items) == set(doc.graph.nodes)
     assert len(scene.edge_items) == len(doc.graph.edges)
     for nid, item in scene.node_items.items():
@@ -103,7 +103,7 @@ def test_drop_on_edge_splices_layer_in(canvas):
 
 
 def test_garbage_drop_is_ignored(canvas):
-    doc, scene, view = canvas
+    doc, _scene, view = canvas
     before = doc.graph.dumps()
     m = QMimeData()
     m.setText("Conv2d")
@@ -152,7 +152,7 @@ def test_connect_ports_with_the_mouse(loose, qtbot):
     assert scene.node_items["r"].shape_text == fmt_shape(doc.validation.nodes["r"].out_shape)
     assert doc.validation.nodes["r"].out_shape is not None
     assert len(scene.edge_items) == 2
-    assert not any(isinstance(i, type(None)) for i in scene.items())
+    assert not any((i is None) for i in scene.items())
     doc.undo_stack.undo()
     assert doc.graph.inputs_of("c") == []
 
@@ -213,7 +213,7 @@ def test_cycle_refused(qtbot):
 
 
 def test_param_edit_updates_downstream_items_only(canvas):
-    doc, scene, view = canvas
+    doc, scene, _view = canvas
     untouched = scene.node_items["input"]
     calls = []
     orig = untouched.update
@@ -231,7 +231,7 @@ def test_param_edit_updates_downstream_items_only(canvas):
 
 
 def test_error_and_warning_display_and_quick_fix(canvas):
-    doc, scene, view = canvas
+    doc, scene, _view = canvas
     doc.push(SetParamCommand(doc, "conv2", "kernel_size", [4, 4]))  # 16×11×11: pool drops a row
     warn = next(m for m in doc.validation.warnings if m.node_id == "pool2")
     pool2 = scene.node_items["pool2"]
@@ -292,7 +292,7 @@ def test_move_with_mouse_is_one_undoable_command(canvas, qtbot):
 
 
 def test_rubber_band_selects(canvas):
-    doc, scene, view = canvas
+    _doc, scene, view = canvas
     view.fit()
     r = view.mapFromScene(scene.content_rect()).boundingRect()
     vp = view.viewport()
@@ -307,7 +307,7 @@ def test_rubber_band_selects(canvas):
 
 
 def test_wheel_zooms_around_cursor_and_fit(canvas):
-    doc, scene, view = canvas
+    _doc, scene, view = canvas
     vp = view.viewport()
     at = QPointF(200, 150)
     under = view.mapToScene(at.toPoint())

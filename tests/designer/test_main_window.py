@@ -1,0 +1,292 @@
+"""Main window: files (save/open round trips, corrupt files, recent, autosave and recovery),
+undo/redo through the actions, clipboard, shortcuts, exports, status bar, clean close."""
+
+import json
+import zipfile
+
+import pytest
+from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QMessageBox
+
+from designer import files
+from designer.commands import AddNodeCommand, SetParamCommand
+from designer.main_window import MainWindow
+from engine.examples import load_example
+from engine.graph import Edge, Graph
+
+
+class Shown(list):
+    """Texts of the message boxes shown; `answers["next"]` answers the next question."""
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Message boxes never block: warnings are recorded, questions answered 'Discard'/'No'."""
+    shown = Shown()
+    monkeypatch.setattr(QMessageBox, "warning",
+                        staticmethod(lambda parent, title, text, *a: shown.append(text)))
+    answers = {"next": None}
+
+    def question(parent, title, text, *a):
+        shown.append(text)
+        return answers["next"] or QMessageBox.StandardButton.Discard
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    shown.answers = answers
+    return shown
+
+
+@pytest.fixture
+def win(qtbot, tmp_path, errors):
+    w = MainWindow(settings=files.make_settings(tmp_path / "settings.ini"),
+                   autosave_dir=tmp_path / "autosave")
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.doc.undo_stack.setClean()
+    w.close()
+
+
+def test_opens_with_lenet_and_valid_status(win):
+    assert win.doc.graph.name == "LeNet-5" or "lenet" in win.doc.graph.name.lower()
+    assert "valid" in win.lbl_state.text()
+    assert f"{win.doc.validation.total_params:,}" in win.lbl_totals.text()
+    assert win.windowTitle().endswith("— CNN Designer")
+    assert not win.isWindowModified()
+
+
+def test_title_marks_unsaved_changes_and_undo_round_trip(win):
+    before = win.doc.graph.dumps()
+    win.doc.push(SetParamCommand(win.doc, "conv1", "out_channels", 12))
+    win.doc.push(AddNodeCommand(win.doc, "Dropout", (400, 0)))
+    assert win.isWindowModified()
+    win.act_undo.trigger()
+    win.act_undo.trigger()
+    assert win.doc.graph.dumps() == before
+    assert not win.isWindowModified()
+    win.act_redo.trigger()
+    assert win.doc.graph.nodes["conv1"].params["out_channels"] == 12
+
+
+def test_keyboard_shortcuts(win, qtbot):
+    win.view.setFocus()
+    before = win.doc.graph.dumps()
+    win.scene.select_nodes(["relu1"])
+    QTest.keyClick(win.view, Qt.Key.Key_Delete)
+    assert "relu1" not in win.doc.graph.nodes
+    QTest.keyClick(win.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert win.doc.graph.dumps() == before
+    QTest.keyClick(win.view, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert "relu1" not in win.doc.graph.nodes
+    win.doc.undo_stack.undo()
+    win.scene.select_nodes(["conv2"])
+    n = len(win.doc.graph.nodes)
+    QTest.keyClick(win.view, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+    assert len(win.doc.graph.nodes) == n + 1
+    win.view.set_zoom(2.0)
+    QTest.keyClick(win.view, Qt.Key.Key_F)
+    assert win.view.zoom() < 2.0
+
+
+def test_delete_selected_edge_and_nodes_is_one_undo_step(win):
+    before = win.doc.graph.dumps()
+    edge = next(e for e in win.scene.edge_items.values() if e.edge.dst == "fc1")
+    win.scene.select_nodes(["relu1", "pool1"])
+    edge.setSelected(True)
+    n = win.doc.undo_stack.count()
+    win.act_delete.trigger()
+    assert not any(e.dst == "fc1" for e in win.doc.graph.edges)
+    assert "pool1" not in win.doc.graph.nodes
+    assert win.doc.undo_stack.count() == n + 1
+    win.act_undo.trigger()
+    assert win.doc.graph.dumps() == before
+
+
+@pytest.mark.parametrize("suffix", [".cnnd", ".json"])
+def test_save_open_round_trip(win, tmp_path, suffix):
+    win.doc.push(SetParamCommand(win.doc, "conv1", "out_channels", 9))
+    path = tmp_path / f"net{suffix}"
+    assert win.save_to(path)
+    assert not win.isWindowModified()
+    assert win.doc.path == path
+    saved = win.doc.graph.dumps()
+    win.new_file()
+    assert len(win.doc.graph.nodes) == 1
+    assert win.open_path(path)
+    assert win.doc.graph.dumps() == saved
+    assert win.recent.paths()[0] == path.resolve()
+    assert path.name in win.windowTitle()
+
+
+def test_corrupt_project_refused_graph_untouched(win, tmp_path, errors):
+    before = win.doc.graph.dumps()
+    bad = [tmp_path / "garbage.cnnd", tmp_path / "bad.json", tmp_path / "zip.cnnd",
+           tmp_path / "missing.cnnd", tmp_path / "cycle.json"]
+    bad[0].write_bytes(b"\x00\x01 not a project")
+    bad[1].write_text('{"format": "cnn-designer-graph", "nodes": [{"type": "Nope"}]}')
+    with zipfile.ZipFile(bad[2], "w") as z:
+        z.writestr("graph.json", "{ truncated")
+    for p in bad[:4]:
+        assert not win.open_path(p)
+        assert win.doc.graph.dumps() == before
+    assert len(errors) == 4 and all(isinstance(t, str) and t for t in errors)
+    assert "Nope" in errors[1]
+
+
+def test_cycle_in_file_opens_and_is_reported(win, tmp_path):
+    g = Graph("cyc")
+    g.add_node("Input", "x", {}, node_id="x")
+    g.add_node("Add", "a", {}, node_id="a")
+    g.add_node("ReLU", "r", {}, node_id="r")
+    g.edges += [Edge(*e) for e in (("x", "a", 0), ("a", "r", 0), ("r", "a", 1))]
+    p = tmp_path / "cycle.json"
+    p.write_text(g.dumps())
+    assert win.open_path(p)  # opens so it can be repaired; validation names the cycle
+    assert any("cycle" in m.text for m in win.doc.validation.errors)
+    assert win.scene.node_items["a"].severity == "error"
+
+
+def test_copy_paste_between_windows_and_garbage(win, qtbot, tmp_path):
+    win.scene.select_nodes(["conv1", "relu1"])
+    win.act_copy.trigger()
+    data = QGuiApplication.clipboard().mimeData()
+    assert data.hasFormat("application/x-cnn-designer-graph") and data.hasText()
+    other = MainWindow(Graph("empty"), settings=files.make_settings(tmp_path / "s2.ini"),
+                       autosave_dir=tmp_path / "a2")
+    qtbot.addWidget(other)
+    other.act_paste.trigger()
+    assert sorted(n.type_name for n in other.doc.graph.nodes.values()) == ["Conv2d", "ReLU"]
+    assert len(other.doc.graph.edges) == 1
+    assert len(other.scene.selected_node_ids()) == 2
+    other.doc.undo_stack.setClean()
+    other.close()
+    # garbage: plain text that is not a fragment
+    before = win.doc.graph.dumps()
+    for text in ["hello", '{"format": "cnn-designer-fragment", "nodes": 5}', "[" * 5000]:
+        m = QMimeData()
+        m.setText(text)
+        QGuiApplication.clipboard().setMimeData(m)
+        win.act_paste.trigger()
+        assert win.doc.graph.dumps() == before
+        assert "cannot paste" in win.statusBar().currentMessage()
+
+
+def test_refusal_shows_in_status_bar(win):
+    win.doc.lock("training is running: stop it to edit")
+    win.scene.select_nodes(["conv1"])
+    win.act_delete.trigger()
+    assert "conv1" in win.doc.graph.nodes
+    assert "training is running" in win.statusBar().currentMessage()
+    win.doc.unlock()
+
+
+def test_palette_request_adds_below_selection_connected(win):
+    win.scene.select_nodes(["softmax"])
+    win.add_layer("Dropout")
+    new = win.scene.selected_node_ids()[0]
+    assert win.doc.graph.nodes[new].type_name == "Dropout"
+    assert win.doc.graph.inputs_of(new) == ["softmax"]
+    sy = win.doc.graph.nodes["softmax"].position[1]
+    assert win.doc.graph.nodes[new].position[1] > sy
+    win.act_undo.trigger()
+    assert new not in win.doc.graph.nodes
+
+
+def test_auto_layout_is_undoable(win):
+    before = win.doc.graph.dumps()
+    for nid in win.doc.graph.nodes:
+        win.doc.move_node(nid, (0, 0))
+    win.doc.undo_stack.setClean()
+    stacked = win.doc.graph.dumps()
+    win.act_layout.trigger()
+    ys = sorted(n.position[1] for n in win.doc.graph.nodes.values())
+    assert len(set(ys)) == len(ys)
+    win.act_undo.trigger()
+    assert win.doc.graph.dumps() == stacked
+    del before
+
+
+def test_export_png_and_svg(win, tmp_path):
+    png, svg = tmp_path / "c.png", tmp_path / "c.svg"
+    assert win.export_canvas("png", str(png))
+    assert win.export_canvas("svg", str(svg))
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(png))
+    r = win.scene.content_rect()
+    assert img.width() >= 2 * r.width() and img.height() >= 2 * r.height()  # 2× and complete
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text
+    for node in win.doc.graph.nodes.values():
+        assert node.name in text  # every card's text is in the drawing
+
+
+def test_autosave_and_recovery(win, tmp_path, errors):
+    path = tmp_path / "n.cnnd"
+    win.save_to(path)
+    win.doc.push(SetParamCommand(win.doc, "conv1", "out_channels", 7))
+    win.autosave()
+    auto = files.autosave_path(tmp_path / "autosave", path)
+    assert auto.exists()
+    edited = win.doc.graph.dumps()
+    # a new window opening the same file is offered the newer autosave
+    errors.answers["next"] = QMessageBox.StandardButton.Yes
+    other = MainWindow(Graph("x"), settings=files.make_settings(tmp_path / "s3.ini"),
+                       autosave_dir=tmp_path / "autosave")
+    assert other.open_path(path, ask=False)
+    assert other.doc.graph.dumps() == edited
+    assert other.isWindowModified()
+    other.doc.undo_stack.setClean()
+    other.close()
+    win.save_to(path)
+    assert not auto.exists()
+
+
+def test_close_prompts_when_dirty(win, errors):
+    win.doc.push(SetParamCommand(win.doc, "conv1", "out_channels", 7))
+    errors.answers["next"] = QMessageBox.StandardButton.Cancel
+    assert not win.close()
+    assert win.isVisible()
+    errors.answers["next"] = QMessageBox.StandardButton.Discard
+    assert win.close()
+
+
+def test_problems_click_selects_node(win):
+    panel = win.panels.get("problems")
+    if panel is None:
+        pytest.skip("problems panel not built yet")
+    win.doc.push(SetParamCommand(win.doc, "conv1", "kernel_size", [40, 40]))
+    panel.node_activated.emit("conv1")
+    assert win.scene.selected_node_ids() == ["conv1"]
+
+
+def test_open_onnx(win, tmp_path):
+    pytest.importorskip("onnx")
+    try:
+        from engine.onnx_export import export_onnx
+    except ImportError:
+        pytest.skip("ONNX export not available")
+    path = tmp_path / "lenet.onnx"
+    export_onnx(load_example("lenet5"), path=path)
+    assert win.open_path(path, ask=False)  # runs in a worker thread behind a progress dialog
+    types = sorted(n.type_name for n in win.doc.graph.nodes.values())
+    assert "Conv2d" in types and "Linear" in types
+    assert win.doc.path is None  # saving asks for a project name instead of overwriting
+    convs = [n.id for n in win.doc.graph.nodes.values() if n.type_name == "Conv2d"]
+    assert win.doc.weights and all(f"{c}.weight" in win.doc.weights for c in convs)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx at all")
+    before = win.doc.graph.dumps()
+    assert not win.open_path(bad, ask=False)
+    assert win.doc.graph.dumps() == before
+
+
+def test_example_menu_and_big_template(win):
+    win.open_example("small_resnet")
+    assert any(n.type_name == "Add" for n in win.doc.graph.nodes.values())
+    assert json.loads(win.doc.graph.dumps())["nodes"]
