@@ -86,11 +86,12 @@ def unread_warnings(layer: Layer, h: int, w: int, k, s, d, pads):
         pb, pe = (pads[0], pads[2]) if i == 0 else (pads[1], pads[3])
         # unread cells of the padded input, less the end padding: rows of the real input
         r = unread_cells(size, k[i], s[i], pb, pe, d[i]) - pe
-        if r > 0:
-            keff = effective_kernel(k[i], d[i])
-            out.append((f"{layer.where}: ({size} − {keff} + {pb + pe}) is not divisible by stride "
-                        f"{s[i]} along the {axis}: the last {r} {what} are never read",
-                        "stride", None))
+        keff = effective_kernel(k[i], d[i])
+        if r > 0 and keff >= s[i]:  # with K < S rows are skipped everywhere, by design
+            text = (f"{layer.where}: ({size} − {keff} + {pb + pe}) is not divisible by stride "
+                    f"{s[i]} along the {axis}: " + (f"the last {what[:-1]} is never read" if r == 1
+                                             else f"the last {r} {what} are never read"))
+            out.append((text, "stride", None))
     return out
 
 

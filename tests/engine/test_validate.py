@@ -88,7 +88,7 @@ def test_unread_rows_warning_names_the_numbers():
     assert v.ok and v.nodes["conv"].out_shape == (8, 3, 3)
     texts = [m.text for m in v.warnings if m.node_id == "conv"]
     assert len(texts) == 2, texts
-    assert "(8 − 3 + 0)" in texts[0] and "stride 2" in texts[0] and "last 1 rows" in texts[0]
+    assert "(8 − 3 + 0)" in texts[0] and "stride 2" in texts[0] and "the last row is never read" in texts[0]
     assert "last 1 columns" in texts[1]
     assert all(m.param == "stride" for m in v.warnings)
 
@@ -97,7 +97,7 @@ def test_unread_warning_counts_input_rows_not_padding():
     # (7 − 3 + 0) = 4, stride 3: the last row is never read; with 1 bottom pad, still 0 + 1 = 1
     g = chain(("Conv2d", "a", {"kernel_size": 3, "stride": 3}), input_shape=(1, 7, 6))
     texts = [m.text for m in validate(g).warnings]
-    assert len(texts) == 1 and "last 1 rows" in texts[0]  # width: (6 − 3) divisible by 3
+    assert len(texts) == 1 and "the last row is never read" in texts[0]  # width: (6 − 3) divisible by 3
     # ResNet's 3×3 stride-2 pad-1 conv on 8×8: the unread cell is the bottom padding only
     g = chain(("Conv2d", "b", {"kernel_size": 3, "stride": 2, "padding": 1}),
               input_shape=(1, 8, 8))
