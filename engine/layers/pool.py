@@ -99,8 +99,25 @@ class _Pool2d(Layer):
         fh = conv_out(h, k[0], s[0], pads[0], pads[2])
         fw = conv_out(w, k[1], s[1], pads[1], pads[3])
         ceil = int(bool(self.ceil_mode) and (ho, wo) != (fh, fw))
-        return dict(kernel_shape=list(k), strides=list(s), ceil_mode=ceil,
-                    **onnx_padding(self.padding, ctx.in_shapes[0], k, s, [1, 1]))
+        attrs = onnx_padding(self.padding, ctx.in_shapes[0], k, s, [1, 1])
+        if ceil:
+            # one axis gains a window, the other may be a dropped-window axis: there, trimming
+            # the end padding to the last window's end (the same windows, the same divisors)
+            # makes ONNX's plain ceil formula count what we count
+            pads = list(attrs["pads"])
+            for i, (size, n) in enumerate(((h, ho), (w, wo))):
+                pb, pe = pads[i], pads[i + 2]
+                span = size + pb + pe - k[i]
+                if -(-span // s[i]) + 1 != n:
+                    r = span % s[i]
+                    if r > pe:
+                        raise ValueError(
+                            f"{self.where}: ceil_mode with stride {s[i]} over a kernel of "
+                            f"{k[i]} on {size} cells cannot be written in ONNX for both axes; "
+                            f"Fix: turn ceil_mode off or change the padding")
+                    pads[i + 2] = pe - r
+            attrs = {"pads": pads}  # no longer the 'same' pads
+        return dict(kernel_shape=list(k), strides=list(s), ceil_mode=ceil, **attrs)
 
     @classmethod
     def _pool_params(cls, node, ctx) -> dict:
