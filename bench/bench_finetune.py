@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.finetune import describe_split, fine_tune, split_graph
+from engine.finetune import describe_split, fine_tune, replace_any_head, split_graph
 from engine.network import Network
 from engine.runtime import default_threads
 from engine.templates import build_template
@@ -45,10 +45,8 @@ def model():
     weights = Network.compile(g, np.random.default_rng(0)).state_dict()
     g = freeze_up_to(g, FREEZE)
     # the head: the classifier conv with CLASSES filters, freshly initialised
-    g.nodes[HEAD].params = dict(g.nodes[HEAD].params, out_channels=CLASSES)
-    fresh = Network.compile(g, np.random.default_rng(1)).state_dict()
-    for k in (f"{HEAD}.weight", f"{HEAD}.bias"):
-        weights[k] = fresh[k]
+    g, weights = replace_any_head(g, weights, CLASSES, np.random.default_rng(1))
+    assert g.nodes[HEAD].params["out_channels"] == CLASSES
     return g, weights
 
 

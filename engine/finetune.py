@@ -340,28 +340,47 @@ def describe_split(graph: Graph, split: Split | None) -> str:
 
 def load_any_model(spec: str):
     """(graph, weights or None) of an .onnx file, a project, a bare .json, an example name or a
-    template name (engine.templates: untrained)."""
-    from pathlib import Path
-
+    template name (untrained)."""
     if spec.lower().endswith(".onnx"):
         from .onnx_import import import_onnx
 
         imp = import_onnx(spec)
         return imp.graph, imp.weights
-    from .cli import UsageError, load_model
+    from .cli import load_model
 
-    if not Path(spec).exists():
-        from .templates import TEMPLATES, build_template
-
-        if spec in TEMPLATES:
-            return build_template(spec), None
-    try:
-        project = load_model(spec)
-    except UsageError as exc:
-        from .templates import TEMPLATES
-
-        raise UsageError(f"{exc}, nor a template ({', '.join(TEMPLATES)})") from None
+    project = load_model(spec)
     return project.graph, project.weights
+
+
+def replace_any_head(graph: Graph, weights: dict[str, np.ndarray], n_classes: int,
+                     rng: np.random.Generator | None = None
+                     ) -> tuple[Graph, dict[str, np.ndarray]]:
+    """engine.transfer.replace_head (the last Linear gets `n_classes` outputs), or, for a net
+    whose classifier is a convolution followed only by weightless layers (SqueezeNet: 1×1 conv,
+    ReLU, global pooling, Flatten), that Conv2d with `n_classes` filters, freshly initialised."""
+    from .transfer import replace_head
+
+    if any(n.type_name == "Linear" for n in graph.nodes.values()):
+        return replace_head(graph, weights, n_classes, rng)
+    v = validate(graph)
+    v.raise_if_invalid("replace its head")
+    weighted = [nid for nid in v.order if v.nodes[nid].layer.weight_shapes(v.nodes[nid].in_shapes)]
+    if not weighted or graph.nodes[weighted[-1]].type_name != "Conv2d":
+        raise GraphError("the network has no fully connected (Linear) layer or final "
+                         "convolution to turn into the new classifier; add a Linear before "
+                         "the output")
+    head = weighted[-1]
+    g = graph.copy()
+    node = g.nodes[head]
+    node.params = dict(node.params, out_channels=int(n_classes))
+    node.trainable = True
+    v = validate(g)
+    v.raise_if_invalid(f"make '{node.name}' the new {n_classes}-class head")
+    res = v.nodes[head]
+    res.layer.init_weights(res.in_shapes, rng if rng is not None else np.random.default_rng(0))
+    out = {k: a for k, a in weights.items() if k.rpartition(".")[0] != head}
+    out.update({f"{head}.{k}": a.copy() for k, a in res.layer.weights.items()})
+    return g, out
 
 
 def add_commands(sub) -> None:
@@ -413,7 +432,7 @@ def cmd_finetune(args) -> int:
     from .data import load_dataset
     from .project import save_project
     from .train import evaluate
-    from .transfer import freeze_up_to, replace_head
+    from .transfer import freeze_up_to
 
     out = Path(args.out)
     if out.is_dir() or not out.parent.exists():
@@ -435,7 +454,8 @@ def cmd_finetune(args) -> int:
     if data.num_classes > n_classes:
         raise UsageError(f"--classes {n_classes} but the data has {data.num_classes} classes")
     graph = freeze_up_to(graph, args.freeze_up_to)
-    graph, weights = replace_head(graph, weights, n_classes, np.random.default_rng(args.seed))
+    graph, weights = replace_any_head(graph, weights, n_classes,
+                                      np.random.default_rng(args.seed))
     split = None if args.engine_only else split_graph(graph)
     print(describe_split(graph, split), file=sys.stderr)
     if split is not None and split.note:

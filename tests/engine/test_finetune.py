@@ -295,6 +295,27 @@ def test_fresh_torch_export_fine_tunes_fast(tmp_path):
     transfer_round_trip(path, relus[1], tmp_path)  # frozen through the second conv block
 
 
+def test_replace_head_of_a_conv_classifier():
+    from engine.finetune import replace_any_head
+    from engine.templates import build_template
+    from engine.validate import validate
+
+    g = build_template("squeezenet1_1", 1000)  # classifier: 1×1 conv, ReLU, pooling, Flatten
+    w = Network.compile(g, np.random.default_rng(0)).state_dict()
+    g2, w2 = replace_any_head(freeze_up_to(g, "features.12.cat"), w, 5,
+                              np.random.default_rng(1))
+    v = validate(g2)
+    assert v.nodes[v.output_id].out_shape == (5,)
+    assert w2["classifier.1.weight"].shape == (5, 512, 1, 1) and g2.nodes["classifier.1"].trainable
+    assert set(w2) == set(w)
+    for k in w:
+        if not k.startswith("classifier.1."):
+            assert w2[k] is w[k]
+    # a Linear head goes through engine.transfer.replace_head
+    g3, w3 = replace_any_head(mini_vgg(), pretrained(mini_vgg()), 4)
+    assert g3.nodes["fc2"].params["out_features"] == 4 and w3["fc2.weight"].shape == (4, 16)
+
+
 # ---- command line -------------------------------------------------------------------------
 
 def test_cli_finetune(tmp_path):
