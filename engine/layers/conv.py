@@ -8,9 +8,10 @@ from ..errors import ShapeError
 from ..messages import Fix
 from ..ops import (
     as_chwn,
-    col2im_chwn,
+    conv_input_grad,
     keep_freed_memory,
     matmul_nt,
+    matmul_wide,
     nchw,
     pad_chwn,
     scratch,
@@ -64,8 +65,11 @@ def window_output(layer: Layer, h: int, w: int, k, s, d, ceil_mode=False):
         fix = None
         if s == [1, 1] and layer.padding != "same":
             ph, pw = padding_for_same_size(k[0], d[0]), padding_for_same_size(k[1], d[1])
-            fix = Fix(f"padding {fmt_pads_label(ph, pw)} keeps {h}×{w}", "set_params",
-                      {"padding": [ph[0], pw[0], ph[1], pw[1]]})
+            if ph[0] == ph[1] and pw[0] == pw[1]:
+                fix = Fix(f"padding {fmt_pads_label(ph, pw)} keeps {h}×{w}", "set_params",
+                          {"padding": [ph[0], pw[0], ph[1], pw[1]]})
+            else:  # an even kernel pads one more cell at the end: exactly 'same' at stride 1
+                fix = Fix(f"padding 'same' keeps {h}×{w}", "set_params", {"padding": "same"})
         raise ShapeError(
             f"{layer.where}: the {keh}×{kew} kernel does not fit the {h}×{w} input with padding "
             f"{fmt_padding(list(pads))}; the output would be {ho}×{wo}",
@@ -74,9 +78,8 @@ def window_output(layer: Layer, h: int, w: int, k, s, d, ceil_mode=False):
 
 
 def fmt_pads_label(ph, pw) -> str:
-    if ph[0] == ph[1] == pw[0] == pw[1]:
-        return str(ph[0])
-    return f"({ph[0]}, {pw[0]}, {ph[1]}, {pw[1]})"
+    """'2' for equal padding on every side, '1, 2' for (rows, columns)."""
+    return str(ph[0]) if ph[0] == pw[0] else f"{ph[0]}, {pw[0]}"
 
 
 def unread_warnings(layer: Layer, h: int, w: int, k, s, d, pads):
@@ -200,7 +203,7 @@ class Conv2d(Layer):
         if self.bias:
             cols[:, kk] = 1
             wmat = np.concatenate([wmat, self.weights["bias"].reshape(g, co // g, 1)], axis=2)
-        y = np.matmul(wmat, cols)  # (G, Cout/G, Ho·Wo·N)
+        y = matmul_wide(wmat, cols)  # (G, Cout/G, Ho·Wo·N)
         if training:
             self._cache = (cols, x.shape, xp.shape, pads, ho, wo)
         return nchw(y.reshape(co, ho, wo, n))
@@ -224,10 +227,10 @@ class Conv2d(Layer):
             return [None]
         wmat = self.weights["weight"].reshape(g, og, kk)
         dtype = np.result_type(wmat, dyc)
-        dcols = np.matmul(wmat.transpose(0, 2, 1), dyc,  # (G, kk, Ho·Wo·N)
-                          out=scratch(self, "dcols", (g, kk, dyc.shape[2]), dtype))
-        dxp = col2im_chwn(dcols.reshape(c, k[0], k[1], ho, wo, n), xpshape[1], xpshape[2],
-                          s[0], s[1], d[0], d[1])
+        # col2im(Wᵀ @ dy) by blocks of output rows (engine/ops.py); the block buffer is reused
+        work = scratch(self, "dcols", (g * kk * min(ho, max(1, (2 << 20) // (
+            g * kk * wo * n * np.dtype(dtype).itemsize))) * wo * n,), dtype)
+        dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, work)
         t, l = pads[0], pads[1]
         return [nchw(dxp[:, t:t + h, l:l + w])]
 

@@ -60,11 +60,11 @@ def test_output_smaller_than_one_names_layer_numbers_and_offers_same_size_paddin
     assert v2.ok and v2.nodes["conv1"].out_shape == (4, 3, 3)
 
 
-def test_output_smaller_than_one_with_even_kernel_gets_asymmetric_padding():
+def test_output_smaller_than_one_with_even_kernel_gets_same_padding():
     g = chain(("Conv2d", "c", {"kernel_size": [4, 2]}), input_shape=(1, 2, 1))
     m = only_error(validate(g), "c")
-    # total padding K − 1: 3 rows (1 top, 2 bottom) and 1 column (0 left, 1 right)
-    assert m.fix.params == {"padding": [1, 0, 2, 1]}
+    # total padding K − 1 is odd: 'same' puts the extra row / column at the end
+    assert m.fix.params == {"padding": "same"} and "keeps 2×1" in m.fix.label
     v2 = validate(apply_fix(g, m))
     assert v2.ok and v2.nodes["c"].out_shape == (8, 2, 1)
 
