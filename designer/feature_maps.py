@@ -166,6 +166,7 @@ def image_view(parent: QWidget | None = None) -> tuple[pg.GraphicsLayoutWidget, 
                                                         pg.ImageItem]:
     """A borderless widget showing one aspect-locked image (rows top-down)."""
     w = pg.GraphicsLayoutWidget(parent)
+    w.setBackground(None)  # the widget's palette, light or dark
     w.ci.setContentsMargins(2, 2, 2, 2)
     vb = w.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
     vb.setMenuEnabled(False)
@@ -259,6 +260,7 @@ class ProbabilityChart(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.setBackground(None)
         self.setMenuEnabled(False)
         self.setMouseEnabled(False, False)
         self.hideButtons()
@@ -343,6 +345,7 @@ class FeatureMapPanel(QWidget):
             top.addWidget(w)
         top.addSpacing(12)
         top.addWidget(self.layer_label, 1)
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         top.addWidget(self.notice)
 
         # left column: input, pad, probabilities
@@ -362,8 +365,7 @@ class FeatureMapPanel(QWidget):
         ll.addWidget(self.input_stack, 3)
         ll.addWidget(self.input_caption)
         ll.addWidget(self.probs, 2)
-        left.setMinimumWidth(190)
-        left.setMaximumWidth(300)
+        left.setFixedWidth(230)
 
         # tabs
         self.tabs = QTabWidget()
@@ -404,14 +406,13 @@ class FeatureMapPanel(QWidget):
         self.lesson = KernelLesson(self)
         self.tabs.addTab(self.lesson, "Kernel lesson")
 
-        body = QSplitter(Qt.Orientation.Horizontal)
+        body = QHBoxLayout()
         body.addWidget(left)
-        body.addWidget(self.tabs)
-        body.setStretchFactor(1, 1)
+        body.addWidget(self.tabs, 1)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
         outer.addLayout(top)
-        outer.addWidget(body, 1)
+        outer.addLayout(body, 1)
 
         self.source.currentIndexChanged.connect(self._on_source_changed)
         self.sample.valueChanged.connect(self.schedule)
@@ -535,9 +536,10 @@ class FeatureMapPanel(QWidget):
             self._outs = None
             self._show_current()
             return
-        self.notice.setText("untrained weights (random initialisation)" if self._untrained
+        self.notice.setText("untrained weights" if self._untrained
                             else "")
-        self.notice.setToolTip("Train the network (Training panel) to see what it learned."
+        self.notice.setToolTip("The weights are a random initialisation: train the network "
+                               "(Training panel) to see what it learned."
                                if self._untrained else "")
         x = self.current_input()
         self._x = x
@@ -726,7 +728,7 @@ class KernelEditor(QTableWidget):
         with QSignalBlocker(self):
             for r in range(k.shape[0]):
                 for c in range(k.shape[1]):
-                    t = float(k[r, c]) / m
+                    t = 0.6 * float(k[r, c]) / m  # pastel: the numbers stay readable
                     color = (QColor(255, int(255 * (1 - t)), int(255 * (1 - t))) if t > 0 else
                              QColor(int(255 * (1 + t)), int(255 * (1 + t)), 255))
                     self.item(r, c).setBackground(color)
@@ -783,24 +785,25 @@ class KernelLesson(QWidget):
         side_w.setLayout(side)
         side_w.setFixedWidth(200)
 
-        stages = QGridLayout()
-        stages.setSpacing(4)
+        self.stages = QGridLayout()
+        self.stages.setSpacing(4)
         self.views: dict[str, tuple] = {}
         self.captions: dict[str, QLabel] = {}
-        for i, (key, title) in enumerate(self.STAGES):
+        self.heads: dict[str, QLabel] = {}
+        for key, title in self.STAGES:
             head = QLabel(f"<b>{title}</b>")
             head.setAlignment(Qt.AlignmentFlag.AlignCenter)
             w, vb, img = image_view()
-            w.setMinimumSize(120, 120)
+            w.setMinimumSize(100, 100)
             w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             cap = QLabel()
             cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
             cap.setStyleSheet("color: palette(mid);")
-            stages.addWidget(head, 0, i)
-            stages.addWidget(w, 1, i)
-            stages.addWidget(cap, 2, i)
             self.views[key] = (w, vb, img)
             self.captions[key] = cap
+            self.heads[key] = head
+        self._cols = 0
+        self._arrange(4)
         explain = QLabel(
             "The kernel slides over the image; each output pixel is the sum of the 3×3 "
             "neighbourhood times the kernel (red = positive weights, blue = negative). ReLU "
@@ -810,7 +813,7 @@ class KernelLesson(QWidget):
         explain.setFrameShape(QFrame.Shape.StyledPanel)
         explain.setContentsMargins(6, 4, 6, 4)
         right = QVBoxLayout()
-        right.addLayout(stages, 1)
+        right.addLayout(self.stages, 1)
         right.addWidget(explain)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -825,6 +828,27 @@ class KernelLesson(QWidget):
         self.apply_button.clicked.connect(self._apply)
         self.restore_button.clicked.connect(self._restore)
         self._on_preset()
+
+    def _arrange(self, cols: int) -> None:
+        """Stages in one row of four, or two rows of two when that makes them bigger."""
+        if cols == self._cols:
+            return
+        for i, (key, _title) in enumerate(self.STAGES):
+            r, c = divmod(i, cols)
+            for j, w in enumerate((self.heads[key], self.views[key][0], self.captions[key])):
+                self.stages.removeWidget(w)
+                self.stages.addWidget(w, 3 * r + j, c)
+        self._cols = cols
+
+    def resizeEvent(self, event):
+        """Pick the arrangement with the bigger views and keep them about square."""
+        super().resizeEvent(event)
+        w, h = self.width() - 220, self.height() - 150
+        one_row, two_rows = min(w / 4, h), min(w / 2, h / 2 - 40)
+        self._arrange(4 if one_row >= two_rows else 2)
+        cap = int(one_row) if self._cols == 4 else 16777215  # QWIDGETSIZE_MAX: fill
+        for view, _, _ in self.views.values():
+            view.setMaximumHeight(max(100, cap))
 
     def _make_hover(self, key: str):
         def on_move(pos):

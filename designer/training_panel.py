@@ -230,7 +230,8 @@ class Thumbnails(QWidget):
                        f"{name(w['true'])} → {name(w['pred'])}")
             p.setPen(self.palette().windowText().color())
             p.drawText(QRectF(x0, y0 + img_side + 16, cw, 14), Qt.AlignmentFlag.AlignCenter,
-                       f"{w['confidence']:.0%} sure")
+                       f"{w['confidence']:.1%} sure" if w["confidence"] > 0.995
+                       else f"{w['confidence']:.0%} sure")
         p.end()
 
 
@@ -413,6 +414,8 @@ class TrainingPanel(QWidget):
         self.watch_combo.setToolTip("The layer whose feature maps of one fixed validation image "
                                     "the timeline shows.")
         self.filters_view, self.filters_vb, self.filters_img = image_view()
+        self.filters_view.setToolTip("The first convolution's filters (averaged over input "
+                                     "channels): blue negative, red positive.")
         self.maps_view, self.maps_vb, self.maps_img = image_view()
         self.sample_view, self.sample_vb, self.sample_img = image_view()
         self.sample_view.setMaximumWidth(90)
@@ -494,6 +497,7 @@ class TrainingPanel(QWidget):
         self.stop_button.clicked.connect(self.stop_training)
         self.fix_button.clicked.connect(self.apply_fix)
         self.slider.valueChanged.connect(self._show_snapshot)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         self.watch_combo.currentIndexChanged.connect(self._on_watch_changed)
         self._on_source_changed()
         self._on_optimizer()
@@ -939,6 +943,10 @@ class TrainingPanel(QWidget):
             self.maps_vb.autoRange(padding=0.02)
         else:
             self.maps_img.clear()
+
+    def _on_tab_changed(self, i: int) -> None:
+        if i == 1:
+            self.tabs.setTabText(1, "Results")
 
     def shutdown(self) -> None:
         """Stop training and loading threads (window closing)."""
