@@ -226,11 +226,7 @@ class Conv2d(Layer):
         if not getattr(self, "need_dx", True):  # set by Network.backward(input_grad=False)
             return [None]
         wmat = self.weights["weight"].reshape(g, og, kk)
-        dtype = np.result_type(wmat, dyc)
-        # col2im(Wᵀ @ dy) by blocks of output rows (engine/ops.py); the block buffer is reused
-        work = scratch(self, "dcols", (g * kk * min(ho, max(1, (2 << 20) // (
-            g * kk * wo * n * np.dtype(dtype).itemsize))) * wo * n,), dtype)
-        dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, work)
+        dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, owner=self)  # col2im(Wᵀ @ dy)
         t, l = pads[0], pads[1]
         return [nchw(dxp[:, t:t + h, l:l + w])]
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+import engine.ops
 from engine.errors import ParamError
 from engine.graph import sequential
 from engine.layers import REGISTRY
@@ -165,3 +166,21 @@ def test_param_normalize_fast_path_returns_what_the_full_path_returns():
                     assert fast[0] == "ok" and math.isnan(fast[1])
                     continue
                 assert fast == full and type(fast[-1]) is type(full[-1]), (cls, p.name, v)
+
+
+@pytest.mark.parametrize("params", [
+    {"out_channels": 4, "kernel_size": 3, "padding": 1},
+    {"out_channels": 4, "kernel_size": [3, 2], "stride": [2, 1], "dilation": [1, 2],
+     "groups": 2, "padding": [1, 0, 2, 1]},
+])
+def test_conv_input_gradient_in_row_blocks_equals_one_block(params, monkeypatch):
+    """Big layers compute dx in blocks of output rows; tiny blocks must give the same dx."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 9, 8))
+    dxs = []
+    for block in (1 << 30, 1):  # one block; one output row per block
+        monkeypatch.setattr(engine.ops, "BLOCK_BYTES", block)
+        conv = layer("Conv2d", params, (4, 9, 8))
+        y = conv.forward([x], training=True)
+        dxs.append(conv.backward(np.random.default_rng(6).standard_normal(y.shape))[0])
+    np.testing.assert_allclose(dxs[0], dxs[1], rtol=1e-12, atol=1e-12)
