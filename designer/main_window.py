@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self._threads = []
         self.panels: dict[str, QWidget] = {}
         self.docks: dict[str, QDockWidget] = {}
+        self._factories: dict[str, object] = {}
         self._build_docks()
         self._build_actions()
         self._build_menus()
@@ -92,9 +93,30 @@ class MainWindow(QMainWindow):
 
     # ---- construction -----------------------------------------------------------------------
 
-    def _dock(self, key: str, title: str, widget: QWidget, area) -> QDockWidget:
+    def _dock(self, key: str, title: str, widget: QWidget | None, area,
+              factory=None) -> QDockWidget:
+        """A dock for `widget`; with `factory` instead, the panel is built the first time the
+        dock is shown (plot-heavy panels cost ~0.5 s each: start-up stays quick)."""
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{key}")
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        self.docks[key] = dock
+        if widget is not None:
+            self._set_panel(key, widget)
+        else:
+            placeholder = QLabel(f"{title} opens here")
+            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            dock.setWidget(placeholder)
+            self._factories[key] = factory
+            dock.visibilityChanged.connect(
+                lambda visible, k=key: visible and self.materialize(k))
+        return dock
+
+    def _set_panel(self, key: str, widget: QWidget) -> None:
+        dock = self.docks[key]
         if widget.minimumSizeHint().width() > 420 or widget.minimumSizeHint().height() > 500:
             # a wide panel must not squeeze the canvas: it scrolls inside a narrow dock
             scroll = QScrollArea(dock)
@@ -104,13 +126,19 @@ class MainWindow(QMainWindow):
             dock.setWidget(scroll)
         else:
             dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        self.addDockWidget(area, dock)
-        self.docks[key] = dock
         self.panels[key] = widget
-        return dock
+
+    def materialize(self, key: str) -> QWidget | None:
+        """Build a lazily created panel now (first show of its dock); returns it."""
+        factory = self._factories.pop(key, None)
+        if factory is not None:
+            old = self.docks[key].widget()
+            self._set_panel(key, factory())
+            if old is not None:
+                old.deleteLater()
+            if key == "feature_maps":
+                self._on_selection()
+        return self.panels.get(key)
 
     def _build_docks(self) -> None:
         L, R, B = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
@@ -135,7 +163,12 @@ class MainWindow(QMainWindow):
                                          ("feature_maps", "Feature maps", "feature_maps",
                                           "FeatureMapPanel")]:
             cls = _optional(module, name)
-            if cls is not None:
+            if cls is None:
+                continue
+            if key in ("training", "feature_maps"):
+                right.append(self._dock(key, title, None, R,
+                                        lambda c=cls: c(self.doc, self)))
+            else:
                 right.append(self._dock(key, title, cls(self.doc, self), R))
         for a, b in pairwise(right):
             self.tabifyDockWidget(a, b)

@@ -186,32 +186,31 @@ class NodeItem(QGraphicsObject):
         node = self.doc.graph.nodes[self.node_id]
         res = self.doc.validation.nodes.get(self.node_id)
         cls = REGISTRY[node.type_name]
+        # what the card shows depends on these; parameter edits reset `signature` (scene)
         if res is None:
             sig = (node.name, node.trainable, None)
         else:
             sig = (node.name, node.trainable, res.out_shape, res.trainable_params,
-                   res.non_trainable_params, res.receptive_field,
-                   tuple((m.severity, m.text) for m in res.messages),
-                   res.layer.describe(res.in_shapes) if res.layer is not None else None)
+                   res.non_trainable_params, res.receptive_field, tuple(res.in_shapes),
+                   res.layer is None, tuple((m.severity, m.text) for m in res.messages))
         if sig == self.signature:
             return False
         self.signature = sig
         self.name = node.name
         self.title = cls.label if len(cls.label) <= 14 else cls.type_name
         self.frozen = not node.trainable
-        self.desc = sig[7] if res is not None and len(sig) > 7 and sig[7] else ""
+        self.desc = ""
+        if res is not None and res.layer is not None:
+            self.desc = res.layer.describe(res.in_shapes)
         self.shape_text = fmt_shape(res.out_shape) if res is not None else "?"
         self.params_text = ""
         self.rf_text = ""
         self.severity = None
         self.first_message = ""
-        tip = [f"<b>{cls.label}</b> '{node.name}' ({node.type_name})", cls.doc]
         if res is not None:
             if res.out_shape is not None:
                 n = res.params
                 self.params_text = f"{fmt_count(n)} param{'s' * (n != 1)}" if n else "no params"
-                tip.append(f"output {self.shape_text} · {self.params_text}"
-                           + (f" · {fmt_count(res.macs)} MACs" if res.macs else ""))
             if res.receptive_field is not None and cls.category != "Input":
                 rh, rw = res.receptive_field
                 self.rf_text = f"RF {rh}×{rw}"
@@ -223,13 +222,29 @@ class NodeItem(QGraphicsObject):
             elif warns:
                 self.severity = "warning"
                 self.first_message = warns[0].text
-            for m in res.messages:
+        self._tip = None  # built when hovered (HTML for 200 cards per edit is waste)
+        if self.isUnderMouse():
+            self.setToolTip(self.tooltip_text())
+        self.update()
+        return True
+
+    def tooltip_text(self) -> str:
+        """Type, name, output, parameters, MACs and every message with its fix (HTML)."""
+        if self._tip is None:
+            node = self.doc.graph.nodes[self.node_id]
+            res = self.doc.validation.nodes.get(self.node_id)
+            cls = REGISTRY[node.type_name]
+            tip = [f"<b>{_esc(cls.label)}</b> '{_esc(node.name)}' ({node.type_name})",
+                   _esc(cls.doc)]
+            if res is not None and res.out_shape is not None:
+                tip.append(f"output {self.shape_text} · {self.params_text}"
+                           + (f" · {fmt_count(res.macs)} MACs" if res.macs else ""))
+            for m in res.messages if res is not None else []:
                 colour = (self.look.error if m.severity == ERROR else self.look.warning).name()
                 fix = f"<br><i>Fix: {_esc(m.fix.label)}</i>" if m.fix else ""
                 tip.append(f"<span style='color:{colour}'>● {_esc(m.text)}</span>{fix}")
-        self.setToolTip("<br>".join(t for t in tip if t))
-        self.update()
-        return True
+            self._tip = "<br>".join(t for t in tip if t)
+        return self._tip
 
     def restyle(self) -> None:
         self.signature = None
@@ -273,13 +288,11 @@ class NodeItem(QGraphicsObject):
         painter.drawRoundedRect(r.translated(0, 2.5), RADIUS, RADIUS)
         painter.setBrush(look.card)
         painter.drawRoundedRect(r, RADIUS, RADIUS)
-        head = QPainterPath()
-        head.addRoundedRect(QRectF(r.left(), r.top(), r.width(), HEADER_H + RADIUS), RADIUS,
-                            RADIUS)
-        clip = QPainterPath()
-        clip.addRect(QRectF(r.left(), r.top(), r.width(), HEADER_H))
+        painter.save()  # header strip: the card's rounded top, clipped (cheaper than path ops)
+        painter.setClipRect(QRectF(r.left() - 1, r.top() - 1, r.width() + 2, HEADER_H + 1))
         painter.setBrush(fam)
-        painter.drawPath(head.intersected(clip))
+        painter.drawRoundedRect(r, RADIUS, RADIUS)
+        painter.restore()
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.setPen(QPen(frame, width))
         painter.drawRoundedRect(r, RADIUS, RADIUS)
@@ -376,6 +389,7 @@ class NodeItem(QGraphicsObject):
         return super().itemChange(change, value)
 
     def hoverEnterEvent(self, event):
+        self.setToolTip(self.tooltip_text())
         for e in self.edges:
             e.set_emphasis(True)
 
@@ -400,16 +414,22 @@ class EdgeItem(QGraphicsItem):
         self.hot = False  # a dragged layer hovers over this edge (drop splices it in)
         self.emphasis = False
         self._bounds = QRectF()
+        self._path_bounds = QRectF()
+        self._label_w = 0.0
         src.edges.append(self)
         dst.edges.append(self)
         self.refresh()
 
     def refresh(self) -> None:
+        """Re-read the shape label; the curve itself only moves with the cards."""
         res = self.doc.validation.nodes.get(self.edge.src)
         label = fmt_shape(res.out_shape) if res is not None and res.out_shape else ""
         if label != self.label:
             self.label = label
-            self.update_path()
+            self._label_w = self.look.m_edge.horizontalAdvance(label) + 8
+            self.prepareGeometryChange()
+            self._update_bounds()
+            self.update()
 
     def detach(self) -> None:
         for n in (self.src, self.dst):
@@ -433,11 +453,15 @@ class EdgeItem(QGraphicsItem):
         stroke = QPainterPathStroker()
         stroke.setWidth(10)
         self._shape = stroke.createStroke(self.path)
-        b = self.path.boundingRect()
+        self._path_bounds = self.path.boundingRect()
+        self._update_bounds()
+        self.update()
+
+    def _update_bounds(self) -> None:
+        b = self._path_bounds
         if self.label:
             b = b.united(self.label_rect())
         self._bounds = b.adjusted(-4, -4, 4, 4)
-        self.update()
 
     def _lane(self, p1: QPointF, p2: QPointF) -> float | None:
         """A long edge whose straight curve would cross other cards goes round them: the x of
@@ -458,8 +482,7 @@ class EdgeItem(QGraphicsItem):
 
     def label_rect(self) -> QRectF:
         """The shape label sits just right of the curve's middle, clear of the ports."""
-        w = self.look.m_edge.horizontalAdvance(self.label) + 8
-        return QRectF(self.label_pos.x() + 7, self.label_pos.y() - 8, w, 16)
+        return QRectF(self.label_pos.x() + 7, self.label_pos.y() - 8, self._label_w, 16)
 
     def boundingRect(self) -> QRectF:
         return self._bounds

@@ -109,7 +109,9 @@ class CanvasScene(QGraphicsScene):
                 other.update_path()
 
     def _on_node_changed(self, nid: str) -> None:
-        pass  # validation follows every change and refreshes what is shown
+        item = self.node_items.get(nid)
+        if item is not None:
+            item.signature = None  # its parameters changed: re-read it on the next validation
 
     def _on_node_moved(self, nid: str) -> None:
         item = self.node_items.get(nid)

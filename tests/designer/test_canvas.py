@@ -1,6 +1,8 @@
 """Canvas: real events on the view (drops, port drags, moves, wheel), items mirroring the
 document (shapes, errors, warnings), fixes, and a 300-node graph."""
 
+import html
+
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QWheelEvent
@@ -236,7 +238,7 @@ def test_error_and_warning_display_and_quick_fix(canvas):
     warn = next(m for m in doc.validation.warnings if m.node_id == "pool2")
     pool2 = scene.node_items["pool2"]
     assert pool2.severity == "warning"
-    assert warn.text.replace("<", "&lt;") in pool2.toolTip() or warn.text in pool2.toolTip()
+    assert html.escape(warn.text, quote=False) in pool2.tooltip_text()
     doc.push(SetParamCommand(doc, "conv1", "kernel_size", [40, 40]))
     err = next(m for m in doc.validation.errors if m.node_id == "conv1")
     conv1 = scene.node_items["conv1"]
