@@ -15,20 +15,21 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import designer  # noqa: E402,F401  (pins None: PySide6 6.12 workaround, before any Qt use)
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication
 
-from designer import files  # noqa: E402
-from designer.canvas import CanvasScene, CanvasView, layered_layout  # noqa: E402
-from designer.commands import SetParamCommand  # noqa: E402
-from designer.document import Document  # noqa: E402
-from engine.graph import Graph  # noqa: E402
-from engine.project import save_project  # noqa: E402
-from engine.validate import validate  # noqa: E402
+import designer  # noqa: F401  (pins None: PySide6 6.12 workaround, before any Qt use)
+from designer import files
+from designer.canvas import CanvasScene, CanvasView, layered_layout
+from designer.commands import SetParamCommand
+from designer.document import Document
+from engine.graph import Graph
+from engine.project import save_project
+from engine.validate import validate
 
 
 def resnet_like(n_nodes: int) -> Graph:
@@ -47,7 +48,7 @@ def resnet_like(n_nodes: int) -> Graph:
             ("Conv2d", "c2", {"out_channels": 16, "kernel_size": 3, "padding": 1}),
             ("BatchNorm2d", "bn2", {}), ("Add", "add", {}), ("ReLU", "r2", {})]]
         g.add_edge(prev, ids[0])
-        for a, c in zip(ids, ids[1:]):
+        for a, c in pairwise(ids):
             g.add_edge(a, c)
         g.add_edge(prev, ids[5])
         prev, k = ids[-1], k + 1
