@@ -71,7 +71,7 @@ def _title(p: Param) -> str:
 def _current_params(node, layer: Layer | None) -> dict:
     """Normalized parameter values of a node (the layer's if it built, else per Param)."""
     if layer is not None:
-        return dict(layer.p)
+        return dict(layer.values)
     cls = REGISTRY[node.type_name]
     out = {}
     for p in cls.params:
@@ -398,7 +398,7 @@ class PaddingEditor(ParamEditor):
             try:
                 k = layer.kernel_size
                 s = getattr(layer, "strides", None) or layer.stride
-                d = layer.p.get("dilation", [1, 1])
+                d = layer.values.get("dilation", [1, 1])
                 self._resolved = resolve_pads(value, in_shape[1], in_shape[2], k, s, d)
             except (AttributeError, TypeError, ValueError):
                 self._resolved = (0, 0, 0, 0)

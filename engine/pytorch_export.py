@@ -125,8 +125,8 @@ def _args(*positional, **kw) -> str:
 
 def _conv2d(layer, in_shapes, attr, names):
     c, h, w = in_shapes[0]
-    k, s, d = layer.p["kernel_size"], layer.p["stride"], layer.p["dilation"]
-    t, l, b, r = resolve_pads(layer.p["padding"], h, w, k, s, d)
+    k, s, d = layer.values["kernel_size"], layer.values["stride"], layer.values["dilation"]
+    t, l, b, r = resolve_pads(layer.values["padding"], h, w, k, s, d)
     kw: dict = {"kernel_size": _pair(k)}
     if s != [1, 1]:
         kw["stride"] = _pair(s)
@@ -139,11 +139,11 @@ def _conv2d(layer, in_shapes, attr, names):
         code.modules.append(_Module(pad, f"nn.ZeroPad2d(({l}, {r}, {t}, {b}))"))
     if d != [1, 1]:
         kw["dilation"] = _pair(d)
-    if layer.p["groups"] != 1:
-        kw["groups"] = layer.p["groups"]
-    if not layer.p["bias"]:
+    if layer.values["groups"] != 1:
+        kw["groups"] = layer.values["groups"]
+    if not layer.values["bias"]:
         kw["bias"] = False
-    code.modules.append(_Module(attr, f"nn.Conv2d({_args(c, layer.p['out_channels'], **kw)})"))
+    code.modules.append(_Module(attr, f"nn.Conv2d({_args(c, layer.values['out_channels'], **kw)})"))
     return code
 
 
@@ -152,7 +152,7 @@ def _pool2d(layer, in_shapes, attr, names):
     k, s, pads, ho, wo = layer._geometry(h, w)
     t, l, b, r = pads
     is_max = layer.type_name == "MaxPool2d"
-    ceil = layer.p["ceil_mode"]
+    ceil = layer.values["ceil_mode"]
     kw: dict = {"kernel_size": _pair(k)}
     if s != k:
         kw["stride"] = _pair(s)
@@ -162,7 +162,7 @@ def _pool2d(layer, in_shapes, attr, names):
         if t or l:
             kw["padding"] = _pair([t, l])
     else:
-        if not is_max and not layer.p["count_include_pad"]:
+        if not is_max and not layer.values["count_include_pad"]:
             raise ExportError(
                 f"AvgPool2d '{layer.name}': asymmetric padding ({t}, {l}, {b}, {r}) with "
                 f"count_include_pad off has no PyTorch equivalent; use symmetric padding or "
@@ -179,7 +179,7 @@ def _pool2d(layer, in_shapes, attr, names):
             crop = f"[:, :, :{ho}, :{wo}]"
     if ceil:
         kw["ceil_mode"] = True
-    if not is_max and not layer.p["count_include_pad"]:
+    if not is_max and not layer.values["count_include_pad"]:
         kw["count_include_pad"] = False
     code.modules.append(_Module(attr, f"nn.{layer.type_name}({_args(**kw)})"))
     code.expr = "{call}" + crop
@@ -196,17 +196,17 @@ def _batchnorm(layer, in_shapes):
     shape = in_shapes[0]
     kind = "BatchNorm2d" if len(shape) == 3 else "BatchNorm1d"
     kw = {}
-    if layer.p["eps"] != 1e-5:
-        kw["eps"] = _num(layer.p["eps"])
-    if layer.p["momentum"] != 0.1:
-        kw["momentum"] = _num(layer.p["momentum"])
+    if layer.values["eps"] != 1e-5:
+        kw["eps"] = _num(layer.values["eps"])
+    if layer.values["momentum"] != 0.1:
+        kw["momentum"] = _num(layer.values["momentum"])
     return f"nn.{kind}({_args(shape[0], **kw)})"
 
 
 def _lrn(layer, in_shapes, attr, names):
-    n = layer.p["size"]
-    args = _args(n, alpha=_num(layer.p["alpha"]), beta=_num(layer.p["beta"]),
-                 k=_num(layer.p["k"]))
+    n = layer.values["size"]
+    args = _args(n, alpha=_num(layer.values["alpha"]), beta=_num(layer.values["beta"]),
+                 k=_num(layer.values["k"]))
     if n % 2:
         return _NodeCode([_Module(attr, f"nn.LocalResponseNorm({args})")])
     return _NodeCode([_Module(attr, f"OnnxLocalResponseNorm({args})")],
@@ -214,8 +214,8 @@ def _lrn(layer, in_shapes, attr, names):
 
 
 def _linear(layer, in_shapes):
-    kw = {} if layer.p["bias"] else {"bias": False}
-    return f"nn.Linear({_args(in_shapes[0][0], layer.p['out_features'], **kw)})"
+    kw = {} if layer.values["bias"] else {"bias": False}
+    return f"nn.Linear({_args(in_shapes[0][0], layer.values['out_features'], **kw)})"
 
 
 def _merge(expr_of):
@@ -232,18 +232,18 @@ CONVERTERS = {
     "MaxPool2d": _pool2d,
     "AvgPool2d": _pool2d,
     "AdaptiveAvgPool2d": _simple(
-        lambda layer, _: f"nn.AdaptiveAvgPool2d({_pair(layer.p['output_size'])})"),
+        lambda layer, _: f"nn.AdaptiveAvgPool2d({_pair(layer.values['output_size'])})"),
     "GlobalAvgPool2d": _simple(lambda layer, _: "nn.AdaptiveAvgPool2d(1)"),
     "ReLU": _simple(lambda layer, _: "nn.ReLU()"),
     "LeakyReLU": _simple(
-        lambda layer, _: f"nn.LeakyReLU(negative_slope={_num(layer.p['negative_slope'])})"),
+        lambda layer, _: f"nn.LeakyReLU(negative_slope={_num(layer.values['negative_slope'])})"),
     "ReLU6": _simple(lambda layer, _: "nn.ReLU6()"),
     "Sigmoid": _simple(lambda layer, _: "nn.Sigmoid()"),
     "Tanh": _simple(lambda layer, _: "nn.Tanh()"),
     "Softmax": _simple(lambda layer, _: "nn.Softmax(dim=1)"),
     "Flatten": _simple(lambda layer, _: "nn.Flatten()"),
     "Linear": _simple(_linear),
-    "Dropout": _simple(lambda layer, _: f"nn.Dropout(p={_num(layer.p['p'])})"),
+    "Dropout": _simple(lambda layer, _: f"nn.Dropout(p={_num(layer.values['p'])})"),
     "BatchNorm2d": _simple(_batchnorm),
     "LocalResponseNorm": _lrn,
     "Add": _merge(lambda n: " + ".join(f"{{{i}}}" for i in range(n))),

@@ -208,22 +208,22 @@ class Layer:
             raise ParamError(f"{self.type_name} '{self.name}' has no parameter "
                              f"{', '.join(sorted(unknown))}", sorted(unknown)[0])
         where = f"{self.type_name} '{self.name}'"
-        self.p: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
         for p in self.params:
-            self.p[p.name] = p.normalize(values.get(p.name, p.default), where)
+            self.values[p.name] = p.normalize(values.get(p.name, p.default), where)
         self.weights: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.frozen = False
 
     def __getattr__(self, item):
-        p = self.__dict__.get("p")
+        p = self.__dict__.get("values")
         if p is not None and item in p:
             return p[item]
         raise AttributeError(item)
 
     def __repr__(self) -> str:
-        changed = [f"{p.name}={self.p[p.name]!r}" for p in self.params
-                   if self.p[p.name] != p.normalize(p.default)]
+        changed = [f"{p.name}={self.values[p.name]!r}" for p in self.params
+                   if self.values[p.name] != p.normalize(p.default)]
         return f"{self.type_name}({', '.join(changed)})"
 
     @property

@@ -171,6 +171,10 @@ class Linear(Layer):
                 self.grads["bias"] = dy.sum(axis=0)
         if not getattr(self, "need_dx", True):  # set by Network.backward(input_grad=False)
             return [None]
+        if x.flags.f_contiguous and not x.flags.c_contiguous:
+            # x was a transposed view (a flattened CHWN conv / pool output): give dx the same
+            # memory order, so the layers before read it without a transposing copy
+            return [(self.weights["weight"].T @ dy.T).T]
         return [dy @ self.weights["weight"]]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
@@ -248,7 +252,7 @@ class Dropout(Layer):
         return shape
 
     def describe(self, in_shapes=None):
-        return f"p={self.p['p']:g}"  # self.p is the params dict; the param is p["p"]
+        return f"p={self.p:g}"
 
     def init_weights(self, in_shapes, rng):
         super().init_weights(in_shapes, rng)
@@ -256,7 +260,7 @@ class Dropout(Layer):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        drop = self.p["p"]  # not self.p: that is the dict of all params
+        drop = self.p
         if not training or drop == 0:
             self._cache = None
             return x
@@ -278,7 +282,7 @@ class Dropout(Layer):
         if not ctx.keep_dropout:
             ctx.alias(output, inputs[0])
             return
-        ratio = ctx.initializer(f"{self.name}.ratio", np.array(self.p["p"], np.float32))
+        ratio = ctx.initializer(f"{self.name}.ratio", np.array(self.p, np.float32))
         ctx.node("Dropout", [inputs[0], ratio], [output], self.name)
 
     @classmethod

@@ -614,15 +614,11 @@ def test_lenet5_param_count_matches_torch():
 
 
 def test_no_parameter_is_shadowed_by_an_attribute():
-    """`layer.<param>` must return the parameter. The one known exception is Dropout's `p`,
-    which `layer.p` (the dict of all params) shadows: code reads it as `layer.p["p"]`."""
-    for type_name, cls in REGISTRY.items():
+    """`layer.<param>` must return the parameter (Dropout's `p` included)."""
+    for cls in REGISTRY.values():
         layer = cls("x")
         for p in cls.params:
-            if (type_name, p.name) == ("Dropout", "p"):
-                assert layer.p["p"] == 0.5
-                continue
-            assert getattr(layer, p.name) is layer.p[p.name], (type_name, p.name)
+            assert getattr(layer, p.name) is layer.values[p.name], (cls.type_name, p.name)
 
 
 @pytest.mark.parametrize("type_name,params,in_shapes,out_shape,counts", SHAPE_TABLE,
@@ -638,7 +634,7 @@ def test_describe_repr_macs_and_window_do_not_fail(type_name, params, in_shapes,
         (kh, kw), (sh, sw), (pt, pl) = win
         assert min(kh, kw, sh, sw) >= 1 and min(pt, pl) >= 0
     for text, param, _fix in layer.warnings(in_shapes, out_shape):
-        assert text and (param is None or param in layer.p)
+        assert text and (param is None or param in layer.values)
 
 
 def test_describe_examples():

@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from engine.errors import DataError
 from engine.graph import Graph, sequential
 from engine.layers import REGISTRY
 from engine.network import Network
@@ -55,7 +56,7 @@ def comparable(graph: Graph) -> dict:
     data = graph.to_json()
     for n in data["nodes"]:
         n.pop("position")
-        n["params"] = REGISTRY[n["type"]](n["name"], **n["params"]).p  # canonical form
+        n["params"] = REGISTRY[n["type"]](n["name"], **n["params"]).values  # canonical form
         if n["params"].get("padding") == [0, 0, 0, 0]:
             n["params"]["padding"] = "valid"  # the same thing
         if n["type"] in ("MaxPool2d", "AvgPool2d"):
@@ -698,3 +699,49 @@ def test_random_window_attributes_agree_everywhere(case):
         mine["nodes"][1]["params"].pop("padding")
         back["nodes"][1]["params"].pop("padding")
     assert back == mine
+
+
+@st.composite
+def foreign_window_nodes(draw):
+    op = draw(st.sampled_from(["Conv", "MaxPool", "AveragePool"]))
+    k = [draw(st.integers(1, 4)), draw(st.integers(1, 4))]
+    attrs = {"kernel_shape": k, "strides": [draw(st.integers(1, 3)), draw(st.integers(1, 3))]}
+    auto = draw(st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    if auto == "NOTSET":
+        attrs["pads"] = [draw(st.integers(0, k[i % 2] - 1)) for i in range(4)]
+    else:
+        attrs["auto_pad"] = auto
+    if op == "Conv":
+        if auto == "NOTSET":  # ONNX Runtime refuses dilation with SAME_*
+            attrs["dilations"] = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    else:
+        attrs["ceil_mode"] = int(draw(st.booleans()))
+    if op == "AveragePool":
+        attrs["count_include_pad"] = int(draw(st.booleans()))
+    shape = (2, draw(st.integers(4, 9)), draw(st.integers(4, 9)))
+    return op, attrs, shape
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(foreign_window_nodes())
+def test_foreign_window_attributes_import_exactly_or_refuse_clearly(case):
+    op, attrs, shape = case
+    ins, inits = ["x"], {}
+    if op == "Conv":
+        r = np.random.default_rng(0)
+        inits = {"w": r.standard_normal((3, 2, *attrs["kernel_shape"])).astype(np.float32),
+                 "b": r.standard_normal(3).astype(np.float32)}
+        ins = ["x", "w", "b"]
+    m = make_model([helper.make_node(op, ins, ["y"], name="node", **attrs)], inits, shape)
+    x = np.random.default_rng(1).standard_normal((2, *shape)).astype(np.float32)
+    try:
+        want = OnnxModel(m, providers=CPU).run(x)
+    except DataError:
+        assume(False)  # ONNX Runtime itself refuses (or mishandles) these attributes
+    try:
+        imp = import_onnx(m)
+    except OnnxImportError as exc:
+        # only the engine's pooling limit (padding at most half the kernel) may refuse
+        assert "more than half" in str(exc) and op != "Conv", str(exc)
+        return
+    close(imp.network().forward(x), want)
