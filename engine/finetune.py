@@ -2,7 +2,7 @@
 trainable tail in the engine.
 
     graph = freeze_up_to(imp.graph, "features.12.cat")        # engine.transfer
-    graph, weights = replace_head(graph, imp.weights, 5)
+    graph, weights = replace_any_head(graph, imp.weights, 5)  # Linear or conv classifier
     weights, history = fine_tune(graph, weights, x, y, TrainConfig(epochs=5))
 
 A frozen layer never changes, so neither does its output for a given image: the frozen prefix
@@ -18,6 +18,11 @@ statistics, Dropout in the prefix passes everything through), which is what ONNX
 Caching is only valid because the images do not change between epochs: with random data
 augmentation (crops, flips), the features would have to be recomputed each epoch.
 
+The features take N · prod(cut shape) · 4 bytes (`feature_bytes`): 300 SqueezeNet images cut
+before the classifier (512×13×13) take 104 MB. Dropout layers in the trainable tail draw other
+random masks than in the engine-only path (the tail network seeds them itself): the same in
+distribution, not bit for bit.
+
 Only one cut tensor is supported (the backbone -> head case). When the frozen layers end in
 several tensors that the tail reads (frozen up to the middle of a residual block), the prefix is
 shortened to the last layer whose output is the only thing the rest reads; the remaining frozen
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GraphError, TrainingError
+from .errors import DataError, GraphError, TrainingError
 from .graph import Edge, Graph
 from .layers import Shape, fmt_shape
 from .network import Network
@@ -237,17 +242,25 @@ def compute_features(model, x: np.ndarray, batch_size: int = FEATURE_BATCH,
     runner = model if isinstance(model, OnnxModel) else OnnxModel(model, providers=providers)
     x = np.asarray(x, np.float32)
     n = len(x)
-    parts = []
+    out = None  # allocated at the first batch: no second copy of all features at the end
     for i in range(0, n, batch_size):
         if should_stop is not None and should_stop():
             return None
-        parts.append(np.asarray(runner.run(x[i:i + batch_size]), np.float32))
+        f = np.asarray(runner.run(x[i:i + batch_size]), np.float32)
+        if out is None:
+            out = np.empty((n, *f.shape[1:]), np.float32)
+        out[i:i + len(f)] = f
         if on_progress is not None:
             on_progress(min(i + batch_size, n), n)
-    if not parts:
+    if out is None:
         out_shape = runner.session.get_outputs()[0].shape[1:]
         return np.zeros((0, *[int(d) for d in out_shape]), np.float32)
-    return np.concatenate(parts)
+    return out
+
+
+def feature_bytes(split: Split, n_images: int) -> int:
+    """Memory the cached features of `n_images` take (float32): N · prod(cut shape) · 4."""
+    return int(n_images) * int(np.prod(split.cut_shape)) * 4
 
 
 # ---- fine-tuning ------------------------------------------------------------------------------
@@ -284,7 +297,16 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
     t0 = time.perf_counter()
     from .runtime import OnnxModel
 
-    runner = OnnxModel(prefix_model(graph, weights, split), providers=providers)
+    try:
+        # unchecked: the graph validated, and the exporter's check costs ~0.4 s on SqueezeNet
+        runner = OnnxModel(prefix_model(graph, weights, split, check=False),
+                           providers=providers)
+    except (GraphError, DataError, ImportError):
+        if fast:
+            raise
+        # no ONNX Runtime (or it refuses the model): the engine alone gives the same result
+        return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,
+                                 should_stop)
     n_val = 0 if x_val is None else len(x_val)
     total = len(x) + n_val
 

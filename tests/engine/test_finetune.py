@@ -14,6 +14,7 @@ from engine.errors import TrainingError
 from engine.finetune import (
     add_commands,
     compute_features,
+    feature_bytes,
     fine_tune,
     frozen_prefix,
     prefix_model,
@@ -112,6 +113,7 @@ def test_prefix_model_outputs_the_cut_and_tail_finishes_the_job():
     x, _ = images(10)
     feats = compute_features(model, x, batch_size=4)
     assert feats.shape == (10, 16, 8, 8)
+    assert feature_bytes(split, 10) == feats.nbytes
     full = Network.compile(g)
     full.load_state_dict(w)
     ref = full.forward(x, keep=True)
@@ -173,6 +175,26 @@ def test_explicit_validation_data_and_fallback():
     np.testing.assert_allclose(fast["fc2.weight"], slow["fc2.weight"], rtol=1e-3, atol=1e-4)
     with pytest.raises(TrainingError, match="freeze"):
         fine_tune(mini_vgg(), pretrained(mini_vgg()), x, np.minimum(y, 9), config, fast=True)
+
+
+def test_falls_back_to_the_engine_when_onnx_runtime_refuses(monkeypatch):
+    import engine.finetune as ft
+    from engine.errors import DataError
+
+    def refuse(*a, **k):
+        raise DataError("ONNX Runtime cannot load the model: test")
+
+    monkeypatch.setattr(ft, "prefix_model", refuse)
+    g, w = prepared("fc1")
+    x, y = images(32, seed=7)
+    config = TrainConfig(epochs=1, batch_size=16, val_split=0)
+    got, hist = fine_tune(g, w, x, y, config)
+    want, _ = engine_fine_tune(g, w, x, y, config)
+    assert hist.stopped is None
+    for k in w:
+        np.testing.assert_array_equal(got[k], want[k])
+    with pytest.raises(DataError):
+        fine_tune(g, w, x, y, config, fast=True)
 
 
 def test_cancel_while_computing_features_keeps_the_weights():
