@@ -343,10 +343,12 @@ class FeatureMapPanel(QWidget):
         for w in (QLabel("Input:"), self.source, self.sample, self.open_button,
                   self.clear_button, self.scale):
             top.addWidget(w)
-        top.addSpacing(12)
-        top.addWidget(self.layer_label, 1)
+        top.addStretch(1)
+        second = QHBoxLayout()
+        second.setContentsMargins(0, 0, 0, 0)
+        second.addWidget(self.layer_label, 1)
         self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        top.addWidget(self.notice)
+        second.addWidget(self.notice)
 
         # left column: input, pad, probabilities
         left = QWidget()
@@ -412,6 +414,7 @@ class FeatureMapPanel(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
         outer.addLayout(top)
+        outer.addLayout(second)
         outer.addLayout(body, 1)
 
         self.source.currentIndexChanged.connect(self._on_source_changed)
@@ -794,7 +797,7 @@ class KernelLesson(QWidget):
             head = QLabel(f"<b>{title}</b>")
             head.setAlignment(Qt.AlignmentFlag.AlignCenter)
             w, vb, img = image_view()
-            w.setMinimumSize(100, 100)
+            w.setMinimumSize(70, 70)
             w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             cap = QLabel()
             cap.setAlignment(Qt.AlignmentFlag.AlignCenter)

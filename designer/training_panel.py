@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
     QComboBox,
@@ -131,7 +131,7 @@ class ConfusionMatrix(QWidget):
         super().__init__(parent)
         self.matrix: np.ndarray | None = None
         self.names: list[str] = []
-        self.setMinimumSize(260, 260)
+        self.setMinimumSize(200, 200)
 
     def set_matrix(self, m: np.ndarray | None, names: list[str] | None = None) -> None:
         self.matrix = m
@@ -262,6 +262,7 @@ class TrainingPanel(QWidget):
         self.n_updates = 0
         self._autoload = load
         self._last_request = None
+        self._load_gen = 0  # results of an older load (superseded by set_dataset) are dropped
         self._reset_curves()
         self._build()
         doc.validated.connect(self._on_validated)
@@ -447,7 +448,7 @@ class TrainingPanel(QWidget):
         curves = QWidget()
         cl = QVBoxLayout(curves)
         cl.setContentsMargins(0, 0, 0, 0)
-        plots = QSplitter(Qt.Orientation.Horizontal)
+        self.plots = plots = QSplitter(Qt.Orientation.Horizontal)
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.acc_plot)
         vs = QSplitter(Qt.Orientation.Vertical)
@@ -466,9 +467,11 @@ class TrainingPanel(QWidget):
         self.confusion = ConfusionMatrix()
         self.worst = Thumbnails()
         rl.addWidget(self.result_label, 0, 0, 1, 2)
+        worst_title = QLabel("<b>Worst-classified samples</b> (lowest probability for the true "
+                             "class)")
+        worst_title.setWordWrap(True)
         rl.addWidget(QLabel("<b>Confusion matrix</b>"), 1, 0)
-        rl.addWidget(QLabel("<b>Worst-classified samples</b> (lowest probability for the true "
-                            "class)"), 1, 1)
+        rl.addWidget(worst_title, 1, 1)
         rl.addWidget(self.confusion, 2, 0)
         rl.addWidget(self.worst, 2, 1)
         rl.setColumnStretch(0, 1)
@@ -479,13 +482,15 @@ class TrainingPanel(QWidget):
         self.tabs.addTab(curves, "Curves && timeline")
         self.tabs.addTab(results, "Results")
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(self.tabs)
-        split.setStretchFactor(1, 1)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.setChildrenCollapsible(False)
+        self.split.addWidget(left)
+        self.split.addWidget(self.tabs)
+        self.split.setStretchFactor(1, 1)
+        self.left = left
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
-        outer.addWidget(split)
+        outer.addWidget(self.split)
 
         self.source.currentIndexChanged.connect(self._on_source_changed)
         self.browse.clicked.connect(self._browse)
@@ -515,6 +520,7 @@ class TrainingPanel(QWidget):
             bundle = engine_data.DataBundle(bundle)
         self._loading_key = key
         self._last_request = (self.data_spec(), self.limit.value())
+        self._load_gen += 1
         self._on_data_loaded(bundle)
         self._update_buttons()
 
@@ -561,13 +567,18 @@ class TrainingPanel(QWidget):
         self.data_info.setText("loading…")
         self._loading_key = key
         self._last_request = (spec, self.limit.value())
+        self._load_gen += 1
         self._data_worker = FunctionWorker(engine_data.load_dataset, spec, shape,
-                                           self.limit.value() or None)
-        self._data_worker.finished.connect(self._on_data_loaded)
+                                           self.limit.value() or None, tag=self._load_gen)
+        self._data_worker.finished.connect(self._on_loaded_in_worker)
         self._data_worker.failed.connect(self._on_data_failed)
         self._data_worker.done.connect(self._on_data_done)
         self._data_thread = start_worker(self._data_worker, self)
         self._update_buttons()
+
+    def _on_loaded_in_worker(self, bundle) -> None:
+        if self._data_worker is not None and self._data_worker.tag == self._load_gen:
+            self._on_data_loaded(bundle)
 
     def _on_data_loaded(self, bundle) -> None:
         self.dataset = bundle
@@ -582,6 +593,8 @@ class TrainingPanel(QWidget):
         self.data_loaded.emit()
 
     def _on_data_failed(self, text: str) -> None:
+        if self._data_worker is None or self._data_worker.tag != self._load_gen:
+            return
         self.dataset = None
         self.data_key = None
         self.data_info.setText(f"<span style='color:#c62828'>{text}</span>")
@@ -943,6 +956,35 @@ class TrainingPanel(QWidget):
             self.maps_vb.autoRange(padding=0.02)
         else:
             self.maps_img.clear()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_orientation()
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        parent = self.parentWidget()
+        if parent is not None and not getattr(self, "_watching_parent", False):
+            parent.installEventFilter(self)  # a scroll area's viewport: its width is the room
+            self._watching_parent = True
+        self._fit_orientation()
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Type.Resize:
+            self._fit_orientation()
+        return False
+
+    def _fit_orientation(self) -> None:
+        """In a narrow dock the settings go above the curves instead of beside them."""
+        parent = self.parentWidget()
+        room = parent.width() if parent is not None and parent.isVisible() else self.width()
+        narrow = room < 820
+        want = Qt.Orientation.Vertical if narrow else Qt.Orientation.Horizontal
+        if self.split.orientation() != want:
+            self.split.setOrientation(want)
+            self.left.setMaximumWidth(16777215 if narrow else 340)
+            self.tabs.setMinimumHeight(760 if narrow else 0)
+            self.plots.setOrientation(want)
 
     def _on_tab_changed(self, i: int) -> None:
         if i == 1:
