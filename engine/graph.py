@@ -151,7 +151,8 @@ class Graph:
         return seen
 
     def topological_order(self) -> list[str]:
-        """Kahn's algorithm, stable in insertion order; GraphError names the nodes of a cycle."""
+        """Kahn's algorithm (sources in insertion order, then in the order edges release nodes);
+        GraphError names the nodes of a cycle."""
         order, cyclic = self.order_and_cycle()
         if cyclic:
             names = ", ".join(f"'{self.nodes[i].name}'" for i in cyclic)

@@ -206,7 +206,7 @@ class Layer:
         unknown = set(values).difference(_param_names(type(self))) if values else ()
         if unknown:
             raise ParamError(f"{self.type_name} '{self.name}' has no parameter "
-                             f"{', '.join(sorted(unknown))}", sorted(unknown)[0])
+                             f"{', '.join(sorted(unknown))}", min(unknown))
         where = f"{self.type_name} '{self.name}'"
         self.values: dict[str, Any] = {}
         for p in self.params:

@@ -21,7 +21,7 @@ class BatchNorm2d(Layer):
     doc = "Normalizes each channel over the batch, then learns a scale and shift; trains faster."
     onnx_ops = ("BatchNormalization",)
     params = (
-        Param("eps", FLOAT, 1e-5, "Added to the variance for numerical safety.", min=0.0,
+        Param("eps", FLOAT, 1e-5, "Added to the variance for numerical safety.", min=1e-12,
               max=1.0),
         Param("momentum", FLOAT, 0.1, "Weight of the new batch in the running statistics "
               "(PyTorch's convention).", min=0.0, max=1.0),
@@ -134,7 +134,8 @@ class LocalResponseNorm(Layer):
         Param("size", INT, 5, "Number of neighbouring channels in the sum.", min=1, max=255),
         Param("alpha", FLOAT, 1e-4, "Scale of the sum.", min=0.0, max=10.0),
         Param("beta", FLOAT, 0.75, "Exponent.", min=0.0, max=10.0),
-        Param("k", FLOAT, 1.0, "Additive constant (AlexNet used 2).", min=0.0, max=100.0),
+        Param("k", FLOAT, 1.0, "Additive constant (AlexNet used 2); above 0 so the divisor is "
+              "never 0.", min=1e-6, max=100.0),
     )
 
     def output_shape(self, in_shapes):
