@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_actions()
         self._build_menus()
+        self._build_toolbar()
         self._build_status_bar()
         self._connect()
         self.autosave_timer = QTimer(self)
@@ -186,7 +187,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.docks["palette"]], [220], Qt.Orientation.Horizontal)
         if right is not None:
             self.resizeDocks([right], [max(360, self.width() // 4)], Qt.Orientation.Horizontal)
-        self.resizeDocks([bottom], [170], Qt.Orientation.Vertical)
+        self.resizeDocks([bottom], [130], Qt.Orientation.Vertical)
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -308,6 +309,36 @@ class MainWindow(QMainWindow):
 
         m = mb.addMenu("&Help")
         m.addAction(self.act_about)
+
+    def _build_toolbar(self) -> None:
+        """A slim bar of the everyday actions (text only: clear in both themes)."""
+        tb = self.addToolBar("Main")
+        tb.setObjectName("toolbar_main")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tb.setIconSize(QSize(16, 16))
+        stack = self.doc.undo_stack
+        # fixed labels (the menu's actions carry the command's name, which would make the
+        # bar jump); no shortcuts here: the menu's actions own Ctrl+Z / Ctrl+Shift+Z
+        self.tb_undo = QAction("Undo", self)
+        self.tb_undo.setToolTip("Undo (Ctrl+Z)")
+        self.tb_undo.triggered.connect(stack.undo)
+        self.tb_undo.setEnabled(stack.canUndo())
+        stack.canUndoChanged.connect(self.tb_undo.setEnabled)
+        self.tb_redo = QAction("Redo", self)
+        self.tb_redo.setToolTip("Redo (Ctrl+Shift+Z)")
+        self.tb_redo.triggered.connect(stack.redo)
+        self.tb_redo.setEnabled(stack.canRedo())
+        stack.canRedoChanged.connect(self.tb_redo.setEnabled)
+        for act in (self.act_new, self.act_open, self.act_save, None, self.tb_undo,
+                    self.tb_redo, None, self.act_layout, self.act_fit, self.act_zoom_in,
+                    self.act_zoom_out, None, self.act_export_onnx):
+            if act is None:
+                tb.addSeparator()
+            else:
+                tb.addAction(act)
+        self.act_fit.setToolTip("Fit the whole network in view (F)")
+        self.toolbar = tb
 
     def _add_templates_menu(self, menu) -> None:
         try:

@@ -259,7 +259,7 @@ class NodeItem(QGraphicsObject):
         return QRectF(-NODE_W / 2, -NODE_H / 2, NODE_W, NODE_H)
 
     def boundingRect(self) -> QRectF:
-        return self.card_rect().adjusted(-6, -10, 10, 8)
+        return self.card_rect().adjusted(-8, -10, 10, 8)
 
     def shape(self) -> QPainterPath:
         p = QPainterPath()
@@ -279,8 +279,8 @@ class NodeItem(QGraphicsObject):
             frame, width = look.warning, 2.0
         else:
             frame, width = look.border, 1.0
-        if selected:
-            frame, width = look.accent, 2.6
+        if selected and not self.severity:
+            frame, width = look.accent, 2.2
 
         # soft shadow, card, header strip
         painter.setPen(Qt.PenStyle.NoPen)
@@ -296,11 +296,17 @@ class NodeItem(QGraphicsObject):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.setPen(QPen(frame, width))
         painter.drawRoundedRect(r, RADIUS, RADIUS)
+        if selected:  # a halo outside, so an error's red frame stays visible
+            halo = QColor(look.accent)
+            halo.setAlphaF(0.45 if self.severity else 0.28)
+            painter.setPen(QPen(halo, 3.0))
+            painter.drawRoundedRect(r.adjusted(-3.5, -3.5, 3.5, 3.5), RADIUS + 3, RADIUS + 3)
 
         white = QColor("#ffffff")
+        ink = white if fam.lightness() < 165 else QColor("#16181c")  # legible on the strip
         pad = 9.0
         if lod < 0.42:  # far away: the type in big letters is all one can read
-            painter.setPen(white)
+            painter.setPen(ink)
             f = QFont(look.f_title)
             f.setPointSizeF(13)
             painter.setFont(f)
@@ -315,21 +321,24 @@ class NodeItem(QGraphicsObject):
             return
 
         # header: type label (bold) left, name right, lock when frozen
-        painter.setPen(white)
-        painter.setFont(look.f_title)
-        title_w = look.m_title.horizontalAdvance(self.title)
+        painter.setPen(ink)
         hr = QRectF(r.left() + pad, r.top(), r.width() - 2 * pad, HEADER_H)
-        painter.drawText(hr, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-                         self.title)
         name_right = hr.right()
         if self.frozen:
-            _draw_lock(painter, QPointF(hr.right() - 5, hr.center().y()), white)
+            _draw_lock(painter, QPointF(hr.right() - 5, hr.center().y()), ink)
             name_right -= 16
+        title = self.title
+        name_w = look.m_name.horizontalAdvance(self.name)
+        if look.m_title.horizontalAdvance(title) + name_w + 12 > name_right - hr.left():
+            title = self.type_name  # "Conv2d" leaves the long name more room
+        title_w = look.m_title.horizontalAdvance(title)
+        painter.setFont(look.f_title)
+        painter.drawText(hr, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, title)
         painter.setFont(look.f_name)
         avail = name_right - (hr.left() + title_w + 10)
         name = look.m_name.elidedText(self.name, Qt.TextElideMode.ElideMiddle, max(avail, 10))
-        c = QColor(white)
-        c.setAlphaF(0.88)
+        c = QColor(ink)
+        c.setAlphaF(0.85)
         painter.setPen(c)
         painter.drawText(QRectF(hr.left(), hr.top(), name_right - hr.left(), HEADER_H),
                          Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, name)
@@ -343,7 +352,7 @@ class NodeItem(QGraphicsObject):
         painter.drawText(QRectF(r.left() + pad, y, inner, 17),
                          Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, desc)
 
-        # output shape (prominent) and parameter count; or the error in a few words
+        # output shape, prominent; or the error in a few words
         y += 18
         row = QRectF(r.left() + pad, y, inner, 21)
         if self.severity == "error" and self.shape_text == "?":
@@ -356,25 +365,21 @@ class NodeItem(QGraphicsObject):
         else:
             painter.setFont(look.f_shape)
             painter.setPen(look.text if self.shape_text != "?" else look.muted)
+            shape = look.m_shape.elidedText(self.shape_text, Qt.TextElideMode.ElideRight, inner)
             painter.drawText(row, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-                             self.shape_text)
-            painter.setFont(look.f_desc)
-            painter.setPen(look.muted)
-            painter.drawText(row, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                             self.params_text)
+                             shape)
+        # receptive field (small) and parameter count
         y += 21
-        if self.rf_text or self.severity:
-            painter.setFont(look.f_small)
-            small = QRectF(r.left() + pad, y, inner, 13)
-            painter.setPen(look.muted)
-            painter.drawText(small, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-                             self.rf_text)
-            if self.severity == "warning" or (self.severity == "error"
-                                              and self.shape_text != "?"):
-                painter.setPen(look.warning if self.severity == "warning" else look.error)
-                painter.drawText(small,
-                                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                                 "warning" if self.severity == "warning" else "error")
+        small = QRectF(r.left() + pad, y, inner, 14)
+        painter.setFont(look.f_small)
+        painter.setPen(look.muted)
+        painter.drawText(small, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                         self.rf_text)
+        painter.setFont(look.f_desc)
+        painter.setPen(look.text if self.params_text and self.params_text[0].isdigit()
+                       else look.muted)
+        painter.drawText(small, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                         self.params_text)
 
         if self.severity:
             _draw_badge(painter, QPointF(r.right() - 1, r.top() + 1),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.graph import Graph
 
-NODE_W, NODE_H = 196.0, 78.0
+NODE_W, NODE_H = 212.0, 80.0
 H_GAP = 36.0  # between cards in a layer
 V_GAP = 46.0  # between layers: room for the edge's shape label
 DUMMY_W = 28.0  # a skip connection's lane

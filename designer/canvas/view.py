@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QFrame, QGraphicsView, QWidget
 
 from ..commands import AddNodeCommand, InsertNodeOnEdgeCommand
 from .items import EdgeItem
+from .layout import NODE_H, NODE_W
 from .scene import CanvasScene
 
 LAYER_MIME = "application/x-cnn-designer-layer"
@@ -246,11 +247,10 @@ class Minimap(QWidget):
     """An overview of the whole graph in the view's bottom-right corner: family-coloured boxes,
     the visible area as a rectangle; click or drag to move there. Hidden when all fits."""
 
-    W, H = 200, 150
-
     def __init__(self, view: CanvasView):
         super().__init__(view)
         self.view = view
+        self.W, self.H = 200, 150
         self.resize(self.W, self.H)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip("Overview: click or drag to move the view")
@@ -277,6 +277,15 @@ class Minimap(QWidget):
         fits = content.isNull() or visible.contains(content)
         self.setVisible(not fits and len(scene.node_items) > 1)
         if self.isVisible():
+            # shape follows the graph: a tall narrow strip for a deep chain, wide for a wide one
+            vp = self.view.viewport().size()
+            aspect = content.height() / max(content.width(), 1.0)
+            if aspect > 1.6:
+                self.H = int(min(vp.height() * 0.45, 320))
+                self.W = int(max(90, min(200, self.H / aspect * 1.8)))
+            else:
+                self.W, self.H = 220, int(max(110, min(170, 220 * aspect)))
+            self.resize(self.W, self.H)
             self.place()
             self.raise_()
             self.update()
@@ -310,7 +319,7 @@ class Minimap(QWidget):
         for a, b in lines:
             p.drawLine(a, b)
         p.setPen(Qt.PenStyle.NoPen)
-        w, h = max(196 * k, 2.0), max(78 * k, 1.5)
+        w, h = max(NODE_W * k, 2.0), max(NODE_H * k, 1.5)
         for item in scene.node_items.values():
             c = look.error if item.severity == "error" else look.family(item.type_name)
             p.setBrush(c)
