@@ -192,8 +192,7 @@ class Conv2d(Layer):
         co, cg = self.out_channels, c // g
         kk = cg * k[0] * k[1]
         xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
-        if training:
-            keep_freed_memory()  # see engine/ops.py: saves thousands of page faults a step
+        keep_freed_memory()  # once per process (engine/ops.py): saves thousands of page faults
         shape = (g, kk + self.bias, ho * wo * n)
         cols = scratch(self, "cols", shape, x.dtype) if training else np.empty(shape, x.dtype)
         np.copyto(cols[:, :kk].reshape(g, cg, k[0], k[1], ho, wo, n),

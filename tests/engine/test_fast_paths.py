@@ -184,3 +184,17 @@ def test_conv_input_gradient_in_row_blocks_equals_one_block(params, monkeypatch)
         y = conv.forward([x], training=True)
         dxs.append(conv.backward(np.random.default_rng(6).standard_normal(y.shape))[0])
     np.testing.assert_allclose(dxs[0], dxs[1], rtol=1e-12, atol=1e-12)
+
+
+def test_linear_gives_dx_in_the_memory_order_of_its_input():
+    fc = layer("Linear", {"out_features": 3}, (8,))
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 8)).astype(np.float32)
+    dy = rng.standard_normal((5, 3)).astype(np.float32)
+    dxs = []
+    for xin in (x, np.asfortranarray(x)):
+        fc.forward([xin], training=True)
+        dxs.append(fc.backward(dy)[0])
+    assert dxs[1].flags.f_contiguous
+    np.testing.assert_allclose(dxs[0], dxs[1], rtol=1e-6)
+    np.testing.assert_allclose(dxs[0], dy @ fc.weights["weight"], rtol=1e-6)
