@@ -270,8 +270,8 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
               y_val: np.ndarray | None = None, *, fast: bool | None = None,
               on_batch=None, on_epoch=None, should_stop: Callable[[], bool] | None = None,
               on_features: Callable[[int, int], None] | None = None,
-              feature_batch_size: int = FEATURE_BATCH, providers: list[str] | None = None
-              ) -> tuple[dict[str, np.ndarray], History]:
+              feature_batch_size: int = FEATURE_BATCH, providers: list[str] | None = None,
+              cache: FeatureCache | None = None) -> tuple[dict[str, np.ndarray], History]:
     """Train the trainable layers of `graph` on (N, C, H, W) images `x` and labels `y`, starting
     from `weights` ("node_id.name" arrays); frozen layers keep theirs. Returns (all weights,
     history).
@@ -282,6 +282,8 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
     engine.train.train, plus on_features(done, total) while computing features; should_stop
     also cancels feature computation (history.stopped == "cancelled", weights unchanged).
     Without x_val, config.val_split of the data is held out exactly as train() does.
+    With a `cache` (FeatureCache), a second run on the same frozen part and the same images
+    (another learning rate, more epochs) reuses the features instead of recomputing them.
     """
     config = config or TrainConfig()
     config.check()
@@ -295,35 +297,28 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
         return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,
                                  should_stop)
     t0 = time.perf_counter()
-    from .runtime import OnnxModel
-
-    try:
-        # unchecked: the graph validated, and the exporter's check costs ~0.4 s on SqueezeNet
-        runner = OnnxModel(prefix_model(graph, weights, split, check=False),
-                           providers=providers)
-    except (GraphError, DataError, ImportError):
-        if fast:
-            raise
-        # no ONNX Runtime (or it refuses the model): the engine alone gives the same result
-        return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,
-                                 should_stop)
-    n_val = 0 if x_val is None else len(x_val)
-    total = len(x) + n_val
-
-    def progress(offset):
-        if on_features is None:
-            return None
-        return lambda done, _n: on_features(offset + done, total)
-
-    f = compute_features(runner, x, feature_batch_size, progress(0), should_stop)
-    f_val = None
-    if f is not None and n_val:
-        f_val = compute_features(runner, x_val, feature_batch_size, progress(len(x)),
-                                 should_stop)
-        if f_val is None:
-            f = None
-    if f is None:
-        return dict(weights), History(stopped="cancelled", seconds=time.perf_counter() - t0)
+    key = cache.key(graph, weights, split, x, x_val) if cache is not None else None
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None:
+        f, f_val = hit
+        if on_features is not None:
+            on_features(len(f) + (0 if f_val is None else len(f_val)),
+                        len(f) + (0 if f_val is None else len(f_val)))
+    else:
+        try:
+            f, f_val = _features(graph, weights, split, x, x_val, feature_batch_size,
+                                 on_features, should_stop, providers)
+        except (GraphError, DataError, ImportError):
+            if fast:
+                raise
+            # no ONNX Runtime (or it refuses the model): the engine alone gives the same result
+            return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch,
+                                     on_epoch, should_stop)
+        if f is None:
+            return dict(weights), History(stopped="cancelled",
+                                          seconds=time.perf_counter() - t0)
+        if cache is not None:
+            cache.put(key, f, f_val)
     net = tail_network(graph, weights, split, np.random.default_rng(config.seed))
     f = f.reshape(len(f), *net.input_shape)  # a flat cut (F,) enters as F×1×1
     if f_val is not None:
@@ -334,6 +329,70 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
                     on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop)
     history.seconds = time.perf_counter() - t0
     return merge_weights(weights, net.state_dict(), split), history
+
+
+def _features(graph, weights, split, x, x_val, batch_size, on_features, should_stop, providers
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Features of x (and x_val) from the prefix in ONNX Runtime; (None, None) if cancelled."""
+    from .runtime import OnnxModel
+
+    # unchecked: the graph validated, and the exporter's check costs ~0.4 s on SqueezeNet
+    runner = OnnxModel(prefix_model(graph, weights, split, check=False), providers=providers)
+    n_val = 0 if x_val is None else len(x_val)
+    total = len(x) + n_val
+
+    def progress(offset):
+        if on_features is None:
+            return None
+        return lambda done, _n: on_features(offset + done, total)
+
+    f = compute_features(runner, x, batch_size, progress(0), should_stop)
+    if f is None or not n_val:
+        return f, None
+    f_val = compute_features(runner, x_val, batch_size, progress(len(x)), should_stop)
+    return (f, f_val) if f_val is not None else (None, None)
+
+
+class FeatureCache:
+    """Keeps the features of the last fast fine-tuning run (one entry: features are big), keyed
+    by the frozen part (layers, parameters, weights) and a digest of the images."""
+
+    def __init__(self):
+        self._key: str | None = None
+        self._value: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    @staticmethod
+    def key(graph: Graph, weights: dict[str, np.ndarray], split: Split, x: np.ndarray,
+            x_val: np.ndarray | None) -> str:
+        import hashlib
+        import json
+
+        h = hashlib.blake2b(digest_size=20)
+        part = prefix_graph(graph, split).to_json()
+        for n in part["nodes"]:
+            n.pop("position", None)
+            n.pop("name", None)
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        for k, a in sorted(_of_nodes(weights, split.prefix).items()):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(a, np.float32).tobytes())
+        for arr in (x, x_val):
+            if arr is None:
+                h.update(b"none")
+                continue
+            arr = np.ascontiguousarray(arr, np.float32)
+            h.update(str(arr.shape).encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str) -> tuple[np.ndarray, np.ndarray | None] | None:
+        return self._value if key == self._key else None
+
+    def put(self, key: str, f: np.ndarray, f_val: np.ndarray | None) -> None:
+        self._key, self._value = key, (f, f_val)
+
+    def clear(self) -> None:
+        self._key = self._value = None
 
 
 def _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,

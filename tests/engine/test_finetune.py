@@ -197,6 +197,36 @@ def test_falls_back_to_the_engine_when_onnx_runtime_refuses(monkeypatch):
         fine_tune(g, w, x, y, config, fast=True)
 
 
+def test_feature_cache_skips_onnx_runtime_on_a_second_run(monkeypatch):
+    import engine.finetune as ft
+
+    calls = []
+    real = ft.compute_features
+    monkeypatch.setattr(ft, "compute_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    g, w = prepared("pool3")
+    x, y = images(40, seed=8)
+    cache = ft.FeatureCache()
+    config = TrainConfig(epochs=1, batch_size=8, val_split=0.2, lr=0.01)
+    first, _ = fine_tune(g, w, x, y, config, cache=cache)
+    assert len(calls) == 1
+    seen = []
+    again, _ = fine_tune(g, w, x, y, config, cache=cache,
+                         on_features=lambda d, n: seen.append((d, n)))
+    assert len(calls) == 1 and seen == [(40, 40)]  # reused, progress still reported
+    for k in w:
+        np.testing.assert_array_equal(first[k], again[k])
+    plain, _ = fine_tune(g, w, x, y, config)  # the cache changes nothing in the result
+    np.testing.assert_array_equal(first["fc2.weight"], plain["fc2.weight"])
+    # other frozen weights or other images: computed afresh
+    w2 = dict(w, **{"conv2.bias": w["conv2.bias"] + 0.5})
+    fine_tune(g, w2, x, y, config, cache=cache)
+    assert len(calls) == 3  # no cache (plain) + changed weights
+    x2 = x.copy()
+    x2[0, 0, 0, 0] += 0.1
+    fine_tune(g, w2, x2, y, config, cache=cache)
+    assert len(calls) == 4
+
+
 def test_cancel_while_computing_features_keeps_the_weights():
     g, w = prepared("relu2")
     x, y = images(40)
