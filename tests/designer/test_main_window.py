@@ -290,3 +290,54 @@ def test_example_menu_and_big_template(win):
     win.open_example("small_resnet")
     assert any(n.type_name == "Add" for n in win.doc.graph.nodes.values())
     assert json.loads(win.doc.graph.dumps())["nodes"]
+
+
+EXIT_SCRIPT = r"""
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+import designer.app as app_mod
+
+qapp = QApplication(sys.argv[:1])
+
+def later():
+    w = next(w for w in QApplication.topLevelWidgets() if type(w).__name__ == "MainWindow")
+    print("nodes", len(w.doc.graph.nodes), "title", w.windowTitle(), flush=True)
+    for key in ("training", "feature_maps"):  # the pyqtgraph panels, built
+        if key in w.docks:
+            w.docks[key].show()
+            w.docks[key].raise_()
+            w.materialize(key)
+    w.scene.select_nodes(list(w.doc.graph.nodes)[:2])
+    w.copy()  # leaves our data on the clipboard at exit
+    w.doc.undo_stack.setClean()
+    w.close()
+
+QTimer.singleShot(300, later)
+sys.exit(app_mod.run(sys.argv))
+"""
+
+
+@pytest.mark.parametrize("with_file", [False, True])
+def test_app_starts_and_exits_cleanly(tmp_path, with_file):
+    """`run(argv)` in a fresh interpreter: LeNet-5 (or FILE), every panel built, clipboard
+    used, window closed: exit code 0, no crash while Qt and Python tear down."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path),
+               XDG_CONFIG_HOME=str(tmp_path / "cfg"), XDG_DATA_HOME=str(tmp_path / "data"),
+               PYTHONPATH=str(root))
+    args = [sys.executable, "-c", EXIT_SCRIPT]
+    if with_file:
+        g = load_example("small_resnet")
+        path = tmp_path / "net.json"
+        path.write_text(g.dumps())
+        args.append(str(path))
+    proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    want = len(load_example("small_resnet" if with_file else "lenet5").nodes)
+    assert f"nodes {want} " in proc.stdout
