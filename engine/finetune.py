@@ -265,7 +265,7 @@ def feature_bytes(split: Split, n_images: int) -> int:
 
 # ---- fine-tuning ------------------------------------------------------------------------------
 
-def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray, y: np.ndarray,
               config: TrainConfig | None = None, x_val: np.ndarray | None = None,
               y_val: np.ndarray | None = None, *, fast: bool | None = None,
               on_batch=None, on_epoch=None, should_stop: Callable[[], bool] | None = None,
@@ -273,8 +273,8 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
               feature_batch_size: int = FEATURE_BATCH, providers: list[str] | None = None,
               cache: FeatureCache | None = None) -> tuple[dict[str, np.ndarray], History]:
     """Train the trainable layers of `graph` on (N, C, H, W) images `x` and labels `y`, starting
-    from `weights` ("node_id.name" arrays); frozen layers keep theirs. Returns (all weights,
-    history).
+    from `weights` ("node_id.name" arrays; None: initial weights from config.seed); frozen layers
+    keep theirs. Returns (all weights, history).
 
     fast=None picks the fast path when the graph has a frozen prefix (features from ONNX
     Runtime, tail trained in the engine), else trains the whole net in the engine; fast=False
@@ -289,6 +289,9 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
     config.check()
     v = validate(graph)
     v.raise_if_invalid("fine-tune it")
+    if weights is None:  # an untrained design: start from the initial weights
+        weights = Network.compile(graph, np.random.default_rng(config.seed),
+                                  validation=v).state_dict()
     split = split_graph(graph, v) if fast is not False else None
     if split is None:
         if fast:

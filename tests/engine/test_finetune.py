@@ -173,6 +173,8 @@ def test_explicit_validation_data_and_fallback():
     slow, hs = fine_tune(g, w, x, y, config, xv, yv, fast=False)
     assert hf.epochs[0].val_loss == pytest.approx(hs.epochs[0].val_loss, rel=1e-4)
     np.testing.assert_allclose(fast["fc2.weight"], slow["fc2.weight"], rtol=1e-3, atol=1e-4)
+    fresh, h = fine_tune(g, None, x, y, config)  # an untrained design starts from init weights
+    assert h.stopped is None and set(fresh) == set(w)
     with pytest.raises(TrainingError, match="freeze"):
         fine_tune(mini_vgg(), pretrained(mini_vgg()), x, np.minimum(y, 9), config, fast=True)
 
