@@ -317,7 +317,10 @@ def block_summary(graph: Graph, validation: Validation, node_ids, name: str | No
                   ) -> BlockInfo:
     """The collapsed node of the layers `node_ids`: its input and output shapes (C×H×W or F,
     None where validation has no shape), layer count and parameter total."""
-    ids = [n for n in validation.order if n in set(node_ids)] or list(node_ids)
+    wanted = [n for n in node_ids if n in graph.nodes]
+    ranked = set(validation.order)
+    ids = [n for n in validation.order if n in set(wanted)] + [n for n in wanted
+                                                               if n not in ranked]
     inside = set(ids)
     srcs: list[str] = []
     for n in ids:

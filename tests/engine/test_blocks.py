@@ -163,3 +163,17 @@ def test_block_summary_of_a_block_with_two_inputs_and_the_output():
     assert info.name == "layer1.0"
     head = block_summary(t.graph, v, ["flatten", "fc"])
     assert head.out_shapes == [(10,)] and head.params == 512 * 10 + 10
+
+
+def test_block_summary_of_a_broken_graph_shows_unknown_shapes():
+    g = sequential([
+        ("Input", "input", {"channels": 1, "height": 4, "width": 4}),
+        ("Conv2d", "a.conv", {"out_channels": 2, "kernel_size": 9}),  # larger than the image
+        ("ReLU", "a.relu", {}),
+        ("Flatten", "flat", {}),
+    ])
+    v = validate(g)
+    assert not v.ok
+    info = block_summary(g, v, detect_blocks(g)["a"], "a")
+    assert info.n_layers == 2 and info.in_shapes == [(1, 4, 4)]
+    assert info.out_shapes == [None] and "?" in info.describe()
