@@ -96,13 +96,19 @@ class OnnxModel:
     def run(self, x: np.ndarray) -> np.ndarray:
         """(C, H, W) -> one output without batch axis; (N, C, H, W) -> (N, ...)."""
         x, single = self._check(x)
-        y = self.session.run(self.output_names[:1], {self.input_name: x})[0]
+        y = self._run(self.output_names[:1], x)[0]
         return y[0] if single else y
+
+    def _run(self, names, x):
+        try:
+            return self.session.run(names, {self.input_name: x})
+        except Exception as exc:  # noqa: BLE001 - onnxruntime has its own exception types
+            raise DataError(f"ONNX Runtime failed to run the model: {exc}") from None
 
     def run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of the model by name, for a batch."""
         x, _ = self._check(x)
-        return dict(zip(self.output_names, self.session.run(None, {self.input_name: x})))
+        return dict(zip(self.output_names, self._run(None, x)))
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """A big (N, C, H, W) array in batches -> (N, ...)."""

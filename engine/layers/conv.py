@@ -305,6 +305,13 @@ def padding_from_onnx(attrs: dict, in_shape, k, s, d, where: str, doc: str = "")
     node's input size (our 'same' puts the odd cell at the end, as SAME_UPPER); explicit pads
     tagged 'same' by our exporter are 'same' again if they are the same pads."""
     auto = attrs.get("auto_pad", "NOTSET") or "NOTSET"
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        for size, kk, ss, dd in zip(in_shape[1:], k, s, d):
+            keff = dd * (kk - 1) + 1
+            if (-(-size // ss) - 1) * ss + keff < size:
+                raise ValueError(f"{where}: auto_pad {auto} with a {keff}-cell kernel, stride {ss} "
+                                 f"on {size} cells asks for negative padding (cropping), which "
+                                 f"is not supported")
     if auto == "NOTSET" and doc == SAME_DOC:
         _, h, w = in_shape
         if [int(v) for v in attrs.get("pads", [0] * 4)] == list(resolve_pads("same", h, w, k, s,

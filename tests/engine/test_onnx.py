@@ -741,7 +741,9 @@ def test_foreign_window_attributes_import_exactly_or_refuse_clearly(case):
     try:
         imp = import_onnx(m)
     except OnnxImportError as exc:
-        # only the engine's pooling limit (padding at most half the kernel) may refuse
-        assert "more than half" in str(exc) and op != "Conv", str(exc)
+        # only the engine's pooling limit (padding at most half the kernel) and SAME padding
+        # that would be negative (ONNX Runtime and the reference disagree there) may refuse
+        assert ("more than half" in str(exc) and op != "Conv") or "negative padding" in str(
+            exc), str(exc)
         return
     close(imp.network().forward(x), want)
