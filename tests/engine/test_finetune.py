@@ -372,7 +372,8 @@ def test_replace_head_of_a_conv_classifier():
 
 # ---- command line -------------------------------------------------------------------------
 
-def test_cli_finetune(tmp_path):
+@pytest.mark.parametrize("engine_only", [False, True])
+def test_cli_finetune(tmp_path, capsys, engine_only):
     import argparse
 
     from engine.project import load_project
@@ -384,8 +385,11 @@ def test_cli_finetune(tmp_path):
     args = parser.parse_args(["finetune", str(DATA / "torch_vgg_small.onnx"), "--data",
                               str(tmp_path / "images"), "--freeze-up-to", "reshape",
                               "--classes", "3", "--epochs", "1", "--batch-size", "8",
-                              "--out", str(out), "--onnx", str(onnx_out)])
+                              "--out", str(out), "--onnx", str(onnx_out)]
+                             + ["--engine-only"] * engine_only)
     assert args.func(args) in (None, 0)
+    err = capsys.readouterr().err
+    assert ("run once in ONNX Runtime" in err) != engine_only
     project = load_project(out)
     assert project.graph.nodes["classifier.3"].params["out_features"] == 3
     assert not project.graph.nodes["features.0"].trainable
