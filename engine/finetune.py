@@ -541,7 +541,8 @@ def cmd_finetune(args) -> int:
     graph, weights = replace_any_head(graph, weights, n_classes,
                                       np.random.default_rng(args.seed))
     split = None if args.engine_only else split_graph(graph)
-    print(describe_split(graph, split), file=sys.stderr)
+    print("--engine-only: the whole network trains in the engine" if args.engine_only
+          else describe_split(graph, split), file=sys.stderr)
     if split is not None and split.note:
         print(f"note: {split.note}", file=sys.stderr)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
