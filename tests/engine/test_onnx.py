@@ -8,6 +8,8 @@ import copy
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.errors import DataError
@@ -645,9 +647,6 @@ def test_nothing_to_export_is_a_clear_error():
 
 
 # ---- randomized attributes: export, ONNX Runtime and import agree ---------------------------
-
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @st.composite
