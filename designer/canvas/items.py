@@ -7,6 +7,8 @@ connecting and deleting are reported to the scene, which pushes commands.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import (
     QColor,
@@ -112,9 +114,10 @@ class PortItem(QGraphicsItem):
         self.setZValue(2)
         self._hover = False
 
+    _BOUNDS = QRectF(-PORT_R - 5, -PORT_R - 5, 2 * PORT_R + 10, 2 * PORT_R + 10)
+
     def boundingRect(self) -> QRectF:
-        r = PORT_R + 5
-        return QRectF(-r, -r, 2 * r, 2 * r)
+        return self._BOUNDS
 
     def shape(self) -> QPainterPath:
         p = QPainterPath()
@@ -255,11 +258,14 @@ class NodeItem(QGraphicsObject):
 
     # ---- geometry and painting --------------------------------------------------------------
 
+    _CARD = QRectF(-NODE_W / 2, -NODE_H / 2, NODE_W, NODE_H)
+    _BOUNDS = _CARD.adjusted(-8, -10, 10, 8)
+
     def card_rect(self) -> QRectF:
-        return QRectF(-NODE_W / 2, -NODE_H / 2, NODE_W, NODE_H)
+        return QRectF(self._CARD)
 
     def boundingRect(self) -> QRectF:
-        return self.card_rect().adjusted(-8, -10, 10, 8)
+        return self._BOUNDS
 
     def shape(self) -> QPainterPath:
         p = QPainterPath()
@@ -389,6 +395,9 @@ class NodeItem(QGraphicsObject):
 
     def itemChange(self, change, value):
         if change == QGraphicsItem.GraphicsItemChange.ItemScenePositionHasChanged:
+            scene = self.scene()
+            if scene is not None:
+                scene.cards_moved()
             for e in self.edges:
                 e.update_path()
         return super().itemChange(change, value)
@@ -471,12 +480,18 @@ class EdgeItem(QGraphicsItem):
     def _lane(self, p1: QPointF, p2: QPointF) -> float | None:
         """A long edge whose straight curve would cross other cards goes round them: the x of
         the free lane beside them, or None."""
-        if p2.y() - p1.y() < NODE_H * 1.6 or self.scene() is None:
+        scene = self.scene()
+        if p2.y() - p1.y() < NODE_H * 1.6 or scene is None or getattr(scene, "bulk", False):
             return None
         x0, x1 = min(p1.x(), p2.x()) - 12, max(p1.x(), p2.x()) + 12
-        band = QRectF(x0, p1.y() + 12, x1 - x0, p2.y() - p1.y() - 24)
-        blockers = [it for it in self.scene().items(band, Qt.ItemSelectionMode.IntersectsItemShape)
-                    if isinstance(it, NodeItem) and it is not self.src and it is not self.dst]
+        y0, y1 = p1.y() + 12, p2.y() - 12
+        hw, hh = NODE_W / 2, NODE_H / 2
+        # the cards in the band, from the scene's y-sorted index (scene.items() would rebuild
+        # Qt's index for every edge while many items move: open, auto layout)
+        ys, cards = scene.card_index()
+        lo, hi = bisect_left(ys, y0 - hh), bisect_right(ys, y1 + hh)
+        blockers = [it for _, x, it in cards[lo:hi]
+                    if x + hw > x0 and x - hw < x1 and it is not self.src and it is not self.dst]
         if not blockers:
             return None
         rects = [b.sceneBoundingRect() for b in blockers]

@@ -32,6 +32,8 @@ class CanvasScene(QGraphicsScene):
         self.look = Look(dark)
         self.node_items: dict[str, NodeItem] = {}
         self.edge_items: dict[Edge, EdgeItem] = {}
+        self.bulk = False
+        self._cards: tuple[list[float], list] | None = None
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.BspTreeIndex)
         self._press_positions: dict[str, QPointF] = {}
         self._connect: dict | None = None  # state of a connection being dragged
@@ -56,18 +58,35 @@ class CanvasScene(QGraphicsScene):
         self.clear()
         self.node_items.clear()
         self.edge_items.clear()
-        for nid in self.doc.graph.nodes:
-            self._add_node_item(nid)
-        for e in self.doc.graph.edges:
-            self._add_edge_item(e)
-        self.update_scene_rect()
+        self._cards = None
+        self.bulk = True  # edges skip routing round cards until every card is in place
+        try:
+            for nid in self.doc.graph.nodes:
+                self._add_node_item(nid)
+            for e in self.doc.graph.edges:
+                self._add_edge_item(e)
+        finally:
+            self.bulk = False
+        self._reroute_long_edges()
         self.content_changed.emit()
 
     def _add_node_item(self, nid: str) -> NodeItem:
         item = NodeItem(self.doc, nid, self.look)
         self.node_items[nid] = item
         self.addItem(item)
+        self._cards = None
         return item
+
+    def card_index(self) -> tuple[list[float], list]:
+        """Cards sorted by y: (ys, [(y, x, item)]) for quick band queries (edge routing)."""
+        if self._cards is None:
+            cards = sorted(((it.y(), it.x(), it) for it in self.node_items.values()),
+                           key=lambda c: c[0])
+            self._cards = ([c[0] for c in cards], cards)
+        return self._cards
+
+    def cards_moved(self) -> None:
+        self._cards = None
 
     def _add_edge_item(self, e: Edge) -> EdgeItem | None:
         src, dst = self.node_items.get(e.src), self.node_items.get(e.dst)
@@ -88,6 +107,7 @@ class CanvasScene(QGraphicsScene):
 
     def _on_node_removed(self, nid: str) -> None:
         item = self.node_items.pop(nid, None)
+        self._cards = None
         if item is not None:
             for e in list(item.edges):
                 self._on_edge_removed(e.edge)
