@@ -193,8 +193,11 @@ def shape_mismatches(model, graph: Graph, v: Validation | None = None) -> list[s
     from onnx import shape_inference
 
     v = v or validate(graph)
-    inferred = shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
-                                            data_prop=True)
+    try:
+        inferred = shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                                data_prop=True)
+    except shape_inference.InferenceError as exc:  # conflicts with a declared output shape
+        return [str(exc).strip()]
     shapes = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         t = vi.type.tensor_type

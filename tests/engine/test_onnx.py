@@ -746,3 +746,24 @@ def test_foreign_window_attributes_import_exactly_or_refuse_clearly(case):
             exc), str(exc)
         return
     close(imp.network().forward(x), want)
+
+
+def test_shape_check_detects_a_disagreement():
+    g = chain(("MaxPool2d", {"kernel_size": 2}), (2, 8, 8))
+    model = export_onnx(g)
+    assert shape_mismatches(model, g) == []
+    kernel = next(a for a in model.graph.node[0].attribute if a.name == "kernel_shape")
+    kernel.ints[:] = [3, 3]  # no longer what validation says
+    bad = shape_mismatches(model, g)
+    assert len(bad) == 1 and "MaxPool" in bad[0]
+
+
+def test_only_what_reaches_the_output_is_exported():
+    g = chain(("ReLU", {}), (2, 4, 4), after=[("Sigmoid", "out", {})])
+    from engine.graph import Edge
+
+    g.add_node("Tanh", "dangling", {}, node_id="dangling")
+    g.edges.append(Edge("input", "dangling", 0))
+    g.nodes["out"].position = (0.0, 999.0)
+    m = export_onnx(g)
+    assert [n.name for n in m.graph.node] == ["layer", "out"]
