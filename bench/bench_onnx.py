@@ -127,6 +127,8 @@ def main() -> None:
 
             runners["ORT (torch.onnx.export)"] = theirs.run
             runners["PyTorch eager"] = eager
+        if name == NETS[0]:
+            print(f"ONNX Runtime providers: {', '.join(ours.providers)}")
         res = {}
         for label, fn in runners.items():
             b1 = timed(fn, x1, args.repeats, inner=50 if name == "lenet5" else 10)
