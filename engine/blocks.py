@@ -24,6 +24,7 @@ blocks before the blocks inside them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .graph import Graph
@@ -45,14 +46,25 @@ class BlockInfo:
     trainable_params: int = 0
     macs: int = 0
     node_ids: list[str] = field(default_factory=list)
+    n_blocks: int = 0  # blocks directly inside (dense layers of a dense block), when given
+
+    @property
+    def title(self) -> str:
+        """'features.denseblock3' -> 'dense block 3 (48 blocks, 336 layers)'; 'layer2' ->
+        'layer 2 (16 layers)'; structural names already carry their size."""
+        if "layers)" in self.name:
+            return self.name
+        size = f"{self.n_layers} layer{'s' * (self.n_layers != 1)}"
+        if self.n_blocks:
+            size = f"{self.n_blocks} block{'s' * (self.n_blocks != 1)}, {size}"
+        return f"{display_name(self.name)} ({size})"
 
     def describe(self) -> str:
-        """Two short lines for the collapsed node: name and size, then shapes and parameters."""
+        """Two short lines for the collapsed node: title, then shapes and parameters."""
         def shapes(ss):
             return ", ".join("?" if s is None else fmt_shape(s) for s in ss) or "-"
 
-        size = f" ({self.n_layers} layer{'s' * (self.n_layers != 1)})"
-        return (f"{self.name}{'' if 'layers)' in self.name else size}\n"
+        return (f"{self.title}\n"
                 f"{shapes(self.in_shapes)} → {shapes(self.out_shapes)}, "
                 f"{self.params:,} params")
 
@@ -313,10 +325,28 @@ def detect_blocks(graph: Graph) -> dict[str, list[str]]:
                        key=lambda kv: (min(index.get(n, 0) for n in kv[1]), -len(kv[1]))))
 
 
-def block_summary(graph: Graph, validation: Validation, node_ids, name: str | None = None
-                  ) -> BlockInfo:
+def display_name(name: str) -> str:
+    """A block's module path as a short label: the last part, words and numbers apart
+    ('features.denseblock3' -> 'dense block 3', 'layer2.0' -> 'layer 2.0', 'Mixed_5b' ->
+    'Mixed 5b', 'conv1' -> 'conv1')."""
+    comps, _ = module_path(name)
+    if not comps:
+        return name
+    k = len(comps) - 1
+    while k > 0 and comps[k].isdigit():  # "layer2.0": keep the numbers with their word
+        k -= 1
+    text = ".".join(comps[k:])
+    text = re.sub(r"^(dense|transition|inception)(block|layer)?", r"\1 \2", text).strip()
+    # a number after a word of 5+ letters ("layer2", "block3"); "conv1" stays as it is
+    text = re.sub(r"(?<=[A-Za-z]{5})(?=\d)", " ", text.replace("_", " "))
+    return re.sub(r"\s+", " ", text)
+
+
+def block_summary(graph: Graph, validation: Validation, node_ids, name: str | None = None,
+                  blocks: dict[str, list[str]] | None = None) -> BlockInfo:
     """The collapsed node of the layers `node_ids`: its input and output shapes (C×H×W or F,
-    None where validation has no shape), layer count and parameter total."""
+    None where validation has no shape), layer count and parameter total. With `blocks`
+    (detect_blocks' result), `n_blocks` counts the blocks directly inside this one."""
     wanted = [n for n in node_ids if n in graph.nodes]
     ranked = set(validation.order)
     ids = [n for n in validation.order if n in set(wanted)] + [n for n in wanted
@@ -340,7 +370,15 @@ def block_summary(graph: Graph, validation: Validation, node_ids, name: str | No
     if name is None:
         name = _common_prefix([graph.nodes[n].name for n in ids]) or "block"
     return BlockInfo(name, len(ids), [shape(s) for s in srcs], [shape(n) for n in leaving],
-                     total, trainable, sum(r.macs for r in results), ids)
+                     total, trainable, sum(r.macs for r in results), ids,
+                     _direct_children(inside, blocks) if blocks else 0)
+
+
+def _direct_children(inside: set[str], blocks: dict[str, list[str]]) -> int:
+    """How many of `blocks` lie inside `inside` (strictly) and inside no other such block."""
+    subs = [frozenset(v) for v in blocks.values()]
+    subs = [b for b in set(subs) if b < inside]
+    return sum(1 for b in subs if not any(b < o for o in subs))
 
 
 def _common_prefix(names: list[str]) -> str:

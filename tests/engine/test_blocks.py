@@ -12,6 +12,7 @@ from engine.blocks import (
     blocks_from_names,
     blocks_from_structure,
     detect_blocks,
+    display_name,
     module_path,
 )
 from engine.graph import Graph, sequential
@@ -151,7 +152,7 @@ def test_block_summary_of_a_resnet_stage():
     assert info.trainable_params == trainable
     assert info.params == trainable + 5 * 2 * 128  # running mean and variance
     text = info.describe()
-    assert "layer2 (16 layers)" in text and "64×56×56 → 128×28×28" in text
+    assert "layer 2 (16 layers)" in text and "64×56×56 → 128×28×28" in text
 
 
 def test_block_summary_of_a_block_with_two_inputs_and_the_output():
@@ -177,3 +178,23 @@ def test_block_summary_of_a_broken_graph_shows_unknown_shapes():
     info = block_summary(g, v, detect_blocks(g)["a"], "a")
     assert info.n_layers == 2 and info.in_shapes == [(1, 4, 4)]
     assert info.out_shapes == [None] and "?" in info.describe()
+
+
+def test_titles_count_the_blocks_inside():
+    t = make_template("densenet121", 10)
+    v = validate(t.graph)
+    blocks = detect_blocks(t.graph)
+    info = block_summary(t.graph, v, blocks["features.denseblock3"], "features.denseblock3",
+                         blocks)
+    assert info.n_blocks == 24  # dense layers
+    assert info.n_layers == 24 * 7  # BN-ReLU-conv-BN-ReLU-conv and a concat, per dense layer
+    assert info.title == "dense block 3 (24 blocks, 168 layers)"
+    assert info.in_shapes == [(256, 14, 14)] and info.out_shapes == [(256 + 24 * 32, 14, 14)]
+
+
+@pytest.mark.parametrize("name, label", [
+    ("features.denseblock3", "dense block 3"), ("layer2.0", "layer 2.0"), ("layer2", "layer 2"),
+    ("Mixed_5b", "Mixed 5b"), ("features.transition2", "transition 2"), ("conv1", "conv1"),
+    ("inception3a", "inception 3a"), ("/layer2/layer2.0/Relu", "layer 2.0")])
+def test_display_names(name, label):
+    assert display_name(name) == label
