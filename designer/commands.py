@@ -292,13 +292,40 @@ class _SpliceMixin:
         except ParamError as exc:
             self.refusal = str(exc)
             return
-        if position is None:
-            a, b = doc.graph.nodes[edge.src].position, doc.graph.nodes[edge.dst].position
-            position = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
-        self.position = (float(position[0]), float(position[1]))
+        self.position, self.room = self._make_room(doc, edge, position)
+
+    @staticmethod
+    def _make_room(doc: Document, edge: Edge, position):
+        """Where the new card goes, and the cards that move down to make room for it.
+
+        With a row of free space between the two ends the card goes there (x from the drop);
+        else it takes the place of `dst`, which moves down one row with everything below it
+        that it feeds: {id: (old, new)} for undo."""
+        from .canvas.layout import NODE_H, V_GAP  # here: the canvas package imports commands
+
+        g = doc.graph
+        a, b = g.nodes[edge.src].position, g.nodes[edge.dst].position
+        pitch = NODE_H + V_GAP
+        x = float(position[0]) if position is not None else b[0]
+        if b[1] - a[1] >= 2 * pitch:
+            y = a[1] + pitch if position is None else float(position[1])
+            y = min(max(y, a[1] + pitch), b[1] - pitch)
+            return (x, y), {}
+        if b[1] <= a[1]:  # drawn upwards or sideways: no room to make, keep the drop point
+            pos = position if position is not None else ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+            return (float(pos[0]), float(pos[1])), {}
+        moving = {edge.dst} | g.descendants(edge.dst)
+        room = {}
+        for nid in moving:
+            px, py = g.nodes[nid].position
+            if py >= b[1] - 1:
+                room[nid] = ((px, py), (px, py + pitch))
+        return (b[0], b[1]), room
 
     def _splice(self, doc: Document):
         with doc.batch():
+            for nid, (_, new) in self.room.items():
+                doc.move_node(nid, new)
             doc.remove_edge(self.edge)
             self.new_id = doc.add_node(self.type_name, self.position, self.params,
                                        node_id=self.new_id)
@@ -309,6 +336,8 @@ class _SpliceMixin:
         with doc.batch():
             doc.remove_node(self.new_id)
             doc.add_edge(self.edge.src, self.edge.dst, self.edge.port, index=self.index)
+            for nid, (old, _) in self.room.items():
+                doc.move_node(nid, old)
 
 
 class InsertNodeOnEdgeCommand(_SpliceMixin, _Command):
@@ -356,9 +385,7 @@ class ApplyFixCommand(_SpliceMixin, _Command):
             if not edges:
                 self.refusal = f"'{node.name}' has no input connection to insert a layer on"
                 return
-            src = doc.graph.nodes[edges[0].src].position
-            pos = (node.position[0], (src[1] + node.position[1]) / 2)
-            self._prepare_splice(doc, edges[0], fix.layer_type, fix.params, pos)
+            self._prepare_splice(doc, edges[0], fix.layer_type, fix.params, None)
             if self.refusal:
                 return
         else:

@@ -158,3 +158,31 @@ def test_garbage_paste_refused(doc, qtbot, garbage):
         assert not doc.push(PasteCommand(doc, garbage))
     assert sig.args[0].startswith("cannot paste")
     assert doc.graph.dumps() == before
+
+
+def test_insert_on_tight_edge_makes_room(doc):
+    from designer.canvas.layout import NODE_H, V_GAP
+
+    g = doc.graph
+    old = {nid: n.position for nid, n in g.nodes.items()}
+    e = next(e for e in g.edges if e.dst == "conv2")
+    cmd = InsertNodeOnEdgeCommand(doc, e, "BatchNorm2d", (5.0, 400.0))
+    round_trip(doc, cmd)
+    pitch = NODE_H + V_GAP
+    assert g.nodes[cmd.new_id].position[1] == old["conv2"][1]
+    below = g.descendants(cmd.new_id)
+    assert below and all(g.nodes[n].position[1] == old[n][1] + pitch for n in below)
+    assert all(g.nodes[n].position == old[n] for n in old if n not in below)
+
+
+def test_insert_with_room_moves_nothing(doc):
+    g = doc.graph
+    for k, nid in enumerate(["conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2",
+                             "relu4", "fc3", "softmax"]):
+        g.nodes[nid].position = (0.0, 1000.0 + 110 * k)
+    old = {nid: n.position for nid, n in g.nodes.items()}
+    e = next(e for e in g.edges if e.dst == "conv2")
+    cmd = InsertNodeOnEdgeCommand(doc, e, "BatchNorm2d", (5.0, 600.0))
+    doc.push(cmd)
+    assert all(g.nodes[n].position == old[n] for n in old)
+    assert g.nodes[cmd.new_id].position == (5.0, 600.0)
