@@ -42,6 +42,7 @@ PRODUCER = "CNN Designer"
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 BATCH_DIM = "N"
 POSITIONS_KEY = "cnn_designer.positions"  # metadata: canvas positions by layer name
+INITIALIZER_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "min", "max", "ratio")
 
 
 def producer_version() -> str:
@@ -255,6 +256,8 @@ def _tensor_names(graph: Graph, order: list[str], output_id: str) -> dict[str, s
     """Each layer's output tensor: its name; "input" for the Input and "output" for the last."""
     names: dict[str, str] = {}
     taken = {INPUT_NAME, OUTPUT_NAME}
+    # the initializers' names ("<layer>.weight", ...) are taken too
+    taken |= {f"{graph.nodes[n].name}.{k}" for n in order for k in INITIALIZER_SUFFIXES}
     for nid in order:
         node = graph.nodes[nid]
         if node.type_name == "Input":

@@ -767,3 +767,31 @@ def test_only_what_reaches_the_output_is_exported():
     g.nodes["out"].position = (0.0, 999.0)
     m = export_onnx(g)
     assert [n.name for n in m.graph.node] == ["layer", "out"]
+
+
+def test_names_that_look_like_weights_do_not_collide():
+    g = chain(("ReLU", {}), (2, 4, 4), after=[("Conv2d", "layer.weight", {"out_channels": 2,
+                                                                         "kernel_size": 1}),
+                                               ("Sigmoid", "s", {})])
+    g.nodes["layer"].name = "layer"
+    g2 = sequential([("Input", "input", {"channels": 2, "height": 4, "width": 4}),
+                     ("Conv2d", "c", {"out_channels": 2, "kernel_size": 1}),
+                     ("ReLU", "c.weight", {}), ("Sigmoid", "s", {})])
+    for graph in (g, g2):
+        m = export_onnx(graph)  # checked: names are unique
+        x = np.ones((1, 2, 4, 4), np.float32)
+        net = Network.compile(graph)
+        close(OnnxModel(export_onnx(graph, net.state_dict()), providers=CPU).run(x),
+              net.forward(x))
+        assert len({o for n in m.graph.node for o in n.output}
+                   | {i.name for i in m.graph.initializer}) == len(m.graph.node) + len(
+            m.graph.initializer)
+
+
+def test_our_positions_come_back_on_import():
+    g = merge_graph("Add")
+    for i, n in enumerate(g.nodes.values()):
+        n.position = (10.0 * i, -7.5 * i)
+    imp = import_onnx(export_onnx(g))
+    assert {n.name: n.position for n in imp.graph.nodes.values()} == {
+        n.name: n.position for n in g.nodes.values()}
