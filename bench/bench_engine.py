@@ -24,7 +24,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# BENCH_ENGINE_ROOT=/path/to/an/older/checkout measures that engine instead (before / after)
+sys.path.insert(0, os.environ.get("BENCH_ENGINE_ROOT")
+                or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from engine.graph import sequential
 from engine.losses import softmax_cross_entropy
@@ -49,17 +51,22 @@ LENET = [
 ]
 
 
-def median_rate(fn, items_per_call: int, calls: int, repeats: int, warmup: int = 3) -> float:
-    """Median over `repeats` of items/s, each repeat timing `calls` calls of fn(i)."""
-    for i in range(warmup):
-        fn(i)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for i in range(calls):
+def interleaved_rates(fns, items_per_call: int, calls: int, repeats: int, warmup: int = 3):
+    """[(median, best)] items/s of each fn(i) over `repeats` repeats of `calls` calls.
+
+    The functions take turns within every repeat (engine, PyTorch, engine, ...), so a burst
+    of load from other processes hits both sides of a ratio alike."""
+    for fn in fns:
+        for i in range(warmup):
             fn(i)
-        rates.append(items_per_call * calls / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    rates = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, rates):
+            t0 = time.perf_counter()
+            for i in range(calls):
+                fn(i)
+            out.append(items_per_call * calls / (time.perf_counter() - t0))
+    return [(statistics.median(r), max(r)) for r in rates]
 
 
 def make_data(n: int, seed: int = 0, mnist: bool = False):
@@ -81,26 +88,31 @@ def engine_net():
     return net, opt
 
 
-def engine_train_rate(x, y, bs, calls, repeats):
+def engine_train_step(x, y, bs):
     net, opt = engine_net()
     nb = len(x) // bs
+    try:  # as engine.train does: no gradient for the input images
+        net.backward(net.forward(x[:2], training=True, logits=True), from_logits=True,
+                     input_grad=False)
+        kw = {"input_grad": False}
+    except TypeError:  # an older engine (bench run against a previous commit)
+        kw = {}
 
     def step(i):
         j = i % nb
         xb, yb = x[j * bs:(j + 1) * bs], y[j * bs:(j + 1) * bs]
         z = net.forward(xb, training=True, logits=True)
         _, dz = softmax_cross_entropy(z, yb)
-        net.backward(dz, from_logits=True, input_grad=False)  # as engine.train does
+        net.backward(dz, from_logits=True, **kw)
         opt.step()
 
-    return median_rate(step, bs, calls, repeats)
+    return step
 
 
-def engine_infer_rate(x, bs, calls, repeats):
+def engine_infer_step(x, bs):
     net, _ = engine_net()
     nb = len(x) // bs
-    return median_rate(lambda i: net.forward(x[(i % nb) * bs:(i % nb + 1) * bs]), bs, calls,
-                       repeats)
+    return lambda i: net.forward(x[(i % nb) * bs:(i % nb + 1) * bs])
 
 
 def dtype_report(x, y, bs):
@@ -166,7 +178,7 @@ def torch_net():
     return body, opt
 
 
-def torch_train_rate(x, y, bs, calls, repeats):
+def torch_train_step(x, y, bs):
     import torch
     body, opt = torch_net()
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -180,10 +192,10 @@ def torch_train_rate(x, y, bs, calls, repeats):
         loss.backward()
         opt.step()
 
-    return median_rate(step, bs, calls, repeats)
+    return step
 
 
-def torch_infer_rate(x, bs, calls, repeats):
+def torch_infer_step(x, bs):
     import torch
     body, _ = torch_net()
     body.eval()
@@ -195,7 +207,7 @@ def torch_infer_rate(x, bs, calls, repeats):
         with torch.inference_mode():
             torch.softmax(body(xt[j * bs:(j + 1) * bs]), dim=1)
 
-    return median_rate(run, bs, calls, repeats)
+    return run
 
 
 def blas_info() -> str:
@@ -239,6 +251,8 @@ def main(argv=None) -> int:
         except ImportError:
             torch = None
 
+    import engine
+    print(f"engine: {os.path.dirname(os.path.abspath(engine.__file__))}")
     print(f"numpy {np.__version__}; BLAS: {blas_info()}")
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
@@ -246,6 +260,8 @@ def main(argv=None) -> int:
         print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     else:
         print("torch: not installed (or --no-torch): engine figures only")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on "
+          f"{os.cpu_count()} CPUs (other processes make 2-thread BLAS timings swing widely)")
     print(f"data: {'MNIST' if args.mnist else 'random'} {images} images 1x28x28; "
           f"medians of {repeats} repeats after warm-up")
 
@@ -255,17 +271,25 @@ def main(argv=None) -> int:
     cases = [("train", 64, 16 if args.quick else 40), ("train", 256, 4 if args.quick else 10),
              ("infer", 256, 8 if args.quick else 16)]
     print()
-    print(f"{'LeNet-5':<18}{'engine img/s':>14}{'torch img/s':>14}{'engine/torch':>14}")
+    print(f"{'LeNet-5':<17}{'engine img/s':>13}{'torch img/s':>12}{'engine/torch':>13}"
+          f"{'| best: engine':>15}{'torch':>8}{'ratio':>7}")
     for kind, bs, calls in cases:
         if kind == "train":
-            e = engine_train_rate(x, y, bs, calls, repeats)
-            t = torch_train_rate(x, y, bs, calls, repeats) if torch is not None else None
+            fns = [engine_train_step(x, y, bs)]
+            fns += [torch_train_step(x, y, bs)] if torch is not None else []
         else:
-            e = engine_infer_rate(x, bs, calls, repeats)
-            t = torch_infer_rate(x, bs, calls, repeats) if torch is not None else None
+            fns = [engine_infer_step(x, bs)]
+            fns += [torch_infer_step(x, bs)] if torch is not None else []
+        rates = interleaved_rates(fns, bs, calls, repeats)
+        (e, eb), (t, tb) = rates[0], (rates[1] if len(rates) > 1 else (None, None))
         label = f"{kind} batch {bs}"
-        tt = f"{t:14,.0f}{e / t:13.2f}x" if t else f"{'-':>14}{'-':>14}"
-        print(f"{label:<18}{e:14,.0f}{tt}", flush=True)
+        if t:
+            print(f"{label:<17}{e:13,.0f}{t:12,.0f}{e / t:12.2f}x{eb:15,.0f}{tb:8,.0f}"
+                  f"{eb / tb:6.2f}x", flush=True)
+        else:
+            print(f"{label:<17}{e:13,.0f}{'-':>12}{'-':>13}{eb:15,.0f}", flush=True)
+    print("(medians of the repeats; 'best' = fastest repeat of each, the least disturbed by "
+          "other processes)")
 
     if not args.no_breakdown:
         rows = layer_breakdown(x, y, 256, repeats)
@@ -280,6 +304,7 @@ def main(argv=None) -> int:
         print(f"{'total':<21}{tf:9.3f}{tb:10.3f}{sum(r[4] for r in rows):10.3f}"
               f"{sum(r[5] for r in rows):10.3f}   (= {256 / (tf + tb) * 1e3:,.0f} img/s from "
               f"the medians, without loss / optimizer / Network overhead)")
+    print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if limiter is not None:
         limiter.restore_original_limits()
     return 0
