@@ -92,9 +92,10 @@ def _ancestors(graph: Graph, nid: str) -> set[str]:
     return seen
 
 
-def _cut_of(graph: Graph, part: set[str]) -> list[str]:
-    """Nodes of `part` whose output a node outside `part` reads."""
-    return sorted({e.src for e in graph.edges if e.src in part and e.dst not in part})
+def _cut_of(graph: Graph, part: set[str], used: set[str]) -> list[str]:
+    """Nodes of `part` whose output a node outside `part` reads (of the nodes in `used`)."""
+    return sorted({e.src for e in graph.edges
+                   if e.src in part and e.dst not in part and e.dst in used})
 
 
 def split_graph(graph: Graph, validation: Validation | None = None) -> Split | None:
@@ -107,7 +108,10 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
     if v.output_id in inside:
         raise TrainingError("nothing to train: every layer with weights is frozen; unfreeze the "
                             "last layers (the head) to fine-tune")
-    cut = _cut_of(graph, inside)
+    # a side branch that ends nowhere (validation warns about it) changes no output and no
+    # gradient: it is left out of both parts
+    used = _ancestors(graph, v.output_id)
+    cut = _cut_of(graph, inside, used)
     note = None
     if len(cut) != 1:
         names = ", ".join(f"'{graph.nodes[c].name}'" for c in cut)
@@ -115,7 +119,7 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
         best = None
         for nid in reversed(prefix):
             part = _ancestors(graph, nid)
-            if _cut_of(graph, part) == [nid]:
+            if _cut_of(graph, part, used) == [nid]:
                 best = nid
                 break
         if best is None:
@@ -128,10 +132,9 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
     (c,) = cut
     if graph.nodes[c].type_name == "Input":
         return None
-    # only what the cut needs: a frozen side branch that ends nowhere is dropped
     needed = _ancestors(graph, c)
     prefix = [nid for nid in v.order if nid in needed]
-    tail = [nid for nid in v.order if nid not in needed]
+    tail = [nid for nid in v.order if nid in used and nid not in needed]
     frozen_tail = tuple(nid for nid in tail if not graph.nodes[nid].trainable)
     return Split(prefix, c, tuple(v.nodes[c].out_shape), tail, note, frozen_tail)
 

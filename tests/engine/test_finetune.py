@@ -29,6 +29,7 @@ from engine.runtime import OnnxModel
 from engine.train import TrainConfig
 from engine.transfer import fine_tune as engine_fine_tune
 from engine.transfer import freeze_up_to, replace_head
+from engine.validate import validate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -281,6 +282,32 @@ def test_several_cut_tensors_shorten_the_prefix():
     np.testing.assert_allclose(fast["fc.weight"], slow["fc.weight"], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(fast["b.conv2.weight"], slow["b.conv2.weight"], rtol=1e-3,
                                atol=1e-4)
+
+
+def test_dead_end_branches_are_left_out():
+    g = Graph("side branches")
+    g.add_node("Input", "input", {"channels": 3, "height": 8, "width": 8}, node_id="input")
+    for nid, t, p, src in [
+            ("conv1", "Conv2d", {"out_channels": 4, "kernel_size": 3}, "input"),
+            ("frozen_side", "Conv2d", {"out_channels": 2, "kernel_size": 1}, "conv1"),
+            ("relu", "ReLU", {}, "conv1"),
+            ("trainable_side", "Conv2d", {"out_channels": 2, "kernel_size": 1}, "relu"),
+            ("flat", "Flatten", {}, "relu"),
+            ("fc", "Linear", {"out_features": 3}, "flat")]:
+        g.add_node(t, nid, p, node_id=nid)
+        g.add_edge(src, nid)
+    g = freeze_up_to(g, "frozen_side")  # conv1 and frozen_side
+    assert validate(g).output_id == "fc"
+    split = split_graph(g)
+    assert split.cut == "flat" and "frozen_side" not in split.prefix
+    assert split.tail == ["fc"]
+    w = pretrained(g)
+    x, y = images(32, shape=(3, 8, 8))
+    config = TrainConfig(epochs=1, batch_size=8, val_split=0, lr=0.01)
+    fast, _ = fine_tune(g, w, x, y, config)
+    slow, _ = engine_fine_tune(g, w, x, y, config)
+    np.testing.assert_allclose(fast["fc.weight"], slow["fc.weight"], rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(fast["trainable_side.weight"], w["trainable_side.weight"])
 
 
 # ---- imported models, image folders -------------------------------------------------------
