@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressDialog,
     QScrollArea,
@@ -34,10 +35,12 @@ from .canvas.layout import NODE_H, NODE_W, V_GAP
 from .commands import (
     AddEdgeCommand,
     AddNodeCommand,
+    InsertNodeOnEdgeCommand,
     MoveNodesCommand,
     PasteCommand,
     RemoveEdgeCommand,
     RemoveNodesCommand,
+    SetTrainableCommand,
     make_fragment,
 )
 from .document import Document
@@ -373,6 +376,10 @@ class MainWindow(QMainWindow):
         self.scene.selectionChanged.connect(self._on_selection)
         self.view.zoom_changed.connect(lambda z: self.lbl_zoom.setText(f"{z * 100:.0f} %"))
         theme.theme_state().changed.connect(self._on_theme_changed)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(
+            lambda pos: self.context_menu_at(self.view.mapToScene(pos)).exec(
+                self.view.viewport().mapToGlobal(pos)))
         pal = self.panels.get("palette")
         if pal is not None and hasattr(pal, "layer_requested"):
             pal.layer_requested.connect(self.add_layer)
@@ -491,6 +498,64 @@ class MainWindow(QMainWindow):
         cmd = AddNodeCommand(self.doc, type_name, self.free_position(centre))
         if self.doc.push(cmd):
             self.scene.select_nodes([cmd.node_id])
+
+    def context_menu_at(self, pos: QPointF) -> QMenu:
+        """Right-click menu for what is under `pos` (scene coordinates): a card, a connection
+        or the empty canvas."""
+        menu = QMenu(self)
+        doc, g = self.doc, self.doc.graph
+        node = self.scene.node_at(pos)
+        edge = None if node is not None else self.scene.edge_at(pos)
+        if node is not None:
+            if not node.isSelected():
+                self.scene.select_nodes([node.node_id])
+            ids = self.scene.selected_node_ids()
+            menu.addActions([self.act_cut, self.act_copy, self.act_duplicate, self.act_delete])
+            menu.addSeparator()
+            frozen = all(not g.nodes[i].trainable for i in ids)
+            menu.addAction("Unfreeze (trainable)" if frozen else "Freeze (not trainable)",
+                           lambda: doc.push(SetTrainableCommand(doc, ids, frozen)))
+            if len(ids) == 1 and "feature_maps" in self.docks:
+                menu.addAction("Show feature maps", lambda: self.show_dock("feature_maps"))
+        elif edge is not None:
+            e = edge.edge
+            sub = menu.addMenu("Insert layer here")
+            self._layer_menu(sub, lambda t: doc.push(
+                InsertNodeOnEdgeCommand(doc, e, t, (pos.x(), pos.y()))), inputs_only=True)
+            menu.addAction("Delete connection", lambda: doc.push(RemoveEdgeCommand(doc, e)))
+        else:
+            sub = menu.addMenu("Add layer")
+            self._layer_menu(sub, lambda t: self._add_at(t, pos))
+            menu.addAction(self.act_paste)
+            menu.addSeparator()
+            menu.addActions([self.act_select_all, self.act_layout, self.act_fit])
+        return menu
+
+    def _layer_menu(self, menu: QMenu, on_pick, inputs_only: bool = False) -> None:
+        from engine.layers import CATEGORIES, REGISTRY
+
+        for cat in CATEGORIES:
+            types = [c for c in REGISTRY.values() if c.category == cat
+                     and not (inputs_only and c.max_inputs == 0)]
+            if not types:
+                continue
+            menu.addSection(cat)
+            for cls in types:
+                act = menu.addAction(theme.layer_icon(cls.type_name), cls.label)
+                act.setStatusTip(cls.doc)
+                act.triggered.connect(lambda _=False, t=cls.type_name: on_pick(t))
+
+    def _add_at(self, type_name: str, pos: QPointF) -> None:
+        cmd = AddNodeCommand(self.doc, type_name, (pos.x(), pos.y()))
+        if self.doc.push(cmd):
+            self.scene.select_nodes([cmd.node_id])
+
+    def show_dock(self, key: str) -> None:
+        dock = self.docks.get(key)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
+            self.materialize(key)
 
     def delete_selection(self) -> None:
         ids = self.scene.selected_node_ids()

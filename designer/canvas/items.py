@@ -111,6 +111,8 @@ class PortItem(QGraphicsItem):
         self.setPos(0, -NODE_H / 2 if is_input else NODE_H / 2)
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.CrossCursor)
+        self.setToolTip("Input: drag from here to a layer's output to connect" if is_input
+                        else "Output: drag from here onto another layer to connect")
         self.setZValue(2)
         self._hover = False
 

@@ -5,7 +5,7 @@ import json
 import zipfile
 
 import pytest
-from PySide6.QtCore import QMimeData, Qt
+from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
@@ -341,3 +341,57 @@ def test_app_starts_and_exits_cleanly(tmp_path, with_file):
     assert proc.returncode == 0, proc.stderr[-2000:]
     want = len(load_example("small_resnet" if with_file else "lenet5").nodes)
     assert f"nodes {want} " in proc.stdout
+
+
+def test_context_menus(win):
+    def labels(menu):
+        return [a.text() for a in menu.actions() if a.text()]
+
+    conv = win.scene.node_items["conv1"]
+    menu = win.context_menu_at(conv.pos())
+    assert win.scene.selected_node_ids() == ["conv1"]
+    freeze = next(a for a in menu.actions() if a.text().startswith("Freeze"))
+    freeze.trigger()
+    assert not win.doc.graph.nodes["conv1"].trainable
+    assert win.scene.node_items["conv1"].frozen
+    win.act_undo.trigger()
+    assert win.doc.graph.nodes["conv1"].trainable
+
+    edge = next(e for e in win.scene.edge_items.values() if e.edge.dst == "conv2")
+    menu = win.context_menu_at(edge.path.pointAtPercent(0.5))
+    sub = next(a.menu() for a in menu.actions() if a.text() == "Insert layer here")
+    assert "Image input" not in labels(sub)  # an Input cannot sit on a connection
+    next(a for a in sub.actions() if a.text() == "Batch normalization").trigger()
+    bn = win.doc.graph.inputs_of("conv2")[0]
+    assert win.doc.graph.nodes[bn].type_name == "BatchNorm2d"
+
+    empty = win.scene.content_rect().topRight() + QPointF(400, 0)
+    menu = win.context_menu_at(empty)
+    sub = next(a.menu() for a in menu.actions() if a.text() == "Add layer")
+    next(a for a in sub.actions() if a.text() == "Dropout").trigger()
+    new = win.scene.selected_node_ids()[0]
+    assert win.doc.graph.nodes[new].type_name == "Dropout"
+    assert win.doc.graph.nodes[new].position == (empty.x(), empty.y())
+
+
+def test_theme_switch_restyles_canvas(win):
+    from designer import theme
+
+    light_card = win.scene.look.card.name()
+    win.set_theme("dark")
+    try:
+        assert theme.is_dark()
+        assert win.scene.look.dark and win.scene.look.card.name() != light_card
+        assert win.settings.value("theme") == "dark"
+    finally:
+        win.set_theme("light")
+    assert not win.scene.look.dark
+
+
+def test_ctrl_f_focuses_palette_search(win, qtbot):
+    pal = win.panels.get("palette")
+    if pal is None or not hasattr(pal, "search"):
+        pytest.skip("palette not built yet")
+    win.view.setFocus()
+    QTest.keyClick(win.view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(pal.search.hasFocus, timeout=1000)
