@@ -273,11 +273,22 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
                 name: str | None = None) -> ImportedModel:
     """Import an ONNX model (path, bytes or ModelProto) as a graph with weights.
 
-    `input_shape` (C, H, W) fixes an input whose sizes are open in the file."""
-    from onnx import numpy_helper
-
+    `input_shape` (C, H, W) fixes an input whose sizes are open in the file. Every problem is
+    an OnnxImportError; nothing else escapes, whatever the file holds."""
     model = read_model(source)
     what = f"'{Path(source).name}'" if isinstance(source, (str, Path)) else "the model"
+    try:
+        return _import(model, source, what, input_shape, name)
+    except OnnxImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed file must not crash the app
+        raise OnnxImportError(f"{what} is malformed and cannot be imported "
+                              f"({type(exc).__name__}: {exc})") from None
+
+
+def _import(model, source, what: str, input_shape, name) -> ImportedModel:
+    from onnx import numpy_helper
+
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 7:
         raise OnnxImportError(f"{what} uses opset {opset}; opset 7 or newer is supported")
@@ -286,7 +297,7 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
     for init in g.initializer:
         try:
             ctx.consts[init.name] = numpy_helper.to_array(init)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             raise OnnxImportError(f"{what}: weight tensor '{init.name}' is corrupt ({exc})"
                                   ) from None
     data_inputs = [vi for vi in g.input if vi.name not in ctx.consts]
@@ -361,6 +372,8 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
                     break
         except ValueError as exc:
             problems.append(str(exc))
+        except (IndexError, KeyError, TypeError) as exc:  # a malformed node
+            problems.append(f"{ctx.where(node)}: malformed node ({type(exc).__name__}: {exc})")
         ctx.current = None
         if res is None:
             unresolved.update(node.output)
@@ -402,7 +415,9 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
         warnings.append(f"{len(layers) - len(keep)} layer(s) do not reach the output and were "
                         f"left out")
 
-    graph = Graph(name or (g.name if g.name and g.name != "main_graph" else "imported"))
+    stem = Path(source).stem if isinstance(source, (str, Path)) else None
+    graph = Graph(name or (g.name if g.name and g.name not in ("main_graph", "torch_jit")
+                           else stem or "imported"))
     weights: dict[str, np.ndarray] = {}
     ids = {-1: input_name}
     graph.add_node("Input", input_name, inp.params, node_id=input_name)

@@ -795,3 +795,21 @@ def test_our_positions_come_back_on_import():
     imp = import_onnx(export_onnx(g))
     assert {n.name: n.position for n in imp.graph.nodes.values()} == {
         n.name: n.position for n in g.nodes.values()}
+
+
+def test_mutated_files_import_or_fail_clearly():
+    """Random byte changes in a valid file: either a model that imports or an OnnxImportError,
+    never another exception."""
+    good = export_onnx(merge_graph("Concat")).SerializeToString()
+    rng = np.random.default_rng(20)
+    outcomes = {"ok": 0, "refused": 0}
+    for _ in range(150):
+        data = bytearray(good)
+        for j in rng.integers(0, len(data), rng.integers(1, 4)):
+            data[j] = rng.integers(0, 256)
+        try:
+            import_onnx(bytes(data))
+            outcomes["ok"] += 1
+        except OnnxImportError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
