@@ -178,7 +178,7 @@ class MaxPool2d(_Pool2d):
     def backward(self, dy):
         idx, xshape, xpshape, full = self._cache
         self._cache = None
-        n, c, h, w = xshape
+        h, w = xshape[2:]
         k, s = self.kernel_size, self.strides
         ho, wo = dy.shape[2:]
         dyc = as_chwn(dy)

@@ -198,3 +198,36 @@ def test_linear_gives_dx_in_the_memory_order_of_its_input():
     assert dxs[1].flags.f_contiguous
     np.testing.assert_allclose(dxs[0], dxs[1], rtol=1e-6)
     np.testing.assert_allclose(dxs[0], dy @ fc.weights["weight"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("params", [
+    {"kernel_size": 2}, {"kernel_size": 2, "stride": 1},
+    {"kernel_size": 2, "padding": [1, 0, 0, 1], "ceil_mode": True},
+    {"kernel_size": 3, "stride": 2},
+])
+def test_maxpool_routes_gradient_to_the_first_maximum_of_each_window(params):
+    """Against a direct loop over windows (ties everywhere: small integers), overlapping,
+    padded and ceil-mode windows included."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 3, (2, 3, 7, 6)).astype(np.float32)
+    pool = layer("MaxPool2d", params, (3, 7, 6))
+    y = pool.forward([x], training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    (dx,) = pool.backward(dy)
+    k, s = pool.kernel_size, pool.strides
+    pads = pool._full_pads(7, 6)[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                constant_values=-np.inf)
+    ref = np.zeros_like(xp)
+    for i in range(y.shape[2]):
+        for j in range(y.shape[3]):
+            win = xp[:, :, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1]]
+            flat = win.reshape(2, 3, -1)
+            first = flat.argmax(axis=-1)  # numpy: the first maximum
+            np.testing.assert_array_equal(y[:, :, i, j], flat.max(axis=-1))
+            for nn in range(2):
+                for cc in range(3):
+                    r, q = divmod(first[nn, cc], k[1])
+                    ref[nn, cc, i * s[0] + r, j * s[1] + q] += dy[nn, cc, i, j]
+    ref = ref[:, :, pads[0]:pads[0] + 7, pads[1]:pads[1] + 6]
+    np.testing.assert_allclose(dx, ref, rtol=1e-6)
