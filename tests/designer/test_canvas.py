@@ -19,19 +19,24 @@ from engine.graph import Graph, sequential
 from engine.layers import fmt_shape
 
 
-@pytest.fixture
-def canvas(qtbot):
-    doc = Document(load_example("lenet5"))
+def make_canvas(qtbot, graph, w=900, h=700, centre=None):
+    """Document + scene + a shown view at 100 % (centred on `centre`, scene coordinates)."""
+    doc = Document(graph)
     scene = CanvasScene(doc)
     view = CanvasView(scene)
     qtbot.addWidget(view)
-    view.resize(900, 700)
+    view.resize(w, h)
     view.show()
     qtbot.waitExposed(view)
     view.set_zoom(1.0)
-    yield doc, scene, view
-    view.close()
-    scene.clear()
+    if centre is not None:
+        view.centerOn(*centre)
+    return doc, scene, view
+
+
+@pytest.fixture
+def canvas(qtbot):
+    return make_canvas(qtbot, load_example("lenet5"))
 
 
 def vp_point(view, scene_pt: QPointF) -> QPoint:
@@ -133,17 +138,7 @@ def loose(qtbot):
     g.add_node("Conv2d", "c", {"out_channels": 4, "kernel_size": 3}, (0, 200), node_id="c")
     g.add_node("ReLU", "r", {}, (0, 400), node_id="r")
     g.add_edge("c", "r")
-    doc = Document(g)
-    scene = CanvasScene(doc)
-    view = CanvasView(scene)
-    qtbot.addWidget(view)
-    view.resize(800, 800)
-    view.show()
-    qtbot.waitExposed(view)
-    view.set_zoom(1.0)
-    view.centerOn(0, 200)
-    yield doc, scene, view
-    view.close()
+    return make_canvas(qtbot, g, 800, 800, (0, 200))
 
 
 def test_connect_ports_with_the_mouse(loose, qtbot):
@@ -197,14 +192,7 @@ def test_invalid_connections_refused_with_reason(loose, qtbot, case):
 
 def test_cycle_refused(qtbot):
     g = sequential([("Input", "x", {}), ("Add", "a", {}), ("ReLU", "r", {})])
-    doc = Document(g)
-    scene = CanvasScene(doc)
-    view = CanvasView(scene)
-    qtbot.addWidget(view)
-    view.resize(800, 800)
-    view.show()
-    view.set_zoom(1.0)
-    view.centerOn(0, 110)
+    doc, scene, view = make_canvas(qtbot, g, 800, 800, (0, 110))
     refusals = []
     doc.edit_refused.connect(refusals.append)
     before = g.dumps()
@@ -351,12 +339,7 @@ def test_300_node_graph_builds_lays_out_and_renders(qtbot):
     pos = layered_layout(g)
     for nid, p in pos.items():
         g.nodes[nid].position = p
-    doc = Document(g)
-    scene = CanvasScene(doc)
-    view = CanvasView(scene)
-    qtbot.addWidget(view)
-    view.resize(800, 600)
-    view.show()
+    doc, scene, view = make_canvas(qtbot, g, 800, 600)
     view.fit()
     assert len(scene.node_items) == len(g.nodes) == 300
     img = view.grab()
