@@ -818,16 +818,21 @@ class MainWindow(QMainWindow):
                                                   start, filt)
             if not path:
                 return False
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)  # seconds for 200 layers
         try:
             if kind == "png":
                 ok = self.scene.render_image(2.0).save(str(path), "PNG")
             else:
                 ok = export_svg(self.scene, path, self.doc.graph.name)
         except OSError as exc:
-            self.show_error("Cannot export", str(exc))
-            return False
+            ok = False
+            error = str(exc)
+        else:
+            error = f"could not write {path}"
+        finally:
+            QApplication.restoreOverrideCursor()
         if not ok:
-            self.show_error("Cannot export", f"could not write {path}")
+            self.show_error("Cannot export", error)
             return False
         self.statusBar().showMessage(f"Exported {Path(path).name}", 4000)
         return True

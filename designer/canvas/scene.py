@@ -315,11 +315,11 @@ class CanvasScene(QGraphicsScene):
         """The whole graph as an image at `scale` × (for PNG export)."""
         src = self.content_rect().adjusted(-margin, -margin, margin, margin)
         w, h = max(1, int(src.width() * scale)), max(1, int(src.height() * scale))
-        # keep memory bounded for huge graphs (~ 16k px on the long side)
-        limit = 16000
-        if max(w, h) > limit:
-            k = limit / max(w, h)
-            w, h, scale = int(w * k), int(h * k), scale * k
+        # bounded for huge graphs: at most 32000 px a side and 60 M pixels (240 MB); beyond
+        # that the scale drops (the SVG export stays exact at any size)
+        k = min(1.0, 32000 / max(w, h), (60e6 / (w * h)) ** 0.5)
+        if k < 1.0:
+            w, h, scale = max(1, int(w * k)), max(1, int(h * k)), scale * k
         img = QImage(w, h, QImage.Format.Format_ARGB32_Premultiplied)
         img.fill(self.look.canvas)
         painter = QPainter(img)

@@ -226,6 +226,12 @@ def test_export_png_and_svg(win, tmp_path):
         assert node.name in text  # every card's text is in the drawing
 
 
+def test_export_to_unwritable_place_says_so(win, tmp_path, errors):
+    for kind in ("png", "svg"):
+        assert not win.export_canvas(kind, str(tmp_path / "no" / "such" / f"x.{kind}"))
+    assert len(errors) == 2
+
+
 def test_autosave_and_recovery(win, tmp_path, errors):
     path = tmp_path / "n.cnnd"
     win.save_to(path)
