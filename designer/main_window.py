@@ -31,6 +31,7 @@ from engine.graph import Graph
 
 from . import clipboard, files, theme
 from .canvas import CanvasScene, CanvasView, NodeItem, layered_layout
+from .canvas.items import fmt_count
 from .canvas.layout import NODE_H, NODE_W, V_GAP
 from .commands import (
     AddEdgeCommand,
@@ -408,7 +409,6 @@ class MainWindow(QMainWindow):
             self.lbl_state.setText(", ".join(parts))
             colour = self.scene.look.error if ne else self.scene.look.warning
         self.lbl_state.setStyleSheet(f"color: {colour.name()}; font-weight: 600;")
-        from .canvas.items import fmt_count
         macs = v.macs
         mac_text = f"{macs / 1e6:.2f}M" if macs >= 1e5 else f"{macs:,}"
         self.lbl_totals.setText(f"{len(self.doc.graph.nodes)} layers · "

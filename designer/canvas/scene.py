@@ -182,7 +182,7 @@ class CanvasScene(QGraphicsScene):
     def selected_edges(self) -> list[Edge]:
         return [i.edge for i in self.selectedItems() if isinstance(i, EdgeItem)]
 
-    def select_nodes(self, ids, center_view=None) -> None:
+    def select_nodes(self, ids) -> None:
         self.clearSelection()
         for nid in ids:
             item = self.node_items.get(nid)
