@@ -432,6 +432,7 @@ class EdgeItem(QGraphicsItem):
         self._bounds = QRectF()
         self._path_bounds = QRectF()
         self._label_w = 0.0
+        self.show_label, self.label_side = True, 1
         src.edges.append(self)
         dst.edges.append(self)
         self.refresh()
@@ -466,6 +467,15 @@ class EdgeItem(QGraphicsItem):
         p2 = self.dst.scenePos() + QPointF(self._end_offset(), -NODE_H / 2)
         self.path = edge_path(p1, p2, self._lane(p1, p2))
         self.label_pos = self.path.pointAtPercent(0.5)
+        self.label_side = 1
+        # fan-out: the edges leaving one output carry the same shape; one label by the port
+        outs = [e for e in self.src.edges if e.edge.src == self.edge.src]
+        self.show_label = len(outs) < 2 or outs[0] is self
+        if len(outs) > 1 and self.show_label:
+            right = sum(e.dst.x() > self.src.x() + 1 for e in outs)
+            left = sum(e.dst.x() < self.src.x() - 1 for e in outs)
+            self.label_side = -1 if right > left else 1
+            self.label_pos = p1 + QPointF(0, 13)
         stroke = QPainterPathStroker()
         stroke.setWidth(10)
         self._shape = stroke.createStroke(self.path)
@@ -475,7 +485,7 @@ class EdgeItem(QGraphicsItem):
 
     def _update_bounds(self) -> None:
         b = self._path_bounds
-        if self.label:
+        if self.label and self.show_label:
             b = b.united(self.label_rect())
         self._bounds = b.adjusted(-4, -4, 4, 4)
 
@@ -503,7 +513,11 @@ class EdgeItem(QGraphicsItem):
         return right if abs(right - mid) <= abs(left - mid) else left
 
     def label_rect(self) -> QRectF:
-        """The shape label sits just right of the curve's middle, clear of the ports."""
+        """The shape label sits just right of the curve's middle, clear of the ports (a
+        fan-out's single label: beside the output port, on the side with fewer curves)."""
+        if self.label_side < 0:
+            return QRectF(self.label_pos.x() - 7 - self._label_w, self.label_pos.y() - 8,
+                          self._label_w, 16)
         return QRectF(self.label_pos.x() + 7, self.label_pos.y() - 8, self._label_w, 16)
 
     def boundingRect(self) -> QRectF:
@@ -537,7 +551,8 @@ class EdgeItem(QGraphicsItem):
         tip.lineTo(end + QPointF(4.5, -PORT_R - 7))
         tip.closeSubpath()
         painter.drawPath(tip)
-        if self.label and option.levelOfDetailFromTransform(painter.worldTransform()) > 0.42:
+        if self.label and self.show_label and \
+                option.levelOfDetailFromTransform(painter.worldTransform()) > 0.42:
             painter.setFont(look.f_edge)
             rect = self.label_rect()
             bg = QColor(look.canvas)

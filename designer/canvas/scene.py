@@ -96,10 +96,18 @@ class CanvasScene(QGraphicsScene):
         self.edge_items[e] = item
         self.addItem(item)
         item.update_path()
-        for other in dst.edges:  # siblings into the same port spread out
-            if other is not item and other.edge.dst == e.dst:
-                other.update_path()
+        self._update_siblings(item)
         return item
+
+    @staticmethod
+    def _update_siblings(item: EdgeItem) -> None:
+        """Edges into the same port spread out; edges from the same output share one label."""
+        for other in item.dst.edges:
+            if other is not item and other.edge.dst == item.edge.dst:
+                other.update_path()
+        for other in item.src.edges:
+            if other is not item and other.edge.src == item.edge.src:
+                other.update_path()
 
     def _on_node_added(self, nid: str) -> None:
         self._add_node_item(nid)
@@ -124,9 +132,7 @@ class CanvasScene(QGraphicsScene):
             return
         item.detach()
         self.removeItem(item)
-        for other in item.dst.edges:
-            if other.edge.dst == e.dst:
-                other.update_path()
+        self._update_siblings(item)
 
     def _on_node_changed(self, nid: str) -> None:
         item = self.node_items.get(nid)
