@@ -368,3 +368,17 @@ def test_none_is_pinned():
     p.end()
     assert sys.getrefcount(None) > 1 << 30
     assert before > 1 << 30
+
+
+def test_minimap_click_moves_the_view(canvas, qtbot):
+    doc, scene, view = canvas
+    view.set_zoom(1.0)
+    view.centerOn(scene.node_items["input"])
+    mm = view.minimap
+    mm.refresh()
+    assert mm.isVisible()  # LeNet at 100 % does not fit a 900×700 view
+    before = view.mapToScene(view.viewport().rect().center())
+    QTest.mouseClick(mm, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(mm.width() // 2, mm.height() - 8))
+    after = view.mapToScene(view.viewport().rect().center())
+    assert after.y() > before.y() + 300  # moved towards the bottom of the network
