@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import GraphError
 from .graph import Graph
-from .layers import REGISTRY, Shape, fmt_shape
+from .layers import Shape, fmt_shape
 from .validate import Validation, validate
 
 OPSET = 17
@@ -285,8 +285,3 @@ def _rename(ctx: ExportContext, old: str, new: str) -> None:
             if t == old:
                 n.input[i] = new
 
-
-def layer_types_with_onnx() -> dict[str, tuple[bool, bool]]:
-    """type_name -> (exports, imports): the registry's ONNX coverage (for tests and docs)."""
-    return {t: (callable(getattr(c, "to_onnx", None)), callable(getattr(c, "from_onnx", None)))
-            for t, c in REGISTRY.items()}

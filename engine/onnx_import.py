@@ -140,8 +140,6 @@ def read_model(source, what: str | None = None):
 class ImportContext:
     """Attributes, constants and shapes of the model being imported."""
 
-    batch = BATCH
-
     def __init__(self, model, opset: int):
         self.model = model
         self.opset = opset
