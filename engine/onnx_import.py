@@ -10,6 +10,17 @@ registry: the layer classes declare `onnx_ops` and a `from_onnx(node, ctx)` clas
 reads attributes and weights through an `ImportContext`. Everything is checked before anything
 is built: one error lists each unsupported operator with its node names, and every attribute
 problem; nothing is half-imported.
+
+Mapping (each in its layer class): Conv -> Conv2d (SAME_UPPER -> 'same', SAME_LOWER and
+asymmetric pads -> explicit pads, a following per-channel constant Add -> its bias);
+MaxPool / AveragePool -> MaxPool2d / AvgPool2d (ONNX's default stride 1 and count_include_pad 0
+honoured, ceil_mode by ONNX Runtime's rule); GlobalAveragePool -> GlobalAvgPool2d; Relu,
+LeakyRelu, Sigmoid, Tanh; Clip(0, 6) -> ReLU6 and Clip(0, inf) -> ReLU (attributes before opset
+11, inputs since); Softmax on axis 1 (opset < 13's 2-D coercion where it means the same);
+Gemm (transB, alpha, beta folded) and MatMul (+ Add of a constant) -> Linear; Flatten(axis 1) and
+the flattening Reshape -> Flatten; BatchNormalization (momentum 1 − m) -> BatchNorm2d; LRN;
+Add / Sum of layer outputs -> Add; Concat on channels; Dropout -> Dropout with its rate (kept for
+fine-tuning; it does nothing at inference); Identity and Constant disappear.
 """
 
 from __future__ import annotations
