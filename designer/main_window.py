@@ -683,7 +683,7 @@ class MainWindow(QMainWindow):
 
     def _load_opened(self, opened: files.Opened) -> None:
         self.doc.reset(opened.graph, opened.weights, opened.path, opened.history)
-        if opened.source is not None and opened.path is not None:
+        if opened.source is not None:
             self.recent.add(opened.source)
         if opened.path is None and opened.source is not None:
             self.doc.graph.name = opened.graph.name or opened.source.stem
@@ -759,7 +759,10 @@ class MainWindow(QMainWindow):
         files.discard_autosave(self.autosave_dir, self.doc.path)
         self.recent.add(written)
         self._update_title()
-        self.statusBar().showMessage(f"Saved {Path(written).name}", 4000)
+        note = ""
+        if Path(written).suffix.lower() == ".json" and self.doc.weights:
+            note = " (architecture only: save as .cnnd to keep the trained weights)"
+        self.statusBar().showMessage(f"Saved {Path(written).name}{note}", 8000)
         return True
 
     def _fill_recent(self) -> None:
