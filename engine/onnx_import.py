@@ -166,6 +166,11 @@ class ImportContext:
         self.absorbed: set[int] = set()
         self.fixed_batch: int | None = None
         self.current = None
+        # Keras / tf2onnx layouts: tensor -> (channels-first source, (C, H, W)) for a Transpose
+        # to N×H×W×C, and tensor -> feature order for features flattened from one
+        self.channels_last: dict[str, tuple[str, Shape]] = {}
+        self.feature_orders: dict[str, np.ndarray] = {}
+        self.taken_orders: set[str] = set()
 
     # names
     def resolve(self, name: str) -> str:
@@ -242,6 +247,21 @@ class ImportContext:
         """A following node became part of the current layer (MatMul's bias Add)."""
         self.absorbed.add(id(node))
 
+    def channels_last_source(self, tensor: str) -> tuple[str, Shape] | None:
+        return self.channels_last.get(self.resolve(tensor))
+
+    def set_feature_order(self, tensor: str, order: np.ndarray) -> None:
+        """Features of `tensor` are ours (C·H·W order) reordered: keras_feature[k] =
+        ours[order[k]]."""
+        self.feature_orders[tensor] = order
+
+    def take_feature_order(self, tensor: str) -> np.ndarray | None:
+        """The order of `tensor`'s features, if not ours; the caller accounts for it."""
+        t = self.resolve(tensor)
+        if t in self.feature_orders:
+            self.taken_orders.add(t)
+        return self.feature_orders.get(t)
+
     def input_dims(self, value_info) -> tuple[int, int, int]:
         t = value_info.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
@@ -317,6 +337,12 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     if len(g.output) != 1:
         raise OnnxImportError(f"{what} has {len(g.output)} outputs; one output is supported")
     vi = data_inputs[0]
+    warnings = []
+    nhwc = _channels_last_input(ctx, vi)
+    if nhwc is not None:
+        vi = nhwc
+        warnings.append("the model's input was channels-last (N×H×W×C); here it is N×C×H×W: "
+                        "feed images channels-first")
     if input_shape is not None:
         from onnx import TensorProto, helper
 
@@ -368,11 +394,14 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
                 unresolved.update(node.output)
             continue
+        if _to_channels_last(ctx, node):
+            continue
         if node.op_type not in table:
             unsupported[node.op_type].append(label)
             unresolved.update(node.output)
             continue
         ctx.current = node
+        ctx.taken_orders = set()
         res = None
         try:
             for cls in table[node.op_type]:
@@ -388,7 +417,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
             unresolved.update(node.output)
             continue
         our = _unique(_clean_name(node.name, scope_counts) or _default_name(res.cls), taken)
-        err = _check_layer(ctx, our, res)
+        err = _check_layer(ctx, our, res) or _check_layout(ctx, res)
         if err:
             problems.append(f"{ctx.where(node)}: {err}")
             unresolved.update(node.output)
@@ -408,6 +437,9 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
                               + "\n".join(f"  - {x}" for x in lines))
 
     out_tensor = ctx.resolve(g.output[0].name)
+    if out_tensor in ctx.feature_orders:
+        raise OnnxImportError(f"{what}: the output is in channels-last feature order; only a "
+                              f"Linear layer after the flattening can take that order")
     if out_tensor not in producer or producer[out_tensor] < 0:
         raise OnnxImportError(f"{what}: the output '{g.output[0].name}' is not computed by any "
                               f"supported layer")
@@ -419,7 +451,6 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
             continue
         keep.add(i)
         stack.extend(producer[ctx.resolve(t)] for t in layers[i][1].inputs)
-    warnings = []
     if len(keep) < len(layers):
         warnings.append(f"{len(layers) - len(keep)} layer(s) do not reach the output and were "
                         f"left out")
@@ -517,6 +548,63 @@ def _fold(ctx: ImportContext, node) -> None:
     res = ReferenceEvaluator(m).run(None, {i: np.asarray(v) for i, v in feeds.items()})
     for o, val in zip([o for o in node.output if o], res):
         ctx.consts[o] = np.asarray(val)
+
+
+def _channels_last_input(ctx: ImportContext, vi):
+    """A N×H×W×C input read only through Transpose(perm 0,3,1,2) (Keras / tf2onnx): the input
+    becomes N×C×H×W and those Transposes disappear. Returns the new ValueInfo or None."""
+    from onnx import TensorProto, helper
+
+    users = ctx.consumers.get(vi.name, [])
+    dims = vi.type.tensor_type.shape.dim
+    if not users or len(dims) != 4 or vi.name in ctx.graph_outputs:
+        return None
+    for n in users:
+        perm = ctx.attrs(n).get("perm") if n.op_type == "Transpose" else None
+        if perm != [0, 3, 1, 2]:
+            return None
+    for n in users:
+        ctx.aliases[n.output[0]] = vi.name
+        ctx.absorb(n)
+
+    def dim(d):
+        return d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+
+    n_, h, w, c = (dim(d) for d in dims)
+    return helper.make_tensor_value_info(vi.name, TensorProto.FLOAT, [n_, c, h, w])
+
+
+def _to_channels_last(ctx: ImportContext, node) -> bool:
+    """Transpose(perm 0,2,3,1) of a C×H×W tensor: remembered, not a layer (a flattening may
+    read it, see Flatten.from_onnx)."""
+    if node.op_type != "Transpose" or ctx.attrs(node).get("perm") != [0, 2, 3, 1]:
+        return False
+    src = ctx.resolve(node.input[0])
+    shape = ctx.shapes.get(src)
+    if shape is None or len(shape) != 3:
+        return False
+    c, h, w = shape
+    ctx.channels_last[node.output[0]] = (src, shape)
+    ctx.shapes[node.output[0]] = (h, w, c)
+    return True
+
+
+def _check_layout(ctx: ImportContext, res: Imported) -> str | None:
+    """Channels-last tensors may only be flattened; features flattened from one keep their
+    order through weightless element-wise layers until a Linear takes it."""
+    for t in res.inputs:
+        rt = ctx.resolve(t)
+        if rt in ctx.channels_last:
+            return (f"reads a channels-last (N×H×W×C) tensor; only flattening it is supported "
+                    f"(a {res.cls.type_name} is not)")
+        if rt in ctx.feature_orders and rt not in ctx.taken_orders:
+            same = len(res.inputs) == 1 and not res.weights and ctx.shapes.get(
+                ctx.resolve(res.output)) == ctx.shapes.get(rt)
+            if not same:
+                return ("reads features flattened in channels-last order; only a Linear "
+                        "layer (or weightless element-wise layers before it) can take them")
+            ctx.feature_orders[res.output] = ctx.feature_orders[rt]
+    return None
 
 
 def _check_layer(ctx: ImportContext, name: str, res: Imported) -> str | None:

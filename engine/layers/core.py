@@ -97,7 +97,7 @@ class Flatten(Layer):
             if axis != 1:
                 raise ValueError(f"{where}: Flatten at axis {axis} is not supported (only axis 1, "
                                  f"which keeps the batch)")
-            return ctx.imported(cls, {}, {}, [node.input[0]])
+            return cls._flattened(node, ctx)
         target = ctx.const(node.input[1]) if len(node.input) > 1 else None
         if target is None:
             raise ValueError(f"{where}: Reshape to a shape computed at run time is not supported")
@@ -106,10 +106,23 @@ class Flatten(Layer):
         zero_ok = not int(ctx.attrs(node).get("allowzero", 0))
         first_ok = len(t) == 2 and (ctx.is_batch(t[0]) or (t[0] == 0 and zero_ok) or t[0] == -1)
         if len(t) == 2 and first_ok and t[1] in (-1, feat) and t != [-1, -1]:
-            return ctx.imported(cls, {}, {}, [node.input[0]])
+            return cls._flattened(node, ctx)
         shown = ["N" if ctx.is_batch(v) else v for v in t]
         raise ValueError(f"{where}: Reshape of N×{'×'.join(map(str, shape))} to {shown} is not "
                          f"supported; only flattening to N×{feat} is")
+
+    @classmethod
+    def _flattened(cls, node, ctx):
+        """A channels-last tensor (Keras / tf2onnx: Transpose to N×H×W×C, then flatten) is
+        flattened from its channels-first source instead; the order its features had is kept for
+        the Linear that reads them, which permutes its weight columns to match."""
+        src = ctx.channels_last_source(node.input[0])
+        if src is None:
+            return ctx.imported(cls, {}, {}, [node.input[0]])
+        tensor, (c, h, w) = src
+        order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+        ctx.set_feature_order(node.output[0], order)
+        return ctx.imported(cls, {}, {}, [tensor])
 
 
 @register
@@ -225,6 +238,11 @@ class Linear(Layer):
                     raise ValueError(f"{where}: Gemm's C of shape {list(c.shape)} is not a "
                                      f"per-unit bias of {w.shape[0]}")
                 bias = np.broadcast_to(c.reshape(-1), (w.shape[0],)) * np.float32(beta)
+        order = ctx.take_feature_order(node.input[0])
+        if order is not None and len(order) == w.shape[1]:
+            cols = np.empty_like(w)  # features flattened channels-last: permute the columns
+            cols[:, order] = w
+            w = cols
         if w.shape[1] != shape[0]:
             raise ValueError(f"{where}: weight for {w.shape[1]} inputs but the input has "
                              f"{shape[0]} features")

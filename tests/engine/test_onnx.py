@@ -813,3 +813,60 @@ def test_mutated_files_import_or_fail_clearly():
         except OnnxImportError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0
+
+
+def keras_style_model(flatten_op="Reshape", between=None):
+    """What tf2onnx writes for a small Keras net: N×H×W×C input, one Transpose to channels-first
+    before the convolutions, one back to channels-last before the flattening, MatMul + Add."""
+    r = np.random.default_rng(21)
+    w1 = r.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    wd = r.standard_normal((4 * 3 * 3, 5)).astype(np.float32)
+    bd = r.standard_normal(5).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["xt", "w1"], ["c"], strides=[2, 2], name="conv2d"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 3, 1], name="to_nhwc"),
+    ]
+    if flatten_op == "Reshape":
+        nodes.append(helper.make_node("Reshape", ["rt", "shape"], ["f"], name="flatten"))
+    else:
+        nodes.append(helper.make_node("Flatten", ["rt"], ["f"], name="flatten"))
+    last = "f"
+    if between:
+        nodes.append(helper.make_node(between, [last], ["f2"], name="between"))
+        last = "f2"
+    nodes += [helper.make_node("MatMul", [last, "wd"], ["m"], name="dense"),
+              helper.make_node("Add", ["m", "bd"], ["y"], name="dense_bias")]
+    g = helper.make_graph(
+        nodes, "keras",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["unk", 7, 7, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["unk", 5])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in {
+            "w1": w1, "wd": wd, "bd": bd, "shape": np.array([-1, 36], np.int64)}.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+@pytest.mark.parametrize("flatten_op,between", [("Reshape", None), ("Flatten", "Relu"),
+                                                ("Reshape", "Dropout")])
+def test_keras_channels_last_layout_folds_into_the_weights(flatten_op, between):
+    m = keras_style_model(flatten_op, between)
+    x_nhwc = np.random.default_rng(22).standard_normal((3, 7, 7, 3)).astype(np.float32)
+    want = OnnxModel(m, providers=CPU).run(x_nhwc)
+    imp = import_onnx(m)
+    assert "channels-last" in imp.warnings[0]
+    assert imp.network().input_shape == (3, 7, 7)
+    got = imp.network().forward(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))
+    close(got, want)
+    assert "Transpose" not in [n.op_type for n in export_onnx(imp.graph, imp.weights).graph.node]
+
+
+def test_channels_last_tensor_feeding_other_layers_is_refused():
+    m = keras_style_model()
+    # the channels-last tensor goes into a Relu instead of straight into the flattening
+    m.graph.node[4].input[0] = "rt2"
+    m.graph.node.insert(4, helper.make_node("Relu", ["rt"], ["rt2"], name="nhwc_relu"))
+    with pytest.raises(OnnxImportError, match="nhwc_relu.*channels-last"):
+        import_onnx(m)
