@@ -815,9 +815,15 @@ class KernelLesson(QWidget):
         explain.setWordWrap(True)
         explain.setFrameShape(QFrame.Shape.StyledPanel)
         explain.setContentsMargins(6, 4, 6, 4)
-        right = QVBoxLayout()
+        self.gallery_title = QLabel("<b>Every preset on this image</b> (after ReLU): each kernel "
+                                    "finds something else")
+        self.gallery = MapGrid()
+        self.gallery.hovered.connect(panel.hover.setText)
+        self.right = right = QVBoxLayout()
         right.addLayout(self.stages, 1)
         right.addWidget(explain)
+        right.addWidget(self.gallery_title)
+        right.addWidget(self.gallery, 0)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(side_w)
@@ -850,6 +856,12 @@ class KernelLesson(QWidget):
         one_row, two_rows = min(w / 4, h), min(w / 2, h / 2 - 40)
         self._arrange(4 if one_row >= two_rows else 2)
         cap = int(one_row) if self._cols == 4 else 16777215  # QWIDGETSIZE_MAX: fill
+        # one row: views stay square and the free height shows every preset at once
+        one = self._cols == 4
+        self.right.setStretch(0, 0 if one else 1)
+        self.right.setStretch(3, 1 if one else 0)
+        self.gallery.setVisible(one)
+        self.gallery_title.setVisible(one)
         for view, _, _ in self.views.values():
             view.setMaximumHeight(max(100, cap))
 
@@ -894,6 +906,12 @@ class KernelLesson(QWidget):
             return
         net = kernels.lesson_network([k], input_shape=tuple(x.shape))
         outs = net.forward(x[None], keep=True)
+        if self.gallery.isVisible():
+            names = list(kernels.PRESETS)
+            every = kernels.lesson_network([kernels.preset(n) for n in names], tuple(x.shape))
+            relu = every.forward(x[None], keep=True)["relu"][0]
+            self.gallery.set_maps(relu, [kernels.PRESETS[n].label for n in names],
+                                  shared=False, cmap="inferno")
         self.outputs = {"input": x.mean(axis=0), "conv": outs["conv"][0, 0],
                         "relu": outs["relu"][0, 0], "pool": outs["pool"][0, 0]}
         grey = pg.colormap.get(GREY_CMAP).getLookupTable(0, 1, 256)
