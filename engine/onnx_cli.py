@@ -139,6 +139,13 @@ def _runner(spec: str, backend: str):
                       file=sys.stderr)
             model = OnnxModel(export_onnx(graph, weights))
         print(f"onnxruntime on {', '.join(model.providers)}", file=sys.stderr)
+        if spec.lower().endswith(".onnx") and _channels_last(spec):
+            # a Keras-style N×H×W×C file: the command reads N×C×H×W like every other model
+            h, w, c = model.input_shape
+            print("note: the file's input is channels-last; the N×C×H×W data is transposed for "
+                  "it", file=sys.stderr)
+            return (lambda x: model.run(np.ascontiguousarray(
+                np.asarray(x).transpose(0, 2, 3, 1)))), (c, h, w)
         return model.run, model.input_shape
     from .network import Network
 
@@ -150,6 +157,13 @@ def _runner(spec: str, backend: str):
     else:
         net.load_state_dict(weights)
     return net.forward, net.input_shape
+
+
+def _channels_last(path: str) -> bool:
+    """Whether an ONNX file's image input is N×H×W×C (read through Transpose(0, 3, 1, 2))."""
+    from .onnx_import import channels_last_input, read_model
+
+    return channels_last_input(read_model(path))
 
 
 def cmd_infer(args) -> int:

@@ -550,6 +550,16 @@ def _fold(ctx: ImportContext, node) -> None:
         ctx.consts[o] = np.asarray(val)
 
 
+def channels_last_input(model) -> bool:
+    """Whether the model's image input is N×H×W×C, read only through Transpose(0, 3, 1, 2)."""
+    consts = {i.name for i in model.graph.initializer}
+    ins = [vi for vi in model.graph.input if vi.name not in consts]
+    if len(ins) != 1:
+        return False
+    ctx = ImportContext(model, 13)
+    return _channels_last_input(ctx, ins[0]) is not None
+
+
 def _channels_last_input(ctx: ImportContext, vi):
     """A N×H×W×C input read only through Transpose(perm 0,3,1,2) (Keras / tf2onnx): the input
     becomes N×C×H×W and those Transposes disappear. Returns the new ValueInfo or None."""

@@ -64,3 +64,21 @@ def test_help_texts(capsys):
         assert main([cmd, "--help"]) == 0
     out = capsys.readouterr().out
     assert "--opset" in out and "--backend" in out and "--input-shape" in out
+
+
+def test_infer_runs_a_channels_last_file_on_channels_first_data(tmp_path):
+    import onnx
+
+    from tests.engine.test_onnx import keras_style_model
+
+    path = tmp_path / "keras.onnx"
+    onnx.save_model(keras_style_model(), str(path))
+    x = np.random.default_rng(3).standard_normal((2, 3, 7, 7)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    outs = []
+    for backend in ("engine", "onnxruntime"):
+        y = tmp_path / f"{backend}.npy"
+        assert main(["infer", str(path), "--input", str(tmp_path / "x.npy"), "--output", str(y),
+                     "--backend", backend]) == 0
+        outs.append(np.load(y))
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5, rtol=1e-4)
