@@ -187,7 +187,7 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                 return _stop(history, t_start, f"the loss became {loss} in epoch {epoch}, batch "
                              f"{b + 1}; training stopped and the last good weights were kept. "
                              f"Try a smaller learning rate (now {opt.lr:g}).")
-            net.backward(dz, from_logits=True)
+            net.backward(dz, from_logits=True, input_grad=False)  # weight grads only
             bad = next((p for p in params if p.grad is not None
                         and not np.isfinite(p.grad).all()), None)
             if bad is not None:
