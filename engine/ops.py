@@ -226,7 +226,10 @@ def conv_input_grad(wmat: np.ndarray, dyc: np.ndarray, kernel, stride, dilation,
     wn = wo * n
     ho = dyc.shape[-1] // wn
     dtype = np.result_type(wmat, dyc)
-    rows = max(1, min(ho, BLOCK_BYTES // (g * kk * wn * np.dtype(dtype).itemsize)))
+    row_bytes = g * kk * wn * np.dtype(dtype).itemsize
+    # blocks pay off once dcols is well past the cache (batch 256); a 4 MB one (batch 64) is
+    # faster in one piece
+    rows = ho if ho * row_bytes <= 4 * BLOCK_BYTES else max(1, min(ho, BLOCK_BYTES // row_bytes))
     size = (g * kk * rows * wn,)
     work = np.empty(size, dtype) if owner is None else scratch(owner, "dcols", size, dtype)
     dxp = np.zeros(xp_shape, dtype)
