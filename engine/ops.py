@@ -143,7 +143,8 @@ def scratch(owner, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
 
     Training only, and only for arrays that never leave the layer (im2col matrices): a fresh
     20 MB array costs thousands of page faults on first touch, often more than the matmul that
-    reads it. Inference allocates afresh, so concurrent inference calls never share memory."""
+    reads it. Inference allocates afresh, so concurrent inference calls never share memory,
+    and drops the layer's work arrays (the first evaluation after training frees them)."""
     bufs = owner.__dict__.setdefault("_scratch", {})
     a = bufs.get(key)
     if a is None or a.shape != shape or a.dtype != dtype:

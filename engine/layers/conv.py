@@ -194,7 +194,11 @@ class Conv2d(Layer):
         xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
         keep_freed_memory()  # once per process (engine/ops.py): saves thousands of page faults
         shape = (g, kk + self.bias, ho * wo * n)
-        cols = scratch(self, "cols", shape, x.dtype) if training else np.empty(shape, x.dtype)
+        if training:
+            cols = scratch(self, "cols", shape, x.dtype)
+        else:  # inference: fresh memory, and training's work arrays are let go
+            cols = np.empty(shape, x.dtype)
+            self.__dict__.pop("_scratch", None)
         np.copyto(cols[:, :kk].reshape(g, cg, k[0], k[1], ho, wo, n),
                   taps_chwn(xp, k[0], k[1], s[0], s[1], ho, wo, d[0], d[1])
                   .reshape(g, cg, k[0], k[1], ho, wo, n))

@@ -84,6 +84,10 @@ def test_a_second_training_forward_leaves_the_first_output_alone():
     kept = y1.copy()
     conv.forward([x2], training=True)
     np.testing.assert_array_equal(y1, kept)
+    assert getattr(conv, "_scratch", None)  # work arrays kept while training ...
+    y3 = conv.forward([x1])
+    assert not getattr(conv, "_scratch", None)  # ... and let go by inference
+    np.testing.assert_allclose(y3, kept, rtol=1e-6)
 
 
 def lenet():
