@@ -7,6 +7,7 @@ setImage; the network runs off the GUI thread when it is big.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -124,11 +125,17 @@ def as_maps(out: np.ndarray) -> np.ndarray:
     return a.reshape(1, 1, -1)
 
 
+@functools.lru_cache(maxsize=16)
+def lookup_table(cmap_name: str, alpha: bool = False) -> np.ndarray:
+    """The 256-entry lookup table of a pyqtgraph colour map (read from its file once)."""
+    return pg.colormap.get(cmap_name).getLookupTable(0.0, 1.0, 256, alpha=alpha)
+
+
 def colorize(values: np.ndarray, levels: tuple[float, float], cmap_name: str) -> np.ndarray:
     """(H, W) -> (H, W, 4) uint8 through a pyqtgraph colour map."""
     lo, hi = levels
     t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    lut = pg.colormap.get(cmap_name).getLookupTable(0.0, 1.0, 256, alpha=True)
+    lut = lookup_table(cmap_name, True)
     idx = np.clip((t * 255).round(), 0, 255).astype(np.int64)
     return lut[idx]
 
@@ -213,7 +220,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
         cols = self.columns_for(n, maps.shape[1], maps.shape[2]) if n else 1
         if (n, cols) != self._shape:
             self._relayout(n, cols)
-        lut = pg.colormap.get(cmap).getLookupTable(0.0, 1.0, 256)
+        lut = lookup_table(cmap)
         shared_levels = _levels(maps, symmetric)
         for i in range(n):
             vb, img, label = self.cells[i]
@@ -591,7 +598,7 @@ class FeatureMapPanel(QWidget):
             self.input_img.setImage(np.clip(x.transpose(1, 2, 0), 0, 1), levels=(0, 1))
         else:
             self.input_img.setImage(x[0], levels=(0, 1),
-                                    lut=pg.colormap.get(GREY_CMAP).getLookupTable(0, 1, 256))
+                                    lut=lookup_table(GREY_CMAP))
         self.input_vb.autoRange(padding=0.02)
 
     def selected_maps(self) -> np.ndarray | None:
@@ -914,9 +921,8 @@ class KernelLesson(QWidget):
                                   shared=False, cmap="inferno")
         self.outputs = {"input": x.mean(axis=0), "conv": outs["conv"][0, 0],
                         "relu": outs["relu"][0, 0], "pool": outs["pool"][0, 0]}
-        grey = pg.colormap.get(GREY_CMAP).getLookupTable(0, 1, 256)
-        div = pg.colormap.get(DIVERGING_CMAP).getLookupTable(0, 1, 256)
-        hot = pg.colormap.get("inferno").getLookupTable(0, 1, 256)
+        grey, div, hot = (lookup_table(GREY_CMAP), lookup_table(DIVERGING_CMAP),
+                          lookup_table("inferno"))
         for key, _title in self.STAGES:
             a = self.outputs[key]
             _, vb, img = self.views[key]

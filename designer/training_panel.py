@@ -56,7 +56,8 @@ from .workers import (
 LOCK_REASON = "training is running: stop it to edit the graph"
 SOURCES = (("mnist", "MNIST (embedded)"), ("idx", "IDX folder"),
            ("images", "Image folder (one subfolder per class)"), ("npz", ".npz file (x, y)"))
-MAX_SNAPSHOT_FLOATS = 400_000  # feature maps kept per epoch for the timeline
+UPDATE_HZ = 10.0  # curve / progress updates per second: each repaint of the plots costs
+# a few ms of CPU that training (which uses every core) would otherwise have
 
 
 def fmt_seconds(s: float) -> str:
@@ -367,6 +368,9 @@ class TrainingPanel(QWidget):
         self.progress.setFormat("")
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
+        # a fixed height: new text never re-lays out the panel (that repaints every plot)
+        self.status.setFixedHeight(self.status.fontMetrics().lineSpacing() * 2 + 4)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
 
         left = QWidget()
         ll = QVBoxLayout(left)
@@ -385,7 +389,8 @@ class TrainingPanel(QWidget):
         self.acc_plot = pg.PlotWidget(title="accuracy")
         for plot, label in ((self.loss_plot, "loss"), (self.acc_plot, "accuracy")):
             style_plot(plot, self)
-            plot.showGrid(x=True, y=True, alpha=0.25)
+            # no grid: the axes draw it across the plot, so every curve update would repaint
+            # (and re-draw the text of) both axes
             plot.setLabel("bottom", "epoch")
             plot.addLegend(offset=(-10, 10) if label == "loss" else (-10, -10))
             plot.setMenuEnabled(False)
@@ -742,7 +747,7 @@ class TrainingPanel(QWidget):
         job = TrainJob(net, x, y, cfg, xv, yv, test.x if test is not None else None,
                        test.y if test is not None else None, sample=sample,
                        watch_node=self.watch_node)
-        self.worker = TrainWorker(job)
+        self.worker = TrainWorker(job, rate_hz=UPDATE_HZ)
         self.worker.batch_finished.connect(self.on_batch)
         self.worker.epoch_finished.connect(self.on_epoch)
         self.worker.snapshot_taken.connect(self.on_snapshot)
@@ -750,6 +755,12 @@ class TrainingPanel(QWidget):
         self.worker.failed.connect(self.on_failed)
         self.worker.done.connect(self.on_done)
         self._reset_curves()
+        for plot in (self.loss_plot, self.acc_plot):
+            # fixed ranges: the axes are not re-laid out and re-drawn at every update
+            plot.enableAutoRange(x=False, y=False)
+            plot.setXRange(0, cfg.epochs, padding=0.02)
+        self.acc_plot.setYRange(0, 1, padding=0.02)
+        self._loss_top = None
         self.snapshots = []
         self.slider.setRange(0, 0)
         self.sample_img.setImage(sample[0].transpose(1, 2, 0) if sample.shape[1] == 3
@@ -818,6 +829,10 @@ class TrainingPanel(QWidget):
         c["acc"].append(c["ema_acc"])
         self.train_loss_curve.setData(self._curve["t"], self._curve["loss"])
         self.train_acc_curve.setData(self._curve["t"], self._curve["acc"])
+        top = max(c["ema_loss"], rep.loss) if c["ema_loss"] is not None else rep.loss
+        if self._loss_top is None or top > self._loss_top:
+            self._loss_top = top * 1.15  # grows in steps, rarely
+            self.loss_plot.setYRange(0, self._loss_top, padding=0.02)
         self.n_updates += 1
         self.progress_updated.emit()
 
@@ -828,6 +843,12 @@ class TrainingPanel(QWidget):
             self._curve["vacc"].append(rep.val_accuracy)
             self.val_loss_curve.setData(self._curve["ve"], self._curve["vloss"])
             self.val_acc_curve.setData(self._curve["ve"], self._curve["vacc"])
+        # once per epoch: fit the loss axis to what the curves now show
+        shown = [v for v in self._curve["loss"][len(self._curve["loss"]) // 5:]
+                 + self._curve["vloss"] if math.isfinite(v)]
+        if shown:
+            self._loss_top = max(shown) * 1.15
+            self.loss_plot.setYRange(0, self._loss_top, padding=0.02)
         self.on_snapshot(snap)
 
     def on_snapshot(self, snap: Snapshot) -> None:
