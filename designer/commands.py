@@ -227,6 +227,90 @@ class MoveNodesCommand(_Command):
             self.doc.move_node(i, old)
 
 
+class FreezeUpToCommand(SetTrainableCommand):
+    """"Freeze up to here": `node_id` and every layer feeding it (directly or not) become not
+    trainable, as one step (transfer learning: keep a pretrained backbone's weights)."""
+
+    def __init__(self, doc: Document, node_id: str):
+        if node_id not in doc.graph.nodes:
+            _Command.__init__(self, doc)
+            self.refusal = f"no layer with id {node_id!r}"
+            return
+        upstream = doc.graph.ancestors(node_id) | {node_id}
+        ids = [i for i in doc.graph.nodes if i in upstream]
+        super().__init__(doc, ids, False)
+        self.node_ids = ids
+        if not self.noop:
+            n = len(ids)
+            self.setText(f"Freeze up to '{doc.graph.nodes[node_id].name}' ({n} "
+                         f"layer{'s' * (n != 1)})")
+
+
+class UnfreezeAllCommand(SetTrainableCommand):
+    """Make every layer trainable again."""
+
+    def __init__(self, doc: Document):
+        super().__init__(doc, [i for i, n in doc.graph.nodes.items() if not n.trainable], True)
+        if not self.noop:
+            self.setText("Unfreeze all layers")
+
+
+class ReplaceHeadCommand(_Command):
+    """"Replace head for N classes": the classifier (the last Linear, or a SqueezeNet-style
+    final convolution) gets `n_classes` outputs and becomes trainable; its old weights are
+    dropped and, when the document holds weights, fresh ones are initialised (everything
+    else keeps its weights). engine.finetune.replace_any_head decides which layer is the head
+    and checks that the result validates; this command applies its result, undoably."""
+
+    def __init__(self, doc: Document, n_classes: int, seed: int = 0):
+        super().__init__(doc)
+        import numpy as np
+
+        from engine.finetune import replace_any_head
+
+        try:
+            n_classes = int(n_classes)
+        except (TypeError, ValueError):
+            self.refusal = f"the number of classes must be a whole number, got {n_classes!r}"
+            return
+        if n_classes < 1:
+            self.refusal = f"the new head needs at least 1 class, got {n_classes}"
+            return
+        old_w = doc.weights or {}
+        try:
+            g, w = replace_any_head(doc.graph, old_w, n_classes, np.random.default_rng(seed))
+        except (EngineError, ValueError) as exc:
+            self.refusal = f"cannot replace the head: {exc}"
+            return
+        changed = [nid for nid, n in g.nodes.items()
+                   if n.params != doc.graph.nodes[nid].params
+                   or n.trainable != doc.graph.nodes[nid].trainable]
+        if not changed:
+            self.refusal = f"the head already has {n_classes} outputs and is trainable"
+            return
+        head = changed[0]
+        old, new = doc.graph.nodes[head], g.nodes[head]
+        self.head = head
+        self.n_classes = n_classes
+        self.old_params, self.new_params = copy.deepcopy(old.params), copy.deepcopy(new.params)
+        self.old_trainable = old.trainable
+        self.old_weights = {k: a for k, a in old_w.items() if k.rpartition(".")[0] == head}
+        self.new_weights = {k: a for k, a in w.items() if k.rpartition(".")[0] == head}
+        self.setText(f"Replace head '{old.name}' for {n_classes} classes")
+
+    def redo(self):
+        with self.doc.batch():
+            self.doc.replace_params(self.head, self.new_params)
+            self.doc.set_trainable(self.head, True)
+            self.doc.replace_node_weights(self.head, self.new_weights)
+
+    def undo(self):
+        with self.doc.batch():
+            self.doc.replace_params(self.head, self.old_params)
+            self.doc.set_trainable(self.head, self.old_trainable)
+            self.doc.replace_node_weights(self.head, self.old_weights)
+
+
 # ---- edges ------------------------------------------------------------------------------------
 
 

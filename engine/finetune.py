@@ -82,16 +82,6 @@ def frozen_prefix(graph: Graph, validation: Validation | None = None) -> list[st
     return out
 
 
-def _ancestors(graph: Graph, nid: str) -> set[str]:
-    seen, stack = {nid}, [nid]
-    while stack:
-        for s in graph.inputs_of(stack.pop()):
-            if s not in seen:
-                seen.add(s)
-                stack.append(s)
-    return seen
-
-
 def _cut_of(graph: Graph, part: set[str], used: set[str]) -> list[str]:
     """Nodes of `part` whose output a node outside `part` reads (of the nodes in `used`)."""
     return sorted({e.src for e in graph.edges
@@ -110,7 +100,7 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
                             "last layers (the head) to fine-tune")
     # a side branch that ends nowhere (validation warns about it) changes no output and no
     # gradient: it is left out of both parts
-    used = _ancestors(graph, v.output_id)
+    used = graph.ancestors(v.output_id) | {v.output_id}
     cut = _cut_of(graph, inside, used)
     note = None
     if len(cut) != 1:
@@ -118,13 +108,13 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
         # the last frozen layer whose output alone separates its ancestors from the rest
         best = None
         for nid in reversed(prefix):
-            part = _ancestors(graph, nid)
+            part = graph.ancestors(nid) | {nid}
             if _cut_of(graph, part, used) == [nid]:
                 best = nid
                 break
         if best is None:
             return None
-        inside = _ancestors(graph, best)
+        inside = graph.ancestors(best) | {best}
         note = (f"the frozen layers end in {len(cut)} tensors read by trainable layers "
                 f"({names}); features are cached at '{graph.nodes[best].name}', the frozen "
                 f"layers after it run (frozen) in the engine")
@@ -132,7 +122,7 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
     (c,) = cut
     if graph.nodes[c].type_name == "Input":
         return None
-    needed = _ancestors(graph, c)
+    needed = graph.ancestors(c) | {c}
     prefix = [nid for nid in v.order if nid in needed]
     tail = [nid for nid in v.order if nid in used and nid not in needed]
     frozen_tail = tuple(nid for nid in tail if not graph.nodes[nid].trainable)

@@ -139,12 +139,21 @@ class Graph:
         return [e.dst for e in self.edges if e.src == node_id]
 
     def descendants(self, node_id: str) -> set[str]:
-        out: dict[str, list[str]] = {}
+        """Every node `node_id` feeds, directly or not (itself excluded)."""
+        return self._reach(node_id, forward=True)
+
+    def ancestors(self, node_id: str) -> set[str]:
+        """Every node feeding `node_id`, directly or not (itself excluded)."""
+        return self._reach(node_id, forward=False)
+
+    def _reach(self, node_id: str, forward: bool) -> set[str]:
+        nxt_of: dict[str, list[str]] = {}
         for e in self.edges:
-            out.setdefault(e.src, []).append(e.dst)
+            a, b = (e.src, e.dst) if forward else (e.dst, e.src)
+            nxt_of.setdefault(a, []).append(b)
         seen, stack = set(), [node_id]
         while stack:
-            for nxt in out.get(stack.pop(), ()):
+            for nxt in nxt_of.get(stack.pop(), ()):
                 if nxt not in seen:
                     seen.add(nxt)
                     stack.append(nxt)

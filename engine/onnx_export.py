@@ -119,7 +119,7 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
     v = validate(graph)
     v.raise_if_invalid("export it")
     weights = _complete_weights(graph, v, weights, rng)
-    needed = _ancestors(graph, v.output_id)
+    needed = graph.ancestors(v.output_id) | {v.output_id}
     order = [nid for nid in v.order if nid in needed]
     ctx = ExportContext(int(opset), keep_dropout)
     tensor = _tensor_names(graph, order, v.output_id)
@@ -240,16 +240,6 @@ def _complete_weights(graph: Graph, v: Validation, weights, rng) -> dict[str, np
                                  f"of {fmt_shape(shape)}, the weights have {fmt_shape(arr.shape)}")
             out[key] = arr
     return out
-
-
-def _ancestors(graph: Graph, nid: str) -> set[str]:
-    seen, stack = {nid}, [nid]
-    while stack:
-        for s in graph.inputs_of(stack.pop()):
-            if s not in seen:
-                seen.add(s)
-                stack.append(s)
-    return seen
 
 
 def _tensor_names(graph: Graph, order: list[str], output_id: str) -> dict[str, str]:

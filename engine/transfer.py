@@ -23,14 +23,8 @@ def freeze_up_to(graph: Graph, node_id: str, frozen: bool = True) -> Graph:
     if node_id not in graph.nodes:
         node_id = graph.find(node_id).id  # a layer name works too; GraphError if unknown
     g = graph.copy()
-    stack, seen = [node_id], {node_id}
-    while stack:
-        nid = stack.pop()
+    for nid in g.ancestors(node_id) | {node_id}:
         g.nodes[nid].trainable = not frozen
-        for s in g.inputs_of(nid):
-            if s not in seen:
-                seen.add(s)
-                stack.append(s)
     return g
 
 
