@@ -48,6 +48,9 @@ class Document(QObject):
         self.path: Path | None = None
         self.history: dict | None = None
         self.locked_reason: str | None = None
+        # block membership (name -> node ids) a canvas can collapse: from a template or a saved
+        # project; None: the canvas detects blocks itself when asked (engine.blocks)
+        self.blocks: dict[str, list[str]] | None = None
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self.clean_changed)
         self._batch_depth = 0
@@ -189,10 +192,13 @@ class Document(QObject):
         self.node_moved.emit(node_id)
 
     def reset(self, graph: Graph, weights: dict | None = None, path: Path | None = None,
-              history: dict | None = None) -> None:
-        """Replace the whole document (new / open / import); clears undo history."""
+              history: dict | None = None, blocks: dict[str, list[str]] | None = None) -> None:
+        """Replace the whole document (new / open / import); clears undo history. `blocks`:
+        block name -> node ids (a template's), kept for the canvas to collapse."""
         self.undo_stack.clear()
         self.graph = graph
+        self.blocks = ({k: [i for i in v if i in graph.nodes] for k, v in blocks.items()}
+                       if blocks else None)
         self.path = Path(path) if path is not None else None
         self.history = history
         self._weight_stash = {}
@@ -212,6 +218,17 @@ class Document(QObject):
         self._weight_stash = {}
         self.weights = dict(state) if state else None
         self._fit_weights(emit=False)
+        self.weights_changed.emit()
+
+    def replace_node_weights(self, node_id: str, arrays: dict[str, np.ndarray]) -> None:
+        """Set the weights of one layer to `arrays` ("node_id.name" -> array), dropping its
+        others (a new classifier head). No-op while the document has no weights."""
+        if self.weights is None:
+            return
+        for store in (self.weights, self._weight_stash):
+            for key in [k for k in store if k.rpartition(".")[0] == node_id]:
+                del store[key]
+        self.weights.update(arrays)
         self.weights_changed.emit()
 
     def node_weights(self, node_id: str) -> dict[str, np.ndarray]:

@@ -37,6 +37,7 @@ class Opened:
     source: Path | None = None
     warnings: list[str] = field(default_factory=list)
     laid_out: bool = False
+    blocks: dict[str, list[str]] | None = None  # a template's blocks, kept in the project
 
 
 def open_file(path: str | Path, report=None) -> Opened:
@@ -63,7 +64,8 @@ def open_file(path: str | Path, report=None) -> Opened:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:  # belt and braces
             raise ProjectError(f"{path.name}: cannot open it ({exc})") from None
-        opened = Opened(proj.graph, proj.weights, proj.history, path, path, list(proj.warnings))
+        opened = Opened(proj.graph, proj.weights, proj.history, path, path, list(proj.warnings),
+                        blocks=_blocks_from_meta(proj.meta.get("blocks"), proj.graph))
     if needs_layout(opened.graph):
         if report:
             report("Laying out…")
@@ -72,19 +74,40 @@ def open_file(path: str | Path, report=None) -> Opened:
     return opened
 
 
+def _blocks_from_meta(data, graph: Graph) -> dict[str, list[str]] | None:
+    """Block membership saved with a project ({name: [node ids]}); anything malformed is
+    ignored (the canvas then detects blocks itself)."""
+    if not isinstance(data, dict):
+        return None
+    out = {}
+    for name, ids in data.items():
+        if isinstance(name, str) and isinstance(ids, list):
+            kept = [i for i in ids if isinstance(i, str) and i in graph.nodes]
+            if len(kept) >= 2:
+                out[name] = kept
+    return out or None
+
+
 def apply_layout(graph: Graph) -> None:
     for nid, pos in layered_layout(graph).items():
         graph.nodes[nid].position = pos
 
 
-def save_file(path: str | Path, graph: Graph, weights=None, history: dict | None = None) -> Path:
-    """Save atomically: .json writes the architecture only, anything else a .cnnd project."""
+def save_file(path: str | Path, graph: Graph, weights=None, history: dict | None = None,
+              blocks: dict[str, list[str]] | None = None) -> Path:
+    """Save atomically: .json writes the architecture only, anything else a .cnnd project
+    (with the training history and a template's blocks in its metadata)."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         return save_architecture(path, graph)
     if not path.suffix:
         path = path.with_suffix(".cnnd")
-    meta = {"history": history} if history else None
+    meta = {}
+    if history:
+        meta["history"] = history
+    if blocks:
+        meta["blocks"] = {k: [i for i in v if i in graph.nodes] for k, v in blocks.items()}
+    meta = meta or None
     return save_project(path, graph, weights or None, meta)
 
 

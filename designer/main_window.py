@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QFrame,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -36,12 +37,15 @@ from .canvas.layout import NODE_H, NODE_W, V_GAP
 from .commands import (
     AddEdgeCommand,
     AddNodeCommand,
+    FreezeUpToCommand,
     InsertNodeOnEdgeCommand,
     MoveNodesCommand,
     PasteCommand,
     RemoveEdgeCommand,
     RemoveNodesCommand,
+    ReplaceHeadCommand,
     SetTrainableCommand,
+    UnfreezeAllCommand,
     make_fragment,
 )
 from .document import Document
@@ -227,6 +231,19 @@ class MainWindow(QMainWindow):
         K = QKeySequence.StandardKey
         a = self._action
         self.act_new = a("&New", self.new_file, K.New, "Start a new network")
+        self.act_new_template = a("New from &Template…", self.new_from_template,
+                                  QKeySequence("Ctrl+Shift+N"),
+                                  "Start from a classic architecture (LeNet-5 … DenseNet-201)")
+        self.act_collapse_all = a("&Collapse All Blocks", self.collapse_all,
+                                  QKeySequence("Ctrl+Shift+C"),
+                                  "Fold residual / dense / inception blocks into one card each")
+        self.act_expand_all = a("&Expand All Blocks", self.expand_all,
+                                QKeySequence("Ctrl+Shift+E"), "Show every layer again")
+        self.act_unfreeze_all = a("Unfreeze All Layers", self.unfreeze_all, None,
+                                  "Make every layer trainable again")
+        self.act_replace_head = a("Replace &Head for N Classes…", self.replace_head_dialog,
+                                  None, "Give the classifier a new number of outputs "
+                                        "(transfer learning)")
         self.act_open = a("&Open…", self.open_dialog, K.Open, "Open a project or ONNX model")
         self.act_save = a("&Save", self.save, K.Save)
         self.act_save_as = a("Save &As…", self.save_as, K.SaveAs)
@@ -269,7 +286,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         mb = self.menuBar()
         m = mb.addMenu("&File")
-        m.addActions([self.act_new, self.act_open])
+        m.addActions([self.act_new, self.act_new_template, self.act_open])
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         ex = m.addMenu("&Examples")
@@ -292,9 +309,13 @@ class MainWindow(QMainWindow):
                       self.act_delete])
         m.addSeparator()
         m.addActions([self.act_select_all, self.act_layout, self.act_search])
+        m.addSeparator()
+        m.addActions([self.act_replace_head, self.act_unfreeze_all])
 
         m = mb.addMenu("&View")
         m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out, self.act_zoom_reset])
+        m.addSeparator()
+        m.addActions([self.act_collapse_all, self.act_expand_all])
         m.addSeparator()
         tm = m.addMenu("&Theme")
         group = QActionGroup(self)
@@ -334,9 +355,19 @@ class MainWindow(QMainWindow):
         self.tb_redo.triggered.connect(stack.redo)
         self.tb_redo.setEnabled(stack.canRedo())
         stack.canRedoChanged.connect(self.tb_redo.setEnabled)
-        for act in (self.act_new, self.act_open, self.act_save, None, self.tb_undo,
-                    self.tb_redo, None, self.act_layout, self.act_fit, self.act_zoom_in,
-                    self.act_zoom_out, None, self.act_export_onnx):
+        self.tb_template = QAction("Template…", self)
+        self.tb_template.setToolTip("New from a classic architecture (Ctrl+Shift+N)")
+        self.tb_template.triggered.connect(self.new_from_template)
+        self.tb_collapse = QAction("Collapse", self)
+        self.tb_collapse.setToolTip("Collapse all blocks (Ctrl+Shift+C); expand all with "
+                                    "Ctrl+Shift+E")
+        self.tb_collapse.setCheckable(True)
+        self.tb_collapse.toggled.connect(
+            lambda on: self.collapse_all() if on else self.expand_all())
+        for act in (self.act_new, self.tb_template, self.act_open, self.act_save, None,
+                    self.tb_undo, self.tb_redo, None, self.act_layout, self.act_fit,
+                    self.act_zoom_in, self.act_zoom_out, self.tb_collapse, None,
+                    self.act_export_onnx):
             if act is None:
                 tb.addSeparator()
             else:
@@ -351,18 +382,21 @@ class MainWindow(QMainWindow):
             return
         menu.addSeparator()
         sub = menu.addMenu("Classic &architectures")
+        del build_template
         for key, info in TEMPLATES.items():
             act = sub.addAction(info.title)
             act.setStatusTip(info.description)
-            act.triggered.connect(lambda _=False, k=key, t=info.title:
-                                  self._open_graph_safely(lambda: build_template(k), t))
+            act.triggered.connect(lambda _=False, k=key: self.load_template(k))
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         self.lbl_state = QLabel()
         self.lbl_totals = QLabel()
+        self.lbl_frozen = QLabel()
+        self.lbl_frozen.setToolTip("Frozen layers keep their weights while training "
+                                   "(right-click a layer: Freeze up to here / Unfreeze all)")
         self.lbl_zoom = QLabel()
-        for w in (self.lbl_totals, self.lbl_state, self.lbl_zoom):
+        for w in (self.lbl_frozen, self.lbl_totals, self.lbl_state, self.lbl_zoom):
             w.setContentsMargins(10, 0, 10, 0)
             sb.addPermanentWidget(w)
         self.lbl_zoom.setMinimumWidth(60)
@@ -375,6 +409,7 @@ class MainWindow(QMainWindow):
         d.edit_refused.connect(self._on_refused)
         self.scene.status_message.connect(self._on_hint)
         self.scene.selectionChanged.connect(self._on_selection)
+        self.scene.collapse_changed.connect(self._sync_collapse_button)
         self.view.zoom_changed.connect(lambda z: self.lbl_zoom.setText(f"{z * 100:.0f} %"))
         theme.theme_state().changed.connect(self._on_theme_changed)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -413,6 +448,13 @@ class MainWindow(QMainWindow):
         mac_text = f"{macs / 1e6:.2f}M" if macs >= 1e5 else f"{macs:,}"
         self.lbl_totals.setText(f"{len(self.doc.graph.nodes)} layers · "
                                 f"{fmt_count(v.total_params)} params · {mac_text} MACs")
+        nodes = self.doc.graph.nodes
+        frozen = sum(not n.trainable for n in nodes.values())
+        left = sum(r.trainable_params for nid, r in v.nodes.items()
+                   if nid in nodes and nodes[nid].trainable)
+        self.lbl_frozen.setText(f"🔒 {frozen} layer{'s' * (frozen != 1)} frozen · "
+                                f"{fmt_count(left)} params train" if frozen else "")
+        self.lbl_frozen.setVisible(bool(frozen))
 
     def _on_refused(self, reason: str) -> None:
         self.statusBar().showMessage(f"⚠ {reason}", 8000)
@@ -505,7 +547,8 @@ class MainWindow(QMainWindow):
         menu = QMenu(self)
         doc, g = self.doc, self.doc.graph
         node = self.scene.node_at(pos)
-        edge = None if node is not None else self.scene.edge_at(pos)
+        block = self.scene.block_at(pos) if node is None else None
+        edge = None if node is not None or block is not None else self.scene.edge_at(pos)
         if node is not None:
             if not node.isSelected():
                 self.scene.select_nodes([node.node_id])
@@ -515,8 +558,49 @@ class MainWindow(QMainWindow):
             frozen = all(not g.nodes[i].trainable for i in ids)
             menu.addAction("Unfreeze (trainable)" if frozen else "Freeze (not trainable)",
                            lambda: doc.push(SetTrainableCommand(doc, ids, frozen)))
-            if len(ids) == 1 and "feature_maps" in self.docks:
-                menu.addAction("Show feature maps", lambda: self.show_dock("feature_maps"))
+            if len(ids) == 1:
+                nid = ids[0]
+                menu.addSeparator()
+                act = menu.addAction(f"Freeze up to '{_short(g.nodes[nid].name)}'",
+                                     lambda: self.freeze_up_to(nid))
+                act.setStatusTip("Freeze this layer and every layer before it (their weights "
+                                 "stay as they are while training)")
+                self._transfer_actions(menu)
+                self._collapse_actions(menu, nid)
+                if "feature_maps" in self.docks:
+                    menu.addSeparator()
+                    menu.addAction("Show feature maps", lambda: self.show_dock("feature_maps"))
+            else:
+                self._transfer_actions(menu)
+        elif block is not None:
+            name = block.name
+            if not block.isSelected():
+                self.scene.clearSelection()
+                block.setSelected(True)
+            menu.addAction(f"Expand '{_short(block.title)}'", lambda: self.scene.expand(name))
+            if any(n != name and set(self.scene.blocks()[n]) < set(self.scene.blocks()[name])
+                   for n in self.scene.collapsed):
+                menu.addAction("Expand fully", lambda: self.scene.expand(name, fully=True))
+            outer = [n for n in self.scene.blocks_containing(self.scene.blocks()[name][0])
+                     if len(self.scene.blocks()[n]) > len(self.scene.blocks()[name])]
+            for n in outer[:1]:
+                menu.addAction(f"Collapse outer block '{_short(n)}'",
+                               lambda n=n: self.scene.collapse(n))
+            menu.addSeparator()
+            last = block.info.node_ids[-1] if block.info and block.info.node_ids else None
+            if last is not None:
+                menu.addAction("Freeze up to the end of this block",
+                               lambda: self.freeze_up_to(last))
+            members = list(self.scene.blocks()[name])
+            fro = all(not g.nodes[i].trainable for i in members)
+            menu.addAction("Unfreeze the block's layers" if fro else "Freeze the block's layers",
+                           lambda: doc.push(SetTrainableCommand(doc, members, fro)))
+            self._transfer_actions(menu)
+            menu.addSeparator()
+            menu.addAction(f"Delete the block's {len(members)} layers",
+                           lambda: doc.push(RemoveNodesCommand(doc, members)))
+            menu.addSeparator()
+            menu.addActions([self.act_collapse_all, self.act_expand_all])
         elif edge is not None:
             e = edge.edge
             sub = menu.addMenu("Insert layer here")
@@ -529,7 +613,108 @@ class MainWindow(QMainWindow):
             menu.addAction(self.act_paste)
             menu.addSeparator()
             menu.addActions([self.act_select_all, self.act_layout, self.act_fit])
+            menu.addSeparator()
+            menu.addActions([self.act_collapse_all, self.act_expand_all])
+            self._transfer_actions(menu)
         return menu
+
+    def _transfer_actions(self, menu: QMenu) -> None:
+        menu.addAction(self.act_replace_head)
+        if any(not n.trainable for n in self.doc.graph.nodes.values()):
+            menu.addAction(self.act_unfreeze_all)
+
+    def _collapse_actions(self, menu: QMenu, node_id: str) -> None:
+        """"Collapse block 'layer2.0'" for the innermost block holding the layer, and a
+        submenu for the blocks around that one."""
+        names = self.scene.blocks_containing(node_id)
+        if not names:
+            return
+        menu.addSeparator()
+        menu.addAction(f"Collapse block '{_short(names[0])}'",
+                       lambda: self.scene.collapse(names[0]))
+        if len(names) > 1:
+            sub = menu.addMenu("Collapse outer block")
+            for n in names[1:]:
+                sub.addAction(f"'{_short(n)}' ({len(self.scene.blocks()[n])} layers)",
+                              lambda n=n: self.scene.collapse(n))
+
+    # ---- templates, blocks, transfer learning -------------------------------------------------
+
+    def new_from_template(self) -> bool:
+        """File > New from Template: the dialog, then the chosen net in the document."""
+        from .template_dialog import TemplateDialog
+
+        dialog = TemplateDialog(self)
+        try:
+            if dialog.exec() != TemplateDialog.DialogCode.Accepted:
+                return False
+            return self.load_template(dialog.key(), dialog.num_classes())
+        finally:
+            dialog.deleteLater()
+
+    def load_template(self, key: str, num_classes: int | None = None) -> bool:
+        """Replace the document with template `key` (its blocks kept for collapsing)."""
+        from engine.templates import TEMPLATES, make_template
+
+        if not self.maybe_save():
+            return False
+        try:
+            t = make_template(key, num_classes)
+        except (EngineError, ValueError) as exc:
+            self.show_error("Cannot create the network", str(exc))
+            return False
+        if files.needs_layout(t.graph):
+            files.apply_layout(t.graph)
+        self.doc.reset(t.graph, blocks=t.blocks)
+        title = TEMPLATES[key].title
+        out = self.doc.validation.nodes.get(self.doc.validation.output_id)
+        classes = f", {out.out_shape[0]} classes" if out and out.out_shape else ""
+        self.statusBar().showMessage(f"New {title}{classes}", 6000)
+        self.initial_view()
+        return True
+
+    def collapse_all(self) -> None:
+        self.scene.collapse_all()
+        if not self.scene.collapsed:
+            self.statusBar().showMessage("No blocks to collapse in this network", 4000)
+        self.initial_view()
+
+    def expand_all(self) -> None:
+        self.scene.expand_all()
+        self.initial_view()
+
+    def _sync_collapse_button(self) -> None:
+        self.tb_collapse.blockSignals(True)
+        self.tb_collapse.setChecked(bool(self.scene.collapsed))
+        self.tb_collapse.blockSignals(False)
+
+    def freeze_up_to(self, node_id: str) -> None:
+        cmd = FreezeUpToCommand(self.doc, node_id)
+        if self.doc.push(cmd):
+            self.statusBar().showMessage(f"{cmd.text()}: their weights stay as they are while "
+                                         "training", 6000)
+
+    def unfreeze_all(self) -> None:
+        self.doc.push(UnfreezeAllCommand(self.doc))
+
+    def replace_head_dialog(self) -> None:
+        """Ask for the number of classes, then replace the classifier (undoable)."""
+        v = self.doc.validation
+        out = v.nodes.get(v.output_id) if v.output_id else None
+        current = out.out_shape[0] if out is not None and out.out_shape else 10
+        n, ok = QInputDialog.getInt(
+            self, "Replace Head", "Number of classes of the new classifier:\n(the last fully "
+            "connected layer — or a final 1×1 convolution — gets this many outputs\nand new "
+            "weights; everything before it keeps its weights)", int(current), 1, 100_000)
+        if ok:
+            self.replace_head(n)
+
+    def replace_head(self, n_classes: int) -> bool:
+        cmd = ReplaceHeadCommand(self.doc, n_classes)
+        if not self.doc.push(cmd):
+            return False
+        self.statusBar().showMessage(f"{cmd.text()}: it trains from fresh weights", 6000)
+        return True
 
     def _layer_menu(self, menu: QMenu, on_pick, inputs_only: bool = False) -> None:
         from engine.layers import CATEGORIES, REGISTRY
@@ -559,6 +744,8 @@ class MainWindow(QMainWindow):
 
     def delete_selection(self) -> None:
         ids = self.scene.selected_node_ids()
+        for name in self.scene.selected_blocks():
+            ids += [i for i in self.scene.blocks().get(name, ()) if i not in ids]
         idset = set(ids)
         edges = [e for e in self.scene.selected_edges()
                  if e.src not in idset and e.dst not in idset]
@@ -682,7 +869,8 @@ class MainWindow(QMainWindow):
         return True
 
     def _load_opened(self, opened: files.Opened) -> None:
-        self.doc.reset(opened.graph, opened.weights, opened.path, opened.history)
+        self.doc.reset(opened.graph, opened.weights, opened.path, opened.history,
+                       blocks=opened.blocks)
         if opened.source is not None:
             self.recent.add(opened.source)
         if opened.path is None and opened.source is not None:
@@ -748,7 +936,8 @@ class MainWindow(QMainWindow):
 
     def save_to(self, path) -> bool:
         try:
-            written = files.save_file(path, self.doc.graph, self.doc.weights, self.doc.history)
+            written = files.save_file(path, self.doc.graph, self.doc.weights, self.doc.history,
+                                      self.doc.blocks)
         except (EngineError, OSError) as exc:
             self.show_error("Cannot save", str(exc))
             return False
@@ -896,6 +1085,11 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1500, 950)
+
+
+def _short(text: str, n: int = 32) -> str:
+    """Menu labels stay short: the middle of a long name gives way to an ellipsis."""
+    return text if len(text) <= n else text[: n // 2 - 1] + "…" + text[-(n // 2 - 1):]
 
 
 def export_svg(scene: CanvasScene, path, title: str = "network") -> bool:

@@ -72,6 +72,8 @@ class Look:
             self.accent = QColor("#5b9bff")
             self.ok = QColor("#3ccf7a")
             self.shadow = QColor(0, 0, 0, 90)
+            self.frozen = QColor("#6f8fb3")
+            self.frozen_card = QColor("#262c36")
         else:
             self.canvas = QColor("#f7f8fa")
             self.grid = QColor("#dde1e7")
@@ -83,6 +85,8 @@ class Look:
             self.accent = QColor("#2f6fdb")
             self.ok = QColor("#1f9d55")
             self.shadow = QColor(20, 30, 50, 28)
+            self.frozen = QColor("#7d9cc0")
+            self.frozen_card = QColor("#eef3f9")
         self.error = theme.severity_color("error", dark)
         self.warning = theme.severity_color("warning", dark)
 
@@ -274,13 +278,30 @@ class NodeItem(QGraphicsObject):
         p.addRoundedRect(self.card_rect(), RADIUS, RADIUS)
         return p
 
+    def in_anchor(self) -> QPointF:
+        return self.scenePos() + QPointF(0, -NODE_H / 2)
+
+    def out_anchor(self) -> QPointF:
+        return self.scenePos() + QPointF(0, NODE_H / 2)
+
     def paint(self, painter: QPainter, option, widget=None) -> None:
         look = self.look
         r = self.card_rect()
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         lod = option.levelOfDetailFromTransform(painter.worldTransform())
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         fam = look.family(self.type_name)
+        if self.frozen:  # a frozen layer: its family colour washed towards ice blue
+            fam = _mix(fam, look.frozen, 0.55)
+        if lod < 0.2:  # very far away (a 700-layer net fitted): a coloured tile, nothing else
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(look.error if self.severity == "error" else fam)
+            painter.drawRect(r)
+            if selected:
+                painter.setPen(QPen(look.accent, 6.0))
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRect(r)
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if self.severity == "error":
             frame, width = look.error, 2.2
         elif self.severity == "warning":
@@ -294,7 +315,7 @@ class NodeItem(QGraphicsObject):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(look.shadow)
         painter.drawRoundedRect(r.translated(0, 2.5), RADIUS, RADIUS)
-        painter.setBrush(look.card)
+        painter.setBrush(look.frozen_card if self.frozen else look.card)
         painter.drawRoundedRect(r, RADIUS, RADIUS)
         painter.save()  # header strip: the card's rounded top, clipped (cheaper than path ops)
         painter.setClipRect(QRectF(r.left() - 1, r.top() - 1, r.width() + 2, HEADER_H + 1))
@@ -400,6 +421,8 @@ class NodeItem(QGraphicsObject):
             scene = self.scene()
             if scene is not None:
                 scene.cards_moved()
+                if scene.bulk:  # many cards move at once: the scene routes the edges after
+                    return super().itemChange(change, value)
             for e in self.edges:
                 e.update_path()
         return super().itemChange(change, value)
@@ -421,6 +444,9 @@ class EdgeItem(QGraphicsItem):
     def __init__(self, doc, edge: Edge, src: NodeItem, dst: NodeItem, look: Look):
         super().__init__()
         self.doc, self.edge, self.src, self.dst, self.look = doc, edge, src, dst, look
+        # the cards the curve is drawn between: src and dst, or the collapsed blocks that hold
+        # them (the scene sets these; a NodeItem or a BlockItem, both have in/out anchors)
+        self.a, self.b = src, dst
         self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setZValue(0)
         self.setAcceptHoverEvents(True)
@@ -455,25 +481,29 @@ class EdgeItem(QGraphicsItem):
 
     def _end_offset(self) -> float:
         """Several edges into one input port (Add, Concat) fan out along the card's top."""
-        ins = sorted((e.edge.port, id(e)) for e in self.dst.edges if e.edge.dst == self.edge.dst)
-        if len(ins) < 2:
+        if self.b is not self.dst:
+            return 0.0
+        ins = sorted((e.edge.port, id(e)) for e in self.dst.edges
+                     if e.b is self.dst and e.edge.dst == self.edge.dst and e.isVisible())
+        if len(ins) < 2 or (self.edge.port, id(self)) not in ins:
             return 0.0
         k = ins.index((self.edge.port, id(self)))
         return (k - (len(ins) - 1) / 2) * 18.0
 
     def update_path(self) -> None:
         self.prepareGeometryChange()
-        p1 = self.src.scenePos() + QPointF(0, NODE_H / 2)
-        p2 = self.dst.scenePos() + QPointF(self._end_offset(), -NODE_H / 2)
+        p1 = self.a.out_anchor()
+        p2 = self.b.in_anchor() + QPointF(self._end_offset(), 0)
         self.path = edge_path(p1, p2, self._lane(p1, p2))
         self.label_pos = self.path.pointAtPercent(0.5)
         self.label_side = 1
         # fan-out: the edges leaving one output carry the same shape; one label by the port
-        outs = [e for e in self.src.edges if e.edge.src == self.edge.src]
+        outs = [e for e in self.a.edges if e.a is self.a and e.isVisible()
+                and (e.a is not self.src or e.edge.src == self.edge.src)]
         self.show_label = len(outs) < 2 or outs[0] is self
         if len(outs) > 1 and self.show_label:
-            right = sum(e.dst.x() > self.src.x() + 1 for e in outs)
-            left = sum(e.dst.x() < self.src.x() - 1 for e in outs)
+            right = sum(e.b.x() > self.a.x() + 1 for e in outs)
+            left = sum(e.b.x() < self.a.x() - 1 for e in outs)
             self.label_side = -1 if right > left else 1
             self.label_pos = p1 + QPointF(0, 13)
         stroke = QPainterPathStroker()
@@ -503,7 +533,7 @@ class EdgeItem(QGraphicsItem):
         ys, cards = scene.card_index()
         lo, hi = bisect_left(ys, y0 - hh), bisect_right(ys, y1 + hh)
         blockers = [it for _, x, it in cards[lo:hi]
-                    if x + hw > x0 and x - hw < x1 and it is not self.src and it is not self.dst]
+                    if x + hw > x0 and x - hw < x1 and it is not self.a and it is not self.b]
         if not blockers:
             return None
         rects = [b.sceneBoundingRect() for b in blockers]
@@ -529,6 +559,13 @@ class EdgeItem(QGraphicsItem):
     def paint(self, painter: QPainter, option, widget=None) -> None:
         look = self.look
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        lod = option.levelOfDetailFromTransform(painter.worldTransform())
+        if lod < 0.2:  # far away: a hairline, no arrow head, no label
+            pen = QPen(look.accent if (selected or self.emphasis) else look.edge, 0)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawPath(self.path)
+            return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if self.hot:
             colour, width = look.ok, 3.0
@@ -551,8 +588,7 @@ class EdgeItem(QGraphicsItem):
         tip.lineTo(end + QPointF(4.5, -PORT_R - 7))
         tip.closeSubpath()
         painter.drawPath(tip)
-        if self.label and self.show_label and \
-                option.levelOfDetailFromTransform(painter.worldTransform()) > 0.42:
+        if self.label and self.show_label and lod > 0.42:
             painter.setFont(look.f_edge)
             rect = self.label_rect()
             bg = QColor(look.canvas)
@@ -611,6 +647,13 @@ def _draw_lock(painter: QPainter, c: QPointF, colour: QColor) -> None:
     painter.drawArc(QRectF(c.x() - 3.2, c.y() - 7, 6.4, 8), 0, 180 * 16)
     painter.setBrush(colour)
     painter.drawRoundedRect(QRectF(c.x() - 4.5, c.y() - 2.5, 9, 7), 1.5, 1.5)
+
+
+def _mix(a: QColor, b: QColor, t: float) -> QColor:
+    """a + t·(b − a), per channel."""
+    return QColor(round(a.red() + t * (b.red() - a.red())),
+                  round(a.green() + t * (b.green() - a.green())),
+                  round(a.blue() + t * (b.blue() - a.blue())))
 
 
 def _esc(text: str) -> str:

@@ -18,8 +18,10 @@ DUMMY_W = 28.0  # a skip connection's lane
 
 def layered_layout(graph: Graph, node_w: float = NODE_W, node_h: float = NODE_H,
                    h_gap: float = H_GAP, v_gap: float = V_GAP,
-                   sweeps: int = 4) -> dict[str, tuple[float, float]]:
-    """Centre position for every node: {node_id: (x, y)}; the first layer sits at y = 0."""
+                   sweeps: int = 4, widths: dict[str, float] | None = None
+                   ) -> dict[str, tuple[float, float]]:
+    """Centre position for every node: {node_id: (x, y)}; the first layer sits at y = 0.
+    `widths` gives some nodes another width than `node_w` (collapsed block cards)."""
     ids = list(graph.nodes)
     if not ids:
         return {}
@@ -49,6 +51,8 @@ def layered_layout(graph: Graph, node_w: float = NODE_W, node_h: float = NODE_H,
     up: dict[str, list[str]] = {i: [] for i in ids}
     down: dict[str, list[str]] = {i: [] for i in ids}
     width = {i: node_w for i in ids}
+    if widths:
+        width.update({i: w for i, w in widths.items() if i in width})
     n_dummy = 0
     for v in ids:
         for s in succs[v]:

@@ -16,6 +16,7 @@ from engine.graph import Edge
 
 from ..commands import AddEdgeCommand, MoveNodesCommand
 from ..document import Document
+from .blocks import BlockItem, GraphIndex, collapsible, summarize, visible_layout
 from .items import EdgeItem, Look, NodeItem, PortItem, edge_path
 from .layout import NODE_H
 
@@ -25,6 +26,7 @@ class CanvasScene(QGraphicsScene):
 
     status_message = Signal(str)  # hints while connecting ("cannot connect: ...")
     content_changed = Signal()  # items added / removed / moved (the minimap listens)
+    collapse_changed = Signal()  # blocks collapsed or expanded
 
     def __init__(self, doc: Document, dark: bool = False, parent=None):
         super().__init__(parent)
@@ -34,6 +36,16 @@ class CanvasScene(QGraphicsScene):
         self.edge_items: dict[Edge, EdgeItem] = {}
         self.bulk = False
         self._cards: tuple[list[float], list] | None = None
+        # collapsed blocks (a view state: the graph stays flat)
+        self.collapsed: set[str] = set()
+        self.block_items: dict[str, BlockItem] = {}
+        self.owner: dict[str, str] = {}  # hidden node id -> the shown block that holds it
+        self.override: dict[str, tuple[float, float]] = {}  # view positions while collapsed
+        self._detected: dict[str, list[str]] | None = None
+        self._blocks: dict[str, list[str]] | None = None
+        self._index: GraphIndex | None = None
+        self._structure_dirty = False
+        self._content: QRectF | None = None
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.BspTreeIndex)
         self._press_positions: dict[str, QPointF] = {}
         self._connect: dict | None = None  # state of a connection being dragged
@@ -58,6 +70,10 @@ class CanvasScene(QGraphicsScene):
         self.clear()
         self.node_items.clear()
         self.edge_items.clear()
+        self.block_items.clear()
+        self.collapsed.clear()
+        self.owner, self.override = {}, {}
+        self._detected = self._blocks = self._index = None
         self._cards = None
         self.bulk = True  # edges skip routing round cards until every card is in place
         try:
@@ -78,20 +94,23 @@ class CanvasScene(QGraphicsScene):
         return item
 
     def card_index(self) -> tuple[list[float], list]:
-        """Cards sorted by y: (ys, [(y, x, item)]) for quick band queries (edge routing)."""
+        """Visible cards sorted by y: (ys, [(y, x, item)]) for quick band queries (edge
+        routing)."""
         if self._cards is None:
-            cards = sorted(((it.y(), it.x(), it) for it in self.node_items.values()),
+            cards = sorted(((it.y(), it.x(), it) for it in self.visible_cards()),
                            key=lambda c: c[0])
             self._cards = ([c[0] for c in cards], cards)
         return self._cards
 
     def cards_moved(self) -> None:
         self._cards = None
+        self._content = None
 
     def _add_edge_item(self, e: Edge) -> EdgeItem | None:
         src, dst = self.node_items.get(e.src), self.node_items.get(e.dst)
         if src is None or dst is None:
             return None
+        self._structure_changed()
         item = EdgeItem(self.doc, e, src, dst, self.look)
         self.edge_items[e] = item
         self.addItem(item)
@@ -110,10 +129,12 @@ class CanvasScene(QGraphicsScene):
                 other.update_path()
 
     def _on_node_added(self, nid: str) -> None:
+        self._structure_changed()
         self._add_node_item(nid)
         self.content_changed.emit()
 
     def _on_node_removed(self, nid: str) -> None:
+        self._structure_changed()
         item = self.node_items.pop(nid, None)
         self._cards = None
         if item is not None:
@@ -130,7 +151,11 @@ class CanvasScene(QGraphicsScene):
         item = self.edge_items.pop(e, None)
         if item is None:
             return
+        self._structure_changed()
         item.detach()
+        for end in (item.a, item.b):
+            if isinstance(end, BlockItem) and item in end.edges:
+                end.edges.remove(item)
         self.removeItem(item)
         self._update_siblings(item)
 
@@ -143,6 +168,8 @@ class CanvasScene(QGraphicsScene):
         item = self.node_items.get(nid)
         if item is None:
             return
+        if nid in self.override:  # collapsed view: cards sit where the view's layout put them
+            return
         x, y = self.doc.graph.nodes[nid].position
         if item.pos() != QPointF(x, y):
             item.setPos(x, y)
@@ -150,12 +177,184 @@ class CanvasScene(QGraphicsScene):
         self.content_changed.emit()
 
     def _on_validated(self, validation) -> None:
-        """Repaint only what changed: nodes whose shown result differs, and their out-edges."""
+        """Repaint only what changed: nodes whose shown result differs, and their out-edges;
+        collapsed blocks re-read their summary."""
         for nid, item in self.node_items.items():
             if item.refresh():
                 for e in item.edges:
                     if e.edge.src == nid:
                         e.refresh()
+        if self._structure_dirty and self.collapsed:
+            self._apply_collapse(relayout=False)
+        elif self.block_items:
+            self._refresh_blocks()
+        self._structure_dirty = False
+
+    # ---- blocks -----------------------------------------------------------------------------
+
+    def _structure_changed(self) -> None:
+        self._structure_dirty = True
+        self._blocks = self._index = self._content = None
+
+    def blocks(self) -> dict[str, list[str]]:
+        """Blocks that can collapse: the document's (a template's), else detected from names
+        and structure (engine.blocks, once per opened graph); members that no longer exist are
+        left out, blocks of fewer than two layers too."""
+        if self._blocks is None:
+            src = self.doc.blocks
+            if src is None:
+                if self._detected is None:
+                    from engine.blocks import detect_blocks
+
+                    self._detected = detect_blocks(self.doc.graph)
+                src = self._detected
+            nodes = self.doc.graph.nodes
+            out = {}
+            for name, ids in src.items():
+                kept = [i for i in ids if i in nodes]
+                if len(kept) >= 2:
+                    out[name] = kept
+            self._blocks = out
+        return self._blocks
+
+    def blocks_containing(self, node_id: str) -> list[str]:
+        """Names of the blocks holding `node_id`, innermost first."""
+        found = [(len(ids), name) for name, ids in self.blocks().items() if node_id in ids]
+        return [name for _, name in sorted(found)]
+
+    def block_info(self, name: str):
+        """BlockInfo (title, shapes in and out, parameters) of block `name`."""
+        if self._index is None:
+            self._index = GraphIndex(self.doc.graph)
+        blocks = self.blocks()
+        return summarize(self.doc.graph, self.doc.validation, self._index, name, blocks[name],
+                         blocks)
+
+    def collapse(self, names) -> None:
+        """Collapse blocks (a name or several) into one card each."""
+        names = [names] if isinstance(names, str) else list(names)
+        new = {n for n in names if n in self.blocks()} - self.collapsed
+        if new:
+            self.collapsed |= new
+            self._apply_collapse()
+
+    def expand(self, name: str, fully: bool = False) -> None:
+        """Expand block `name` (its inner collapsed blocks stay collapsed unless `fully`)."""
+        if name not in self.collapsed:
+            return
+        self.collapsed.discard(name)
+        if fully:
+            inner = set(self.blocks().get(name, ()))
+            self.collapsed = {n for n in self.collapsed
+                              if not set(self.blocks().get(n, ())) <= inner}
+        self._apply_collapse()
+
+    def expand_later(self, name: str) -> None:
+        """Expand from inside the block card's own event handler (the card goes away)."""
+        QTimer.singleShot(0, lambda: self.expand(name))
+
+    def collapse_all(self) -> None:
+        """Collapse every block smaller than half the network: the net reads as a short
+        column of blocks; expanding one shows the blocks inside it, collapsed."""
+        names = set(collapsible(self.blocks(), len(self.doc.graph.nodes)))
+        if names and names != self.collapsed:
+            self.collapsed = names
+            self._apply_collapse()
+
+    def expand_all(self) -> None:
+        if self.collapsed:
+            self.collapsed.clear()
+            self._apply_collapse()
+
+    def _owners(self) -> tuple[dict[str, str], list[str]]:
+        """(hidden node id -> shown block, shown blocks): the outermost collapsed blocks."""
+        blocks = self.blocks()
+        self.collapsed &= set(blocks)
+        owner: dict[str, str] = {}
+        shown = []
+        for name in sorted(self.collapsed, key=lambda n: (-len(blocks[n]), n)):
+            ids = blocks[name]
+            if any(i in owner for i in ids):  # inside an outer collapsed block
+                continue
+            shown.append(name)
+            for i in ids:
+                owner[i] = name
+        order = {n: k for k, n in enumerate(blocks)}
+        shown.sort(key=order.__getitem__)
+        return owner, shown
+
+    def _apply_collapse(self, relayout: bool = True) -> None:
+        """Show the graph with the collapsed blocks folded: member cards hidden, one card per
+        shown block, edges crossing a block's border drawn to its card; `relayout` lays the
+        visible graph out again (every card placed as if the members were not there)."""
+        owner, shown = self._owners()
+        self.owner = owner
+        for nid, item in self.node_items.items():
+            item.setVisible(nid not in owner)
+        for name in [n for n in self.block_items if n not in shown]:
+            item = self.block_items.pop(name)
+            self.removeItem(item)
+        for name in shown:
+            if name not in self.block_items:
+                item = BlockItem(self, name, self.look)
+                self.block_items[name] = item
+                self.addItem(item)
+        self.bulk = True
+        try:
+            if relayout:
+                self.override = visible_layout(self.doc.graph, owner, shown) if shown else {}
+                for nid, item in self.node_items.items():
+                    pos = self.override.get(nid, self.doc.graph.nodes[nid].position)
+                    item.setPos(*pos)
+            for name, item in self.block_items.items():
+                if name not in self.override:  # shown without a relayout: at its first member
+                    first = self.node_items.get(self.blocks()[name][0])
+                    self.override[name] = (first.x(), first.y()) if first else (0.0, 0.0)
+                item.setPos(*self.override[name])
+        finally:
+            self.bulk = False
+        self._project_edges()
+        self._refresh_blocks()
+        self._cards = self._content = None
+        for e in self.edge_items.values():
+            if e.isVisible():
+                e.update_path()
+        self.update_scene_rect()
+        self.content_changed.emit()
+        self.collapse_changed.emit()
+
+    def _project_edges(self) -> None:
+        """Route every edge between the cards that show its ends; edges inside a collapsed
+        block are hidden, parallel edges into or out of a block drawn once."""
+        for b in self.block_items.values():
+            b.edges = []
+        seen = set()
+        owner, blocks = self.owner, self.block_items
+        for e, item in self.edge_items.items():
+            a = blocks[owner[e.src]] if e.src in owner else item.src
+            b = blocks[owner[e.dst]] if e.dst in owner else item.dst
+            item.a, item.b = a, b
+            key = (id(a), id(b))
+            folded = isinstance(a, BlockItem) or isinstance(b, BlockItem)
+            visible = a is not b and not (folded and key in seen)
+            if folded:
+                seen.add(key)
+            item.setVisible(visible)
+            if visible:
+                for end in (a, b):
+                    if isinstance(end, BlockItem):
+                        end.edges.append(item)
+
+    def _refresh_blocks(self) -> None:
+        for name, item in self.block_items.items():
+            item.set_info(self.block_info(name), self.doc.validation, self.doc.graph)
+
+    def visible_cards(self) -> list:
+        """The layer cards and block cards on show."""
+        if not self.owner:
+            return list(self.node_items.values()) + list(self.block_items.values())
+        return [it for nid, it in self.node_items.items() if nid not in self.owner] + \
+            list(self.block_items.values())
 
     def _reroute_long_edges(self) -> None:
         for e in self.edge_items.values():
@@ -165,7 +364,7 @@ class CanvasScene(QGraphicsScene):
 
     def update_scene_rect(self) -> None:
         """Scene rect = content plus a generous margin, so one can pan a little beyond it."""
-        r = self.itemsBoundingRect()
+        r = self.content_rect()
         if r.isNull():
             r = QRectF(-400, -300, 800, 600)
         self.setSceneRect(r.adjusted(-600, -400, 600, 400))
@@ -174,6 +373,8 @@ class CanvasScene(QGraphicsScene):
         self.look.set_dark(dark)
         for item in self.node_items.values():
             item.restyle()
+        for item in self.block_items.values():
+            item.update()
         for e in self.edge_items.values():
             e.update()
         self.update()
@@ -211,8 +412,29 @@ class CanvasScene(QGraphicsScene):
                 return it
         return None
 
+    def selected_blocks(self) -> list[str]:
+        return [i.name for i in self.selectedItems() if isinstance(i, BlockItem)]
+
+    def block_at(self, pos: QPointF) -> BlockItem | None:
+        for it in self.items(pos):
+            if isinstance(it, BlockItem):
+                return it
+            if isinstance(it, (NodeItem, PortItem)):
+                return None
+        return None
+
     def content_rect(self) -> QRectF:
-        return self.itemsBoundingRect()
+        """Bounding rectangle of what is on show (hidden members of collapsed blocks and
+        the dragged connection are not content)."""
+        if self._content is None:
+            r = QRectF()
+            for it in self.visible_cards():
+                r = r.united(it.sceneBoundingRect())
+            for e in self.edge_items.values():
+                if e.isVisible():
+                    r = r.united(e.sceneBoundingRect())
+            self._content = r
+        return QRectF(self._content)
 
     # ---- gestures ---------------------------------------------------------------------------
 
@@ -226,6 +448,8 @@ class CanvasScene(QGraphicsScene):
         super().mousePressEvent(event)
         self._press_positions = {i.node_id: i.pos() for i in self.selectedItems()
                                  if isinstance(i, NodeItem)}
+        self._press_blocks = {i.name: i.pos() for i in self.selectedItems()
+                              if isinstance(i, BlockItem)}
 
     def mouseMoveEvent(self, event):
         if self._connect is not None:
@@ -244,8 +468,15 @@ class CanvasScene(QGraphicsScene):
         for nid, old in self._press_positions.items():
             item = self.node_items.get(nid)
             if item is not None and item.pos() != old:
+                if nid in self.override:  # collapsed view: a move of the view, not the graph
+                    self.override[nid] = (item.pos().x(), item.pos().y())
+                    continue
                 moves[nid] = ((old.x(), old.y()), (item.pos().x(), item.pos().y()))
-        self._press_positions = {}
+        for name in getattr(self, "_press_blocks", {}):
+            item = self.block_items.get(name)
+            if item is not None:
+                self.override[name] = (item.pos().x(), item.pos().y())
+        self._press_positions, self._press_blocks = {}, {}
         if moves and not self.doc.push(MoveNodesCommand(self.doc, moves)):
             for nid, (old, _) in moves.items():  # refused (locked): put the cards back
                 if nid in self.node_items:
@@ -341,7 +572,7 @@ class CanvasScene(QGraphicsScene):
         for it in selected:
             it.setSelected(False)
         cache = {}
-        for item in self.node_items.values():
+        for item in list(self.node_items.values()) + list(self.block_items.values()):
             cache[item] = item.cacheMode()
             item.setCacheMode(NodeItem.CacheMode.NoCache)
         try:

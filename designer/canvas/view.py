@@ -4,7 +4,7 @@ the palette, and an overview (minimap) in the corner for graphs bigger than the 
 from __future__ import annotations
 
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QFrame, QGraphicsView, QWidget
 
 from ..commands import AddNodeCommand, InsertNodeOnEdgeCommand
@@ -41,7 +41,8 @@ class CanvasView(QGraphicsView):
         self.minimap = Minimap(self)
         self.horizontalScrollBar().valueChanged.connect(self.minimap.update_later)
         self.verticalScrollBar().valueChanged.connect(self.minimap.update_later)
-        scene.content_changed.connect(self.minimap.update_later)
+        scene.content_changed.connect(self.minimap.content_changed)
+        scene.doc.validated.connect(self.minimap.content_changed)  # error colours
 
     def canvas(self) -> CanvasScene:
         return self.scene()
@@ -177,7 +178,7 @@ class CanvasView(QGraphicsView):
     def refresh_background(self) -> None:
         self.resetCachedContent()
         self.viewport().update()
-        self.minimap.update()
+        self.minimap.content_changed()
 
     # ---- drops from the palette ---------------------------------------------------------------
 
@@ -259,7 +260,14 @@ class Minimap(QWidget):
         self._timer.setInterval(30)
         self._timer.timeout.connect(self.refresh)
         self._xf: tuple[float, float, float] | None = None  # scale, dx, dy
+        # the graph drawn once per content change; panning repaints only the view rectangle
+        # (no per-frame work proportional to the number of layers)
+        self._pix: QPixmap | None = None
         self.hide()
+
+    def content_changed(self) -> None:
+        self._pix = None
+        self.update_later()
 
     def place(self) -> None:
         vp = self.view.viewport().geometry()
@@ -302,29 +310,13 @@ class Minimap(QWidget):
         if scene is None:
             return
         look = scene.look
+        xf = self._transform()
+        if self._pix is None or self._pix.size() != self.size() or xf != self._xf:
+            self._pix = self._draw_content(scene, xf)
+        self._xf = k, dx, dy = xf
         p = QPainter(self)
+        p.drawPixmap(0, 0, self._pix)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        bg = QColor(look.card)
-        bg.setAlpha(235)
-        p.setPen(QPen(look.border, 1))
-        p.setBrush(bg)
-        p.drawRoundedRect(QRectF(0.5, 0.5, self.W - 1, self.H - 1), 6, 6)
-        k, dx, dy = self._xf = self._transform()
-        p.setPen(QPen(look.edge, 0.8))
-        lines = []
-        for e in scene.edge_items.values():
-            a, b = e.src.pos(), e.dst.pos()
-            lines.append((QPointF(a.x() * k + dx, a.y() * k + dy),
-                          QPointF(b.x() * k + dx, b.y() * k + dy)))
-        for a, b in lines:
-            p.drawLine(a, b)
-        p.setPen(Qt.PenStyle.NoPen)
-        w, h = max(NODE_W * k, 2.0), max(NODE_H * k, 1.5)
-        for item in scene.node_items.values():
-            c = look.error if item.severity == "error" else look.family(item.type_name)
-            p.setBrush(c)
-            pos = item.pos()
-            p.drawRect(QRectF(pos.x() * k + dx - w / 2, pos.y() * k + dy - h / 2, w, h))
         vis = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
         p.setPen(QPen(look.accent, 1.5))
         fill = QColor(look.accent)
@@ -333,6 +325,42 @@ class Minimap(QWidget):
         p.drawRect(QRectF(vis.left() * k + dx, vis.top() * k + dy, vis.width() * k,
                           vis.height() * k))
         p.end()
+
+    def _draw_content(self, scene, xf) -> QPixmap:
+        """Background, edges (straight) and cards (family-coloured boxes) into a pixmap."""
+        from .blocks import BLOCK_W, BlockItem
+
+        look = scene.look
+        pix = QPixmap(self.size())
+        pix.fill(Qt.GlobalColor.transparent)
+        p = QPainter(pix)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        bg = QColor(look.card)
+        bg.setAlpha(235)
+        p.setPen(QPen(look.border, 1))
+        p.setBrush(bg)
+        p.drawRoundedRect(QRectF(0.5, 0.5, self.W - 1, self.H - 1), 6, 6)
+        k, dx, dy = xf
+        p.setPen(QPen(look.edge, 0.8))
+        for e in scene.edge_items.values():
+            if e.isVisible():
+                a, b = e.a.pos(), e.b.pos()
+                p.drawLine(QPointF(a.x() * k + dx, a.y() * k + dy),
+                           QPointF(b.x() * k + dx, b.y() * k + dy))
+        p.setPen(Qt.PenStyle.NoPen)
+        h = max(NODE_H * k, 1.5)
+        for item in scene.visible_cards():
+            if isinstance(item, BlockItem):
+                c, w = (look.error if item.n_errors else item.header_colour()), BLOCK_W
+            else:
+                c, w = (look.error if item.severity == "error"
+                        else look.family(item.type_name)), NODE_W
+            w = max(w * k, 2.0)
+            p.setBrush(c)
+            pos = item.pos()
+            p.drawRect(QRectF(pos.x() * k + dx - w / 2, pos.y() * k + dy - h / 2, w, h))
+        p.end()
+        return pix
 
     def _go(self, pos) -> None:
         k, dx, dy = self._xf or self._transform()
