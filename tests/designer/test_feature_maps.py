@@ -174,3 +174,15 @@ def test_fit_image_shapes():
     np.testing.assert_array_equal(rgb[0], rgb[2])
     back = fit_image(np.stack([grey] * 3, axis=-1), (1, 40, 30))
     np.testing.assert_allclose(back[0], grey, atol=1e-6)
+
+
+def test_big_networks_run_in_a_worker_thread(qtbot, panel, monkeypatch):
+    import designer.feature_maps as fm
+
+    monkeypatch.setattr(fm, "BIG_NET_MACS", 1)  # LeNet-5 counts as big
+    panel.set_node("conv1")
+    with qtbot.waitSignal(panel.computed, timeout=30_000):
+        panel.refresh()
+        assert panel._thread is not None  # the forward pass left the GUI thread
+    assert panel.grid.count == 6
+    qtbot.waitUntil(lambda: panel._thread is None, timeout=10_000)

@@ -183,3 +183,43 @@ def test_focus_changes_do_not_reload_the_data(qtbot, panel, mnist):
     panel.path.editingFinished.emit()
     assert panel._data_thread is None
     assert panel.dataset.train is mnist.train
+
+
+def test_image_folder_is_loaded_resized_previewed_and_checked(qtbot, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            arr = (rng.uniform(size=(40, 30, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
+    doc = Document(load_example("lenet5"))
+    p = TrainingPanel(doc, load=False)
+    qtbot.addWidget(p)
+    p.source.setCurrentIndex(p.source.findData("images"))
+    p.path.setText(str(tmp_path))
+    with qtbot.waitSignal(p.data_loaded, timeout=30_000):
+        p.load_data()
+    qtbot.waitUntil(lambda: p._data_thread is None, timeout=10_000)
+    x = p.dataset.train.x
+    assert x.shape[1:] == (1, 28, 28)  # resized and converted to the Input's shape
+    assert len(x) == 6 and p.dataset.classes == ["cats", "dogs"]
+    assert [name for name, _ in p.preview.rows] == ["cats", "dogs"]
+    assert all(len(imgs) == 3 for _, imgs in p.preview.rows)
+    # 2 classes but 10 outputs: a warning with the fix, training still allowed
+    assert [m.severity for m in p.mismatch_messages] == ["warning"]
+    assert "fc3" in p.fix_button.text() and p.train_button.isEnabled()
+    p.shutdown()
+
+
+def test_bad_data_path_is_reported(qtbot, tmp_path):
+    doc = Document(load_example("lenet5"))
+    p = TrainingPanel(doc, load=False)
+    qtbot.addWidget(p)
+    p.source.setCurrentIndex(p.source.findData("npz"))
+    p.path.setText(str(tmp_path / "nope.npz"))
+    p.load_data()
+    qtbot.waitUntil(lambda: p._data_thread is None, timeout=10_000)
+    assert p.dataset is None and "no such file" in p.data_info.text()
+    assert not p.train_button.isEnabled()
