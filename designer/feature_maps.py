@@ -190,6 +190,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
     reports the value under the cursor."""
 
     hovered = Signal(str)
+    clicked = Signal(int)  # index of the map clicked
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -201,6 +202,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
         self.titles: list[str] = []
         self._shape: tuple[int, int] = (0, 0)  # (count, columns) of the current layout
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
 
     @property
     def count(self) -> int:
@@ -248,6 +250,17 @@ class MapGrid(pg.GraphicsLayoutWidget):
             r, c = divmod(i, cols)
             self.ci.addItem(self.cells[i][0], row=r, col=c)
         self._shape = (n, cols)
+
+    def index_at(self, scene_pos) -> int | None:
+        for i in range(self.count):
+            if self.cells[i][0].sceneBoundingRect().contains(scene_pos):
+                return i
+        return None
+
+    def _on_mouse_clicked(self, event) -> None:
+        i = self.index_at(event.scenePos())
+        if i is not None:
+            self.clicked.emit(i)
 
     def _on_mouse_moved(self, pos) -> None:
         for i in range(self.count):
@@ -823,9 +836,10 @@ class KernelLesson(QWidget):
         explain.setFrameShape(QFrame.Shape.StyledPanel)
         explain.setContentsMargins(6, 4, 6, 4)
         self.gallery_title = QLabel("<b>Every preset on this image</b> (after ReLU): each kernel "
-                                    "finds something else")
+                                    "finds something else. Click one to study it.")
         self.gallery = MapGrid()
         self.gallery.hovered.connect(panel.hover.setText)
+        self.gallery.clicked.connect(self.preset.setCurrentIndex)
         self.right = right = QVBoxLayout()
         right.addLayout(self.stages, 1)
         right.addWidget(explain)

@@ -127,6 +127,11 @@ def test_kernel_lesson_stages_match_direct_computation(qtbot, panel):
     # a typo is reported, the last good maps stay
     lesson.editor.item(0, 0).setText("x")
     assert "not a number" in lesson.error.text()
+    # clicking a map of the preset gallery picks that preset
+    lesson.gallery.clicked.emit(list(kernels.PRESETS).index("laplacian"))
+    assert lesson.preset.currentData() == "laplacian"
+    np.testing.assert_allclose(lesson.outputs["conv"],
+                               correlate(img, kernels.preset("laplacian"), pad=1), atol=1e-5)
 
 
 def test_apply_kernel_to_layer_and_restore(qtbot, panel):
@@ -186,3 +191,19 @@ def test_big_networks_run_in_a_worker_thread(qtbot, panel, monkeypatch):
         assert panel._thread is not None  # the forward pass left the GUI thread
     assert panel.grid.count == 6
     qtbot.waitUntil(lambda: panel._thread is None, timeout=10_000)
+
+
+def test_hover_reports_the_value_under_the_cursor(qtbot, panel):
+    from PySide6.QtCore import QPointF
+
+    panel.set_node("conv1")
+    shown(qtbot, panel)
+    qtbot.wait(50)  # layout
+    texts = []
+    panel.grid.hovered.connect(texts.append)
+    vb = panel.grid.cells[2][0]
+    row, col = 9, 17
+    panel.grid._on_mouse_moved(vb.mapViewToScene(QPointF(col + 0.5, row + 0.5)))
+    assert texts and f"row {row}, column {col}" in texts[-1]
+    assert f"{panel.grid.maps[2][row, col]:.4g}" in texts[-1]
+    assert texts[-1].startswith("3")  # the third map
