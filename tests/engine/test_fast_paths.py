@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import engine.ops
-from engine.errors import ParamError
+from engine.errors import ParamError, ShapeError
 from engine.graph import sequential
 from engine.layers import REGISTRY
 from engine.layers.base import _SLOW
@@ -235,3 +235,53 @@ def test_maxpool_routes_gradient_to_the_first_maximum_of_each_window(params):
                     ref[nn, cc, i * s[0] + r, j * s[1] + q] += dy[nn, cc, i, j]
     ref = ref[:, :, pads[0]:pads[0] + 7, pads[1]:pads[1] + 6]
     np.testing.assert_allclose(dx, ref, rtol=1e-6)
+
+
+def test_conv_and_maxpool_match_pytorch_on_random_settings():
+    """Batch 1-5, groups, strides, dilation, padding, ceil mode, a non-contiguous input and
+    tied maxima: forward, input gradient and weight gradients equal PyTorch's."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    checked = 0
+    while checked < 25:
+        n, g = int(rng.choice([1, 2, 5])), int(rng.choice([1, 2, 3]))
+        c, co = g * int(rng.integers(1, 3)), g * int(rng.integers(1, 3))
+        k, s, d = (tuple(int(v) for v in rng.integers(1, m, 2)) for m in (4, 3, 3))
+        p = tuple(int(v) for v in rng.integers(0, 3, 2))
+        h, w = (int(v) for v in rng.integers(6, 12, 2))
+        try:
+            conv = layer("Conv2d", {"out_channels": co, "kernel_size": list(k),
+                                    "stride": list(s), "dilation": list(d),
+                                    "padding": [p[0], p[1], p[0], p[1]], "groups": g},
+                         (c, h, w), seed=checked)
+        except ShapeError:
+            continue
+        x = rng.standard_normal((n, c, h, 2 * w)).astype(np.float32)[..., ::2]
+        tc = torch.nn.Conv2d(c, co, k, s, p, d, g)
+        with torch.no_grad():
+            tc.weight.copy_(torch.from_numpy(conv.weights["weight"]))
+            tc.bias.copy_(torch.from_numpy(conv.weights["bias"]))
+        y = conv.forward([x], training=True)
+        y = np.round(y * 4) / 4  # ties for the pooling below
+        xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
+        yt = tc(xt)
+        np.testing.assert_allclose(y, np.round(yt.detach().numpy() * 4) / 4, atol=0.25)
+        pool = layer("MaxPool2d", {"kernel_size": 2, "stride": int(rng.integers(1, 3)),
+                                   "ceil_mode": bool(rng.integers(0, 2))}, y.shape[1:])
+        z = pool.forward([y], training=True)
+        yt2 = torch.from_numpy(np.ascontiguousarray(y)).requires_grad_(True)
+        zt = torch.nn.functional.max_pool2d(yt2, 2, pool.strides, ceil_mode=pool.ceil_mode)
+        np.testing.assert_array_equal(z, zt.detach().numpy())
+        dz = rng.standard_normal(z.shape).astype(np.float32)
+        zt.backward(torch.from_numpy(dz))
+        np.testing.assert_allclose(pool.backward(dz)[0], yt2.grad.numpy(), rtol=1e-5,
+                                   atol=1e-6)  # overlapping windows: summation order
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        yt.backward(torch.from_numpy(dy))
+        (dx,) = conv.backward(dy)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(conv.grads["weight"], tc.weight.grad.numpy(), rtol=1e-4,
+                                   atol=1e-3)
+        np.testing.assert_allclose(conv.grads["bias"], tc.bias.grad.numpy(), rtol=1e-4,
+                                   atol=1e-3)
+        checked += 1
