@@ -65,6 +65,13 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def report_failure(failed: Signal, exc: BaseException) -> None:
+    """Send the error's text to the GUI; a bug (not a user error) also prints its traceback."""
+    failed.emit(error_text(exc))
+    if not isinstance(exc, ValueError):
+        traceback.print_exc()
+
+
 def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
     """Move `worker` to a new QThread, run `worker.run` there and quit the thread when the
     worker emits `done`. Keep references to both until `thread.finished`."""
@@ -116,9 +123,7 @@ class FunctionWorker(QObject):
                 pass
             result = self.fn(*self.args, **kwargs)
         except Exception as exc:  # noqa: BLE001 (reported to the GUI, never raised into Qt)
-            self.failed.emit(error_text(exc))
-            if not isinstance(exc, ValueError):
-                traceback.print_exc()
+            report_failure(self.failed, exc)
         else:
             self.finished.emit(result)
         self.done.emit()
@@ -296,10 +301,8 @@ class TrainWorker(QObject):
                 n_classes = int(np.prod(job.net.output_shape))
                 (result.eval_loss, result.eval_accuracy, result.confusion,
                  result.worst) = evaluate_full(job.net, xe, ye, n_classes, job.n_worst)
-        except Exception as exc:  # noqa: BLE001 (reported to the GUI)
-            self.failed.emit(error_text(exc))
-            if not isinstance(exc, ValueError):
-                traceback.print_exc()
+        except Exception as exc:  # noqa: BLE001 (reported to the GUI, never raised into Qt)
+            report_failure(self.failed, exc)
         else:
             self.finished.emit(result)
         self.done.emit()

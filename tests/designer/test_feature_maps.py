@@ -13,24 +13,7 @@ from engine import kernels
 from engine.data import load_mnist
 from engine.examples import load_example
 from engine.network import Network
-
-
-def correlate(img: np.ndarray, k: np.ndarray, pad: int) -> np.ndarray:
-    """Direct 2-D cross-correlation with `pad` zeros on every side, as explicit loops."""
-    h, w = img.shape
-    kh, kw = k.shape
-    ho, wo = h + 2 * pad - kh + 1, w + 2 * pad - kw + 1
-    out = np.zeros((ho, wo))
-    for i in range(ho):
-        for j in range(wo):
-            s = 0.0
-            for a in range(kh):
-                for b in range(kw):
-                    y, x = i + a - pad, j + b - pad
-                    if 0 <= y < h and 0 <= x < w:
-                        s += float(img[y, x]) * float(k[a, b])
-            out[i, j] = s
-    return out
+from tests.engine.test_kernels import correlate
 
 
 @pytest.fixture

@@ -15,22 +15,28 @@ from engine.kernels import (
 )
 
 
-def correlate_same(img: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Direct cross-correlation with zero 'same' padding (odd kernel), written as loops."""
+def correlate(img: np.ndarray, k: np.ndarray, pad: int) -> np.ndarray:
+    """Direct 2-D cross-correlation with `pad` zeros on every side, written as loops (the
+    reference for the engine's convolution; also used by the feature-map panel tests)."""
     h, w = img.shape
     kh, kw = k.shape
-    ph, pw = kh // 2, kw // 2
-    out = np.zeros((h, w), np.float64)
-    for i in range(h):
-        for j in range(w):
+    ho, wo = h + 2 * pad - kh + 1, w + 2 * pad - kw + 1
+    out = np.zeros((ho, wo), np.float64)
+    for i in range(ho):
+        for j in range(wo):
             s = 0.0
             for a in range(kh):
                 for b in range(kw):
-                    y, x = i + a - ph, j + b - pw
+                    y, x = i + a - pad, j + b - pad
                     if 0 <= y < h and 0 <= x < w:
                         s += float(img[y, x]) * float(k[a, b])
             out[i, j] = s
     return out
+
+
+def correlate_same(img: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """'same' output size for an odd kernel."""
+    return correlate(img, k, k.shape[0] // 2)
 
 
 def test_presets_are_3x3_float32_and_known_sums():
