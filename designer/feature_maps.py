@@ -232,6 +232,15 @@ class MapGrid(pg.GraphicsLayoutWidget):
             label.setText(self.titles[i])
             vb.setRange(xRange=(0, maps.shape[2]), yRange=(0, maps.shape[1]), padding=0.02)
 
+    def resizeEvent(self, event):  # noqa: N802
+        """Re-flow the grid when the widget's shape calls for another number of columns."""
+        super().resizeEvent(event)
+        n = self.count if hasattr(self, "_shape") else 0  # resized while still being built
+        if n:
+            cols = self.columns_for(n, self.maps.shape[1], self.maps.shape[2])
+            if cols != self._shape[1]:
+                self._relayout(n, cols)
+
     def _relayout(self, n: int, cols: int) -> None:
         self.ci.clear()
         while len(self.cells) < n:
@@ -881,8 +890,11 @@ class KernelLesson(QWidget):
         one = self._cols == 4
         self.right.setStretch(0, 0 if one else 1)
         self.right.setStretch(3, 1 if one else 0)
+        shown_before = not self.gallery.isHidden()
         self.gallery.setVisible(one)
         self.gallery_title.setVisible(one)
+        if one and not shown_before:
+            self.refresh()
         for view, _, _ in self.views.values():
             view.setMaximumHeight(max(100, cap))
 
@@ -927,7 +939,7 @@ class KernelLesson(QWidget):
             return
         net = kernels.lesson_network([k], input_shape=tuple(x.shape))
         outs = net.forward(x[None], keep=True)
-        if self.gallery.isVisible():
+        if not self.gallery.isHidden():
             names = list(kernels.PRESETS)
             every = kernels.lesson_network([kernels.preset(n) for n in names], tuple(x.shape))
             relu = every.forward(x[None], keep=True)["relu"][0]

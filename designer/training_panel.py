@@ -524,6 +524,9 @@ class TrainingPanel(QWidget):
         if isinstance(bundle, engine_data.Dataset):
             bundle = engine_data.DataBundle(bundle)
         self._loading_key = key
+        self.limit.blockSignals(True)
+        self.limit.setValue(len(bundle.train))
+        self.limit.blockSignals(False)
         self._last_request = (self.data_spec(), self.limit.value())
         self._load_gen += 1
         self._on_data_loaded(bundle)
@@ -844,10 +847,9 @@ class TrainingPanel(QWidget):
             self.val_loss_curve.setData(self._curve["ve"], self._curve["vloss"])
             self.val_acc_curve.setData(self._curve["ve"], self._curve["vacc"])
         # once per epoch: fit the loss axis to what the curves now show
-        shown = [v for v in self._curve["loss"][len(self._curve["loss"]) // 5:]
-                 + self._curve["vloss"] if math.isfinite(v)]
+        shown = [v for v in self._curve["loss"] + self._curve["vloss"] if math.isfinite(v)]
         if shown:
-            self._loss_top = max(shown) * 1.15
+            self._loss_top = max(shown) * 1.05
             self.loss_plot.setYRange(0, self._loss_top, padding=0.02)
         self.on_snapshot(snap)
 
