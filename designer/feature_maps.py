@@ -232,7 +232,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
             label.setText(self.titles[i])
             vb.setRange(xRange=(0, maps.shape[2]), yRange=(0, maps.shape[1]), padding=0.02)
 
-    def resizeEvent(self, event):  # noqa: N802
+    def resizeEvent(self, event):
         """Re-flow the grid when the widget's shape calls for another number of columns."""
         super().resizeEvent(event)
         n = self.count if hasattr(self, "_shape") else 0  # resized while still being built
