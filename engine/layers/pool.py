@@ -6,12 +6,18 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..ops import (as_chwn, nchw, pad2d, pad_chwn, scatter_windows, tap_slice, unpad2d,
-                   windows)
+from ..ops import as_chwn, nchw, pad_chwn, tap_slice
 from ..shapes import conv_out
 from .base import BOOL, PADDING, PAIR, Layer, Param, register
-from .conv import (fmt_padding, onnx_padding, onnx_pair, padding_from_onnx, resolve_pads,
-                   unread_warnings, window_output)
+from .conv import (
+    fmt_padding,
+    onnx_padding,
+    onnx_pair,
+    padding_from_onnx,
+    resolve_pads,
+    unread_warnings,
+    window_output,
+)
 
 POOL_PARAMS = (
     Param("kernel_size", PAIR, [2, 2], "Height × width of each pooling window.", min=1, max=64,
@@ -77,16 +83,6 @@ class _Pool2d(Layer):
         extra_h = max(0, (ho - 1) * s[0] + k[0] - (h + pads[0] + pads[2]))
         extra_w = max(0, (wo - 1) * s[1] + k[1] - (w + pads[1] + pads[3]))
         return k, s, (pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w), ho, wo
-
-    def _padded_windows(self, x):
-        """Pad (explicit pads + the ceil-mode overhang at the end) and view the windows."""
-        n, c, h, w = x.shape
-        k, s, pads, ho, wo = self._geometry(h, w)
-        extra_h = max(0, (ho - 1) * s[0] + k[0] - (h + pads[0] + pads[2]))
-        extra_w = max(0, (wo - 1) * s[1] + k[1] - (w + pads[1] + pads[3]))
-        full = (pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w)
-        xp = pad2d(x, full, self.pad_value)
-        return xp, windows(xp, k[0], k[1], s[0], s[1], ho, wo), full, ho, wo
 
     # ---- ONNX mapping, shared by MaxPool and AveragePool --------------------------------------
 
@@ -232,24 +228,32 @@ class AvgPool2d(_Pool2d):
         return np.outer(ch, cw).astype(dtype)
 
     def forward(self, xs, training=False):
+        # CHWN memory (engine/ops.py): a running sum over the kh·kw tap views
         (x,) = xs
         n, c, h, w = x.shape
-        xp, win, full, ho, wo = self._padded_windows(x)
+        k, s, full, ho, wo = self._full_pads(h, w)
+        xp = pad_chwn(x, full, 0.0)
         div = self._divisor(h, w, x.dtype)
-        y = win.sum(axis=(4, 5)) / div
+        y = np.empty((c, ho, wo, n), x.dtype)
+        np.copyto(y, xp[tap_slice(0, 0, s[0], s[1], ho, wo)])
+        for t in range(1, k[0] * k[1]):
+            y += xp[tap_slice(t // k[1], t % k[1], s[0], s[1], ho, wo)]
+        y /= div[:, :, None]
         if training:
             self._cache = (x.shape, xp.shape, full, div)
-        return y.astype(x.dtype, copy=False)
+        return nchw(y)
 
     def backward(self, dy):
         xshape, xpshape, full, div = self._cache
-        n, c, h, w = xshape
-        k, s = self.kernel_size, self.strides
-        g = (dy / div)[..., None, None]
-        dwin = np.broadcast_to(g, dy.shape + tuple(k))
-        dxp = scatter_windows(dwin, xpshape[2], xpshape[3], s[0], s[1])
         self._cache = None
-        return [unpad2d(dxp, full, h, w)]
+        h, w = xshape[2:]
+        k, s = self.kernel_size, self.strides
+        ho, wo = dy.shape[2:]
+        g = as_chwn(dy) / div[:, :, None]
+        dxp = np.zeros(xpshape, g.dtype)
+        for t in range(k[0] * k[1]):
+            dxp[tap_slice(t // k[1], t % k[1], s[0], s[1], ho, wo)] += g
+        return [nchw(dxp[:, full[0]:full[0] + h, full[1]:full[1] + w])]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         # count_include_pad always written: ONNX's default is 0, ours (PyTorch's) True
