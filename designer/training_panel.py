@@ -264,11 +264,12 @@ class TrainingPanel(QWidget):
         self._autoload = load
         self._last_request = None
         self._load_gen = 0  # results of an older load (superseded by set_dataset) are dropped
+        self._discard = False  # set when the document is replaced while training
         self._reset_curves()
         self._build()
         doc.validated.connect(self._on_validated)
         doc.locked_changed.connect(self._update_buttons)
-        doc.graph_reset.connect(self._on_validated)
+        doc.graph_reset.connect(self._on_graph_reset)
         if load:
             self.load_data()
 
@@ -676,6 +677,13 @@ class TrainingPanel(QWidget):
                 self.check_data()
         self._update_buttons()
 
+    def _on_graph_reset(self) -> None:
+        """Another network was opened: a running training belongs to the old one."""
+        if self.training:
+            self._discard = True
+            self.stop_training()
+        self._on_validated()
+
     def _on_optimizer(self, *_) -> None:
         sgd = self.optimizer.currentData() == "sgd"
         self.momentum.setEnabled(sgd)
@@ -773,6 +781,7 @@ class TrainingPanel(QWidget):
         self._total_steps = self._batches * cfg.epochs
         self._n_train = len(x)
         self._batch_size = cfg.batch_size
+        self._discard = False
         self.doc.lock(LOCK_REASON)
         self.thread = start_worker(self.worker, self)
         self._t_start = time.perf_counter()
@@ -866,6 +875,11 @@ class TrainingPanel(QWidget):
         self.result = result
         h = result.history
         self.doc.unlock()
+        if self._discard:
+            self.status.setText("Training stopped: another network was opened; its weights "
+                                "were not kept.")
+            self.training_finished.emit(None)
+            return
         self.doc.set_weights(result.state)
         hist = h.to_json()
         hist.update({"eval_set": result.eval_name, "eval_loss": result.eval_loss,

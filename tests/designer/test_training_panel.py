@@ -223,3 +223,19 @@ def test_bad_data_path_is_reported(qtbot, tmp_path):
     qtbot.waitUntil(lambda: p._data_thread is None, timeout=10_000)
     assert p.dataset is None and "no such file" in p.data_info.text()
     assert not p.train_button.isEnabled()
+
+
+def test_opening_another_network_stops_training_and_keeps_its_weights_out(qtbot, panel):
+    doc = panel.doc
+    panel.epochs.setValue(5)
+    panel.start_training()
+    qtbot.waitUntil(lambda: panel.worker is not None and panel.worker.batches_run >= 1,
+                    timeout=TIMEOUT)
+    other = load_example("lenet5")
+    other.nodes["fc1"].params["out_features"] = 100
+    with qtbot.waitSignal(panel.training_finished, timeout=TIMEOUT) as sig:
+        doc.reset(other)  # File > Open does not go through the lock
+    wait_done(qtbot, panel)
+    assert sig.args[0] is None
+    assert doc.weights is None and doc.locked_reason is None
+    assert "another network" in panel.status.text()
