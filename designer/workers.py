@@ -48,7 +48,7 @@ def guard_emit_refcount_bug() -> bool:
     for _ in range(8):
         probe.ping.emit()
     lost = before - sys.getrefcount(True)
-    if lost < 4 or sys.getrefcount(True) > 1 << 40:
+    if lost < 4 or sys.getrefcount(True) > 1 << 39:  # already pinned (designer/__init__.py)
         return False
     for obj in (True, False, None):
         ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
