@@ -31,6 +31,7 @@ from .errors import EngineError
 from .examples import example_names, load_example
 from .project import Project, load_project, save_project
 from .summary import FORMATS, format_summary, summarize
+from .train import SCHEDULES
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
     p.add_argument("--weight-decay", type=_float_in(0.0, None, lo_open=False), default=0.0,
                    help="L2 weight decay (default: 0)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                   help="learning-rate schedule: cosine anneals it to 0 over the run "
+                        "(default: cosine)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
                    help="fraction of the training data held out for validation (default: 0.1)")
@@ -349,7 +353,8 @@ def cmd_train(args) -> int:
         print(f"continuing from the weights in {args.model}", file=sys.stderr)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                         seed=args.seed, val_split=args.val_split)
+                         seed=args.seed, val_split=args.val_split,
+                         schedule=args.schedule)
     train_data = data.train
     print(f"training '{graph.name}' on {len(train_data):,} images ({train_data.name}), "
           f"{data.num_classes} classes; {config.epochs} epoch{'s' * (config.epochs != 1)}, "

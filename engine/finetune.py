@@ -41,7 +41,7 @@ from .errors import DataError, GraphError, TrainingError
 from .graph import Edge, Graph
 from .layers import Shape, fmt_shape
 from .network import Network
-from .train import History, TrainConfig, train
+from .train import SCHEDULES, History, TrainConfig, train
 from .validate import Validation, validate
 
 CUT_INPUT_ID = "cut_input"  # the tail network's Input (a fresh id if the graph uses it)
@@ -490,6 +490,9 @@ def add_commands(sub) -> None:
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="default: adam")
     p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=None,
                    help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                   help="learning-rate schedule: cosine anneals it to 0 over the run "
+                        "(default: cosine)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
                    help="fraction held out for validation (default: 0.1)")
@@ -540,7 +543,7 @@ def cmd_finetune(args) -> int:
         print(f"note: {split.note}", file=sys.stderr)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          optimizer=args.optimizer, lr=args.lr, seed=args.seed,
-                         val_split=args.val_split)
+                         val_split=args.val_split, schedule=args.schedule)
     progress = Progress(sys.stderr)
     last = [0.0]
 

@@ -206,3 +206,17 @@ def test_lenet5_learns_mnist_from_2000_images_in_one_epoch():
     assert hist.stopped is None
     _, acc, _ = evaluate(net, test_set.x, test_set.y)
     assert acc > 0.8, acc
+
+
+def test_cosine_schedule_anneals_from_the_base_rate_to_zero():
+    from engine.train import scheduled_lr
+
+    total = 100
+    lrs = [scheduled_lr(0.01, "cosine", s, total) for s in range(total)]
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[total // 2] == pytest.approx(0.005)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # strictly decreasing
+    assert 0 < lrs[-1] < 1e-5
+    assert scheduled_lr(0.01, "constant", 70, total) == 0.01
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear").check()
