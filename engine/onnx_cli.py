@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .fileio import atomic_open
 
 OK, FAILED, USAGE = 0, 1, 2
 BACKENDS = ("engine", "onnxruntime")
@@ -220,14 +220,11 @@ def _infer_array(args, run) -> int:
     if single:
         y = y[0]
     out = _check_out(args.output, ".npy")
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(out) as f:
             np.save(f, y)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise DataError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"wrote {out}: {y.dtype} {'×'.join(map(str, y.shape))} [{args.backend}]")
     return OK
 

@@ -24,14 +24,13 @@ Dropout is wired through (inference is the identity; no redundant node) unless k
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import GraphError
+from .fileio import atomic_write_bytes
 from .graph import Graph
 from .layers import Shape, fmt_shape
 from .validate import Validation, validate
@@ -175,17 +174,8 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
 
 
 def save_model(model, path: str | Path) -> None:
-    """Write atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    data = model.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (engine.fileio): a temporary file in the same folder, then os.replace."""
+    atomic_write_bytes(path, model.SerializeToString())
 
 
 def shape_mismatches(model, graph: Graph, v: Validation | None = None) -> list[str]:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EngineError, ProjectError
+from .fileio import atomic_open
 from .graph import Graph
 from .layers import fmt_shape
 from .validate import validate
@@ -109,28 +108,14 @@ def save_architecture(path: str | Path, graph: Graph) -> Path:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(binary_file) on a temp file beside `path`, then os.replace it onto `path`.
-    On any failure the temp file is removed and `path` keeps its old content."""
-    folder = path.parent if str(path.parent) else Path(".")
+    """Call write(binary_file) on a temp file beside `path`, then os.replace it onto `path`
+    (engine.fileio). On any failure the temp file is removed and `path` keeps its old content."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise ProjectError(f"cannot write in {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path) as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise ProjectError(f"cannot save {path}: {exc.strerror or exc}; the previous "
-                               f"file, if any, is unchanged") from None
-        raise
+    except OSError as exc:
+        raise ProjectError(f"cannot write {path}: {exc.strerror or exc}; the previous "
+                           f"file, if any, is unchanged") from None
 
 
 def _json_default(o):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GraphError
+from .fileio import atomic_open, atomic_write_text
 from .graph import Graph
 from .layers.conv import resolve_pads
 from .shapes import conv_out
@@ -552,10 +553,9 @@ def export_pytorch(graph: Graph, weights: dict[str, np.ndarray] | None, out_dir:
     written = [_write(out / "model.py", code.source)]
     if arrays is not None:
         path = out / "weights.npz"
-        tmp = out / "weights.tmp.npz"
         try:
-            np.savez(tmp, **arrays)
-            tmp.replace(path)
+            with atomic_open(path) as f:
+                np.savez(f, **arrays)
         except OSError as exc:
             raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)
@@ -593,11 +593,9 @@ def _torch_state(graph: Graph, v: Validation, code: PyTorchCode,
 
 
 def _write(path: Path, text: str) -> Path:
-    """Atomic write: a temporary file in the same folder, then os.replace."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Atomic write (engine.fileio): a temporary file in the same folder, then os.replace."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, text)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
