@@ -350,7 +350,8 @@ class RemoveEdgeCommand(_Command):
         self.doc.remove_edge(self.edge)
 
     def undo(self):
-        self.doc.add_edge(self.edge.src, self.edge.dst, self.edge.port, index=self.index)
+        self.doc.add_edge(self.edge.src, self.edge.dst, self.edge.port, index=self.index,
+                          check=False)
 
 
 # ---- compound edits ---------------------------------------------------------------------------
@@ -463,6 +464,12 @@ class ApplyFixCommand(_SpliceMixin, _Command):
         if fix.action == "set_params":
             self.old_params = copy.deepcopy(node.params)
             self.new_params = {**node.params, **copy.deepcopy(fix.params)}
+        elif fix.action == "remove_edge":
+            src, dst = fix.params.get("src"), fix.params.get("dst")
+            self.removed = [e for e in doc.graph.edges if e.src == src and e.dst == dst]
+            if not self.removed:
+                self.refusal = "that connection no longer exists"
+                return
         elif fix.action == "insert_before":
             edges = sorted((e for e in doc.graph.edges if e.dst == self.node_id),
                            key=lambda e: e.port)
@@ -480,12 +487,18 @@ class ApplyFixCommand(_SpliceMixin, _Command):
     def redo(self):
         if self.action == "set_params":
             self.doc.replace_params(self.node_id, self.new_params)
+        elif self.action == "remove_edge":
+            for e in self.removed:
+                self.doc.remove_edge(e)
         else:
             self._splice(self.doc)
 
     def undo(self):
         if self.action == "set_params":
             self.doc.replace_params(self.node_id, self.old_params)
+        elif self.action == "remove_edge":
+            for e in self.removed:
+                self.doc.add_edge(e.src, e.dst, e.port, check=False)
         else:
             self._unsplice(self.doc)
 

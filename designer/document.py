@@ -149,9 +149,14 @@ class Document(QObject):
         return node, edges
 
     def add_edge(self, src: str, dst: str, port: int | None = None,
-                 index: int | None = None) -> Edge:
-        """Connect src -> dst (GraphError with the reason if not allowed)."""
-        edge = self.graph.add_edge(src, dst, port)
+                 index: int | None = None, check: bool = True) -> Edge:
+        """Connect src -> dst (GraphError with the reason if not allowed). Undo passes
+        check=False: it restores an earlier state exactly, even a cyclic one from a file."""
+        if check:
+            edge = self.graph.add_edge(src, dst, port)
+        else:
+            edge = Edge(src, dst, 0 if port is None else port)
+            self.graph.edges.append(edge)
         if index is not None:
             self.graph.edges.pop()
             self.graph.edges.insert(index, edge)

@@ -14,7 +14,8 @@ class Fix:
     """A concrete, one-click repair. `action` is one of:
 
     - "set_params": set `params` (a dict) on the node;
-    - "insert_before": insert a new node of `layer_type` (with `params`) on the node's input edge.
+    - "insert_before": insert a new node of `layer_type` (with `params`) on the node's input edge;
+    - "remove_edge": remove the connection params["src"] -> params["dst"].
     """
 
     label: str

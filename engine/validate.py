@@ -94,11 +94,13 @@ def validate(graph: Graph) -> Validation:
             results[node_id].messages.append(m)
 
     order, cyclic = graph.order_and_cycle()
-    if cyclic:
-        names = ", ".join(f"'{graph.nodes[i].name}'" for i in cyclic)
-        for i in cyclic:
-            report(ERROR, f"'{graph.nodes[i].name}' is on a cycle or fed by one (through "
-                   f"{names}); a network must flow one way", i)
+    for src, dst, loop in _closing_edges(graph, cyclic):
+        a, b = graph.nodes[src].name, graph.nodes[dst].name
+        path = " → ".join(f"'{graph.nodes[i].name}'" for i in loop + [loop[0]])
+        report(ERROR, f"the connection '{a}' → '{b}' closes a cycle ({path}); a network must "
+               f"flow one way: remove it", src, None,
+               Fix(f"remove the connection '{a}' → '{b}'", "remove_edge",
+                   {"src": src, "dst": dst}))
 
     inputs = [n for n in graph.nodes.values() if n.type_name == "Input"]
     if not inputs:
@@ -154,6 +156,9 @@ def validate(graph: Graph) -> Validation:
             continue
         res.out_shape = tuple(map(int, out))
         res.trainable_params, res.non_trainable_params = layer.param_count(in_shapes)
+        if not node.trainable:  # frozen: its weights are not trained (Keras counts them so too)
+            res.non_trainable_params += res.trainable_params
+            res.trainable_params = 0
         res.macs = layer.macs(in_shapes, res.out_shape)
         for text, param, fix in layer.warnings(in_shapes, res.out_shape):
             report(WARNING, text, nid, param, fix)
@@ -174,6 +179,60 @@ def validate(graph: Graph) -> Validation:
         for n in inputs[1:]:
             report(ERROR, f"only one Input is supported; remove '{n.name}'", n.id)
     return Validation(results, messages, order, output_id)
+
+
+def _closing_edges(graph: Graph, cyclic: list[str]) -> list[tuple[str, str, list[str]]]:
+    """For each cycle (a strongly connected part of the nodes Kahn's algorithm left over): the
+    edge that closes it, src -> dst with dst the part's earliest-added node, and the loop
+    dst -> ... -> src. Nodes merely downstream of a cycle are not on one."""
+    left = set(cyclic)
+    succ: dict[str, list[str]] = {i: [] for i in cyclic}
+    pred: dict[str, list[str]] = {i: [] for i in cyclic}
+    for e in graph.edges:
+        if e.src in left and e.dst in left:
+            succ[e.src].append(e.dst)
+            pred[e.dst].append(e.src)
+    rank = {nid: k for k, nid in enumerate(graph.nodes)}
+    out, done = [], set()
+    for start in sorted(cyclic, key=rank.__getitem__):
+        if start in done:
+            continue
+        fwd, bwd = _reach(start, succ), _reach(start, pred)
+        part = (fwd & bwd) | {start}
+        done |= part
+        closers = [p for p in pred[start] if p in part]
+        if not closers:
+            continue  # downstream of a cycle, not on one
+        src = min(closers, key=rank.__getitem__)
+        out.append((src, start, _path(start, src, succ, part)))
+    return out
+
+
+def _reach(start: str, nxt: dict[str, list[str]]) -> set[str]:
+    seen, stack = set(), [start]
+    while stack:
+        for n in nxt[stack.pop()]:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return seen
+
+
+def _path(a: str, b: str, succ: dict[str, list[str]], part: set[str]) -> list[str]:
+    """Shortest path a -> ... -> b inside `part` (breadth first)."""
+    prev, queue = {a: None}, [a]
+    for cur in queue:
+        if cur == b:
+            break
+        for n in succ[cur]:
+            if n in part and n not in prev:
+                prev[n] = cur
+                queue.append(n)
+    path, cur = [], b
+    while cur is not None:
+        path.append(cur)
+        cur = prev[cur]
+    return path[::-1]
 
 
 def _receptive_field(res: NodeResult, ins: list[NodeResult], layer: Layer, in_shapes) -> None:

@@ -186,3 +186,20 @@ def test_insert_with_room_moves_nothing(doc):
     doc.push(cmd)
     assert all(g.nodes[n].position == old[n] for n in old)
     assert g.nodes[cmd.new_id].position == (5.0, 600.0)
+
+
+def test_fix_removes_the_connection_that_closes_a_cycle(qtbot):
+    from engine.graph import Edge, Graph
+
+    g = Graph.from_json(load_example("lenet5").to_json())
+    g.edges.append(Edge("relu1", "conv1", 1))  # a hand-written file with a cycle
+    d = Document(g)
+    cycle = [m for m in d.validation.errors if m.fix and m.fix.action == "remove_edge"]
+    assert len(cycle) == 1
+    after = round_trip(d, ApplyFixCommand(d, cycle[0]))  # undo restores the cyclic edge
+    assert Edge("relu1", "conv1", 1) not in Graph.loads(after).edges
+    assert d.validation.ok
+    # disconnecting it by hand undoes the same way (no refusal of the restored cycle)
+    d.undo_stack.undo()
+    round_trip(d, RemoveEdgeCommand(d, Edge("relu1", "conv1", 1)))
+    d.deleteLater()

@@ -184,10 +184,24 @@ def test_cycle_is_reported_without_raising():
     g.edges.append(Edge("c", "a", 1))  # bypass can_connect, as a hand-written file could
     v = validate(g)
     assert not v.ok
-    on_cycle = {m.node_id for m in v.errors if "cycle" in m.text}
-    assert {"a", "b", "c"} <= on_cycle
-    assert all(v.nodes[n].out_shape is None for n in "abcd")
-    assert "'a'" in v.errors[0].text
+    cycle = [m for m in v.errors if "cycle" in m.text]
+    assert len(cycle) == 1  # one message per cycle, on the connection that closes it
+    m = cycle[0]
+    assert m.node_id == "c" and "'c' → 'a'" in m.text and "'a' → 'b' → 'c' → 'a'" in m.text
+    assert m.fix.action == "remove_edge" and m.fix.params == {"src": "c", "dst": "a"}
+    assert all(v.nodes[n].out_shape is None for n in "abcd")  # d is downstream: unknown too
+    g.edges.remove(Edge("c", "a", 1))  # applying the fix
+    assert validate(g).ok
+
+
+def test_frozen_layers_count_as_non_trainable():
+    g = chain(("Conv2d", "conv", {"out_channels": 6, "kernel_size": 5}),
+              ("Flatten", "flat", {}), ("Linear", "fc", {"out_features": 10}))
+    g.nodes["conv"].trainable = False
+    v = validate(g)
+    assert v.nodes["conv"].trainable_params == 0
+    assert v.nodes["conv"].non_trainable_params == (5 * 5 * 1 + 1) * 6
+    assert v.trainable_params == (6 * 24 * 24 + 1) * 10
 
 
 def test_unconnected_and_overfull_inputs():
