@@ -48,8 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv:
         from engine.cli import command_names
         from engine.cli import main as cli_main
-        if argv[0] in command_names() or argv[0] in ("-h", "--help", "--version"):
+        first = argv[0]
+        commands = command_names()
+        if first in commands or first in ("-h", "--help", "--version"):
             return cli_main(argv)
+        if not first.startswith("-") and not os.path.exists(first):
+            # neither a command nor a file to open: a typo, not a reason to open the window
+            import difflib
+
+            close = difflib.get_close_matches(first, commands, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            sys.stderr.write(f"cnn-designer: error: unknown command '{first}'{hint}; see "
+                             f"--help for the commands (a FILE to open must exist)\n")
+            return 2
     return run_gui(argv)
 
 

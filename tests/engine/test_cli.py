@@ -208,3 +208,38 @@ def test_gui_missing_system_library_names_the_packages(main_py, monkeypatch, cap
 def test_main_py_sends_commands_to_the_cli(main_py, capsys):
     assert main_py.main(["summary", "lenet5", "-f", "csv"]) == 0
     assert capsys.readouterr().out.startswith("name,type,output_shape")
+
+
+@pytest.mark.parametrize("word, hint", [("sumary", "did you mean 'summary'?"), ("bogus", None)])
+def test_mistyped_command_is_an_error_not_the_gui(tmp_path, word, hint):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    p = subprocess.run([sys.executable, str(ROOT / "main.py"), word, "lenet5"], check=False,
+                       cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 2
+    assert f"unknown command '{word}'" in p.stderr
+    assert (hint in p.stderr) if hint else "did you mean" not in p.stderr
+    assert p.stdout == ""
+
+
+def test_wheel_ships_resources_and_a_gui_command():
+    """pyproject: the package data globs match the files engine.data / engine.examples read, and
+    the GUI entry point names a callable that takes no argument."""
+    import importlib
+    import inspect
+    import tomllib
+
+    from engine.data import MNIST_DIR
+    from engine.examples import EXAMPLES_DIR
+
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = conf["tool"]["setuptools"]["package-data"]["resources"]
+    shipped = {p.resolve() for g in globs for p in (ROOT / "resources").glob(g)}
+    needed = set(MNIST_DIR.glob("*.gz")) | set(EXAMPLES_DIR.glob("*.json"))
+    assert len(needed) >= 5 and {p.resolve() for p in needed} <= shipped
+    assert MNIST_DIR.parent.parent == ROOT  # ../resources from engine/: beside the packages
+    target = conf["project"]["gui-scripts"]["cnn-designer-gui"]
+    module, _, func = target.partition(":")
+    fn = getattr(importlib.import_module(module), func)
+    assert all(p.default is not inspect.Parameter.empty
+               for p in inspect.signature(fn).parameters.values())
