@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from engine.losses import softmax_cross_entropy
 from engine.network import Network
@@ -74,11 +74,16 @@ def report_failure(failed: Signal, exc: BaseException) -> None:
 
 def start_worker(worker: QObject, parent: QObject | None = None) -> QThread:
     """Move `worker` to a new QThread, run `worker.run` there and quit the thread when the
-    worker emits `done`. Keep references to both until `thread.finished`."""
+    worker emits `done`. Keep references to both until `thread.finished`.
+
+    `done -> quit` is a direct connection: QThread.quit is thread-safe and is then called in the
+    worker thread itself, so the thread ends even while the GUI thread is blocked (a caller that
+    waits with `thread.wait()` on the GUI thread would otherwise wait for a queued quit that
+    only the GUI event loop could deliver)."""
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
-    worker.done.connect(thread.quit)
+    worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)
     thread.start()
     return thread
 
