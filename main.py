@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         commands = command_names()
         if first in commands or first in ("-h", "--help", "--version"):
             return cli_main(argv)
-        if not first.startswith("-") and not os.path.exists(first):
-            # neither a command nor a file to open: a typo, not a reason to open the window
+        looks_like_path = "." in first or os.sep in first or "/" in first
+        if not first.startswith("-") and not looks_like_path and not os.path.exists(first):
+            # a bare word that is neither a command nor a file: a typo, not a window to open
             import difflib
 
             close = difflib.get_close_matches(first, commands, n=1)

@@ -3,10 +3,16 @@
     python main.py summary lenet5 --format markdown
     python main.py train lenet5 --data mnist --epochs 1 --out lenet5.cnnd
 
-MODEL is a project file (.cnnd), a bare architecture .json, an example name (lenet5, ...) or a
-template name (alexnet, vgg16, resnet18, densenet201, ...).
+MODEL is a project file (.cnnd), a bare architecture .json, an ONNX file (.onnx, imported on
+the fly), an example name (lenet5, ...) or a template name (alexnet, vgg16, resnet18, ...).
 Exit codes: 0 ok; 1 invalid graph or failed; 2 usage error; 130 interrupted by Ctrl+C (during
 training the first Ctrl+C stops after the batch and the last good weights are saved).
+
+Output convention, for every command: data on stdout (summary tables, listings, per-epoch
+metrics, accuracies, predictions), so it can be piped; messages on stderr (progress, notes,
+warnings, errors and the "wrote FILE" / "saved FILE" lines). Accuracies print as percentages
+with two decimals (summary.fmt_accuracy), file sizes in decimal units (summary.human_bytes).
+A usage error prints one line, "cnn-designer COMMAND: error: ...", and a pointer to --help.
 
 Each module in PLUGIN_MODULES (ONNX export / infer / import, PyTorch export, templates, fine-tuning)
 contributes subcommands: `add_commands(subparsers)` adds its
@@ -30,14 +36,16 @@ from . import __version__
 from .errors import EngineError
 from .examples import example_names, load_example
 from .project import Project, load_project, save_project
-from .summary import FORMATS, format_summary, summarize
+from .summary import FORMATS, fmt_accuracy, format_summary, human_bytes, summarize
 from .train import SCHEDULES
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
 EPILOG = """\
-MODEL is a project file (.cnnd), a bare architecture .json, an example name
-({examples}) or a template name ({templates}).
+MODEL is a project file (.cnnd), a bare architecture .json, an ONNX file
+(.onnx, imported on the fly), an example name ({examples})
+or a template name:
+{templates}
 
 exit codes:
   0    success
@@ -47,8 +55,50 @@ exit codes:
 """
 
 
+MODEL_HELP = "project .cnnd, architecture .json, .onnx file, example or template name"
+
+
 class UsageError(Exception):
     """A bad command-line value found after parsing: exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the (sub)command and pointing at --help
+    instead of the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(USAGE, f"{self.prog}: error: {message}\n"
+                         f"see '{self.prog} --help'\n")
+
+
+def _wrap_list(names, width: int = 72, indent: str = "  ") -> str:
+    """A comma-separated list wrapped to `width` columns (for the pre-formatted epilog)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(", ".join(names), width, initial_indent=indent,
+                                   subsequent_indent=indent))
+
+
+def model_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand that takes MODEL: the MODEL / exit-code epilog and raw (pre-wrapped) help."""
+    kwargs.setdefault("epilog", model_epilog())
+    kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+    if "description" in kwargs:
+        kwargs["description"] = _wrap(kwargs["description"])
+    return sub.add_parser(name, **kwargs)
+
+
+def _wrap(text: str, width: int = 78) -> str:
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(p, width) for p in text.split("\n\n"))
+
+
+def model_epilog() -> str:
+    from .templates import TEMPLATES
+
+    return EPILOG.format(examples=", ".join(example_names()),
+                         templates=_wrap_list(TEMPLATES))
 
 
 def int_at_least(lo: int):
@@ -83,34 +133,34 @@ def _float_in(lo: float, hi: float | None, lo_open: bool, hi_open: bool = True):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .templates import TEMPLATES
-
-    epilog = EPILOG.format(examples=", ".join(example_names()), templates=", ".join(TEMPLATES))
-    parser = argparse.ArgumentParser(
+    epilog = model_epilog()
+    parser = Parser(
         prog="cnn-designer",
-        description="CNN Designer on the command line. Without a command, `python main.py` "
-                    "opens the designer window (`python main.py FILE` opens FILE in it).",
+        description=_wrap("CNN Designer on the command line. Without a command, `python "
+                          "main.py` (or cnn-designer-gui) opens the designer window; `python "
+                          "main.py FILE` opens FILE in it."),
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"CNN Designer {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    p = sub.add_parser("summary", help="layer table: shapes, parameters, MACs, receptive field",
-                       description="Print a summary of MODEL: per layer name, type, output "
-                       "shape (C×H×W), parameters, MACs, receptive field and effective stride; "
-                       "totals and memory. An invalid graph lists every problem and exits 1.",
-                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL")
+    p = model_parser(sub, "summary",
+                     help="layer table: shapes, parameters, MACs, receptive field",
+                     description="Print a summary of MODEL: per layer name, type, output "
+                     "shape (C×H×W), parameters (frozen layers marked), MACs, receptive field "
+                     "and effective stride; totals and memory. An invalid graph lists every "
+                     "problem and exits 1. Weights that do not fit the graph are reported on "
+                     "stderr (the summary does not need them).")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--format", "-f", choices=FORMATS, default="text",
                    help="output format (default: text)")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train MODEL on MNIST or your data, save a project",
-                       description="Train MODEL and save the trained weights and the history "
-                       "to the project file --out. Progress goes to stderr, per-epoch metrics "
-                       "and the test accuracy to stdout. Ctrl+C stops after the current batch "
-                       "and saves the last good weights (press it twice to abort at once).",
-                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL")
+    p = model_parser(sub, "train", help="train MODEL on MNIST or your data, save a project",
+                     description="Train MODEL and save the trained weights and the history "
+                     "to the project file --out. Progress goes to stderr, per-epoch metrics "
+                     "and the test accuracy to stdout. Ctrl+C stops after the current batch "
+                     "and saves the last good weights (press it twice to abort at once).")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--data", required=True, metavar="mnist|PATH",
                    help="'mnist' (embedded), an .npz (arrays x, y), IDX files or a folder of "
                    "IDX files, or a folder with one subfolder of images per class")
@@ -180,12 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 0 after --help / --version, 2 on bad usage
         return int(exc.code or 0) if not isinstance(exc.code, str) else USAGE
     if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a COMMAND is needed; see '{parser.prog} --help'",
+              file=sys.stderr)
         return USAGE
     try:
         rc = args.func(args)
     except UsageError as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {exc}\nsee '{parser.prog} {args.command} "
+              f"--help'", file=sys.stderr)
         return USAGE
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -200,13 +253,22 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---- MODEL -------------------------------------------------------------------------------
 
-def load_model(spec: str) -> Project:
-    """A project file, a bare architecture .json, an example or a template name."""
+def load_model(spec: str, strict: bool = True) -> Project:
+    """A project file, a bare architecture .json, an .onnx file (imported on the fly), an
+    example or a template name. strict=False: weights that do not fit the graph are dropped and
+    listed in Project.warnings (load_project)."""
     from .templates import TEMPLATES, build_template
 
     path = Path(spec)
+    if path.is_file() and _is_onnx(path):
+        from .onnx_import import import_onnx
+
+        imp = import_onnx(path)
+        for w in imp.warnings:
+            print(f"note: {w}", file=sys.stderr)
+        return Project(imp.graph, imp.weights, {"imported_from": path.name}, path)
     if path.exists():
-        return load_project(path)
+        return load_project(path, strict=strict)
     if spec in example_names():
         return Project(load_example(spec))
     if spec in TEMPLATES:
@@ -215,10 +277,58 @@ def load_model(spec: str) -> Project:
                      f" nor a template ({', '.join(TEMPLATES)})")
 
 
+def _is_onnx(path: Path) -> bool:
+    """An .onnx name, or (whatever the name) not a project zip nor JSON but ONNX's protobuf."""
+    if path.suffix.lower() == ".onnx":
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    # ModelProto starts with field 1 (ir_version, varint: 0x08) and names a producer soon
+    return head[:1] == b"\x08" and path.suffix.lower() not in (".cnnd", ".json")
+
+
+def image_folder_note(spec, input_shape) -> str | None:
+    """For an image folder loaded as `input_shape` (C, H, W): a note when the first image is in
+    another mode or size (load_images converts and resizes silently), else None."""
+    path = Path(str(spec))
+    if input_shape is None or not path.is_dir():
+        return None
+    from .data import IMAGE_SUFFIXES
+
+    first = next((f for d in sorted(path.rglob("*")) if d.is_dir()
+                  for f in sorted(d.iterdir())
+                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES), None)
+    if first is None:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(first) as im:
+            mode, (w, h) = im.mode, im.size
+    except Exception:  # noqa: BLE001 - the loader reports unreadable images itself
+        return None
+    c, mh, mw = (int(v) for v in input_shape)
+    grey = mode in ("L", "1", "I", "I;16", "F")
+    changes = []
+    if grey != (c == 1):
+        changes.append(f"converted to {'greyscale' if c == 1 else 'RGB'}")
+    if (h, w) != (mh, mw):
+        changes.append(f"resized to {mh}×{mw}")
+    if not changes:
+        return None
+    return (f"the images are {'greyscale' if grey else mode} {h}×{w} (e.g. {first.name}); "
+            f"they are {' and '.join(changes)} for the model's input {c}×{mh}×{mw}")
+
+
 # ---- summary -----------------------------------------------------------------------------
 
 def cmd_summary(args) -> int:
-    project = load_model(args.model)
+    project = load_model(args.model, strict=False)  # the summary needs no weights
+    for w in project.warnings:
+        print(f"warning: {w} (dropped; the summary does not need weights)", file=sys.stderr)
     s = summarize(project.graph)
     sys.stdout.write(format_summary(s, args.format))
     if not s.ok:
@@ -342,6 +452,9 @@ def cmd_train(args) -> int:
                                if graph.nodes[n].type_name == "Input")].out_shape
     print(f"loading data from {args.data} …", file=sys.stderr)
     data = load_dataset(args.data, input_shape, args.limit)
+    note = image_folder_note(args.data, input_shape)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     problems = check_data(graph, data)
     for m in problems:
         print(f"{'error' if m.fatal else 'note'}: {m.text}", file=sys.stderr)
@@ -356,17 +469,18 @@ def cmd_train(args) -> int:
                          seed=args.seed, val_split=args.val_split,
                          schedule=args.schedule)
     train_data = data.train
-    print(f"training '{graph.name}' on {len(train_data):,} images ({train_data.name}), "
-          f"{data.num_classes} classes; {config.epochs} epoch{'s' * (config.epochs != 1)}, "
-          f"batch {config.batch_size}, {config.optimizer}", file=sys.stderr)
+    print(f"training '{graph.name}' on {split_text(len(train_data), config.val_split)} "
+          f"({train_data.name}), {data.num_classes} classes; {config.epochs} "
+          f"epoch{'s' * (config.epochs != 1)}, batch {config.batch_size}, {config.optimizer}",
+          file=sys.stderr)
     progress = Progress(sys.stderr)
 
     def on_epoch(r) -> None:
         progress.clear()
-        val = (f"  val_loss {r.val_loss:.4f}  val_acc {100 * r.val_accuracy:.2f}%"
+        val = (f"  val_loss {r.val_loss:.4f}  val_acc {fmt_accuracy(r.val_accuracy)}"
                if r.val_loss is not None else "")
         print(f"epoch {r.epoch}/{r.epochs}  loss {r.train_loss:.4f}  acc "
-              f"{100 * r.train_accuracy:.2f}%{val}  {r.seconds:.1f}s  "
+              f"{fmt_accuracy(r.train_accuracy)}{val}  {r.seconds:.1f}s  "
               f"{r.images_per_s:,.0f} img/s", flush=True)
 
     stop = StopFlag()
@@ -390,11 +504,19 @@ def cmd_train(args) -> int:
     elif data.test is not None and len(data.test):
         test_loss, test_acc, _ = evaluate(net, data.test.x, data.test.y)
         meta["test"] = {"loss": test_loss, "accuracy": test_acc, "images": len(data.test)}
-        print(f"test  loss {test_loss:.4f}  acc {100 * test_acc:.2f}%  "
+        print(f"test  loss {test_loss:.4f}  acc {fmt_accuracy(test_acc)}  "
               f"({len(data.test):,} images)")
     save_project(out, graph, net.state_dict(), meta)
-    print(f"saved {out}", file=sys.stderr)
+    print(f"saved {out} ({human_bytes(out.stat().st_size)})", file=sys.stderr)
     return rc
+
+
+def split_text(n: int, val_split: float) -> str:
+    """'2,700 images (+300 held out for validation)': what train() does with n images."""
+    n_val = round(n * val_split)  # engine.train.split_validation's count
+    if not n_val:
+        return f"{n:,} images"
+    return f"{n - n_val:,} images (+{n_val:,} held out for validation)"
 
 
 if __name__ == "__main__":

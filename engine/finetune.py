@@ -417,12 +417,7 @@ def describe_split(graph: Graph, split: Split | None) -> str:
 
 def load_any_model(spec: str):
     """(graph, weights or None) of an .onnx file, a project, a bare .json, an example name or a
-    template name (untrained)."""
-    if spec.lower().endswith(".onnx"):
-        from .onnx_import import import_onnx
-
-        imp = import_onnx(spec)
-        return imp.graph, imp.weights
+    template name (untrained): engine.cli.load_model."""
     from .cli import load_model
 
     project = load_model(spec)
@@ -462,10 +457,10 @@ def replace_any_head(graph: Graph, weights: dict[str, np.ndarray], n_classes: in
 
 def add_commands(sub) -> None:
     """Add the `finetune` subcommand to an argparse subparsers object (engine.cli wires it)."""
-    from .cli import _float_in, non_negative_int, positive_int
+    from .cli import _float_in, model_parser, non_negative_int, positive_int
 
-    p = sub.add_parser(
-        "finetune", help="transfer learning: freeze a backbone, new head, fast fine-tuning",
+    p = model_parser(
+        sub, "finetune", help="transfer learning: freeze a backbone, new head, fast fine-tuning",
         description="Fine-tune a pretrained MODEL on your data: layers up to --freeze-up-to "
                     "are frozen, the last fully connected layer is replaced by one with "
                     "--classes outputs, and only the layers after the frozen part train. The "

@@ -1,7 +1,7 @@
 """The ONNX commands of the command line: export, infer, import (engine.cli plugs them in).
 
     python main.py export MODEL --out model.onnx [--opset N]
-    python main.py infer MODEL_OR_ONNX (--data mnist|PATH | --input x.npy --output y.npy)
+    python main.py infer MODEL (--data mnist|PATH | --input x.npy --output y.npy)
                          [--backend engine|onnxruntime]
     python main.py import model.onnx --out PROJECT.cnnd
 """
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
 from .fileio import atomic_open
+from .summary import fmt_accuracy, human_bytes
 
 OK, FAILED, USAGE = 0, 1, 2
 BACKENDS = ("engine", "onnxruntime")
@@ -22,16 +24,16 @@ BACKENDS = ("engine", "onnxruntime")
 
 def add_commands(sub) -> None:
     """Add the export, infer and import subcommands to an argparse subparsers object."""
+    from .cli import MODEL_HELP, model_parser
     from .onnx_export import MAX_OPSET, MIN_OPSET, OPSET
 
-    p = sub.add_parser(
-        "export", help="export a model to ONNX",
+    p = model_parser(
+        sub, "export", help="export a model to ONNX",
         description="Export a project (.cnnd), architecture (.json) or example to an ONNX file "
                     "with its weights: one node per layer, dynamic batch size, checked with "
                     "onnx.checker. A model without trained weights is exported with its initial "
                     "weights (a warning says so).")
-    p.add_argument("model", metavar="MODEL", help="project file, architecture .json or example "
-                   "name")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=OPSET, metavar="N",
                    help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {OPSET})")
@@ -40,12 +42,12 @@ def add_commands(sub) -> None:
                         "inference does nothing there)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
-        "infer", help="run a model (engine or ONNX Runtime) on data",
+    p = model_parser(
+        sub, "infer", help="run a model (engine or ONNX Runtime) on data",
         description="Run a model on a dataset (accuracy where it has labels, else predictions) "
                     "or on a float32 N×C×H×W .npy array, writing the raw output array.")
-    p.add_argument("model", metavar="MODEL_OR_ONNX",
-                   help="project file, architecture .json, example name or .onnx file")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP + " (an .onnx file runs as it "
+                   "is in ONNX Runtime)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="mnist|PATH", help="dataset: 'mnist', .npz, IDX files or "
                      "a folder of class subfolders of images")
@@ -78,12 +80,7 @@ def _usage(text: str):
 
 
 def _load(spec: str):
-    """(graph, weights or None, where it came from) of a project / .json / example / .onnx."""
-    if spec.lower().endswith(".onnx"):
-        from .onnx_import import import_onnx
-
-        imp = import_onnx(spec)
-        return imp.graph, imp.weights
+    """(graph, weights or None) of a project / .json / example / template / .onnx."""
     from .cli import load_model
 
     project = load_model(spec)
@@ -112,10 +109,9 @@ def cmd_export(args) -> int:
               file=sys.stderr)
     model = export_onnx(graph, weights, path=out, opset=args.opset,
                         keep_dropout=args.keep_dropout)
-    size = out.stat().st_size
-    print(f"wrote {out} ({size / 1024:.1f} KB): {len(model.graph.node)} nodes, opset "
-          f"{args.opset}, input {_dims(model.graph.input[0])}, output "
-          f"{_dims(model.graph.output[0])}")
+    print(f"wrote {out} ({human_bytes(out.stat().st_size)}): {len(model.graph.node)} nodes, "
+          f"opset {args.opset}, input {_dims(model.graph.input[0])}, output "
+          f"{_dims(model.graph.output[0])}", file=sys.stderr)
     return OK
 
 
@@ -124,7 +120,9 @@ def _dims(vi) -> str:
 
 
 def _runner(spec: str, backend: str):
-    """A function (N, C, H, W) -> output, and the model's input shape (C, H, W)."""
+    """A function (N, C, H, W) -> output, the model's input shape (C, H, W; None where an ONNX
+    file leaves a size open) and its graph (None for an .onnx file run as it is)."""
+    graph = None
     if backend == "onnxruntime":
         from .runtime import OnnxModel
 
@@ -145,8 +143,8 @@ def _runner(spec: str, backend: str):
             print("note: the file's input is channels-last; the N×C×H×W data is transposed for "
                   "it", file=sys.stderr)
             return (lambda x: model.run(np.ascontiguousarray(
-                np.asarray(x).transpose(0, 2, 3, 1)))), (c, h, w)
-        return model.run, model.input_shape
+                np.asarray(x).transpose(0, 2, 3, 1)))), (c, h, w), graph
+        return model.run, model.input_shape, graph
     from .network import Network
 
     graph, weights = _load(spec)
@@ -156,7 +154,7 @@ def _runner(spec: str, backend: str):
               file=sys.stderr)
     else:
         net.load_state_dict(weights)
-    return net.forward, net.input_shape
+    return net.forward, net.input_shape, graph
 
 
 def _channels_last(path: str) -> bool:
@@ -173,15 +171,39 @@ def cmd_infer(args) -> int:
         raise _usage("--output goes with --input; with --data the results are printed")
     if args.batch_size < 1:
         raise _usage("--batch-size must be at least 1")
-    run, in_shape = _runner(args.model, args.backend)
     if args.input:
-        return _infer_array(args, run)
-    from .data import load_dataset
+        x, single = _read_array(args.input)
+        _check_out(args.output, ".npy")
+    run, in_shape, graph = _runner(args.model, args.backend)
+    if args.input:
+        return _infer_array(args, run, in_shape, x, single)
+    from .cli import image_folder_note
+    from .data import check_data, load_dataset
+    from .validate import validate
 
-    bundle = load_dataset(args.data, tuple(in_shape) if None not in in_shape else None,
-                          args.limit)
+    shape = tuple(in_shape) if None not in in_shape else None
+    bundle = load_dataset(args.data, shape, args.limit)
     ds = bundle.test if bundle.test is not None else bundle.train
     x, y = ds.x, ds.y
+    note = image_folder_note(args.data, shape)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    if shape is not None and tuple(x.shape[1:]) != shape:
+        raise DataError(f"--data {args.data}: the model expects {_fmt(shape)} images, the data "
+                        f"is {_fmt(x.shape[1:])}")
+    if graph is None and args.model.lower().endswith(".onnx"):
+        graph = _graph_or_none(args.model)
+    if graph is not None and y is not None:
+        for m in check_data(graph, bundle):
+            if m.kind == "classes":  # (channels and size were converted on loading)
+                v = validate(graph)
+                n_out = int(np.prod(v.nodes[v.output_id].out_shape))
+                names = (f" ({', '.join(bundle.classes[:5])}"
+                         f"{', …' if len(bundle.classes) > 5 else ''})" if bundle.classes else "")
+                print(f"warning: the data has {bundle.num_classes} classes{names} but the model "
+                      f"outputs {n_out} values: the accuracy compares the labels 0-"
+                      f"{bundle.num_classes - 1} with predicted classes 0-{n_out - 1}; is this "
+                      f"the data the model was trained for?", file=sys.stderr)
     preds, outs = [], []
     for i in range(0, len(x), args.batch_size):
         out = np.asarray(run(x[i:i + args.batch_size]))
@@ -191,29 +213,59 @@ def cmd_infer(args) -> int:
     name = getattr(ds, "name", str(args.data))
     if y is not None and len(y) == len(pred) and len(pred):
         acc = float((pred == y).mean())
-        print(f"{name}: accuracy {acc:.4f} ({int((pred == y).sum())}/{len(pred)}) "
-              f"[{args.backend}]")
+        print(f"{name}: accuracy {fmt_accuracy(acc)} ({int((pred == y).sum()):,}/"
+              f"{len(pred):,}) [{args.backend}]")
     else:
         for i, p in enumerate(pred):
             print(f"{i}\t{int(p)}")
     return OK
 
 
-def _infer_array(args, run) -> int:
-    from .errors import DataError
+def _fmt(shape) -> str:
+    return "×".join("?" if d is None else str(d) for d in shape)
 
-    path = Path(args.input)
+
+def _graph_or_none(spec: str):
+    """The graph of an .onnx file for the data checks; None where it does not import (the file
+    still runs in ONNX Runtime)."""
+    from .errors import EngineError
+
+    try:
+        return _load(spec)[0]
+    except (EngineError, OSError):
+        return None
+
+
+def _read_array(spec: str) -> tuple[np.ndarray, bool]:
+    """--input: a finite N×C×H×W (or C×H×W: single=True) array as float32 N×C×H×W."""
+    path = Path(spec)
     if not path.is_file():
         raise DataError(f"--input {path}: no such file")
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise DataError(f"--input {path} is not a readable .npy array ({exc})") from None
-    if x.dtype.kind not in "fiu" or x.ndim not in (3, 4):
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiu" or x.ndim not in (3, 4):
         raise DataError(f"--input {path}: expected a float32 N×C×H×W array, got "
-                        f"{x.dtype} of shape {x.shape}")
+                        f"{getattr(x, 'dtype', type(x).__name__)} of shape "
+                        f"{getattr(x, 'shape', '?')}")
     single = x.ndim == 3
     x = np.asarray(x[None] if single else x, np.float32)
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise DataError(f"--input {path}: {bad:,} of {x.size:,} values are NaN or infinite; "
+                        f"the outputs would be NaN. Replace them first (e.g. "
+                        f"np.nan_to_num(x))")
+    return x, single
+
+
+def _infer_array(args, run, in_shape, x: np.ndarray, single: bool) -> int:
+    """Run --input's array (checked against the model's input shape) and write --output."""
+    want = tuple(in_shape)
+    if len(x.shape) - 1 != len(want) or any(
+            w is not None and g != w for g, w in zip(x.shape[1:], want)):
+        raise DataError(f"--input {args.input}: the model expects N×{_fmt(want)} (or "
+                        f"{_fmt(want)}), the array is {_fmt(x.shape[1:] if single else x.shape)}")
     outs = [np.asarray(run(x[i:i + args.batch_size]), np.float32)
             for i in range(0, len(x), args.batch_size)]
     y = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
@@ -225,7 +277,7 @@ def _infer_array(args, run) -> int:
             np.save(f, y)
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"wrote {out}: {y.dtype} {'×'.join(map(str, y.shape))} [{args.backend}]")
+    print(f"wrote {out}: {y.dtype} {_fmt(y.shape)} [{args.backend}]", file=sys.stderr)
     return OK
 
 
@@ -242,7 +294,8 @@ def cmd_import(args) -> int:
     save_project(out, imp.graph, imp.weights, meta=meta)
     n = len(imp.graph.nodes)
     params = sum(int(a.size) for a in imp.weights.values())
-    print(f"wrote {out}: {n} layers, {params:,} weights (from {imp.producer}, opset {imp.opset})")
+    print(f"wrote {out}: {n} layers, {params:,} weights (from {imp.producer}, opset {imp.opset})",
+          file=sys.stderr)
     return OK
 
 

@@ -83,6 +83,17 @@ class ImportedModel:
 
 # ---- reading ------------------------------------------------------------------------------
 
+def _what_it_is(data: bytes) -> str | None:
+    """What a file that does not parse as ONNX is instead, if it is something this app reads."""
+    if data[:4] == b"PK\x03\x04":
+        return ("it is a zip archive, likely a CNN Designer project (.cnnd): that needs no "
+                "import; open it, or use it as MODEL directly")
+    if data.lstrip()[:1] in (b"{", b"["):
+        return ("it is JSON, likely an architecture .json: that needs no import; open it, or "
+                "use it as MODEL directly")
+    return None
+
+
 def read_model(source, what: str | None = None):
     """Parse an ONNX file (path) or bytes into a checked ModelProto, or raise OnnxImportError.
 
@@ -115,7 +126,9 @@ def read_model(source, what: str | None = None):
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise OnnxImportError(f"{what} is not a readable ONNX model (corrupt or truncated "
+        kind = _what_it_is(data)
+        raise OnnxImportError(f"{what} is not an ONNX model: {kind}" if kind else
+                              f"{what} is not a readable ONNX model (corrupt or truncated "
                               f"file: {exc})") from None
     if not model.graph.node or not model.opset_import:
         raise OnnxImportError(f"{what} is not a readable ONNX model (corrupt or truncated file: "

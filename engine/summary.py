@@ -39,6 +39,7 @@ class LayerRow:
     macs: int
     receptive_field: tuple[int, int] | None
     jump: tuple[int, int] | None  # effective stride relative to the input
+    frozen: bool = False  # the node's trainable flag is off: its weights count as non-trainable
 
     @property
     def params(self) -> int:
@@ -77,6 +78,15 @@ class Summary:
         return self.activation_values * BYTES_PER_VALUE
 
     @property
+    def frozen_params(self) -> int:
+        """Parameters of the frozen layers (part of non_trainable_params)."""
+        return sum(r.params for r in self.rows if r.frozen)
+
+    @property
+    def any_frozen(self) -> bool:
+        return any(r.frozen for r in self.rows)
+
+    @property
     def incomplete(self) -> bool:
         """Some layers have unknown shapes: the totals leave them out."""
         return any(r.output_shape is None for r in self.rows)
@@ -110,7 +120,7 @@ def summarize(graph: Graph, validation: Validation | None = None) -> Summary:
         rows.append(LayerRow(nid, node.name, node.type_name, details,
                              [graph.nodes[s].name for s in srcs if s in graph.nodes],
                              res.out_shape, res.trainable_params, res.non_trainable_params,
-                             res.macs, res.receptive_field, res.jump))
+                             res.macs, res.receptive_field, res.jump, not node.trainable))
     problems = []
     for m in v.messages:
         layer = graph.nodes[m.node_id].name if m.node_id in graph.nodes else None
@@ -132,12 +142,19 @@ def human_count(n: int) -> str:
 
 
 def human_bytes(n: int) -> str:
+    """File and memory sizes in one style everywhere: 512 -> '512 B', 45_700_000 -> '45.7 MB'
+    (decimal units, as file managers show them)."""
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 999.95 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
     return f"{n} B"
+
+
+def fmt_accuracy(acc: float) -> str:
+    """An accuracy in [0, 1] the way every command prints it: 0.738 -> '73.80%'."""
+    return f"{100 * acc:.2f}%"
 
 
 def _pair(p: tuple[int, int] | None) -> str:
@@ -148,6 +165,8 @@ def _pair(p: tuple[int, int] | None) -> str:
 
 def _table(s: Summary) -> tuple[list[str], list[list[str]]]:
     head = ["Layer", "Type", "Output shape", "Params", "MACs", "RF", "Stride"]
+    if s.any_frozen:
+        head.append("Frozen")
     if not s.sequential:
         head.append("Inputs")
     body = []
@@ -155,6 +174,8 @@ def _table(s: Summary) -> tuple[list[str], list[list[str]]]:
         typ = f"{r.type} ({r.details})" if r.details else r.type
         cells = [r.name, typ, fmt_shape(r.output_shape), f"{r.params:,}", human_count(r.macs),
                  _pair(r.receptive_field), _pair(r.jump)]
+        if s.any_frozen:
+            cells.append("frozen" if r.frozen else "")
         if not s.sequential:
             cells.append(", ".join(r.inputs))
         body.append(cells)
@@ -164,7 +185,8 @@ def _table(s: Summary) -> tuple[list[str], list[list[str]]]:
 def _totals(s: Summary) -> list[tuple[str, str]]:
     return [("Total params", f"{s.total_params:,}"),
             ("Trainable params", f"{s.trainable_params:,}"),
-            ("Non-trainable params", f"{s.non_trainable_params:,}"),
+            ("Non-trainable params", f"{s.non_trainable_params:,}"
+             + (f" ({s.frozen_params:,} in frozen layers)" if s.frozen_params else "")),
             ("Forward MACs (per sample)",
              f"{s.macs:,}" + (f" ({human_count(s.macs)})" if s.macs >= 1000 else "")),
             ("Weight memory (float32)", human_bytes(s.weight_bytes)),
@@ -225,7 +247,8 @@ def to_markdown(s: Summary) -> str:
 
 
 CSV_COLUMNS = ["name", "type", "output_shape", "params", "trainable_params",
-               "non_trainable_params", "macs", "receptive_field", "effective_stride", "inputs"]
+               "non_trainable_params", "macs", "receptive_field", "effective_stride", "inputs",
+               "frozen"]
 
 
 def to_csv(s: Summary) -> str:
@@ -238,7 +261,8 @@ def to_csv(s: Summary) -> str:
         w.writerow([r.name, r.type, fmt_shape(r.output_shape) if r.output_shape else "",
                     r.params, r.trainable_params, r.non_trainable_params, r.macs,
                     _pair(r.receptive_field) if r.receptive_field else "",
-                    _pair(r.jump) if r.jump else "", ";".join(r.inputs)])
+                    _pair(r.jump) if r.jump else "", ";".join(r.inputs),
+                    "yes" if r.frozen else "no"])
     return buf.getvalue()
 
 
@@ -253,10 +277,12 @@ def to_json(s: Summary) -> dict:
                     "params": r.params, "trainable_params": r.trainable_params,
                     "non_trainable_params": r.non_trainable_params, "macs": r.macs,
                     "receptive_field": list(r.receptive_field) if r.receptive_field else None,
-                    "effective_stride": list(r.jump) if r.jump else None} for r in s.rows],
+                    "effective_stride": list(r.jump) if r.jump else None,
+                    "frozen": r.frozen} for r in s.rows],
         "total_params": s.total_params,
         "trainable_params": s.trainable_params,
         "non_trainable_params": s.non_trainable_params,
+        "frozen_params": s.frozen_params,
         "macs": s.macs,
         "weight_bytes": s.weight_bytes,
         "activation_bytes": s.activation_bytes,
@@ -274,5 +300,5 @@ def format_summary(s: Summary, fmt: str = "text") -> str:
     if fmt == "csv":
         return to_csv(s)
     if fmt == "json":
-        return json.dumps(to_json(s), indent=1, ensure_ascii=False) + "\n"
+        return json.dumps(to_json(s), indent=2, ensure_ascii=False) + "\n"
     raise ValueError(f"unknown summary format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -144,3 +144,47 @@ def test_branching_graph_shows_inputs():
 def test_unknown_format(lenet):
     with pytest.raises(ValueError, match="unknown summary format"):
         format_summary(lenet, "xml")
+
+
+def test_frozen_layers_count_as_non_trainable_and_are_marked():
+    # conv 1->4, 3×3: 36 + 4 = 40; BN: 4 + 4 trainable, 8 statistics; fc 4*4*4=64 -> 2: 130
+    g = sequential([("Input", "in", {"channels": 1, "height": 4, "width": 4}),
+                    ("Conv2d", "conv", {"out_channels": 4, "kernel_size": 3, "padding": "same"}),
+                    ("BatchNorm2d", "bn", {}),
+                    ("Flatten", "flat", {}),
+                    ("Linear", "fc", {"out_features": 2})])
+    g.nodes["conv"].trainable = False
+    g.nodes["bn"].trainable = False
+    s = summarize(g)
+    assert s.trainable_params == 130
+    assert s.non_trainable_params == 40 + 16
+    assert s.frozen_params == 40 + 16
+    assert [r.name for r in s.rows if r.frozen] == ["conv", "bn"]
+    text = format_summary(s, "text")
+    header = next(ln for ln in text.splitlines() if ln.startswith("Layer"))
+    assert "Frozen" in header
+    conv_line = next(ln for ln in text.splitlines() if ln.startswith("conv "))
+    fc_line = next(ln for ln in text.splitlines() if ln.startswith("fc "))
+    assert conv_line.rstrip().endswith("frozen") and not fc_line.rstrip().endswith("frozen")
+    assert "56 (56 in frozen layers)" in text
+    data = json.loads(format_summary(s, "json"))
+    assert [x["frozen"] for x in data["layers"]] == [False, True, True, False, False]
+    assert data["frozen_params"] == 56
+    rows = list(csv.DictReader(io.StringIO(format_summary(s, "csv"))))
+    assert [r["frozen"] for r in rows] == ["no", "yes", "yes", "no", "no"]
+    # unfrozen: the marks and the column disappear, the BN statistics stay non-trainable
+    g.nodes["conv"].trainable = g.nodes["bn"].trainable = True
+    s = summarize(g)
+    assert (s.trainable_params, s.non_trainable_params, s.frozen_params) == (178, 8, 0)
+    assert "Frozen" not in format_summary(s, "text")
+
+
+def test_json_is_indented_by_two_and_sizes_are_human(lenet):
+    text = format_summary(lenet, "json")
+    assert text.splitlines()[1].startswith('  "name"')
+    from engine.summary import fmt_accuracy, human_bytes
+
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(45_700_000) == "45.7 MB"
+    assert human_bytes(246_824) == "246.8 KB"
+    assert fmt_accuracy(0.738) == "73.80%"
