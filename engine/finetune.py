@@ -455,6 +455,59 @@ def replace_any_head(graph: Graph, weights: dict[str, np.ndarray], n_classes: in
     return g, out
 
 
+def head_id(graph: Graph, validation: Validation | None = None) -> str:
+    """The layer replace_any_head turns into the new classifier: the last Linear, else the last
+    layer with weights (a Conv2d classifier, SqueezeNet)."""
+    from .transfer import last_linear
+
+    if any(n.type_name == "Linear" for n in graph.nodes.values()):
+        return last_linear(graph)
+    v = validation or validate(graph)
+    weighted = [nid for nid in v.order if v.nodes[nid].layer.weight_shapes(v.nodes[nid].in_shapes)]
+    if not weighted:
+        raise GraphError("the network has no layer with weights to turn into the new classifier")
+    return weighted[-1]
+
+
+def resolve_layer(graph: Graph, spec: str, what: str = "--freeze-up-to") -> str:
+    """The id of the layer named (or with id) `spec`; GraphError suggesting real names when there
+    is none: close matches, or the layers of a block ('layer3' -> 'layer3.1.relu2')."""
+    import difflib
+
+    for n in graph.nodes.values():
+        if spec in (n.id, n.name):
+            return n.id
+    order = graph.topological_order() if graph.edges else list(graph.nodes)
+    names = [graph.nodes[nid].name for nid in order]
+    inside = [nm for nm in names if nm.startswith((spec + ".", spec + "_"))]
+    if inside:
+        raise GraphError(f"{what} {spec}: there is no layer '{spec}', but a block of "
+                         f"{len(inside)} layers ('{inside[0]}' … '{inside[-1]}'); to freeze "
+                         f"the whole block, use its last layer: {what} {inside[-1]}")
+    close = difflib.get_close_matches(spec, names, n=4, cutoff=0.6)
+    hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close else
+            f"the layers are {', '.join(repr(nm) for nm in names[:6])}"
+            f"{' … ' + repr(names[-1]) if len(names) > 6 else ''} (`summary MODEL` lists all)")
+    raise GraphError(f"{what} {spec}: no layer of that name or id; {hint}")
+
+
+def check_freeze_point(graph: Graph, target: str) -> None:
+    """GraphError when freezing up to `target` would freeze the classifier head, which the
+    fine-tuning replaces and trains: the head itself or a layer after it (Softmax)."""
+    head = head_id(graph)
+    if target != head and head not in graph.ancestors(target):
+        return
+    before = graph.inputs_of(head)
+    hint = (f"; freeze up to the layer before it: --freeze-up-to {graph.nodes[before[0]].name}"
+            if len(before) == 1 and graph.nodes[before[0]].type_name != "Input" else "")
+    name, head_name = graph.nodes[target].name, graph.nodes[head].name
+    where = ("is the classifier head" if target == head else
+             f"comes after the classifier head '{head_name}'")
+    raise GraphError(f"--freeze-up-to {name}: '{name}' {where}; fine-tuning replaces "
+                     f"'{head_name}' with a new layer for your classes and trains it, so it "
+                     f"cannot be frozen{hint}")
+
+
 def add_commands(sub) -> None:
     """Add the `finetune` subcommand to an argparse subparsers object (engine.cli wires it)."""
     from .cli import _float_in, model_parser, non_negative_int, positive_int
@@ -506,6 +559,7 @@ def cmd_finetune(args) -> int:
     from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError
     from .data import load_dataset
     from .project import save_project
+    from .summary import fmt_accuracy
     from .train import evaluate
     from .transfer import freeze_up_to
 
@@ -518,9 +572,13 @@ def cmd_finetune(args) -> int:
     graph, weights = load_any_model(args.model)
     v = validate(graph)
     v.raise_if_invalid("fine-tune it")
+    target = resolve_layer(graph, args.freeze_up_to)  # before any work: a typo fails fast
+    check_freeze_point(graph, target)
     if weights is None:
-        print(f"warning: '{args.model}' has no trained weights; fine-tuning from random ones",
-              file=sys.stderr)
+        print(f"warning: '{args.model}' has no weights: freezing random weights leaves a "
+              f"backbone that has learnt nothing, and only the head trains. Import pretrained "
+              f"weights first (an .onnx from the model zoo or torch.onnx.export, given as "
+              f"MODEL or through `import`)", file=sys.stderr)
         weights = Network.compile(graph, np.random.default_rng(args.seed),
                                   validation=v).state_dict()
     input_id = next(n for n in v.order if graph.nodes[n].type_name == "Input")
@@ -528,7 +586,7 @@ def cmd_finetune(args) -> int:
     n_classes = args.classes or data.num_classes
     if data.num_classes > n_classes:
         raise UsageError(f"--classes {n_classes} but the data has {data.num_classes} classes")
-    graph = freeze_up_to(graph, args.freeze_up_to)
+    graph = freeze_up_to(graph, target)
     graph, weights = replace_any_head(graph, weights, n_classes,
                                       np.random.default_rng(args.seed))
     split = None if args.engine_only else split_graph(graph)
@@ -536,6 +594,14 @@ def cmd_finetune(args) -> int:
           else describe_split(graph, split), file=sys.stderr)
     if split is not None and split.note:
         print(f"note: {split.note}", file=sys.stderr)
+    if split is not None and split.cut != target and target in graph.ancestors(split.cut):
+        extra = [graph.nodes[n].name for n in split.prefix if target in graph.ancestors(n)]
+        many = len(extra) != 1
+        print(f"note: the frozen part ends at '{graph.nodes[split.cut].name}', not "
+              f"'{graph.nodes[target].name}': the layer{'s' * many} after it "
+              f"({', '.join(repr(x) for x in extra)}) {'have' if many else 'has'} no weights, "
+              f"so {'their' if many else 'its'} output never changes either and is computed "
+              f"once with the frozen part", file=sys.stderr)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          optimizer=args.optimizer, lr=args.lr, seed=args.seed,
                          val_split=args.val_split, schedule=args.schedule)
@@ -550,10 +616,10 @@ def cmd_finetune(args) -> int:
 
     def on_epoch(r) -> None:
         progress.clear()
-        val = (f"  val_loss {r.val_loss:.4f}  val_acc {100 * r.val_accuracy:.2f}%"
+        val = (f"  val_loss {r.val_loss:.4f}  val_acc {fmt_accuracy(r.val_accuracy)}"
                if r.val_loss is not None else "")
         print(f"epoch {r.epoch}/{r.epochs}  loss {r.train_loss:.4f}  acc "
-              f"{100 * r.train_accuracy:.2f}%{val}  {r.seconds:.2f}s", flush=True)
+              f"{fmt_accuracy(r.train_accuracy)}{val}  {r.seconds:.2f}s", flush=True)
 
     stop = StopFlag()
     with stop:
@@ -573,7 +639,7 @@ def cmd_finetune(args) -> int:
         net.load_state_dict(new)
         loss, acc, _ = evaluate(net, data.test.x, data.test.y)
         meta["test"] = {"loss": loss, "accuracy": acc, "images": len(data.test)}
-        print(f"test  loss {loss:.4f}  acc {100 * acc:.2f}%  ({len(data.test):,} images)")
+        print(f"test  loss {loss:.4f}  acc {fmt_accuracy(acc)}  ({len(data.test):,} images)")
     save_project(out, graph, new, meta)
     print(f"saved {out} ({history.seconds:.1f}s)", file=sys.stderr)
     if args.onnx:

@@ -422,3 +422,40 @@ def test_cli_finetune(tmp_path, capsys, engine_only):
     assert not project.graph.nodes["features.0"].trainable
     assert project.meta["history"]["epochs"]
     onnx.checker.check_model(onnx.load(str(onnx_out)), full_check=True)
+
+
+# ---- the finetune command's checks ----------------------------------------------------------
+
+def _finetune_cli(tmp_path, model, freeze, capsys, data=None):
+    from engine.cli import main
+
+    argv = ["finetune", model, "--data", str(data or tmp_path / "none"), "--freeze-up-to",
+            freeze, "--out", str(tmp_path / "ft.cnnd"), "--epochs", "1", "--batch-size", "8"]
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("freeze, where", [("fc3", "is the classifier head"),
+                                           ("softmax", "comes after the classifier head 'fc3'")])
+def test_freezing_the_replaced_head_is_an_error(tmp_path, capsys, freeze, where):
+    rc, _, err = _finetune_cli(tmp_path, "lenet5", freeze, capsys)
+    assert rc == 1
+    assert where in err and "cannot be frozen" in err and "--freeze-up-to relu4" in err
+    assert not (tmp_path / "ft.cnnd").exists()
+
+
+def test_unknown_layer_suggests_real_names(tmp_path, capsys):
+    rc, _, err = _finetune_cli(tmp_path, "lenet5", "fc", capsys)
+    assert rc == 1 and "did you mean" in err and "'fc3'" in err
+    rc, _, err = _finetune_cli(tmp_path, "resnet18", "layer3", capsys)
+    assert rc == 1 and "use its last layer: --freeze-up-to layer3.1.relu2" in err
+
+
+def test_cut_after_the_named_layer_is_explained_and_random_backbone_warned(tmp_path, capsys):
+    write_image_folder(tmp_path / "imgs", (1, 28, 28), per_class=3)
+    rc, _, err = _finetune_cli(tmp_path, "lenet5", "pool2", capsys, tmp_path / "imgs")
+    assert rc == 0, err
+    assert "ends at 'flatten', not 'pool2'" in err and "('flatten') has no weights" in err
+    assert "freezing random weights" in err and "import pretrained weights" in err.lower()
+    assert (tmp_path / "ft.cnnd").exists()
