@@ -21,8 +21,10 @@ def add_commands(sub) -> None:
     from .templates import TEMPLATES
 
     p = sub.add_parser("templates", help="list the classic architectures (templates)",
-                       description="List the templates usable with `new` (and as MODEL for "
-                                   "`finetune`): name, title, input size, parameters.")
+                       description="List the templates usable with `new` and as MODEL: name, "
+                                   "title, input size, trainable parameters (plus the "
+                                   "non-trainable BatchNorm statistics, which `summary` counts "
+                                   "in its total) and layers.")
     p.set_defaults(func=cmd_templates)
 
     p = sub.add_parser("new", help="a new project from a classic architecture",
@@ -51,9 +53,17 @@ def cmd_templates(args) -> int:
         g = info.build(10 if key == "lenet5" else 1000)
         v = validate(g)
         shape = "×".join(map(str, info.input_shape))
-        print(f"{key:<{width}}  {info.title}: {shape}, {v.trainable_params:,} parameters, "
-              f"{len(g.nodes)} layers")
+        extra = (f" (+{v.non_trainable_params:,} non-trainable{_non_trainable_kind(g)})"
+                 if v.non_trainable_params else "")
+        print(f"{key:<{width}}  {info.title}: {shape}, {v.trainable_params:,} parameters"
+              f"{extra}, {len(g.nodes)} layers")
     return 0
+
+
+def _non_trainable_kind(graph) -> str:
+    """What a template's non-trainable values are (nothing is frozen in a fresh template)."""
+    frozen = any(not n.trainable for n in graph.nodes.values())
+    return "" if frozen else ": BatchNorm statistics"
 
 
 def cmd_new(args) -> int:

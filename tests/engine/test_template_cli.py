@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -48,3 +49,20 @@ def test_new_refuses_unknown_templates_and_bad_paths(tmp_path):
     args = parse(["new", "lenet5", "--out", str(tmp_path / "missing" / "x.cnnd")])
     with pytest.raises(UsageError, match="does not exist"):
         args.func(args)
+
+
+def test_templates_shows_what_summary_counts(capsys):
+    """`templates` and `summary` agree: trainable + non-trainable = summary's total."""
+    import re
+
+    from engine.cli import main
+
+    assert main(["templates"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("resnet18"))
+    m = re.search(r"([\d,]+) parameters \(\+([\d,]+) non-trainable: BatchNorm statistics\)", line)
+    assert m, line
+    trainable, stats = (int(g.replace(",", "")) for g in m.groups())
+    assert main(["summary", "resnet18", "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (trainable, stats) == (data["trainable_params"], data["non_trainable_params"])
+    assert stats > 0
