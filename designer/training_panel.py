@@ -56,6 +56,7 @@ from .workers import (
 LOCK_REASON = "training is running: stop it to edit the graph"
 SOURCES = (("mnist", "MNIST (embedded)"), ("idx", "IDX folder"),
            ("images", "Image folder (one subfolder per class)"), ("npz", ".npz file (x, y)"))
+NO_RESULT_TEXT = "Train the network to see how well it does on data it has never seen."
 UPDATE_HZ = 10.0  # curve / progress updates per second: each repaint of the plots costs
 # a few ms of CPU that training (which uses every core) would otherwise have
 
@@ -263,6 +264,9 @@ class TrainingPanel(QWidget):
         self.n_updates = 0
         self._autoload = load
         self._last_request = None
+        self._loading_request = None  # (spec, limit) of the load in flight
+        self._loaded_request = None  # (spec, limit) that self.dataset was loaded with
+        self._train_when_loaded = False  # Train was clicked while the data did not match
         self._load_gen = 0  # results of an older load (superseded by set_dataset) are dropped
         self._discard = False  # set when the document is replaced while training
         self._reset_curves()
@@ -472,8 +476,7 @@ class TrainingPanel(QWidget):
 
         results = QWidget()
         rl = QGridLayout(results)
-        self.result_label = QLabel("Train the network to see how well it does on data it has "
-                                   "never seen.")
+        self.result_label = QLabel(NO_RESULT_TEXT)
         self.result_label.setWordWrap(True)
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
         self.confusion = ConfusionMatrix()
@@ -534,7 +537,7 @@ class TrainingPanel(QWidget):
         self.limit.blockSignals(True)
         self.limit.setValue(len(bundle.train))
         self.limit.blockSignals(False)
-        self._last_request = (self.data_spec(), self.limit.value())
+        self._last_request = self._loading_request = self.data_fields()
         self._load_gen += 1
         self._on_data_loaded(bundle)
         self._update_buttons()
@@ -566,6 +569,21 @@ class TrainingPanel(QWidget):
     def data_spec(self) -> str:
         return "mnist" if self.source.currentData() == "mnist" else self.path.text().strip()
 
+    def data_fields(self) -> tuple[str, int]:
+        """What the data fields ask for now: (source spec, image limit)."""
+        return self.data_spec(), self.limit.value()
+
+    @property
+    def data_current(self) -> bool:
+        """True when the loaded data is what the fields show (nothing loading, nothing edited
+        since): only then does Train start at once."""
+        return (self.dataset is not None and self._data_thread is None
+                and self._loaded_request == self.data_fields())
+
+    @property
+    def waiting_for_data(self) -> bool:
+        return self._train_when_loaded
+
     def load_data(self, *_) -> None:
         """Load the chosen data in a worker thread (then preview and check it)."""
         spec = self.data_spec()
@@ -581,7 +599,7 @@ class TrainingPanel(QWidget):
             return  # one load at a time; the user can retry when it ends
         self.data_info.setText("loading…")
         self._loading_key = key
-        self._last_request = (spec, self.limit.value())
+        self._last_request = self._loading_request = (spec, self.limit.value())
         self._load_gen += 1
         self._data_worker = FunctionWorker(engine_data.load_dataset, spec, shape,
                                            self.limit.value() or None, tag=self._load_gen)
@@ -598,6 +616,7 @@ class TrainingPanel(QWidget):
     def _on_data_loaded(self, bundle) -> None:
         self.dataset = bundle
         self.data_key = self._loading_key
+        self._loaded_request = self._loading_request
         tr = bundle.train
         c, h, w = tr.x.shape[1:]
         test = f", {len(bundle.test):,} test" if bundle.test is not None else ""
@@ -612,12 +631,22 @@ class TrainingPanel(QWidget):
             return
         self.dataset = None
         self.data_key = None
+        self._loaded_request = None
         self.data_info.setText(f"<span style='color:#c62828'>{text}</span>")
         self.preview.set_data(np.zeros((0, 1, 1, 1)), np.zeros(0, np.int64), [])
+        if self._train_when_loaded:
+            self._train_when_loaded = False
+            self.status.setText("Not started: the data could not be loaded.")
 
     def _on_data_done(self) -> None:
         stop_thread(self._data_thread)
         self._data_thread = self._data_worker = None
+        if self.data_spec() and self.data_fields() != self._loading_request:
+            self.load_data()  # the fields changed while this load ran: load what they show
+        elif self._train_when_loaded:
+            self._train_when_loaded = False
+            if self.data_current:
+                self.start_training()
         self._update_buttons()
 
     def check_data(self) -> list[Message]:
@@ -684,11 +713,72 @@ class TrainingPanel(QWidget):
         self._update_buttons()
 
     def _on_graph_reset(self) -> None:
-        """Another network was opened: a running training belongs to the old one."""
+        """Another network was opened: a running training belongs to the old one, and so do
+        the results on show (they are replaced by the new document's saved history, if any)."""
         if self.training:
             self._discard = True
             self.stop_training()
+        else:
+            self._train_when_loaded = False
+            self.clear_results()
+            self.status.setText("Ready.")
         self._on_validated()
+
+    def clear_results(self) -> None:
+        """Forget the shown run: curves, timeline, progress, accuracy, confusion matrix and
+        worst samples. The document's saved history (an opened project's), if any, is shown
+        instead: its per-epoch curves and final accuracy."""
+        self.result = None
+        self._reset_curves()
+        self.snapshots = []
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, 0)
+        self.slider.blockSignals(False)
+        self.slider.setEnabled(False)
+        self.slider_label.setText("before training")
+        for line in self.epoch_lines:
+            line.setVisible(False)
+        for img in (self.filters_img, self.maps_img, self.sample_img):
+            img.clear()
+        self.filters_title.setText("first conv layer's filters")
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.confusion.set_matrix(None)
+        self.worst.set_items([], [])
+        self.tabs.setTabText(1, "Results")
+        self.result_label.setText(NO_RESULT_TEXT)
+        self._show_saved_history(self.doc.history)
+
+    def _show_saved_history(self, hist: dict | None) -> None:
+        """Per-epoch curves and the final figures of a run saved with the project."""
+        epochs = (hist or {}).get("epochs") or []
+        try:
+            t = [float(e["epoch"]) for e in epochs]
+            loss = [float(e["train_loss"]) for e in epochs]
+            acc = [float(e["train_accuracy"]) for e in epochs]
+            val = [(float(e["epoch"]), float(e["val_loss"]), float(e["val_accuracy"]))
+                   for e in epochs if e.get("val_loss") is not None]
+        except (KeyError, TypeError, ValueError):
+            return  # an unreadable history: nothing to show
+        for plot in (self.loss_plot, self.acc_plot):
+            plot.enableAutoRange(x=True, y=plot is self.loss_plot)
+        self.acc_plot.setYRange(0, 1, padding=0.02)
+        if t:
+            self.train_loss_curve.setData(t, loss)
+            self.train_acc_curve.setData(t, acc)
+        if val:
+            ve, vl, va = zip(*val)
+            self.val_loss_curve.setData(list(ve), list(vl))
+            self.val_acc_curve.setData(list(ve), list(va))
+        ev = hist.get("eval_accuracy") if hist else None
+        if isinstance(ev, (int, float)):
+            name = str(hist.get("eval_set") or "test")
+            loss_txt = (f" · loss {hist['eval_loss']:.4f}"
+                        if isinstance(hist.get("eval_loss"), (int, float)) else "")
+            self.result_label.setText(
+                f"<b>{name.capitalize()} accuracy {ev:.2%}</b>{loss_txt} (saved with the "
+                f"project, after {len(epochs)} epoch{'s' * (len(epochs) != 1)}). Train again to "
+                f"see the confusion matrix and the worst-classified samples.")
 
     def _on_optimizer(self, *_) -> None:
         sgd = self.optimizer.currentData() == "sgd"
@@ -713,13 +803,17 @@ class TrainingPanel(QWidget):
 
     def _update_buttons(self, *_) -> None:
         busy = self.training
+        waiting = self._train_when_loaded
         v = self.doc.validation
         fatal = any(m.severity == ERROR for m in self.mismatch_messages)
-        can = (not busy and self.dataset is not None and v.ok and not fatal
+        # Train stays enabled while data loads (a click then waits for it): the data shown is
+        # the data trained on
+        has_data = self.dataset is not None or self._data_thread is not None
+        can = (not busy and not waiting and has_data and v.ok and not fatal
                and self.doc.locked_reason is None)
         self.train_button.setEnabled(can)
         self.pause_button.setEnabled(busy)
-        self.stop_button.setEnabled(busy)
+        self.stop_button.setEnabled(busy or waiting)
         for w in (self.source, self.path, self.browse, self.limit, self.val_split, self.epochs,
                   self.batch_size, self.optimizer, self.lr, self.weight_decay, self.schedule,
                   self.seed):
@@ -739,8 +833,20 @@ class TrainingPanel(QWidget):
     def start_training(self) -> bool:
         """Compile the network (continuing from the document's weights), lock the document and
         start the worker. Returns False (with the reason in the status line) if it can't."""
-        if self.training:
+        if self.training or self._train_when_loaded:
             return False
+        if not self.data_current and self.data_spec():
+            # the fields ask for other data than what is loaded (or a load is running): load
+            # it, then start; the click is not lost and what is shown is what trains
+            if self._data_thread is None:
+                self.load_data()
+            if self._data_thread is not None:
+                self._train_when_loaded = True
+                n = self.limit.value()
+                self.status.setText(f"Loading {'all' if not n else f'{n:,}'} images first; "
+                                    f"training starts when they are ready.")
+                self._update_buttons()
+                return True
         if self.dataset is None:
             self.status.setText("Load data first.")
             return False
@@ -817,6 +923,10 @@ class TrainingPanel(QWidget):
             self.status.setText("Paused (between batches). Resume or Stop.")
 
     def stop_training(self) -> None:
+        if self._train_when_loaded:  # not started yet: cancel the start, let the load finish
+            self._train_when_loaded = False
+            self.status.setText("Not started.")
+            self._update_buttons()
         if self.worker is not None:
             self.worker.stop()
             self.status.setText("Stopping after this batch…")
@@ -884,6 +994,7 @@ class TrainingPanel(QWidget):
         h = result.history
         self.doc.unlock()
         if self._discard:
+            self.clear_results()
             self.status.setText("Training stopped: another network was opened; its weights "
                                 "were not kept.")
             self.training_finished.emit(None)

@@ -239,3 +239,105 @@ def test_opening_another_network_stops_training_and_keeps_its_weights_out(qtbot,
     assert sig.args[0] is None
     assert doc.weights is None and doc.locked_reason is None
     assert "another network" in panel.status.text()
+
+
+def test_train_waits_for_the_data_the_fields_show(qtbot, panel, mnist, monkeypatch):
+    """Typing a new image count and clicking Train trains on that count, not on the data a
+    reload (started by editingFinished, still running) is about to replace."""
+    import threading
+
+    from designer import training_panel as tp_module
+
+    gate = threading.Event()
+    calls = []
+
+    def slow_load(spec, shape=None, limit=None):
+        calls.append(limit)
+        gate.wait(30)
+        n = limit or len(mnist.train)
+        return DataBundle(Dataset(mnist.train.x[:n], mnist.train.y[:n], mnist.train.classes,
+                                  "MNIST train"), mnist.test)
+
+    monkeypatch.setattr(tp_module.engine_data, "load_dataset", slow_load)
+    try:
+        panel.limit.setValue(300)
+        panel.limit.editingFinished.emit()  # the click on Train takes the focus: a reload
+        assert panel._data_thread is not None and not panel.data_current
+        panel.train_button.click()
+        assert panel.waiting_for_data and not panel.training
+        assert panel.doc.locked_reason is None
+        assert not panel.train_button.isEnabled() and panel.stop_button.isEnabled()
+        with qtbot.waitSignal(panel.training_started, timeout=TIMEOUT):
+            gate.set()
+        assert "300 training images" in panel.data_info.text()
+        assert panel._n_train == 270  # 300 minus the 10 % validation split
+        wait_done(qtbot, panel)
+        # a count typed without leaving the field (no editingFinished) is loaded by Train too
+        panel.limit.setValue(200)
+        with qtbot.waitSignal(panel.training_started, timeout=TIMEOUT):
+            assert panel.start_training()
+        assert panel._n_train == 180 and "200 training images" in panel.data_info.text()
+        wait_done(qtbot, panel)
+        assert calls == [300, 200]
+    finally:
+        gate.set()
+
+
+def test_stop_cancels_a_start_that_waits_for_data(qtbot, panel, mnist, monkeypatch):
+    import threading
+
+    from designer import training_panel as tp_module
+
+    gate = threading.Event()
+
+    def slow_load(spec, shape=None, limit=None):
+        gate.wait(30)
+        return DataBundle(Dataset(mnist.train.x[:limit], mnist.train.y[:limit],
+                                  mnist.train.classes), mnist.test)
+
+    monkeypatch.setattr(tp_module.engine_data, "load_dataset", slow_load)
+    try:
+        panel.limit.setValue(100)
+        assert panel.start_training() and panel.waiting_for_data
+        panel.stop_training()
+        assert not panel.waiting_for_data
+        gate.set()
+        qtbot.waitUntil(lambda: panel._data_thread is None, timeout=10_000)
+        assert not panel.training and len(panel.dataset.train) == 100
+        assert panel.train_button.isEnabled()
+    finally:
+        gate.set()
+
+
+def test_opening_another_network_clears_the_previous_results(qtbot, panel):
+    with qtbot.waitSignal(panel.training_finished, timeout=TIMEOUT):
+        assert panel.start_training()
+    wait_done(qtbot, panel)
+    assert panel.confusion.matrix is not None and panel.worst.items and panel.snapshots
+    assert "accuracy" in panel.result_label.text()
+    assert len(panel.train_loss_curve.getData()[0]) >= 1
+    panel.doc.reset(load_example("lenet5"))
+    assert panel.result is None
+    assert panel.confusion.matrix is None and not panel.worst.items
+    assert panel.snapshots == [] and panel.slider.maximum() == 0
+    for curve in (panel.train_loss_curve, panel.val_loss_curve, panel.train_acc_curve,
+                  panel.val_acc_curve):
+        t, _ = curve.getData()
+        assert t is None or len(t) == 0
+    assert panel.progress.value() == 0 and "accuracy" not in panel.progress.format()
+    assert "accuracy" not in panel.result_label.text()
+    assert "Done" not in panel.status.text()
+    assert panel.filters_img.image is None and panel.maps_img.image is None
+    # a project saved with its history shows that history's curves and accuracy instead
+    hist = {"epochs": [{"epoch": 1, "epochs": 2, "train_loss": 0.9, "train_accuracy": 0.7,
+                        "val_loss": 0.5, "val_accuracy": 0.8, "seconds": 1.0,
+                        "images_per_s": 9.0},
+                       {"epoch": 2, "epochs": 2, "train_loss": 0.4, "train_accuracy": 0.85,
+                        "val_loss": 0.3, "val_accuracy": 0.9, "seconds": 1.0,
+                        "images_per_s": 9.0}],
+            "stopped": None, "seconds": 2.0, "eval_set": "test", "eval_accuracy": 0.875,
+            "eval_loss": 0.31}
+    panel.doc.reset(load_example("lenet5"), history=hist)
+    assert list(panel.train_loss_curve.getData()[1]) == [0.9, 0.4]
+    assert list(panel.val_acc_curve.getData()[1]) == [0.8, 0.9]
+    assert "87.50%" in panel.result_label.text()
