@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def test_train_tiny_mnist_writes_a_project(tmp_path, capsys):
     assert "epoch 1/1" in out and "val_acc" in out
     assert "test  loss" in out and "(600 images)" in out
     assert "img/s" in err and "saved" in err
+    # 600 images, 10 % held out: both counts are said
+    assert "on 540 images (+60 held out for validation)" in err
     p = load_project(out_path)
     assert p.weights is not None and "conv1.weight" in p.weights
     assert len(p.meta["history"]["epochs"]) == 1 and p.meta["history"]["stopped"] is None
@@ -143,9 +146,40 @@ def test_bad_arguments_exit_2(capsys, argv, message):
 
 
 def test_help_everywhere(capsys):
-    for argv in (["--help"], ["summary", "--help"], ["train", "--help"]):
+    for argv in (["--help"], ["summary", "--help"], ["train", "--help"], ["export", "--help"],
+                 ["infer", "--help"], ["finetune", "--help"]):
         rc, out, _ = run(argv, capsys)
-        assert rc == 0 and "exit codes" in out and "usage:" in out
+        assert rc == 0 and "exit codes" in out and "usage:" in out, argv
+        assert max(len(ln) for ln in out.splitlines()) <= 80, argv  # wrapped
+        if argv[0] != "--help":
+            flat = " ".join(out.split())
+            assert re.search(r"MODEL (project|\.onnx file)[^:]*template name", flat), argv
+
+
+@pytest.mark.parametrize("argv, prog", [(["summary"], "cnn-designer summary"),
+                                        (["train", "lenet5", "--data", "mnist"],
+                                         "cnn-designer train"),
+                                        (["infer", "lenet5", "--bogus"], "cnn-designer infer")])
+def test_usage_errors_are_short_and_name_the_subcommand(capsys, argv, prog):
+    rc, out, err = run(argv, capsys)
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{prog}: error: "), err
+    assert "--help" in lines[1]
+
+
+def test_summary_of_a_project_whose_weights_do_not_fit(tmp_path, capsys):
+    """Like the designer, summary opens it: the weights are not needed, the mismatch is said."""
+    import numpy as np
+
+    from engine.examples import load_example
+    from engine.project import save_project
+
+    g = load_example("lenet5")
+    path = save_project(tmp_path / "m.cnnd", g, {"fc1.weight": np.zeros((3, 3), np.float32)})
+    rc, out, err = run(["summary", str(path), "-f", "json"], capsys)
+    assert rc == 0 and json.loads(out)["total_params"] == 61706
+    assert "warning: layer 'fc1'" in err and "3×3" in err
 
 
 def test_main_py_dispatches_to_the_cli():
