@@ -791,12 +791,14 @@ with torch.no_grad():
 
 def add_commands(subparsers) -> None:
     """Register `export-pytorch MODEL --out DIR` on the main CLI's subparsers."""
-    p = subparsers.add_parser(
-        "export-pytorch", help="write the design as PyTorch code (model.py, train.py, weights)",
+    from .cli import MODEL_HELP, model_parser
+
+    p = model_parser(
+        subparsers, "export-pytorch",
+        help="write the design as PyTorch code (model.py, train.py, weights)",
         description="Write MODEL as a PyTorch module (model.py), its weights (weights.npz), a "
                     "training script for one CPU / GPU or torchrun (train.py) and a README.")
-    p.add_argument("model", metavar="MODEL",
-                   help="project file (.cnnd), architecture .json, example or template name")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--class-name", default=None, help="name of the nn.Module class")
     p.set_defaults(func=cmd_export_pytorch)
@@ -830,8 +832,10 @@ def _load(spec: str):
 def cmd_export_pytorch(args) -> int:
     graph, weights = _load(args.model)
     paths = export_pytorch(graph, weights, args.out, args.class_name)
-    for p in paths:
-        print(p)
+    import sys
+
+    for p in paths:  # messages on stderr (engine.cli's convention)
+        print(f"wrote {p}", file=sys.stderr)
     return 0
 
 
