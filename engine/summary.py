@@ -106,9 +106,12 @@ def summarize(graph: Graph, validation: Validation | None = None) -> Summary:
     ids = list(v.order) + [nid for nid in graph.nodes if nid not in v.order]  # cycles last
     rows: list[LayerRow] = []
     sequential = True
+    preds: dict[str, list[str]] = {}  # graph.inputs_of for every node in one pass over edges
+    for e in sorted(graph.edges, key=lambda e: e.port):
+        preds.setdefault(e.dst, []).append(e.src)
     for k, nid in enumerate(ids):
         node, res = graph.nodes[nid], v.nodes[nid]
-        srcs = graph.inputs_of(nid)
+        srcs = preds.get(nid, [])
         if srcs != ([ids[k - 1]] if k else []):
             sequential = False
         details = ""

@@ -42,7 +42,7 @@ class CanvasView(QGraphicsView):
         self.horizontalScrollBar().valueChanged.connect(self.minimap.update_later)
         self.verticalScrollBar().valueChanged.connect(self.minimap.update_later)
         scene.content_changed.connect(self.minimap.content_changed)
-        scene.doc.validated.connect(self.minimap.content_changed)  # error colours
+        scene.doc.validated.connect(self.minimap.validated)  # error colours
 
     def canvas(self) -> CanvasScene:
         return self.scene()
@@ -268,6 +268,13 @@ class Minimap(QWidget):
     def content_changed(self) -> None:
         self._pix = None
         self.update_later()
+
+    def validated(self, validation) -> None:
+        """Redraw only when the layers shown in red changed (most edits change none)."""
+        errors = frozenset(m.node_id for m in validation.errors)
+        if errors != getattr(self, "_errors", frozenset()):
+            self._errors = errors
+            self.content_changed()
 
     def place(self) -> None:
         vp = self.view.viewport().geometry()

@@ -1,0 +1,30 @@
+"""Fixtures shared by the designer tests: a main window whose message boxes never block."""
+
+import pytest
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from designer import files
+from designer.main_window import MainWindow
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    """A shown MainWindow (1400×900) with its own settings and autosave folder; warnings are
+    recorded in `window.shown_messages`, questions answered 'Discard'."""
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning",
+                        staticmethod(lambda parent, title, text, *a: shown.append(text)))
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda parent, title, text, *a: shown.append(text) or QMessageBox.StandardButton.Discard))
+    monkeypatch.setattr(QInputDialog, "getInt", staticmethod(
+        lambda *a, **k: pytest.fail("an unexpected number dialog opened")))
+    w = MainWindow(settings=files.make_settings(tmp_path / "settings.ini"),
+                   autosave_dir=tmp_path / "autosave")
+    w.shown_messages = shown
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.doc.undo_stack.setClean()
+    w.shutdown()
