@@ -478,7 +478,7 @@ class MainWindow(QMainWindow):
         frozen = sum(not n.trainable for n in nodes.values())
         left = sum(r.trainable_params for nid, r in v.nodes.items()
                    if nid in nodes and nodes[nid].trainable)
-        self.lbl_frozen.setText(f"🔒 {frozen} layer{'s' * (frozen != 1)} frozen · "
+        self.lbl_frozen.setText(f"Frozen: {frozen} layer{'s' * (frozen != 1)} · "
                                 f"{fmt_count(left)} params train" if frozen else "")
         self.lbl_frozen.setVisible(bool(frozen))
 
