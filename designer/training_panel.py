@@ -16,10 +16,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -27,6 +29,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSlider,
     QSpinBox,
@@ -85,44 +88,66 @@ def style_plot(plot: pg.PlotWidget, widget: QWidget) -> None:
 
 
 class SamplePreview(QWidget):
-    """A few samples per class, one row per class (at most 10 classes × 6 samples)."""
+    """A few samples per class: one column per class (at most 10), its name on top, samples
+    below. Cells grow with the width (16 to 40 px); the height follows (height-for-width), so
+    nothing below it is ever drawn over."""
+
+    ROWS = 3  # samples per class shown
+    HEAD = 16  # class-name row
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.rows: list[tuple[str, list]] = []
-        self.setMinimumHeight(60)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.rows: list[tuple[str, list]] = []  # (class name, images)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
 
-    def set_data(self, x: np.ndarray, y: np.ndarray, classes: list[str], per_class: int = 6,
+    def set_data(self, x: np.ndarray, y: np.ndarray, classes: list[str], per_class: int = 3,
                  max_classes: int = 10) -> None:
         self.rows = []
         for k in range(min(max(len(classes), int(y.max()) + 1 if len(y) else 0), max_classes)):
             idx = np.flatnonzero(y == k)[:per_class]
             name = classes[k] if k < len(classes) else str(k)
             self.rows.append((name, [to_qimage(x[i]) for i in idx]))
+        self.setToolTip("A few training images of each class" if self.rows else "")
         self.updateGeometry()
         self.update()
 
+    def _cell(self, width: int) -> int:
+        return int(max(16, min(40, (width - 2) // max(len(self.rows), 1) - 2)))
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        if not self.rows:
+            return 24
+        n = max(len(imgs) for _, imgs in self.rows)
+        return self.HEAD + n * (self._cell(width) + 2) + 2
+
     def sizeHint(self):
         from PySide6.QtCore import QSize
-        return QSize(240, max(60, 26 * len(self.rows) + 4))
+        return QSize(300, self.heightForWidth(300))
+
+    def minimumSizeHint(self):
+        from PySide6.QtCore import QSize
+        return QSize(120, self.heightForWidth(max(self.width(), 120)))
 
     def paintEvent(self, event):
         p = QPainter(self)
+        p.setPen(self.palette().windowText().color())
         if not self.rows:
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no data loaded")
             return
-        n_rows = len(self.rows)
-        cell = max(10, min(26, (self.height() - 2) // n_rows))
-        label_w = 56
+        cell = self._cell(self.width())
         fm = p.fontMetrics()
-        for r, (name, imgs) in enumerate(self.rows):
-            y = 1 + r * cell
-            p.drawText(QRectF(0, y, label_w - 4, cell), Qt.AlignmentFlag.AlignRight
-                       | Qt.AlignmentFlag.AlignVCenter, fm.elidedText(name, Qt.TextElideMode
-                                                                     .ElideRight, label_w - 6))
-            for c, img in enumerate(imgs):
-                p.drawImage(QRectF(label_w + c * (cell + 2), y + 1, cell - 2, cell - 2), img)
+        x0 = max(0, (self.width() - len(self.rows) * (cell + 2)) // 2)
+        for c, (name, imgs) in enumerate(self.rows):
+            x = x0 + c * (cell + 2)
+            p.drawText(QRectF(x - 1, 0, cell + 4, self.HEAD), Qt.AlignmentFlag.AlignCenter,
+                       fm.elidedText(name, Qt.TextElideMode.ElideRight, cell + 4))
+            for r, img in enumerate(imgs):
+                p.drawImage(QRectF(x, self.HEAD + r * (cell + 2), cell, cell), img)
         p.end()
 
 
@@ -385,15 +410,33 @@ class TrainingPanel(QWidget):
 
         left = QWidget()
         ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        ll.setContentsMargins(0, 0, 4, 0)
         ll.addWidget(data_box)
         ll.addWidget(hp_box)
         ll.addLayout(brow)
         ll.addWidget(self.progress)
         ll.addWidget(self.status)
         ll.addStretch(1)
-        left.setMinimumWidth(270)
-        left.setMaximumWidth(340)
+        # the settings scroll on their own when the panel is wide and short (a bottom dock);
+        # in a narrow dock they take their full height above the curves
+        self.settings_scroll = QScrollArea()
+        self.settings_scroll.setWidgetResizable(True)
+        self.settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.settings_scroll.setWidget(left)
+        for w in (self.source, self.path, self.limit, self.val_split, self.epochs,
+                  self.batch_size, self.optimizer, self.lr, self.momentum, self.weight_decay,
+                  self.schedule, self.seed):
+            w.setMinimumWidth(90)  # combo boxes and spin boxes shrink with a narrow dock
+        shrink = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        for combo in (self.source, self.optimizer, self.schedule):
+            combo.setSizeAdjustPolicy(shrink)
+            combo.setMinimumContentsLength(8)
+        for form in (df, hf):
+            form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for b in (self.train_button, self.pause_button, self.stop_button):
+            b.setMinimumWidth(60)
 
         # curves + timeline
         self.loss_plot = pg.PlotWidget(title="loss")
@@ -423,7 +466,9 @@ class TrainingPanel(QWidget):
             plot.addItem(line)
             self.epoch_lines.append(line)
 
-        timeline = QGroupBox("Timeline: what the network learned, epoch by epoch")
+        timeline = QGroupBox("Timeline: what the network learned")
+        timeline.setToolTip("The first convolution's filters and one layer's feature maps of a "
+                            "fixed image, before training and after each epoch.")
         tl = QGridLayout(timeline)
         self.filters_title = QLabel("first conv layer's filters")
         self.maps_title = QLabel("feature maps of")
@@ -436,28 +481,35 @@ class TrainingPanel(QWidget):
         self.maps_view, self.maps_vb, self.maps_img = image_view()
         self.sample_view, self.sample_vb, self.sample_img = image_view()
         self.sample_view.setMaximumWidth(90)
-        for w in (self.filters_view, self.maps_view):
-            w.setMinimumHeight(110)
+        for w in (self.filters_view, self.maps_view, self.sample_view):
+            w.setMinimumSize(60, 90)
+        self.watch_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.watch_combo.setMinimumContentsLength(6)
+        self.filters_title.setMinimumWidth(10)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 0)
         self.slider.setEnabled(False)
         self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
         self.slider_label = QLabel("before training")
-        self.slider_label.setMinimumWidth(110)
+        self.slider_label.setMinimumWidth(self.slider_label.fontMetrics()
+                                          .horizontalAdvance("after epoch 1000") + 4)
+        self.filters_title.setWordWrap(True)
         mrow = QHBoxLayout()
         mrow.addWidget(self.maps_title)
         mrow.addWidget(self.watch_combo, 1)
-        tl.addWidget(self.filters_title, 0, 0)
-        tl.addLayout(mrow, 0, 1)
-        tl.addWidget(QLabel("fixed image"), 0, 2)
-        tl.addWidget(self.filters_view, 1, 0)
-        tl.addWidget(self.maps_view, 1, 1)
-        tl.addWidget(self.sample_view, 1, 2)
+        tl.addLayout(mrow, 0, 0, 1, 3)
+        tl.addWidget(self.filters_title, 1, 0)
+        tl.addWidget(QLabel("maps"), 1, 1)
+        tl.addWidget(QLabel("image"), 1, 2)
+        tl.addWidget(self.filters_view, 2, 0)
+        tl.addWidget(self.maps_view, 2, 1)
+        tl.addWidget(self.sample_view, 2, 2)
         srow = QHBoxLayout()
         srow.addWidget(QLabel("epoch"))
         srow.addWidget(self.slider, 1)
         srow.addWidget(self.slider_label)
-        tl.addLayout(srow, 2, 0, 1, 3)
+        tl.addLayout(srow, 3, 0, 1, 3)
         tl.setColumnStretch(0, 2)
         tl.setColumnStretch(1, 3)
 
@@ -475,37 +527,41 @@ class TrainingPanel(QWidget):
         cl.addWidget(vs)
 
         results = QWidget()
-        rl = QGridLayout(results)
+        rl = QVBoxLayout(results)
         self.result_label = QLabel(NO_RESULT_TEXT)
         self.result_label.setWordWrap(True)
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
         self.confusion = ConfusionMatrix()
         self.worst = Thumbnails()
-        rl.addWidget(self.result_label, 0, 0, 1, 2)
         worst_title = QLabel("<b>Worst-classified samples</b> (lowest probability for the true "
                              "class)")
         worst_title.setWordWrap(True)
-        rl.addWidget(QLabel("<b>Confusion matrix</b>"), 1, 0)
-        rl.addWidget(worst_title, 1, 1)
-        rl.addWidget(self.confusion, 2, 0)
-        rl.addWidget(self.worst, 2, 1)
-        rl.setColumnStretch(0, 1)
-        rl.setColumnStretch(1, 1)
-        rl.setRowStretch(2, 1)
+        conf_box, worst_box = QWidget(), QWidget()
+        for box, title, w in ((conf_box, QLabel("<b>Confusion matrix</b>"), self.confusion),
+                              (worst_box, worst_title, self.worst)):
+            bl = QVBoxLayout(box)
+            bl.setContentsMargins(0, 0, 0, 0)
+            bl.addWidget(title)
+            bl.addWidget(w, 1)
+        # side by side when wide, stacked when narrow (_fit_orientation)
+        self.results_row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        self.results_row.addWidget(conf_box, 1)
+        self.results_row.addWidget(worst_box, 1)
+        rl.addWidget(self.result_label)
+        rl.addLayout(self.results_row, 1)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(curves, "Curves && timeline")
         self.tabs.addTab(results, "Results")
 
-        self.split = QSplitter(Qt.Orientation.Horizontal)
-        self.split.setChildrenCollapsible(False)
-        self.split.addWidget(left)
-        self.split.addWidget(self.tabs)
-        self.split.setStretchFactor(1, 1)
         self.left = left
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(4, 4, 4, 4)
-        outer.addWidget(self.split)
+        self.narrow: bool | None = None
+        self.outer = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
+        self.outer.setContentsMargins(4, 4, 4, 4)
+        self.outer.addWidget(self.settings_scroll)
+        self.outer.addWidget(self.tabs, 1)
+        self.tabs.setMinimumWidth(280)
+        self._apply_orientation(False)
 
         self.source.currentIndexChanged.connect(self._on_source_changed)
         self.browse.clicked.connect(self._browse)
@@ -820,6 +876,8 @@ class TrainingPanel(QWidget):
             w.setEnabled(not busy and (w not in (self.path, self.browse)
                                        or self.source.currentData() != "mnist"))
         self.momentum.setEnabled(not busy and self.optimizer.currentData() == "sgd")
+        if self.narrow:
+            self._fit_settings_height()  # texts above may have changed their height
         if not busy:
             if not v.ok:
                 self.train_button.setToolTip(f"The graph has {len(v.errors)} problem(s): fix "
@@ -1131,16 +1189,51 @@ class TrainingPanel(QWidget):
         return False
 
     def _fit_orientation(self) -> None:
-        """In a narrow dock the settings go above the curves instead of beside them."""
+        """Narrow dock (< 760 px): settings above the curves, plots and results stacked, the
+        panel as tall as its content (the dock scrolls). Wide dock (a bottom dock, or a wide
+        side dock): settings in a scrolled column beside the tabs, which take any height."""
         parent = self.parentWidget()
         room = parent.width() if parent is not None and parent.isVisible() else self.width()
-        narrow = room < 820
-        want = Qt.Orientation.Vertical if narrow else Qt.Orientation.Horizontal
-        if self.split.orientation() != want:
-            self.split.setOrientation(want)
-            self.left.setMaximumWidth(16777215 if narrow else 340)
-            self.tabs.setMinimumHeight(760 if narrow else 0)
-            self.plots.setOrientation(want)
+        narrow = room < 760
+        if narrow != self.narrow:
+            self._apply_orientation(narrow)
+        if narrow:
+            self._fit_settings_height()
+
+    def _apply_orientation(self, narrow: bool) -> None:
+        self.narrow = narrow
+        down, across = QBoxLayout.Direction.TopToBottom, QBoxLayout.Direction.LeftToRight
+        self.outer.setDirection(down if narrow else across)
+        self.results_row.setDirection(down if narrow else across)
+        self.plots.setOrientation(Qt.Orientation.Vertical if narrow
+                                  else Qt.Orientation.Horizontal)
+        if narrow:
+            self.settings_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            self.settings_scroll.setMinimumWidth(0)
+            self.settings_scroll.setMaximumWidth(16777215)
+            self.tabs.setMinimumHeight(820)
+            self.confusion.setMinimumSize(200, 240)
+        else:
+            self.settings_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+            w = 350 + self.settings_scroll.verticalScrollBar().sizeHint().width()
+            self.settings_scroll.setMinimumWidth(w)
+            self.settings_scroll.setMaximumWidth(w)
+            self.settings_scroll.setMinimumHeight(120)
+            self.settings_scroll.setMaximumHeight(16777215)
+            self.tabs.setMinimumHeight(0)
+            self.confusion.setMinimumSize(160, 160)
+
+    def _fit_settings_height(self) -> None:
+        """In a narrow dock the settings show whole: their height follows their width (wrapped
+        texts, the sample grid)."""
+        if not self.narrow:
+            return
+        w = self.settings_scroll.width() if self.settings_scroll.width() > 50 else self.width()
+        h = self.left.layout().totalHeightForWidth(w) if self.left.layout().hasHeightForWidth() \
+            else self.left.sizeHint().height()
+        h = max(h, self.left.minimumSizeHint().height())
+        if self.settings_scroll.minimumHeight() != h:
+            self.settings_scroll.setFixedHeight(h)
 
     def _on_tab_changed(self, i: int) -> None:
         if i == 1:
