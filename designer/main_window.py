@@ -827,6 +827,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Pasted {n} layer{'s' * (n != 1)}", 3000)
 
     def auto_layout(self) -> None:
+        if self.scene.block_items:  # blocks collapsed: lay out the folded view (not the graph)
+            self.scene.relayout()
+            self.view.fit()
+            return
         pos = layered_layout(self.doc.graph)
         moves = {nid: (self.doc.graph.nodes[nid].position, p) for nid, p in pos.items()}
         self.doc.push(MoveNodesCommand(self.doc, moves, "Auto layout"))

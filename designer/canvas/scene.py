@@ -266,6 +266,10 @@ class CanvasScene(QGraphicsScene):
             self.collapsed.clear()
             self._apply_collapse()
 
+    def relayout(self) -> None:
+        """Lay the folded view out again (cards moved by hand go back in line)."""
+        self._apply_collapse()
+
     def _owners(self) -> tuple[dict[str, str], list[str]]:
         """(hidden node id -> shown block, shown blocks): the outermost collapsed blocks."""
         blocks = self.blocks()

@@ -205,3 +205,16 @@ def test_densenet201_loads_in_the_window_and_validates(window):
     assert len(window.scene.edge_items) == len(want.graph.edges)
     assert window.doc.validation.ok
     assert window.doc.validation.total_params == validate(want.graph).total_params
+
+
+def test_auto_layout_while_collapsed_arranges_the_view_not_the_graph(resnet):
+    w, scene, doc = resnet, resnet.scene, resnet.doc
+    w.collapse_all()
+    before = doc.graph.dumps()
+    card = scene.block_items["layer3"]
+    home = card.pos()
+    card.setPos(home.x() + 500, home.y())  # as if dragged away
+    scene.override["layer3"] = (card.x(), card.y())
+    w.auto_layout()
+    assert scene.block_items["layer3"].pos() == home
+    assert doc.graph.dumps() == before and doc.undo_stack.count() == 0
