@@ -241,7 +241,7 @@ class BlockItem(QGraphicsObject):
             painter.setBrush(look.card)
             painter.drawRoundedRect(r.translated(5 * k, 5 * k), RADIUS, RADIUS)
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(look.card)
+        painter.setBrush(look.frozen_card if self.frozen == "all" else look.card)
         painter.drawRoundedRect(r, RADIUS, RADIUS)
         painter.save()
         painter.setClipRect(QRectF(r.left() - 1, r.top() - 1, r.width() + 2, HEADER_H + 1))

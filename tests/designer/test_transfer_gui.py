@@ -140,3 +140,28 @@ def test_frozen_backbone_with_new_head_from_the_menu(window, key):
     assert not window.doc.graph.nodes[last_pool].trainable
     assert window.replace_head(2)
     assert window.doc.validation.ok
+
+
+def test_imported_onnx_model_gets_blocks_a_frozen_backbone_and_a_new_head(window):
+    """The whole flow on a PyTorch export: open, blocks detected, freeze, replace head."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data" / "torch_resnet_small.onnx"
+    assert window.open_path(path, ask=False)
+    doc, scene = window.doc, window.scene
+    assert doc.blocks is None and doc.weights
+    window.collapse_all()
+    assert any("residual" in n for n in scene.block_items)
+    g = doc.graph
+    pool = [n for n in g.topological_order() if "Pool" in g.nodes[n].type_name][-1]
+    window.freeze_up_to(pool)
+    before = {k: a.copy() for k, a in doc.weights.items()}
+    assert window.replace_head(3)
+    assert doc.validation.ok
+    assert doc.validation.nodes[doc.validation.output_id].out_shape == (3,)
+    head = [n for n in g.topological_order() if g.nodes[n].type_name == "Linear"][-1]
+    assert g.nodes[head].trainable and doc.weights[f"{head}.weight"].shape[0] == 3
+    for k, a in before.items():  # the backbone keeps its pretrained weights
+        if k.rpartition(".")[0] != head:
+            assert np.array_equal(doc.weights[k], a)
+    assert all(b.frozen == "all" for b in scene.block_items.values())
