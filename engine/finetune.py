@@ -559,7 +559,7 @@ def cmd_finetune(args) -> int:
     from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError
     from .data import load_dataset
     from .project import save_project
-    from .summary import fmt_accuracy
+    from .summary import fmt_accuracy, human_bytes
     from .train import evaluate
     from .transfer import freeze_up_to
 
@@ -641,7 +641,8 @@ def cmd_finetune(args) -> int:
         meta["test"] = {"loss": loss, "accuracy": acc, "images": len(data.test)}
         print(f"test  loss {loss:.4f}  acc {fmt_accuracy(acc)}  ({len(data.test):,} images)")
     save_project(out, graph, new, meta)
-    print(f"saved {out} ({history.seconds:.1f}s)", file=sys.stderr)
+    print(f"saved {out} ({human_bytes(out.stat().st_size)}; trained in {history.seconds:.1f}s)",
+          file=sys.stderr)
     if args.onnx:
         from .onnx_export import export_onnx
 

@@ -119,9 +119,10 @@ def _dims(vi) -> str:
     return "×".join(d.dim_param or str(d.dim_value) for d in vi.type.tensor_type.shape.dim)
 
 
-def _runner(spec: str, backend: str):
+def _runner(spec: str, backend: str, check=None):
     """A function (N, C, H, W) -> output, the model's input shape (C, H, W; None where an ONNX
-    file leaves a size open) and its graph (None for an .onnx file run as it is)."""
+    file leaves a size open) and its graph (None for an .onnx file run as it is).
+    check(input_shape) runs as soon as the shape is known, before any export or compile."""
     graph = None
     if backend == "onnxruntime":
         from .runtime import OnnxModel
@@ -132,6 +133,8 @@ def _runner(spec: str, backend: str):
             from .onnx_export import export_onnx
 
             graph, weights = _load(spec)
+            if check is not None:
+                check(_graph_input_shape(graph))
             if weights is None:
                 print("warning: the model has no trained weights; using its initial weights",
                       file=sys.stderr)
@@ -142,12 +145,18 @@ def _runner(spec: str, backend: str):
             h, w, c = model.input_shape
             print("note: the file's input is channels-last; the N×C×H×W data is transposed for "
                   "it", file=sys.stderr)
+            if check is not None:
+                check((c, h, w))
             return (lambda x: model.run(np.ascontiguousarray(
                 np.asarray(x).transpose(0, 2, 3, 1)))), (c, h, w), graph
+        if check is not None:
+            check(model.input_shape)
         return model.run, model.input_shape, graph
     from .network import Network
 
     graph, weights = _load(spec)
+    if check is not None:
+        check(_graph_input_shape(graph))
     net = Network.compile(graph, np.random.default_rng(0))
     if weights is None:
         print("warning: the model has no trained weights; using its initial weights",
@@ -155,6 +164,16 @@ def _runner(spec: str, backend: str):
     else:
         net.load_state_dict(weights)
     return net.forward, net.input_shape, graph
+
+
+def _graph_input_shape(graph) -> tuple:
+    """(C, H, W) of the graph's Input (the graph is checked on compile / export anyway)."""
+    from .validate import validate
+
+    v = validate(graph)
+    v.raise_if_invalid("run it")
+    return tuple(v.nodes[next(n for n in v.order
+                              if graph.nodes[n].type_name == "Input")].out_shape)
 
 
 def _channels_last(path: str) -> bool:
@@ -171,12 +190,16 @@ def cmd_infer(args) -> int:
         raise _usage("--output goes with --input; with --data the results are printed")
     if args.batch_size < 1:
         raise _usage("--batch-size must be at least 1")
+    check = None
     if args.input:
         x, single = _read_array(args.input)
         _check_out(args.output, ".npy")
-    run, in_shape, graph = _runner(args.model, args.backend)
+
+        def check(want):
+            _check_shape(args.input, x, single, want)
+    run, in_shape, graph = _runner(args.model, args.backend, check)
     if args.input:
-        return _infer_array(args, run, in_shape, x, single)
+        return _infer_array(args, run, x, single)
     from .cli import image_folder_note
     from .data import check_data, load_dataset
     from .validate import validate
@@ -259,13 +282,18 @@ def _read_array(spec: str) -> tuple[np.ndarray, bool]:
     return x, single
 
 
-def _infer_array(args, run, in_shape, x: np.ndarray, single: bool) -> int:
-    """Run --input's array (checked against the model's input shape) and write --output."""
-    want = tuple(in_shape)
+def _check_shape(name: str, x: np.ndarray, single: bool, want) -> None:
+    """DataError (one line, both shapes) unless x (N, C, H, W) fits the model's input (C, H, W;
+    None: any size)."""
+    want = tuple(want)
     if len(x.shape) - 1 != len(want) or any(
             w is not None and g != w for g, w in zip(x.shape[1:], want)):
-        raise DataError(f"--input {args.input}: the model expects N×{_fmt(want)} (or "
+        raise DataError(f"--input {name}: the model expects N×{_fmt(want)} (or "
                         f"{_fmt(want)}), the array is {_fmt(x.shape[1:] if single else x.shape)}")
+
+
+def _infer_array(args, run, x: np.ndarray, single: bool) -> int:
+    """Run --input's array (already checked against the model's input) and write --output."""
     outs = [np.asarray(run(x[i:i + args.batch_size]), np.float32)
             for i in range(0, len(x), args.batch_size)]
     y = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
