@@ -277,6 +277,38 @@ def load_model(spec: str, strict: bool = True) -> Project:
                      f" nor a template ({', '.join(TEMPLATES)})")
 
 
+def check_out(path: str | Path, example: str = "model.cnnd", option: str = "--out") -> Path:
+    """An output file option: UsageError when it names a folder or its folder does not exist
+    (checked before any work, so a typo does not cost a training run)."""
+    out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"{option} {out} is a folder; give a file name such as {out / example}")
+    if not out.parent.exists():
+        raise UsageError(f"{option} {out}: the folder {out.parent} does not exist")
+    return out
+
+
+def _first_image(folder: Path, depth: int = 2) -> Path | None:
+    """The first image (by name) in the class folders of `folder` (train/class/… too), without
+    walking a whole dataset."""
+    from .data import IMAGE_SUFFIXES
+
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return None
+    for f in entries:
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+            return f
+    if depth:
+        for d in entries:
+            if d.is_dir():
+                found = _first_image(d, depth - 1)
+                if found is not None:
+                    return found
+    return None
+
+
 def _is_onnx(path: Path) -> bool:
     """An .onnx name, or (whatever the name) not a project zip nor JSON but ONNX's protobuf."""
     if path.suffix.lower() == ".onnx":
@@ -296,11 +328,7 @@ def image_folder_note(spec, input_shape) -> str | None:
     path = Path(str(spec))
     if input_shape is None or not path.is_dir():
         return None
-    from .data import IMAGE_SUFFIXES
-
-    first = next((f for d in sorted(path.rglob("*")) if d.is_dir()
-                  for f in sorted(d.iterdir())
-                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES), None)
+    first = _first_image(path)
     if first is None:
         return None
     try:
@@ -433,11 +461,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig, evaluate, train
     from .validate import validate
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as {out / 'model.cnnd'}")
-    if not out.parent.exists():
-        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+    out = check_out(args.out)
     project = load_model(args.model)
     graph = project.graph
     v = validate(graph)

@@ -554,21 +554,17 @@ def add_commands(sub) -> None:
 def cmd_finetune(args) -> int:
     import sys
     from dataclasses import asdict
-    from pathlib import Path
 
-    from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError
+    from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError, check_out
     from .data import load_dataset
     from .project import save_project
     from .summary import fmt_accuracy, human_bytes
     from .train import evaluate
     from .transfer import freeze_up_to
 
-    out = Path(args.out)
-    if out.is_dir() or not out.parent.exists():
-        raise UsageError(f"--out {out}: give a file name in an existing folder, such as "
-                         f"model.cnnd")
-    if args.onnx and not Path(args.onnx).parent.exists():
-        raise UsageError(f"--onnx {args.onnx}: the folder does not exist")
+    out = check_out(args.out)
+    if args.onnx:
+        check_out(args.onnx, "model.onnx", "--onnx")
     graph, weights = load_any_model(args.model)
     v = validate(graph)
     v.raise_if_invalid("fine-tune it")

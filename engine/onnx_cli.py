@@ -88,13 +88,9 @@ def _load(spec: str):
 
 
 def _check_out(path: str, suffix: str) -> Path:
-    out = Path(path)
-    if out.is_dir():
-        example = out / ("model" + suffix)
-        raise _usage(f"--out {out} is a folder; give a file name such as {example}")
-    if not out.parent.exists():
-        raise _usage(f"--out {out}: the folder {out.parent} does not exist")
-    return out
+    from .cli import check_out
+
+    return check_out(path, "model" + suffix, "--output" if suffix == ".npy" else "--out")
 
 
 def cmd_export(args) -> int:

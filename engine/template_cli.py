@@ -12,7 +12,6 @@ initialise them); with --weights it holds freshly initialised ones (seeded).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 
 def add_commands(sub) -> None:
@@ -69,17 +68,12 @@ def _non_trainable_kind(graph) -> str:
 def cmd_new(args) -> int:
     import numpy as np
 
-    from .cli import UsageError
+    from .cli import check_out
     from .network import Network
     from .project import save_project
     from .templates import make_template
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name such as "
-                         f"{out / (args.template + '.cnnd')}")
-    if not out.parent.exists():
-        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
+    out = check_out(args.out, args.template + ".cnnd")
     classes = args.classes or (10 if args.template == "lenet5" else 1000)
     t = make_template(args.template, classes)
     weights = None
