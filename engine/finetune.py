@@ -555,7 +555,7 @@ def cmd_finetune(args) -> int:
     import sys
     from dataclasses import asdict
 
-    from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError, check_out
+    from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError, check_out, image_folder_note
     from .data import load_dataset
     from .project import save_project
     from .summary import fmt_accuracy, human_bytes
@@ -579,6 +579,9 @@ def cmd_finetune(args) -> int:
                                   validation=v).state_dict()
     input_id = next(n for n in v.order if graph.nodes[n].type_name == "Input")
     data = load_dataset(args.data, v.nodes[input_id].out_shape, args.limit)
+    note = image_folder_note(args.data, v.nodes[input_id].out_shape)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     n_classes = args.classes or data.num_classes
     if data.num_classes > n_classes:
         raise UsageError(f"--classes {n_classes} but the data has {data.num_classes} classes")
