@@ -18,6 +18,7 @@ from engine.layers import fmt_shape
 from engine.messages import ERROR
 from engine.validate import Validation
 
+from .items import _draw_lock, fmt_count
 from .layout import NODE_H, layered_layout
 
 BLOCK_W = 300.0
@@ -279,8 +280,6 @@ class BlockItem(QGraphicsObject):
         # header: title, lock, expand button
         right = self.button_rect().left() - 6
         if self.frozen != "none":
-            from .items import _draw_lock
-
             _draw_lock(painter, QPointF(right - 5, r.top() + HEADER_H / 2), ink)
             right -= 16
         painter.setPen(ink)
@@ -323,8 +322,6 @@ class BlockItem(QGraphicsObject):
         y += 21
         small = QRectF(r.left() + pad, y, inner, 14)
         if self.info is not None:
-            from .items import fmt_count
-
             painter.setFont(look.f_small)
             painter.setPen(look.muted)
             if self.info.macs:
