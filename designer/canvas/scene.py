@@ -83,7 +83,9 @@ class CanvasScene(QGraphicsScene):
                 self._add_edge_item(e)
         finally:
             self.bulk = False
-        self._reroute_long_edges()
+        for e in self.edge_items.values():
+            e.update_path()
+        self.update_scene_rect()
         self.content_changed.emit()
 
     def _add_node_item(self, nid: str) -> NodeItem:
@@ -114,8 +116,9 @@ class CanvasScene(QGraphicsScene):
         item = EdgeItem(self.doc, e, src, dst, self.look)
         self.edge_items[e] = item
         self.addItem(item)
-        item.update_path()
-        self._update_siblings(item)
+        if not self.bulk:  # a rebuild routes every edge once, at the end
+            item.update_path()
+            self._update_siblings(item)
         return item
 
     @staticmethod
