@@ -494,7 +494,7 @@ def cmd_train(args) -> int:
                          schedule=args.schedule)
     train_data = data.train
     print(f"training '{graph.name}' on {split_text(len(train_data), config.val_split)} "
-          f"({train_data.name}), {data.num_classes} classes; {config.epochs} "
+          f"from {train_data.name or args.data}, {data.num_classes} classes; {config.epochs} "
           f"epoch{'s' * (config.epochs != 1)}, batch {config.batch_size}, {config.optimizer}",
           file=sys.stderr)
     progress = Progress(sys.stderr)
