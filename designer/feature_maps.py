@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QSplitter,
@@ -114,6 +116,11 @@ def map_stats(maps: np.ndarray) -> np.ndarray:
     ReLU (≤ 0)."""
     flat = maps.reshape(len(maps), -1)
     return np.stack([flat.min(1), flat.max(1), flat.mean(1), (flat <= 0).mean(1)], axis=1)
+
+
+def is_flat(out: np.ndarray) -> bool:
+    """A layer output without spatial axes (one value per unit): shown as bars, not maps."""
+    return np.asarray(out).ndim != 3
 
 
 def as_maps(out: np.ndarray) -> np.ndarray:
@@ -284,6 +291,53 @@ class MapGrid(pg.GraphicsLayoutWidget):
                 return
 
 
+class UnitBars(pg.PlotWidget):
+    """A flat layer's output (Linear, Flatten, …: one value per unit) as bars: unit number
+    across, value up; positive values warm, negative cool. `hovered(text)` reads a bar."""
+
+    hovered = Signal(str)
+
+    POS, NEG = (230, 120, 40), (60, 120, 200)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setBackground(None)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(False, False)
+        self.hideButtons()
+        self.setLabel("bottom", "unit")
+        self.setLabel("left", "value")
+        self.getAxis("left").setWidth(44)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8, pens=None)
+        self.addItem(self.bars)
+        self.zero = pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen((128, 128, 128)))
+        self.addItem(self.zero)
+        self.values = np.zeros(0, np.float32)
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+    def set_values(self, values: np.ndarray) -> None:
+        v = np.asarray(values, np.float32).ravel()
+        self.values = v
+        n = len(v)
+        x = np.arange(1, n + 1)
+        brushes = [pg.mkBrush(*(self.POS if val >= 0 else self.NEG)) for val in v]
+        self.bars.setOpts(x=x, height=v, width=0.8 if n <= 200 else 1.0, brushes=brushes,
+                          pen=pg.mkPen(None) if n > 60 else None)
+        lo, hi = (float(min(v.min(), 0)), float(max(v.max(), 0))) if n else (0.0, 1.0)
+        if hi - lo < 1e-12:
+            hi = lo + 1.0
+        self.setXRange(0.4, n + 0.6, padding=0.01)
+        self.setYRange(lo, hi, padding=0.05)
+
+    def _on_mouse_moved(self, pos) -> None:
+        vb = self.getPlotItem().vb
+        if not len(self.values) or not vb.sceneBoundingRect().contains(pos):
+            return
+        i = round(vb.mapSceneToView(pos).x()) - 1
+        if 0 <= i < len(self.values):
+            self.hovered.emit(f"unit {i + 1}  ·  value {self.values[i]:.4g}")
+
+
 class ProbabilityChart(pg.PlotWidget):
     """Output probabilities as bars; the predicted class stands out."""
 
@@ -357,46 +411,61 @@ class FeatureMapPanel(QWidget):
         self.source.addItems(self.SOURCES)
         self.sample = QSpinBox()
         self.sample.setRange(0, 9999)
-        self.sample.setPrefix("test image #")
-        self.sample.setToolTip("Index into the MNIST test set (resized to the Input's shape).")
+        self.sample.setPrefix("#")
+        self.sample.setToolTip("Number of the MNIST test image (resized to the Input's shape).")
         self.open_button = QPushButton("Open image…")
         self.clear_button = QPushButton("Clear pad")
         self.scale = QComboBox()
-        self.scale.addItems(["Shared colour scale", "Per-map colour scale"])
+        self.scale.addItems(["Shared scale", "Per-map scale"])
         self.scale.setToolTip("Shared: maps are comparable. Per map: each map uses its own "
                               "range, so weak maps become visible.")
         self.layer_label = QLabel()
         self.layer_label.setTextFormat(Qt.TextFormat.RichText)
         self.notice = QLabel()
         self.notice.setStyleSheet("color: #c77700;")
+        for w in (self.source, self.scale):
+            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(7)
+        self.sample.setMinimumWidth(60)
+        self.source.setMaximumWidth(170)
+        self.sample.setMaximumWidth(150)
         for w in (QLabel("Input:"), self.source, self.sample, self.open_button,
-                  self.clear_button, self.scale):
-            top.addWidget(w)
+                  self.clear_button):
+            top.addWidget(w, 1 if w in (self.source, self.sample) else 0)
         top.addStretch(1)
+        top.addWidget(self.scale)
         second = QHBoxLayout()
         second.setContentsMargins(0, 0, 0, 0)
+        self.layer_label.setMinimumWidth(10)
         second.addWidget(self.layer_label, 1)
         self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         second.addWidget(self.notice)
 
-        # left column: input, pad, probabilities
+        # side: input (or the pad) with its caption, and the output probabilities; a column
+        # beside the tabs when the panel is wide, a row above them when it is narrow
         left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
+        self.side = QBoxLayout(QBoxLayout.Direction.TopToBottom, left)
+        self.side.setContentsMargins(0, 0, 0, 0)
         self.input_stack = QStackedWidget()
         self.input_widget, self.input_vb, self.input_img = image_view()
         self.pad = DrawingPad()
         self.input_stack.addWidget(self.input_widget)
         self.input_stack.addWidget(self.pad)
-        self.input_stack.setMinimumHeight(150)
+        self.input_stack.setMinimumSize(120, 120)
         self.input_caption = QLabel()
         self.input_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.input_caption.setMinimumWidth(10)
         self.probs = ProbabilityChart()
-        self.probs.setMinimumHeight(150)
-        ll.addWidget(self.input_stack, 3)
-        ll.addWidget(self.input_caption)
-        ll.addWidget(self.probs, 2)
-        left.setFixedWidth(230)
+        self.probs.setMinimumSize(140, 120)
+        input_box = QWidget()
+        il = QVBoxLayout(input_box)
+        il.setContentsMargins(0, 0, 0, 0)
+        il.addWidget(self.input_stack, 1)
+        il.addWidget(self.input_caption)
+        self.input_box = input_box
+        self.side.addWidget(input_box, 3)
+        self.side.addWidget(self.probs, 2)
+        self.left = left
 
         # tabs
         self.tabs = QTabWidget()
@@ -404,18 +473,31 @@ class FeatureMapPanel(QWidget):
         ml = QVBoxLayout(maps_tab)
         ml.setContentsMargins(2, 2, 2, 2)
         self.grid = MapGrid()
-        self.grid.setMinimumHeight(200)
+        self.grid.setMinimumHeight(120)
+        self.unit_bars = UnitBars()
+        self.unit_bars.setMinimumHeight(120)
+        self.unit_bars.hovered.connect(self._on_hovered)
+        self.maps_stack = QStackedWidget()  # the maps grid, or bars for a flat output
+        self.maps_stack.addWidget(self.grid)
+        self.maps_stack.addWidget(self.unit_bars)
         self.hover = QLabel("Move the mouse over a map to read its values.")
         self.hover.setStyleSheet("color: palette(mid);")
+        self.hover.setMinimumWidth(10)
         self.stats = QTableWidget(0, 5)
         self.stats.setHorizontalHeaderLabels(["map", "min", "max", "mean", "zero after ReLU"])
         self.stats.verticalHeader().setVisible(False)
         self.stats.verticalHeader().setDefaultSectionSize(20)
         self.stats.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.stats.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.stats.horizontalHeader().setMinimumSectionSize(30)
+        self.stats.horizontalHeaderItem(4).setText("≤ 0")
+        self.stats.horizontalHeaderItem(4).setToolTip("share of the values that are zero after "
+                                                      "ReLU (≤ 0)")
         self.stats.setMaximumHeight(160)
+        self.stats.setMinimumHeight(50)
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.grid)
+        split.setChildrenCollapsible(False)
+        split.addWidget(self.maps_stack)
         split.addWidget(self.stats)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
@@ -437,9 +519,12 @@ class FeatureMapPanel(QWidget):
         self.lesson = KernelLesson(self)
         self.tabs.addTab(self.lesson, "Kernel lesson")
 
-        body = QHBoxLayout()
+        self.tabs.setMinimumWidth(260)
+        self.body = body = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         body.addWidget(left)
         body.addWidget(self.tabs, 1)
+        self.narrow: str | None = None  # "narrow", "wide" or "short" (_fit_orientation)
+        self._apply_orientation("wide")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
         outer.addLayout(top)
@@ -452,9 +537,60 @@ class FeatureMapPanel(QWidget):
         self.open_button.clicked.connect(self.open_image)
         self.clear_button.clicked.connect(self.pad.clear)
         self.pad.drawn.connect(self.schedule)
-        self.grid.hovered.connect(self.hover.setText)
+        self.grid.hovered.connect(self._on_hovered)
         self.tabs.currentChanged.connect(self._show_current)
         self._on_source_changed()
+
+    # -- narrow or wide --
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_orientation()
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        parent = self.parentWidget()
+        if parent is not None and not getattr(self, "_watching_parent", False):
+            parent.installEventFilter(self)  # a scroll area's viewport: its width is the room
+            self._watching_parent = True
+        self._fit_orientation()
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Type.Resize:
+            self._fit_orientation()
+        return False
+
+    def _fit_orientation(self) -> None:
+        parent = self.parentWidget()
+        room = parent.width() if parent is not None and parent.isVisible() else self.width()
+        tall = parent.height() if parent is not None and parent.isVisible() else self.height()
+        mode = "narrow" if room < 640 else ("short" if tall < 560 else "wide")
+        if mode != self.narrow:
+            self._apply_orientation(mode)
+
+    def _apply_orientation(self, mode: str) -> None:
+        """"narrow": input and probabilities side by side above the tabs. "wide": a column of
+        them beside the tabs. "short" (a wide, low bottom dock): side by side, beside the
+        tabs."""
+        self.narrow = mode
+        down, across = QBoxLayout.Direction.TopToBottom, QBoxLayout.Direction.LeftToRight
+        self.body.setDirection(down if mode == "narrow" else across)
+        self.side.setDirection(down if mode == "wide" else across)
+        max_size = 16777215
+        if mode == "narrow":
+            self.left.setMinimumWidth(0)
+            self.left.setMaximumWidth(max_size)
+            self.left.setFixedHeight(190)
+            self.input_box.setMaximumWidth(190)
+            self.tabs.setMinimumHeight(360)
+        else:
+            self.left.setMinimumHeight(0)
+            self.left.setMaximumHeight(max_size)
+            self.left.setFixedWidth(220 if mode == "wide" else 440)
+            self.input_box.setMaximumWidth(max_size if mode == "wide" else 200)
+            self.tabs.setMinimumHeight(0)
+
+    def _on_hovered(self, text: str) -> None:
+        self.hover.setText(text)
 
     # -- public API --
     def set_node(self, node_id: str | None) -> None:
@@ -650,17 +786,33 @@ class FeatureMapPanel(QWidget):
         maps = self.selected_maps()
         if maps is None:
             self.grid.set_maps(np.zeros((0, 1, 1), np.float32))
+            self.unit_bars.set_values(np.zeros(0, np.float32))
+            self.maps_stack.setCurrentWidget(self.grid)
             self.stats.setRowCount(0)
             return
-        full = as_maps(self._outs[self.node_id][0])
-        shared = self.scale.currentIndex() == 0
-        self.grid.set_maps(maps, [f"{i + 1}" for i in range(len(maps))], shared=shared)
-        if len(full) > MAX_MAPS:
-            self.hover.setText(f"showing the first {MAX_MAPS} of {len(full)} maps")
-        stats = map_stats(maps)
-        self.stats.setRowCount(len(maps))
+        out = self._outs[self.node_id][0]
+        if is_flat(out):
+            # one value per unit: bars (an image strip 1 pixel high says nothing)
+            values = np.asarray(out, np.float32).ravel()
+            self.grid.set_maps(np.zeros((0, 1, 1), np.float32))
+            self.unit_bars.set_values(values)
+            self.maps_stack.setCurrentWidget(self.unit_bars)
+            self.hover.setText(f"{len(values)} values, one per unit: move the mouse over a bar "
+                               f"to read it.")
+            stats = map_stats(values.reshape(1, 1, -1))
+            labels = [f"all {len(values)}"]
+        else:
+            full = as_maps(out)
+            shared = self.scale.currentIndex() == 0
+            self.maps_stack.setCurrentWidget(self.grid)
+            self.grid.set_maps(maps, [f"{i + 1}" for i in range(len(maps))], shared=shared)
+            if len(full) > MAX_MAPS:
+                self.hover.setText(f"showing the first {MAX_MAPS} of {len(full)} maps")
+            stats = map_stats(maps)
+            labels = [str(i + 1) for i in range(len(maps))]
+        self.stats.setRowCount(len(stats))
         for i, row in enumerate(stats):
-            cells = [str(i + 1)] + [f"{v:.3g}" for v in row[:3]] + [f"{row[3]:.0%}"]
+            cells = [labels[i]] + [f"{v:.3g}" for v in row[:3]] + [f"{row[3]:.0%}"]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -781,7 +933,12 @@ class KernelLesson(QWidget):
         super().__init__(panel)
         self.panel = panel
         self.outputs: dict[str, np.ndarray] = {}
-        side = QVBoxLayout()
+        # the kernel controls: one column beside the stages, or two columns above them when
+        # the panel is narrow
+        side = self.side = QBoxLayout(QBoxLayout.Direction.TopToBottom)
+        side_a, side_b = QVBoxLayout(), QVBoxLayout()
+        side.addLayout(side_a)
+        side.addLayout(side_b)
         self.preset = QComboBox()
         for p in kernels.PRESETS.values():
             self.preset.addItem(p.label, p.name)
@@ -801,21 +958,27 @@ class KernelLesson(QWidget):
         self.restore_button = QPushButton("Restore weights")
         self.status = QLabel()
         self.status.setWordWrap(True)
-        side.addWidget(QLabel("<b>Kernel</b>"))
-        side.addWidget(self.preset)
-        side.addWidget(self.editor)
-        side.addWidget(self.doc_label)
-        side.addWidget(self.error)
-        side.addStretch(1)
-        row = QHBoxLayout()
-        row.addWidget(self.filter_index)
-        side.addLayout(row)
-        side.addWidget(self.apply_button)
-        side.addWidget(self.restore_button)
-        side.addWidget(self.status)
+        side_a.addWidget(QLabel("<b>Kernel</b>"))
+        side_a.addWidget(self.preset)
+        side_a.addWidget(self.editor)
+        side_a.addWidget(self.doc_label)
+        side_b.addWidget(self.error)
+        side_b.addStretch(1)
+        side_b.addWidget(self.filter_index)
+        side_b.addWidget(self.apply_button)
+        side_b.addWidget(self.restore_button)
+        side_b.addWidget(self.status)
         side_w = QWidget()
         side_w.setLayout(side)
-        side_w.setFixedWidth(200)
+        side_scroll = QScrollArea()  # a low dock: the kernel controls scroll
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_scroll.setWidget(side_w)
+        self.side_scroll = side_scroll
+        self._side_w = 200 + side_scroll.verticalScrollBar().sizeHint().width()
+        side_scroll.setFixedWidth(self._side_w)
+        self.narrow = False
 
         self.stages = QGridLayout()
         self.stages.setSpacing(4)
@@ -854,9 +1017,9 @@ class KernelLesson(QWidget):
         right.addWidget(explain)
         right.addWidget(self.gallery_title)
         right.addWidget(self.gallery, 0)
-        lay = QHBoxLayout(self)
+        self.lay = lay = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addWidget(side_w)
+        lay.addWidget(side_scroll)
         lay.addLayout(right, 1)
         self.hover_text = ""
         for key, (w, vb, img) in self.views.items():
@@ -882,7 +1045,24 @@ class KernelLesson(QWidget):
     def resizeEvent(self, event):
         """Pick the arrangement with the bigger views and keep them about square."""
         super().resizeEvent(event)
-        w, h = self.width() - 220, self.height() - 150
+        narrow = self.width() < 560
+        if narrow != self.narrow:
+            self.narrow = narrow
+            across, down = QBoxLayout.Direction.LeftToRight, QBoxLayout.Direction.TopToBottom
+            self.lay.setDirection(down if narrow else across)
+            self.side.setDirection(across if narrow else down)
+            if narrow:
+                self.side_scroll.setMinimumWidth(0)
+                self.side_scroll.setMaximumWidth(16777215)
+                self.side_scroll.setFixedHeight(self.side_scroll.widget().sizeHint().height() + 24)
+            else:
+                self.side_scroll.setMinimumHeight(0)
+                self.side_scroll.setMaximumHeight(16777215)
+                self.side_scroll.setFixedWidth(self._side_w)
+        if narrow:
+            w, h = self.width(), self.height() - self.side_scroll.height() - 150
+        else:
+            w, h = self.width() - 220, self.height() - 150
         one_row, two_rows = min(w / 4, h), min(w / 2, h / 2 - 40)
         self._arrange(4 if one_row >= two_rows else 2)
         cap = int(one_row) if self._cols == 4 else 16777215  # QWIDGETSIZE_MAX: fill

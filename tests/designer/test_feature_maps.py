@@ -76,8 +76,26 @@ def test_untrained_notice_filters_and_vector_layers(qtbot, panel):
     w = panel.network().layers["conv2"].weights["weight"]
     np.testing.assert_array_equal(panel.filter_grid.maps[7], w[1, 1])
     panel.tabs.setCurrentIndex(0)
-    panel.set_node("fc1")  # a vector: one 1×120 strip
-    assert panel.grid.maps.shape == (1, 1, 120)
+    panel.set_node("fc1")  # a vector: bars, one per unit (not a 1×120 image strip)
+    assert panel.maps_stack.currentWidget() is panel.unit_bars
+    assert panel.grid.count == 0
+    x = panel.current_input()
+    expected = panel.network().forward(x[None], keep=True)["fc1"][0]
+    np.testing.assert_allclose(panel.unit_bars.values, expected, atol=1e-6)
+    heights = panel.unit_bars.bars.opts["height"]
+    np.testing.assert_allclose(heights, expected, atol=1e-6)
+    assert list(panel.unit_bars.bars.opts["x"]) == list(range(1, 121))
+    assert panel.stats.rowCount() == 1
+    assert float(panel.stats.item(0, 2).text()) == pytest.approx(expected.max(), rel=2e-3)
+    texts = []
+    panel.unit_bars.hovered.connect(texts.append)
+    vb = panel.unit_bars.getPlotItem().vb
+    qtbot.wait(20)
+    from PySide6.QtCore import QPointF
+    panel.unit_bars._on_mouse_moved(vb.mapViewToScene(QPointF(7, 0)))
+    assert texts and texts[-1].startswith("unit 7") and f"{expected[6]:.4g}" in texts[-1]
+    panel.set_node("conv2")  # back to maps
+    assert panel.maps_stack.currentWidget() is panel.grid and panel.grid.count == 16
     panel.set_node(None)
     assert panel.grid.count == 0
 
