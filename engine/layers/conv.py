@@ -359,4 +359,4 @@ def init_uniform(rule: str, fan_in: int, fan_out: int, shape, rng) -> np.ndarray
     return rng.uniform(-bound, bound, size=shape).astype(np.float32)
 
 
-__all__ = ["Conv2d", "resolve_pads", "window_output", "fmt_shape", "Shape", "init_uniform"]
+__all__ = ["Conv2d", "Shape", "fmt_shape", "init_uniform", "resolve_pads", "window_output"]

@@ -14,7 +14,6 @@ from .conv import (
     onnx_padding,
     onnx_pair,
     padding_from_onnx,
-    resolve_pads,
     unread_warnings,
     window_output,
 )
@@ -47,7 +46,7 @@ class _Pool2d(Layer):
 
     def output_shape(self, in_shapes):
         c, h, w = self._single_image(in_shapes)
-        k, s, pads, ho, wo = self._geometry(h, w)
+        k, _, pads, ho, wo = self._geometry(h, w)
         if max(pads[0], pads[2]) > k[0] // 2 or max(pads[1], pads[3]) > k[1] // 2:
             raise ShapeError(f"{self.where}: padding {fmt_padding(list(pads))} is more than half "
                              f"the {k[0]}×{k[1]} kernel", "padding",
@@ -391,4 +390,4 @@ class GlobalAvgPool2d(Layer):
         return ctx.imported(cls, {}, {}, [node.input[0]])
 
 
-__all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d", "conv_out"]
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "GlobalAvgPool2d", "MaxPool2d", "conv_out"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import itertools
+
 import pytest
 
 from engine.data import load_mnist
@@ -215,7 +217,7 @@ def test_cosine_schedule_anneals_from_the_base_rate_to_zero():
     lrs = [scheduled_lr(0.01, "cosine", s, total) for s in range(total)]
     assert lrs[0] == pytest.approx(0.01)
     assert lrs[total // 2] == pytest.approx(0.005)
-    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # strictly decreasing
+    assert all(a > b for a, b in itertools.pairwise(lrs))  # strictly decreasing
     assert 0 < lrs[-1] < 1e-5
     assert scheduled_lr(0.01, "constant", 70, total) == 0.01
     with pytest.raises(ValueError, match="schedule"):
