@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
-import itertools
-
 import pytest
 
 from engine.data import load_mnist
