@@ -231,7 +231,9 @@ def test_gui_missing_system_library_names_the_packages(main_py, monkeypatch, cap
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr(main_py.ctypes.util, "find_library",
+    import designer.launch
+
+    monkeypatch.setattr(designer.launch.ctypes.util, "find_library",
                         lambda name: None if name == "xcb-cursor" else f"lib{name}.so")
     assert main_py.main(["model.cnnd"]) == 1
     err = capsys.readouterr().err
