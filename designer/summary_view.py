@@ -52,6 +52,13 @@ class SummaryModel(QAbstractTableModel):
         self.error_ids: set[str] = set()
         self.warning_ids: set[str] = set()
         self.dark = False
+        self.compact = False  # Type column as an icon only (a narrow dock); name in tooltips
+
+    def set_compact(self, compact: bool) -> None:
+        if compact != self.compact:
+            self.compact = compact
+            self.dataChanged.emit(self.index(0, 1), self.index(max(self.rowCount() - 1, 0), 1))
+            self.headerDataChanged.emit(Qt.Orientation.Horizontal, 1, 1)
 
     def set_summary(self, summary: Summary, error_ids: set[str], warning_ids: set[str],
                     dark: bool) -> None:
@@ -69,7 +76,7 @@ class SummaryModel(QAbstractTableModel):
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal:
             if role == Qt.ItemDataRole.DisplayRole:
-                return COLUMNS[section]
+                return "" if self.compact and section == 1 else COLUMNS[section]
             if role == Qt.ItemDataRole.TextAlignmentRole:
                 return int((Qt.AlignmentFlag.AlignRight if section in NUMERIC
                             else Qt.AlignmentFlag.AlignLeft) | Qt.AlignmentFlag.AlignVCenter)
@@ -87,7 +94,7 @@ class SummaryModel(QAbstractTableModel):
             if col == 0:
                 return r.name
             if col == 1:
-                return r.type
+                return "" if self.compact else r.type
             if col == 2:
                 return fmt_shape(r.output_shape) if r.output_shape else "?"
             if col == 3:
@@ -149,10 +156,18 @@ class SummaryPanel(QWidget):
         self.table.setWordWrap(False)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(24)
+        # long names (DenseNet's "features.denseblock1.denselayer3.conv1") are elided in the
+        # middle, where they differ least; the full name is in the row's tooltip
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         hh = self.table.horizontalHeader()
         hh.setHighlightSections(False)
-        hh.setStretchLastSection(True)
-        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hh.setStretchLastSection(False)
+        hh.setMinimumSectionSize(24)
+        hh.setResizeContentsPrecision(300)  # big graphs: size from the first 300 rows
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # see _fit_columns
+        self.table.setMinimumWidth(200)
         self.table.clicked.connect(self._clicked)
 
         # totals: label / value pairs, two pairs a row (narrow docks stay narrow)
@@ -162,12 +177,18 @@ class SummaryPanel(QWidget):
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(2)
         self.total_labels: dict[str, QLabel] = {}
-        names = [("total", "Total params"), ("trainable", "Trainable"),
-                 ("macs", "MACs / sample"), ("non_trainable", "Non-trainable"),
-                 ("weights", "Weight memory"), ("activations", "Activations")]
-        for k, (key, text) in enumerate(names):
+        names = [("total", "Params", "Total parameters"),
+                 ("trainable", "Trainable", "Parameters the optimizer updates"),
+                 ("macs", "MACs", "Multiply-accumulates per sample"),
+                 ("non_trainable", "Non-trainable",
+                  ("Parameters the optimizer leaves alone (BatchNorm running statistics, "
+                   "frozen layers)")),
+                 ("weights", "Weights", "Weight memory (float32)"),
+                 ("activations", "Activations", "Activation memory of one sample (float32)")]
+        for k, (key, text, tip) in enumerate(names):
             r, c = divmod(k, 2)
             cap = QLabel(text, self.totals)
+            cap.setToolTip(tip)
             cap.setForegroundRole(QPalette.ColorRole.PlaceholderText)
             val = QLabel("—", self.totals)
             val.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -251,12 +272,36 @@ class SummaryPanel(QWidget):
         else:
             self.status.setText(f"{len(s.rows)} layers, valid")
             self.status.setToolTip("")
-        if not self._sized and s.rows:
-            self.table.resizeColumnsToContents()
-            hh = self.table.horizontalHeader()
-            for col in range(len(COLUMNS) - 1):
-                hh.resizeSection(col, hh.sectionSize(col) + 14)
-            self._sized = True
+        self._fit_columns()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Every column fits the dock: the Layer column takes the room left (names elided in
+        the middle); when that is too little, Type shows its icon only, then RF / step
+        hides."""
+        room = self.table.viewport().width() if self.table.isVisible() else self.width() - 16
+        rows = self.summary.rows if self.summary is not None else []
+        fm = self.table.fontMetrics()
+        hh = self.table.horizontalHeader()
+        icon = self.table.iconSize().width() if self.table.iconSize().isValid() else 16
+        type_w = 24 + icon + max([fm.horizontalAdvance(r.type) for r in rows] + [40])
+        rest = sum(max(hh.sectionSizeHint(c), self.table.sizeHintForColumn(c))
+                   for c in (2, 3, 4))
+        rf = max(hh.sectionSizeHint(5), self.table.sizeHintForColumn(5))
+        names = 16 + max([fm.horizontalAdvance(r.name) for r in rows[:300]] + [60])
+        compact = room - (type_w + rest + rf) < 110
+        self.model.set_compact(compact)
+        type_now = icon + 18 if compact else type_w
+        self.table.setColumnHidden(5, room - (type_now + rest + rf) < 90)
+        # wide: every column at its content's width, the last one takes the rest (the
+        # numbers stay beside the names); narrow: the Layer column takes the rest, elided
+        roomy = room >= names + type_now + rest + rf
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents if roomy
+                                else QHeaderView.ResizeMode.Stretch)
+        hh.setStretchLastSection(roomy)
 
     def current_node(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()

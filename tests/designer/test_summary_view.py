@@ -73,3 +73,30 @@ def test_export_csv_and_markdown(doc, panel, tmp_path):
     md = panel.export(tmp_path / "sub" / "lenet.md", "markdown").read_text(encoding="utf-8")
     assert "| conv1 |" in md and "61,706" in md
     assert not list(tmp_path.glob("**/*.tmp"))  # the temporary file was renamed away
+
+
+def test_columns_fit_a_narrow_dock_and_long_names_elide_in_the_middle(qtbot):
+    from engine.templates import build_template
+
+    doc = Document(build_template("resnet18"))
+    p = SummaryPanel(doc)
+    qtbot.addWidget(p)
+    p.resize(380, 500)
+    p.show()
+    qtbot.waitExposed(p)
+    hh = p.table.horizontalHeader()
+    shown = [c for c in range(p.model.columnCount()) if not p.table.isColumnHidden(c)]
+    assert sum(hh.sectionSize(c) for c in shown) <= p.table.viewport().width()
+    assert {0, 2, 3} <= set(shown)  # name, shape and parameters always stay
+    assert p.table.textElideMode() == Qt.TextElideMode.ElideMiddle
+    long = max(range(p.model.rowCount()), key=lambda r: len(cell(p, r, 0)))
+    name = cell(p, long, 0)
+    tip = p.model.index(long, 0).data(Qt.ItemDataRole.ToolTipRole)
+    assert name in tip
+    assert p.minimumSizeHint().width() <= 380
+    # wide: every column, the type spelled out
+    p.resize(1200, 500)
+    qtbot.wait(20)
+    assert not any(p.table.isColumnHidden(c) for c in range(p.model.columnCount()))
+    assert cell(p, 1, 1) == doc.graph.nodes[p.model.index(1, 0).data(ID_ROLE)].type_name
+    assert sum(hh.sectionSize(c) for c in range(6)) <= p.table.viewport().width() + 1
