@@ -31,14 +31,16 @@ from engine.layers import REGISTRY
 MODES = ("system", "light", "dark")
 
 # (light theme, dark theme): saturated enough to tell apart on white, lighter on dark grey.
+# Every dark-theme colour is light enough for dark header text (see header_text_color): one
+# rule for all families on a dark canvas, no white text on a pastel strip.
 FAMILY_COLORS: dict[str, tuple[str, str]] = {
     "Input": ("#5f6b7a", "#9aa7b8"),
-    "Convolution": ("#2f6fdb", "#5b9bff"),
-    "Pooling": ("#00897b", "#3cc4b4"),
+    "Convolution": ("#2f6fdb", "#6aa5ff"),
+    "Pooling": ("#00796b", "#74dacd"),
     "Activation": ("#e0731c", "#f5a25a"),
-    "Normalization": ("#8e44ad", "#c18ce0"),
-    "Core": ("#2e8b57", "#5fcf8c"),
-    "Merge": ("#c2185b", "#f0679a"),
+    "Normalization": ("#8e44ad", "#c796e3"),
+    "Core": ("#2a7f50", "#76d89e"),
+    "Merge": ("#c2185b", "#f27aa6"),
 }
 _FALLBACK = ("#707070", "#a0a0a0")
 
@@ -50,6 +52,42 @@ def family_color(category: str, dark: bool = False) -> QColor:
     """The colour of a layer family (a registry category) for a light or dark background."""
     light, dk = FAMILY_COLORS.get(category, _FALLBACK)
     return QColor(dk if dark else light)
+
+
+# ---- contrast ------------------------------------------------------------------------------
+
+HEADER_INK_DARK = "#16181c"  # text on a light header strip
+HEADER_INK_LIGHT = "#ffffff"  # text on a dark header strip
+# shape labels along the edges of the canvas: (light theme, dark theme); at least 4.5:1
+# against the canvas background of either theme
+EDGE_LABEL_COLORS = ("#4d5561", "#b9c0ca")
+
+
+def relative_luminance(c: QColor) -> float:
+    """WCAG 2 relative luminance of an sRGB colour (0 black … 1 white)."""
+    def lin(v: float) -> float:
+        return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+    return 0.2126 * lin(c.redF()) + 0.7152 * lin(c.greenF()) + 0.0722 * lin(c.blueF())
+
+
+def contrast_ratio(a: QColor, b: QColor) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 … 21 (4.5 is the minimum for body text)."""
+    la, lb = relative_luminance(a), relative_luminance(b)
+    hi, lo = max(la, lb), min(la, lb)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def header_text_color(fill: QColor) -> QColor:
+    """White or near-black, whichever reads better on `fill` (a family colour header strip):
+    by luminance contrast, not HSL lightness, so pastel greens and teals get dark text."""
+    dark_ink, light_ink = QColor(HEADER_INK_DARK), QColor(HEADER_INK_LIGHT)
+    return (light_ink if contrast_ratio(light_ink, fill) >= contrast_ratio(dark_ink, fill)
+            else dark_ink)
+
+
+def edge_label_color(dark: bool = False) -> QColor:
+    """Colour of the shape labels on the canvas edges (readable on the canvas background)."""
+    return QColor(EDGE_LABEL_COLORS[1] if dark else EDGE_LABEL_COLORS[0])
 
 
 def severity_color(severity: str, dark: bool = False) -> QColor:
@@ -472,18 +510,23 @@ def severity_icon(severity: str, dark: bool = False, size: int = 16) -> QIcon:
 
 
 __all__ = [
+    "EDGE_LABEL_COLORS",
     "FAMILY_COLORS",
     "MODES",
     "FlowBody",
     "apply_theme",
+    "contrast_ratio",
     "current_mode",
     "dark_palette",
+    "edge_label_color",
     "family_color",
+    "header_text_color",
     "is_dark",
     "layer_icon",
     "layer_pixmap",
     "light_palette",
     "paint_layer_icon",
+    "relative_luminance",
     "severity_color",
     "severity_icon",
     "theme_state",

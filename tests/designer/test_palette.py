@@ -116,3 +116,26 @@ def test_theme_colours_icons_and_switching(qtbot):
     finally:
         app.setStyle(old_style)
         app.setPalette(old_palette)
+
+
+def test_header_text_and_edge_labels_have_contrast_in_both_themes(qtbot):
+    from PySide6.QtGui import QColor, QPalette
+
+    from designer import theme
+
+    # WCAG's formula checked on known pairs (black on white 21:1, a colour on itself 1:1)
+    assert abs(theme.contrast_ratio(QColor("#000000"), QColor("#ffffff")) - 21) < 1e-6
+    assert theme.contrast_ratio(QColor("#777777"), QColor("#777777")) == 1
+    assert theme.header_text_color(QColor("#ffffff")).name() == theme.HEADER_INK_DARK
+    assert theme.header_text_color(QColor("#000000")).name() == theme.HEADER_INK_LIGHT
+    for category in CATEGORIES:
+        for dark in (False, True):
+            fill = theme.family_color(category, dark)
+            ink = theme.header_text_color(fill)
+            assert theme.contrast_ratio(ink, fill) >= 4.5, (category, dark, fill.name())
+            if dark:  # pastel strips on a dark canvas: dark text, never white on pastel
+                assert ink.name() == theme.HEADER_INK_DARK, category
+    for dark, pal in ((False, theme.light_palette()), (True, theme.dark_palette())):
+        label = theme.edge_label_color(dark)
+        for role in (QPalette.ColorRole.Base, QPalette.ColorRole.Window):
+            assert theme.contrast_ratio(label, pal.color(role)) >= 4.5, (dark, role)
