@@ -122,47 +122,22 @@ def validate(graph: Graph) -> Validation:
 
     for nid in order:
         node, res = graph.nodes[nid], results[nid]
-        cls = REGISTRY[node.type_name]
-        try:
-            layer = cls(node.name, **node.params)
-        except ParamError as exc:
-            report(ERROR, str(exc), nid, exc.param, _reset_fix(cls, exc.param))
-            continue
-        layer.frozen = not node.trainable
-        res.layer = layer
         srcs = ins_of[nid]
-        n_in = len(srcs)
-        if n_in < cls.min_inputs:
-            need = ("an input" if cls.min_inputs == 1 else f"at least {cls.min_inputs} inputs")
-            report(ERROR, f"{node.type_name} '{node.name}' needs {need} but has "
-                   f"{n_in or 'none'}: connect a layer to it", nid)
+        key = _node_key(node, srcs, results, graph)
+        hit = _CACHE.get(key)
+        if hit is not None:
+            res.layer, res.in_shapes, res.out_shape, res.trainable_params = hit[:4]
+            res.non_trainable_params, res.macs, res.receptive_field, res.jump = hit[4:8]
+            for severity, text, param, fix in hit[8]:
+                report(severity, text, nid, param, fix)
             continue
-        if cls.max_inputs is not None and n_in > cls.max_inputs:
-            report(ERROR, f"{node.type_name} '{node.name}' takes {cls.max_inputs} input"
-                   f"{'s' * (cls.max_inputs != 1)} but has {n_in}; remove "
-                   f"{n_in - cls.max_inputs} connection{'s' * (n_in - cls.max_inputs != 1)}", nid)
-            continue
-        in_shapes = [results[s].out_shape for s in srcs]
-        res.in_shapes = in_shapes
-        if None in in_shapes:
-            continue  # unknown upstream: the upstream node carries the message
-        try:
-            out = layer.output_shape(in_shapes)
-        except ShapeError as exc:
-            fix = exc.fix
-            if fix is None and node.type_name in ("Add", "Concat"):
-                fix = _merge_fix(graph, results, srcs, node.type_name)
-            report(ERROR, str(exc), nid, exc.param, fix)
-            continue
-        res.out_shape = tuple(map(int, out))
-        res.trainable_params, res.non_trainable_params = layer.param_count(in_shapes)
-        if not node.trainable:  # frozen: its weights are not trained (Keras counts them so too)
-            res.non_trainable_params += res.trainable_params
-            res.trainable_params = 0
-        res.macs = layer.macs(in_shapes, res.out_shape)
-        for text, param, fix in layer.warnings(in_shapes, res.out_shape):
-            report(WARNING, text, nid, param, fix)
-        _receptive_field(res, [results[s] for s in srcs], layer, in_shapes)
+        start = len(res.messages)
+        _check_node(graph, node, res, srcs, results, report)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = (res.layer, res.in_shapes, res.out_shape, res.trainable_params,
+                       res.non_trainable_params, res.macs, res.receptive_field, res.jump,
+                       [(m.severity, m.text, m.param, m.fix) for m in res.messages[start:]])
 
     # the output: the one node nothing reads from; other dangling nodes are flagged
     sinks = [nid for nid in order if nid not in has_out and graph.nodes[nid].type_name != "Input"]
@@ -179,6 +154,67 @@ def validate(graph: Graph) -> Validation:
         for n in inputs[1:]:
             report(ERROR, f"only one Input is supported; remove '{n.name}'", n.id)
     return Validation(results, messages, order, output_id)
+
+
+# Per-node results of earlier validations, keyed by everything they depend on (the node's
+# type, name, parameters and frozen flag; its inputs' ids, names, shapes and receptive fields).
+# An edit then re-checks only the nodes it really changed: the rest are dictionary lookups.
+# Layer instances in it are shared between validations and must not be mutated (Network
+# makes its own).
+_CACHE: dict[tuple, tuple] = {}
+_CACHE_SIZE = 50_000
+
+
+def _node_key(node, srcs: list[str], results: dict[str, NodeResult], graph: Graph) -> tuple:
+    ins = tuple((s, graph.nodes[s].name, graph.nodes[s].type_name, results[s].out_shape,
+                 results[s].receptive_field, results[s].jump) for s in srcs)
+    return (node.type_name, node.name, node.trainable, repr(node.params), ins)
+
+
+def _check_node(graph: Graph, node, res: NodeResult, srcs: list[str],
+                results: dict[str, NodeResult], report) -> None:
+    """Shape rule, counts, warnings and receptive field of one node whose inputs are done."""
+    nid = node.id
+    cls = REGISTRY[node.type_name]
+    try:
+        layer = cls(node.name, **node.params)
+    except ParamError as exc:
+        report(ERROR, str(exc), nid, exc.param, _reset_fix(cls, exc.param))
+        return
+    layer.frozen = not node.trainable
+    res.layer = layer
+    n_in = len(srcs)
+    if n_in < cls.min_inputs:
+        need = ("an input" if cls.min_inputs == 1 else f"at least {cls.min_inputs} inputs")
+        report(ERROR, f"{node.type_name} '{node.name}' needs {need} but has "
+               f"{n_in or 'none'}: connect a layer to it", nid)
+        return
+    if cls.max_inputs is not None and n_in > cls.max_inputs:
+        report(ERROR, f"{node.type_name} '{node.name}' takes {cls.max_inputs} input"
+               f"{'s' * (cls.max_inputs != 1)} but has {n_in}; remove "
+               f"{n_in - cls.max_inputs} connection{'s' * (n_in - cls.max_inputs != 1)}", nid)
+        return
+    in_shapes = [results[s].out_shape for s in srcs]
+    res.in_shapes = in_shapes
+    if None in in_shapes:
+        return  # unknown upstream: the upstream node carries the message
+    try:
+        out = layer.output_shape(in_shapes)
+    except ShapeError as exc:
+        fix = exc.fix
+        if fix is None and node.type_name in ("Add", "Concat"):
+            fix = _merge_fix(graph, results, srcs, node.type_name)
+        report(ERROR, str(exc), nid, exc.param, fix)
+        return
+    res.out_shape = tuple(map(int, out))
+    res.trainable_params, res.non_trainable_params = layer.param_count(in_shapes)
+    if not node.trainable:  # frozen: its weights are not trained (Keras counts them so too)
+        res.non_trainable_params += res.trainable_params
+        res.trainable_params = 0
+    res.macs = layer.macs(in_shapes, res.out_shape)
+    for text, param, fix in layer.warnings(in_shapes, res.out_shape):
+        report(WARNING, text, nid, param, fix)
+    _receptive_field(res, [results[s] for s in srcs], layer, in_shapes)
 
 
 def _closing_edges(graph: Graph, cyclic: list[str]) -> list[tuple[str, str, list[str]]]:

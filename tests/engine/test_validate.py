@@ -425,3 +425,39 @@ def test_validated_shapes_are_the_shapes_forward_produces(g):
         assert y.dtype == np.float32, nid
     dx = net.backward(np.ones_like(outs[net.output_id]))
     assert dx is None or dx.shape == x.shape
+
+
+def _results(v):
+    return {nid: (r.out_shape, r.trainable_params, r.non_trainable_params, r.macs,
+                  r.receptive_field, r.jump, [(m.severity, m.text, m.fix) for m in r.messages])
+            for nid, r in v.nodes.items()}
+
+
+def test_cached_validation_equals_a_cold_one_after_edits():
+    import engine.validate as V
+
+    g = sequential(LENET5)
+    validate(g)
+    edits = [("conv1", "kernel_size", [3, 3]), ("conv2", "out_channels", 8),
+             ("conv1", "kernel_size", [5, 5]), ("fc1", "out_features", 0),
+             ("fc1", "out_features", 120), ("conv2", "stride", [2, 2])]
+    for nid, param, value in edits:
+        g.nodes[nid].params[param] = value
+        warm = _results(validate(g))
+        V._CACHE.clear()
+        assert _results(validate(g)) == warm, (nid, param, value)
+    g.nodes["conv1"].name = "first"  # a rename reaches the messages of the layers it feeds
+    v = validate(g)
+    V._CACHE.clear()
+    assert _results(v) == _results(validate(g))
+
+
+def test_networks_never_share_layer_instances_with_validation():
+    from engine.network import Network
+
+    g = sequential(LENET5)
+    v = validate(g)
+    a, b = Network.compile(g, validation=v), Network.compile(g, validation=validate(g))
+    for nid in a.layers:
+        assert a.layers[nid] is not v.nodes[nid].layer
+        assert a.layers[nid] is not b.layers[nid]
