@@ -449,9 +449,10 @@ def replace_any_head(graph: Graph, weights: dict[str, np.ndarray], n_classes: in
     v = validate(g)
     v.raise_if_invalid(f"make '{node.name}' the new {n_classes}-class head")
     res = v.nodes[head]
-    res.layer.init_weights(res.in_shapes, rng if rng is not None else np.random.default_rng(0))
+    layer = res.layer.clone()  # validation's instance is shared with its cache: never mutate it
+    layer.init_weights(res.in_shapes, rng if rng is not None else np.random.default_rng(0))
     out = {k: a for k, a in weights.items() if k.rpartition(".")[0] != head}
-    out.update({f"{head}.{k}": a.copy() for k, a in res.layer.weights.items()})
+    out.update({f"{head}.{k}": a for k, a in layer.weights.items()})
     return g, out
 
 

@@ -41,7 +41,7 @@ class Network:
         self.order = list(validation.order)
         self.inputs = {nid: graph.inputs_of(nid) for nid in self.order}
         # fresh instances: validation's are shared with its cache and hold no weights
-        self.layers: dict[str, Layer] = {nid: _fresh(validation.nodes[nid].layer)
+        self.layers: dict[str, Layer] = {nid: validation.nodes[nid].layer.clone()
                                          for nid in self.order}
         self.in_shapes = {nid: validation.nodes[nid].in_shapes for nid in self.order}
         self.input_id = next(nid for nid in self.order if graph.nodes[nid].type_name == "Input")
@@ -202,10 +202,3 @@ class Network:
                 cur[...] = arr.astype(np.float32)
                 loaded.append(key)
         return loaded
-
-
-def _fresh(layer: Layer) -> Layer:
-    """A new instance with the same parameters and frozen flag (no weights, no caches)."""
-    new = type(layer)(layer.name, **layer.values)
-    new.frozen = layer.frozen
-    return new

@@ -215,6 +215,12 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.frozen = False
 
+    def clone(self) -> Layer:
+        """A new instance with the same name, parameters and frozen flag (no weights)."""
+        new = type(self)(self.name, **self.values)
+        new.frozen = self.frozen
+        return new
+
     def __getattr__(self, item):
         p = self.__dict__.get("values")
         if p is not None and item in p:
