@@ -225,12 +225,32 @@ class BoolEditor(ParamEditor):
             self.box.blockSignals(False)
 
 
+# Readable names of choice values, by (param name, value); the raw value is what is stored
+# (and shown where no name is known). A Param that declares `choice_labels` ({value: label})
+# wins over this table.
+CHOICE_LABELS: dict[tuple[str, str], str] = {
+    ("init", "he"): "He (Kaiming)",
+    ("init", "glorot"): "Glorot (Xavier)",
+    ("init", "zeros"): "Zeros",
+    ("init", "normal"): "Normal",
+    ("init", "uniform"): "Uniform",
+}
+
+
+def choice_label(param, value) -> str:
+    """The text shown for choice `value` of `param` (a readable name, or the value itself)."""
+    own = getattr(param, "choice_labels", None)
+    if isinstance(own, dict) and value in own:
+        return str(own[value])
+    return CHOICE_LABELS.get((param.name, value), str(value))
+
+
 class ChoiceEditor(ParamEditor):
     def __init__(self, param, commit, parent=None):
         super().__init__(param, commit, parent)
         self.combo = QComboBox(self)
         for c in param.choices:
-            self.combo.addItem(c, c)
+            self.combo.addItem(choice_label(param, c), c)  # shown: the name; stored: c
         self.combo.setToolTip(param.doc)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

@@ -239,3 +239,30 @@ def test_caption_explains_the_focused_parameter(panel, qtbot):
     panel.editors["stride"].h.setFocus()
     qtbot.waitUntil(lambda: panel.param_help.text().startswith("Stride:"), timeout=1000)
     assert "Step between" in panel.param_help.text()
+
+
+def test_choice_params_show_readable_names_and_store_raw_values(doc, panel):
+    from designer.inspector import choice_label
+    from engine.layers import REGISTRY
+
+    panel.set_node("conv1")
+    combo = panel.editors["init"].combo
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    values = [combo.itemData(i) for i in range(combo.count())]
+    param = next(p for p in REGISTRY["Conv2d"].params if p.name == "init")
+    assert values == list(param.choices)
+    assert texts == ["He (Kaiming)", "Glorot (Xavier)"]
+    assert combo.currentData() == doc.graph.nodes["conv1"].params.get("init", "he") == "he"
+    i = combo.findData("glorot")
+    combo.setCurrentIndex(i)
+    combo.activated.emit(i)  # what a user's choice sends
+    assert doc.graph.nodes["conv1"].params["init"] == "glorot"  # the raw value is stored
+    assert combo.currentText() == "Glorot (Xavier)"
+    doc.undo_stack.undo()
+    assert doc.graph.nodes["conv1"].params.get("init", "he") == "he"
+    assert panel.editors["init"].combo.currentText() == "He (Kaiming)"
+
+    class Unknown:
+        name, choices = "mode", ("a", "b")
+
+    assert choice_label(Unknown, "a") == "a"  # no known name: the value itself
