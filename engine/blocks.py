@@ -80,13 +80,17 @@ def module_path(name: str) -> tuple[list[str], bool]:
     name = name.strip()
     if "/" in name:
         parts = [p for p in name.split("/") if p][:-1]  # the last part is the op ("Conv")
-        path = ""
-        for p in parts:  # PyTorch repeats the prefix: /layer2/layer2.0/conv1
-            if path and p.startswith(path + "."):
-                path = p
+        comps: list[str] = []
+        prev = None
+        for p in parts:
+            # a segment names a module relative to the enclosing one, and a Sequential's child
+            # repeats its parent's segment: /layer2/layer2.0/conv1, /layer2/short/short.0
+            if prev is not None and p.startswith(prev + "."):
+                comps[len(comps) - len(prev.split(".")):] = p.split(".")
             else:
-                path = f"{path}.{p}" if path else p
-        return ([c for c in path.split(".") if c] if path else []), True
+                comps += p.split(".")
+            prev = p
+        return [c for c in comps if c], True
     return [c for c in name.split(".") if c], False
 
 

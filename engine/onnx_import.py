@@ -672,12 +672,15 @@ def _topological(g) -> list:
 
 
 def _scope(name: str) -> tuple[str, str] | None:
-    """PyTorch's '/features/features.0/Conv' -> ('features.0', 'Conv'): the innermost module
-    (already fully qualified) and the op."""
+    """PyTorch's '/features/features.0/Conv' -> ('features.0', 'Conv') and
+    '/layer1/layer1.0/conv1/Conv' -> ('layer1.0.conv1', 'Conv'): the full module path (as in the
+    model's state_dict, so names match torchvision's and our templates') and the op."""
+    from .blocks import module_path
+
     parts = [p for p in name.strip().split("/") if p]
     if not name.startswith("/") or not parts:
         return None
-    return (parts[-2] if len(parts) > 1 else "", parts[-1])
+    return ".".join(module_path(name)[0]), parts[-1]
 
 
 def _clean_name(name: str, scope_counts: dict[str, int] | None = None) -> str:
