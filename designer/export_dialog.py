@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from engine.network import Network
 
+from .theme import severity_hex
 from .workers import FunctionWorker, start_worker, stop_thread
 
 OK, FAIL, INFO = True, False, None
@@ -206,7 +207,7 @@ class ExportDialog(QDialog):
         if not doc.weights:
             self.notice.setText("The network has no trained weights: the export holds a random "
                                 "initialisation. Train it first to deploy it.")
-            self.notice.setStyleSheet("color: #c77700;")
+            self.notice.setStyleSheet(f"color: {severity_hex('warning', self)};")
         self.checklist = QTreeWidget()
         self.checklist.setHeaderHidden(True)
         self.checklist.setRootIsDecorated(False)

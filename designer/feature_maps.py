@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage
+from PySide6.QtGui import QColor, QFont, QImage, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QBoxLayout,
@@ -42,6 +42,7 @@ from engine import kernels
 from engine.network import Network
 
 from .drawing_pad import DrawingPad
+from .theme import severity_hex
 from .workers import FunctionWorker, softmax_rows, start_worker, stop_thread
 
 MAX_MAPS = 256  # maps shown at once; more would be unreadable anyway
@@ -422,17 +423,17 @@ class FeatureMapPanel(QWidget):
         self.layer_label = QLabel()
         self.layer_label.setTextFormat(Qt.TextFormat.RichText)
         self.notice = QLabel()
-        self.notice.setStyleSheet("color: #c77700;")
+        self.notice.setStyleSheet(f"color: {severity_hex('warning', self)};")
         for w in (self.source, self.scale):
             w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             w.setMinimumContentsLength(7)
         self.sample.setMinimumWidth(60)
         self.source.setMaximumWidth(170)
-        self.sample.setMaximumWidth(150)
+        self.sample.setMaximumWidth(100)
         for w in (QLabel("Input:"), self.source, self.sample, self.open_button,
                   self.clear_button):
             top.addWidget(w, 1 if w in (self.source, self.sample) else 0)
-        top.addStretch(1)
+        top.addStretch(0)  # takes what the capped fields leave
         top.addWidget(self.scale)
         second = QHBoxLayout()
         second.setContentsMargins(0, 0, 0, 0)
@@ -481,7 +482,7 @@ class FeatureMapPanel(QWidget):
         self.maps_stack.addWidget(self.grid)
         self.maps_stack.addWidget(self.unit_bars)
         self.hover = QLabel("Move the mouse over a map to read its values.")
-        self.hover.setStyleSheet("color: palette(mid);")
+        self.hover.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.hover.setMinimumWidth(10)
         self.stats = QTableWidget(0, 5)
         self.stats.setHorizontalHeaderLabels(["map", "min", "max", "mean", "zero after ReLU"])
@@ -523,13 +524,16 @@ class FeatureMapPanel(QWidget):
         self.body = body = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         body.addWidget(left)
         body.addWidget(self.tabs, 1)
-        self.narrow: str | None = None  # "narrow", "wide" or "short" (_fit_orientation)
-        self._apply_orientation("wide")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
-        outer.addLayout(top)
-        outer.addLayout(second)
+        # the input controls and the layer line: two rows when narrow, one when wide
+        self.heads = QBoxLayout(QBoxLayout.Direction.TopToBottom)
+        self.heads.addLayout(top)
+        self.heads.addLayout(second, 1)
+        outer.addLayout(self.heads)
         outer.addLayout(body, 1)
+        self.narrow: str | None = None  # "narrow", "wide" or "short" (_fit_orientation)
+        self._apply_orientation("wide")
 
         self.source.currentIndexChanged.connect(self._on_source_changed)
         self.sample.valueChanged.connect(self.schedule)
@@ -563,7 +567,7 @@ class FeatureMapPanel(QWidget):
         parent = self.parentWidget()
         room = parent.width() if parent is not None and parent.isVisible() else self.width()
         tall = parent.height() if parent is not None and parent.isVisible() else self.height()
-        mode = "narrow" if room < 640 else ("short" if tall < 560 else "wide")
+        mode = "narrow" if room < 720 else ("short" if tall < 560 else "wide")
         if mode != self.narrow:
             self._apply_orientation(mode)
 
@@ -575,6 +579,13 @@ class FeatureMapPanel(QWidget):
         down, across = QBoxLayout.Direction.TopToBottom, QBoxLayout.Direction.LeftToRight
         self.body.setDirection(down if mode == "narrow" else across)
         self.side.setDirection(down if mode == "wide" else across)
+        self.heads.setDirection(down if mode == "narrow" else across)
+        small = mode == "short"
+        self.grid.setMinimumHeight(70 if small else 120)
+        self.unit_bars.setMinimumHeight(70 if small else 120)
+        self.stats.setMinimumHeight(40 if small else 50)
+        self.input_stack.setMinimumSize(120 if not small else 90, 120 if not small else 90)
+        self.probs.setMinimumSize(140, 120 if not small else 90)
         max_size = 16777215
         if mode == "narrow":
             self.left.setMinimumWidth(0)
@@ -946,7 +957,7 @@ class KernelLesson(QWidget):
         self.doc_label = QLabel()
         self.doc_label.setWordWrap(True)
         self.error = QLabel()
-        self.error.setStyleSheet("color: #c62828;")
+        self.error.setStyleSheet(f"color: {severity_hex('error', panel)};")
         self.error.setWordWrap(True)
         self.filter_index = QSpinBox()
         self.filter_index.setPrefix("filter ")
@@ -989,11 +1000,11 @@ class KernelLesson(QWidget):
             head = QLabel(f"<b>{title}</b>")
             head.setAlignment(Qt.AlignmentFlag.AlignCenter)
             w, vb, img = image_view()
-            w.setMinimumSize(70, 70)
+            w.setMinimumSize(56, 50)
             w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
             cap = QLabel()
             cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            cap.setStyleSheet("color: palette(mid);")
+            cap.setForegroundRole(QPalette.ColorRole.PlaceholderText)
             self.views[key] = (w, vb, img)
             self.captions[key] = cap
             self.heads[key] = head
@@ -1009,7 +1020,9 @@ class KernelLesson(QWidget):
         explain.setContentsMargins(6, 4, 6, 4)
         self.gallery_title = QLabel("<b>Every preset on this image</b> (after ReLU): each kernel "
                                     "finds something else. Click one to study it.")
+        self.gallery_title.setWordWrap(True)
         self.gallery = MapGrid()
+        self.gallery.setMinimumHeight(40)
         self.gallery.hovered.connect(panel.hover.setText)
         self.gallery.clicked.connect(self.preset.setCurrentIndex)
         self.right = right = QVBoxLayout()

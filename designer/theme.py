@@ -45,7 +45,8 @@ FAMILY_COLORS: dict[str, tuple[str, str]] = {
 _FALLBACK = ("#707070", "#a0a0a0")
 
 # message colours (errors red, warnings amber), per theme
-SEVERITY_COLORS = {"error": ("#c62828", "#ff6b6b"), "warning": ("#b26a00", "#ffb74d")}
+SEVERITY_COLORS = {"error": ("#c62828", "#ff6b6b"), "warning": ("#b26a00", "#ffb74d"),
+                   "ok": ("#2e7d32", "#66d17a")}
 
 
 def family_color(category: str, dark: bool = False) -> QColor:
@@ -93,6 +94,12 @@ def edge_label_color(dark: bool = False) -> QColor:
 def severity_color(severity: str, dark: bool = False) -> QColor:
     light, dk = SEVERITY_COLORS.get(severity, SEVERITY_COLORS["warning"])
     return QColor(dk if dark else light)
+
+
+def severity_hex(severity: str, widget: QWidget | None = None) -> str:
+    """"#rrggbb" of an error / warning / ok colour for the theme `widget` shows (rich text)."""
+    return severity_color(severity, is_dark(widget.palette() if widget is not None else None)
+                          ).name()
 
 
 def is_dark(palette: QPalette | None = None) -> bool:
@@ -528,6 +535,7 @@ __all__ = [
     "paint_layer_icon",
     "relative_luminance",
     "severity_color",
+    "severity_hex",
     "severity_icon",
     "theme_state",
 ]

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QBoxLayout,
     QComboBox,
@@ -45,6 +45,7 @@ from engine.network import Network
 from engine.train import BatchReport, EpochReport, TrainConfig, split_validation
 
 from .feature_maps import DIVERGING_CMAP, MAP_CMAP, image_view, mosaic, to_qimage
+from .theme import severity_hex
 from .workers import (
     FunctionWorker,
     Snapshot,
@@ -379,7 +380,7 @@ class TrainingPanel(QWidget):
         self.seed.setRange(0, 2**31 - 1)
         self.frozen_label = QLabel()
         self.frozen_label.setWordWrap(True)
-        self.frozen_label.setStyleSheet("color: palette(mid);")
+        self.frozen_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         hf.addRow("Epochs", self.epochs)
         hf.addRow("Batch size", self.batch_size)
         hf.addRow("Optimizer", self.optimizer)
@@ -519,7 +520,8 @@ class TrainingPanel(QWidget):
         self.plots = plots = QSplitter(Qt.Orientation.Horizontal)
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.acc_plot)
-        vs = QSplitter(Qt.Orientation.Vertical)
+        self.curves_split = vs = QSplitter(Qt.Orientation.Vertical)
+        vs.setChildrenCollapsible(False)
         vs.addWidget(plots)
         vs.addWidget(timeline)
         vs.setStretchFactor(0, 3)
@@ -556,12 +558,14 @@ class TrainingPanel(QWidget):
 
         self.left = left
         self.narrow: bool | None = None
+        self.short = False  # a wide, low dock (bottom): plots and timeline side by side
         self.outer = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
         self.outer.setContentsMargins(4, 4, 4, 4)
         self.outer.addWidget(self.settings_scroll)
         self.outer.addWidget(self.tabs, 1)
         self.tabs.setMinimumWidth(280)
         self._apply_orientation(False)
+        self._apply_short(False)
 
         self.source.currentIndexChanged.connect(self._on_source_changed)
         self.browse.clicked.connect(self._browse)
@@ -688,7 +692,8 @@ class TrainingPanel(QWidget):
         self.dataset = None
         self.data_key = None
         self._loaded_request = None
-        self.data_info.setText(f"<span style='color:#c62828'>{text}</span>")
+        red = severity_hex("error", self)
+        self.data_info.setText(f"<span style='color:{red}'>{text}</span>")
         self.preview.set_data(np.zeros((0, 1, 1, 1)), np.zeros(0, np.int64), [])
         if self._train_when_loaded:
             self._train_when_loaded = False
@@ -731,10 +736,11 @@ class TrainingPanel(QWidget):
             self.mismatch_messages.append(Message(ERROR if prob.fatal else WARNING, prob.text,
                                                   fix.node_id if fix else None, None, fix))
         if not self.mismatch_messages:
-            self.check_label.setText("<span style='color:#2e7d32'>✔ the data fits the "
+            green = severity_hex("ok", self)
+            self.check_label.setText(f"<span style='color:{green}'>✔ the data fits the "
                                      "network</span>")
         else:
-            lines = [f"<span style='color:{'#c62828' if m.severity == ERROR else '#c77700'}'>"
+            lines = [f"<span style='color:{severity_hex(m.severity, self)}'>"
                      f"{'✖' if m.severity == ERROR else '⚠'} {m.text}</span>"
                      for m in self.mismatch_messages]
             self.check_label.setText("<br>".join(lines))
@@ -1068,7 +1074,8 @@ class TrainingPanel(QWidget):
             self.status.setText(f"Stopped after {done} full epoch{'s' * (done != 1)} "
                                 f"({result.batches_run} batches); the weights were kept.")
         elif h.stopped:
-            self.status.setText(f"<span style='color:#c62828'>{h.stopped}</span>")
+            red = severity_hex("error", self)
+            self.status.setText(f"<span style='color:{red}'>{h.stopped}</span>")
         else:
             self.progress.setValue(1000)
             self.status.setText(f"Done in {fmt_seconds(h.seconds)}; the weights are kept in "
@@ -1089,7 +1096,8 @@ class TrainingPanel(QWidget):
 
     def on_failed(self, text: str) -> None:
         self.doc.unlock()
-        self.status.setText(f"<span style='color:#c62828'>Training failed: {text}</span>")
+        red = severity_hex("error", self)
+        self.status.setText(f"<span style='color:{red}'>Training failed: {text}</span>")
         self.training_finished.emit(None)
 
     def on_done(self) -> None:
@@ -1197,8 +1205,28 @@ class TrainingPanel(QWidget):
         narrow = room < 760
         if narrow != self.narrow:
             self._apply_orientation(narrow)
+        tall = parent.height() if parent is not None and parent.isVisible() else self.height()
+        short = not narrow and tall < 480
+        if short != self.short:
+            self._apply_short(short)
         if narrow:
             self._fit_settings_height()
+
+    def _apply_short(self, short: bool) -> None:
+        """A low dock: the timeline goes beside the plots instead of under them, and the
+        results' pictures may get smaller."""
+        self.short = short
+        self.curves_split.setOrientation(Qt.Orientation.Horizontal if short
+                                         else Qt.Orientation.Vertical)
+        if short:
+            self.curves_split.setSizes([640, 360])
+        for w in (self.filters_view, self.maps_view, self.sample_view):
+            w.setMinimumSize(60, 50 if short else 90)
+        self.worst.setMinimumHeight(70 if short else 120)
+        if not self.narrow:
+            self.confusion.setMinimumSize(120 if short else 160, 120 if short else 160)
+        self.loss_plot.setMinimumHeight(90 if short else 150)
+        self.acc_plot.setMinimumHeight(90 if short else 150)
 
     def _apply_orientation(self, narrow: bool) -> None:
         self.narrow = narrow
