@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
 
 from engine.errors import EngineError
 from engine.examples import EXAMPLES, load_example
+from engine.fileio import atomic_path
 from engine.graph import Graph
+from engine.summary import human_count
 
 from . import clipboard, files, theme
 from .canvas import CanvasScene, CanvasView, NodeItem, layered_layout
@@ -52,6 +54,10 @@ from .document import Document
 
 APP_NAME = "CNN Designer"
 AUTOSAVE_MS = 60_000
+FIT_MIN_ZOOM = 0.4  # the opening view fits the whole graph when this zoom is enough
+TOP_ZOOM = 0.75  # else: its top at this zoom (its width fitted when that needs less)
+REVEAL_ZOOM = 0.8  # a layer picked in Problems / Summary is shown at least this big
+DOCK_STATE_VERSION = 2  # bump when the default dock placement changes (old states are ignored)
 
 
 def _optional(module: str, name: str):
@@ -145,8 +151,9 @@ class MainWindow(QMainWindow):
             self._set_panel(key, factory())
             if old is not None:
                 old.deleteLater()
-            if key == "feature_maps":
+            if key in ("feature_maps", "training"):
                 self._on_selection()
+                QTimer.singleShot(0, self._grow_bottom_docks)
         return self.panels.get(key)
 
     def _build_docks(self) -> None:
@@ -162,8 +169,6 @@ class MainWindow(QMainWindow):
         history = QUndoView(self.doc.undo_stack, self)
         history.setEmptyLabel("Opened")
         bottom.append(self._dock("history", "History", history, B))
-        for a, b in pairwise(bottom):
-            self.tabifyDockWidget(a, b)
         right = []
         for key, title, module, name in [("inspector", "Inspector", "inspector", "InspectorPanel"),
                                          ("summary", "Summary", "summary_view", "SummaryPanel"),
@@ -175,12 +180,14 @@ class MainWindow(QMainWindow):
             if cls is None:
                 continue
             if key in ("training", "feature_maps"):
-                right.append(self._dock(key, title, None, R,
-                                        lambda c=cls: c(self.doc, self)))
+                # wide and short below the canvas: curves and map grids need the width
+                bottom.append(self._dock(key, title, None, B,
+                                         lambda c=cls: c(self.doc, self)))
             else:
                 right.append(self._dock(key, title, cls(self.doc, self), R))
-        for a, b in pairwise(right):
-            self.tabifyDockWidget(a, b)
+        for group in (bottom, right):
+            for a, b in pairwise(group):
+                self.tabifyDockWidget(a, b)
         if right:
             right[0].raise_()
         if bottom:
@@ -189,20 +196,37 @@ class MainWindow(QMainWindow):
         self._first_docks = (right[0] if right else None, bottom[0])
 
     def _size_docks(self) -> None:
-        """Give the canvas the room: narrow side docks, a short bottom dock."""
+        """Give the canvas the room: narrow side docks; below it a dock tall enough for a few
+        problems, the history, the training curves or a row of feature maps."""
         right, bottom = self._first_docks
         if "palette" in self.docks:
             self.resizeDocks([self.docks["palette"]], [220], Qt.Orientation.Horizontal)
         if right is not None:
             self.resizeDocks([right], [max(360, self.width() // 4)], Qt.Orientation.Horizontal)
-        self.resizeDocks([bottom], [130], Qt.Orientation.Vertical)
+        self.resizeDocks([bottom], [max(200, min(300, self.height() * 22 // 100))],
+                         Qt.Orientation.Vertical)
+
+    def _restore_layout(self) -> bool:
+        """The dock layout the user left (QSettings); False when there is none to restore."""
+        state = self.settings.value("window/state")
+        if state is None:
+            return False
+        try:
+            return bool(self.restoreState(state, DOCK_STATE_VERSION))
+        except (TypeError, ValueError):
+            return False
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/state", self.saveState(DOCK_STATE_VERSION))
 
     def showEvent(self, event):
         super().showEvent(event)
         if not self._sized:
             self._sized = True
-            self._size_docks()
+            if not self._restore_layout():
+                self._size_docks()
             QTimer.singleShot(0, self._hide_stray_tab_bars)
+            QTimer.singleShot(0, self.initial_view)  # the docks' sizes are final now
 
     def _hide_stray_tab_bars(self) -> None:
         """Tabifying several docks before the first show leaves Qt's tab bar of an earlier step
@@ -317,6 +341,14 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_collapse_all, self.act_expand_all])
         m.addSeparator()
+        self.act_minimap = m.addAction("Show &Overview Map")
+        self.act_minimap.setCheckable(True)
+        self.act_minimap.setStatusTip("The small map of the whole network in the canvas corner "
+                                      "(shown only when the network does not fit the view)")
+        on = str(self.settings.value("view/minimap", "true")).lower() != "false"
+        self.act_minimap.setChecked(on)
+        self.view.minimap.set_enabled(on)
+        self.act_minimap.toggled.connect(self.set_minimap_enabled)
         tm = m.addMenu("&Theme")
         group = QActionGroup(self)
         self.theme_actions = {}
@@ -340,8 +372,8 @@ class MainWindow(QMainWindow):
         tb = self.addToolBar("Main")
         tb.setObjectName("toolbar_main")
         tb.setMovable(False)
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        tb.setIconSize(QSize(16, 16))
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.setIconSize(QSize(20, 20))
         stack = self.doc.undo_stack
         # fixed labels (the menu's actions carry the command's name, which would make the
         # bar jump); no shortcuts here: the menu's actions own Ctrl+Z / Ctrl+Shift+Z
@@ -372,8 +404,32 @@ class MainWindow(QMainWindow):
                 tb.addSeparator()
             else:
                 tb.addAction(act)
-        self.act_fit.setToolTip("Fit the whole network in view (F)")
         self.toolbar = tb
+        self._toolbar_icons = {
+            self.act_new: "new", self.tb_template: "template", self.act_open: "open",
+            self.act_save: "save", self.tb_undo: "undo", self.tb_redo: "redo",
+            self.act_layout: "layout", self.act_fit: "fit", self.act_zoom_in: "zoom_in",
+            self.act_zoom_out: "zoom_out", self.tb_collapse: "collapse",
+            self.act_export_onnx: "export"}
+        tips = {self.act_new: "New network", self.act_open: "Open a project or ONNX model",
+                self.act_save: "Save the project", self.act_layout: "Arrange the layers top "
+                "to bottom", self.act_fit: "Fit the whole network in view",
+                self.act_zoom_in: "Zoom in", self.act_zoom_out: "Zoom out",
+                self.act_export_onnx: "Export the network (with weights) to ONNX"}
+        for act, tip in tips.items():
+            keys = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            act.setToolTip(f"{tip} ({keys})" if keys else tip)
+        self.act_fit.setIconText("Fit")
+        self._paint_toolbar_icons()
+
+    def _paint_toolbar_icons(self) -> None:
+        """Line icons in the palette's text colour (redrawn when the theme changes)."""
+        from .toolbar_icons import tool_icon
+
+        colour = self.palette().color(self.palette().ColorRole.ButtonText)
+        for act, name in self._toolbar_icons.items():
+            act.setIcon(tool_icon(name, colour))
+            act.setIconVisibleInMenu(False)
 
     def _add_templates_menu(self, menu) -> None:
         try:
@@ -420,7 +476,7 @@ class MainWindow(QMainWindow):
         pal = self.panels.get("palette")
         if pal is not None and hasattr(pal, "layer_requested"):
             pal.layer_requested.connect(self.add_layer)
-        for key in ("problems", "inspector"):
+        for key in ("problems", "inspector", "summary"):
             panel = self.panels.get(key)
             if panel is not None and hasattr(panel, "node_activated"):
                 panel.node_activated.connect(self.reveal_node)
@@ -470,10 +526,11 @@ class MainWindow(QMainWindow):
             self.lbl_state.setText(", ".join(parts))
             colour = self.scene.look.error if ne else self.scene.look.warning
         self.lbl_state.setStyleSheet(f"color: {colour.name()}; font-weight: 600;")
-        macs = v.macs
-        mac_text = f"{macs / 1e6:.2f}M" if macs >= 1e5 else f"{macs:,}"
-        self.lbl_totals.setText(f"{len(self.doc.graph.nodes)} layers · "
-                                f"{fmt_count(v.total_params)} params · {mac_text} MACs")
+        self.lbl_totals.setText(totals_text(self.doc.graph, v))
+        self.lbl_totals.setToolTip(
+            "Totals over the layers whose shapes are known; fix the errors for exact totals"
+            if "unknown" in self.lbl_totals.text() else
+            f"{v.total_params:,} parameters, {v.macs:,} multiply-accumulates per image")
         nodes = self.doc.graph.nodes
         frozen = sum(not n.trainable for n in nodes.values())
         left = sum(r.trainable_params for nid, r in v.nodes.items()
@@ -497,41 +554,61 @@ class MainWindow(QMainWindow):
         except RuntimeError:  # the scene is being torn down
             return
         nid = ids[0] if len(ids) == 1 else None
-        for key in ("inspector", "feature_maps"):
+        for key in ("inspector", "feature_maps", "training"):
             panel = self.panels.get(key)
             if panel is not None and hasattr(panel, "set_node"):
                 panel.set_node(nid)
+        summary = self.panels.get("summary")
+        if summary is not None and hasattr(summary, "select_node"):
+            summary.select_node(nid, emit=False)
 
     def _on_theme_changed(self, dark: bool) -> None:
+        self._paint_toolbar_icons()
         self.scene.set_dark(dark)
         self.view.refresh_background()
         self._on_validated(self.doc.validation)
+
+    def set_minimap_enabled(self, on: bool) -> None:
+        self.settings.setValue("view/minimap", "true" if on else "false")
+        self.view.minimap.set_enabled(on)
 
     def set_theme(self, mode: str) -> None:
         self.settings.setValue("theme", mode)
         theme.apply_theme(QApplication.instance(), mode)
 
     def initial_view(self) -> None:
-        """Fit a graph that fits at a readable zoom; else show its top at 85 %."""
+        """Fit the whole graph when it fits at a readable zoom (≥ FIT_MIN_ZOOM); else fit its
+        width (readable at least) and show its top: a deep net is scrolled, not shrunk."""
         r = self.scene.content_rect()
         vp = self.view.viewport().size()
         if r.isNull():
             return
-        k = min(vp.width() / (r.width() + 60), vp.height() / (r.height() + 60))
-        if k >= 0.7:
+        kw = vp.width() / (r.width() + 60)
+        k = min(kw, vp.height() / (r.height() + 60))
+        if k >= FIT_MIN_ZOOM:
             self.view.fit()
         else:
-            self.view.show_top(0.85 if r.width() * 0.85 < vp.width() else max(k, 0.3))
+            self.view.show_top(max(FIT_MIN_ZOOM, min(TOP_ZOOM, kw)))
         self.view.minimap.refresh()
 
     # ---- editing ----------------------------------------------------------------------------
 
     def reveal_node(self, node_id: str) -> None:
+        """Select `node_id` and bring it to the middle of the view, zoomed in to a readable
+        size when the view is far out (a card at 5 % is a coloured dot)."""
         item = self.scene.node_items.get(node_id)
         if item is None:
             return
         self.scene.select_nodes([node_id])
-        self.view.ensureVisible(item, 80, 80)
+        if not item.isVisible():  # folded into a collapsed block: show the block
+            for block in self.scene.block_items.values():
+                if node_id in getattr(block.info, "node_ids", ()):
+                    self.view.centerOn(block)
+                    return
+        if self.view.zoom() < REVEAL_ZOOM:
+            self.view.set_zoom(REVEAL_ZOOM)
+        self.view.centerOn(item)
+        self.view.minimap.update_later()
 
     def free_position(self, near: QPointF) -> tuple[float, float]:
         """`near`, or the first place to its right where a new card overlaps nothing."""
@@ -767,6 +844,21 @@ class MainWindow(QMainWindow):
             dock.show()
             dock.raise_()
             self.materialize(key)
+            if key in ("feature_maps", "training"):
+                QTimer.singleShot(0, self._grow_bottom_docks)
+
+    def _grow_bottom_docks(self) -> None:
+        """Curves and map grids want more height than a list of problems: the first time
+        they are shown (and whenever asked for from a menu), the bottom docks grow to ~40 %
+        of the window — never shrink what the user made taller."""
+        dock = next((self.docks[k] for k in ("training", "feature_maps")
+                     if k in self.docks and self.docks[k].isVisible()
+                     and not self.docks[k].isFloating()
+                     and self.dockWidgetArea(self.docks[k])
+                     == Qt.DockWidgetArea.BottomDockWidgetArea), None)
+        want = max(300, min(460, self.height() * 40 // 100))
+        if dock is not None and dock.height() < want:
+            self.resizeDocks([dock], [want], Qt.Orientation.Vertical)
 
     def delete_selection(self) -> None:
         ids = self.scene.selected_node_ids()
@@ -1042,20 +1134,12 @@ class MainWindow(QMainWindow):
                 return False
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)  # seconds for 200 layers
         try:
-            if kind == "png":
-                ok = self.scene.render_image(2.0).save(str(path), "PNG")
-            else:
-                ok = export_svg(self.scene, path, self.doc.graph.name)
+            write_canvas(self.scene, path, kind, self.doc.graph.name)
         except OSError as exc:
-            ok = False
-            error = str(exc)
-        else:
-            error = f"could not write {path}"
+            self.show_error("Cannot export", f"Could not write {path}: {exc}")
+            return False
         finally:
             QApplication.restoreOverrideCursor()
-        if not ok:
-            self.show_error("Cannot export", error)
-            return False
         self.statusBar().showMessage(f"Exported {Path(path).name}", 4000)
         return True
 
@@ -1085,6 +1169,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.autosave_timer.stop()
+        self.save_layout()
         files.discard_autosave(self.autosave_dir, self.doc.path)
         self.shutdown()
         event.accept()
@@ -1117,9 +1202,39 @@ class MainWindow(QMainWindow):
         return QSize(1500, 950)
 
 
+def totals_text(graph: Graph, v) -> str:
+    """"14 layers · 61,706 params · 429.1K MACs"; with layers whose shape is unknown (errors)
+    the sums are lower bounds: "≥ 312 params · ≥ 1.2K MACs (2 layers unknown)"."""
+    unknown = sum(1 for nid in graph.nodes
+                  if (r := v.nodes.get(nid)) is None or r.out_shape is None or r.layer is None)
+    def bound(n: int, fmt) -> str:
+        return fmt(n) if not unknown else f"≥ {fmt(n)}" if n else "?"
+
+    text = (f"{len(graph.nodes)} layers · {bound(v.total_params, fmt_count)} params · "
+            f"{bound(v.macs, human_count)} MACs")
+    if unknown:
+        text += f" ({unknown} layer{'s' * (unknown != 1)} unknown)"
+    return text
+
+
 def _short(text: str, n: int = 32) -> str:
     """Menu labels stay short: the middle of a long name gives way to an ellipsis."""
     return text if len(text) <= n else text[: n // 2 - 1] + "…" + text[-(n // 2 - 1):]
+
+
+def write_canvas(scene: CanvasScene, path, kind: str, title: str = "network") -> Path:
+    """The whole graph as "png" (2× scale) or "svg" at `path`, atomically: written beside it
+    and moved into place only when complete, so a failed export never leaves half a file (nor
+    destroys the file that was there). OSError when it cannot be written."""
+    path = Path(path)
+    with atomic_path(path, suffix=f".{kind}") as tmp:
+        if kind == "png":
+            ok = scene.render_image(2.0).save(str(tmp), "PNG")
+        else:
+            ok = export_svg(scene, tmp, title)
+        if not ok:
+            raise OSError(f"the {kind.upper()} image could not be written")
+    return path
 
 
 def export_svg(scene: CanvasScene, path, title: str = "network") -> bool:

@@ -52,7 +52,7 @@ class Look:
         self.f_small = QFont(base)
         self.f_small.setPointSizeF(7.5)
         self.f_edge = QFont(base)
-        self.f_edge.setPointSizeF(7.5)
+        self.f_edge.setPointSizeF(8.0)
         self.m_desc = QFontMetricsF(self.f_desc)
         self.m_shape = QFontMetricsF(self.f_shape)
         self.m_name = QFontMetricsF(self.f_name)
@@ -87,12 +87,24 @@ class Look:
             self.shadow = QColor(20, 30, 50, 28)
             self.frozen = QColor("#7d9cc0")
             self.frozen_card = QColor("#eef3f9")
+        # shape labels on the connections: readable, not as loud as the card text
+        self.edge_label = (theme.edge_label_color(dark) if hasattr(theme, "edge_label_color")
+                           else QColor(self.text))
         self.error = theme.severity_color("error", dark)
         self.warning = theme.severity_color("warning", dark)
 
     def family(self, type_name: str) -> QColor:
         cls = REGISTRY.get(type_name)
         return theme.family_color(cls.category if cls else "", self.dark)
+
+
+def channels_text(shape) -> str:
+    """What an input's channels are: "greyscale image", "RGB image", "4-channel image"."""
+    if len(shape) != 3:
+        return f"{shape[0]} features" if len(shape) == 1 else ""
+    c = shape[0]
+    kind = {1: "greyscale", 3: "RGB"}.get(c, f"{c}-channel")
+    return f"{kind} image"
 
 
 def fmt_count(n: int) -> str:
@@ -212,6 +224,9 @@ class NodeItem(QGraphicsObject):
         if res is not None and res.layer is not None:
             self.desc = res.layer.describe(res.in_shapes)
         self.shape_text = fmt_shape(res.out_shape) if res is not None else "?"
+        if cls.category == "Input" and res is not None and res.out_shape:
+            # the shape line below already says C×H×W: say what the channels are instead
+            self.desc = channels_text(res.out_shape)
         self.params_text = ""
         self.rf_text = ""
         self.severity = None
@@ -595,7 +610,8 @@ class EdgeItem(QGraphicsItem):
             bg.setAlpha(225)
             painter.setBrush(bg)
             painter.drawRoundedRect(rect, 4, 4)
-            painter.setPen(colour if (selected or self.hot or self.emphasis) else look.muted)
+            painter.setPen(colour if (selected or self.hot or self.emphasis)
+                           else look.edge_label)
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.label)
 
     def set_hot(self, hot: bool) -> None:

@@ -251,7 +251,9 @@ class Minimap(QWidget):
     def __init__(self, view: CanvasView):
         super().__init__(view)
         self.view = view
-        self.W, self.H = 200, 150
+        self.W, self.H = 160, 110
+        self.enabled = True  # View > Show Overview Map
+        self.corner = "bottom"
         self.resize(self.W, self.H)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip("Overview: click or drag to move the view")
@@ -276,9 +278,35 @@ class Minimap(QWidget):
             self._errors = errors
             self.content_changed()
 
-    def place(self) -> None:
+    def set_enabled(self, on: bool) -> None:
+        self.enabled = on
+        if on:
+            self.refresh()
+        else:
+            self.hide()
+
+    def _corner_rect(self, corner: str):
         vp = self.view.viewport().geometry()
-        self.move(vp.right() - self.W - 12, vp.bottom() - self.H - 12)
+        y = vp.top() + 10 if corner == "top" else vp.bottom() - self.H - 10
+        return vp.right() - self.W - 10, y
+
+    def place(self) -> None:
+        """Bottom-right, or top-right when fewer cards lie under that corner."""
+        from PySide6.QtCore import QRect
+
+        from .items import NodeItem
+
+        def covered(corner: str) -> int:
+            x, y = self._corner_rect(corner)
+            poly = self.view.mapToScene(QRect(x, y, self.W, self.H))
+            return sum(isinstance(i, NodeItem) or type(i).__name__ == "BlockItem"
+                       for i in self.view.scene().items(poly))
+
+        if self.isVisible() and self.view.scene() is not None:
+            counts = {c: covered(c) for c in ("bottom", "top")}
+            if counts[self.corner] > min(counts.values()):
+                self.corner = min(counts, key=counts.get)
+        self.move(*self._corner_rect(self.corner))
 
     def update_later(self, *args) -> None:
         self._timer.start()
@@ -290,16 +318,17 @@ class Minimap(QWidget):
         content = scene.content_rect()
         visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
         fits = content.isNull() or visible.contains(content)
-        self.setVisible(not fits and len(scene.node_items) > 1)
+        self.setVisible(self.enabled and not fits and len(scene.node_items) > 1)
         if self.isVisible():
-            # shape follows the graph: a tall narrow strip for a deep chain, wide for a wide one
+            # shape follows the graph: a narrow strip for a deep chain, wide for a wide one;
+            # small, so it hides little of the canvas
             vp = self.view.viewport().size()
             aspect = content.height() / max(content.width(), 1.0)
-            if aspect > 1.6:
-                self.H = int(min(vp.height() * 0.45, 320))
-                self.W = int(max(90, min(200, self.H / aspect * 1.8)))
+            if aspect > 1.4:
+                self.H = int(max(90, min(vp.height() * 0.3, 200)))
+                self.W = int(max(56, min(130, self.H / aspect * 1.8)))
             else:
-                self.W, self.H = 220, int(max(110, min(170, 220 * aspect)))
+                self.W, self.H = 160, int(max(70, min(110, 160 * aspect)))
             self.resize(self.W, self.H)
             self.place()
             self.raise_()
@@ -322,6 +351,7 @@ class Minimap(QWidget):
             self._pix = self._draw_content(scene, xf)
         self._xf = k, dx, dy = xf
         p = QPainter(self)
+        p.setOpacity(1.0 if self.underMouse() else 0.72)  # the canvas shows through
         p.drawPixmap(0, 0, self._pix)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         vis = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
@@ -343,7 +373,7 @@ class Minimap(QWidget):
         p = QPainter(pix)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         bg = QColor(look.card)
-        bg.setAlpha(235)
+        bg.setAlpha(200)
         p.setPen(QPen(look.border, 1))
         p.setBrush(bg)
         p.drawRoundedRect(QRectF(0.5, 0.5, self.W - 1, self.H - 1), 6, 6)
@@ -373,6 +403,14 @@ class Minimap(QWidget):
         k, dx, dy = self._xf or self._transform()
         self.view.centerOn(QPointF((pos.x() - dx) / k, (pos.y() - dy) / k))
         self.update()
+
+    def enterEvent(self, event):
+        self.update()
+        super().enterEvent(event)
+
+    def leaveEvent(self, event):
+        self.update()
+        super().leaveEvent(event)
 
     def mousePressEvent(self, event):
         self._go(event.position())

@@ -371,7 +371,7 @@ def test_none_is_pinned():
 
 
 def test_minimap_click_moves_the_view(canvas, qtbot):
-    doc, scene, view = canvas
+    _doc, scene, view = canvas
     view.set_zoom(1.0)
     view.centerOn(scene.node_items["input"])
     mm = view.minimap
@@ -382,3 +382,22 @@ def test_minimap_click_moves_the_view(canvas, qtbot):
                      QPoint(mm.width() // 2, mm.height() - 8))
     after = view.mapToScene(view.viewport().rect().center())
     assert after.y() > before.y() + 300  # moved towards the bottom of the network
+
+
+def test_input_card_says_what_the_channels_are_not_the_shape_twice(canvas):
+    doc, scene, _ = canvas
+    item = scene.node_items["input"]
+    assert item.shape_text == "1×28×28"
+    assert item.desc and item.desc != item.shape_text and "greyscale" in item.desc
+    doc.push(SetParamCommand(doc, "input", "channels", 3))
+    item = scene.node_items["input"]
+    assert "RGB" in item.desc and "3×28×28" not in item.desc
+
+
+@pytest.mark.parametrize("dark", [False, True])
+def test_edge_labels_are_readable_on_the_canvas(dark):
+    from designer.canvas.items import Look
+    from designer.theme import contrast_ratio
+
+    look = Look(dark)
+    assert contrast_ratio(look.edge_label, look.canvas) >= 4.5

@@ -403,3 +403,127 @@ def test_ctrl_f_focuses_palette_search(win, qtbot):
     win.view.setFocus()
     QTest.keyClick(win.view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(pal.search.hasFocus, timeout=1000)
+
+
+# ---- layout and polish ----------------------------------------------------------------------
+
+
+def test_summary_row_click_selects_layer_and_canvas_selection_follows(win, qtbot):
+    panel = win.panels.get("summary")
+    if panel is None or not hasattr(panel, "table"):
+        pytest.skip("summary panel not built")
+    win.show_dock("summary")
+    qtbot.wait(20)
+    from designer.summary_view import ID_ROLE
+
+    model = panel.table.model()
+    row = next(r for r in range(model.rowCount())
+               if model.index(r, 0).data(ID_ROLE) == "conv2")
+    rect = panel.table.visualRect(model.index(row, 1))
+    QTest.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert win.scene.selected_node_ids() == ["conv2"]
+    # and back: selecting on the canvas highlights the summary row
+    win.scene.select_nodes(["pool1"])
+    assert panel.current_node() == "pool1"
+    assert win.scene.selected_node_ids() == ["pool1"]  # no echo back to the canvas
+
+
+def test_training_and_feature_maps_sit_below_the_canvas_and_layout_is_remembered(
+        win, qtbot, tmp_path):
+    bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+    for key in ("training", "feature_maps"):
+        if key in win.docks:
+            assert win.dockWidgetArea(win.docks[key]) == bottom
+    assert win.dockWidgetArea(win.docks["history"]) == bottom
+    assert win.dockWidgetArea(win.docks["inspector"]) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert win.docks["problems"].height() >= 160  # a few problems fit, not one
+    # the user's layout survives a restart
+    win.docks["history"].setFloating(True)
+    win.save_layout()
+    other = MainWindow(settings=win.settings, autosave_dir=tmp_path / "autosave2")
+    qtbot.addWidget(other)
+    other.show()
+    qtbot.waitExposed(other)
+    assert other.docks["history"].isFloating()
+    other.doc.undo_stack.setClean()
+    other.close()
+    win.docks["history"].setFloating(False)
+
+
+def test_opening_view_fits_small_nets_and_reveal_zooms_in(win, qtbot):
+    win.resize(1600, 1000)
+    qtbot.wait(30)
+    win.open_example("lenet5")
+    qtbot.wait(30)
+    visible = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert visible.contains(win.scene.content_rect())  # every LeNet-5 layer in view
+    assert win.view.zoom() >= 0.39
+    assert not win.view.minimap.isVisible()  # nothing to navigate to
+    win.view.set_zoom(0.05)
+    win.reveal_node("fc2")
+    assert win.view.zoom() >= 0.8 - 1e-6
+    centre = win.view.mapToScene(win.view.viewport().rect().center())
+    card = win.scene.node_items["fc2"].sceneBoundingRect()
+    assert card.adjusted(-20, -20, 20, 20).contains(centre)
+    assert win.scene.selected_node_ids() == ["fc2"]
+
+
+def test_deep_net_opens_at_its_top_readable(win, qtbot):
+    win.load_template("resnet18")
+    qtbot.wait(30)
+    r = win.scene.content_rect()
+    visible = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
+    assert not visible.contains(r)
+    assert win.view.zoom() >= 0.39
+    assert visible.top() <= r.top() + 5  # the input is in view
+
+
+def test_minimap_toggle_is_remembered(win, qtbot, tmp_path):
+    win.view.set_zoom(1.5)
+    win.view.minimap.refresh()
+    assert win.view.minimap.isVisible()
+    mm = win.view.minimap
+    assert mm.width() <= 170 and mm.height() <= 210  # small
+    win.act_minimap.setChecked(False)
+    assert not win.view.minimap.isVisible()
+    win.view.minimap.refresh()
+    assert not win.view.minimap.isVisible()
+    other = MainWindow(settings=win.settings, autosave_dir=tmp_path / "autosave2")
+    qtbot.addWidget(other)
+    assert not other.act_minimap.isChecked() and not other.view.minimap.enabled
+    other.close()
+
+
+def test_status_totals_human_and_partial_with_errors(win):
+    from engine.summary import human_count
+
+    v = win.doc.validation
+    assert f"{human_count(v.macs)} MACs" in win.lbl_totals.text()
+    assert "unknown" not in win.lbl_totals.text()
+    win.doc.push(SetParamCommand(win.doc, "conv2", "kernel_size", [30, 30]))
+    text = win.lbl_totals.text()
+    assert "unknown" in text and ("≥" in text or "?" in text)
+    n_unknown = sum(1 for r in win.doc.validation.nodes.values() if r.out_shape is None)
+    assert f"({n_unknown} layers unknown)" in text
+
+
+def test_toolbar_has_icons_and_shortcut_tooltips(win):
+    acts = [a for a in win.toolbar.actions() if not a.isSeparator()]
+    assert len(acts) >= 10
+    for a in acts:
+        assert not a.icon().isNull(), a.text()
+        assert not a.icon().pixmap(20, 20).toImage().isNull()
+    assert "Ctrl+S" in win.act_save.toolTip() or "⌘S" in win.act_save.toolTip()
+    assert "F" in win.act_fit.toolTip()
+
+
+def test_failed_png_export_leaves_target_untouched(win, tmp_path, errors, monkeypatch):
+    from PySide6.QtGui import QImage
+
+    target = tmp_path / "c.png"
+    target.write_bytes(b"old picture")
+    monkeypatch.setattr(QImage, "save", lambda self, *a, **k: False)
+    assert not win.export_canvas("png", str(target))
+    assert target.read_bytes() == b"old picture"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".c.png")) == []
+    assert errors  # the user was told
