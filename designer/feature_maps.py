@@ -580,6 +580,7 @@ class FeatureMapPanel(QWidget):
         self.body.setDirection(down if mode == "narrow" else across)
         self.side.setDirection(down if mode == "wide" else across)
         self.heads.setDirection(down if mode == "narrow" else across)
+        self.source.setMinimumContentsLength(7 if mode == "narrow" else 14)
         small = mode == "short"
         self.grid.setMinimumHeight(70 if small else 120)
         self.unit_bars.setMinimumHeight(70 if small else 120)
@@ -948,8 +949,8 @@ class KernelLesson(QWidget):
         # the panel is narrow
         side = self.side = QBoxLayout(QBoxLayout.Direction.TopToBottom)
         side_a, side_b = QVBoxLayout(), QVBoxLayout()
-        side.addLayout(side_a)
-        side.addLayout(side_b)
+        side.addLayout(side_a, 0)
+        side.addLayout(side_b, 1)  # spare height above the filter / apply buttons
         self.preset = QComboBox()
         for p in kernels.PRESETS.values():
             self.preset.addItem(p.label, p.name)
