@@ -208,3 +208,26 @@ def test_hover_reports_the_value_under_the_cursor(qtbot, panel):
     assert texts and f"row {row}, column {col}" in texts[-1]
     assert f"{panel.grid.maps[2][row, col]:.4g}" in texts[-1]
     assert texts[-1].startswith("3")  # the third map
+
+
+def test_fits_a_narrow_dock_and_a_low_wide_one(qtbot):
+    from PySide6.QtWidgets import QScrollArea
+
+    p = FeatureMapPanel(Document(load_example("lenet5")))
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setWidget(p)
+    qtbot.addWidget(area)
+    area.resize(400, 900)
+    area.show()
+    qtbot.waitExposed(area)
+    qtbot.wait(20)
+    assert p.narrow == "narrow"
+    assert area.horizontalScrollBar().maximum() == 0  # nothing cut off at the right
+    assert p.left.geometry().bottom() < p.tabs.geometry().top()  # stacked
+    area.resize(1500, 300)  # a bottom dock
+    qtbot.wait(20)
+    assert p.narrow == "short"
+    assert p.left.geometry().right() < p.tabs.geometry().left()  # side by side
+    assert p.height() <= 320
+    p.shutdown()

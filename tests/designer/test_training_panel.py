@@ -3,6 +3,7 @@ edits refused while training, data mismatch fixes, frozen layers, the timeline."
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 pytest.importorskip("pytestqt")
 
@@ -341,3 +342,37 @@ def test_opening_another_network_clears_the_previous_results(qtbot, panel):
     assert list(panel.train_loss_curve.getData()[1]) == [0.9, 0.4]
     assert list(panel.val_acc_curve.getData()[1]) == [0.8, 0.9]
     assert "87.50%" in panel.result_label.text()
+
+
+def _host(qtbot, panel, width, height):
+    """The panel in a scroll area of `width` × `height`, as main_window hosts big panels."""
+    from PySide6.QtWidgets import QScrollArea
+
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setWidget(panel)
+    qtbot.addWidget(area)
+    area.resize(width, height)
+    area.show()
+    qtbot.waitExposed(area)
+    qtbot.wait(20)
+    return area
+
+
+def test_fits_a_narrow_dock_and_a_low_wide_one(qtbot, mnist):
+    doc = Document(load_example("lenet5"))
+    p = TrainingPanel(doc, load=False)
+    p.set_dataset(mnist)
+    area = _host(qtbot, p, 400, 900)
+    assert p.narrow  # settings above the curves
+    assert p.width() <= area.viewport().width()  # nothing cut off at the right
+    assert area.horizontalScrollBar().maximum() == 0
+    # the settings show whole (no scroll of their own), the sample grid below its fields
+    assert p.settings_scroll.height() >= p.left.minimumSizeHint().height()
+    assert p.preview.geometry().bottom() < p.check_label.geometry().top()
+    area.resize(1500, 300)  # a bottom dock
+    qtbot.wait(20)
+    assert not p.narrow and p.short
+    assert p.curves_split.orientation() == Qt.Orientation.Horizontal
+    assert p.height() <= 320  # about the dock's height: the plots are not squeezed away
+    p.shutdown()
