@@ -225,24 +225,13 @@ class BoolEditor(ParamEditor):
             self.box.blockSignals(False)
 
 
-# Readable names of choice values, by (param name, value); the raw value is what is stored
-# (and shown where no name is known). A Param that declares `choice_labels` ({value: label})
-# wins over this table.
-CHOICE_LABELS: dict[tuple[str, str], str] = {
-    ("init", "he"): "He (Kaiming)",
-    ("init", "glorot"): "Glorot (Xavier)",
-    ("init", "zeros"): "Zeros",
-    ("init", "normal"): "Normal",
-    ("init", "uniform"): "Uniform",
-}
+# Choice values are shown by the readable names their Param declares (`choice_labels`), else
+# as stored.
 
 
 def choice_label(param, value) -> str:
     """The text shown for choice `value` of `param` (a readable name, or the value itself)."""
-    own = getattr(param, "choice_labels", None)
-    if isinstance(own, dict) and value in own:
-        return str(own[value])
-    return CHOICE_LABELS.get((param.name, value), str(value))
+    return str((param.choice_labels or {}).get(value, value))
 
 
 class ChoiceEditor(ParamEditor):

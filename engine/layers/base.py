@@ -38,6 +38,7 @@ class Param:
     choices: tuple[str, ...] = ()
     optional: bool = False  # None allowed (e.g. pooling stride: None means "= kernel")
     label: str | None = None
+    choice_labels: dict[str, str] | None = None  # readable names of choices, for the GUI
 
     @property
     def title(self) -> str:

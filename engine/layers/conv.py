@@ -30,7 +30,8 @@ PADDING_P = Param("padding", PADDING, "valid",
 DILATION = Param("dilation", PAIR, [1, 1], "Spacing between kernel taps; the kernel then spans "
                  "D·(K−1)+1 cells.", min=1, max=32)
 INIT = Param("init", CHOICE, "he", "Weight initialisation: He (Kaiming) for ReLU nets, Glorot "
-             "(Xavier) for tanh / sigmoid nets.", choices=("he", "glorot"))
+             "(Xavier) for tanh / sigmoid nets.", choices=("he", "glorot"),
+             choice_labels={"he": "He (Kaiming)", "glorot": "Glorot (Xavier)"})
 
 
 def resolve_pads(padding, h: int, w: int, k, s, d) -> tuple[int, int, int, int]:

@@ -263,6 +263,6 @@ def test_choice_params_show_readable_names_and_store_raw_values(doc, panel):
     assert panel.editors["init"].combo.currentText() == "He (Kaiming)"
 
     class Unknown:
-        name, choices = "mode", ("a", "b")
+        name, choices, choice_labels = "mode", ("a", "b"), None
 
     assert choice_label(Unknown, "a") == "a"  # no known name: the value itself
