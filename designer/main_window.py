@@ -203,7 +203,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.docks["palette"]], [220], Qt.Orientation.Horizontal)
         if right is not None:
             self.resizeDocks([right], [max(360, self.width() // 4)], Qt.Orientation.Horizontal)
-        self.resizeDocks([bottom], [max(200, min(300, self.height() * 22 // 100))],
+        self.resizeDocks([bottom], [max(175, min(260, self.height() * 18 // 100))],
                          Qt.Orientation.Vertical)
 
     def _restore_layout(self) -> bool:

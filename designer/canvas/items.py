@@ -516,11 +516,20 @@ class EdgeItem(QGraphicsItem):
         outs = [e for e in self.a.edges if e.a is self.a and e.isVisible()
                 and (e.a is not self.src or e.edge.src == self.edge.src)]
         self.show_label = len(outs) < 2 or outs[0] is self
+        # the labelled curve of a fan-out is drawn over its siblings: its label stays whole
+        self.setZValue(0.01 if len(outs) > 1 and self.show_label else 0.0)
         if len(outs) > 1 and self.show_label:
             right = sum(e.b.x() > self.a.x() + 1 for e in outs)
             left = sum(e.b.x() < self.a.x() - 1 for e in outs)
             self.label_side = -1 if right > left else 1
             self.label_pos = p1 + QPointF(0, 13)
+        elif self.b is self.dst and abs(p2.x() - p1.x()) > NODE_W / 2 and sum(
+                1 for e in self.dst.edges if e.b is self.dst and e.isVisible()) > 1:
+            # one of several curves converging on a merge (Concat, Add): the middles of the
+            # curves crowd above the merge card, so the label sits by the source's port, on
+            # the side away from where its curve heads
+            self.label_pos = p1 + QPointF(0, 13)
+            self.label_side = -1 if p2.x() > p1.x() else 1
         stroke = QPainterPathStroker()
         stroke.setWidth(10)
         self._shape = stroke.createStroke(self.path)

@@ -351,7 +351,7 @@ class Minimap(QWidget):
             self._pix = self._draw_content(scene, xf)
         self._xf = k, dx, dy = xf
         p = QPainter(self)
-        p.setOpacity(1.0 if self.underMouse() else 0.72)  # the canvas shows through
+        p.setOpacity(1.0 if self.underMouse() else 0.85)  # the canvas shows through
         p.drawPixmap(0, 0, self._pix)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         vis = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
