@@ -426,7 +426,8 @@ class MainWindow(QMainWindow):
         """Line icons in the palette's text colour (redrawn when the theme changes)."""
         from .toolbar_icons import tool_icon
 
-        colour = self.palette().color(self.palette().ColorRole.ButtonText)
+        pal = QApplication.palette()  # the window's own palette follows a theme change later
+        colour = pal.color(pal.ColorRole.ButtonText)
         for act, name in self._toolbar_icons.items():
             act.setIcon(tool_icon(name, colour))
             act.setIconVisibleInMenu(False)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.layers import fmt_shape
+from engine.summary import human_count
 from engine.templates import TEMPLATES, Template, make_template
 from engine.validate import validate
 
@@ -266,4 +267,5 @@ class TemplateDialog(QDialog):
                             + (f" ({trainable:,} trainable)" if trainable != total else ""))
         self.layers.setText(f"{layers}")
         self.blocks.setText(f"{blocks}" if blocks else "none")
-        self.macs.setText(f"{macs / 1e9:.2f} G" if macs >= 1e8 else f"{macs / 1e6:.1f} M")
+        self.macs.setText(human_count(macs))  # as the status bar and the summary say it
+        self.macs.setToolTip(f"{macs:,} multiply-accumulates per image")

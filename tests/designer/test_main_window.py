@@ -527,3 +527,18 @@ def test_failed_png_export_leaves_target_untouched(win, tmp_path, errors, monkey
     assert target.read_bytes() == b"old picture"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".c.png")) == []
     assert errors  # the user was told
+
+
+def test_toolbar_icons_follow_the_theme(win):
+    def ink_lightness():
+        img = win.act_save.icon().pixmap(24, 24).toImage()
+        ink = [img.pixelColor(x, y) for x in range(24) for y in range(24)]
+        ink = [c.lightness() for c in ink if c.alpha() > 200]
+        return sum(ink) / len(ink)
+
+    win.set_theme("light")
+    light = ink_lightness()
+    win.set_theme("dark")
+    dark = ink_lightness()
+    win.set_theme("light")
+    assert light < 128 < dark  # dark ink on a light bar, light ink on a dark one
