@@ -203,7 +203,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.docks["palette"]], [220], Qt.Orientation.Horizontal)
         if right is not None:
             self.resizeDocks([right], [max(360, self.width() // 4)], Qt.Orientation.Horizontal)
-        self.resizeDocks([bottom], [max(175, min(260, self.height() * 18 // 100))],
+        self.resizeDocks([bottom], [max(190, min(280, self.height() * 20 // 100))],
                          Qt.Orientation.Vertical)
 
     def _restore_layout(self) -> bool:
@@ -536,8 +536,8 @@ class MainWindow(QMainWindow):
         frozen = sum(not n.trainable for n in nodes.values())
         left = sum(r.trainable_params for nid, r in v.nodes.items()
                    if nid in nodes and nodes[nid].trainable)
-        self.lbl_frozen.setText(f"Frozen: {frozen} layer{'s' * (frozen != 1)} · "
-                                f"{fmt_count(left)} params train" if frozen else "")
+        self.lbl_frozen.setText(f"{frozen} layer{'s' * (frozen != 1)} frozen · "
+                                f"{fmt_count(left)} params to train" if frozen else "")
         self.lbl_frozen.setVisible(bool(frozen))
 
     def _on_refused(self, reason: str) -> None:

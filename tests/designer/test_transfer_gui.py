@@ -36,7 +36,7 @@ def test_freeze_up_to_here_marks_exactly_the_ancestors_and_undo_restores(window)
     assert doc.undo_stack.count() == 1  # one step
     assert window.scene.node_items[target].frozen
     assert not window.scene.node_items["fc"].frozen
-    assert f"Frozen: {len(frozen)} layers" in window.lbl_frozen.text()
+    assert f"{len(frozen)} layers frozen" in window.lbl_frozen.text()
     doc.undo_stack.undo()
     assert doc.graph.dumps() == before
     assert not window.lbl_frozen.isVisible()
