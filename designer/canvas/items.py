@@ -523,13 +523,22 @@ class EdgeItem(QGraphicsItem):
             left = sum(e.b.x() < self.a.x() - 1 for e in outs)
             self.label_side = -1 if right > left else 1
             self.label_pos = p1 + QPointF(0, 13)
-        elif self.b is self.dst and abs(p2.x() - p1.x()) > NODE_W / 2 and sum(
-                1 for e in self.dst.edges if e.b is self.dst and e.isVisible()) > 1:
-            # one of several curves converging on a merge (Concat, Add): the middles of the
-            # curves crowd above the merge card, so the label sits by the source's port, on
-            # the side away from where its curve heads
-            self.label_pos = p1 + QPointF(0, 13)
-            self.label_side = -1 if p2.x() > p1.x() else 1
+        elif self.b is self.dst and len(ins := [e for e in self.dst.edges if e.b is self.dst
+                                                 and e is not self and e.isVisible()]):
+            if abs(p2.x() - p1.x()) > NODE_W / 2:
+                # one of several curves converging on a merge (Concat, Add): the middles of
+                # the curves crowd above the merge card, so the label sits by the source's
+                # port, on the side away from where its curve heads
+                self.label_pos = p1 + QPointF(0, 13)
+                self.label_side = -1 if p2.x() > p1.x() else 1
+            else:
+                # the straight one: its label on the side the other curves do not come from
+                # (where a curve runs: its source, or the lane it takes round other cards)
+                xs = [e.path.boundingRect().center().x() if not e.path.isEmpty() else e.a.x()
+                      for e in ins]
+                right = sum(x > self.b.x() + 1 for x in xs)
+                left = sum(x < self.b.x() - 1 for x in xs)
+                self.label_side = -1 if right > left else 1
         stroke = QPainterPathStroker()
         stroke.setWidth(10)
         self._shape = stroke.createStroke(self.path)

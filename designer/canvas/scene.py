@@ -85,6 +85,10 @@ class CanvasScene(QGraphicsScene):
             self.bulk = False
         for e in self.edge_items.values():
             e.update_path()
+        # inputs of a merge place their labels by where the other curves run: now routed
+        for e in self.edge_items.values():
+            if sum(o.b is e.b for o in e.b.edges) > 1:
+                e.update_path()
         self.update_scene_rect()
         self.content_changed.emit()
 
@@ -364,9 +368,16 @@ class CanvasScene(QGraphicsScene):
             list(self.block_items.values())
 
     def _reroute_long_edges(self) -> None:
+        moved = []
         for e in self.edge_items.values():
             if e.dst.y() - e.src.y() > NODE_H * 1.6 or e.path.elementCount() > 4:
                 e.update_path()
+                moved.append(e)
+        # a rerouted curve into a merge: the straight input beside it places its label anew
+        for e in moved:
+            for other in e.dst.edges:
+                if other is not e and other.b is e.b and other not in moved:
+                    other.update_path()
         self.update_scene_rect()
 
     def update_scene_rect(self) -> None:

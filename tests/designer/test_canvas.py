@@ -401,3 +401,15 @@ def test_edge_labels_are_readable_on_the_canvas(dark):
 
     look = Look(dark)
     assert contrast_ratio(look.edge_label, look.canvas) >= 4.5
+
+
+def test_merge_input_labels_keep_clear_of_the_other_curves(qtbot):
+    _doc, scene, _view = make_canvas(qtbot, load_example("small_resnet"))
+    add = scene.node_items["block1_add"]
+    ins = [e for e in add.edges if e.b is add]
+    straight = next(e for e in ins if e.edge.src == "block1_bn2")
+    skip = next(e for e in ins if e.edge.src == "stem_relu")
+    lane_x = skip.path.boundingRect().center().x()
+    label = straight.label_rect()
+    # the label lies on the other side of the card's axis from the skip connection's lane
+    assert (label.center().x() - add.x()) * (lane_x - add.x()) < 0
