@@ -168,6 +168,10 @@ class MainWindow(QMainWindow):
             bottom.append(self._dock("problems", "Problems", problems_cls(self.doc, self), B))
         history = QUndoView(self.doc.undo_stack, self)
         history.setEmptyLabel("Opened")
+        history.setFrameShape(QFrame.Shape.NoFrame)
+        history.setStyleSheet("QListView::item { padding: 3px 8px; }")
+        history.setToolTip("Every edit, oldest first: click a line to go back to that state "
+                           "(the later edits stay, for redo)")
         bottom.append(self._dock("history", "History", history, B))
         right = []
         for key, title, module, name in [("inspector", "Inspector", "inspector", "InspectorPanel"),

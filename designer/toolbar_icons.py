@@ -66,10 +66,11 @@ def _draw(p: QPainter, name: str) -> None:
         p.drawLine(QPointF(6.5, 9.5), QPointF(12.5, 9.5))
         if name == "zoom_in":
             p.drawLine(QPointF(9.5, 6.5), QPointF(9.5, 12.5))
-    elif name == "collapse":
-        p.drawRoundedRect(QRectF(3, 3, 18, 18), 2.5, 2.5)
-        p.drawPolyline([QPointF(8, 7), QPointF(12, 11), QPointF(16, 7)])
-        p.drawPolyline([QPointF(8, 17), QPointF(12, 13), QPointF(16, 17)])
+    elif name == "collapse":  # a stack of cards folded into one (a block card's look)
+        p.drawPolyline([QPointF(8, 5), QPointF(8, 3), QPointF(21, 3), QPointF(21, 16),
+                        QPointF(19, 16)])
+        p.drawRoundedRect(QRectF(3, 7, 15, 14), 2, 2)
+        p.drawLine(QPointF(7, 14), QPointF(14, 14))
     elif name == "export":
         p.drawPolyline([QPointF(9, 5), QPointF(4, 5), QPointF(4, 20), QPointF(19, 20),
                         QPointF(19, 15)])
