@@ -153,7 +153,8 @@ class MainWindow(QMainWindow):
                 old.deleteLater()
             if key in ("feature_maps", "training"):
                 self._on_selection()
-                QTimer.singleShot(0, self._grow_bottom_docks)
+                if not self._layout_restored:  # the user's own sizes stay as they left them
+                    QTimer.singleShot(0, self._grow_bottom_docks)
         return self.panels.get(key)
 
     def _build_docks(self) -> None:
@@ -197,6 +198,7 @@ class MainWindow(QMainWindow):
         if bottom:
             bottom[0].raise_()
         self._sized = False
+        self._layout_restored = False
         self._first_docks = (right[0] if right else None, bottom[0])
 
     def _size_docks(self) -> None:
@@ -227,7 +229,8 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._sized:
             self._sized = True
-            if not self._restore_layout():
+            self._layout_restored = self._restore_layout()
+            if not self._layout_restored:
                 self._size_docks()
             QTimer.singleShot(0, self._hide_stray_tab_bars)
             QTimer.singleShot(0, self.initial_view)  # the docks' sizes are final now

@@ -542,3 +542,13 @@ def test_toolbar_icons_follow_the_theme(win):
     dark = ink_lightness()
     win.set_theme("light")
     assert light < 128 < dark  # dark ink on a light bar, light ink on a dark one
+
+
+def test_feature_maps_dock_grows_to_a_usable_height(win, qtbot):
+    if "feature_maps" not in win.docks:
+        pytest.skip("feature map panel not available")
+    before = win.docks["problems"].height()
+    win.show_dock("feature_maps")
+    qtbot.waitUntil(lambda: win.docks["feature_maps"].height() >= 280, timeout=3000)
+    assert win.docks["feature_maps"].height() > before
+    assert win.view.viewport().height() >= 300  # the canvas keeps room
