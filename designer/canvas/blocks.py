@@ -16,6 +16,7 @@ from engine.blocks import BlockInfo
 from engine.graph import Edge, Graph, Node
 from engine.layers import fmt_shape
 from engine.messages import ERROR
+from engine.summary import human_count
 from engine.validate import Validation
 
 from .items import _draw_lock, fmt_count
@@ -326,7 +327,7 @@ class BlockItem(QGraphicsObject):
             painter.setPen(look.muted)
             if self.info.macs:
                 painter.drawText(small, Qt.AlignmentFlag.AlignVCenter
-                                 | Qt.AlignmentFlag.AlignLeft, f"{fmt_count(self.info.macs)} MACs")
+                                 | Qt.AlignmentFlag.AlignLeft, f"{human_count(self.info.macs)} MACs")
             painter.setFont(look.f_desc)
             painter.setPen(look.text if self.info.params else look.muted)
             n = self.info.params
