@@ -19,7 +19,7 @@ from engine.messages import ERROR
 from engine.summary import human_count
 from engine.validate import Validation
 
-from .items import _draw_lock, fmt_count
+from .items import DETAIL_LOD, _draw_lock, fmt_count
 from .layout import NODE_H, layered_layout
 
 BLOCK_W = 300.0
@@ -263,7 +263,7 @@ class BlockItem(QGraphicsObject):
         ink = QColor("#ffffff")
         pad = 9.0
         i_text, o_text = self.shapes_text()
-        if lod < 0.42:  # far away: the block's name and its output in big letters
+        if lod < DETAIL_LOD:  # far away: the block's name and its output in big letters
             f = QFont(look.f_title)
             f.setPointSizeF(13)
             painter.setFont(f)

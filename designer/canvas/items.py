@@ -31,6 +31,9 @@ from .layout import NODE_H, NODE_W
 HEADER_H = 22.0
 RADIUS = 7.0
 PORT_R = 5.0
+# below this zoom a card's small print (parameters, RF, counts) and the edges' shape labels
+# are a few pixels high: cards show their type and output shape in big letters instead
+DETAIL_LOD = 0.55
 
 
 class Look:
@@ -349,7 +352,7 @@ class NodeItem(QGraphicsObject):
         white = QColor("#ffffff")
         ink = white if fam.lightness() < 165 else QColor("#16181c")  # legible on the strip
         pad = 9.0
-        if lod < 0.42:  # far away: the type in big letters is all one can read
+        if lod < DETAIL_LOD:  # far away: the type in big letters is all one can read
             painter.setPen(ink)
             f = QFont(look.f_title)
             f.setPointSizeF(13)
@@ -621,7 +624,7 @@ class EdgeItem(QGraphicsItem):
         tip.lineTo(end + QPointF(4.5, -PORT_R - 7))
         tip.closeSubpath()
         painter.drawPath(tip)
-        if self.label and self.show_label and lod > 0.42:
+        if self.label and self.show_label and lod >= DETAIL_LOD:
             painter.setFont(look.f_edge)
             rect = self.label_rect()
             bg = QColor(look.canvas)
