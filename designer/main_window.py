@@ -102,6 +102,10 @@ class MainWindow(QMainWindow):
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start()
         self.resize(1500, 950)
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                self.restoreGeometry(geometry)
         self._update_title()
         self._on_validated(self.doc.validation)
         QTimer.singleShot(0, self.initial_view)
@@ -223,7 +227,9 @@ class MainWindow(QMainWindow):
             return False
 
     def save_layout(self) -> None:
+        """The window's size and the docks' places and sizes, for the next start."""
         self.settings.setValue("window/state", self.saveState(DOCK_STATE_VERSION))
+        self.settings.setValue("window/geometry", self.saveGeometry())
 
     def showEvent(self, event):
         super().showEvent(event)

@@ -445,6 +445,7 @@ def test_training_and_feature_maps_sit_below_the_canvas_and_layout_is_remembered
     other.show()
     qtbot.waitExposed(other)
     assert other.docks["history"].isFloating()
+    assert other.settings.value("window/geometry") is not None  # (offscreen clamps sizes)
     other.doc.undo_stack.setClean()
     other.close()
     win.docks["history"].setFloating(False)
