@@ -289,6 +289,9 @@ class MainWindow(QMainWindow):
         self.act_export_onnx = a("Export &ONNX…", self.export_onnx, None,
                                  "Export the network (with weights) to ONNX")
         self.act_export_onnx.setEnabled(_optional("export_dialog", "ExportDialog") is not None)
+        self.act_export_pytorch = a("Export as &PyTorch Code…", lambda: self.export_pytorch(), None,
+                                    "Write the network as a PyTorch module, its weights and a "
+                                    "training script for one CPU / GPU or torchrun")
         self.act_quit = a("&Quit", self.close, K.Quit)
         self.act_undo = self.doc.undo_stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(K.Undo)
@@ -335,7 +338,8 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_save, self.act_save_as])
         m.addSeparator()
-        m.addActions([self.act_export_png, self.act_export_svg, self.act_export_onnx])
+        m.addActions([self.act_export_png, self.act_export_svg, self.act_export_onnx,
+                      self.act_export_pytorch])
         m.addSeparator()
         m.addAction(self.act_quit)
 
@@ -1165,6 +1169,27 @@ class MainWindow(QMainWindow):
         dialog = cls(self.doc, self)
         dialog.exec()
         dialog.deleteLater()
+
+    def export_pytorch(self, folder: str | Path | None = None) -> list[Path] | None:
+        """Write model.py, weights.npz, train.py and a README into a folder (in a worker)."""
+        from engine.pytorch_export import export_pytorch
+
+        if folder is None:
+            start = str(self.doc.path.parent if self.doc.path else Path.home())
+            folder = QFileDialog.getExistingDirectory(self, "Export as PyTorch code", start)
+            if not folder:
+                return None
+        graph, weights = self.doc.graph.copy(), self.doc.weights
+        try:
+            paths = self._run_with_progress(
+                lambda path, report=None: export_pytorch(graph, weights, path), Path(folder),
+                "Writing PyTorch code…")
+        except EngineError as exc:
+            self.show_error("Export as PyTorch code", str(exc))
+            return None
+        names = ", ".join(Path(p).name for p in paths)
+        self.statusBar().showMessage(f"Wrote {names} to {folder}", 8000)
+        return [Path(p) for p in paths]
 
     def show_error(self, title: str, text: str) -> None:
         self.statusBar().showMessage(f"⚠ {text}", 10000)

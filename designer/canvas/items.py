@@ -349,8 +349,7 @@ class NodeItem(QGraphicsObject):
             painter.setPen(QPen(halo, 3.0))
             painter.drawRoundedRect(r.adjusted(-3.5, -3.5, 3.5, 3.5), RADIUS + 3, RADIUS + 3)
 
-        white = QColor("#ffffff")
-        ink = white if fam.lightness() < 165 else QColor("#16181c")  # legible on the strip
+        ink = theme.header_text_color(fam)  # by contrast, legible on every family strip
         pad = 9.0
         if lod < DETAIL_LOD:  # far away: the type in big letters is all one can read
             painter.setPen(ink)

@@ -553,3 +553,19 @@ def test_feature_maps_dock_grows_to_a_usable_height(win, qtbot):
     qtbot.waitUntil(lambda: win.docks["feature_maps"].height() >= 280, timeout=3000)
     assert win.docks["feature_maps"].height() > before
     assert win.view.viewport().height() >= 300  # the canvas keeps room
+
+
+def test_export_pytorch_from_the_window_writes_the_code(window, tmp_path):
+    assert window.act_export_pytorch in window.menuBar().actions()[0].menu().actions()
+    paths = window.export_pytorch(tmp_path / "torch_code")
+    assert {"model.py", "train.py", "README.md"} <= {p.name for p in paths}  # untrained: no npz
+    import numpy as np
+
+    from engine.network import Network
+
+    window.doc.set_weights(Network.compile(window.doc.graph, np.random.default_rng(0)).state_dict())
+    paths = window.export_pytorch(tmp_path / "torch_code")
+    assert "weights.npz" in {p.name for p in paths}
+    src = (tmp_path / "torch_code" / "model.py").read_text()
+    compile(src, "model.py", "exec")  # valid Python
+    assert "class " in src and "nn.Module" in src and "conv1" in src
