@@ -28,27 +28,10 @@ import numpy as np
 sys.path.insert(0, os.environ.get("BENCH_ENGINE_ROOT")
                 or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from engine.graph import sequential
+from engine.examples import load_example
 from engine.losses import softmax_cross_entropy
 from engine.network import Network
 from engine.optim import make_optimizer
-
-LENET = [
-    ("Input", "input", {"channels": 1, "height": 28, "width": 28}),
-    ("Conv2d", "conv1", {"out_channels": 6, "kernel_size": 5, "padding": 2}),
-    ("ReLU", "relu1", {}),
-    ("MaxPool2d", "pool1", {"kernel_size": 2}),
-    ("Conv2d", "conv2", {"out_channels": 16, "kernel_size": 5}),
-    ("ReLU", "relu2", {}),
-    ("MaxPool2d", "pool2", {"kernel_size": 2}),
-    ("Flatten", "flatten", {}),
-    ("Linear", "fc1", {"out_features": 120}),
-    ("ReLU", "relu3", {}),
-    ("Linear", "fc2", {"out_features": 84}),
-    ("ReLU", "relu4", {}),
-    ("Linear", "fc3", {"out_features": 10}),
-    ("Softmax", "softmax", {}),
-]
 
 
 def interleaved_rates(fns, items_per_call: int, calls: int, repeats: int, warmup: int = 3):
@@ -83,7 +66,7 @@ def make_data(n: int, seed: int = 0, mnist: bool = False):
 # ---- engine ------------------------------------------------------------------------------
 
 def engine_net():
-    net = Network.compile(sequential(LENET), rng=np.random.default_rng(0))
+    net = Network.compile(load_example("lenet5"), rng=np.random.default_rng(0))
     opt = make_optimizer("adam", net.parameters(), lr=1e-3)
     return net, opt
 
