@@ -15,6 +15,8 @@ names that would shadow nn.Module attributes or locals of `forward` ("training",
 records the mapping from engine node ids to submodule names, so the app's "node_id.weight" keys
 and the module's state_dict keys translate both ways.
 
+Each layer type declares its own PyTorch equivalent next to its math and ONNX mapping
+(`Layer.torch_module` / `Layer.to_pytorch` in engine/layers); this module assembles them.
 Semantics follow the engine (ONNX conventions), including the places where PyTorch's layer
 differs: asymmetric / SAME_UPPER padding becomes an explicit nn.ZeroPad2d (nn.ConstantPad2d(-inf)
 before a max pool), a ceil-mode window that PyTorch would add after such padding is cropped, and
@@ -27,16 +29,15 @@ from __future__ import annotations
 import json
 import keyword
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphError
+from .errors import GraphError, ShapeError
 from .fileio import atomic_open, atomic_write_text
 from .graph import Graph
-from .layers.conv import resolve_pads
-from .shapes import conv_out
+from .layers.torch_code import TorchCode
 from .validate import Validation, validate
 
 # attributes of nn.Module (and names used inside generated forward) a submodule must not shadow
@@ -58,22 +59,6 @@ RESERVED = frozenset((
 
 class ExportError(GraphError):
     """The design cannot be written as PyTorch code (names the layer and a fix)."""
-
-
-@dataclass
-class _Module:
-    attr: str
-    ctor: str
-
-
-@dataclass
-class _NodeCode:
-    """What one node contributes: submodules for __init__, an expression for forward."""
-
-    modules: list[_Module] = field(default_factory=list)
-    expr: str = ""  # uses {0}, {1}, ... for the input variables
-    weights_attr: str | None = None  # the submodule holding the node's weights
-    helper: str | None = None  # name of a helper class the module needs
 
 
 # ---- names -----------------------------------------------------------------------------------
@@ -108,149 +93,6 @@ class _Names:
         self.taken.add(name)
         return name
 
-
-# ---- per layer type: PyTorch constructor text ----------------------------------------------
-
-def _pair(v) -> str:
-    a, b = v
-    return str(a) if a == b else f"({a}, {b})"
-
-
-def _num(v: float) -> str:
-    return repr(float(v))
-
-
-def _args(*positional, **kw) -> str:
-    return ", ".join([str(p) for p in positional] + [f"{k}={v}" for k, v in kw.items()])
-
-
-def _conv2d(layer, in_shapes, attr, names):
-    c, h, w = in_shapes[0]
-    k, s, d = layer.values["kernel_size"], layer.values["stride"], layer.values["dilation"]
-    t, l, b, r = resolve_pads(layer.values["padding"], h, w, k, s, d)
-    kw: dict = {"kernel_size": _pair(k)}
-    if s != [1, 1]:
-        kw["stride"] = _pair(s)
-    code = _NodeCode()
-    if (t, l) == (b, r):
-        if t or l:
-            kw["padding"] = _pair([t, l])
-    else:  # asymmetric (e.g. SAME_UPPER with an even total): pad explicitly first
-        pad = names.claim(attr + "_pad")
-        code.modules.append(_Module(pad, f"nn.ZeroPad2d(({l}, {r}, {t}, {b}))"))
-    if d != [1, 1]:
-        kw["dilation"] = _pair(d)
-    if layer.values["groups"] != 1:
-        kw["groups"] = layer.values["groups"]
-    if not layer.values["bias"]:
-        kw["bias"] = False
-    code.modules.append(_Module(attr, f"nn.Conv2d({_args(c, layer.values['out_channels'], **kw)})"))
-    return code
-
-
-def _pool2d(layer, in_shapes, attr, names):
-    _, h, w = in_shapes[0]
-    k, s, pads, ho, wo = layer._geometry(h, w)
-    t, l, b, r = pads
-    is_max = layer.type_name == "MaxPool2d"
-    ceil = layer.values["ceil_mode"]
-    kw: dict = {"kernel_size": _pair(k)}
-    if s != k:
-        kw["stride"] = _pair(s)
-    code = _NodeCode()
-    crop = ""
-    if (t, l) == (b, r):
-        if t or l:
-            kw["padding"] = _pair([t, l])
-    else:
-        if not is_max and not layer.values["count_include_pad"]:
-            raise ExportError(
-                f"AvgPool2d '{layer.name}': asymmetric padding ({t}, {l}, {b}, {r}) with "
-                f"count_include_pad off has no PyTorch equivalent; use symmetric padding or "
-                f"turn count_include_pad on")
-        pad = names.claim(attr + "_pad")
-        ctor = (f'nn.ConstantPad2d(({l}, {r}, {t}, {b}), float("-inf"))' if is_max
-                else f"nn.ZeroPad2d(({l}, {r}, {t}, {b}))")
-        code.modules.append(_Module(pad, ctor))
-        # PyTorch keeps a ceil-mode window that starts in the (now explicit) end padding;
-        # the engine, like ONNX, drops it: crop to the engine's size
-        th = conv_out(h + t + b, k[0], s[0], 0, 0, 1, ceil)
-        tw = conv_out(w + l + r, k[1], s[1], 0, 0, 1, ceil)
-        if (th, tw) != (ho, wo):
-            crop = f"[:, :, :{ho}, :{wo}]"
-    if ceil:
-        kw["ceil_mode"] = True
-    if not is_max and not layer.values["count_include_pad"]:
-        kw["count_include_pad"] = False
-    code.modules.append(_Module(attr, f"nn.{layer.type_name}({_args(**kw)})"))
-    code.expr = "{call}" + crop
-    return code
-
-
-def _simple(ctor):
-    def make(layer, in_shapes, attr, names):
-        return _NodeCode([_Module(attr, ctor(layer, in_shapes))])
-    return make
-
-
-def _batchnorm(layer, in_shapes):
-    shape = in_shapes[0]
-    kind = "BatchNorm2d" if len(shape) == 3 else "BatchNorm1d"
-    kw = {}
-    if layer.values["eps"] != 1e-5:
-        kw["eps"] = _num(layer.values["eps"])
-    if layer.values["momentum"] != 0.1:
-        kw["momentum"] = _num(layer.values["momentum"])
-    return f"nn.{kind}({_args(shape[0], **kw)})"
-
-
-def _lrn(layer, in_shapes, attr, names):
-    n = layer.values["size"]
-    args = _args(n, alpha=_num(layer.values["alpha"]), beta=_num(layer.values["beta"]),
-                 k=_num(layer.values["k"]))
-    if n % 2:
-        return _NodeCode([_Module(attr, f"nn.LocalResponseNorm({args})")])
-    return _NodeCode([_Module(attr, f"OnnxLocalResponseNorm({args})")],
-                     helper="OnnxLocalResponseNorm")
-
-
-def _linear(layer, in_shapes):
-    kw = {} if layer.values["bias"] else {"bias": False}
-    return f"nn.Linear({_args(in_shapes[0][0], layer.values['out_features'], **kw)})"
-
-
-def _merge(expr_of):
-    def make(layer, in_shapes, attr, names):
-        return _NodeCode(expr=expr_of(len(in_shapes)))
-    return make
-
-
-# type_name -> (layer, in_shapes, attr, names) -> _NodeCode. Every registry type needs one
-# (tests/engine/test_pytorch_export.py checks that), so a new layer type cannot be forgotten.
-CONVERTERS = {
-    "Input": lambda layer, in_shapes, attr, names: _NodeCode(),
-    "Conv2d": _conv2d,
-    "MaxPool2d": _pool2d,
-    "AvgPool2d": _pool2d,
-    "AdaptiveAvgPool2d": _simple(
-        lambda layer, _: f"nn.AdaptiveAvgPool2d({_pair(layer.values['output_size'])})"),
-    "GlobalAvgPool2d": _simple(lambda layer, _: "nn.AdaptiveAvgPool2d(1)"),
-    "ReLU": _simple(lambda layer, _: "nn.ReLU()"),
-    "LeakyReLU": _simple(
-        lambda layer, _: f"nn.LeakyReLU(negative_slope={_num(layer.values['negative_slope'])})"),
-    "ReLU6": _simple(lambda layer, _: "nn.ReLU6()"),
-    "Sigmoid": _simple(lambda layer, _: "nn.Sigmoid()"),
-    "Tanh": _simple(lambda layer, _: "nn.Tanh()"),
-    "Softmax": _simple(lambda layer, _: "nn.Softmax(dim=1)"),
-    "Flatten": _simple(lambda layer, _: "nn.Flatten()"),
-    "Linear": _simple(_linear),
-    "Dropout": _simple(lambda layer, _: f"nn.Dropout(p={_num(layer.values['p'])})"),
-    "BatchNorm2d": _simple(_batchnorm),
-    "LocalResponseNorm": _lrn,
-    "Add": _merge(lambda n: " + ".join(f"{{{i}}}" for i in range(n))),
-    "Concat": _merge(lambda n: "torch.cat([" + ", ".join(f"{{{i}}}" for i in range(n))
-                     + "], dim=1)"),
-}
 
 HELPERS = {
     "OnnxLocalResponseNorm": '''
@@ -311,17 +153,18 @@ def generate_model(graph: Graph, class_name: str | None = None,
 
     names = _Names()
     attrs = {nid: names.claim(python_name(graph.nodes[nid].name)) for nid in order}
-    codes: dict[str, _NodeCode] = {}
+    codes: dict[str, TorchCode] = {}  # each layer declares its code: Layer.to_pytorch
     node_modules: dict[str, str] = {}
     helpers: list[str] = []
     for nid in order:
         res = v.nodes[nid]
         node = graph.nodes[nid]
-        conv = CONVERTERS.get(node.type_name)
-        if conv is None:
-            raise ExportError(f"{node.type_name} '{node.name}': no PyTorch equivalent is known "
-                              f"for this layer type")
-        code = conv(res.layer, res.in_shapes, attrs[nid], names)
+        try:
+            code = res.layer.to_pytorch(res.in_shapes, attrs[nid], names)
+        except ShapeError as exc:  # names the layer already
+            raise ExportError(str(exc)) from None
+        except NotImplementedError as exc:
+            raise ExportError(f"{node.type_name} '{node.name}': {exc}") from None
         codes[nid] = code
         if code.helper and code.helper not in helpers:
             helpers.append(code.helper)
@@ -839,5 +682,5 @@ def cmd_export_pytorch(args) -> int:
     return 0
 
 
-__all__ = ["CONVERTERS", "ExportError", "PyTorchCode", "add_commands", "class_name_for",
+__all__ = ["ExportError", "PyTorchCode", "add_commands", "class_name_for",
            "export_pytorch", "generate_model", "python_name"]

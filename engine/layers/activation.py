@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import FLOAT, Layer, Param, register
+from .torch_code import num
 
 
 class _Elementwise(Layer):
@@ -33,6 +34,9 @@ class ReLU(_Elementwise):
     doc = "max(0, x): keeps positive responses, zeroes the rest. The default non-linearity."
     onnx_ops = ("Relu",)
 
+    def torch_module(self, in_shapes):
+        return "nn.ReLU()"
+
     def forward(self, xs, training=False):
         (x,) = xs
         # clip with two bounds runs a vectorised loop: 3× faster than np.maximum(x, 0) here;
@@ -57,6 +61,9 @@ class LeakyReLU(_Elementwise):
     onnx_ops = ("LeakyRelu",)
     params = (Param("negative_slope", FLOAT, 0.01, "Slope for negative inputs.", min=0.0,
                     max=1.0, label="slope"),)
+
+    def torch_module(self, in_shapes):
+        return f"nn.LeakyReLU(negative_slope={num(self.negative_slope)})"
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -86,6 +93,9 @@ class ReLU6(_Elementwise):
     label = "ReLU6"
     doc = "ReLU capped at 6 (MobileNet); exported as ONNX Clip(0, 6)."
     onnx_ops = ("Clip",)
+
+    def torch_module(self, in_shapes):
+        return "nn.ReLU6()"
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -131,6 +141,9 @@ class Sigmoid(_Elementwise):
     doc = "Squashes to (0, 1); the classic activation of early nets like LeNet."
     onnx_ops = ("Sigmoid",)
 
+    def torch_module(self, in_shapes):
+        return "nn.Sigmoid()"
+
     def forward(self, xs, training=False):
         (x,) = xs
         # exp of a non-positive number only: no overflow for large |x|
@@ -153,6 +166,9 @@ class Tanh(_Elementwise):
     label = "Tanh"
     doc = "Squashes to (−1, 1); zero-centred, used in the original LeNet-5."
     onnx_ops = ("Tanh",)
+
+    def torch_module(self, in_shapes):
+        return "nn.Tanh()"
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -180,6 +196,9 @@ class Softmax(_Elementwise):
     label = "Softmax"
     doc = "Turns class scores into probabilities that sum to 1; ends a classifier."
     onnx_ops = ("Softmax",)
+
+    def torch_module(self, in_shapes):
+        return "nn.Softmax(dim=1)"
 
     def forward(self, xs, training=False):
         (x,) = xs

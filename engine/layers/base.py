@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ParamError, ShapeError
 from ..messages import Fix
+from .torch_code import TorchCode, TorchModule
 
 Shape = tuple[int, ...]
 
@@ -275,6 +276,19 @@ class Layer:
         return ""
 
     # ---- execution -------------------------------------------------------------------------
+
+    # ---- PyTorch code (engine/pytorch_export.py) --------------------------------------------
+
+    def torch_module(self, in_shapes: list[Shape]) -> str:
+        """Constructor text of the equivalent nn.Module, e.g. "nn.ReLU()"; layers whose
+        equivalent needs more (extra padding modules, a forward expression) override
+        `to_pytorch` instead."""
+        raise NotImplementedError(f"{self.type_name} has no PyTorch equivalent")
+
+    def to_pytorch(self, in_shapes: list[Shape], attr: str, names) -> TorchCode:
+        """This layer in generated PyTorch code; `names.claim(base)` reserves extra attribute
+        names (e.g. a padding module)."""
+        return TorchCode([TorchModule(attr, self.torch_module(in_shapes))])
 
     def init_weights(self, in_shapes: list[Shape], rng: np.random.Generator) -> None:
         """Allocate `self.weights` (float32); subclasses then fill them by their init rule."""

@@ -19,6 +19,7 @@ from ..ops import (
 )
 from ..shapes import conv_out, effective_kernel, padding_for_same_size, same_pads, unread_cells
 from .base import BOOL, CHOICE, INT, PADDING, PAIR, Layer, Param, Shape, fmt_shape, register
+from .torch_code import TorchCode, TorchModule, call_args, pair
 
 KERNEL = Param("kernel_size", PAIR, [3, 3], "Height × width of each filter.", min=1, max=64,
                label="kernel")
@@ -182,6 +183,29 @@ class Conv2d(Layer):
     # cols (G, Cg·kh·kw [+ a row of ones: the bias rides in the matmul], Ho·Wo·N) is built by
     # one strided copy whose rows are Wo·N contiguous values; y = W @ cols is (Cout, Ho, Wo, N)
     # memory, returned as its logical (N, Cout, Ho, Wo) view. See engine/ops.py.
+
+    def to_pytorch(self, in_shapes, attr, names):
+        c, h, w = in_shapes[0]
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        t, l, b, r = resolve_pads(self.padding, h, w, k, s, d)
+        kw: dict = {"kernel_size": pair(k)}
+        if s != [1, 1]:
+            kw["stride"] = pair(s)
+        code = TorchCode()
+        if (t, l) == (b, r):
+            if t or l:
+                kw["padding"] = pair([t, l])
+        else:  # asymmetric (e.g. SAME_UPPER with an even total): pad explicitly first
+            code.modules.append(TorchModule(names.claim(attr + "_pad"),
+                                            f"nn.ZeroPad2d(({l}, {r}, {t}, {b}))"))
+        if d != [1, 1]:
+            kw["dilation"] = pair(d)
+        if self.groups != 1:
+            kw["groups"] = self.groups
+        if not self.bias:
+            kw["bias"] = False
+        code.modules.append(TorchModule(attr, f"nn.Conv2d({call_args(c, self.out_channels, **kw)})"))
+        return code
 
     def forward(self, xs, training=False):
         (x,) = xs

@@ -8,6 +8,7 @@ from ..errors import ShapeError
 from ..messages import Fix
 from .base import BOOL, FLOAT, INT, Layer, Param, fmt_shape, register
 from .conv import INIT, init_uniform
+from .torch_code import TorchCode, call_args, num
 
 
 @register
@@ -31,6 +32,9 @@ class Input(Layer):
 
     def describe(self, in_shapes=None):
         return f"{self.channels}×{self.height}×{self.width}"
+
+    def to_pytorch(self, in_shapes, attr, names):
+        return TorchCode()  # the module's forward argument
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -70,6 +74,9 @@ class Flatten(Layer):
         if len(shape) != 3:
             return None
         return ((shape[1], shape[2]), (shape[1], shape[2]), (0, 0))
+
+    def torch_module(self, in_shapes):
+        return "nn.Flatten()"
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -166,6 +173,10 @@ class Linear(Layer):
         super().init_weights(in_shapes, rng)
         fo, fi = self.weights["weight"].shape
         self.weights["weight"][...] = init_uniform(self.init, fi, fo, (fo, fi), rng)
+
+    def torch_module(self, in_shapes):
+        kw = {} if self.bias else {"bias": False}
+        return f"nn.Linear({call_args(in_shapes[0][0], self.out_features, **kw)})"
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -275,6 +286,9 @@ class Dropout(Layer):
     def init_weights(self, in_shapes, rng):
         super().init_weights(in_shapes, rng)
         self.rng = np.random.default_rng(rng.integers(1 << 63))
+
+    def torch_module(self, in_shapes):
+        return f"nn.Dropout(p={num(self.p)})"
 
     def forward(self, xs, training=False):
         (x,) = xs

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from .base import Layer, fmt_shape, register
+from .torch_code import TorchCode
 
 
 @register
@@ -32,6 +33,9 @@ class Add(Layer):
 
     def describe(self, in_shapes=None):
         return f"{len(in_shapes)} inputs" if in_shapes else ""
+
+    def to_pytorch(self, in_shapes, attr, names):
+        return TorchCode(expr=" + ".join(f"{{{i}}}" for i in range(len(in_shapes))))
 
     def forward(self, xs, training=False):
         y = xs[0].copy()
@@ -84,6 +88,10 @@ class Concat(Layer):
 
     def describe(self, in_shapes=None):
         return f"{len(in_shapes)} inputs" if in_shapes else ""
+
+    def to_pytorch(self, in_shapes, attr, names):
+        return TorchCode(expr="torch.cat([" + ", ".join(f"{{{i}}}" for i in range(len(in_shapes)))
+                         + "], dim=1)")
 
     def forward(self, xs, training=False):
         if training:

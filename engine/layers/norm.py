@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from .base import FLOAT, INT, Layer, Param, fmt_shape, register
+from .torch_code import TorchCode, TorchModule, call_args, num
 
 
 @register
@@ -53,6 +54,16 @@ class BatchNorm2d(Layer):
     @staticmethod
     def _bc(v, x):
         return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+    def torch_module(self, in_shapes):
+        shape = in_shapes[0]
+        kw = {}
+        if self.eps != 1e-5:
+            kw["eps"] = num(self.eps)
+        if self.momentum != 0.1:
+            kw["momentum"] = num(self.momentum)
+        kind = "BatchNorm2d" if len(shape) == 3 else "BatchNorm1d"
+        return f"nn.{kind}({call_args(shape[0], **kw)})"
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -164,6 +175,14 @@ class LocalResponseNorm(Layer):
         idx = np.arange(c)
         # c' is in window(c) iff c - lo <= c' <= c + hi, i.e. c' - hi <= c <= c' + lo
         return cs[:, np.minimum(idx + lo, c - 1) + 1] - cs[:, np.maximum(idx - hi, 0)]
+
+    def to_pytorch(self, in_shapes, attr, names):
+        args = call_args(self.size, alpha=num(self.alpha), beta=num(self.beta), k=num(self.k))
+        if self.size % 2:
+            return TorchCode([TorchModule(attr, f"nn.LocalResponseNorm({args})")])
+        # nn.LocalResponseNorm centres even windows one channel lower than ONNX (and we) do
+        return TorchCode([TorchModule(attr, f"OnnxLocalResponseNorm({args})")],
+                         helper="OnnxLocalResponseNorm")
 
     def forward(self, xs, training=False):
         (x,) = xs

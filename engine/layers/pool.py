@@ -17,6 +17,7 @@ from .conv import (
     unread_warnings,
     window_output,
 )
+from .torch_code import TorchCode, TorchModule, call_args, pair
 
 POOL_PARAMS = (
     Param("kernel_size", PAIR, [2, 2], "Height × width of each pooling window.", min=1, max=64,
@@ -75,6 +76,43 @@ class _Pool2d(Layer):
         if self.ceil_mode:
             parts.append("ceil")
         return ", ".join(parts)
+
+    def to_pytorch(self, in_shapes, attr, names):
+        _, h, w = in_shapes[0]
+        k, s, pads, ho, wo = self._geometry(h, w)
+        t, l, b, r = pads
+        is_max = self.type_name == "MaxPool2d"
+        avg_excludes_pad = not is_max and not self.count_include_pad
+        kw: dict = {"kernel_size": pair(k)}
+        if s != k:
+            kw["stride"] = pair(s)
+        code = TorchCode()
+        crop = ""
+        if (t, l) == (b, r):
+            if t or l:
+                kw["padding"] = pair([t, l])
+        else:
+            if avg_excludes_pad:
+                raise ShapeError(
+                    f"{self.where}: asymmetric padding ({t}, {l}, {b}, {r}) with "
+                    f"count_include_pad off has no PyTorch equivalent; use symmetric padding or "
+                    f"turn count_include_pad on", "padding")
+            ctor = (f'nn.ConstantPad2d(({l}, {r}, {t}, {b}), float("-inf"))' if is_max
+                    else f"nn.ZeroPad2d(({l}, {r}, {t}, {b}))")
+            code.modules.append(TorchModule(names.claim(attr + "_pad"), ctor))
+            # PyTorch keeps a ceil-mode window that starts in the (now explicit) end padding;
+            # the engine, like ONNX, drops it: crop to the engine's size
+            th = conv_out(h + t + b, k[0], s[0], 0, 0, 1, self.ceil_mode)
+            tw = conv_out(w + l + r, k[1], s[1], 0, 0, 1, self.ceil_mode)
+            if (th, tw) != (ho, wo):
+                crop = f"[:, :, :{ho}, :{wo}]"
+        if self.ceil_mode:
+            kw["ceil_mode"] = True
+        if avg_excludes_pad:
+            kw["count_include_pad"] = False
+        code.modules.append(TorchModule(attr, f"nn.{self.type_name}({call_args(**kw)})"))
+        code.expr = "{call}" + crop
+        return code
 
     def _full_pads(self, h, w):
         """Kernel, strides, pads (explicit + the ceil-mode overhang at the end), Ho, Wo."""
@@ -307,6 +345,9 @@ class AdaptiveAvgPool2d(Layer):
     def describe(self, in_shapes=None):
         return f"→ {self.output_size[0]}×{self.output_size[1]}"
 
+    def torch_module(self, in_shapes):
+        return f"nn.AdaptiveAvgPool2d({pair(self.output_size)})"
+
     def forward(self, xs, training=False):
         (x,) = xs
         _, _, h, w = x.shape
@@ -369,6 +410,9 @@ class GlobalAvgPool2d(Layer):
     def rf_window(self, in_shapes):
         _, h, w = in_shapes[0]
         return ((h, w), (h, w), (0, 0))
+
+    def torch_module(self, in_shapes):
+        return "nn.AdaptiveAvgPool2d(1)"
 
     def forward(self, xs, training=False):
         (x,) = xs
