@@ -428,7 +428,7 @@ class FeatureMapPanel(QWidget):
             w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             w.setMinimumContentsLength(7)
         self.sample.setMinimumWidth(60)
-        self.source.setMaximumWidth(170)
+        self.source.setMaximumWidth(220)
         self.sample.setMaximumWidth(100)
         for w in (QLabel("Input:"), self.source, self.sample, self.open_button,
                   self.clear_button):
@@ -580,7 +580,13 @@ class FeatureMapPanel(QWidget):
         self.body.setDirection(down if mode == "narrow" else across)
         self.side.setDirection(down if mode == "wide" else across)
         self.heads.setDirection(down if mode == "narrow" else across)
-        self.source.setMinimumContentsLength(7 if mode == "narrow" else 14)
+        # beside the other controls (wide and low docks) the source shows its whole name
+        # ("Dataset sample"); only a narrow dock lets it shrink
+        self.source.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            if mode == "narrow" else QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.source.setMinimumContentsLength(7)
+        self.source.setMinimumWidth(0 if mode == "narrow" else self.source.sizeHint().width())
         small = mode == "short"
         self.grid.setMinimumHeight(70 if small else 120)
         self.unit_bars.setMinimumHeight(70 if small else 120)

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QMargins, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QBoxLayout,
@@ -88,6 +88,44 @@ def style_plot(plot: pg.PlotWidget, widget: QWidget) -> None:
 # ---- small painted widgets ----------------------------------------------------------------
 
 
+class ElidedLabel(QLabel):
+    """One line whatever the width: the text is elided ("…") when it does not fit, and the
+    tooltip always has all of it. `full_text()` is the text as set."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = ""
+        self.setMinimumWidth(10)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+        self.updateGeometry()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                              max(self.width(), 10))
+        if shown != super().text():
+            super().setText(shown)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._elide()
+
+    def sizeHint(self):
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4,
+                     super().sizeHint().height())
+
+    def minimumSizeHint(self):
+        return QSize(10, super().minimumSizeHint().height())
+
+
+
 class SamplePreview(QWidget):
     """A few samples per class: one column per class (at most 10), its name on top, samples
     below. Cells grow with the width (16 to 40 px); the height follows (height-for-width), so
@@ -99,6 +137,7 @@ class SamplePreview(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.rows: list[tuple[str, list]] = []  # (class name, images)
+        self.max_rows = self.ROWS  # fewer in a low dock
         policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -114,6 +153,12 @@ class SamplePreview(QWidget):
         self.updateGeometry()
         self.update()
 
+    def set_max_rows(self, n: int) -> None:
+        if n != self.max_rows:
+            self.max_rows = n
+            self.updateGeometry()
+            self.update()
+
     def _cell(self, width: int) -> int:
         return int(max(16, min(40, (width - 2) // max(len(self.rows), 1) - 2)))
 
@@ -123,15 +168,13 @@ class SamplePreview(QWidget):
     def heightForWidth(self, width: int) -> int:
         if not self.rows:
             return 24
-        n = max(len(imgs) for _, imgs in self.rows)
+        n = min(self.max_rows, max(len(imgs) for _, imgs in self.rows))
         return self.HEAD + n * (self._cell(width) + 2) + 2
 
     def sizeHint(self):
-        from PySide6.QtCore import QSize
         return QSize(300, self.heightForWidth(300))
 
     def minimumSizeHint(self):
-        from PySide6.QtCore import QSize
         return QSize(120, self.heightForWidth(max(self.width(), 120)))
 
     def paintEvent(self, event):
@@ -147,7 +190,7 @@ class SamplePreview(QWidget):
             x = x0 + c * (cell + 2)
             p.drawText(QRectF(x - 1, 0, cell + 4, self.HEAD), Qt.AlignmentFlag.AlignCenter,
                        fm.elidedText(name, Qt.TextElideMode.ElideRight, cell + 4))
-            for r, img in enumerate(imgs):
+            for r, img in enumerate(imgs[:self.max_rows]):
                 p.drawImage(QRectF(x, self.HEAD + r * (cell + 2), cell, cell), img)
         p.end()
 
@@ -307,7 +350,7 @@ class TrainingPanel(QWidget):
     def _build(self) -> None:
         # data
         data_box = QGroupBox("Data")
-        df = QFormLayout(data_box)
+        self.data_form = df = QFormLayout(data_box)
         self.source = QComboBox()
         for key, text in SOURCES:
             self.source.addItem(text, key)
@@ -348,7 +391,7 @@ class TrainingPanel(QWidget):
 
         # hyperparameters
         hp_box = QGroupBox("Hyperparameters")
-        hf = QFormLayout(hp_box)
+        self.hp_form = hf = QFormLayout(hp_box)
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
         self.epochs.setValue(3)
@@ -372,7 +415,7 @@ class TrainingPanel(QWidget):
         self.weight_decay.setRange(0.0, 1.0)
         self.weight_decay.setSingleStep(0.0001)
         self.schedule = QComboBox()
-        self.schedule.addItem("Cosine (anneal to 0)", "cosine")
+        self.schedule.addItem("Cosine annealing", "cosine")
         self.schedule.addItem("Constant", "constant")
         self.schedule.setToolTip("How the learning rate changes over the run: cosine annealing "
                                  "takes smaller steps at the end, which usually adds accuracy.")
@@ -409,15 +452,21 @@ class TrainingPanel(QWidget):
         self.status.setFixedHeight(self.status.fontMetrics().lineSpacing() * 2 + 4)
         self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
 
+        self.controls = QWidget()
+        cl = QVBoxLayout(self.controls)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(4)
+        cl.addLayout(brow)
+        cl.addWidget(self.progress)
+        cl.addWidget(self.status)
+        self.data_box, self.hp_box = data_box, hp_box
         left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 4, 0)
-        ll.addWidget(data_box)
-        ll.addWidget(hp_box)
-        ll.addLayout(brow)
-        ll.addWidget(self.progress)
-        ll.addWidget(self.status)
-        ll.addStretch(1)
+        # one column (tall docks), or Data | Hyperparameters with the buttons below both
+        # (a wide, low bottom dock): _place_settings
+        self.settings_grid = QGridLayout(left)
+        self.settings_grid.setContentsMargins(0, 0, 4, 0)
+        self.settings_grid.setVerticalSpacing(4)
+        self.settings_columns = 0
         # the settings scroll on their own when the panel is wide and short (a bottom dock);
         # in a narrow dock they take their full height above the curves
         self.settings_scroll = QScrollArea()
@@ -471,7 +520,7 @@ class TrainingPanel(QWidget):
         timeline.setToolTip("The first convolution's filters and one layer's feature maps of a "
                             "fixed image, before training and after each epoch.")
         tl = QGridLayout(timeline)
-        self.filters_title = QLabel("first conv layer's filters")
+        self.filters_title = ElidedLabel("filters of the first convolution")
         self.maps_title = QLabel("feature maps of")
         self.watch_combo = QComboBox()
         self.watch_combo.setToolTip("The layer whose feature maps of one fixed validation image "
@@ -495,7 +544,6 @@ class TrainingPanel(QWidget):
         self.slider_label = QLabel("before training")
         self.slider_label.setMinimumWidth(self.slider_label.fontMetrics()
                                           .horizontalAdvance("after epoch 1000") + 4)
-        self.filters_title.setWordWrap(True)
         mrow = QHBoxLayout()
         mrow.addWidget(self.maps_title)
         mrow.addWidget(self.watch_combo, 1)
@@ -555,6 +603,9 @@ class TrainingPanel(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(curves, "Curves && timeline")
         self.tabs.addTab(results, "Results")
+        self.timeline, self.results_tab = timeline, results
+        self._timeline_title = timeline.title()
+        self.timeline_tab = False  # its own tab when a low dock leaves the curves little width
 
         self.left = left
         self.narrow: bool | None = None
@@ -564,6 +615,7 @@ class TrainingPanel(QWidget):
         self.outer.addWidget(self.settings_scroll)
         self.outer.addWidget(self.tabs, 1)
         self.tabs.setMinimumWidth(280)
+        self._place_settings(1)
         self._apply_orientation(False)
         self._apply_short(False)
 
@@ -765,6 +817,7 @@ class TrainingPanel(QWidget):
                   if not n.trainable and n.type_name not in ("Input",)]
         self.frozen_label.setText(f"Frozen (skipped by the optimizer): {', '.join(frozen)}"
                                   if frozen else "")
+        self.hp_form.setRowVisible(self.frozen_label, bool(frozen))  # no empty row
         self._refresh_watch_combo()
         if self.dataset is not None:
             if (self.source.currentData() == "images" and self.data_key is not None
@@ -1091,7 +1144,7 @@ class TrainingPanel(QWidget):
                 f"on · loss {result.eval_loss:.4f}{train_txt}")
             self.confusion.set_matrix(result.confusion, names)
             self.worst.set_items(result.worst, names)
-            self.tabs.setTabText(1, "Results ●")
+            self.tabs.setTabText(self.tabs.indexOf(self.results_tab), "Results ●")
         self.training_finished.emit(result)
 
     def on_failed(self, text: str) -> None:
@@ -1209,13 +1262,40 @@ class TrainingPanel(QWidget):
         short = not narrow and tall < 480
         if short != self.short:
             self._apply_short(short)
+        self._place_timeline(short and room - self.settings_scroll.maximumWidth() < 800)
         if narrow:
             self._fit_settings_height()
+
+    def _place_timeline(self, own_tab: bool) -> None:
+        """In a low dock that leaves the curves less than ~800 px, the timeline gets a tab of
+        its own instead of squeezing the plots; otherwise it sits beside / below them."""
+        if own_tab == self.timeline_tab:
+            return
+        self.timeline_tab = own_tab
+        current = self.tabs.currentWidget()
+        if own_tab:
+            self.timeline.setTitle("")
+            self.timeline.setFlat(True)
+            self.tabs.insertTab(1, self.timeline, "Timeline")
+            self.tabs.setTabText(0, "Curves")
+            self.tabs.setTabToolTip(1, self.timeline.toolTip())
+        else:
+            i = self.tabs.indexOf(self.timeline)
+            self.tabs.removeTab(i)
+            self.timeline.setTitle(self._timeline_title)
+            self.timeline.setFlat(False)
+            self.curves_split.addWidget(self.timeline)
+            self.timeline.show()
+            self.tabs.setTabText(0, "Curves && timeline")
+            if current is self.timeline:
+                current = self.tabs.widget(0)
+        self.tabs.setCurrentWidget(current)
 
     def _apply_short(self, short: bool) -> None:
         """A low dock: the timeline goes beside the plots instead of under them, and the
         results' pictures may get smaller."""
         self.short = short
+        self._place_settings(2 if short else 1)
         self.curves_split.setOrientation(Qt.Orientation.Horizontal if short
                                          else Qt.Orientation.Vertical)
         if short:
@@ -1227,6 +1307,52 @@ class TrainingPanel(QWidget):
             self.confusion.setMinimumSize(120 if short else 160, 120 if short else 160)
         self.loss_plot.setMinimumHeight(90 if short else 150)
         self.acc_plot.setMinimumHeight(90 if short else 150)
+
+    def _place_settings(self, columns: int) -> None:
+        """One column: Data, Hyperparameters, the buttons and progress below each other.
+        Two columns (a wide, low dock): Data beside Hyperparameters, the buttons and the
+        progress under the hyperparameters, so all of it shows without scrolling."""
+        if columns == self.settings_columns:
+            return
+        self.settings_columns = columns
+        g = self.settings_grid
+        for w in (self.data_box, self.hp_box, self.controls):
+            g.removeWidget(w)
+        for r in range(4):
+            g.setRowStretch(r, 0)
+        if columns == 1:
+            g.addWidget(self.data_box, 0, 0)
+            g.addWidget(self.hp_box, 1, 0)
+            g.addWidget(self.controls, 2, 0)
+            g.setRowStretch(3, 1)
+            g.setColumnStretch(1, 0)
+        else:
+            g.addWidget(self.data_box, 0, 0, 3, 1)
+            g.addWidget(self.hp_box, 0, 1)
+            g.addWidget(self.controls, 1, 1)
+            g.setRowStretch(2, 1)
+            g.setColumnStretch(0, 1)
+            g.setColumnStretch(1, 1)
+        compact = columns > 1
+        self.preview.set_max_rows(2 if compact else SamplePreview.ROWS)
+        for form in (self.data_form, self.hp_form):
+            form.setVerticalSpacing(3 if compact else -1)
+        for box in (self.data_box, self.hp_box):
+            if not hasattr(self, "_box_margins"):
+                self._box_margins = box.layout().contentsMargins()
+            box.layout().setContentsMargins(QMargins(6, 2, 6, 4) if compact
+                                            else self._box_margins)
+        self._fit_settings_width()
+
+    def _fit_settings_width(self) -> None:
+        """Beside the tabs the settings are a fixed-width column (or two)."""
+        if self.narrow is not False:
+            return
+        per_column = 250 if self.settings_columns > 1 else 350
+        w = (per_column * self.settings_columns + 6 * (self.settings_columns - 1)
+             + self.settings_scroll.verticalScrollBar().sizeHint().width())
+        self.settings_scroll.setMinimumWidth(w)
+        self.settings_scroll.setMaximumWidth(w)
 
     def _apply_orientation(self, narrow: bool) -> None:
         self.narrow = narrow
@@ -1243,9 +1369,7 @@ class TrainingPanel(QWidget):
             self.confusion.setMinimumSize(200, 240)
         else:
             self.settings_scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-            w = 350 + self.settings_scroll.verticalScrollBar().sizeHint().width()
-            self.settings_scroll.setMinimumWidth(w)
-            self.settings_scroll.setMaximumWidth(w)
+            self._fit_settings_width()
             self.settings_scroll.setMinimumHeight(120)
             self.settings_scroll.setMaximumHeight(16777215)
             self.tabs.setMinimumHeight(0)
@@ -1264,8 +1388,8 @@ class TrainingPanel(QWidget):
             self.settings_scroll.setFixedHeight(h)
 
     def _on_tab_changed(self, i: int) -> None:
-        if i == 1:
-            self.tabs.setTabText(1, "Results")
+        if self.tabs.widget(i) is self.results_tab:
+            self.tabs.setTabText(i, "Results")
 
     def shutdown(self) -> None:
         """Stop training and loading threads (window closing)."""

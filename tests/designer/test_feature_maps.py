@@ -229,5 +229,8 @@ def test_fits_a_narrow_dock_and_a_low_wide_one(qtbot):
     qtbot.wait(20)
     assert p.narrow == "short"
     assert p.left.geometry().right() < p.tabs.geometry().left()  # side by side
+    # the input source is not clipped ("Dataset samp…")
+    text_w = p.source.fontMetrics().horizontalAdvance(p.source.currentText())
+    assert p.source.width() >= text_w + 20  # the text and the arrow
     assert p.height() <= 320
     p.shutdown()

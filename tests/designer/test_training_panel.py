@@ -376,3 +376,48 @@ def test_fits_a_narrow_dock_and_a_low_wide_one(qtbot, mnist):
     assert p.curves_split.orientation() == Qt.Orientation.Horizontal
     assert p.height() <= 320  # about the dock's height: the plots are not squeezed away
     p.shutdown()
+
+
+def test_low_bottom_dock_shows_every_setting_and_the_buttons_without_scrolling(qtbot, mnist):
+    doc = Document(load_example("lenet5"))
+    p = TrainingPanel(doc, load=False)
+    p.set_dataset(mnist)
+    area = _host(qtbot, p, 970, 380)  # the bottom dock of a 1600 × 1000 window
+    assert p.short and p.settings_columns == 2
+    # Data beside Hyperparameters, the buttons and progress below the hyperparameters
+    assert p.data_box.geometry().right() < p.hp_box.geometry().left()
+    assert p.hp_box.geometry().bottom() < p.controls.geometry().top()
+    sv = p.settings_scroll
+    assert sv.verticalScrollBar().maximum() == 0  # nothing to scroll to
+    for w in (p.seed, p.train_button, p.stop_button, p.progress, p.status):
+        bottom = w.mapTo(sv.viewport(), w.rect().bottomLeft()).y()
+        assert bottom <= sv.viewport().height(), w
+    # little room for the curves: the timeline moves to its own tab, the plots keep the width
+    assert p.timeline_tab
+    assert p.tabs.indexOf(p.timeline) == 1 and p.tabs.tabText(1) == "Timeline"
+    assert p.tabs.tabText(p.tabs.indexOf(p.results_tab)).startswith("Results")
+    area.resize(1600, 380)  # room enough: the timeline beside the plots again
+    qtbot.wait(20)
+    assert not p.timeline_tab and p.tabs.indexOf(p.timeline) == -1
+    assert p.timeline.parentWidget() is p.curves_split
+    area.resize(400, 900)  # a narrow side dock: one column again
+    qtbot.wait(20)
+    assert p.narrow and p.settings_columns == 1
+    assert p.data_box.geometry().bottom() < p.hp_box.geometry().top()
+    p.shutdown()
+
+
+def test_timeline_header_is_one_elided_line_with_the_full_text_as_tooltip(qtbot):
+    from designer.training_panel import ElidedLabel
+
+    label = ElidedLabel("filters of conv1 (6), a rather long header for a narrow column")
+    qtbot.addWidget(label)
+    label.resize(80, 40)
+    label.show()
+    qtbot.waitExposed(label)
+    assert label.text().endswith("…") and len(label.text()) < len(label.full_text())
+    assert "\n" not in label.text()
+    assert label.toolTip() == label.full_text()
+    assert label.minimumSizeHint().height() <= label.fontMetrics().lineSpacing() + 4
+    label.resize(2000, 40)
+    assert label.text() == label.full_text()
