@@ -167,21 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, metavar="PROJECT",
                    help="project file to write (.cnnd)")
     p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="default: 64")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam",
-                   help="default: adam")
-    p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=None,
-                   help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
-    p.add_argument("--weight-decay", type=_float_in(0.0, None, lo_open=False), default=0.0,
-                   help="L2 weight decay (default: 0)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
-                   help="learning-rate schedule: cosine anneals it to 0 over the run "
-                        "(default: cosine)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
-    p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
-                   help="fraction of the training data held out for validation (default: 0.1)")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="use only the first N samples of each split (quick runs)")
+    add_training_options(p, batch_size=64)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("examples", help="list the example networks",
@@ -453,12 +439,41 @@ class StopFlag:
         return False
 
 
+def add_training_options(p: argparse.ArgumentParser, batch_size: int) -> None:
+    """The hyperparameter options shared by `train` and `finetune` (after --epochs)."""
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=f"default: {batch_size}")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam",
+                   help="default: adam")
+    p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=None,
+                   help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
+    p.add_argument("--weight-decay", type=_float_in(0.0, None, lo_open=False), default=0.0,
+                   help="L2 weight decay (default: 0)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                   help="learning-rate schedule: cosine anneals it to 0 over the run "
+                        "(default: cosine)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
+    p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
+                   help="fraction of the training data held out for validation (default: 0.1)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first N samples of each split (quick runs)")
+
+
+def train_config(args):
+    """TrainConfig from the options of add_training_options."""
+    from .train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                       lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+                       val_split=args.val_split, schedule=args.schedule)
+
+
 def cmd_train(args) -> int:
     import numpy as np
 
     from .data import check_data, load_dataset
     from .network import Network
-    from .train import TrainConfig, evaluate, train
+    from .train import evaluate, train
     from .validate import validate
 
     out = check_out(args.out)
@@ -488,10 +503,7 @@ def cmd_train(args) -> int:
     if project.weights:
         net.load_state_dict(project.weights, strict=False)
         print(f"continuing from the weights in {args.model}", file=sys.stderr)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                         seed=args.seed, val_split=args.val_split,
-                         schedule=args.schedule)
+    config = train_config(args)
     train_data = data.train
     print(f"training '{graph.name}' on {split_text(len(train_data), config.val_split)} "
           f"from {train_data.name or args.data}, {data.num_classes} classes; {config.epochs} "

@@ -41,7 +41,7 @@ from .errors import DataError, GraphError, TrainingError
 from .graph import Edge, Graph
 from .layers import Shape, fmt_shape
 from .network import Network
-from .train import SCHEDULES, History, TrainConfig, train
+from .train import History, TrainConfig, train
 from .validate import Validation, validate
 
 CUT_INPUT_ID = "cut_input"  # the tail network's Input (a fresh id if the graph uses it)
@@ -511,7 +511,7 @@ def check_freeze_point(graph: Graph, target: str) -> None:
 
 def add_commands(sub) -> None:
     """Add the `finetune` subcommand to an argparse subparsers object (engine.cli wires it)."""
-    from .cli import _float_in, model_parser, non_negative_int, positive_int
+    from .cli import add_training_options, model_parser, positive_int
 
     p = model_parser(
         sub, "finetune", help="transfer learning: freeze a backbone, new head, fast fine-tuning",
@@ -535,18 +535,7 @@ def add_commands(sub) -> None:
                    help="project file to write (.cnnd)")
     p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fine-tuned model")
     p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="default: 32")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam", help="default: adam")
-    p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=None,
-                   help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
-                   help="learning-rate schedule: cosine anneals it to 0 over the run "
-                        "(default: cosine)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
-    p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
-                   help="fraction held out for validation (default: 0.1)")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="use only the first N samples (quick runs)")
+    add_training_options(p, batch_size=32)
     p.add_argument("--engine-only", action="store_true",
                    help="train the whole net in the engine (no feature caching)")
     p.set_defaults(func=cmd_finetune)
@@ -556,7 +545,16 @@ def cmd_finetune(args) -> int:
     import sys
     from dataclasses import asdict
 
-    from .cli import INTERRUPTED, OK, Progress, StopFlag, UsageError, check_out, image_folder_note
+    from .cli import (
+        INTERRUPTED,
+        OK,
+        Progress,
+        StopFlag,
+        UsageError,
+        check_out,
+        image_folder_note,
+        train_config,
+    )
     from .data import load_dataset
     from .project import save_project
     from .summary import fmt_accuracy, human_bytes
@@ -602,9 +600,7 @@ def cmd_finetune(args) -> int:
               f"({', '.join(repr(x) for x in extra)}) {'have' if many else 'has'} no weights, "
               f"so {'their' if many else 'its'} output never changes either and is computed "
               f"once with the frozen part", file=sys.stderr)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         optimizer=args.optimizer, lr=args.lr, seed=args.seed,
-                         val_split=args.val_split, schedule=args.schedule)
+    config = train_config(args)
     progress = Progress(sys.stderr)
     last = [0.0]
 
