@@ -269,6 +269,18 @@ class Thumbnails(QWidget):
         self.names: list[str] = []
         self.setMinimumHeight(120)
 
+    def _grid(self, n: int) -> tuple[int, int, float]:
+        """(shown, columns, image side): the column count that gives the biggest images, each
+        with its two text lines below it (32 px); in a low dock fewer samples rather than
+        overlapping text."""
+        width, height = self.width(), self.height()
+        while True:
+            best = max(((min(width / c - 12, height / math.ceil(n / c) - 32, 96), c)
+                        for c in range(1, n + 1)), default=(0, 1))
+            if best[0] >= 16 or n <= 1:
+                return n, best[1], max(16.0, best[0])
+            n -= 1
+
     def set_items(self, worst: list[dict], names: list[str]) -> None:
         self.items = [(to_qimage(w["image"]), w) for w in worst]
         self.names = names
@@ -281,16 +293,13 @@ class Thumbnails(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
                        "The worst-classified samples appear after training.")
             return
-        n = len(self.items)
-        cols = max(1, min(n, self.width() // 84))
-        rows = math.ceil(n / cols)
+        n, cols, img_side = self._grid(len(self.items))
         cw = self.width() / cols
-        ch = min(self.height() / max(rows, 1), cw + 30)
-        img_side = max(16, min(cw - 12, ch - 32))
+        ch = img_side + 32
         font = QFont(self.font())
         font.setPointSizeF(8)
         p.setFont(font)
-        for i, (img, w) in enumerate(self.items):
+        for i, (img, w) in enumerate(self.items[:n]):
             r, c = divmod(i, cols)
             x0, y0 = c * cw, r * ch
             p.drawImage(QRectF(x0 + (cw - img_side) / 2, y0 + 2, img_side, img_side), img)
@@ -1286,6 +1295,8 @@ class TrainingPanel(QWidget):
             self.timeline.setFlat(False)
             self.curves_split.addWidget(self.timeline)
             self.timeline.show()
+            if self.short:  # plots ~60 %, timeline ~40 % of the width
+                self.curves_split.setSizes([640, 360])
             self.tabs.setTabText(0, "Curves && timeline")
             if current is self.timeline:
                 current = self.tabs.widget(0)

@@ -421,3 +421,20 @@ def test_timeline_header_is_one_elided_line_with_the_full_text_as_tooltip(qtbot)
     assert label.minimumSizeHint().height() <= label.fontMetrics().lineSpacing() + 4
     label.resize(2000, 40)
     assert label.text() == label.full_text()
+
+
+@pytest.mark.parametrize("size", [(420, 150), (300, 600), (900, 120), (200, 60)])
+def test_worst_samples_fit_their_box_without_overlapping_text(qtbot, size):
+    from designer.training_panel import Thumbnails
+
+    t = Thumbnails()
+    qtbot.addWidget(t)
+    t.resize(*size)
+    img = np.zeros((1, 28, 28), np.float32)
+    t.set_items([{"image": img, "true": 1, "pred": 2, "confidence": 0.9}] * 12, ["a", "b", "c"])
+    shown, cols, side = t._grid(len(t.items))
+    rows = -(-shown // cols)
+    assert 1 <= shown <= 12 and side >= 16
+    # each row: the image and two text lines; each column: the image and a margin
+    assert rows * (side + 32) <= max(t.height(), 16 + 32) + 1e-6
+    assert cols * (side + 12) <= t.width() + 1e-6 or shown == 1
