@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QMargins, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QBoxLayout,
     QComboBox,
@@ -270,16 +270,23 @@ class Thumbnails(QWidget):
         self.setMinimumHeight(120)
 
     def _grid(self, n: int) -> tuple[int, int, float]:
-        """(shown, columns, image side): the column count that gives the biggest images, each
-        with its two text lines below it (32 px); in a low dock fewer samples rather than
-        overlapping text."""
+        """(shown, columns, image side): as many samples as fit with images of 28 px or more
+        (else the biggest images possible), each with its two text lines below (32 px) and
+        columns as wide as those lines: in a low dock fewer samples, never overlapping text."""
         width, height = self.width(), self.height()
-        while True:
-            best = max(((min(width / c - 12, height / math.ceil(n / c) - 32, 96), c)
-                        for c in range(1, n + 1)), default=(0, 1))
-            if best[0] >= 16 or n <= 1:
-                return n, best[1], max(16.0, best[0])
-            n -= 1
+        font = QFont(self.font())
+        font.setPointSizeF(8)
+        text_w = QFontMetrics(font).horizontalAdvance("99.7% sure") + 8  # labels never touch
+        max_cols = max(1, int(width // text_w))
+        fallback = None
+        for shown in range(n, 0, -1):  # the most samples whose images are still readable
+            side, cols = max((min(width / c - 12, height / math.ceil(shown / c) - 32, 96), c)
+                             for c in range(1, min(shown, max_cols) + 1))
+            if side >= 28:
+                return shown, cols, side
+            if fallback is None or side > fallback[2]:
+                fallback = (shown, cols, side)
+        return (fallback[0], fallback[1], max(16.0, fallback[2])) if fallback else (0, 1, 16.0)
 
     def set_items(self, worst: list[dict], names: list[str]) -> None:
         self.items = [(to_qimage(w["image"]), w) for w in worst]

@@ -438,3 +438,8 @@ def test_worst_samples_fit_their_box_without_overlapping_text(qtbot, size):
     # each row: the image and two text lines; each column: the image and a margin
     assert rows * (side + 32) <= max(t.height(), 16 + 32) + 1e-6
     assert cols * (side + 12) <= t.width() + 1e-6 or shown == 1
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    font = QFont(t.font())
+    font.setPointSizeF(8)
+    assert t.width() / cols >= QFontMetrics(font).horizontalAdvance("99.7% sure") or cols == 1
