@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -42,6 +42,7 @@ from engine import kernels
 from engine.network import Network
 
 from .drawing_pad import DrawingPad
+from .responsive import FitsItsRoom
 from .theme import severity_hex
 from .workers import FunctionWorker, softmax_rows, start_worker, stop_thread
 
@@ -375,7 +376,7 @@ class ProbabilityChart(pg.PlotWidget):
 # ---- the panel ----------------------------------------------------------------------------
 
 
-class FeatureMapPanel(QWidget):
+class FeatureMapPanel(FitsItsRoom, QWidget):
     """Feature maps of the layer selected on the canvas for one input image."""
 
     computed = Signal()  # after maps were shown for a new input / layer / weights
@@ -546,23 +547,6 @@ class FeatureMapPanel(QWidget):
         self._on_source_changed()
 
     # -- narrow or wide --
-    def resizeEvent(self, event):
-        super().resizeEvent(event)
-        self._fit_orientation()
-
-    def showEvent(self, event):
-        super().showEvent(event)
-        parent = self.parentWidget()
-        if parent is not None and not getattr(self, "_watching_parent", False):
-            parent.installEventFilter(self)  # a scroll area's viewport: its width is the room
-            self._watching_parent = True
-        self._fit_orientation()
-
-    def eventFilter(self, obj, event):
-        if event.type() == QEvent.Type.Resize:
-            self._fit_orientation()
-        return False
-
     def _fit_orientation(self) -> None:
         parent = self.parentWidget()
         room = parent.width() if parent is not None and parent.isVisible() else self.width()

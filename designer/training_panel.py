@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QMargins, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QMargins, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QBoxLayout,
@@ -45,6 +45,7 @@ from engine.network import Network
 from engine.train import BatchReport, EpochReport, TrainConfig, split_validation
 
 from .feature_maps import DIVERGING_CMAP, MAP_CMAP, image_view, mosaic, to_qimage
+from .responsive import FitsItsRoom
 from .theme import severity_hex
 from .workers import (
     FunctionWorker,
@@ -325,7 +326,7 @@ class Thumbnails(QWidget):
 # ---- the panel ----------------------------------------------------------------------------
 
 
-class TrainingPanel(QWidget):
+class TrainingPanel(FitsItsRoom, QWidget):
     """Train the document's network on a dataset, watch it learn, keep the weights."""
 
     data_loaded = Signal()
@@ -1247,23 +1248,6 @@ class TrainingPanel(QWidget):
             self.maps_vb.autoRange(padding=0.02)
         else:
             self.maps_img.clear()
-
-    def resizeEvent(self, event):
-        super().resizeEvent(event)
-        self._fit_orientation()
-
-    def showEvent(self, event):
-        super().showEvent(event)
-        parent = self.parentWidget()
-        if parent is not None and not getattr(self, "_watching_parent", False):
-            parent.installEventFilter(self)  # a scroll area's viewport: its width is the room
-            self._watching_parent = True
-        self._fit_orientation()
-
-    def eventFilter(self, obj, event):
-        if event.type() == QEvent.Type.Resize:
-            self._fit_orientation()
-        return False
 
     def _fit_orientation(self) -> None:
         """Narrow dock (< 760 px): settings above the curves, plots and results stacked, the
