@@ -9,6 +9,7 @@ document's validation and `engine.formulas` (the same arithmetic as the engine).
 
 from __future__ import annotations
 
+import html
 from html import escape
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -34,11 +35,11 @@ from PySide6.QtWidgets import (
 )
 
 from engine.formulas import node_formulas
-from engine.layers import REGISTRY, Layer, Param
+from engine.layers import REGISTRY, Layer, Param, fmt_shape
 from engine.layers.base import BOOL, CHOICE, FLOAT, INT, PADDING, PAIR
 from engine.layers.conv import resolve_pads
 from engine.messages import ERROR
-from engine.summary import human_count
+from engine.summary import human_bytes, human_count
 
 from .commands import ApplyFixCommand, RenameNodeCommand, SetParamCommand, SetTrainableCommand
 from .theme import (
@@ -48,6 +49,7 @@ from .theme import (
     layer_pixmap,
     lock_icon,
     severity_color,
+    severity_hex,
     severity_icon,
     theme_state,
 )
@@ -565,12 +567,11 @@ class InspectorPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.scroll)
 
-        self.empty = QLabel("Select a layer on the canvas to see its settings, shapes and "
-                            "formulas here.", self)
+        self.empty = QLabel(self)  # nothing selected: an overview of the whole network
         self.empty.setWordWrap(True)
-        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.empty.setContentsMargins(16, 24, 16, 24)
+        self.empty.setTextFormat(Qt.TextFormat.RichText)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.empty.setContentsMargins(14, 12, 14, 12)
 
         self.banner = QLabel(self)  # refusals / lock reason
         self.banner.setWordWrap(True)
@@ -584,6 +585,7 @@ class InspectorPanel(QWidget):
         self._show_empty()
 
         doc.validated.connect(self._on_validated)
+        doc.weights_changed.connect(self._on_weights_changed)
         doc.node_removed.connect(self._on_node_removed)
         doc.graph_reset.connect(self._on_graph_reset)
         doc.edit_refused.connect(self._on_refused)
@@ -639,7 +641,37 @@ class InspectorPanel(QWidget):
 
     # ---- building ------------------------------------------------------------------------
 
+    def overview_html(self) -> str:
+        """The whole network in a few lines: what the panel shows when no layer is selected."""
+        g, v = self.doc.graph, self.doc.validation
+        layers = len(g.nodes)  # as the status bar counts them
+        inp = next((v.nodes[n.id].out_shape for n in g.nodes.values()
+                    if n.type_name == "Input" and n.id in v.nodes), None)
+        out = v.nodes[v.output_id].out_shape if v.output_id in v.nodes else None
+        frozen = sum(1 for n in g.nodes.values() if not n.trainable)
+        if v.ok:
+            state = (f"<span style='color:{severity_hex('ok', self)}'>✓ valid: every layer's "
+                     f"shape checks out</span>")
+        else:
+            n_err = len(v.errors)
+            state = (f"<span style='color:{severity_hex(ERROR, self)}'>{n_err} problem"
+                     f"{'s' * (n_err != 1)}</span>: see the Problems panel")
+        rows = [("Input → output", f"{fmt_shape(inp)} → {fmt_shape(out)}"),
+                ("Layers", f"{layers}" + (f" ({frozen} frozen)" if frozen else "")),
+                ("Parameters", f"{v.total_params:,} ({v.trainable_params:,} trainable)"),
+                ("Multiply-adds", f"{human_count(v.macs)} per image"),
+                ("Weights", human_bytes(4 * v.total_params)),
+                ("Trained weights", "yes" if self.doc.weights else "not yet")]
+        table = "".join(f"<tr><td style='padding-right:12px'>{k}</td><td><b>{val}</b></td></tr>"
+                        for k, val in rows)
+        return (f"<h3 style='margin-bottom:2px'>{html.escape(g.name)}</h3>"
+                f"<p style='margin-top:0'>{state}</p><table>{table}</table>"
+                f"<p style='color:{self.palette().placeholderText().color().name()}'>Select a "
+                f"layer on the canvas to see its settings, its output-size and parameter "
+                f"formulas with the real numbers, and its receptive field.</p>")
+
     def _show_empty(self) -> None:
+        self.empty.setText(self.overview_html())
         self._type = None
         self.param_help = None
         self.editors, self.param_labels = {}, {}
@@ -906,9 +938,14 @@ class InspectorPanel(QWidget):
 
     # ---- document signals ----------------------------------------------------------------
 
+    def _on_weights_changed(self) -> None:
+        self._on_validated(None)
+
     def _on_validated(self, _v) -> None:
         if self.node_id is not None:
             self.refresh()
+        elif self.scroll.widget() is self.empty:
+            self.empty.setText(self.overview_html())
 
     def _show_param_help(self, param: Param) -> None:
         if getattr(self, "param_help", None) is not None:

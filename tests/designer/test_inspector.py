@@ -266,3 +266,20 @@ def test_choice_params_show_readable_names_and_store_raw_values(doc, panel):
         name, choices, choice_labels = "mode", ("a", "b"), None
 
     assert choice_label(Unknown, "a") == "a"  # no known name: the value itself
+
+
+def test_nothing_selected_shows_an_overview_of_the_network(doc, panel):
+    import numpy as np
+
+    from engine.network import Network
+
+    panel.set_node(None)
+    text = panel.empty.text()
+    assert "61,706" in text and "1×28×28 → 10" in text and "not yet" in text
+    assert "✓" in text
+    doc.set_weights(Network.compile(doc.graph, np.random.default_rng(0)).state_dict())
+    assert "not yet" not in panel.empty.text()
+    from designer.commands import SetParamCommand
+
+    doc.push(SetParamCommand(doc, "fc3", "out_features", 5))
+    assert "1×28×28 → 5" in panel.empty.text()  # follows edits live
