@@ -1,10 +1,21 @@
-"""Fixtures shared by the designer tests: a main window whose message boxes never block."""
+"""Fixtures shared by the designer tests: a LeNet-5 document, and a main window whose message
+boxes never block."""
 
 import pytest
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from designer import files
+from designer.document import Document
 from designer.main_window import MainWindow
+from engine.examples import load_example
+
+
+@pytest.fixture
+def doc(qtbot):
+    """A Document holding the LeNet-5 example."""
+    d = Document(load_example("lenet5"))
+    yield d
+    d.deleteLater()
 
 
 @pytest.fixture

@@ -22,13 +22,6 @@ from engine.examples import load_example
 from engine.graph import sequential
 
 
-@pytest.fixture
-def doc(qtbot):
-    d = Document(load_example("lenet5"))
-    yield d
-    d.deleteLater()
-
-
 def round_trip(doc, cmd):
     before = doc.graph.dumps()
     assert doc.push(cmd), getattr(cmd, "refusal", None)

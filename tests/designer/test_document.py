@@ -1,19 +1,9 @@
 """Document: the only writer of the graph; signals, validation after every change, lock, weights."""
 
 import numpy as np
-import pytest
 
 from designer.commands import AddNodeCommand, SetParamCommand
-from designer.document import Document
-from engine.examples import load_example
 from engine.graph import sequential
-
-
-@pytest.fixture
-def doc(qtbot):
-    d = Document(load_example("lenet5"))
-    yield d
-    d.deleteLater()
 
 
 def test_validation_is_current_after_each_mutator(doc):

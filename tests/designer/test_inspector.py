@@ -4,7 +4,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from designer.document import Document
 from designer.inspector import (
     BoolEditor,
     ChoiceEditor,
@@ -15,14 +14,6 @@ from designer.inspector import (
     PaddingEditor,
     PairEditor,
 )
-from engine.examples import load_example
-
-
-@pytest.fixture
-def doc(qtbot):
-    d = Document(load_example("lenet5"))
-    yield d
-    d.deleteLater()
 
 
 @pytest.fixture

@@ -4,16 +4,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from designer.commands import RemoveEdgeCommand, SetParamCommand
-from designer.document import Document
 from designer.problems import ProblemsPanel, count_text
 from engine.examples import load_example
-
-
-@pytest.fixture
-def doc(qtbot):
-    d = Document(load_example("lenet5"))
-    yield d
-    d.deleteLater()
 
 
 @pytest.fixture

@@ -8,14 +8,6 @@ from PySide6.QtCore import Qt
 from designer.commands import SetParamCommand
 from designer.document import Document
 from designer.summary_view import ID_ROLE, SummaryPanel
-from engine.examples import load_example
-
-
-@pytest.fixture
-def doc(qtbot):
-    d = Document(load_example("lenet5"))
-    yield d
-    d.deleteLater()
 
 
 @pytest.fixture
