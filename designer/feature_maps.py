@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -1047,8 +1048,18 @@ class KernelLesson(QWidget):
         self._cols = cols
 
     def resizeEvent(self, event):
-        """Pick the arrangement with the bigger views and keep them about square."""
         super().resizeEvent(event)
+        # re-arranging changes the children's sizes, which can resize this widget again: do it
+        # once the resizes have settled, never from inside one (that fed back into a loop)
+        if not hasattr(self, "_fit_timer"):
+            self._fit_timer = QTimer(self)
+            self._fit_timer.setSingleShot(True)
+            self._fit_timer.timeout.connect(self._fit)
+            self._flips: list[float] = []
+        self._fit_timer.start(0)
+
+    def _fit(self) -> None:
+        """Pick the arrangement with the bigger views and keep them about square."""
         narrow = self.width() < 560
         if narrow != self.narrow:
             self.narrow = narrow
@@ -1068,7 +1079,16 @@ class KernelLesson(QWidget):
         else:
             w, h = self.width() - 220, self.height() - 150
         one_row, two_rows = min(w / 4, h), min(w / 2, h / 2 - 40)
-        self._arrange(4 if one_row >= two_rows else 2)
+        want = 4 if one_row >= two_rows else 2
+        if self._cols and want != self._cols:
+            now = time.monotonic()
+            self._flips = [t for t in self._flips if now - t < 1.0]
+            near_tie = 0.9 < one_row / max(two_rows, 1e-6) < 1.1
+            if near_tie or len(self._flips) >= 3:  # hysteresis, and never flip-flop
+                want = self._cols
+            else:
+                self._flips.append(now)
+        self._arrange(want)
         cap = int(one_row) if self._cols == 4 else 16777215  # QWIDGETSIZE_MAX: fill
         # one row: views stay square and the free height shows every preset at once
         one = self._cols == 4

@@ -569,3 +569,17 @@ def test_export_pytorch_from_the_window_writes_the_code(window, tmp_path):
     src = (tmp_path / "torch_code" / "model.py").read_text()
     compile(src, "model.py", "exec")  # valid Python
     assert "class " in src and "nn.Module" in src and "conv1" in src
+
+
+def test_kernel_lesson_in_the_bottom_dock_settles_its_layout(window, qtbot):
+    """Switching to the lesson once fed its resize handler back into itself (a frozen app)."""
+    from PySide6.QtWidgets import QApplication
+
+    window.show_dock("feature_maps")
+    qtbot.wait(300)
+    panel = window.panels["feature_maps"]
+    panel.tabs.setCurrentIndex(panel.tabs.indexOf(panel.lesson))
+    for _ in range(50):
+        QApplication.processEvents()
+    assert panel.lesson._cols in (2, 4)
+    assert len(panel.lesson._flips) < 3  # it settled; no flip-flopping between arrangements
