@@ -883,14 +883,18 @@ class TrainingPanel(FitsItsRoom, QWidget):
 
     def _show_saved_history(self, hist: dict | None) -> None:
         """Per-epoch curves and the final figures of a run saved with the project."""
-        epochs = (hist or {}).get("epochs") or []
+        if not isinstance(hist, dict):  # none, or a hand-edited file's odd value: nothing
+            hist = {}
+        epochs = hist.get("epochs")
+        if not isinstance(epochs, list):
+            epochs = []
         try:
             t = [float(e["epoch"]) for e in epochs]
             loss = [float(e["train_loss"]) for e in epochs]
             acc = [float(e["train_accuracy"]) for e in epochs]
             val = [(float(e["epoch"]), float(e["val_loss"]), float(e["val_accuracy"]))
                    for e in epochs if e.get("val_loss") is not None]
-        except (KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError):
             return  # an unreadable history: nothing to show
         for plot in (self.loss_plot, self.acc_plot):
             plot.enableAutoRange(x=True, y=plot is self.loss_plot)
@@ -902,7 +906,7 @@ class TrainingPanel(FitsItsRoom, QWidget):
             ve, vl, va = zip(*val)
             self.val_loss_curve.setData(list(ve), list(vl))
             self.val_acc_curve.setData(list(ve), list(va))
-        ev = hist.get("eval_accuracy") if hist else None
+        ev = hist.get("eval_accuracy")
         if isinstance(ev, (int, float)):
             name = str(hist.get("eval_set") or "test")
             loss_txt = (f" · loss {hist['eval_loss']:.4f}"

@@ -55,7 +55,8 @@ class Project:
 
     @property
     def history(self) -> dict | None:
-        return self.meta.get("history")
+        hist = self.meta.get("history")
+        return hist if isinstance(hist, dict) else None  # a hand-edited file may hold anything
 
 
 def now_iso() -> str:

@@ -443,3 +443,11 @@ def test_worst_samples_fit_their_box_without_overlapping_text(qtbot, size):
     font = QFont(t.font())
     font.setPointSizeF(8)
     assert t.width() / cols >= QFontMetrics(font).horizontalAdvance("99.7% sure") or cols == 1
+
+
+@pytest.mark.parametrize("history", [["x"], "text", {"epochs": ["x", 3]}, {"epochs": 7}])
+def test_a_malformed_saved_history_shows_nothing_and_raises_nothing(panel, history):
+    panel.doc.history = history
+    panel.clear_results()  # what opening a project does; a hand-edited file must not break it
+    assert all(item.xData is None or len(item.xData) == 0
+               for item in panel.loss_plot.listDataItems())

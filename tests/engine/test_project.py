@@ -319,3 +319,19 @@ def test_nan_weights_reported(tmp_path, lenet):
     w["fc3.bias"][0] = np.nan
     with pytest.raises(ProjectError, match="fc3.*NaN"):
         load_project(make_zip(tmp_path / "m.cnnd", valid_members(g, w)))
+
+
+@pytest.mark.parametrize("history", [["x"], "text", 3, None])
+def test_a_history_that_is_not_an_object_is_ignored(tmp_path, history):
+    import json
+    import zipfile
+
+    from engine.examples import example_path
+    from engine.project import load_project
+
+    path = tmp_path / "odd.cnnd"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("graph.json", example_path("lenet5").read_text())
+        z.writestr("meta.json", json.dumps({"format": "cnn-designer-project", "version": 1,
+                                            "history": history}))
+    assert load_project(path).history is None
