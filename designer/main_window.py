@@ -961,7 +961,14 @@ class MainWindow(QMainWindow):
     # ---- files ------------------------------------------------------------------------------
 
     def maybe_save(self) -> bool:
-        """Ask about unsaved changes; False when the user cancels."""
+        """Ask about unsaved changes (and a running training); False when the user cancels."""
+        if self.doc.locked_reason is not None:  # training: its weights are not kept yet
+            answer = QMessageBox.question(
+                self, APP_NAME, "Training is running. Stop it and discard this run's weights?",
+                QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel)
+            if answer != QMessageBox.StandardButton.Discard:
+                return False
         if not self.doc.is_dirty():
             return True
         answer = QMessageBox.question(

@@ -583,3 +583,17 @@ def test_kernel_lesson_in_the_bottom_dock_settles_its_layout(window, qtbot):
         QApplication.processEvents()
     assert panel.lesson._cols in (2, 4)
     assert len(panel.lesson._flips) < 3  # it settled; no flip-flopping between arrangements
+
+
+def test_closing_or_opening_during_training_asks_first(window, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.Cancel))
+    window.doc.lock("training is running: stop it to edit the graph")
+    assert window.maybe_save() is False  # cancelled: keep training, keep the window
+    assert asked and "Training is running" in asked[-1]
+    window.doc.unlock()
+    asked.clear()
+    assert window.maybe_save() is True and not asked  # nothing running, nothing unsaved
