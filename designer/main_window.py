@@ -899,7 +899,11 @@ class MainWindow(QMainWindow):
         stack.endMacro()
 
     def select_all(self) -> None:
+        """Every visible card: layers and collapsed blocks (so Delete after it removes all)."""
         for item in self.scene.node_items.values():
+            if item.isVisible():
+                item.setSelected(True)
+        for item in self.scene.block_items.values():
             item.setSelected(True)
 
     def copy(self) -> None:

@@ -218,3 +218,18 @@ def test_auto_layout_while_collapsed_arranges_the_view_not_the_graph(resnet):
     w.auto_layout()
     assert scene.block_items["layer3"].pos() == home
     assert doc.graph.dumps() == before and doc.undo_stack.count() == 0
+
+
+def test_select_all_and_delete_with_blocks_collapsed_removes_every_layer(window):
+    from engine.templates import make_template
+
+    t = make_template("resnet18", 10)
+    window.doc.reset(t.graph)
+    window.doc.blocks = t.blocks
+    window.collapse_all()
+    assert window.scene.block_items
+    window.select_all()
+    window.delete_selection()
+    assert not window.doc.graph.nodes
+    window.doc.undo_stack.undo()
+    assert len(window.doc.graph.nodes) == len(t.graph.nodes)
