@@ -476,9 +476,8 @@ _FAMILY_GLYPHS = {
 _GLYPHS = {"Flatten": _glyph_flatten, "Concat": _glyph_concat, "Add": _glyph_add}
 
 
-def severity_icon(severity: str, dark: bool = False, size: int = 16) -> QIcon:
-    """Round red 'x' for errors, amber triangle '!' for warnings (drawn, cached)."""
-    key = (f"__{severity}_{size}", dark)
+def _drawn_icon(key, size: int, draw) -> QIcon:
+    """A cached icon painted by `draw(painter)` in a 16×16 box, sharp at 2× device pixels."""
     icon = _icon_cache.get(key)
     if icon is not None:
         return icon
@@ -489,31 +488,40 @@ def severity_icon(severity: str, dark: bool = False, size: int = 16) -> QIcon:
     p = QPainter(px)
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
     p.scale(size / 16, size / 16)
-    color = severity_color(severity, dark)
-    white = QPen(QColor("#ffffff"), 1.8, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)
-    if severity == "error":
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(color)
-        p.drawEllipse(QRectF(1, 1, 14, 14))
-        p.setPen(white)
-        p.drawLine(QPointF(5.5, 5.5), QPointF(10.5, 10.5))
-        p.drawLine(QPointF(10.5, 5.5), QPointF(5.5, 10.5))
-    else:
-        path = QPainterPath(QPointF(8, 1.2))
-        path.lineTo(15, 14.5)
-        path.lineTo(1, 14.5)
-        path.closeSubpath()
-        p.setPen(QPen(color, 1, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
-                      Qt.PenJoinStyle.RoundJoin))
-        p.setBrush(color)
-        p.drawPath(path)
-        p.setPen(white)
-        p.drawLine(QPointF(8, 5.8), QPointF(8, 9.6))
-        p.drawPoint(QPointF(8, 12.2))
+    draw(p)
     p.end()
     icon = QIcon(px)
     _icon_cache[key] = icon
     return icon
+
+
+def severity_icon(severity: str, dark: bool = False, size: int = 16) -> QIcon:
+    """Round red 'x' for errors, amber triangle '!' for warnings (drawn, cached)."""
+
+    def draw(p: QPainter) -> None:
+        color = severity_color(severity, dark)
+        white = QPen(QColor("#ffffff"), 1.8, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)
+        if severity == "error":
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(color)
+            p.drawEllipse(QRectF(1, 1, 14, 14))
+            p.setPen(white)
+            p.drawLine(QPointF(5.5, 5.5), QPointF(10.5, 10.5))
+            p.drawLine(QPointF(10.5, 5.5), QPointF(5.5, 10.5))
+        else:
+            path = QPainterPath(QPointF(8, 1.2))
+            path.lineTo(15, 14.5)
+            path.lineTo(1, 14.5)
+            path.closeSubpath()
+            p.setPen(QPen(color, 1, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+                          Qt.PenJoinStyle.RoundJoin))
+            p.setBrush(color)
+            p.drawPath(path)
+            p.setPen(white)
+            p.drawLine(QPointF(8, 5.8), QPointF(8, 9.6))
+            p.drawPoint(QPointF(8, 12.2))
+
+    return _drawn_icon((f"__{severity}_{size}", dark), size, draw)
 
 
 __all__ = [
@@ -545,34 +553,23 @@ def lock_icon(locked: bool, dark: bool | None = None, size: int = 16) -> QIcon:
     """A padlock, closed or open (the inspector's 'keep square' / 'all sides equal' toggle)."""
     if dark is None:
         dark = is_dark()
-    key = (f"__lock_{locked}_{size}", dark)
-    icon = _icon_cache.get(key)
-    if icon is not None:
-        return icon
-    ratio = 2.0
-    px = QPixmap(int(size * ratio), int(size * ratio))
-    px.setDevicePixelRatio(ratio)
-    px.fill(Qt.GlobalColor.transparent)
-    p = QPainter(px)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    p.scale(size / 16, size / 16)
-    color = QColor("#d0d4da" if dark else "#4a4f57")
-    p.setPen(QPen(color, 1.6, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
-    p.setBrush(Qt.BrushStyle.NoBrush)
-    shackle = QPainterPath()
-    x0 = 4.5 if locked else 8.5
-    shackle.moveTo(x0, 7.5)
-    shackle.lineTo(x0, 5.2)
-    shackle.arcTo(QRectF(x0, 1.5, 7, 7), 180, -180)
-    shackle.lineTo(x0 + 7, 7.5 if locked else 5.5)
-    p.drawPath(shackle)
-    p.setPen(Qt.PenStyle.NoPen)
-    p.setBrush(color)
-    p.drawRoundedRect(QRectF(2.5, 7.5, 11, 7.5), 1.5, 1.5)
-    p.end()
-    icon = QIcon(px)
-    _icon_cache[key] = icon
-    return icon
+
+    def draw(p: QPainter) -> None:
+        color = QColor("#d0d4da" if dark else "#4a4f57")
+        p.setPen(QPen(color, 1.6, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        shackle = QPainterPath()
+        x0 = 4.5 if locked else 8.5
+        shackle.moveTo(x0, 7.5)
+        shackle.lineTo(x0, 5.2)
+        shackle.arcTo(QRectF(x0, 1.5, 7, 7), 180, -180)
+        shackle.lineTo(x0 + 7, 7.5 if locked else 5.5)
+        p.drawPath(shackle)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(color)
+        p.drawRoundedRect(QRectF(2.5, 7.5, 11, 7.5), 1.5, 1.5)
+
+    return _drawn_icon((f"__lock_{locked}_{size}", dark), size, draw)
 
 
 class FlowBody(QWidget):
