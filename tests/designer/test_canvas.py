@@ -46,8 +46,8 @@ def vp_point(view, scene_pt: QPointF) -> QPoint:
 def drop(view, mime: QMimeData, at: QPoint) -> QDropEvent:
     actions = Qt.DropAction.CopyAction
     buttons, mods = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    QApplication.sendEvent(view.viewport(), QDragEnterEvent(QPointF(at), actions, mime, buttons, mods))
-    QApplication.sendEvent(view.viewport(), QDragMoveEvent(QPointF(at), actions, mime, buttons, mods))
+    QApplication.sendEvent(view.viewport(), QDragEnterEvent(at, actions, mime, buttons, mods))
+    QApplication.sendEvent(view.viewport(), QDragMoveEvent(at, actions, mime, buttons, mods))
     ev = QDropEvent(QPointF(at), actions, mime, buttons, mods)
     QApplication.sendEvent(view.viewport(), ev)
     return ev
