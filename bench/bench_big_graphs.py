@@ -35,8 +35,8 @@ from designer import files
 from designer.canvas import layered_layout
 from designer.commands import SetParamCommand
 from designer.main_window import MainWindow
-from engine.templates import make_template
 from engine.validate import validate
+from engine.zoo.templates import make_template
 
 KEY = "densenet201"
 

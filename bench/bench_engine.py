@@ -28,10 +28,10 @@ import numpy as np
 sys.path.insert(0, os.environ.get("BENCH_ENGINE_ROOT")
                 or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from engine.examples import load_example
-from engine.losses import softmax_cross_entropy
-from engine.network import Network
-from engine.optim import make_optimizer
+from engine.nn.losses import softmax_cross_entropy
+from engine.nn.network import Network
+from engine.nn.optim import make_optimizer
+from engine.zoo.examples import load_example
 
 
 def interleaved_rates(fns, items_per_call: int, calls: int, repeats: int, warmup: int = 3):
@@ -74,7 +74,7 @@ def engine_net():
 def engine_train_step(x, y, bs):
     net, opt = engine_net()
     nb = len(x) // bs
-    try:  # as engine.train does: no gradient for the input images
+    try:  # as engine.nn.train does: no gradient for the input images
         net.backward(net.forward(x[:2], training=True, logits=True), from_logits=True,
                      input_grad=False)
         kw = {"input_grad": False}

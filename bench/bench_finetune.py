@@ -1,15 +1,15 @@
 """Fast fine-tuning against engine-only fine-tuning, on a realistic transfer-learning case:
-SqueezeNet 1.1 at 3×224×224 (engine.templates, random "pretrained" weights: speed does not
+SqueezeNet 1.1 at 3×224×224 (engine.zoo.templates, random "pretrained" weights: speed does not
 depend on their values), frozen up to the last fire module, a new 5-class classifier conv,
 ~300 synthetic images.
 
     python bench/bench_finetune.py [--images 300] [--engine-images 64] [--repeats 3]
 
-(a) engine only: engine.transfer.fine_tune (the whole net in NumPy, frozen layers frozen; each
+(a) engine only: engine.transfer.head.fine_tune (the whole net in NumPy, frozen layers frozen; each
     batch runs the full forward). One epoch over all images would take minutes, so it is timed
     on --engine-images images (whole batches) and scaled per image to --images; this is said in
     the output.
-(b) fast path: engine.finetune.fine_tune for 5 epochs: the frozen part's features once with
+(b) fast path: engine.transfer.finetune.fine_tune for 5 epochs: the frozen part's features once with
     ONNX Runtime (export included), then the tail (1×1 conv, ReLU, pooling, Flatten) trained in
     the engine; the 1-epoch total is the 5-epoch total less 4 median tail epochs.
 (a) and (b) alternate in each repeat, so a shared machine's load hits both alike. Prints
@@ -28,13 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.finetune import describe_split, fine_tune, replace_any_head, split_graph
-from engine.network import Network
-from engine.runtime import default_threads
-from engine.templates import build_template
-from engine.train import TrainConfig
-from engine.transfer import fine_tune as engine_fine_tune
-from engine.transfer import freeze_up_to
+from engine.nn.network import Network
+from engine.nn.train import TrainConfig
+from engine.onnx.runtime import default_threads
+from engine.transfer.finetune import describe_split, fine_tune, replace_any_head, split_graph
+from engine.transfer.head import fine_tune as engine_fine_tune
+from engine.transfer.head import freeze_up_to
+from engine.zoo.templates import build_template
 
 CLASSES = 5
 FREEZE = "features.12.cat"  # the last fire module: everything but the classifier is frozen

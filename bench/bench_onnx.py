@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.examples import load_example
-from engine.network import Network
-from engine.onnx_export import export_onnx
-from engine.runtime import OnnxModel, default_threads
+from engine.nn.network import Network
+from engine.onnx.export import export_onnx
+from engine.onnx.runtime import OnnxModel, default_threads
+from engine.zoo.examples import load_example
 
 NETS = ("lenet5", "small_vgg")
 

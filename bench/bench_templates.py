@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.templates import TEMPLATES, make_template
 from engine.validate import validate
+from engine.zoo.templates import TEMPLATES, make_template
 
 
 def median_ms(fn, runs: int) -> float:

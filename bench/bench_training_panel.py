@@ -1,4 +1,4 @@
-"""Training speed with the training panel open vs headless engine.train.train.
+"""Training speed with the training panel open vs headless engine.nn.train.train.
 
 Same network (LeNet-5), same data (the first N MNIST training images), same seed and
 hyperparameters. The panel runs offscreen, shown, with its curves and progress updating. Runs
@@ -43,9 +43,9 @@ def main() -> int:
     from designer.document import Document
     from designer.training_panel import TrainingPanel
     from engine.data import DataBundle, load_mnist
-    from engine.examples import load_example
-    from engine.network import Network
-    from engine.train import TrainConfig, train
+    from engine.nn.network import Network
+    from engine.nn.train import TrainConfig, train
+    from engine.zoo.examples import load_example
 
     data = load_mnist("train", limit=args.images)
     graph = load_example("lenet5")
@@ -101,7 +101,7 @@ def main() -> int:
     p_wall = statistics.median(r[1] for r in pl)
     print(f"LeNet-5, {args.images} MNIST images, {args.epochs} epoch(s), batch "
           f"{args.batch_size}, Adam; medians of {args.runs} alternating runs")
-    print(f"  headless engine.train.train : {h_loop:8,.0f} img/s in the loop, "
+    print(f"  headless engine.nn.train.train : {h_loop:8,.0f} img/s in the loop, "
           f"{h_wall:8,.0f} img/s wall")
     print(f"  training panel (offscreen)  : {p_loop:8,.0f} img/s in the loop, "
           f"{p_wall:8,.0f} img/s wall, {statistics.median(updates):.0f} GUI updates per run")

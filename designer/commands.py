@@ -259,14 +259,14 @@ class ReplaceHeadCommand(_Command):
     """"Replace head for N classes": the classifier (the last Linear, or a SqueezeNet-style
     final convolution) gets `n_classes` outputs and becomes trainable; its old weights are
     dropped and, when the document holds weights, fresh ones are initialised (everything
-    else keeps its weights). engine.finetune.replace_any_head decides which layer is the head
+    else keeps its weights). engine.transfer.finetune.replace_any_head decides which layer is the head
     and checks that the result validates; this command applies its result, undoably."""
 
     def __init__(self, doc: Document, n_classes: int, seed: int = 0):
         super().__init__(doc)
         import numpy as np
 
-        from engine.finetune import replace_any_head
+        from engine.transfer.finetune import replace_any_head
 
         try:
             n_classes = int(n_classes)

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.network import Network
+from engine.nn.network import Network
 
 from .theme import severity_hex
 from .workers import FunctionWorker, start_worker, stop_thread
@@ -51,7 +51,7 @@ class CheckItem:
 class ExportReport:
     path: Path
     items: list[CheckItem] = field(default_factory=list)
-    parity: list = field(default_factory=list)  # engine.runtime.ParityRow
+    parity: list = field(default_factory=list)  # engine.onnx.runtime.ParityRow
     engine_ms: float | None = None
     ort_ms: float | None = None
     agreement: float | None = None
@@ -99,8 +99,8 @@ def export_and_check(graph, weights: dict | None, path: str | Path, opset: int,
     thread (`report(text)` says which step is running)."""
     import onnx
 
-    from engine.onnx_export import export_onnx
-    from engine.runtime import OnnxModel, parity_report
+    from engine.onnx.export import export_onnx
+    from engine.onnx.runtime import OnnxModel, parity_report
 
     path = Path(path)
     rep = ExportReport(path)
@@ -185,7 +185,7 @@ class ExportDialog(QDialog):
         self._thread = self._worker = None
         self.setWindowTitle("Export to ONNX")
         self.setModal(True)
-        from engine.onnx_export import MAX_OPSET, MIN_OPSET, OPSET
+        from engine.onnx.export import MAX_OPSET, MIN_OPSET, OPSET
 
         default = (doc.path.with_suffix(".onnx") if getattr(doc, "path", None)
                    else Path.cwd() / f"{(doc.graph.name or 'network').replace(' ', '_')}.onnx")

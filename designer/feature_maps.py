@@ -39,8 +39,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import kernels
-from engine.network import Network
+from engine.zoo import lesson_kernels
+from engine.nn.network import Network
 
 from .drawing_pad import DrawingPad
 from .responsive import FitsItsRoom
@@ -855,7 +855,7 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         if self._weights_before is None:
             self._weights_before = ({k: v.copy() for k, v in self.doc.weights.items()}
                                     if self.doc.weights else None, True)
-        self.doc.set_weights(kernels.with_kernels(state, node.id, {filter_index: kernel}))
+        self.doc.set_weights(lesson_kernels.with_kernels(state, node.id, {filter_index: kernel}))
         return f"filter {filter_index + 1} of {node.name} set"
 
     def restore_weights(self) -> bool:
@@ -879,7 +879,7 @@ class KernelEditor(QTableWidget):
         self.horizontalHeader().setVisible(False)
         self.verticalHeader().setVisible(False)
         self.setFixedSize(3 * 52 + 4, 3 * 34 + 4)
-        self._set_cells(kernels.preset("vertical_edge"))
+        self._set_cells(lesson_kernels.preset("vertical_edge"))
         self.itemChanged.connect(self._on_item_changed)
 
     def _set_cells(self, k: np.ndarray) -> None:
@@ -891,7 +891,7 @@ class KernelEditor(QTableWidget):
             for r in range(k.shape[0]):
                 self.setRowHeight(r, 34)
                 for c in range(k.shape[1]):
-                    item = QTableWidgetItem(kernels.format_kernel(k[r:r + 1, c:c + 1]))
+                    item = QTableWidgetItem(lesson_kernels.format_kernel(k[r:r + 1, c:c + 1]))
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                     self.setItem(r, c, item)
         self._color()
@@ -904,7 +904,7 @@ class KernelEditor(QTableWidget):
         text = "\n".join(" ".join((self.item(r, c).text() if self.item(r, c) else "0") or "0"
                                   for c in range(self.columnCount()))
                          for r in range(self.rowCount()))
-        return kernels.parse_kernel(text)
+        return lesson_kernels.parse_kernel(text)
 
     def _color(self) -> None:
         try:
@@ -943,7 +943,7 @@ class KernelLesson(QWidget):
         side.addLayout(side_a, 0)
         side.addLayout(side_b, 1)  # spare height above the filter / apply buttons
         self.preset = QComboBox()
-        for p in kernels.PRESETS.values():
+        for p in lesson_kernels.PRESETS.values():
             self.preset.addItem(p.label, p.name)
         self.editor = KernelEditor()
         self.doc_label = QLabel()
@@ -1117,8 +1117,8 @@ class KernelLesson(QWidget):
 
     def _on_preset(self, *_) -> None:
         name = self.preset.currentData()
-        self.doc_label.setText(kernels.PRESETS[name].doc)
-        self.editor.set_kernel(kernels.preset(name))
+        self.doc_label.setText(lesson_kernels.PRESETS[name].doc)
+        self.editor.set_kernel(lesson_kernels.preset(name))
 
     def kernel(self) -> np.ndarray | None:
         try:
@@ -1141,13 +1141,13 @@ class KernelLesson(QWidget):
         x = self.panel._x
         if k is None or x is None:
             return
-        net = kernels.lesson_network([k], input_shape=tuple(x.shape))
+        net = lesson_kernels.lesson_network([k], input_shape=tuple(x.shape))
         outs = net.forward(x[None], keep=True)
         if not self.gallery.isHidden():
-            names = list(kernels.PRESETS)
-            every = kernels.lesson_network([kernels.preset(n) for n in names], tuple(x.shape))
+            names = list(lesson_kernels.PRESETS)
+            every = lesson_kernels.lesson_network([lesson_kernels.preset(n) for n in names], tuple(x.shape))
             relu = every.forward(x[None], keep=True)["relu"][0]
-            self.gallery.set_maps(relu, [kernels.PRESETS[n].label for n in names],
+            self.gallery.set_maps(relu, [lesson_kernels.PRESETS[n].label for n in names],
                                   shared=False, cmap="inferno")
         self.outputs = {"input": x.mean(axis=0), "conv": outs["conv"][0, 0],
                         "relu": outs["relu"][0, 0], "pool": outs["pool"][0, 0]}

@@ -51,7 +51,7 @@ def open_file(path: str | Path, report=None) -> Opened:
         if report:
             report(f"Importing {path.name}…")
         try:
-            from engine.onnx_import import import_onnx
+            from engine.onnx.importer import import_onnx
         except ImportError:
             raise ProjectError("ONNX import is not available in this installation") from None
         model = import_onnx(path)

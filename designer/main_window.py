@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import EngineError
-from engine.examples import EXAMPLES, load_example
 from engine.fileio import atomic_path
 from engine.graph import Graph
 from engine.summary import human_count
+from engine.zoo.examples import EXAMPLES, load_example
 
 from . import clipboard, files, theme
 from .canvas import CanvasScene, CanvasView, NodeItem, layered_layout
@@ -451,7 +451,7 @@ class MainWindow(QMainWindow):
 
     def _add_templates_menu(self, menu) -> None:
         try:
-            from engine.templates import TEMPLATES, build_template
+            from engine.zoo.templates import TEMPLATES, build_template
         except ImportError:
             return
         menu.addSeparator()
@@ -775,7 +775,7 @@ class MainWindow(QMainWindow):
 
     def load_template(self, key: str, num_classes: int | None = None) -> bool:
         """Replace the document with template `key` (its blocks kept for collapsing)."""
-        from engine.templates import TEMPLATES, make_template
+        from engine.zoo.templates import TEMPLATES, make_template
 
         if not self.maybe_save():
             return False

@@ -1,4 +1,4 @@
-"""File > New from Template: pick a classic architecture (engine.templates) and a class count.
+"""File > New from Template: pick a classic architecture (engine.zoo.templates) and a class count.
 
 The list shows each template's title with its parameter count, layer count and input shape;
 the right side describes the selected one. Counts come from building the template and
@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 
 from engine.layers import fmt_shape
 from engine.summary import human_count
-from engine.templates import TEMPLATES, Template, make_template
 from engine.validate import validate
+from engine.zoo.templates import TEMPLATES, Template, make_template
 
 from .canvas.items import fmt_count
 

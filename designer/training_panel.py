@@ -41,8 +41,8 @@ from PySide6.QtWidgets import (
 
 from engine import data as engine_data
 from engine.messages import ERROR, WARNING, Fix, Message
-from engine.network import Network
-from engine.train import BatchReport, EpochReport, TrainConfig, split_validation
+from engine.nn.network import Network
+from engine.nn.train import BatchReport, EpochReport, TrainConfig, split_validation
 
 from .feature_maps import DIVERGING_CMAP, MAP_CMAP, image_view, mosaic, to_qimage
 from .responsive import FitsItsRoom

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from engine.losses import softmax_cross_entropy
-from engine.network import Network
-from engine.train import BatchReport, EpochReport, History, TrainConfig, train
+from engine.nn.losses import softmax_cross_entropy
+from engine.nn.network import Network
+from engine.nn.train import BatchReport, EpochReport, History, TrainConfig, train
 
 
 def guard_emit_refcount_bug() -> bool:
@@ -216,7 +216,7 @@ def evaluate_full(net: Network, x: np.ndarray, y: np.ndarray, n_classes: int, n_
 
 
 class TrainWorker(QObject):
-    """Runs engine.train.train in a worker thread.
+    """Runs engine.nn.train.train in a worker thread.
 
     GUI updates are throttled to `rate_hz` (the last batch of an epoch always reports), so the
     panel costs little training speed. stop() makes training end before the next batch;

@@ -38,3 +38,7 @@ class ProjectError(EngineError):
 
 class TrainingError(EngineError):
     """Training stopped on a problem (a NaN loss, ...)."""
+
+
+class ModelNotFoundError(ProjectError):
+    """A MODEL spec names no file, example or template (the command line's usage error, exit 2)."""

@@ -630,57 +630,5 @@ with torch.no_grad():
 '''
 
 
-# ---- command line ------------------------------------------------------------------------------
-
-def add_commands(subparsers) -> None:
-    """Register `export-pytorch MODEL --out DIR` on the main CLI's subparsers."""
-    from .cli import MODEL_HELP, model_parser
-
-    p = model_parser(
-        subparsers, "export-pytorch",
-        help="write the design as PyTorch code (model.py, train.py, weights)",
-        description="Write MODEL as a PyTorch module (model.py), its weights (weights.npz), a "
-                    "training script for one CPU / GPU or torchrun (train.py) and a README.")
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--class-name", default=None, help="name of the nn.Module class")
-    p.set_defaults(func=cmd_export_pytorch)
-
-
-def _load(spec: str):
-    """(graph, weights) for a project file, a bare .json, an example or a template name."""
-    from .templates import TEMPLATES, build_template
-    try:
-        from .cli import UsageError, load_model
-    except ImportError:  # the CLI module is optional for this exporter
-        load_model = None
-        UsageError = ValueError
-    if load_model is not None:
-        try:
-            project = load_model(spec)
-            return project.graph, project.weights
-        except UsageError:
-            if spec not in TEMPLATES:
-                raise
-    elif Path(spec).exists():
-        from .project import load_project
-        project = load_project(spec)
-        return project.graph, project.weights
-    if spec in TEMPLATES:
-        return build_template(spec), None
-    raise ExportError(f"MODEL {spec!r} is neither a file nor a template name "
-                      f"({', '.join(TEMPLATES)})")
-
-
-def cmd_export_pytorch(args) -> int:
-    graph, weights = _load(args.model)
-    paths = export_pytorch(graph, weights, args.out, args.class_name)
-    import sys
-
-    for p in paths:  # messages on stderr (engine.cli's convention)
-        print(f"wrote {p}", file=sys.stderr)
-    return 0
-
-
-__all__ = ["ExportError", "PyTorchCode", "add_commands", "class_name_for",
+__all__ = ["ExportError", "PyTorchCode", "class_name_for",
            "export_pytorch", "generate_model", "python_name"]

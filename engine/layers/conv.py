@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..ops import (
+from ..nn.ops import (
     as_chwn,
     conv_input_grad,
     keep_freed_memory,

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..ops import as_chwn, nchw, pad_chwn, tap_slice
+from ..nn.ops import as_chwn, nchw, pad_chwn, tap_slice
 from ..shapes import conv_out
 from .base import BOOL, PADDING, PAIR, Layer, Param, register
 from .conv import (

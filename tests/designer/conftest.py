@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QInputDialog, QMessageBox
 from designer import files
 from designer.document import Document
 from designer.main_window import MainWindow
-from engine.examples import load_example
+from engine.zoo.examples import load_example
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from designer.canvas.blocks import GraphIndex, summarize
 from designer.commands import RemoveNodesCommand, SetParamCommand
 from engine.blocks import block_summary, detect_blocks
 from engine.layers import fmt_shape
-from engine.templates import make_template
 from engine.validate import validate
+from engine.zoo.templates import make_template
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ def test_auto_layout_while_collapsed_arranges_the_view_not_the_graph(resnet):
 
 
 def test_select_all_and_delete_with_blocks_collapsed_removes_every_layer(window):
-    from engine.templates import make_template
+    from engine.zoo.templates import make_template
 
     t = make_template("resnet18", 10)
     window.doc.reset(t.graph)

@@ -14,9 +14,9 @@ from designer.canvas.items import fmt_count
 from designer.canvas.layout import NODE_H, NODE_W
 from designer.commands import ApplyFixCommand, SetParamCommand
 from designer.document import Document
-from engine.examples import load_example
 from engine.graph import Graph, sequential
 from engine.layers import fmt_shape
+from engine.zoo.examples import load_example
 
 
 def make_canvas(qtbot, graph, w=900, h=700, centre=None):

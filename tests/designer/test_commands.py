@@ -18,8 +18,8 @@ from designer.commands import (
     make_fragment,
 )
 from designer.document import Document
-from engine.examples import load_example
 from engine.graph import sequential
+from engine.zoo.examples import load_example
 
 
 def round_trip(doc, cmd):

@@ -9,9 +9,9 @@ pytest.importorskip("onnxruntime")
 from designer.document import Document
 from designer.export_dialog import ExportDialog
 from engine.data import load_mnist
-from engine.examples import load_example
-from engine.network import Network
-from engine.train import TrainConfig, train
+from engine.nn.network import Network
+from engine.nn.train import TrainConfig, train
+from engine.zoo.examples import load_example
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ pytest.importorskip("pytestqt")
 from designer.document import Document
 from designer.drawing_pad import CANVAS, mnist_like
 from designer.feature_maps import FeatureMapPanel, fit_image, map_stats
-from engine import kernels
 from engine.data import load_mnist
-from engine.examples import load_example
-from engine.network import Network
-from tests.engine.test_kernels import correlate
+from engine.nn.network import Network
+from engine.zoo import lesson_kernels
+from engine.zoo.examples import load_example
+from tests.engine.test_lesson_kernels import correlate
 
 
 @pytest.fixture
@@ -35,15 +35,15 @@ def shown(qtbot, p):
 def test_hand_set_vertical_edge_kernel_maps_match_direct_computation(qtbot, panel):
     doc = panel.doc
     net = Network.compile(doc.graph, np.random.default_rng(1))
-    k = kernels.preset("vertical_edge")
-    doc.set_weights(kernels.with_kernels(net.state_dict(), "conv1", {0: k, 3: k.T}))
+    k = lesson_kernels.preset("vertical_edge")
+    doc.set_weights(lesson_kernels.with_kernels(net.state_dict(), "conv1", {0: k, 3: k.T}))
     panel.sample.setValue(0)
     panel.set_node("conv1")
     shown(qtbot, panel)
     assert panel.grid.count == 6  # LeNet-5's conv1 has 6 filters
     assert panel.notice.text() == ""  # trained / set weights: no "untrained" notice
     img = load_mnist("test", limit=1).x[0, 0]
-    k5 = kernels.fit_kernel(k, (5, 5))
+    k5 = lesson_kernels.fit_kernel(k, (5, 5))
     expected0 = correlate(img, k5, pad=2)
     expected3 = correlate(img, k5.T, pad=2)
     np.testing.assert_allclose(panel.grid.maps[0], expected0, atol=1e-5)
@@ -115,24 +115,24 @@ def test_kernel_lesson_stages_match_direct_computation(qtbot, panel):
     i = lesson.preset.findData("sobel_y")
     lesson.preset.setCurrentIndex(i)
     img = load_mnist("test", limit=4).x[3, 0]
-    ref = correlate(img, kernels.preset("sobel_y"), pad=1)
+    ref = correlate(img, lesson_kernels.preset("sobel_y"), pad=1)
     np.testing.assert_allclose(lesson.outputs["conv"], ref, atol=1e-5)
     np.testing.assert_allclose(lesson.outputs["relu"], np.maximum(ref, 0), atol=1e-5)
     pooled = np.maximum(ref, 0).reshape(14, 2, 14, 2).max(axis=(1, 3))
     np.testing.assert_allclose(lesson.outputs["pool"], pooled, atol=1e-5)
     # typing numbers: the middle cell becomes 1, the rest stays sobel_y
     lesson.editor.item(1, 1).setText("1")
-    k = kernels.preset("sobel_y")
+    k = lesson_kernels.preset("sobel_y")
     k[1, 1] = 1
     np.testing.assert_allclose(lesson.outputs["conv"], correlate(img, k, pad=1), atol=1e-5)
     # a typo is reported, the last good maps stay
     lesson.editor.item(0, 0).setText("x")
     assert "not a number" in lesson.error.text()
     # clicking a map of the preset gallery picks that preset
-    lesson.gallery.clicked.emit(list(kernels.PRESETS).index("laplacian"))
+    lesson.gallery.clicked.emit(list(lesson_kernels.PRESETS).index("laplacian"))
     assert lesson.preset.currentData() == "laplacian"
     np.testing.assert_allclose(lesson.outputs["conv"],
-                               correlate(img, kernels.preset("laplacian"), pad=1), atol=1e-5)
+                               correlate(img, lesson_kernels.preset("laplacian"), pad=1), atol=1e-5)
 
 
 def test_apply_kernel_to_layer_and_restore(qtbot, panel):
@@ -140,19 +140,19 @@ def test_apply_kernel_to_layer_and_restore(qtbot, panel):
     panel.set_node("conv1")
     shown(qtbot, panel)
     assert doc.weights is None
-    panel.apply_kernel_to_layer(kernels.preset("laplacian"), 2)
+    panel.apply_kernel_to_layer(lesson_kernels.preset("laplacian"), 2)
     np.testing.assert_allclose(doc.weights["conv1.weight"][2, 0],
-                               kernels.fit_kernel(kernels.preset("laplacian"), (5, 5)))
+                               lesson_kernels.fit_kernel(lesson_kernels.preset("laplacian"), (5, 5)))
     assert doc.weights["conv1.bias"][2] == 0
     shown(qtbot, panel)
     img = load_mnist("test", limit=1).x[0, 0]
     np.testing.assert_allclose(panel.grid.maps[2], correlate(
-        img, kernels.fit_kernel(kernels.preset("laplacian"), (5, 5)), 2), atol=1e-5)
+        img, lesson_kernels.fit_kernel(lesson_kernels.preset("laplacian"), (5, 5)), 2), atol=1e-5)
     assert panel.restore_weights()
     assert doc.weights is None
     panel.set_node("relu1")
     with pytest.raises(ValueError, match="convolution layer"):
-        panel.apply_kernel_to_layer(kernels.preset("laplacian"), 0)
+        panel.apply_kernel_to_layer(lesson_kernels.preset("laplacian"), 0)
 
 
 def test_drawing_pad_gives_a_centred_mnist_like_digit(qtbot, panel):

@@ -262,7 +262,7 @@ def test_choice_params_show_readable_names_and_store_raw_values(doc, panel):
 def test_nothing_selected_shows_an_overview_of_the_network(doc, panel):
     import numpy as np
 
-    from engine.network import Network
+    from engine.nn.network import Network
 
     panel.set_node(None)
     text = panel.empty.text()

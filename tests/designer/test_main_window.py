@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QMessageBox
 from designer import files
 from designer.commands import AddNodeCommand, SetParamCommand
 from designer.main_window import MainWindow
-from engine.examples import load_example
 from engine.graph import Edge, Graph
+from engine.zoo.examples import load_example
 
 
 class Shown(list):
@@ -275,7 +275,7 @@ def test_problems_click_selects_node(win):
 def test_open_onnx(win, tmp_path):
     pytest.importorskip("onnx")
     try:
-        from engine.onnx_export import export_onnx
+        from engine.onnx.export import export_onnx
     except ImportError:
         pytest.skip("ONNX export not available")
     path = tmp_path / "lenet.onnx"
@@ -561,7 +561,7 @@ def test_export_pytorch_from_the_window_writes_the_code(window, tmp_path):
     assert {"model.py", "train.py", "README.md"} <= {p.name for p in paths}  # untrained: no npz
     import numpy as np
 
-    from engine.network import Network
+    from engine.nn.network import Network
 
     window.doc.set_weights(Network.compile(window.doc.graph, np.random.default_rng(0)).state_dict())
     paths = window.export_pytorch(tmp_path / "torch_code")

@@ -91,7 +91,7 @@ def test_theme_colours_icons_and_switching(qtbot):
     from designer.problems import ProblemsPanel
     from designer.summary_view import SummaryPanel
     from designer.theme import apply_theme, family_color, is_dark, layer_icon
-    from engine.examples import load_example
+    from engine.zoo.examples import load_example
 
     for dark in (False, True):
         colours = {family_color(c, dark).name() for c in CATEGORIES}

@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt
 
 from designer.commands import RemoveEdgeCommand, SetParamCommand
 from designer.problems import ProblemsPanel, count_text
-from engine.examples import load_example
+from engine.zoo.examples import load_example
 
 
 @pytest.fixture

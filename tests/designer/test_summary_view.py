@@ -68,7 +68,7 @@ def test_export_csv_and_markdown(doc, panel, tmp_path):
 
 
 def test_columns_fit_a_narrow_dock_and_long_names_elide_in_the_middle(qtbot):
-    from engine.templates import build_template
+    from engine.zoo.templates import build_template
 
     doc = Document(build_template("resnet18"))
     p = SummaryPanel(doc)

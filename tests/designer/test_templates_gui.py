@@ -7,8 +7,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from designer.template_dialog import DETAIL_ROLE, KEY_ROLE, TemplateDialog
-from engine.templates import TEMPLATES, make_template
 from engine.validate import validate
+from engine.zoo.templates import TEMPLATES, make_template
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from designer.commands import SetParamCommand, SetTrainableCommand
 from designer.document import Document
 from designer.training_panel import LOCK_REASON, TrainingPanel
 from engine.data import DataBundle, Dataset, load_mnist
-from engine.examples import load_example
-from engine.network import Network
+from engine.nn.network import Network
+from engine.zoo.examples import load_example
 
 TIMEOUT = 120_000  # ms; the machine is shared, training a few batches can be slow
 
@@ -81,7 +81,7 @@ def test_training_continues_from_document_weights(qtbot, panel, mnist):
     doc = panel.doc
     net = Network.compile(doc.graph, np.random.default_rng(5))
     doc.set_weights(net.state_dict())
-    from engine.train import evaluate
+    from engine.nn.train import evaluate
     before = evaluate(net, mnist.test.x, mnist.test.y)[1]
     with qtbot.waitSignal(panel.training_finished, timeout=TIMEOUT) as sig:
         panel.start_training()

@@ -6,11 +6,11 @@ import pytest
 from PySide6.QtWidgets import QInputDialog
 
 from designer.commands import FreezeUpToCommand, ReplaceHeadCommand, UnfreezeAllCommand
-from engine.examples import load_example
-from engine.network import Network
-from engine.templates import make_template
-from engine.transfer import freeze_up_to
+from engine.nn.network import Network
+from engine.transfer.head import freeze_up_to
 from engine.validate import validate
+from engine.zoo.examples import load_example
+from engine.zoo.templates import make_template
 
 
 def ancestors(graph, nid):

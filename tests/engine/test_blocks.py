@@ -16,9 +16,9 @@ from engine.blocks import (
     module_path,
 )
 from engine.graph import Graph, sequential
-from engine.onnx_import import import_onnx
-from engine.templates import make_template
+from engine.onnx.importer import import_onnx
 from engine.validate import validate
+from engine.zoo.templates import make_template
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

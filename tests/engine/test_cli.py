@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from engine import cli
-from engine.examples import EXAMPLES
+from engine.cli import common
 from engine.graph import sequential
 from engine.project import load_project, save_architecture
+from engine.zoo.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +93,7 @@ def test_ctrl_c_stops_and_saves(tmp_path, capsys, monkeypatch):
             sent.append(r.batch)
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(cli.Progress, "batch", batch)
+    monkeypatch.setattr(common.Progress, "batch", batch)
     out_path = tmp_path / "stopped.cnnd"
     rc, _, err = run(["train", "lenet5", "--data", "mnist", "--limit", "600", "--epochs", "3",
                       "--batch-size", "50", "--out", str(out_path)], capsys)
@@ -172,8 +173,8 @@ def test_summary_of_a_project_whose_weights_do_not_fit(tmp_path, capsys):
     """Like the designer, summary opens it: the weights are not needed, the mismatch is said."""
     import numpy as np
 
-    from engine.examples import load_example
     from engine.project import save_project
+    from engine.zoo.examples import load_example
 
     g = load_example("lenet5")
     path = save_project(tmp_path / "m.cnnd", g, {"fc1.weight": np.zeros((3, 3), np.float32)})
@@ -259,14 +260,14 @@ def test_mistyped_command_is_an_error_not_the_gui(tmp_path, word, hint):
 
 
 def test_wheel_ships_resources_and_a_gui_command():
-    """pyproject: the package data globs match the files engine.data / engine.examples read, and
+    """pyproject: the package data globs match the files engine.data / engine.zoo.examples read, and
     the GUI entry point names a callable that takes no argument."""
     import importlib
     import inspect
     import tomllib
 
     from engine.data import MNIST_DIR
-    from engine.examples import EXAMPLES_DIR
+    from engine.zoo.examples import EXAMPLES_DIR
 
     conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = conf["tool"]["setuptools"]["package-data"]["resources"]

@@ -25,8 +25,8 @@ from engine.data import (
     read_idx,
 )
 from engine.errors import DataError
-from engine.examples import load_example
 from engine.graph import sequential
+from engine.zoo.examples import load_example
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:

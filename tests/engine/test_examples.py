@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from engine.errors import ProjectError
-from engine.examples import EXAMPLES, EXAMPLES_DIR, example_path, load_example
-from engine.network import Network
+from engine.nn.network import Network
 from engine.validate import validate
+from engine.zoo.examples import EXAMPLES, EXAMPLES_DIR, example_path, load_example
 
 
 def conv(cin, cout, k, bias=True):

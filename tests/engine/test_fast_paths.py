@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pytest
 
-import engine.ops
+import engine.nn.ops
 from engine.errors import ParamError, ShapeError
 from engine.graph import sequential
 from engine.layers import REGISTRY
 from engine.layers.base import _SLOW
-from engine.losses import softmax_cross_entropy
-from engine.network import Network
-from engine.ops import as_chwn, matmul_nt, nchw
+from engine.nn.losses import softmax_cross_entropy
+from engine.nn.network import Network
+from engine.nn.ops import as_chwn, matmul_nt, nchw
 
 
 def layer(type_name, params, in_shape, seed=0):
@@ -183,7 +183,7 @@ def test_conv_input_gradient_in_row_blocks_equals_one_block(params, monkeypatch)
     x = rng.standard_normal((3, 4, 9, 8))
     dxs = []
     for block in (1 << 30, 0):  # one block; one output row per block
-        monkeypatch.setattr(engine.ops, "BLOCK_BYTES", block)
+        monkeypatch.setattr(engine.nn.ops, "BLOCK_BYTES", block)
         conv = layer("Conv2d", params, (4, 9, 8))
         y = conv.forward([x], training=True)
         dxs.append(conv.backward(np.random.default_rng(6).standard_normal(y.shape))[0])

@@ -60,9 +60,9 @@ def test_atomic_path_with_a_writer_that_wants_a_name(tmp_path, umask022):
 
 
 def test_project_and_onnx_saves_honour_umask(tmp_path, umask022):
-    from engine.examples import load_example
-    from engine.onnx_export import export_onnx
+    from engine.onnx.export import export_onnx
     from engine.project import save_architecture, save_project
+    from engine.zoo.examples import load_example
 
     g = load_example("lenet5")
     for p in (save_project(tmp_path / "m.cnnd", g), save_architecture(tmp_path / "m.json", g)):

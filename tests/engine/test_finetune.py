@@ -1,4 +1,4 @@
-"""Fast fine-tuning (engine.finetune): frozen prefix features from ONNX Runtime, tail trained in
+"""Fast fine-tuning (engine.transfer.finetune): frozen prefix features from ONNX Runtime, tail trained in
 the engine; checked against training the whole net with frozen layers in the engine."""
 
 from __future__ import annotations
@@ -9,10 +9,16 @@ import numpy as np
 import onnx
 import pytest
 
+from engine.cli.finetune import add_commands
 from engine.data import load_image_folder
 from engine.errors import TrainingError
-from engine.finetune import (
-    add_commands,
+from engine.graph import Graph, sequential
+from engine.nn.network import Network
+from engine.nn.train import TrainConfig
+from engine.onnx.export import export_onnx
+from engine.onnx.importer import import_onnx
+from engine.onnx.runtime import OnnxModel
+from engine.transfer.finetune import (
     compute_features,
     feature_bytes,
     fine_tune,
@@ -21,14 +27,8 @@ from engine.finetune import (
     split_graph,
     tail_network,
 )
-from engine.graph import Graph, sequential
-from engine.network import Network
-from engine.onnx_export import export_onnx
-from engine.onnx_import import import_onnx
-from engine.runtime import OnnxModel
-from engine.train import TrainConfig
-from engine.transfer import fine_tune as engine_fine_tune
-from engine.transfer import freeze_up_to, replace_head
+from engine.transfer.head import fine_tune as engine_fine_tune
+from engine.transfer.head import freeze_up_to, replace_head
 from engine.validate import validate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -181,7 +181,7 @@ def test_explicit_validation_data_and_fallback():
 
 
 def test_falls_back_to_the_engine_when_onnx_runtime_refuses(monkeypatch):
-    import engine.finetune as ft
+    import engine.transfer.finetune as ft
     from engine.errors import DataError
 
     def refuse(*a, **k):
@@ -201,7 +201,7 @@ def test_falls_back_to_the_engine_when_onnx_runtime_refuses(monkeypatch):
 
 
 def test_feature_cache_skips_onnx_runtime_on_a_second_run(monkeypatch):
-    import engine.finetune as ft
+    import engine.transfer.finetune as ft
 
     calls = []
     real = ft.compute_features
@@ -377,9 +377,9 @@ def test_fresh_torch_export_fine_tunes_fast(tmp_path):
 
 
 def test_replace_head_of_a_conv_classifier():
-    from engine.finetune import replace_any_head
-    from engine.templates import build_template
+    from engine.transfer.finetune import replace_any_head
     from engine.validate import validate
+    from engine.zoo.templates import build_template
 
     g = build_template("squeezenet1_1", 1000)  # classifier: 1×1 conv, ReLU, pooling, Flatten
     w = Network.compile(g, np.random.default_rng(0)).state_dict()
@@ -392,7 +392,7 @@ def test_replace_head_of_a_conv_classifier():
     for k in w:
         if not k.startswith("classifier.1."):
             assert w2[k] is w[k]
-    # a Linear head goes through engine.transfer.replace_head
+    # a Linear head goes through engine.transfer.head.replace_head
     g3, w3 = replace_any_head(mini_vgg(), pretrained(mini_vgg()), 4)
     assert g3.nodes["fc2"].params["out_features"] == 4 and w3["fc2.weight"].shape == (4, 16)
 
@@ -427,7 +427,7 @@ def test_cli_finetune(tmp_path, capsys, engine_only):
 # ---- the finetune command's checks ----------------------------------------------------------
 
 def _finetune_cli(tmp_path, model, freeze, capsys, data=None):
-    from engine.cli import main
+    from engine.cli.main import main
 
     argv = ["finetune", model, "--data", str(data or tmp_path / "none"), "--freeze-up-to",
             freeze, "--out", str(tmp_path / "ft.cnnd"), "--epochs", "1", "--batch-size", "8"]

@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pytest
 
-from engine.examples import load_example
 from engine.formulas import (
     axis_formula,
     macs_formula,
@@ -20,6 +19,7 @@ from engine.formulas import (
 from engine.graph import sequential
 from engine.layers import REGISTRY
 from engine.validate import validate
+from engine.zoo.examples import load_example
 
 
 def final_number(text: str) -> int:

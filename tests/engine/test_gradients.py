@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from engine.errors import ShapeError
 from engine.graph import Graph
 from engine.layers import REGISTRY
-from engine.network import Network
+from engine.nn.network import Network
 
 EPS = 1e-6
 FEW = settings(max_examples=20, deadline=None)

@@ -7,8 +7,8 @@ import pytest
 
 from engine.errors import GraphError, ProjectError
 from engine.graph import Graph, sequential
-from engine.network import Network
-from engine.optim import make_optimizer
+from engine.nn.network import Network
+from engine.nn.optim import make_optimizer
 
 
 def small_net_graph(final_softmax=True, bn=True) -> Graph:

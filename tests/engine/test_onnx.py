@@ -15,11 +15,11 @@ from onnx import TensorProto, helper, numpy_helper
 from engine.errors import DataError
 from engine.graph import Graph, sequential
 from engine.layers import REGISTRY
-from engine.network import Network
-from engine.onnx_export import OPSET, export_onnx, shape_mismatches
-from engine.onnx_import import OnnxImportError, import_onnx, importer_table
-from engine.runtime import CPU as CPU_PROVIDER
-from engine.runtime import OnnxModel, parity_report
+from engine.nn.network import Network
+from engine.onnx.export import OPSET, export_onnx, shape_mismatches
+from engine.onnx.importer import OnnxImportError, import_onnx, importer_table
+from engine.onnx.runtime import CPU as CPU_PROVIDER
+from engine.onnx.runtime import OnnxModel, parity_report
 
 ATOL, RTOL = 1e-5, 1e-4
 CPU = [CPU_PROVIDER]  # float32 reference (an accelerator may use TF32)
@@ -64,7 +64,7 @@ def comparable(graph: Graph) -> dict:
         if n["type"] in ("MaxPool2d", "AvgPool2d"):
             pp = n["params"]
             # a stride equal to the kernel is the default; ceil_mode that adds no window is
-            # written as floor mode (same output: see engine.onnx_export's docstring)
+            # written as floor mode (same output: see engine.onnx.export's docstring)
             if pp["stride"] == pp["kernel_size"]:
                 pp["stride"] = None
             if pp["ceil_mode"]:
@@ -245,14 +245,14 @@ def test_adaptive_pool_that_does_not_divide_is_a_clear_error():
 # ---- model-level properties ---------------------------------------------------------------
 
 def lenet() -> Graph:
-    from engine.examples import load_example
+    from engine.zoo.examples import load_example
 
     return load_example("lenet5")
 
 
 @pytest.mark.parametrize("name", ["lenet5", "small_vgg", "small_resnet"])
 def test_example_nets_parity_layer_by_layer(name):
-    from engine.examples import load_example
+    from engine.zoo.examples import load_example
 
     g = load_example(name)
     rng = np.random.default_rng(7)

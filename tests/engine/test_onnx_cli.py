@@ -1,11 +1,11 @@
-"""The export / infer / import commands (through the app's command line, engine.cli.main)."""
+"""The export / infer / import commands (through the app's command line, engine.cli.main.main)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 
 
 def test_export_import_infer_round_trip(tmp_path, capsys):

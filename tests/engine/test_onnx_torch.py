@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.onnx_export import export_onnx
-from engine.onnx_import import import_onnx
-from engine.runtime import CPU as CPU_PROVIDER
-from engine.runtime import OnnxModel, parity_report
+from engine.onnx.export import export_onnx
+from engine.onnx.importer import import_onnx
+from engine.onnx.runtime import CPU as CPU_PROVIDER
+from engine.onnx.runtime import OnnxModel, parity_report
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 ATOL, RTOL = 1e-5, 1e-4
@@ -57,14 +57,14 @@ def test_committed_torch_files_import(name):
 
 
 def test_committed_file_through_the_command_line(tmp_path):
-    from engine.cli import main
+    from engine.cli.main import main
     from engine.project import load_project
 
     out = tmp_path / "resnet.cnnd"
     assert main(["import", str(DATA / "torch_resnet_small.onnx"), "--out", str(out)]) == 0
     project = load_project(out)
     io = np.load(DATA / "torch_models_io.npz")
-    from engine.network import Network
+    from engine.nn.network import Network
 
     net = Network.compile(project.graph)
     net.load_state_dict(project.weights)

@@ -10,9 +10,9 @@ import pytest
 
 from engine import __version__
 from engine.errors import ProjectError
-from engine.examples import load_example
-from engine.network import Network
+from engine.nn.network import Network
 from engine.project import FORMAT, FORMAT_VERSION, load_project, save_architecture, save_project
+from engine.zoo.examples import load_example
 
 
 @pytest.fixture(scope="module")
@@ -326,8 +326,8 @@ def test_a_history_that_is_not_an_object_is_ignored(tmp_path, history):
     import json
     import zipfile
 
-    from engine.examples import example_path
     from engine.project import load_project
+    from engine.zoo.examples import example_path
 
     path = tmp_path / "odd.cnnd"
     with zipfile.ZipFile(path, "w") as z:

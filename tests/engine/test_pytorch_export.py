@@ -15,19 +15,19 @@ import uuid
 import numpy as np
 import pytest
 
+from engine.cli.pytorch import add_commands
 from engine.graph import Graph, sequential
 from engine.layers import REGISTRY
-from engine.network import Network
+from engine.nn.network import Network
 from engine.pytorch_export import (
     ExportError,
-    add_commands,
     class_name_for,
     export_pytorch,
     generate_model,
     python_name,
 )
-from engine.templates import build_template
 from engine.validate import validate
+from engine.zoo.templates import build_template
 
 # ---- without torch ------------------------------------------------------------------------
 
@@ -81,7 +81,7 @@ def test_missing_or_misshaped_weights_and_bad_folders_are_clear_errors(tmp_path)
 
 
 def test_every_template_generates_compilable_code(tmp_path):
-    from engine.templates import TEMPLATES
+    from engine.zoo.templates import TEMPLATES
     for name in TEMPLATES:
         code = generate_model(build_template(name, 10))
         path = tmp_path / f"{name}.py"

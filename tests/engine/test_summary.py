@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.examples import load_example
 from engine.graph import sequential
 from engine.summary import FORMATS, format_summary, summarize
+from engine.zoo.examples import load_example
 
 # LeNet-5 by hand (1×28×28 input):
 #   conv1 6@5×5 p2: weights 6·1·5·5 + 6 bias = 156;  out 6×28×28, MACs 6·28·28·25 = 117,600

@@ -1,4 +1,4 @@
-"""The `templates` and `new` commands (engine.template_cli)."""
+"""The `templates` and `new` commands (engine.cli.templates)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from engine.cli.templates import add_commands
 from engine.project import load_project
-from engine.template_cli import add_commands
-from engine.templates import make_template
+from engine.zoo.templates import make_template
 
 
 def parse(argv):
@@ -44,7 +44,7 @@ def test_new_with_weights_and_the_list(tmp_path, capsys):
 def test_new_refuses_unknown_templates_and_bad_paths(tmp_path):
     with pytest.raises(SystemExit):
         parse(["new", "resnet19", "--out", str(tmp_path / "x.cnnd")])
-    from engine.cli import UsageError
+    from engine.cli.common import UsageError
 
     args = parse(["new", "lenet5", "--out", str(tmp_path / "missing" / "x.cnnd")])
     with pytest.raises(UsageError, match="does not exist"):
@@ -55,7 +55,7 @@ def test_templates_shows_what_summary_counts(capsys):
     """`templates` and `summary` agree: trainable + non-trainable = summary's total."""
     import re
 
-    from engine.cli import main
+    from engine.cli.main import main
 
     assert main(["templates"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("resnet18"))

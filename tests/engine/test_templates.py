@@ -7,8 +7,8 @@ from itertools import pairwise
 import pytest
 
 from engine.graph import Graph
-from engine.templates import TEMPLATES, build_template, make_template
 from engine.validate import validate
+from engine.zoo.templates import TEMPLATES, build_template, make_template
 
 # Trainable parameter counts of torchvision's models (1000 classes), as published in
 # torchvision's model docs ("num_params" in each weights' meta, torchvision/models/*.py).

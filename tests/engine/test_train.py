@@ -11,8 +11,8 @@ import pytest
 from engine.data import load_mnist
 from engine.errors import TrainingError
 from engine.graph import sequential
-from engine.network import Network
-from engine.train import TrainConfig, evaluate, train
+from engine.nn.network import Network
+from engine.nn.train import TrainConfig, evaluate, train
 from tests.engine.test_layers import LENET5
 
 
@@ -210,7 +210,7 @@ def test_lenet5_learns_mnist_from_2000_images_in_one_epoch():
 
 
 def test_cosine_schedule_anneals_from_the_base_rate_to_zero():
-    from engine.train import scheduled_lr
+    from engine.nn.train import scheduled_lr
 
     total = 100
     lrs = [scheduled_lr(0.01, "cosine", s, total) for s in range(total)]

@@ -9,13 +9,13 @@ import pytest
 
 from engine.errors import GraphError
 from engine.graph import sequential
-from engine.network import Network
-from engine.onnx_export import export_onnx
-from engine.onnx_import import import_onnx
-from engine.runtime import CPU as CPU_PROVIDER
-from engine.runtime import OnnxModel
-from engine.train import TrainConfig, evaluate, train
-from engine.transfer import fine_tune, freeze_up_to, last_linear, replace_head
+from engine.nn.network import Network
+from engine.nn.train import TrainConfig, evaluate, train
+from engine.onnx.export import export_onnx
+from engine.onnx.importer import import_onnx
+from engine.onnx.runtime import CPU as CPU_PROVIDER
+from engine.onnx.runtime import OnnxModel
+from engine.transfer.head import fine_tune, freeze_up_to, last_linear, replace_head
 
 CPU = [CPU_PROVIDER]  # float32 reference (an accelerator may use TF32)
 

@@ -366,7 +366,7 @@ def test_validate_never_raises_and_unknown_stays_unknown(g):
     assert v.ok == (not v.errors)
     # a graph that validates compiles and runs
     if v.ok and v.output_id is not None:
-        from engine.network import Network
+        from engine.nn.network import Network
 
         net = Network.compile(g, np.random.default_rng(0))
         shape = net.input_shape
@@ -415,7 +415,7 @@ def test_validated_shapes_are_the_shapes_forward_produces(g):
         assert all(v.nodes[n].out_shape is None for n in v.order[v.order.index(
             next(m.node_id for m in v.errors)):])
         return
-    from engine.network import Network
+    from engine.nn.network import Network
 
     net = Network.compile(g, np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal((2,) + net.input_shape).astype(np.float32)
@@ -453,7 +453,7 @@ def test_cached_validation_equals_a_cold_one_after_edits():
 
 
 def test_networks_never_share_layer_instances_with_validation():
-    from engine.network import Network
+    from engine.nn.network import Network
 
     g = sequential(LENET5)
     v = validate(g)

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParamError, ProjectError, ShapeError
-from .graph import Graph
-from .layers import REGISTRY, Layer, Shape, fmt_shape
-from .validate import validate
+from ..errors import ParamError, ProjectError, ShapeError
+from ..graph import Graph
+from ..layers import REGISTRY, Layer, Shape, fmt_shape
+from ..validate import validate
 
 MAX_BYTES = 2 * 1024**3 - 1  # protobuf's limit; bigger models need external data
 BATCH = 1_000_003  # stand-in for the dynamic batch size while folding shape arithmetic
@@ -74,7 +74,7 @@ class ImportedModel:
 
     def network(self):
         """The compiled engine Network with the imported weights loaded."""
-        from .network import Network
+        from ..nn.network import Network
 
         net = Network.compile(self.graph, np.random.default_rng(0))
         net.load_state_dict(self.weights)
@@ -492,7 +492,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
 
 
 def _edge(src: str, dst: str, port: int):
-    from .graph import Edge
+    from ..graph import Edge
 
     return Edge(src, dst, port)
 
@@ -675,7 +675,7 @@ def _scope(name: str) -> tuple[str, str] | None:
     """PyTorch's '/features/features.0/Conv' -> ('features.0', 'Conv') and
     '/layer1/layer1.0/conv1/Conv' -> ('layer1.0.conv1', 'Conv'): the full module path (as in the
     model's state_dict, so names match torchvision's and our templates') and the op."""
-    from .blocks import module_path
+    from ..blocks import module_path
 
     parts = [p for p in name.strip().split("/") if p]
     if not name.startswith("/") or not parts:
@@ -702,7 +702,7 @@ def _clean_name(name: str, scope_counts: dict[str, int] | None = None) -> str:
 
 
 def _default_name(cls) -> str:
-    from .graph import default_name
+    from ..graph import default_name
 
     return default_name(cls.type_name)
 

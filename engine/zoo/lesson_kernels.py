@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ParamError
-from .graph import Graph, sequential
-from .network import Network
+from ..errors import ParamError
+from ..graph import Graph, sequential
+from ..nn.network import Network
 
 
 @dataclass(frozen=True)

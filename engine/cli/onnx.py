@@ -1,4 +1,4 @@
-"""The ONNX commands of the command line: export, infer, import (engine.cli plugs them in).
+"""The ONNX commands of the command line: export, infer, import (engine.cli.main plugs them in).
 
     python main.py export MODEL --out model.onnx [--opset N]
     python main.py infer MODEL (--data mnist|PATH | --input x.npy --output y.npy)
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .fileio import atomic_open
-from .summary import fmt_accuracy, human_bytes
+from ..errors import DataError
+from ..fileio import atomic_open
+from ..summary import fmt_accuracy, human_bytes
 
 OK, FAILED, USAGE = 0, 1, 2
 BACKENDS = ("engine", "onnxruntime")
@@ -24,8 +24,8 @@ BACKENDS = ("engine", "onnxruntime")
 
 def add_commands(sub) -> None:
     """Add the export, infer and import subcommands to an argparse subparsers object."""
-    from .cli import MODEL_HELP, model_parser
-    from .onnx_export import MAX_OPSET, MIN_OPSET, OPSET
+    from ..onnx.export import MAX_OPSET, MIN_OPSET, OPSET
+    from .common import MODEL_HELP, model_parser
 
     p = model_parser(
         sub, "export", help="export a model to ONNX",
@@ -74,27 +74,27 @@ def add_commands(sub) -> None:
 
 
 def _usage(text: str):
-    from .cli import UsageError
+    from .common import UsageError
 
     return UsageError(text)
 
 
 def _load(spec: str):
     """(graph, weights or None) of a project / .json / example / template / .onnx."""
-    from .cli import load_model
+    from ..models import load_model
 
     project = load_model(spec)
     return project.graph, project.weights
 
 
 def _check_out(path: str, suffix: str) -> Path:
-    from .cli import check_out
+    from .common import check_out
 
     return check_out(path, "model" + suffix, "--output" if suffix == ".npy" else "--out")
 
 
 def cmd_export(args) -> int:
-    from .onnx_export import MAX_OPSET, MIN_OPSET, export_onnx
+    from ..onnx.export import MAX_OPSET, MIN_OPSET, export_onnx
 
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         raise _usage(f"--opset {args.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
@@ -121,12 +121,12 @@ def _runner(spec: str, backend: str, check=None):
     check(input_shape) runs as soon as the shape is known, before any export or compile."""
     graph = None
     if backend == "onnxruntime":
-        from .runtime import OnnxModel
+        from ..onnx.runtime import OnnxModel
 
         if spec.lower().endswith(".onnx"):
             model = OnnxModel(spec)
         else:
-            from .onnx_export import export_onnx
+            from ..onnx.export import export_onnx
 
             graph, weights = _load(spec)
             if check is not None:
@@ -148,7 +148,7 @@ def _runner(spec: str, backend: str, check=None):
         if check is not None:
             check(model.input_shape)
         return model.run, model.input_shape, graph
-    from .network import Network
+    from ..nn.network import Network
 
     graph, weights = _load(spec)
     if check is not None:
@@ -164,7 +164,7 @@ def _runner(spec: str, backend: str, check=None):
 
 def _graph_input_shape(graph) -> tuple:
     """(C, H, W) of the graph's Input (the graph is checked on compile / export anyway)."""
-    from .validate import validate
+    from ..validate import validate
 
     v = validate(graph)
     v.raise_if_invalid("run it")
@@ -174,7 +174,7 @@ def _graph_input_shape(graph) -> tuple:
 
 def _channels_last(path: str) -> bool:
     """Whether an ONNX file's image input is N×H×W×C (read through Transpose(0, 3, 1, 2))."""
-    from .onnx_import import channels_last_input, read_model
+    from ..onnx.importer import channels_last_input, read_model
 
     return channels_last_input(read_model(path))
 
@@ -196,9 +196,9 @@ def cmd_infer(args) -> int:
     run, in_shape, graph = _runner(args.model, args.backend, check)
     if args.input:
         return _infer_array(args, run, x, single)
-    from .cli import image_folder_note
-    from .data import check_data, load_dataset
-    from .validate import validate
+    from ..data import check_data, load_dataset
+    from ..validate import validate
+    from .common import image_folder_note
 
     shape = tuple(in_shape) if None not in in_shape else None
     bundle = load_dataset(args.data, shape, args.limit)
@@ -247,7 +247,7 @@ def _fmt(shape) -> str:
 def _graph_or_none(spec: str):
     """The graph of an .onnx file for the data checks; None where it does not import (the file
     still runs in ONNX Runtime)."""
-    from .errors import EngineError
+    from ..errors import EngineError
 
     try:
         return _load(spec)[0]
@@ -306,8 +306,8 @@ def _infer_array(args, run, x: np.ndarray, single: bool) -> int:
 
 
 def cmd_import(args) -> int:
-    from .onnx_import import import_onnx
-    from .project import save_project
+    from ..onnx.importer import import_onnx
+    from ..project import save_project
 
     out = _check_out(args.out, ".cnnd")
     imp = import_onnx(args.onnx_file, input_shape=args.input_shape)

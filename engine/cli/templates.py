@@ -1,4 +1,4 @@
-"""The template commands of the command line (engine.cli plugs them in):
+"""The template commands of the command line (engine.cli.main plugs them in):
 
     python main.py templates                       # list the classic architectures
     python main.py new resnet18 --classes 5 --out resnet18.cnnd [--weights]
@@ -16,8 +16,8 @@ import sys
 
 def add_commands(sub) -> None:
     """Add the `templates` and `new` subcommands to an argparse subparsers object."""
-    from .cli import non_negative_int, positive_int
-    from .templates import TEMPLATES
+    from ..zoo.templates import TEMPLATES
+    from .common import non_negative_int, positive_int
 
     p = sub.add_parser("templates", help="list the classic architectures (templates)",
                        description="List the templates usable with `new` and as MODEL: name, "
@@ -44,8 +44,8 @@ def add_commands(sub) -> None:
 
 
 def cmd_templates(args) -> int:
-    from .templates import TEMPLATES
-    from .validate import validate
+    from ..validate import validate
+    from ..zoo.templates import TEMPLATES
 
     width = max(len(k) for k in TEMPLATES)
     for key, info in TEMPLATES.items():
@@ -68,10 +68,10 @@ def _non_trainable_kind(graph) -> str:
 def cmd_new(args) -> int:
     import numpy as np
 
-    from .cli import check_out
-    from .network import Network
-    from .project import save_project
-    from .templates import make_template
+    from ..nn.network import Network
+    from ..project import save_project
+    from ..zoo.templates import make_template
+    from .common import check_out
 
     out = check_out(args.out, args.template + ".cnnd")
     classes = args.classes or (10 if args.template == "lenet5" else 1000)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ProjectError
-from .graph import Graph
-from .layers import Layer, Shape, fmt_shape
-from .validate import Validation, validate
+from ..errors import ProjectError
+from ..graph import Graph
+from ..layers import Layer, Shape, fmt_shape
+from ..validate import Validation, validate
 
 
 @dataclass

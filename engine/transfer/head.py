@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import GraphError
-from .graph import Graph
-from .train import History, TrainConfig, train
-from .validate import validate
+from ..errors import GraphError
+from ..graph import Graph
+from ..nn.train import History, TrainConfig, train
+from ..validate import validate
 
 
 def freeze_up_to(graph: Graph, node_id: str, frozen: bool = True) -> Graph:
@@ -44,7 +44,7 @@ def replace_head(graph: Graph, weights: dict[str, np.ndarray], n_classes: int,
     `n_classes` outputs (trainable); a final Softmax and everything else are kept."""
     if int(n_classes) < 1:
         raise ValueError(f"the new head needs at least 1 class, got {n_classes}")
-    from .layers import layer_class
+    from ..layers import layer_class
 
     g = graph.copy()
     head = last_linear(g)
@@ -69,7 +69,7 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray, y: np
               ) -> tuple[dict[str, np.ndarray], History]:
     """Train the graph's trainable layers on (x, y) with the engine, starting from `weights`;
     frozen layers (node.trainable False) keep theirs. Returns (new weights, history)."""
-    from .network import Network
+    from ..nn.network import Network
 
     net = Network.compile(graph, np.random.default_rng(config.seed if config else 0))
     net.load_state_dict(weights)

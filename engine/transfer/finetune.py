@@ -1,7 +1,7 @@
 """Fast fine-tuning: compute the frozen part's features once with ONNX Runtime, train only the
 trainable tail in the engine.
 
-    graph = freeze_up_to(imp.graph, "features.12.cat")        # engine.transfer
+    graph = freeze_up_to(imp.graph, "features.12.cat")        # engine.transfer.head
     graph, weights = replace_any_head(graph, imp.weights, 5)  # Linear or conv classifier
     weights, history = fine_tune(graph, weights, x, y, TrainConfig(epochs=5))
 
@@ -37,12 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError, GraphError, TrainingError
-from .graph import Edge, Graph
-from .layers import Shape, fmt_shape
-from .network import Network
-from .train import History, TrainConfig, train
-from .validate import Validation, validate
+from ..errors import DataError, GraphError, TrainingError
+from ..graph import Edge, Graph
+from ..layers import Shape, fmt_shape
+from ..nn.network import Network
+from ..nn.train import History, TrainConfig, train
+from ..validate import Validation, validate
 
 CUT_INPUT_ID = "cut_input"  # the tail network's Input (a fresh id if the graph uses it)
 CUT_FLATTEN_ID = "cut_flatten"  # feeds a flat cut (F,) through Input (F, 1, 1) + Flatten
@@ -147,7 +147,7 @@ def prefix_model(graph: Graph, weights: dict[str, np.ndarray], split: Split,
                  check: bool = True):
     """The frozen prefix with its weights as an in-memory ONNX model (input "input",
     N×C×H×W; output "output", N × cut shape)."""
-    from .onnx_export import export_onnx
+    from ..onnx.export import export_onnx
 
     g = prefix_graph(graph, split)
     w = _of_nodes(weights, split.prefix)
@@ -230,7 +230,7 @@ def compute_features(model, x: np.ndarray, batch_size: int = FEATURE_BATCH,
     """Run an ONNX model (ModelProto, bytes, path or a runtime.OnnxModel) over (N, C, H, W)
     images in batches -> (N, *out). `on_progress(done, total)` after each batch; returns None
     when `should_stop()` turns true (polled before each batch)."""
-    from .runtime import OnnxModel
+    from ..onnx.runtime import OnnxModel
 
     runner = model if isinstance(model, OnnxModel) else OnnxModel(model, providers=providers)
     x = np.asarray(x, np.float32)
@@ -272,7 +272,7 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
     fast=None picks the fast path when the graph has a frozen prefix (features from ONNX
     Runtime, tail trained in the engine), else trains the whole net in the engine; fast=False
     forces the engine; fast=True raises TrainingError without a frozen prefix. Callbacks as in
-    engine.train.train, plus on_features(done, total) while computing features; should_stop
+    engine.nn.train.train, plus on_features(done, total) while computing features; should_stop
     also cancels feature computation (history.stopped == "cancelled", weights unchanged).
     Without x_val, config.val_split of the data is held out exactly as train() does.
     With a `cache` (FeatureCache), a second run on the same frozen part and the same images
@@ -330,7 +330,7 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
 def _features(graph, weights, split, x, x_val, batch_size, on_features, should_stop, providers
               ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Features of x (and x_val) from the prefix in ONNX Runtime; (None, None) if cancelled."""
-    from .runtime import OnnxModel
+    from ..onnx.runtime import OnnxModel
 
     # unchecked: the graph validated, and the exporter's check costs ~0.4 s on SqueezeNet
     runner = OnnxModel(prefix_model(graph, weights, split, check=False), providers=providers)
@@ -413,12 +413,12 @@ def describe_split(graph: Graph, split: Split | None) -> str:
             f"{len(split.tail)} layers{extra} train in the engine")
 
 
-# ---- command line ------------------------------------------------------------------------------
+# ---- what the finetune command (engine.cli.finetune) asks -------------------------------------
 
 def load_any_model(spec: str):
     """(graph, weights or None) of an .onnx file, a project, a bare .json, an example name or a
-    template name (untrained): engine.cli.load_model."""
-    from .cli import load_model
+    template name (untrained): engine.models.load_model."""
+    from ..models import load_model
 
     project = load_model(spec)
     return project.graph, project.weights
@@ -427,10 +427,10 @@ def load_any_model(spec: str):
 def replace_any_head(graph: Graph, weights: dict[str, np.ndarray], n_classes: int,
                      rng: np.random.Generator | None = None
                      ) -> tuple[Graph, dict[str, np.ndarray]]:
-    """engine.transfer.replace_head (the last Linear gets `n_classes` outputs), or, for a net
+    """engine.transfer.head.replace_head (the last Linear gets `n_classes` outputs), or, for a net
     whose classifier is a convolution followed only by weightless layers (SqueezeNet: 1×1 conv,
     ReLU, global pooling, Flatten), that Conv2d with `n_classes` filters, freshly initialised."""
-    from .transfer import replace_head
+    from .head import replace_head
 
     if any(n.type_name == "Linear" for n in graph.nodes.values()):
         return replace_head(graph, weights, n_classes, rng)
@@ -459,7 +459,7 @@ def replace_any_head(graph: Graph, weights: dict[str, np.ndarray], n_classes: in
 def head_id(graph: Graph, validation: Validation | None = None) -> str:
     """The layer replace_any_head turns into the new classifier: the last Linear, else the last
     layer with weights (a Conv2d classifier, SqueezeNet)."""
-    from .transfer import last_linear
+    from .head import last_linear
 
     if any(n.type_name == "Linear" for n in graph.nodes.values()):
         return last_linear(graph)
@@ -509,141 +509,3 @@ def check_freeze_point(graph: Graph, target: str) -> None:
                      f"cannot be frozen{hint}")
 
 
-def add_commands(sub) -> None:
-    """Add the `finetune` subcommand to an argparse subparsers object (engine.cli wires it)."""
-    from .cli import add_training_options, model_parser, positive_int
-
-    p = model_parser(
-        sub, "finetune", help="transfer learning: freeze a backbone, new head, fast fine-tuning",
-        description="Fine-tune a pretrained MODEL on your data: layers up to --freeze-up-to "
-                    "are frozen, the last fully connected layer is replaced by one with "
-                    "--classes outputs, and only the layers after the frozen part train. The "
-                    "frozen part's features are computed once with ONNX Runtime, so each epoch "
-                    "costs only the small trainable part. Saves a project (and --onnx).")
-    p.add_argument("model", metavar="MODEL",
-                   help=".onnx file (PyTorch / Keras export, model zoo), project, architecture "
-                        ".json, example or template name")
-    p.add_argument("--data", required=True, metavar="PATH",
-                   help="a folder with one subfolder of images per class (or an .npz, IDX "
-                        "files, 'mnist')")
-    p.add_argument("--freeze-up-to", required=True, metavar="LAYER",
-                   help="the last frozen layer (name or id): it and everything before it keep "
-                        "their weights")
-    p.add_argument("--classes", type=positive_int, default=None, metavar="N",
-                   help="classes of the new head (default: the number of class folders)")
-    p.add_argument("--out", "-o", required=True, metavar="PROJECT",
-                   help="project file to write (.cnnd)")
-    p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fine-tuned model")
-    p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
-    add_training_options(p, batch_size=32)
-    p.add_argument("--engine-only", action="store_true",
-                   help="train the whole net in the engine (no feature caching)")
-    p.set_defaults(func=cmd_finetune)
-
-
-def cmd_finetune(args) -> int:
-    import sys
-    from dataclasses import asdict
-
-    from .cli import (
-        INTERRUPTED,
-        OK,
-        Progress,
-        StopFlag,
-        UsageError,
-        check_out,
-        image_folder_note,
-        train_config,
-    )
-    from .data import load_dataset
-    from .project import save_project
-    from .summary import fmt_accuracy, human_bytes
-    from .train import evaluate
-    from .transfer import freeze_up_to
-
-    out = check_out(args.out)
-    if args.onnx:
-        check_out(args.onnx, "model.onnx", "--onnx")
-    graph, weights = load_any_model(args.model)
-    v = validate(graph)
-    v.raise_if_invalid("fine-tune it")
-    target = resolve_layer(graph, args.freeze_up_to)  # before any work: a typo fails fast
-    check_freeze_point(graph, target)
-    if weights is None:
-        print(f"warning: '{args.model}' has no weights: freezing random weights leaves a "
-              f"backbone that has learnt nothing, and only the head trains. Import pretrained "
-              f"weights first (an .onnx from the model zoo or torch.onnx.export, given as "
-              f"MODEL or through `import`)", file=sys.stderr)
-        weights = Network.compile(graph, np.random.default_rng(args.seed),
-                                  validation=v).state_dict()
-    input_id = next(n for n in v.order if graph.nodes[n].type_name == "Input")
-    data = load_dataset(args.data, v.nodes[input_id].out_shape, args.limit)
-    note = image_folder_note(args.data, v.nodes[input_id].out_shape)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-    n_classes = args.classes or data.num_classes
-    if data.num_classes > n_classes:
-        raise UsageError(f"--classes {n_classes} but the data has {data.num_classes} classes")
-    graph = freeze_up_to(graph, target)
-    graph, weights = replace_any_head(graph, weights, n_classes,
-                                      np.random.default_rng(args.seed))
-    split = None if args.engine_only else split_graph(graph)
-    print("--engine-only: the whole network trains in the engine" if args.engine_only
-          else describe_split(graph, split), file=sys.stderr)
-    if split is not None and split.note:
-        print(f"note: {split.note}", file=sys.stderr)
-    if split is not None and split.cut != target and target in graph.ancestors(split.cut):
-        extra = [graph.nodes[n].name for n in split.prefix if target in graph.ancestors(n)]
-        many = len(extra) != 1
-        print(f"note: the frozen part ends at '{graph.nodes[split.cut].name}', not "
-              f"'{graph.nodes[target].name}': the layer{'s' * many} after it "
-              f"({', '.join(repr(x) for x in extra)}) {'have' if many else 'has'} no weights, "
-              f"so {'their' if many else 'its'} output never changes either and is computed "
-              f"once with the frozen part", file=sys.stderr)
-    config = train_config(args)
-    progress = Progress(sys.stderr)
-    last = [0.0]
-
-    def on_features(done, total):
-        now = time.perf_counter()
-        if now - last[0] > 1.0 or done == total:
-            last[0] = now
-            print(f"features {done}/{total}", file=sys.stderr, flush=True)
-
-    def on_epoch(r) -> None:
-        progress.clear()
-        val = (f"  val_loss {r.val_loss:.4f}  val_acc {fmt_accuracy(r.val_accuracy)}"
-               if r.val_loss is not None else "")
-        print(f"epoch {r.epoch}/{r.epochs}  loss {r.train_loss:.4f}  acc "
-              f"{fmt_accuracy(r.train_accuracy)}{val}  {r.seconds:.2f}s", flush=True)
-
-    stop = StopFlag()
-    with stop:
-        new, history = fine_tune(graph, weights, data.train.x, data.train.y, config,
-                                 fast=False if args.engine_only else None,
-                                 on_batch=progress.batch, on_epoch=on_epoch, should_stop=stop,
-                                 on_features=on_features)
-    progress.clear()
-    meta = {"history": history.to_json(), "train_config": asdict(config),
-            "fine_tuned_from": str(args.model), "frozen_up_to": args.freeze_up_to,
-            "data": {"source": str(args.data), "train_images": len(data.train),
-                     "classes": list(data.classes)}}
-    if history.stopped and history.stopped != "cancelled":
-        print(f"error: {history.stopped}", file=sys.stderr)
-    elif data.test is not None and len(data.test) and not history.stopped:
-        net = Network.compile(graph)
-        net.load_state_dict(new)
-        loss, acc, _ = evaluate(net, data.test.x, data.test.y)
-        meta["test"] = {"loss": loss, "accuracy": acc, "images": len(data.test)}
-        print(f"test  loss {loss:.4f}  acc {fmt_accuracy(acc)}  ({len(data.test):,} images)")
-    save_project(out, graph, new, meta)
-    print(f"saved {out} ({human_bytes(out.stat().st_size)}; trained in {history.seconds:.1f}s)",
-          file=sys.stderr)
-    if args.onnx:
-        from .onnx_export import export_onnx
-
-        export_onnx(graph, new, path=args.onnx)
-        print(f"wrote {args.onnx}", file=sys.stderr)
-    if history.stopped == "cancelled":
-        return INTERRUPTED
-    return OK if not history.stopped else 1

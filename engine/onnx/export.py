@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphError
-from .fileio import atomic_write_bytes
-from .graph import Graph
-from .layers import Shape, fmt_shape
-from .validate import Validation, validate
+from ..errors import GraphError
+from ..fileio import atomic_write_bytes
+from ..graph import Graph
+from ..layers import Shape, fmt_shape
+from ..validate import Validation, validate
 
 OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -212,7 +212,7 @@ def shape_mismatches(model, graph: Graph, v: Validation | None = None) -> list[s
 def _complete_weights(graph: Graph, v: Validation, weights, rng) -> dict[str, np.ndarray]:
     """Check the given weights against the layers' weight shapes; initialise if none given."""
     if weights is None:
-        from .network import Network
+        from ..nn.network import Network
 
         return Network.compile(graph, rng if rng is not None else np.random.default_rng(0),
                                validation=v).state_dict()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .graph import Graph
+from ..errors import DataError
+from ..graph import Graph
 
 # preferred order; ORT lists "AzureExecutionProvider" too, which is a remote-call bridge, not a
 # local accelerator, so it is never chosen automatically
@@ -140,8 +140,8 @@ def parity_report(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray,
     Network.forward(keep=True). One row per layer in topological order. A layer wired through in
     the export (Dropout) is compared on the tensor it passes on. ONNX Runtime runs on the CPU
     (the float32 reference) unless `providers` says otherwise (None: the default choice)."""
-    from .network import Network
-    from .onnx_export import OPSET, export_onnx
+    from ..nn.network import Network
+    from .export import OPSET, export_onnx
 
     model = export_onnx(graph, weights, opset=opset or OPSET, all_outputs=True)
     net = Network.compile(graph, np.random.default_rng(0))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ParamError
-from engine.kernels import (
+from engine.zoo.lesson_kernels import (
     PRESETS,
     fit_kernel,
     format_kernel,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import TrainingError
+from ..errors import TrainingError
 from .losses import softmax_cross_entropy
 from .network import Network
 from .optim import make_optimizer

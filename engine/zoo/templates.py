@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from .graph import Edge, Graph
+from ..graph import Edge, Graph
 
 ROW = 110.0  # vertical distance between rows on the canvas
 COL = 260.0  # horizontal distance between parallel branches

@@ -1,0 +1,5 @@
+"""The command line: every subcommand (`add_commands` / `cmd_*`); library modules never import it."""
+
+from .main import command_names, main
+
+__all__ = ["command_names", "main"]

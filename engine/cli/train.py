@@ -1,0 +1,121 @@
+"""The `train` command: train MODEL on MNIST or the user's data and save a project."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+
+from ..models import load_model
+from ..project import save_project
+from ..summary import fmt_accuracy, human_bytes, summarize
+from .common import (
+    FAILED,
+    INTERRUPTED,
+    MODEL_HELP,
+    OK,
+    Progress,
+    StopFlag,
+    add_training_options,
+    check_out,
+    image_folder_note,
+    model_parser,
+    positive_int,
+    split_text,
+    train_config,
+)
+
+
+def add_commands(sub) -> None:
+    p = model_parser(sub, "train", help="train MODEL on MNIST or your data, save a project",
+                     description="Train MODEL and save the trained weights and the history "
+                     "to the project file --out. Progress goes to stderr, per-epoch metrics "
+                     "and the test accuracy to stdout. Ctrl+C stops after the current batch "
+                     "and saves the last good weights (press it twice to abort at once).")
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--data", required=True, metavar="mnist|PATH",
+                   help="'mnist' (embedded), an .npz (arrays x, y), IDX files or a folder of "
+                   "IDX files, or a folder with one subfolder of images per class")
+    p.add_argument("--out", "-o", required=True, metavar="PROJECT",
+                   help="project file to write (.cnnd)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
+    add_training_options(p, batch_size=64)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    import numpy as np
+
+    from ..data import check_data, load_dataset
+    from ..nn.network import Network
+    from ..nn.train import evaluate, train
+    from ..validate import validate
+
+    out = check_out(args.out)
+    project = load_model(args.model)
+    graph = project.graph
+    v = validate(graph)
+    if not v.ok:
+        s = summarize(graph, v)
+        print(f"error: the network '{graph.name}' cannot be trained; it has "
+              f"{len(s.errors)} problem{'s' * (len(s.errors) != 1)}:", file=sys.stderr)
+        for p in s.errors:
+            print(f"  - {p.text}" + (f" (fix: {p.fix})" if p.fix else ""), file=sys.stderr)
+        return FAILED
+    input_shape = v.nodes[next(n for n in v.order
+                               if graph.nodes[n].type_name == "Input")].out_shape
+    print(f"loading data from {args.data} …", file=sys.stderr)
+    data = load_dataset(args.data, input_shape, args.limit)
+    note = image_folder_note(args.data, input_shape)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    problems = check_data(graph, data)
+    for m in problems:
+        print(f"{'error' if m.fatal else 'note'}: {m.text}", file=sys.stderr)
+    if any(m.fatal for m in problems):
+        return FAILED
+    net = Network.compile(graph, np.random.default_rng(args.seed), validation=v)
+    if project.weights:
+        net.load_state_dict(project.weights, strict=False)
+        print(f"continuing from the weights in {args.model}", file=sys.stderr)
+    config = train_config(args)
+    train_data = data.train
+    print(f"training '{graph.name}' on {split_text(len(train_data), config.val_split)} "
+          f"from {train_data.name or args.data}, {data.num_classes} classes; {config.epochs} "
+          f"epoch{'s' * (config.epochs != 1)}, batch {config.batch_size}, {config.optimizer}",
+          file=sys.stderr)
+    progress = Progress(sys.stderr)
+
+    def on_epoch(r) -> None:
+        progress.clear()
+        val = (f"  val_loss {r.val_loss:.4f}  val_acc {fmt_accuracy(r.val_accuracy)}"
+               if r.val_loss is not None else "")
+        print(f"epoch {r.epoch}/{r.epochs}  loss {r.train_loss:.4f}  acc "
+              f"{fmt_accuracy(r.train_accuracy)}{val}  {r.seconds:.1f}s  "
+              f"{r.images_per_s:,.0f} img/s", flush=True)
+
+    stop = StopFlag()
+    with stop:
+        history = train(net, train_data.x, train_data.y, config, on_batch=progress.batch,
+                        on_epoch=on_epoch, should_stop=stop)
+    progress.clear()
+    meta = dict(project.meta)
+    meta["history"] = history.to_json()
+    meta["train_config"] = asdict(config)
+    meta["data"] = {"source": str(args.data), "train_images": len(train_data),
+                    "classes": list(data.classes)}
+    rc = OK
+    if history.stopped == "cancelled":
+        print(f"training stopped by Ctrl+C after {len(history.epochs)} complete epoch"
+              f"{'s' * (len(history.epochs) != 1)}", file=sys.stderr)
+        rc = INTERRUPTED
+    elif history.stopped:
+        print(f"error: {history.stopped}", file=sys.stderr)
+        rc = FAILED
+    elif data.test is not None and len(data.test):
+        test_loss, test_acc, _ = evaluate(net, data.test.x, data.test.y)
+        meta["test"] = {"loss": test_loss, "accuracy": test_acc, "images": len(data.test)}
+        print(f"test  loss {test_loss:.4f}  acc {fmt_accuracy(test_acc)}  "
+              f"({len(data.test):,} images)")
+    save_project(out, graph, net.state_dict(), meta)
+    print(f"saved {out} ({human_bytes(out.stat().st_size)})", file=sys.stderr)
+    return rc

@@ -1,0 +1,1 @@
+"""The NumPy network: compiled graph (forward, backward), ops, losses, optimisers, training loop."""

@@ -1,0 +1,1 @@
+"""ONNX: export of a graph with weights, import of any ONNX model, ONNX Runtime sessions."""
