@@ -27,37 +27,6 @@ from engine.nn.network import Network
 from engine.nn.train import BatchReport, EpochReport, History, TrainConfig, train
 
 
-def guard_emit_refcount_bug() -> bool:
-    """Work around a reference-count bug seen with PySide6 6.12.0 on CPython 3.11: every
-    Python-side `Signal.emit()` returns True without owning a reference, so each emit takes one
-    reference away from `True` until the interpreter aborts ("bool_dealloc: deallocating True").
-
-    Detected at run time (one emit); if present, True and False get 2**40 extra references (a
-    harmless, bounded leak of two immortal-in-practice objects). Returns whether it applied."""
-    import ctypes
-    import sys
-
-    from PySide6.QtCore import QObject as _QObject
-    from PySide6.QtCore import Signal as _Signal
-
-    class _Probe(_QObject):
-        ping = _Signal()
-
-    probe = _Probe()
-    before = sys.getrefcount(True)
-    for _ in range(8):
-        probe.ping.emit()
-    lost = before - sys.getrefcount(True)
-    if lost < 4 or sys.getrefcount(True) > 1 << 39:  # already pinned (designer/__init__.py)
-        return False
-    for obj in (True, False, None):
-        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    return True
-
-
-EMIT_GUARD_APPLIED = guard_emit_refcount_bug()
-
-
 def error_text(exc: BaseException) -> str:
     """User errors (ValueError family) speak for themselves; others get their type name."""
     if isinstance(exc, ValueError):

@@ -1,6 +1,5 @@
 """Worker threads end without the GUI event loop (a GUI thread blocked in thread.wait())."""
 
-import designer  # noqa: F401  (before PySide6: refcount workarounds)
 from designer.workers import FunctionWorker, start_worker
 
 
