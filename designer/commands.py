@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtGui import QUndoCommand
 
 from engine.errors import EngineError, GraphError, ParamError
-from engine.graph import Edge, Graph, Node
+from engine.graph import FORMAT_VERSION, Edge, Graph, Node
 from engine.layers import REGISTRY
 from engine.messages import Message
 
@@ -96,7 +96,7 @@ class RemoveNodesCommand(_Command):
                 self.doc.add_node(n.type_name, n.position, n.params, n.name, node_id=n.id,
                                   trainable=n.trainable, index=index)
             for index, e in self.edges:
-                self.doc.add_edge(e.src, e.dst, e.port, index=index)
+                self.doc.add_edge(e.src, e.dst, e.port, index=index, src_port=e.src_port)
 
 
 class SetParamCommand(_Command):
@@ -315,21 +315,23 @@ class ReplaceHeadCommand(_Command):
 
 
 class AddEdgeCommand(_Command):
-    """Connect the output of `src` to the input of `dst`; refused with the graph's reason."""
+    """Connect output `src_port` of `src` to the input of `dst`; refused with the graph's
+    reason."""
 
-    def __init__(self, doc: Document, src: str, dst: str):
+    def __init__(self, doc: Document, src: str, dst: str, src_port: int = 0):
         super().__init__(doc)
-        self.src, self.dst = src, dst
-        ok, reason = doc.graph.can_connect(src, dst)
+        self.src, self.dst, self.src_port = src, dst, src_port
+        ok, reason = doc.graph.can_connect(src, dst, src_port)
         if not ok:
             self.refusal = f"cannot connect: {reason}"
             return
         self.edge: Edge | None = None
-        self.setText(f"Connect '{doc.graph.nodes[src].name}' → '{doc.graph.nodes[dst].name}'")
+        a = doc.graph.nodes[src].name + (f":{src_port}" if src_port else "")
+        self.setText(f"Connect '{a}' → '{doc.graph.nodes[dst].name}'")
 
     def redo(self):
         port = self.edge.port if self.edge is not None else None
-        self.edge = self.doc.add_edge(self.src, self.dst, port)
+        self.edge = self.doc.add_edge(self.src, self.dst, port, src_port=self.src_port)
 
     def undo(self):
         self.doc.remove_edge(self.edge)
@@ -351,7 +353,7 @@ class RemoveEdgeCommand(_Command):
 
     def undo(self):
         self.doc.add_edge(self.edge.src, self.edge.dst, self.edge.port, index=self.index,
-                          check=False)
+                          check=False, src_port=self.edge.src_port)
 
 
 # ---- compound edits ---------------------------------------------------------------------------
@@ -414,13 +416,15 @@ class _SpliceMixin:
             doc.remove_edge(self.edge)
             self.new_id = doc.add_node(self.type_name, self.position, self.params,
                                        node_id=self.new_id)
-            doc.add_edge(self.edge.src, self.new_id, 0)
+            # the new layer reads the output the edge left from and feeds the same input
+            doc.add_edge(self.edge.src, self.new_id, 0, src_port=self.edge.src_port)
             doc.add_edge(self.new_id, self.edge.dst, self.edge.port)
 
     def _unsplice(self, doc: Document):
         with doc.batch():
             doc.remove_node(self.new_id)
-            doc.add_edge(self.edge.src, self.edge.dst, self.edge.port, index=self.index)
+            doc.add_edge(self.edge.src, self.edge.dst, self.edge.port, index=self.index,
+                         src_port=self.edge.src_port)
             for nid, (old, _) in self.room.items():
                 doc.move_node(nid, old)
 
@@ -498,7 +502,7 @@ class ApplyFixCommand(_SpliceMixin, _Command):
             self.doc.replace_params(self.node_id, self.old_params)
         elif self.action == "remove_edge":
             for e in self.removed:
-                self.doc.add_edge(e.src, e.dst, e.port, check=False)
+                self.doc.add_edge(e.src, e.dst, e.port, check=False, src_port=e.src_port)
         else:
             self._unsplice(self.doc)
 
@@ -540,7 +544,7 @@ class PasteCommand(_Command):
                 mapping[node.id] = self.doc.add_node(node.type_name, pos, node.params, name,
                                                      node_id=nid, trainable=node.trainable)
             for e in self.fragment.edges:
-                self.doc.add_edge(mapping[e.src], mapping[e.dst], e.port)
+                self.doc.add_edge(mapping[e.src], mapping[e.dst], e.port, src_port=e.src_port)
         if first:
             self.node_ids = [mapping[i] for i in self.fragment.nodes]
             self.names = [g.nodes[i].name for i in self.node_ids]
@@ -558,7 +562,8 @@ def make_fragment(graph: Graph, node_ids) -> str:
     """JSON text of the given nodes and the edges among them (what copy puts on the clipboard)."""
     ids = [i for i in graph.nodes if i in set(node_ids)]
     idset = set(ids)
-    data = {"format": FRAGMENT_FORMAT, "version": 1,
+    # fragment version 2: edges in the graph's version 2 form ("id:k" for output k)
+    data = {"format": FRAGMENT_FORMAT, "version": FORMAT_VERSION,
             "nodes": [graph.nodes[i].to_json() for i in ids],
             "edges": [e.to_json() for e in graph.edges if e.src in idset and e.dst in idset]}
     return json.dumps(data, indent=1)
@@ -580,14 +585,16 @@ def parse_fragment(data: str | bytes | dict) -> Graph:
     if not isinstance(data, dict) or data.get("format") not in (FRAGMENT_FORMAT,
                                                                  "cnn-designer-graph"):
         raise GraphError("the clipboard does not hold CNN Designer layers")
-    graph = Graph.from_json({"format": "cnn-designer-graph", "version": 1,
+    # fragment versions follow the graph's (1: no output ports); from_json migrates old ones
+    version = data.get("version", 1)
+    graph = Graph.from_json({"format": "cnn-designer-graph", "version": version,
                              "nodes": data.get("nodes"), "edges": data.get("edges", [])})
     for node in graph.nodes.values():
         node.params = _normalized(node.type_name, node.params, node.name)
     # re-add the edges through the graph's own checks: no cycles, no overfull inputs
     edges, graph.edges = graph.edges, []
     for e in edges:
-        graph.add_edge(e.src, e.dst, e.port)
+        graph.add_edge(e.src, e.dst, e.port, e.src_port)
     return graph
 
 

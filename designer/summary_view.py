@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.layers import fmt_shape
 from engine.summary import Summary, format_summary, human_bytes, human_count, summarize
 
 from .theme import is_dark, layer_icon, severity_color, severity_icon, theme_state
@@ -96,7 +95,7 @@ class SummaryModel(QAbstractTableModel):
             if col == 1:
                 return "" if self.compact else r.type
             if col == 2:
-                return fmt_shape(r.output_shape) if r.output_shape else "?"
+                return r.shape_text if r.output_shape else "?"
             if col == 3:
                 return f"{r.params:,}" if r.output_shape else "—"
             if col == 4:

@@ -2,14 +2,17 @@
 
 Every widget that colours a layer (canvas nodes, palette, inspector, summary) asks
 `family_color(category, dark)`, so a family has one colour everywhere, tuned per theme so it
-stays readable on a light and on a dark background. `layer_icon(type_name)` draws a small glyph
-per layer type (QPainter, no image files) on a rounded tile of its family colour; icons are cached.
+stays readable on a light and on a dark background. `layer_icon(type_name)` draws the icon a
+layer type declares (`Layer.icon`: a named glyph, or an activation's own curve) with QPainter, no
+image files, on a rounded tile of its family colour; icons are cached. A type whose icon the
+theme does not know gets a neutral glyph (its first letters), never another type's picture.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
@@ -26,7 +29,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QWidget
 
-from engine.layers import REGISTRY
+from engine.layers import REGISTRY, Icon
 
 MODES = ("system", "light", "dark")
 
@@ -277,19 +280,37 @@ def paint_layer_icon(painter: QPainter, rect: QRectF, type_name: str, dark: bool
     painter.setPen(QPen(base.darker(135), 0.8))
     painter.setBrush(QBrush(grad))
     painter.drawRoundedRect(QRectF(0.6, 0.6, 22.8, 22.8), 5, 5)
-    glyph = _GLYPHS.get(type_name) or _FAMILY_GLYPHS.get(category) or _glyph_letter
+    glyph = icon_glyph(type_name)
     fg = QColor("#ffffff")
     pen = QPen(fg, 1.6, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
                Qt.PenJoinStyle.RoundJoin)
     painter.setPen(pen)
     painter.setBrush(Qt.BrushStyle.NoBrush)
-    glyph(painter, fg, type_name)
+    if glyph is None:
+        _glyph_letter(painter, fg, type_name)
+    else:
+        glyph(painter, fg)
     painter.restore()
+
+
+def icon_glyph(type_name: str) -> Callable[[QPainter, QColor], None] | None:
+    """What draws the icon `type_name` declares (`Layer.icon`): a glyph known by name, or the
+    curve of its function; None for an unknown type or glyph (the generic glyph is drawn)."""
+    cls = REGISTRY.get(type_name)
+    if cls is None:
+        return None
+    icon: Icon = cls.icon
+    if icon.curve is not None:
+        return lambda p, fg: _glyph_curve(p, fg, icon)
+    draw = _GLYPHS.get(icon.glyph)
+    if draw is None:
+        return None
+    return lambda p, fg: draw(p, fg, icon.glyph)
 
 
 # Glyphs draw in a 24×24 box, white on the tile. Keep them simple: they must read at 16 px.
 
-def _glyph_input(p: QPainter, fg: QColor, _t: str) -> None:
+def _glyph_input(p: QPainter, fg: QColor, _kind: str) -> None:
     p.drawRoundedRect(QRectF(5, 6, 14, 12), 1.5, 1.5)  # a picture: frame, hill, sun
     path = QPainterPath(QPointF(6, 16.5))
     path.lineTo(10, 12)
@@ -301,7 +322,7 @@ def _glyph_input(p: QPainter, fg: QColor, _t: str) -> None:
     p.drawEllipse(QPointF(15.5, 9.6), 1.3, 1.3)
 
 
-def _glyph_conv(p: QPainter, fg: QColor, _t: str) -> None:
+def _glyph_conv(p: QPainter, fg: QColor, _kind: str) -> None:
     """A 3×3 kernel grid with its centre tap filled."""
     p.setPen(QPen(fg, 1.3))
     x0, y0, c = 5.0, 5.0, 14.0 / 3
@@ -317,22 +338,23 @@ def _down_arrow(p: QPainter, fg: QColor, x: float, y0: float, y1: float) -> None
     p.drawLine(QPointF(x + 2.6, y1 - 2.6), QPointF(x, y1))
 
 
-def _glyph_pool(p: QPainter, fg: QColor, t: str) -> None:
-    """A 2×2 window above a down arrow into one cell; what fills the window tells max / avg."""
+def _glyph_pool(p: QPainter, fg: QColor, kind: str) -> None:
+    """A 2×2 window above a down arrow into one cell; what fills the window tells max / avg
+    (kind "pool-max", "pool-avg"; "pool-global": one window over everything)."""
     p.setPen(QPen(fg, 1.3))
     x0, y0, c = 6.0, 3.5, 6.0
     dim = QColor(fg)
     dim.setAlphaF(0.45)
-    if t == "GlobalAvgPool2d":
+    if kind == "pool-global":
         p.fillRect(QRectF(x0, y0, 2 * c, 2 * c), dim)
         p.drawRect(QRectF(x0, y0, 2 * c, 2 * c))
     else:
         for i in range(2):
             for j in range(2):
                 r = QRectF(x0 + i * c, y0 + j * c, c, c)
-                if t == "MaxPool2d" and (i, j) == (1, 0):
+                if kind == "pool-max" and (i, j) == (1, 0):
                     p.fillRect(r, fg)
-                elif t in ("AvgPool2d", "AdaptiveAvgPool2d"):
+                elif kind == "pool-avg":
                     p.fillRect(r, dim)
                 p.drawRect(r)
     p.setPen(QPen(fg, 1.6, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
@@ -340,11 +362,13 @@ def _glyph_pool(p: QPainter, fg: QColor, t: str) -> None:
 
 
 def _curve(p: QPainter, f, x0=4.0, x1=20.0, y_lo=19.0, y_hi=5.0, lo=-1.0, hi=1.0, n=40):
-    """Plot f: [-1, 1] -> [lo, hi] into the box."""
+    """Plot f (a NumPy function): [-1, 1] -> [lo, hi] into the box."""
+    us = [-1 + 2 * k / n for k in range(n + 1)]
+    ys = np.asarray(f(np.array(us)), dtype=np.float64).reshape(-1)
+    # a declared curve leaving its y range (or not finite) stays on the tile
+    vs = np.clip(np.nan_to_num((ys - lo) / (hi - lo), nan=0.5), -0.25, 1.25)
     path = QPainterPath()
-    for k in range(n + 1):
-        u = -1 + 2 * k / n
-        v = (f(u) - lo) / (hi - lo)
+    for k, (u, v) in enumerate(zip(us, vs.tolist())):
         pt = QPointF(x0 + (x1 - x0) * (u + 1) / 2, y_lo + (y_hi - y_lo) * v)
         if k == 0:
             path.moveTo(pt)
@@ -353,11 +377,8 @@ def _curve(p: QPainter, f, x0=4.0, x1=20.0, y_lo=19.0, y_hi=5.0, lo=-1.0, hi=1.0
     p.drawPath(path)
 
 
-def _glyph_activation(p: QPainter, fg: QColor, t: str) -> None:
-    """The function's curve over faint axes (softmax: probability bars)."""
-    if t == "Softmax":
-        _glyph_softmax(p, fg)
-        return
+def _glyph_curve(p: QPainter, fg: QColor, icon: Icon) -> None:
+    """The function's curve (declared on the layer) over faint axes."""
     axis = QColor(fg)
     axis.setAlphaF(0.45)
     p.save()
@@ -367,28 +388,18 @@ def _glyph_activation(p: QPainter, fg: QColor, t: str) -> None:
     p.restore()
     p.setPen(QPen(fg, 2.0, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
                   Qt.PenJoinStyle.RoundJoin))
-    if t == "ReLU":
-        _curve(p, lambda u: max(0.0, u), lo=-1, hi=1)
-    elif t == "LeakyReLU":
-        _curve(p, lambda u: u if u > 0 else 0.2 * u, lo=-1, hi=1)
-    elif t == "ReLU6":
-        _curve(p, lambda u: min(max(0.0, u), 0.6), lo=-1, hi=1)
-    elif t == "Sigmoid":
-        _curve(p, lambda u: 1 / (1 + math.exp(-6 * u)), lo=-0.1, hi=1.1)
-    elif t == "Tanh":
-        _curve(p, lambda u: math.tanh(3 * u), lo=-1.2, hi=1.2)
-    else:
-        _curve(p, lambda u: u * u, lo=0, hi=1)
+    lo, hi = icon.y_range
+    _curve(p, icon.curve, lo=lo, hi=hi)
 
 
-def _glyph_softmax(p: QPainter, fg: QColor) -> None:
+def _glyph_softmax(p: QPainter, fg: QColor, _kind: str) -> None:
     """Probability bars (one tall: the winning class)."""
     for i, h in enumerate((4.0, 12.0, 6.0)):
         p.fillRect(QRectF(5.5 + i * 4.8, 19 - h, 3.4, h), fg)
     p.drawLine(QPointF(4.5, 19.8), QPointF(19.5, 19.8))
 
 
-def _glyph_norm(p: QPainter, fg: QColor, t: str) -> None:
+def _glyph_norm(p: QPainter, fg: QColor, kind: str) -> None:
     """Uneven bars evened out: normalisation (LRN: with a bracket over neighbouring channels)."""
     dim = QColor(fg)
     dim.setAlphaF(0.5)
@@ -399,28 +410,29 @@ def _glyph_norm(p: QPainter, fg: QColor, t: str) -> None:
         p.fillRect(QRectF(x, 11, 2.8, 8), fg)
     p.setPen(QPen(fg, 1.3, Qt.PenStyle.DashLine))
     p.drawLine(QPointF(3.5, 11), QPointF(20.5, 11))
-    if t == "LocalResponseNorm":
+    if kind == "lrn":
         p.setPen(QPen(fg, 1.3))
         p.drawLine(QPointF(8.5, 4.5), QPointF(15.5, 4.5))
         p.drawLine(QPointF(8.5, 4.5), QPointF(8.5, 6.5))
         p.drawLine(QPointF(15.5, 4.5), QPointF(15.5, 6.5))
 
 
-def _glyph_linear(p: QPainter, fg: QColor, t: str) -> None:
-    """Two columns of units, every left unit joined to every right unit."""
+def _glyph_linear(p: QPainter, fg: QColor, kind: str) -> None:
+    """Two columns of units, every left unit joined to every right unit ("dropout": a unit and
+    some links dropped)."""
     left = [QPointF(6, 6 + 6 * i) for i in range(3)]
     right = [QPointF(18, 9 + 6 * i) for i in range(2)]
     line = QColor(fg)
     line.setAlphaF(0.75)
     p.setPen(QPen(line, 1.0))
-    dropped = {(0, 1), (2, 0)} if t == "Dropout" else set()
+    dropped = {(0, 1), (2, 0)} if kind == "dropout" else set()
     for i, a in enumerate(left):
         for j, b in enumerate(right):
             if (i, j) not in dropped:
                 p.drawLine(a, b)
     p.setPen(QPen(fg, 1.3))
     for i, pt in enumerate(left + right):
-        if t == "Dropout" and i == 1:
+        if kind == "dropout" and i == 1:
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(pt, 2.2, 2.2)
             continue
@@ -429,7 +441,7 @@ def _glyph_linear(p: QPainter, fg: QColor, t: str) -> None:
     p.setBrush(Qt.BrushStyle.NoBrush)
 
 
-def _glyph_flatten(p: QPainter, fg: QColor, _t: str) -> None:
+def _glyph_flatten(p: QPainter, fg: QColor, _kind: str) -> None:
     """A 2×2 block unrolled into a row of four cells."""
     p.setPen(QPen(fg, 1.2))
     for i in range(2):
@@ -442,14 +454,14 @@ def _glyph_flatten(p: QPainter, fg: QColor, _t: str) -> None:
         p.drawRect(QRectF(3 + i * 4.5, 17.5, 4.5, 3.5))
 
 
-def _glyph_add(p: QPainter, fg: QColor, _t: str) -> None:
+def _glyph_add(p: QPainter, fg: QColor, _kind: str) -> None:
     p.setPen(QPen(fg, 1.6))
     p.drawEllipse(QPointF(12, 12), 7, 7)
     p.drawLine(QPointF(12, 8), QPointF(12, 16))
     p.drawLine(QPointF(8, 12), QPointF(16, 12))
 
 
-def _glyph_concat(p: QPainter, fg: QColor, _t: str) -> None:
+def _glyph_concat(p: QPainter, fg: QColor, _kind: str) -> None:
     """Two channel blocks stacked into one."""
     dim = QColor(fg)
     dim.setAlphaF(0.5)
@@ -461,6 +473,7 @@ def _glyph_concat(p: QPainter, fg: QColor, _t: str) -> None:
 
 
 def _glyph_letter(p: QPainter, fg: QColor, t: str) -> None:
+    """The generic glyph: the type name's first two letters."""
     f = QFont()
     f.setPixelSize(11)
     f.setBold(True)
@@ -468,12 +481,13 @@ def _glyph_letter(p: QPainter, fg: QColor, t: str) -> None:
     p.drawText(QRectF(0, 0, 24, 24), Qt.AlignmentFlag.AlignCenter, (t or "?")[:2])
 
 
-_FAMILY_GLYPHS = {
-    "Input": _glyph_input, "Convolution": _glyph_conv, "Pooling": _glyph_pool,
-    "Activation": _glyph_activation, "Normalization": _glyph_norm, "Core": _glyph_linear,
-    "Merge": _glyph_add,
+# the glyphs a layer's `Icon(glyph=...)` can name; each draws with (painter, fg, glyph name)
+_GLYPHS = {
+    "input": _glyph_input, "conv": _glyph_conv, "pool-max": _glyph_pool, "pool-avg": _glyph_pool,
+    "pool-global": _glyph_pool, "norm": _glyph_norm, "lrn": _glyph_norm, "dense": _glyph_linear,
+    "dropout": _glyph_linear, "flatten": _glyph_flatten, "add": _glyph_add,
+    "concat": _glyph_concat, "softmax": _glyph_softmax,
 }
-_GLYPHS = {"Flatten": _glyph_flatten, "Concat": _glyph_concat, "Add": _glyph_add}
 
 
 def _drawn_icon(key, size: int, draw) -> QIcon:
@@ -536,6 +550,7 @@ __all__ = [
     "edge_label_color",
     "family_color",
     "header_text_color",
+    "icon_glyph",
     "is_dark",
     "layer_icon",
     "layer_pixmap",

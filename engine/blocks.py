@@ -180,6 +180,10 @@ def _category(graph: Graph, nid: str) -> str:
     return REGISTRY[graph.nodes[nid].type_name].category
 
 
+def _merges(graph: Graph, nid: str) -> bool:
+    return REGISTRY[graph.nodes[nid].type_name].merges_branches
+
+
 def _weighted(graph: Graph, nid: str) -> bool:
     return _category(graph, nid) in ("Convolution",) or graph.nodes[nid].type_name == "Linear"
 
@@ -236,8 +240,9 @@ def _regions(graph: Graph, order: list[str]) -> list[_Region]:
             continue
         ok = False
         while True:
-            if cur in taken or len(preds[cur]) != 1 or _category(graph, cur) in (
-                    "Input", "Pooling", "Merge") or (cur != r.entry and len(succs[cur]) != 1):
+            if (cur in taken or len(preds[cur]) != 1 or _merges(graph, cur)
+                    or _category(graph, cur) in ("Input", "Pooling")
+                    or (cur != r.entry and len(succs[cur]) != 1)):
                 ok = bool(lead) and _category(graph, cur) != "Input"
                 break
             lead.append(cur)
@@ -263,9 +268,11 @@ def _reach(start: str, adj: dict[str, list[str]]) -> set[str]:
 
 
 def _kind(graph: Graph, merge: str, entry: str, preds: dict[str, list[str]]) -> str:
-    t = graph.nodes[merge].type_name
-    if t == "Add":
-        return "residual"
+    """The merge layer's declared `block_kind` (Add: "residual"), else "dense" when the fork
+    feeds the merge directly, else "n-branch"."""
+    declared = REGISTRY[graph.nodes[merge].type_name].block_kind
+    if declared:
+        return declared
     if entry in preds[merge]:
         return "dense"
     return f"{len(preds[merge])}-branch"
@@ -274,7 +281,7 @@ def _kind(graph: Graph, merge: str, entry: str, preds: dict[str, list[str]]) -> 
 def _signature(graph: Graph, nodes: list[str]) -> tuple:
     local = {n: i for i, n in enumerate(nodes)}
     return tuple((graph.nodes[n].type_name,
-                  tuple(local.get(s, -1) for s in graph.inputs_of(n))) for n in nodes)
+                  tuple((local.get(s, -1), p) for s, p in graph.input_refs(n))) for n in nodes)
 
 
 def blocks_from_structure(graph: Graph) -> dict[str, list[str]]:
@@ -356,24 +363,26 @@ def block_summary(graph: Graph, validation: Validation, node_ids, name: str | No
     ids = [n for n in validation.order if n in set(wanted)] + [n for n in wanted
                                                                if n not in ranked]
     inside = set(ids)
-    srcs: list[str] = []
+    srcs: list[tuple[str, int]] = []  # (node, output port) read from outside, first use first
     for n in ids:
-        for s in graph.inputs_of(n):
-            if s not in inside and s not in srcs:
-                srcs.append(s)
+        for ref in graph.input_refs(n):
+            if ref[0] not in inside and ref not in srcs:
+                srcs.append(ref)
     leaving = [n for n in ids if n == validation.output_id
                or any(e.src == n and e.dst not in inside for e in graph.edges)]
 
-    def shape(n):
+    def shape(n, port=0):
         res = validation.nodes.get(n)
-        return None if res is None else res.out_shape
+        if res is None or port == 0:
+            return None if res is None else res.out_shape
+        return res.out_shapes[port] if res.out_shapes and port < len(res.out_shapes) else None
 
     results = [validation.nodes[n] for n in ids if n in validation.nodes]
     trainable = sum(r.trainable_params for r in results)
     total = trainable + sum(r.non_trainable_params for r in results)
     if name is None:
         name = _common_prefix([graph.nodes[n].name for n in ids]) or "block"
-    return BlockInfo(name, len(ids), [shape(s) for s in srcs], [shape(n) for n in leaving],
+    return BlockInfo(name, len(ids), [shape(s, p) for s, p in srcs], [shape(n) for n in leaving],
                      total, trainable, sum(r.macs for r in results), ids,
                      _direct_children(inside, blocks) if blocks else 0)
 

@@ -4,28 +4,24 @@
     -> ["H: O = floor((28 − 5 + 2·2) / 1) + 1 = 28", "W: O = floor((28 − 5 + 2·2) / 1) + 1 = 28"]
     param_formula(conv1, [(1, 28, 28)])  -> "((5·5·1) + 1) · 6 = 156"
 
-The final number of every output-size line comes from the engine's own shape arithmetic
-(engine/shapes.py, the layer's pads), so the formula and the validated shape cannot disagree;
-the parameter and MAC formulas are built from the same factors as the layer's weight shapes, and
-tests check their results against `param_count` / `macs` for many settings.
-Pure functions: no Qt, no weights.
+Each layer type declares its own lines (`Layer.formula`, `param_formula`, `macs_formula` in
+engine/layers/); this module asks the hooks, falls back to the generic text, and adds what is
+shared by all (shape flow, receptive field). The final number of every output-size line comes
+from the engine's own shape arithmetic (engine/shapes.py, the layer's pads), so the formula and
+the validated shape cannot disagree; the parameter and MAC formulas are built from the same
+factors as the layer's weight shapes, and tests check their results against `param_count` /
+`macs` for many settings. Pure functions: no Qt, no weights.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .layers import Layer, Shape, fmt_shape
-from .layers.conv import resolve_pads
-from .shapes import conv_out, effective_kernel
+from .layers.base import Layer, Shape, fmt_shape
 
-MINUS, DOT, ARROW = "−", "·", "→"
-
-
-def num(n: int) -> str:
-    """48120 -> '48,120' (negative numbers with a real minus sign)."""
-    return f"{n:,}" if n >= 0 else f"{MINUS}{-n:,}"
+# the text pieces live with the layers so that every layer's formula hooks can use them; they
+# are re-exported here for this module's callers
+from .layers.formula_text import ARROW, DOT, MINUS, Count, axis_formula, num
 
 
 def shape_flow(in_shapes: list[Shape | None], out_shape: Shape | None) -> str:
@@ -34,186 +30,60 @@ def shape_flow(in_shapes: list[Shape | None], out_shape: Shape | None) -> str:
     return f"{left} {ARROW} {fmt_shape(out_shape)}"
 
 
+def _unknown(layer: Layer, in_shapes: list[Shape | None]) -> bool:
+    """True when a layer that reads inputs has none, or one of unknown shape."""
+    return layer.min_inputs > 0 and (not in_shapes or any(s is None for s in in_shapes))
+
+
+# errors a formula hook may raise on a layer whose shapes do not fit (the node has a shape error)
+_HOOK_ERRORS = (AttributeError, TypeError, ValueError, IndexError)
+
+
 # ---- output size -----------------------------------------------------------------------------
 
-def _window_geometry(layer: Layer, h: int, w: int):
-    """(kernel, stride, dilation, pads, ceil_mode) of a conv / window-pooling layer, or None."""
-    t = layer.type_name
-    if t == "Conv2d":
-        k, s, d, ceil = layer.kernel_size, layer.stride, layer.dilation, False
-    elif t in ("MaxPool2d", "AvgPool2d"):
-        k = layer.kernel_size
-        s = layer.stride if layer.stride is not None else list(k)
-        d, ceil = [1, 1], bool(layer.ceil_mode)
-    else:
-        return None
-    return k, s, d, resolve_pads(layer.padding, h, w, k, s, d), ceil
-
-
-def axis_formula(size: int, k: int, s: int, p_begin: int, p_end: int, d: int = 1,
-                 ceil_mode: bool = False) -> str:
-    """One axis of O = floor((W − K_eff + P) / S) + 1 with the numbers, ending in the result.
-
-    The result is the engine's `conv_out`; in ceil mode a last window that would start in the end
-    padding is dropped (ONNX / PyTorch), which the text then says.
-    """
-    parts = []
-    keff = effective_kernel(k, d)
-    if d != 1:
-        parts.append(f"K_eff = {d}{DOT}({k} {MINUS} 1) + 1 = {keff}; ")
-    pad = f"2{DOT}{p_begin}" if p_begin == p_end else f"({p_begin} + {p_end})"
-    fn = "ceil" if ceil_mode else "floor"
-    span = size - keff + p_begin + p_end
-    raw = (-(-span // s) if ceil_mode else span // s) + 1
-    result = conv_out(size, k, s, p_begin, p_end, d, ceil_mode)
-    text = f"O = {fn}(({size} {MINUS} {keff} + {pad}) / {s}) + 1 = "
-    if raw != result:  # ceil mode dropped a window that would start in the padding
-        text += f"{num(raw)} {MINUS} 1 = {num(result)} (the last window would start in the padding)"
-    else:
-        text += num(result)
-    if result < 1:
-        text += " (< 1: the window does not fit)"
-    return "".join(parts) + text
-
-
 def output_size_lines(layer: Layer, in_shapes: list[Shape | None]) -> list[str]:
-    """How the output shape follows from the inputs, one line per rule (per axis for windows).
-
-    Empty when the inputs are unknown. Never raises for a constructed layer.
-    """
-    t = layer.type_name
-    if t == "Input":
-        return [f"C×H×W = {layer.channels}×{layer.height}×{layer.width} (set here)"]
-    if not in_shapes or any(s is None for s in in_shapes):
+    """How the output shape follows from the inputs, one line per rule (per axis for windows):
+    the layer's `formula` hook. Empty when the inputs are unknown. Never raises for a
+    constructed layer."""
+    if _unknown(layer, in_shapes):
         return []
-    first = in_shapes[0]
     try:
-        if len(first) == 3 and t in ("Conv2d", "MaxPool2d", "AvgPool2d"):
-            c, h, w = first
-            k, s, d, pads, ceil = _window_geometry(layer, h, w)
-            lines = [f"H: {axis_formula(h, k[0], s[0], pads[0], pads[2], d[0], ceil)}",
-                     f"W: {axis_formula(w, k[1], s[1], pads[1], pads[3], d[1], ceil)}"]
-            if t == "Conv2d":
-                lines.append(f"C: {layer.out_channels} (one map per filter)")
-            else:
-                lines.append(f"C: {c} (pooling keeps the channels)")
-            return lines
-        if t == "AdaptiveAvgPool2d" and len(first) == 3:
-            c, h, w = first
-            oh, ow = layer.output_size
-            return [f"H×W: fixed output size {oh}×{ow} (input {h}×{w})",
-                    f"C: {c} (pooling keeps the channels)"]
-        if t == "GlobalAvgPool2d" and len(first) == 3:
-            return [f"{fmt_shape(first)} {ARROW} {first[0]}×1×1: one average per channel"]
-        if t == "Flatten":
-            factors = DOT.join(str(v) for v in first)
-            if len(first) == 1:
-                return [f"F = {num(first[0])} (already flat)"]
-            return [f"F = C{DOT}H{DOT}W = {factors} = {num(math.prod(first))}"]
-        if t == "Linear":
-            return [f"F = {num(layer.out_features)} units"]
-        if t == "Concat":
-            chans = " + ".join(str(s[0]) for s in in_shapes)
-            return [f"C = {chans} = {num(sum(s[0] for s in in_shapes))}"]
-        if t == "Add":
-            return [f"same shape as each input: {fmt_shape(first)}"]
-    except (AttributeError, TypeError, ValueError, IndexError):
+        return layer.formula(list(in_shapes))
+    except _HOOK_ERRORS:
         return []
-    if len(in_shapes) == 1:
-        return [f"same shape as the input: {fmt_shape(first)}"]
-    return []
 
 
 # ---- parameters, MACs --------------------------------------------------------------------------
 
-@dataclass
-class Count:
-    """A counted quantity with the formula that gives it. `text` ends in the number(s)."""
-
-    text: str
-    trainable: int = 0
-    non_trainable: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return self.trainable + self.non_trainable
-
-
 def param_formula(layer: Layer, in_shapes: list[Shape | None]) -> Count | None:
     """The parameter count as a formula, e.g. '((5·5·1) + 1) · 6 = 156'; None if inputs unknown.
 
-    Conv2d: ((Kh·Kw·Cin/groups) + 1)·Cout; Linear: (F_in + 1)·F_out (no '+ 1' without bias);
-    BatchNorm2d: 2·C trainable (γ, β) + 2·C running statistics (mean, variance).
+    The layer's `param_formula` hook gives the text (Conv2d, Linear, BatchNorm2d); without one
+    the bare count from `param_count` is shown.
     """
-    t = layer.type_name
-    if t == "Input":
-        return Count("0 (no weights)", 0, 0)
-    if not in_shapes or any(s is None for s in in_shapes):
+    if _unknown(layer, in_shapes):
         return None
     try:
-        if t == "Conv2d":
-            c = in_shapes[0][0]
-            kh, kw = layer.kernel_size
-            g, co = layer.groups, layer.out_channels
-            cin = f"{c}/{g}" if g != 1 else str(c)
-            per_filter = kh * kw * (c // g)
-            inner = f"{kh}{DOT}{kw}{DOT}{cin}"
-            if layer.bias:
-                n = (per_filter + 1) * co
-                text = f"(({inner}) + 1) {DOT} {co} = {num(n)}"
-            else:
-                n = per_filter * co
-                text = f"({inner}) {DOT} {co} = {num(n)}"
-            notes = [f"each of the {num(co)} filters has {kh}×{kw}×{num(c // g)} weights"
-                     + (" + 1 bias" if layer.bias else "")]
-            if g != 1:
-                notes.append(f"{g} groups: each filter sees {c}/{g} = {c // g} input channels")
-            return Count(text, n, 0, notes)
-        if t == "Linear":
-            f_in, f_out = in_shapes[0][0], layer.out_features
-            if layer.bias:
-                n = (f_in + 1) * f_out
-                text = f"({num(f_in)} + 1) {DOT} {num(f_out)} = {num(n)}"
-            else:
-                n = f_in * f_out
-                text = f"{num(f_in)} {DOT} {num(f_out)} = {num(n)}"
-            return Count(text, n, 0, [f"each of the {num(f_out)} units weighs all {num(f_in)} "
-                                      "inputs" + (" + 1 bias" if layer.bias else "")])
-        if t == "BatchNorm2d":
-            c = in_shapes[0][0]
-            text = (f"2{DOT}{c} = {num(2 * c)} trainable (γ, β) + 2{DOT}{c} = {num(2 * c)} "
-                    f"running stats (mean, variance)")
-            return Count(text, 2 * c, 2 * c)
-    except (AttributeError, TypeError, ValueError, IndexError):
+        count = layer.param_formula(list(in_shapes))
+    except _HOOK_ERRORS:
         return None
+    if count is not None:
+        return count
     trainable, frozen = layer.param_count(list(in_shapes))
-    if trainable or frozen:  # a layer type without its own formula text yet
+    if trainable or frozen:  # a layer type without its own formula text
         return Count(f"{num(trainable + frozen)}", trainable, frozen)
     return Count("0 (no weights)", 0, 0)
 
 
 def macs_formula(layer: Layer, in_shapes: list[Shape | None], out_shape: Shape | None
                  ) -> Count | None:
-    """Multiply-accumulates of one forward pass for one sample, as a formula.
-
-    Conv2d: Cout·Ho·Wo outputs × Kh·Kw·Cin/groups each; Linear: F_in·F_out.
-    """
+    """Multiply-accumulates of one forward pass for one sample, as a formula (the layer's
+    `macs_formula` hook, else the bare count from `macs`)."""
     if out_shape is None or not in_shapes or any(s is None for s in in_shapes):
         return None
-    t = layer.type_name
-    if t == "Conv2d":
-        c = in_shapes[0][0]
-        kh, kw = layer.kernel_size
-        co, ho, wo = out_shape
-        cg = c // layer.groups
-        n = co * ho * wo * kh * kw * cg
-        return Count(f"{co}{DOT}{ho}{DOT}{wo} outputs {DOT} {kh}{DOT}{kw}{DOT}{cg} each = "
-                     f"{num(n)}", n)
-    if t == "Linear":
-        f_in, f_out = in_shapes[0][0], layer.out_features
-        n = f_in * f_out
-        return Count(f"{num(f_in)} {DOT} {num(f_out)} = {num(n)}", n)
+    count = layer.macs_formula(list(in_shapes), out_shape)
+    if count is not None:
+        return count
     n = layer.macs(list(in_shapes), out_shape)
     return Count(num(n) if n else "0 (no multiply-accumulates)", n)
 
@@ -284,6 +154,6 @@ def node_formulas(graph, validation, node_id: str) -> NodeFormulas | None:
     )
 
 
-__all__ = ["Count", "NodeFormulas", "axis_formula", "macs_formula", "node_formulas", "num",
-           "output_size_lines", "param_formula", "receptive_field_text", "rf_formula",
-           "shape_flow"]
+__all__ = ["ARROW", "DOT", "MINUS", "Count", "NodeFormulas", "axis_formula", "macs_formula",
+           "node_formulas", "num", "output_size_lines", "param_formula", "receptive_field_text",
+           "rf_formula", "shape_flow"]

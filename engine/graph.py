@@ -2,6 +2,27 @@
 
 The graph stores parameters as given; validation (engine/validate.py) reports bad values, so a
 half-edited or hand-written graph always loads and can be repaired.
+
+Ports. A layer has numbered inputs (Concat's order matters) and numbered outputs (most layers
+have one; a channel split has several, see `Layer.num_outputs`). An `Edge` names both ends:
+it leaves output `src_port` of node `src` and enters input `port` of node `dst`.
+
+JSON form, version 2 (FORMAT_VERSION)::
+
+    {"format": "cnn-designer-graph", "version": 2, "name": "...",
+     "nodes": [{"id": "conv1", "type": "Conv2d", "name": "conv1", "params": {...}, ...}],
+     "edges": [["input", "conv1", 0],
+               ["split1:1", "conv2", 0]]}
+
+An edge is [source, destination, input port]. The source is the node id alone when the edge
+leaves output 0 (every edge of a single-output layer, so most files read exactly as before)
+and "id:k" when it leaves output k, as ONNX and TensorFlow name tensors ("split1:1" is output 1
+of node split1). An id that itself contains ":" is always written with its port ("a:b:0"), so
+reading splits at the last ":" only when digits follow and is never ambiguous. Objects
+{"src", "dst", "port", "src_port"} are read too (hand-written files).
+
+Version 1 (before output ports) wrote [src, dst, port] with src always a plain id; `from_json`
+migrates older versions step by step (`_MIGRATIONS`) and refuses newer ones.
 """
 
 from __future__ import annotations
@@ -17,7 +38,7 @@ from .errors import GraphError
 from .layers import REGISTRY, layer_class
 
 FORMAT = "cnn-designer-graph"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: edges name the source's output port (see the module docstring)
 
 
 @dataclass
@@ -37,14 +58,38 @@ class Node:
 
 @dataclass(frozen=True)
 class Edge:
-    """Data flows from node `src` into input `port` of node `dst` (ports order Concat inputs)."""
+    """Data flows from output `src_port` of node `src` into input `port` of node `dst`.
+
+    `port` orders a layer's inputs (Concat); `src_port` picks one output of a layer with
+    several (a channel split); both are 0 for the common single-input, single-output case.
+    """
 
     src: str
     dst: str
-    port: int = 0
+    port: int = 0  # input port of dst
+    src_port: int = 0  # output port of src
+
+    @property
+    def source(self) -> tuple[str, int]:
+        """(src, src_port): the value this edge carries."""
+        return self.src, self.src_port
 
     def to_json(self) -> list:
-        return [self.src, self.dst, self.port]
+        return [port_ref(self.src, self.src_port), self.dst, self.port]
+
+
+def port_ref(node_id: str, port: int) -> str:
+    """The JSON text of output `port` of `node_id`: the bare id for output 0, else "id:port"
+    (and always "id:port" for an id containing ":", so parse_port_ref reads it back)."""
+    return node_id if port == 0 and ":" not in node_id else f"{node_id}:{port}"
+
+
+def parse_port_ref(ref: str) -> tuple[str, int]:
+    """Inverse of port_ref: "split1:1" -> ("split1", 1); "conv1" -> ("conv1", 0)."""
+    head, sep, tail = ref.rpartition(":")
+    if sep and tail.isdigit() and tail.isascii():
+        return head, int(tail)
+    return ref, 0
 
 
 class Graph:
@@ -94,21 +139,24 @@ class Graph:
         del self.nodes[node_id]
         return removed
 
-    def add_edge(self, src: str, dst: str, port: int | None = None) -> Edge:
-        ok, reason = self.can_connect(src, dst)
+    def add_edge(self, src: str, dst: str, port: int | None = None, src_port: int = 0) -> Edge:
+        """Connect output `src_port` of `src` to input `port` of `dst` (None: the next free
+        input); GraphError says why a connection is refused."""
+        ok, reason = self.can_connect(src, dst, src_port)
         if not ok:
             raise GraphError(reason)
         if port is None:
             port = max((e.port + 1 for e in self.edges if e.dst == dst), default=0)
-        edge = Edge(src, dst, port)
+        edge = Edge(src, dst, port, src_port)
         self.edges.append(edge)
         return edge
 
     def remove_edge(self, edge: Edge) -> None:
         self.edges.remove(edge)
 
-    def can_connect(self, src: str, dst: str) -> tuple[bool, str]:
-        """Whether an edge src -> dst may be added, and if not, why (for the canvas)."""
+    def can_connect(self, src: str, dst: str, src_port: int = 0) -> tuple[bool, str]:
+        """Whether an edge from output `src_port` of src to dst may be added, and if not, why
+        (for the canvas)."""
         if src not in self.nodes or dst not in self.nodes:
             return False, "both ends of a connection must be layers of this graph"
         a, b = self.nodes[src], self.nodes[dst]
@@ -117,8 +165,12 @@ class Graph:
         cls = REGISTRY[b.type_name]
         if cls.max_inputs == 0:
             return False, f"{b.type_name} '{b.name}' takes no input"
-        if any(e.src == src and e.dst == dst for e in self.edges):
-            return False, f"'{a.name}' already feeds '{b.name}'"
+        n_out = self.output_count(src)
+        if n_out is not None and not 0 <= src_port < n_out:
+            return False, port_error(a, src_port, n_out)
+        if any(e.src == src and e.src_port == src_port and e.dst == dst for e in self.edges):
+            return False, (f"'{a.name}' already feeds '{b.name}'" if n_out == 1 else
+                           f"output {src_port} of '{a.name}' already feeds '{b.name}'")
         n_in = sum(1 for e in self.edges if e.dst == dst)
         if cls.max_inputs is not None and n_in >= cls.max_inputs:
             return False, (f"{b.type_name} '{b.name}' takes {cls.max_inputs} input"
@@ -134,6 +186,25 @@ class Graph:
         ins = [e for e in self.edges if e.dst == node_id]
         ins.sort(key=lambda e: e.port)
         return [e.src for e in ins]
+
+    def input_refs(self, node_id: str) -> list[tuple[str, int]]:
+        """(source node id, its output port) feeding `node_id`, in input port order: the values
+        a layer reads (inputs_of gives only the nodes)."""
+        ins = [e for e in self.edges if e.dst == node_id]
+        ins.sort(key=lambda e: e.port)
+        return [(e.src, e.src_port) for e in ins]
+
+    def output_count(self, node_id: str) -> int | None:
+        """How many outputs the node's layer has with its current parameters (None while they
+        are invalid: validation reports that)."""
+        node = self.nodes[node_id]
+        cls = REGISTRY[node.type_name]
+        if not cls.multi_output():  # the common case: no instance needed
+            return 1
+        try:
+            return cls(node.name, **node.params).num_outputs()
+        except (ValueError, TypeError):
+            return None
 
     def successors(self, node_id: str) -> list[str]:
         return [e.dst for e in self.edges if e.src == node_id]
@@ -217,6 +288,8 @@ class Graph:
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise GraphError(f"graph format version {version!r} is newer than this app reads "
                              f"({FORMAT_VERSION}); update CNN Designer")
+        while version < FORMAT_VERSION:  # older files: upgrade one version at a time
+            data, version = _MIGRATIONS[version](data), version + 1
         g = cls(str(data.get("name", "network")))
         nodes, edges = data.get("nodes"), data.get("edges", [])
         if not isinstance(nodes, list) or not isinstance(edges, list):
@@ -247,18 +320,24 @@ class Graph:
             g.add_node(nd["type"], str(nd.get("name") or default_name(nd["type"])), params,
                        pos, node_id=nid, trainable=trainable)
         for k, e in enumerate(edges):
-            if isinstance(e, dict):
+            if isinstance(e, dict):  # {"src", "dst", "port", "src_port"}: ids taken as they are
+                src_port = e.get("src_port", 0)
                 e = [e.get("src"), e.get("dst"), e.get("port", 0)]
-            if not isinstance(e, list) or len(e) not in (2, 3):
+                src = str(e[0])
+            elif isinstance(e, list) and len(e) in (2, 3):
+                src, src_port = parse_port_ref(str(e[0]))  # "split1:1": output 1 of split1
+            else:
                 raise GraphError(f"edge {k + 1} must be [src, dst] or [src, dst, port]")
-            src, dst = str(e[0]), str(e[1])
+            dst = str(e[1])
             port = e[2] if len(e) == 3 else 0
             if src not in g.nodes or dst not in g.nodes:
                 raise GraphError(f"edge {k + 1} ({src} -> {dst}) names a node that does not exist")
-            if not isinstance(port, int) or isinstance(port, bool) or port < 0:
-                raise GraphError(f"edge {k + 1}: port must be a whole number >= 0")
-            # structure (cycles, too many inputs) is left to validation, which reports it
-            g.edges.append(Edge(src, dst, port))
+            for what, p in (("port", port), ("src_port", src_port)):
+                if not isinstance(p, int) or isinstance(p, bool) or p < 0:
+                    raise GraphError(f"edge {k + 1}: {what} must be a whole number >= 0")
+            # structure (cycles, too many inputs, missing output ports) is left to validation,
+            # which reports it
+            g.edges.append(Edge(src, dst, port, src_port))
         return g
 
     @classmethod
@@ -273,13 +352,35 @@ class Graph:
         return Graph.from_json(self.to_json())
 
 
+def port_error(node: Node, src_port: int, n_out: int) -> str:
+    """The message for an edge leaving an output a layer does not have."""
+    return (f"{node.type_name} '{node.name}' has {n_out} output{'s' * (n_out != 1)} "
+            f"(ports 0 to {n_out - 1}); there is no output port {src_port}")
+
+
+def _v1_to_v2(data: dict) -> dict:
+    """Version 1 had no output ports: every source is a plain node id, taken literally (an id
+    such as "a:1" is not a port reference there), so write it as output 0 explicitly."""
+    data = dict(data, version=2)
+    edges = data.get("edges", [])
+    if isinstance(edges, list):
+        out = []
+        for e in edges:
+            if isinstance(e, list) and e and isinstance(e[0], str) and ":" in e[0]:
+                e = [port_ref(e[0], 0)] + e[1:]
+            out.append(e)
+        data["edges"] = out
+    return data
+
+
+# version -> the function turning a file of that version into the next version's form
+_MIGRATIONS = {1: _v1_to_v2}
+
+
 def default_name(type_name: str) -> str:
-    """'Conv2d' -> 'conv1' style base names for new nodes."""
-    short = {"Conv2d": "conv", "MaxPool2d": "pool", "AvgPool2d": "avgpool", "Linear": "fc",
-             "BatchNorm2d": "bn", "LocalResponseNorm": "lrn", "AdaptiveAvgPool2d": "adaptpool",
-             "GlobalAvgPool2d": "gap", "Input": "input", "Dropout": "dropout",
-             "Flatten": "flatten", "Softmax": "softmax", "Concat": "concat", "Add": "add"}
-    return short.get(type_name, type_name.lower()) + "1"
+    """'Conv2d' -> 'conv1' style base names for new nodes (the layer's declared `short_name`)."""
+    cls = REGISTRY.get(type_name)
+    return cls.default_name() if cls is not None else type_name.lower() + "1"
 
 
 def sequential(layers: list[tuple[str, dict] | tuple[str, str, dict]], name: str = "network",

@@ -171,13 +171,21 @@ def generate_model(graph: Graph, class_name: str | None = None,
         if any(m.attr == attrs[nid] for m in code.modules):
             node_modules[nid] = attrs[nid]
 
-    # variables: "x" for a plain chain, the layer's attribute name where a value is read later
+    # variables: "x" for a plain chain, the layer's attribute name where a value is read later;
+    # a layer with several outputs (a split) unpacks its tuple into one variable per port
     var: dict[str, str] = {}
+    port_vars: dict[str, list[str]] = {
+        nid: [names.claim(f"{attrs[nid]}_{k}") for k in range(len(v.nodes[nid].out_shapes))]
+        for nid in fwd_order if len(v.nodes[nid].out_shapes) > 1}
     for i, nid in enumerate(fwd_order):
         nxt = fwd_order[i + 1] if i + 1 < len(fwd_order) else None
         cons = consumers[nid]
         chain = len(cons) == 1 and cons[0] == nxt and ins[nxt].count(nid) == 1
         var[nid] = "x" if (chain or nid == out_id) else attrs[nid]
+
+    def value(src: str, port: int) -> str:
+        """The variable holding output `port` of node `src`."""
+        return port_vars[src][port] if src in port_vars else var[src]
 
     ends_in_softmax = graph.nodes[out_id].type_name == "Softmax"
     body: list[str] = []
@@ -187,7 +195,7 @@ def generate_model(graph: Graph, class_name: str | None = None,
             if var[nid] != "x":
                 body.append(f"{var[nid]} = x")
             continue
-        args = [var[s] for s in ins[nid]]
+        args = [value(s, p) for s, p in graph.input_refs(nid)]
         if code.modules:
             call = args[0]
             for m in code.modules:
@@ -198,8 +206,9 @@ def generate_model(graph: Graph, class_name: str | None = None,
         if nid == out_id and ends_in_softmax:
             body.append("if logits:  # the scores before the softmax, for a loss on logits")
             body.append(f"    return {args[0]}")
-        body.append(f"{var[nid]} = {expr}")
-    body.append(f"return {var[out_id]}")
+        target = ", ".join(port_vars[nid]) if nid in port_vars else var[nid]
+        body.append(f"{target} = {expr}")
+    body.append(f"return {value(out_id, 0)}")
 
     init: list[str] = []
     for nid in _depth_first_order(order, ins):

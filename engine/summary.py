@@ -40,10 +40,19 @@ class LayerRow:
     receptive_field: tuple[int, int] | None
     jump: tuple[int, int] | None  # effective stride relative to the input
     frozen: bool = False  # the node's trainable flag is off: its weights count as non-trainable
+    # every output's shape, by port; more than one only for a layer with several outputs
+    output_shapes: list[Shape] | None = None
 
     @property
     def params(self) -> int:
         return self.trainable_params + self.non_trainable_params
+
+    @property
+    def shape_text(self) -> str:
+        """'C×H×W', or 'C×H×W, C×H×W' for every output of a layer with several."""
+        if self.output_shapes and len(self.output_shapes) > 1:
+            return ", ".join(fmt_shape(o) for o in self.output_shapes)
+        return fmt_shape(self.output_shape)
 
 
 @dataclass
@@ -107,12 +116,16 @@ def summarize(graph: Graph, validation: Validation | None = None) -> Summary:
     rows: list[LayerRow] = []
     sequential = True
     preds: dict[str, list[str]] = {}  # graph.inputs_of for every node in one pass over edges
+    labels: dict[str, list[str]] = {}  # the inputs' names, "split1:1" for output 1 of split1
     for e in sorted(graph.edges, key=lambda e: e.port):
         preds.setdefault(e.dst, []).append(e.src)
+        if e.src in graph.nodes:
+            name = graph.nodes[e.src].name
+            labels.setdefault(e.dst, []).append(f"{name}:{e.src_port}" if e.src_port else name)
     for k, nid in enumerate(ids):
         node, res = graph.nodes[nid], v.nodes[nid]
         srcs = preds.get(nid, [])
-        if srcs != ([ids[k - 1]] if k else []):
+        if srcs != ([ids[k - 1]] if k else []) or (res.out_shapes and len(res.out_shapes) > 1):
             sequential = False
         details = ""
         if res.layer is not None:
@@ -120,16 +133,17 @@ def summarize(graph: Graph, validation: Validation | None = None) -> Summary:
                 details = res.layer.describe(res.in_shapes or None)
             except Exception:  # noqa: BLE001 - a describe() bug must not break the summary
                 details = ""
-        rows.append(LayerRow(nid, node.name, node.type_name, details,
-                             [graph.nodes[s].name for s in srcs if s in graph.nodes],
+        rows.append(LayerRow(nid, node.name, node.type_name, details, labels.get(nid, []),
                              res.out_shape, res.trainable_params, res.non_trainable_params,
-                             res.macs, res.receptive_field, res.jump, not node.trainable))
+                             res.macs, res.receptive_field, res.jump, not node.trainable,
+                             res.out_shapes))
     problems = []
     for m in v.messages:
         layer = graph.nodes[m.node_id].name if m.node_id in graph.nodes else None
         problems.append(Problem(m.severity, layer, m.text, m.fix.label if m.fix else None))
     problems.sort(key=lambda p: p.severity != "error")  # errors first, order kept otherwise
-    acts = sum(math.prod(r.output_shape) for r in rows if r.output_shape is not None)
+    acts = sum(math.prod(o) for r in rows if r.output_shape is not None
+               for o in (r.output_shapes or [r.output_shape]))
     return Summary(graph.name, rows, v.trainable_params, v.non_trainable_params, v.macs, acts,
                    problems, sequential)
 
@@ -175,7 +189,7 @@ def _table(s: Summary) -> tuple[list[str], list[list[str]]]:
     body = []
     for r in s.rows:
         typ = f"{r.type} ({r.details})" if r.details else r.type
-        cells = [r.name, typ, fmt_shape(r.output_shape), f"{r.params:,}", human_count(r.macs),
+        cells = [r.name, typ, r.shape_text, f"{r.params:,}", human_count(r.macs),
                  _pair(r.receptive_field), _pair(r.jump)]
         if s.any_frozen:
             cells.append("frozen" if r.frozen else "")
@@ -261,7 +275,7 @@ def to_csv(s: Summary) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for r in s.rows:
-        w.writerow([r.name, r.type, fmt_shape(r.output_shape) if r.output_shape else "",
+        w.writerow([r.name, r.type, r.shape_text if r.output_shape else "",
                     r.params, r.trainable_params, r.non_trainable_params, r.macs,
                     _pair(r.receptive_field) if r.receptive_field else "",
                     _pair(r.jump) if r.jump else "", ";".join(r.inputs),
@@ -277,6 +291,8 @@ def to_json(s: Summary) -> dict:
         "layers": [{"id": r.id, "name": r.name, "type": r.type, "details": r.details,
                     "inputs": r.inputs,
                     "output_shape": list(r.output_shape) if r.output_shape else None,
+                    **({"output_shapes": [list(o) for o in r.output_shapes]}
+                       if r.output_shapes and len(r.output_shapes) > 1 else {}),
                     "params": r.params, "trainable_params": r.trainable_params,
                     "non_trainable_params": r.non_trainable_params, "macs": r.macs,
                     "receptive_field": list(r.receptive_field) if r.receptive_field else None,

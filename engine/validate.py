@@ -20,7 +20,8 @@ class NodeResult:
     node_id: str
     layer: Layer | None = None
     in_shapes: list[Shape | None] = field(default_factory=list)
-    out_shape: Shape | None = None
+    out_shape: Shape | None = None  # output port 0's shape (most layers have only that one)
+    out_shapes: list[Shape] | None = None  # every output port's shape, in port order
     trainable_params: int = 0
     non_trainable_params: int = 0
     macs: int = 0
@@ -114,30 +115,33 @@ def validate(graph: Graph) -> Validation:
                    f"become ONNX node and PyTorch module names)", node.id, "name")
         seen_names.setdefault(node.name, node.id)
 
-    ins_of: dict[str, list[str]] = {nid: [] for nid in graph.nodes}
+    # each node's inputs as (source id, source output port), in input port order
+    ins_of: dict[str, list[tuple[str, int]]] = {nid: [] for nid in graph.nodes}
     for e in sorted(graph.edges, key=lambda e: e.port):
         if e.dst in ins_of and e.src in graph.nodes:
-            ins_of[e.dst].append(e.src)
+            ins_of[e.dst].append((e.src, e.src_port))
     has_out = {e.src for e in graph.edges}
 
     for nid in order:
         node, res = graph.nodes[nid], results[nid]
-        srcs = ins_of[nid]
-        key = _node_key(node, srcs, results, graph)
+        refs = ins_of[nid]
+        key = _node_key(node, refs, results, graph)
         hit = _CACHE.get(key)
         if hit is not None:
             res.layer, res.in_shapes, res.out_shape, res.trainable_params = hit[:4]
             res.non_trainable_params, res.macs, res.receptive_field, res.jump = hit[4:8]
             for severity, text, param, fix in hit[8]:
                 report(severity, text, nid, param, fix)
+            res.out_shapes = hit[9]
             continue
         start = len(res.messages)
-        _check_node(graph, node, res, srcs, results, report)
+        _check_node(graph, node, res, refs, results, report)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.clear()
         _CACHE[key] = (res.layer, res.in_shapes, res.out_shape, res.trainable_params,
                        res.non_trainable_params, res.macs, res.receptive_field, res.jump,
-                       [(m.severity, m.text, m.param, m.fix) for m in res.messages[start:]])
+                       [(m.severity, m.text, m.param, m.fix) for m in res.messages[start:]],
+                       res.out_shapes)
 
     # the output: the one node nothing reads from; other dangling nodes are flagged
     sinks = [nid for nid in order if nid not in has_out and graph.nodes[nid].type_name != "Input"]
@@ -147,6 +151,18 @@ def validate(graph: Graph) -> Validation:
             n = graph.nodes[nid]
             report(WARNING, f"the output of {n.type_name} '{n.name}' is not used; the network's "
                    f"output is '{graph.nodes[output_id].name}'", nid)
+    used_ports: dict[str, set[int]] = {}
+    for e in graph.edges:
+        used_ports.setdefault(e.src, set()).add(e.src_port)
+    for nid in order:  # a layer with several outputs: say which ones nothing reads
+        shapes = results[nid].out_shapes
+        if shapes and len(shapes) > 1 and nid != output_id and nid in used_ports:
+            unused = [str(k) for k in range(len(shapes)) if k not in used_ports[nid]]
+            if unused:
+                n = graph.nodes[nid]
+                report(WARNING, f"output{'s' * (len(unused) > 1)} {', '.join(unused)} of "
+                       f"{n.type_name} '{n.name}' {'are' if len(unused) > 1 else 'is'} not "
+                       f"used", nid)
     for n in inputs:
         if n.id not in has_out and len(graph.nodes) > 1:
             report(WARNING, f"Input '{n.name}' feeds no layer", n.id)
@@ -165,16 +181,27 @@ _CACHE: dict[tuple, tuple] = {}
 _CACHE_SIZE = 50_000
 
 
-def _node_key(node, srcs: list[str], results: dict[str, NodeResult], graph: Graph) -> tuple:
-    ins = tuple((s, graph.nodes[s].name, graph.nodes[s].type_name, results[s].out_shape,
-                 results[s].receptive_field, results[s].jump) for s in srcs)
+def _port_shape(res: NodeResult, port: int) -> Shape | None:
+    """The shape of output `port` of a checked node (None if unknown or no such port)."""
+    if port == 0:
+        return res.out_shape
+    shapes = res.out_shapes
+    return shapes[port] if shapes is not None and port < len(shapes) else None
+
+
+def _node_key(node, refs: list[tuple[str, int]], results: dict[str, NodeResult],
+              graph: Graph) -> tuple:
+    ins = tuple((s, p, graph.nodes[s].name, graph.nodes[s].type_name,
+                 _port_shape(results[s], p), results[s].receptive_field, results[s].jump)
+                for s, p in refs)
     return (node.type_name, node.name, node.trainable, repr(node.params), ins)
 
 
-def _check_node(graph: Graph, node, res: NodeResult, srcs: list[str],
+def _check_node(graph: Graph, node, res: NodeResult, refs: list[tuple[str, int]],
                 results: dict[str, NodeResult], report) -> None:
     """Shape rule, counts, warnings and receptive field of one node whose inputs are done."""
     nid = node.id
+    srcs = [s for s, _ in refs]
     cls = REGISTRY[node.type_name]
     try:
         layer = cls(node.name, **node.params)
@@ -194,19 +221,28 @@ def _check_node(graph: Graph, node, res: NodeResult, srcs: list[str],
                f"{'s' * (cls.max_inputs != 1)} but has {n_in}; remove "
                f"{n_in - cls.max_inputs} connection{'s' * (n_in - cls.max_inputs != 1)}", nid)
         return
-    in_shapes = [results[s].out_shape for s in srcs]
+    for s, p in refs:  # an edge from an output its source does not have
+        shapes = results[s].out_shapes
+        if p and shapes is not None and p >= len(shapes):
+            src, n_out = graph.nodes[s], len(shapes)
+            report(ERROR, f"'{node.name}' reads output {p} of {src.type_name} '{src.name}', "
+                   f"which has {n_out} output{'s' * (n_out != 1)} (ports 0 to {n_out - 1}); "
+                   f"connect it to one of those", nid)
+            return
+    in_shapes = [_port_shape(results[s], p) for s, p in refs]
     res.in_shapes = in_shapes
     if None in in_shapes:
         return  # unknown upstream: the upstream node carries the message
     try:
-        out = layer.output_shape(in_shapes)
+        outs = layer.output_shapes(in_shapes)
     except ShapeError as exc:
         fix = exc.fix
-        if fix is None and node.type_name in ("Add", "Concat"):
+        if fix is None and cls.merges_branches:
             fix = _merge_fix(graph, results, srcs, node.type_name)
         report(ERROR, str(exc), nid, exc.param, fix)
         return
-    res.out_shape = tuple(map(int, out))
+    res.out_shapes = [tuple(map(int, o)) for o in outs]
+    res.out_shape = res.out_shapes[0]
     res.trainable_params, res.non_trainable_params = layer.param_count(in_shapes)
     if not node.trainable:  # frozen: its weights are not trained (Keras counts them so too)
         res.non_trainable_params += res.trainable_params
@@ -302,7 +338,8 @@ def _reset_fix(cls, param: str | None) -> Fix | None:
 
 
 def _merge_fix(graph: Graph, results, srcs: list[str], type_name: str) -> Fix | None:
-    """For a spatial mismatch into Add/Concat: if one branch is a stride-1 convolution or pooling
+    """For a spatial mismatch into a layer that merges branches (`Layer.merges_branches`: Add,
+    Concat): if one branch is a stride-1 convolution or pooling
     that shrank the maps, offer the padding that keeps them the size of the other input."""
     shapes = [results[s].out_shape for s in srcs]
     target = max((s for s in shapes if len(s) == 3), key=lambda s: s[1] * s[2], default=None)

@@ -120,18 +120,27 @@ def fmt_count(n: int) -> str:
 
 
 class PortItem(QGraphicsItem):
-    """A node's input (top) or output (bottom) connector. Dragging from it draws a new edge."""
+    """A node's input (top) or output (bottom) connector. Dragging from it draws a new edge.
 
-    def __init__(self, node: NodeItem, is_input: bool):
+    A layer with several outputs (a channel split) has one output PortItem per output,
+    `index` 0, 1, ... from left to right along the card's bottom edge."""
+
+    def __init__(self, node: NodeItem, is_input: bool, index: int = 0, count: int = 1):
         super().__init__(node)
         self.node = node
         self.is_input = is_input
+        self.index = index  # the output port number (0 for the input and a single output)
         self.highlight: str | None = None  # None, "ok" or "bad" while a connection is dragged
-        self.setPos(0, -NODE_H / 2 if is_input else NODE_H / 2)
+        self.setPos(port_x(index, count), -NODE_H / 2 if is_input else NODE_H / 2)
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.CrossCursor)
-        self.setToolTip("Input: drag from here to a layer's output to connect" if is_input
-                        else "Output: drag from here onto another layer to connect")
+        if is_input:
+            tip = "Input: drag from here to a layer's output to connect"
+        elif count > 1:
+            tip = f"Output {index}: drag from here onto another layer to connect"
+        else:
+            tip = "Output: drag from here onto another layer to connect"
+        self.setToolTip(tip)
         self.setZValue(2)
         self._hover = False
 
@@ -198,16 +207,35 @@ class NodeItem(QGraphicsObject):
         self.type_name = node.type_name
         cls = REGISTRY[node.type_name]
         self.in_port = PortItem(self, True) if cls.max_inputs != 0 else None
-        self.out_port = PortItem(self, False)
+        self.out_ports: list[PortItem] = []
+        self._make_out_ports(doc.graph.output_count(node_id) or 1)
         self.signature = None
         self.setPos(*node.position)
         self.refresh()
 
     # ---- content ----------------------------------------------------------------------------
 
+    @property
+    def out_port(self) -> PortItem:
+        """The first (for most layers the only) output port."""
+        return self.out_ports[0]
+
+    def _make_out_ports(self, count: int) -> None:
+        """One output PortItem per output of the layer (its parameters may change the count)."""
+        for p in self.out_ports:
+            p.setParentItem(None)
+            if p.scene() is not None:
+                p.scene().removeItem(p)
+        self.out_ports = [PortItem(self, False, k, count) for k in range(count)]
+
     def refresh(self) -> bool:
         """Re-read node and validation result; repaint only if what is shown changed."""
         node = self.doc.graph.nodes[self.node_id]
+        count = self.doc.graph.output_count(self.node_id)
+        if count is not None and count != len(self.out_ports):
+            self._make_out_ports(count)
+            for e in self.edges:
+                e.update_path()
         res = self.doc.validation.nodes.get(self.node_id)
         cls = REGISTRY[node.type_name]
         # what the card shows depends on these; parameter edits reset `signature` (scene)
@@ -276,7 +304,7 @@ class NodeItem(QGraphicsObject):
     def restyle(self) -> None:
         self.signature = None
         self.refresh()
-        for p in (self.in_port, self.out_port):
+        for p in (self.in_port, *self.out_ports):
             if p is not None:
                 p.update()
 
@@ -299,8 +327,9 @@ class NodeItem(QGraphicsObject):
     def in_anchor(self) -> QPointF:
         return self.scenePos() + QPointF(0, -NODE_H / 2)
 
-    def out_anchor(self) -> QPointF:
-        return self.scenePos() + QPointF(0, NODE_H / 2)
+    def out_anchor(self, port: int = 0) -> QPointF:
+        """Where edges leaving output `port` start."""
+        return self.scenePos() + QPointF(port_x(port, len(self.out_ports)), NODE_H / 2)
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
         look = self.look
@@ -483,7 +512,9 @@ class EdgeItem(QGraphicsItem):
     def refresh(self) -> None:
         """Re-read the shape label; the curve itself only moves with the cards."""
         res = self.doc.validation.nodes.get(self.edge.src)
-        label = fmt_shape(res.out_shape) if res is not None and res.out_shape else ""
+        shapes = res.out_shapes if res is not None else None
+        k = self.edge.src_port  # the shape of the output this edge leaves from
+        label = fmt_shape(shapes[k]) if shapes and k < len(shapes) else ""
         if label != self.label:
             self.label = label
             self._label_w = self.look.m_edge.horizontalAdvance(label) + 8
@@ -509,14 +540,15 @@ class EdgeItem(QGraphicsItem):
 
     def update_path(self) -> None:
         self.prepareGeometryChange()
-        p1 = self.a.out_anchor()
+        # a collapsed block has one output anchor; a card one per output port
+        p1 = self.a.out_anchor(self.edge.src_port) if self.a is self.src else self.a.out_anchor()
         p2 = self.b.in_anchor() + QPointF(self._end_offset(), 0)
         self.path = edge_path(p1, p2, self._lane(p1, p2))
         self.label_pos = self.path.pointAtPercent(0.5)
         self.label_side = 1
         # fan-out: the edges leaving one output carry the same shape; one label by the port
         outs = [e for e in self.a.edges if e.a is self.a and e.isVisible()
-                and (e.a is not self.src or e.edge.src == self.edge.src)]
+                and (e.a is not self.src or e.edge.source == self.edge.source)]
         self.show_label = len(outs) < 2 or outs[0] is self
         # the labelled curve of a fan-out is drawn over its siblings: its label stays whole
         self.setZValue(0.01 if len(outs) > 1 and self.show_label else 0.0)
@@ -649,6 +681,12 @@ class EdgeItem(QGraphicsItem):
 
     def hoverLeaveEvent(self, event):
         self.set_emphasis(False)
+
+
+def port_x(index: int, count: int) -> float:
+    """x of output port `index` of `count` on a card, relative to its centre: one port in the
+    middle, several spread evenly along the bottom edge."""
+    return (index + 1) * NODE_W / (count + 1) - NODE_W / 2
 
 
 def edge_path(p1: QPointF, p2: QPointF, lane: float | None = None) -> QPainterPath:

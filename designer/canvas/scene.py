@@ -522,29 +522,40 @@ class CanvasScene(QGraphicsScene):
         c["rubber"].setPath(edge_path(pos, anchor) if port.is_input else edge_path(anchor, pos))
         target = self.node_at(pos)
         old = c["target"]
-        if old is not None and old is not target:
-            self._highlight(old, port, None)
+        # dragging from an input, the pointer may move to another output of the same card
+        if old is not None and (old is not target or port.is_input):
+            self._highlight(old, port, None, c.get("src_port", 0))
         c["target"] = target
         if target is None:
             self.status_message.emit("")
             return
-        src, dst = self._ends(port, target)
-        ok, reason = self.doc.graph.can_connect(src, dst)
-        self._highlight(target, port, "ok" if ok else "bad")
+        src, dst, src_port = self._ends(port, target, pos)
+        c["src_port"] = src_port
+        ok, reason = self.doc.graph.can_connect(src, dst, src_port)
+        self._highlight(target, port, "ok" if ok else "bad", src_port)
         g = self.doc.graph
-        self.status_message.emit(f"Connect '{g.nodes[src].name}' → '{g.nodes[dst].name}'" if ok
+        a = g.nodes[src].name + (f":{src_port}" if src_port else "")
+        self.status_message.emit(f"Connect '{a}' → '{g.nodes[dst].name}'" if ok
                                  else f"Cannot connect: {reason}")
 
-    @staticmethod
-    def _ends(port: PortItem, target: NodeItem) -> tuple[str, str]:
-        """(src, dst) of the edge a drag from `port` onto `target` asks for."""
+    def _ends(self, port: PortItem, target: NodeItem, pos: QPointF) -> tuple[str, str, int]:
+        """(src, dst, src_port) of the edge a drag from `port` onto `target` asks for: from
+        the output port dragged, or, dragging from an input, from the target's output port
+        under the pointer (its first output elsewhere on the card)."""
         if port.is_input:
-            return target.node_id, port.node.node_id
-        return port.node.node_id, target.node_id
+            under = self._port_at(pos)
+            k = under.index if under is not None and under.node is target \
+                and not under.is_input else 0
+            return target.node_id, port.node.node_id, k
+        return port.node.node_id, target.node_id, port.index
 
     @staticmethod
-    def _highlight(target: NodeItem, port: PortItem, state: str | None) -> None:
-        tp = target.out_port if port.is_input else target.in_port
+    def _highlight(target: NodeItem, port: PortItem, state: str | None,
+                   src_port: int = 0) -> None:
+        if port.is_input:
+            tp = target.out_ports[src_port] if src_port < len(target.out_ports) else None
+        else:
+            tp = target.in_port
         if tp is not None:
             tp.set_highlight(state)
 
@@ -555,9 +566,10 @@ class CanvasScene(QGraphicsScene):
         target = c["target"]
         if target is None:
             return
-        self._highlight(target, c["port"], None)
-        src, dst = self._ends(c["port"], target)
-        self.doc.push(AddEdgeCommand(self.doc, src, dst))  # a refusal reports its reason
+        self._highlight(target, c["port"], None, c.get("src_port", 0))
+        src, dst, src_port = self._ends(c["port"], target, pos)
+        # a refusal reports its reason
+        self.doc.push(AddEdgeCommand(self.doc, src, dst, src_port))
 
     def cancel_connect(self) -> None:
         if self._connect is not None:

@@ -1,10 +1,15 @@
-"""Activations: ReLU, LeakyReLU, ReLU6, Sigmoid, Tanh, Softmax. Shape-preserving, no weights."""
+"""Activations: ReLU, LeakyReLU, ReLU6, Sigmoid, Tanh, Softmax. Shape-preserving, no weights.
+
+Each declares its icon as its curve (`Icon.plot`), drawn by the theme over x in [-1, 1]; the
+curves are the functions' shapes made legible at 16 px (steeper sigmoid, a visible leak), not
+their exact values.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import FLOAT, Layer, Param, register
+from .base import FLOAT, Icon, Layer, Param, register
 from .torch_code import num
 
 
@@ -32,6 +37,7 @@ class ReLU(_Elementwise):
     type_name = "ReLU"
     label = "ReLU"
     doc = "max(0, x): keeps positive responses, zeroes the rest. The default non-linearity."
+    icon = Icon.plot(lambda x: np.maximum(0.0, x))
     onnx_ops = ("Relu",)
 
     def torch_module(self, in_shapes):
@@ -58,6 +64,7 @@ class LeakyReLU(_Elementwise):
     type_name = "LeakyReLU"
     label = "Leaky ReLU"
     doc = "Like ReLU but lets a small slope through for negative inputs."
+    icon = Icon.plot(lambda x: np.where(x > 0, x, 0.2 * x))  # the leak exaggerated to be seen
     onnx_ops = ("LeakyRelu",)
     params = (Param("negative_slope", FLOAT, 0.01, "Slope for negative inputs.", min=0.0,
                     max=1.0, label="slope"),)
@@ -92,6 +99,7 @@ class ReLU6(_Elementwise):
     type_name = "ReLU6"
     label = "ReLU6"
     doc = "ReLU capped at 6 (MobileNet); exported as ONNX Clip(0, 6)."
+    icon = Icon.plot(lambda x: np.minimum(np.maximum(0.0, x), 0.6))  # the cap inside the tile
     onnx_ops = ("Clip",)
 
     def torch_module(self, in_shapes):
@@ -139,6 +147,7 @@ class Sigmoid(_Elementwise):
     type_name = "Sigmoid"
     label = "Sigmoid"
     doc = "Squashes to (0, 1); the classic activation of early nets like LeNet."
+    icon = Icon.plot(lambda x: 1 / (1 + np.exp(-6 * x)), -0.1, 1.1)
     onnx_ops = ("Sigmoid",)
 
     def torch_module(self, in_shapes):
@@ -165,6 +174,7 @@ class Tanh(_Elementwise):
     type_name = "Tanh"
     label = "Tanh"
     doc = "Squashes to (−1, 1); zero-centred, used in the original LeNet-5."
+    icon = Icon.plot(lambda x: np.tanh(3 * x), -1.2, 1.2)
     onnx_ops = ("Tanh",)
 
     def torch_module(self, in_shapes):
@@ -195,6 +205,7 @@ class Softmax(_Elementwise):
     type_name = "Softmax"
     label = "Softmax"
     doc = "Turns class scores into probabilities that sum to 1; ends a classifier."
+    icon = Icon("softmax")  # probability bars, one tall: a curve of one x says little here
     onnx_ops = ("Softmax",)
 
     def torch_module(self, in_shapes):

@@ -1,13 +1,16 @@
 """The layer registry's building blocks: `Param` declarations, the `Layer` base class, `register`.
 
 A layer type is declared once, as a `Layer` subclass: its parameters, shape rule, counts,
-receptive-field window, weights with their initialisation, forward, backward and ONNX mapping.
-Everything else (validation, summary, inspector, palette, network, ONNX) reads that declaration.
+receptive-field window, weights with their initialisation, forward, backward, ONNX and PyTorch
+mappings, and how it looks and reads (palette family, short name, icon, formula lines, whether it
+merges branches). Everything else (validation, summary, inspector, palette, theme, network, ONNX,
+blocks) reads that declaration; no other module tests a layer's type name.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -15,6 +18,7 @@ import numpy as np
 
 from ..errors import ParamError, ShapeError
 from ..messages import Fix
+from .formula_text import Count
 from .torch_code import TorchCode, TorchModule
 
 Shape = tuple[int, ...]
@@ -166,6 +170,28 @@ def _as_ints(value, n, where, allow=(1, 2)) -> list[int]:
     return vals
 
 
+@dataclass(frozen=True)
+class Icon:
+    """How a layer type's palette icon looks; designer/theme.py draws it (the engine has no Qt).
+
+    Either a glyph the theme knows by name ("input", "conv", "pool-max", "pool-avg",
+    "pool-global", "norm", "lrn", "dense", "dropout", "flatten", "add", "concat", "softmax"), or,
+    for a function of one variable such as an activation, its `curve`: a NumPy function
+    x -> y plotted for x in [-1, 1] with `y_range` (bottom, top) filling the tile. The default,
+    Icon(), is the neutral generic glyph (the type's first letters): never a wrong picture.
+    """
+
+    glyph: str = "generic"
+    curve: Callable[[np.ndarray], np.ndarray] | None = None
+    y_range: tuple[float, float] = (-1.0, 1.0)
+
+    @classmethod
+    def plot(cls, curve: Callable[[np.ndarray], np.ndarray], bottom: float = -1.0,
+             top: float = 1.0) -> Icon:
+        """The icon of a function: its curve over x in [-1, 1], y from bottom to top."""
+        return cls("curve", curve, (bottom, top))
+
+
 REGISTRY: dict[str, type[Layer]] = {}
 CATEGORIES = ("Input", "Convolution", "Pooling", "Activation", "Normalization", "Core", "Merge")
 
@@ -180,6 +206,11 @@ def register(cls: type[Layer]) -> type[Layer]:
     return cls
 
 
+def unregister(type_name: str) -> None:
+    """Remove a layer type from the registry (tests declare throwaway types and clean up)."""
+    REGISTRY.pop(type_name, None)
+
+
 def layer_class(type_name: str) -> type[Layer]:
     try:
         return REGISTRY[type_name]
@@ -192,16 +223,37 @@ class Layer:
     """Base of every layer type. An instance holds normalized parameters and, once built, weights.
 
     Shapes never include the batch axis: (C, H, W) for images, (F,) for feature vectors.
+
+    A subclass declares the class attributes below (only `type_name`, `label` and `category` have
+    no default) and overrides the hooks it needs: `output_shape`, `forward` and `backward`
+    always; `weight_shapes` and `init_weights` when it has weights; `to_onnx` / `from_onnx`
+    when `onnx_ops` names ops; `torch_module` or `to_pytorch`; `formula`, `param_formula` and
+    `macs_formula` when the generic text ("same shape as the input", the bare count) says too
+    little. Then palette, inspector, validation, network, ONNX, PyTorch code and the icon all
+    work with nothing else edited.
     """
 
     type_name: ClassVar[str]
     label: ClassVar[str]  # friendly name for the palette
-    category: ClassVar[str]
+    category: ClassVar[str]  # palette family, one of CATEGORIES (also the icon tile's colour)
     doc: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
+    # base of new nodes' names ("conv" -> conv1, conv2, ...); "" means the type name in lower case
+    short_name: ClassVar[str] = ""
+    icon: ClassVar[Icon] = Icon()  # the palette icon; the default is the neutral generic glyph
+    # True for layers that join branches (Add, Concat): validation then offers the padding that
+    # makes the branches' maps agree, and block detection never walks through one
+    merges_branches: ClassVar[bool] = False
+    # the kind a block closed by this layer is named by ("residual" for Add); None: by its shape
+    # (a merge fed by the block's fork is "dense", otherwise "n-branch")
+    block_kind: ClassVar[str | None] = None
     onnx_ops: ClassVar[tuple[str, ...]] = ()  # ONNX op types this layer exports to / imports from
+    # tried before the other layers importing the same op: the layer claims only nodes it
+    # recognises (AdaptiveAvgPool2d's tagged AveragePool) and returns None for the rest
+    onnx_import_first: ClassVar[bool] = False
+    need_dx: bool = True  # False: backward may skip dx (Network.backward(input_grad=False))
 
     def __init__(self, name: str = "", **values):
         self.name = name or self.type_name
@@ -215,6 +267,7 @@ class Layer:
             self.values[p.name] = p.normalize(values.get(p.name, p.default), where)
         self.weights: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.trainable_flags: dict[str, bool] = {}  # weight name -> trainable; see init_weights
         self.frozen = False
 
     def clone(self) -> Layer:
@@ -243,6 +296,25 @@ class Layer:
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         """Output shape for the given input shapes, or ShapeError naming the parameter at fault."""
         raise NotImplementedError
+
+    # Several outputs (a channel split): a layer type whose instances may have more than one
+    # output overrides `num_outputs` and `output_shapes`; its `forward` then always returns a
+    # list of arrays, one per output port (even when its parameters give it only one), and its
+    # `backward` receives a list of gradients, one per port (zeros for a port nothing reads).
+    # Single-output layers override neither.
+
+    def num_outputs(self) -> int:
+        """How many output ports this layer has with its parameters (edges name one)."""
+        return 1
+
+    @classmethod
+    def multi_output(cls) -> bool:
+        """Whether this type declares outputs of its own (forward returns a list)."""
+        return cls.num_outputs is not Layer.num_outputs
+
+    def output_shapes(self, in_shapes: list[Shape]) -> list[Shape]:
+        """The shape of every output port, in port order; ShapeError as for output_shape."""
+        return [self.output_shape(in_shapes)]
 
     def warnings(self, in_shapes: list[Shape], out_shape: Shape) -> list[tuple[str, str | None,
                                                                                Fix | None]]:
@@ -275,7 +347,43 @@ class Layer:
         """Key parameters in a few words for the canvas, e.g. '5×5, 6 filters, s1, valid'."""
         return ""
 
-    # ---- execution -------------------------------------------------------------------------
+    @classmethod
+    def default_name(cls) -> str:
+        """The name of a first new node of this type: 'conv1', 'relu1'."""
+        return (cls.short_name or cls.type_name.lower()) + "1"
+
+    # ---- the inspector's formulas (engine/formulas.py) ---------------------------------------
+
+    def formula(self, in_shapes: list[Shape]) -> list[str]:
+        """How the output shape follows from the (known) input shapes, one line per rule, with
+        the numbers, e.g. ["H: O = floor((28 − 5 + 2·2) / 1) + 1 = 28", ...]. The default says
+        a one-input layer keeps its input's shape; a layer that changes shapes overrides it."""
+        if len(in_shapes) == 1:
+            return [f"same shape as the input: {fmt_shape(in_shapes[0])}"]
+        return []
+
+    def param_formula(self, in_shapes: list[Shape]) -> Count | None:
+        """The parameter count as a formula, e.g. '((5·5·1) + 1) · 6 = 156'. None (the default):
+        the bare count from `param_count` is shown."""
+        return None
+
+    def macs_formula(self, in_shapes: list[Shape], out_shape: Shape) -> Count | None:
+        """Multiply-accumulates as a formula. None (the default): the bare count from `macs`."""
+        return None
+
+    # ---- ONNX mapping (engine/onnx/) ---------------------------------------------------------
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """Add this layer's nodes and initializers to the model being exported; `ctx` is
+        engine.onnx.export's context, `inputs` / `output` the tensor names."""
+        raise NotImplementedError(f"{self.type_name} has no ONNX export")
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """The layer an ONNX node of one of `onnx_ops` is (`ctx.imported(...)`), None when the
+        node is not this layer's (another class of the same op is then tried), or ValueError
+        naming what is not supported. `ctx` is engine.onnx.importer's context."""
+        raise NotImplementedError(f"{cls.type_name} has no ONNX import")
 
     # ---- PyTorch code (engine/pytorch_export.py) --------------------------------------------
 
@@ -290,6 +398,8 @@ class Layer:
         names (e.g. a padding module)."""
         return TorchCode([TorchModule(attr, self.torch_module(in_shapes))])
 
+    # ---- execution -------------------------------------------------------------------------
+
     def init_weights(self, in_shapes: list[Shape], rng: np.random.Generator) -> None:
         """Allocate `self.weights` (float32); subclasses then fill them by their init rule."""
         shapes = self.weight_shapes(in_shapes)
@@ -300,15 +410,17 @@ class Layer:
         """Names of the weights an optimizer updates (none while the layer is frozen)."""
         if self.frozen:
             return []
-        flags = getattr(self, "trainable_flags", {})
+        flags = self.trainable_flags
         return [k for k in self.weights if flags.get(k, True)]
 
     def forward(self, xs: list[np.ndarray], training: bool = False) -> np.ndarray:
-        """(N, *in_shape) arrays -> (N, *out_shape); caches what backward needs when training."""
+        """(N, *in_shape) arrays -> (N, *out_shape); caches what backward needs when training.
+        With several outputs: a list of arrays, one per output port."""
         raise NotImplementedError
 
     def backward(self, dy: np.ndarray) -> list[np.ndarray]:
-        """Gradient of the loss w.r.t. each input; stores weight gradients in `self.grads`."""
+        """Gradient of the loss w.r.t. each input; stores weight gradients in `self.grads`.
+        With several outputs `dy` is a list, one gradient per output port."""
         raise NotImplementedError
 
     # ---- helpers for subclasses ------------------------------------------------------------

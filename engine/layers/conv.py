@@ -18,7 +18,20 @@ from ..nn.ops import (
     taps_chwn,
 )
 from ..shapes import conv_out, effective_kernel, padding_for_same_size, same_pads, unread_cells
-from .base import BOOL, CHOICE, INT, PADDING, PAIR, Layer, Param, Shape, fmt_shape, register
+from .base import (
+    BOOL,
+    CHOICE,
+    INT,
+    PADDING,
+    PAIR,
+    Icon,
+    Layer,
+    Param,
+    Shape,
+    fmt_shape,
+    register,
+)
+from .formula_text import DOT, Count, num, window_lines
 from .torch_code import TorchCode, TorchModule, call_args, pair
 
 KERNEL = Param("kernel_size", PAIR, [3, 3], "Height × width of each filter.", min=1, max=64,
@@ -109,6 +122,8 @@ class Conv2d(Layer):
     label = "Convolution 2D"
     category = "Convolution"
     doc = "Slides out_channels learned filters over the input; each filter makes one feature map."
+    short_name = "conv"
+    icon = Icon("conv")  # a 3×3 kernel grid
     onnx_ops = ("Conv",)
     params = (
         Param("out_channels", INT, 8, "Number of filters = feature maps produced.", min=1,
@@ -156,6 +171,45 @@ class Conv2d(Layer):
         k, s, d = self.kernel_size, self.stride, self.dilation
         t, l, _, _ = resolve_pads(self.padding, h, w, k, s, d)
         return ((effective_kernel(k[0], d[0]), effective_kernel(k[1], d[1])), tuple(s), (t, l))
+
+    def formula(self, in_shapes):
+        if len(in_shapes[0]) != 3:
+            return super().formula(in_shapes)
+        _, h, w = in_shapes[0]
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        pads = resolve_pads(self.padding, h, w, k, s, d)
+        return [*window_lines(h, w, k, s, d, pads),
+                f"C: {self.out_channels} (one map per filter)"]
+
+    def param_formula(self, in_shapes):
+        """((Kh·Kw·Cin/groups) + 1)·Cout, without the '+ 1' when there is no bias."""
+        c = in_shapes[0][0]
+        kh, kw = self.kernel_size
+        g, co = self.groups, self.out_channels
+        cin = f"{c}/{g}" if g != 1 else str(c)
+        per_filter = kh * kw * (c // g)
+        inner = f"{kh}{DOT}{kw}{DOT}{cin}"
+        if self.bias:
+            n = (per_filter + 1) * co
+            text = f"(({inner}) + 1) {DOT} {co} = {num(n)}"
+        else:
+            n = per_filter * co
+            text = f"({inner}) {DOT} {co} = {num(n)}"
+        notes = [f"each of the {num(co)} filters has {kh}×{kw}×{num(c // g)} weights"
+                 + (" + 1 bias" if self.bias else "")]
+        if g != 1:
+            notes.append(f"{g} groups: each filter sees {c}/{g} = {c // g} input channels")
+        return Count(text, n, 0, notes)
+
+    def macs_formula(self, in_shapes, out_shape):
+        """Cout·Ho·Wo outputs × Kh·Kw·Cin/groups each."""
+        c = in_shapes[0][0]
+        kh, kw = self.kernel_size
+        co, ho, wo = out_shape
+        cg = c // self.groups
+        n = co * ho * wo * kh * kw * cg
+        return Count(f"{co}{DOT}{ho}{DOT}{wo} outputs {DOT} {kh}{DOT}{kw}{DOT}{cg} each = "
+                     f"{num(n)}", n)
 
     def describe(self, in_shapes=None):
         kh, kw = self.kernel_size
@@ -251,7 +305,7 @@ class Conv2d(Layer):
                                                         dtype=wt.dtype)
             if self.bias:
                 self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
-        if not getattr(self, "need_dx", True):  # set by Network.backward(input_grad=False)
+        if not self.need_dx:  # set by Network.backward(input_grad=False)
             return [None]
         wmat = self.weights["weight"].reshape(g, og, kk)
         dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, owner=self)  # col2im(Wᵀ @ dy)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from .base import BOOL, FLOAT, INT, Layer, Param, fmt_shape, register
+from .base import BOOL, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .conv import INIT, init_uniform
+from .formula_text import DOT, Count
+from .formula_text import num as num_text  # torch_code's num writes Python literals
 from .torch_code import TorchCode, call_args, num
 
 
@@ -21,6 +25,8 @@ class Input(Layer):
     doc = "The image the network sees: channels × height × width (1×28×28 for MNIST)."
     min_inputs = 0
     max_inputs = 0
+    short_name = "input"
+    icon = Icon("input")  # a picture: frame, hill, sun
     params = (
         Param("channels", INT, 1, "1 for greyscale, 3 for colour.", min=1, max=4096),
         Param("height", INT, 28, "Image height in pixels.", min=1, max=8192),
@@ -32,6 +38,9 @@ class Input(Layer):
 
     def describe(self, in_shapes=None):
         return f"{self.channels}×{self.height}×{self.width}"
+
+    def formula(self, in_shapes):
+        return [f"C×H×W = {self.channels}×{self.height}×{self.width} (set here)"]
 
     def to_pytorch(self, in_shapes, attr, names):
         return TorchCode()  # the module's forward argument
@@ -63,6 +72,8 @@ class Flatten(Layer):
     label = "Flatten"
     category = "Core"
     doc = "Unrolls C×H×W feature maps into one vector of C·H·W features for Linear layers."
+    short_name = "flatten"
+    icon = Icon("flatten")  # a 2×2 block unrolled into a row
     onnx_ops = ("Flatten", "Reshape")
 
     def output_shape(self, in_shapes):
@@ -74,6 +85,13 @@ class Flatten(Layer):
         if len(shape) != 3:
             return None
         return ((shape[1], shape[2]), (shape[1], shape[2]), (0, 0))
+
+    def formula(self, in_shapes):
+        first = in_shapes[0]
+        if len(first) == 1:
+            return [f"F = {num_text(first[0])} (already flat)"]
+        factors = DOT.join(str(v) for v in first)
+        return [f"F = C{DOT}H{DOT}W = {factors} = {num_text(math.prod(first))}"]
 
     def torch_module(self, in_shapes):
         return "nn.Flatten()"
@@ -140,6 +158,8 @@ class Linear(Layer):
     label = "Fully connected"
     category = "Core"
     doc = "Fully connected layer: each output unit sees every input feature."
+    short_name = "fc"
+    icon = Icon("dense")  # two columns of units, all joined
     onnx_ops = ("Gemm", "MatMul")
     params = (
         Param("out_features", INT, 10, "Number of output units (classes, for the last layer).",
@@ -169,6 +189,28 @@ class Linear(Layer):
     def describe(self, in_shapes=None):
         return f"{self.out_features} unit{'s' * (self.out_features != 1)}"
 
+    def formula(self, in_shapes):
+        return [f"F = {num_text(self.out_features)} units"]
+
+    def param_formula(self, in_shapes):
+        """(F_in + 1)·F_out, without the '+ 1' when there is no bias."""
+        f_in, f_out = in_shapes[0][0], self.out_features
+        if self.bias:
+            n = (f_in + 1) * f_out
+            text = f"({num_text(f_in)} + 1) {DOT} {num_text(f_out)} = {num_text(n)}"
+        else:
+            n = f_in * f_out
+            text = f"{num_text(f_in)} {DOT} {num_text(f_out)} = {num_text(n)}"
+        note = (f"each of the {num_text(f_out)} units weighs all {num_text(f_in)} inputs"
+                + (" + 1 bias" if self.bias else ""))
+        return Count(text, n, 0, [note])
+
+    def macs_formula(self, in_shapes, out_shape):
+        """F_in·F_out."""
+        f_in, f_out = in_shapes[0][0], self.out_features
+        n = f_in * f_out
+        return Count(f"{num_text(f_in)} {DOT} {num_text(f_out)} = {num_text(n)}", n)
+
     def init_weights(self, in_shapes, rng):
         super().init_weights(in_shapes, rng)
         fo, fi = self.weights["weight"].shape
@@ -193,7 +235,7 @@ class Linear(Layer):
             self.grads["weight"] = dy.T @ x
             if self.bias:
                 self.grads["bias"] = dy.sum(axis=0)
-        if not getattr(self, "need_dx", True):  # set by Network.backward(input_grad=False)
+        if not self.need_dx:  # set by Network.backward(input_grad=False)
             return [None]
         if x.flags.f_contiguous and not x.flags.c_contiguous:
             # x was a transposed view (a flattened CHWN conv / pool output): give dx the same
@@ -272,6 +314,8 @@ class Dropout(Layer):
     label = "Dropout"
     category = "Core"
     doc = "While training, zeroes a random fraction p of activations to fight overfitting."
+    short_name = "dropout"
+    icon = Icon("dropout")  # the dense glyph with a unit and some links dropped
     onnx_ops = ("Dropout",)
     params = (Param("p", FLOAT, 0.5, "Fraction of activations dropped while training.",
                     min=0.0, max=0.99),)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Layer, fmt_shape, register
+from .base import Icon, Layer, fmt_shape, register
+from .formula_text import num
 from .torch_code import TorchCode
 
 
@@ -20,6 +21,10 @@ class Add(Layer):
     onnx_ops = ("Add", "Sum")
     min_inputs = 2
     max_inputs = None
+    short_name = "add"
+    icon = Icon("add")  # a circled plus
+    merges_branches = True
+    block_kind = "residual"  # a block closed by an Add is a residual block
 
     def output_shape(self, in_shapes):
         first = in_shapes[0]
@@ -33,6 +38,9 @@ class Add(Layer):
 
     def describe(self, in_shapes=None):
         return f"{len(in_shapes)} inputs" if in_shapes else ""
+
+    def formula(self, in_shapes):
+        return [f"same shape as each input: {fmt_shape(in_shapes[0])}"]
 
     def to_pytorch(self, in_shapes, attr, names):
         return TorchCode(expr=" + ".join(f"{{{i}}}" for i in range(len(in_shapes))))
@@ -76,6 +84,9 @@ class Concat(Layer):
     onnx_ops = ("Concat",)
     min_inputs = 2
     max_inputs = None
+    short_name = "concat"
+    icon = Icon("concat")  # two channel blocks side by side
+    merges_branches = True
 
     def output_shape(self, in_shapes):
         first = in_shapes[0]
@@ -88,6 +99,10 @@ class Concat(Layer):
 
     def describe(self, in_shapes=None):
         return f"{len(in_shapes)} inputs" if in_shapes else ""
+
+    def formula(self, in_shapes):
+        chans = " + ".join(str(s[0]) for s in in_shapes)
+        return [f"C = {chans} = {num(sum(s[0] for s in in_shapes))}"]
 
     def to_pytorch(self, in_shapes, attr, names):
         return TorchCode(expr="torch.cat([" + ", ".join(f"{{{i}}}" for i in range(len(in_shapes)))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
-from .base import FLOAT, INT, Layer, Param, fmt_shape, register
+from .base import FLOAT, INT, Icon, Layer, Param, fmt_shape, register
+from .formula_text import DOT, Count
+from .formula_text import num as num_text  # torch_code's num writes Python literals
 from .torch_code import TorchCode, TorchModule, call_args, num
 
 
@@ -20,6 +22,8 @@ class BatchNorm2d(Layer):
     label = "Batch normalization"
     category = "Normalization"
     doc = "Normalizes each channel over the batch, then learns a scale and shift; trains faster."
+    short_name = "bn"
+    icon = Icon("norm")  # uneven bars evened out
     onnx_ops = ("BatchNormalization",)
     params = (
         Param("eps", FLOAT, 1e-5, "Added to the variance for numerical safety.", min=1e-12,
@@ -41,6 +45,14 @@ class BatchNorm2d(Layer):
 
     def describe(self, in_shapes=None):
         return f"eps={self.eps:g}"
+
+    def param_formula(self, in_shapes):
+        """2·C trainable (γ, β) + 2·C running statistics (mean, variance)."""
+        c = in_shapes[0][0]
+        both = num_text(2 * c)
+        text = (f"2{DOT}{c} = {both} trainable (γ, β) + 2{DOT}{c} = {both} "
+                f"running stats (mean, variance)")
+        return Count(text, 2 * c, 2 * c)
 
     def init_weights(self, in_shapes, rng):
         super().init_weights(in_shapes, rng)
@@ -140,6 +152,8 @@ class LocalResponseNorm(Layer):
     label = "Local response norm"
     category = "Normalization"
     doc = "AlexNet's lateral inhibition: divides each value by the energy of nearby channels."
+    short_name = "lrn"
+    icon = Icon("lrn")  # the norm glyph with a bracket over neighbouring channels
     onnx_ops = ("LRN",)
     params = (
         Param("size", INT, 5, "Number of neighbouring channels in the sum.", min=1, max=255),

@@ -8,15 +8,17 @@ from ..errors import ShapeError
 from ..messages import Fix
 from ..nn.ops import as_chwn, nchw, pad_chwn, tap_slice
 from ..shapes import conv_out
-from .base import BOOL, PADDING, PAIR, Layer, Param, register
+from .base import BOOL, PADDING, PAIR, Icon, Layer, Param, fmt_shape, register
 from .conv import (
     fmt_padding,
     onnx_padding,
     onnx_pair,
     padding_from_onnx,
+    resolve_pads,
     unread_warnings,
     window_output,
 )
+from .formula_text import ARROW, window_lines
 from .torch_code import TorchCode, TorchModule, call_args, pair
 
 POOL_PARAMS = (
@@ -67,6 +69,16 @@ class _Pool2d(Layer):
         _, h, w = in_shapes[0]
         k, s, pads, _, _ = self._geometry(h, w)
         return (tuple(k), tuple(s), (pads[0], pads[1]))
+
+    def formula(self, in_shapes):
+        if len(in_shapes[0]) != 3:
+            return super().formula(in_shapes)
+        c, h, w = in_shapes[0]
+        k = self.kernel_size
+        s = self.stride if self.stride is not None else list(k)
+        pads = resolve_pads(self.padding, h, w, k, s, [1, 1])
+        return [*window_lines(h, w, k, s, [1, 1], pads, bool(self.ceil_mode)),
+                f"C: {c} (pooling keeps the channels)"]
 
     def describe(self, in_shapes=None):
         k, s = self.kernel_size, self.strides
@@ -178,6 +190,8 @@ class MaxPool2d(_Pool2d):
     type_name = "MaxPool2d"
     label = "Max pooling"
     doc = "Keeps the largest value of each window: shrinks the maps, keeps the strongest response."
+    short_name = "pool"
+    icon = Icon("pool-max")  # a 2×2 window with one cell filled
     onnx_ops = ("MaxPool",)
     params = POOL_PARAMS
     pad_value = -np.inf
@@ -245,6 +259,8 @@ class AvgPool2d(_Pool2d):
     type_name = "AvgPool2d"
     label = "Average pooling"
     doc = "Averages each window: shrinks the maps smoothly."
+    short_name = "avgpool"
+    icon = Icon("pool-avg")  # a 2×2 window, every cell half filled
     onnx_ops = ("AveragePool",)
     params = POOL_PARAMS + (
         Param("count_include_pad", BOOL, True, "Count padded cells in the divisor of the mean."),
@@ -322,6 +338,8 @@ class AdaptiveAvgPool2d(Layer):
     label = "Adaptive avg pooling"
     category = "Pooling"
     doc = "Averages into a fixed output size (e.g. 7×7 before VGG's classifier)."
+    short_name = "adaptpool"
+    icon = Icon("pool-avg")
     onnx_ops = ("AveragePool",)
     params = (Param("output_size", PAIR, [1, 1], "Output height × width.", min=1, max=1024,
                     label="output size"),)
@@ -344,6 +362,14 @@ class AdaptiveAvgPool2d(Layer):
 
     def describe(self, in_shapes=None):
         return f"→ {self.output_size[0]}×{self.output_size[1]}"
+
+    def formula(self, in_shapes):
+        if len(in_shapes[0]) != 3:
+            return super().formula(in_shapes)
+        c, h, w = in_shapes[0]
+        oh, ow = self.output_size
+        return [f"H×W: fixed output size {oh}×{ow} (input {h}×{w})",
+                f"C: {c} (pooling keeps the channels)"]
 
     def torch_module(self, in_shapes):
         return f"nn.AdaptiveAvgPool2d({pair(self.output_size)})"
@@ -401,6 +427,8 @@ class GlobalAvgPool2d(Layer):
     label = "Global avg pooling"
     category = "Pooling"
     doc = "Averages each whole feature map to one number (C×1×1), as in ResNet and GoogLeNet."
+    short_name = "gap"
+    icon = Icon("pool-global")  # the whole window filled
     onnx_ops = ("GlobalAveragePool",)
 
     def output_shape(self, in_shapes):
@@ -410,6 +438,11 @@ class GlobalAvgPool2d(Layer):
     def rf_window(self, in_shapes):
         _, h, w = in_shapes[0]
         return ((h, w), (h, w), (0, 0))
+
+    def formula(self, in_shapes):
+        if len(in_shapes[0]) != 3:
+            return super().formula(in_shapes)
+        return [f"{fmt_shape(in_shapes[0])} {ARROW} {in_shapes[0][0]}×1×1: one average per channel"]
 
     def torch_module(self, in_shapes):
         return "nn.AdaptiveAvgPool2d(1)"

@@ -40,6 +40,8 @@ class Network:
         self.validation = validation
         self.order = list(validation.order)
         self.inputs = {nid: graph.inputs_of(nid) for nid in self.order}
+        # what each layer reads: (source id, source output port), in input port order
+        self.refs = {nid: graph.input_refs(nid) for nid in self.order}
         # fresh instances: validation's are shared with its cache and hold no weights
         self.layers: dict[str, Layer] = {nid: validation.nodes[nid].layer.clone()
                                          for nid in self.order}
@@ -48,6 +50,11 @@ class Network:
         self.output_id = validation.output_id
         self.input_shape: Shape = validation.nodes[self.input_id].out_shape
         self.output_shape: Shape = validation.nodes[self.output_id].out_shape
+        # layers of a type with outputs of its own (a channel split): their per-port shapes;
+        # their forward returns a list and their backward takes one
+        self.multi_out: dict[str, list[Shape]] = {
+            nid: validation.nodes[nid].out_shapes for nid in self.order
+            if self.layers[nid].multi_output()}
         consumers: dict[str, int] = {nid: 0 for nid in self.order}
         for nid in self.order:
             for s in self.inputs[nid]:
@@ -75,53 +82,59 @@ class Network:
     def forward(self, x: np.ndarray, training: bool = False, logits: bool = False,
                 keep: bool = False) -> np.ndarray | dict[str, np.ndarray]:
         """(N, *input_shape) -> (N, *output_shape). `logits` stops before a final Softmax (the
-        loss fuses it); `keep` returns every node's output as {node_id: array}."""
+        loss fuses it); `keep` returns every node's output as {node_id: array} (output 0 of a
+        layer with several outputs; the network's output is its output node's port 0)."""
         x = np.asarray(x, np.float32)
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"the network expects input N×{fmt_shape(self.input_shape)}, got "
                              f"{'×'.join(map(str, x.shape))}")
         skip = self.output_id if (logits and self.ends_in_softmax) else None
-        outs: dict[str, np.ndarray] = {}
+        outs: dict[str, list[np.ndarray]] = {}  # node id -> its outputs, by port
         remaining = dict(self._consumers)
         for nid in self.order:
             if nid == skip:
                 break
             layer = self.layers[nid]
             if nid == self.input_id:
-                outs[nid] = x
+                outs[nid] = [x]
                 continue
-            srcs = self.inputs[nid]
+            refs = self.refs[nid]
             # a frozen part with nothing trainable before it runs as in inference: no caches
             train_here = training and not self._frozen_prefix[nid]
-            outs[nid] = layer.forward([outs[s] for s in srcs], train_here)
+            y = layer.forward([outs[s][p] for s, p in refs], train_here)
+            outs[nid] = list(y) if nid in self.multi_out else [y]
             if not keep:  # free what no later layer reads
-                for s in srcs:
+                for s, _ in refs:
                     remaining[s] -= 1
                     if remaining[s] == 0 and s != self.input_id:
                         del outs[s]
         if keep:
-            return outs
+            return {nid: ys[0] for nid, ys in outs.items()}
         if skip:
-            return outs[self.inputs[skip][0]]
-        return outs[self.output_id]
+            s, p = self.refs[skip][0]
+            return outs[s][p]
+        return outs[self.output_id][0]
 
     def backward(self, dy: np.ndarray, from_logits: bool = False,
                  input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate dL/d(output) (or dL/d(logits) with from_logits); returns dL/d(input),
         or None with input_grad=False: layers fed only by the input (or by frozen layers)
         then skip their own input gradient (training needs only the weight gradients)."""
-        grads: dict[str, np.ndarray] = {}
-        start = self.output_id
+        # node id -> gradient w.r.t. each of its output ports (None: no consumer reached yet);
+        # consumers of the same port add up, ports of one node stay apart
+        grads: dict[str, list[np.ndarray | None]] = {}
+        start, start_port = self.output_id, 0
         if from_logits and self.ends_in_softmax:
-            start = self.inputs[self.output_id][0]
-        grads[start] = dy
+            start, start_port = self.refs[self.output_id][0]
+        grads[start] = self._port_slots(start)
+        grads[start][start_port] = dy
         started = False
         for nid in reversed(self.order):
             if nid == start:
                 started = True
             if not started or nid not in grads:
                 continue
-            g = grads.pop(nid)
+            g = self._port_grads(nid, grads.pop(nid))
             if nid == self.input_id:
                 return g
             if self._frozen_prefix.get(nid):
@@ -135,14 +148,29 @@ class Network:
                     dxs = layer.backward(g)
                 finally:
                     layer.need_dx = True
-            for s, dx in zip(self.inputs[nid], dxs):
+            for (s, p), dx in zip(self.refs[nid], dxs):
                 if dx is None:
                     continue
-                if s in grads:
-                    grads[s] = grads[s] + dx
-                else:
-                    grads[s] = dx
-        return grads.get(self.input_id)
+                slots = grads.get(s)
+                if slots is None:
+                    slots = grads[s] = self._port_slots(s)
+                slots[p] = dx if slots[p] is None else slots[p] + dx
+        g = grads.get(self.input_id)
+        return None if g is None else g[0]
+
+    def _port_slots(self, nid: str) -> list[np.ndarray | None]:
+        """One empty gradient slot per output port of `nid`."""
+        return [None] * len(self.multi_out.get(nid, (None,)))
+
+    def _port_grads(self, nid: str, slots: list[np.ndarray | None]):
+        """What `backward` of layer `nid` receives: the array for a single output; for several,
+        the list by port, zeros where no consumer sent a gradient."""
+        shapes = self.multi_out.get(nid)
+        if shapes is None:
+            return slots[0]
+        some = next(d for d in slots if d is not None)
+        return [np.zeros((some.shape[0], *shape), some.dtype) if d is None else d
+                for d, shape in zip(slots, shapes)]
 
     @property
     def _frozen_prefix(self) -> dict[str, bool]:

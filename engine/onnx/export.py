@@ -18,6 +18,8 @@ The layers' own `to_onnx(ctx, inputs, output)` methods (engine/layers/) add the 
 initializers through an `ExportContext`; this module walks the graph in topological order.
 Names: the graph input is "input" (N×C×H×W, N dynamic), the output "output", every node is named
 after its layer and its output tensor too; weights are initializers "<layer>.weight" etc.
+A layer with several outputs names output 0 so and output k "<layer>:k" (as TensorFlow names
+tensors); its `to_onnx` reads them all from `ctx.out_names` (`output` is the first).
 Dropout is wired through (inference is the identity; no redundant node) unless keep_dropout.
 """
 
@@ -67,6 +69,8 @@ class ExportContext:
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     in_shapes: list[Shape] = field(default_factory=list)
     out_shape: Shape | None = None
+    out_names: list[str] = field(default_factory=list)  # every output port's tensor name
+    out_shapes: list[Shape] = field(default_factory=list)  # and shape (layers with several)
     _init_names: set[str] = field(default_factory=set)
 
     def node(self, op: str, inputs: list[str], outputs: list[str], name: str,
@@ -128,7 +132,9 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
         ctx.weights = {k[len(nid) + 1:]: a for k, a in weights.items()
                        if k.startswith(nid + ".")}
         ctx.in_shapes, ctx.out_shape = res.in_shapes, res.out_shape
-        ins = [tensor[s] for s in graph.inputs_of(nid)]
+        ctx.out_shapes = list(res.out_shapes)
+        ctx.out_names = [port_tensor(tensor, nid, k) for k in range(len(ctx.out_shapes))]
+        ins = [port_tensor(tensor, s, p) for s, p in graph.input_refs(nid)]
         try:
             layer.to_onnx(ctx, ins, tensor[nid])
         except (ValueError, KeyError) as exc:
@@ -148,10 +154,12 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
     if all_outputs:
         produced = {o for n in ctx.nodes for o in n.output}
         for nid in order:
-            t = ctx.aliases.get(tensor[nid], tensor[nid])
-            if t in produced and t != OUTPUT_NAME:
-                shape = [BATCH_DIM] + list(v.nodes[nid].out_shape)
-                outputs.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, shape))
+            for k, port_shape in enumerate(v.nodes[nid].out_shapes):
+                name = port_tensor(tensor, nid, k)
+                t = ctx.aliases.get(name, name)
+                if t in produced and t != OUTPUT_NAME:
+                    shape = [BATCH_DIM] + list(port_shape)
+                    outputs.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, shape))
     g = helper.make_graph(ctx.nodes, graph.name or "network", ctx.inputs, outputs,
                           initializer=ctx.initializers)
     opsets = [helper.make_opsetid("", int(opset))]
@@ -201,11 +209,15 @@ def shape_mismatches(model, graph: Graph, v: Validation | None = None) -> list[s
         onode = by_name.get(node.name)
         if onode is None or res.out_shape is None:
             continue
-        got = shapes.get(onode.output[0])
-        want = [BATCH_DIM] + list(res.out_shape)
-        if got != want:
-            out.append(f"{node.type_name} '{node.name}': ONNX infers {got}, validation "
-                       f"{fmt_shape(res.out_shape)}")
+        for k, port_shape in enumerate(res.out_shapes or [res.out_shape]):
+            if k >= len(onode.output):
+                break
+            got = shapes.get(onode.output[k])
+            want = [BATCH_DIM] + list(port_shape)
+            if got != want:
+                port = f" output {k}" if k else ""
+                out.append(f"{node.type_name} '{node.name}'{port}: ONNX infers {got}, "
+                           f"validation {fmt_shape(port_shape)}")
     return out
 
 
@@ -254,6 +266,12 @@ def _tensor_names(graph: Graph, order: list[str], output_id: str) -> dict[str, s
         taken.add(name)
         names[nid] = name
     return names
+
+
+def port_tensor(tensor: dict[str, str], nid: str, port: int) -> str:
+    """The tensor name of output `port` of node `nid`: its layer's tensor for output 0,
+    "<tensor>:<port>" for the others."""
+    return tensor[nid] if port == 0 else f"{tensor[nid]}:{port}"
 
 
 def _rename(ctx: ExportContext, old: str, new: str) -> None:

@@ -300,12 +300,10 @@ def importer_table() -> dict[str, list[type[Layer]]]:
     nodes (`onnx_import_first`) tried first. Built from the registry's `onnx_ops`."""
     table: dict[str, list[type[Layer]]] = defaultdict(list)
     for cls in REGISTRY.values():
-        if not callable(getattr(cls, "from_onnx", None)):
-            continue
-        for op in cls.onnx_ops:
+        for op in cls.onnx_ops:  # a layer naming ops implements from_onnx (Layer's contract)
             table[op].append(cls)
     for classes in table.values():
-        classes.sort(key=lambda c: not getattr(c, "onnx_import_first", False))
+        classes.sort(key=lambda c: not c.onnx_import_first)
     return dict(table)
 
 

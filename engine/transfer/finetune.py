@@ -82,9 +82,10 @@ def frozen_prefix(graph: Graph, validation: Validation | None = None) -> list[st
     return out
 
 
-def _cut_of(graph: Graph, part: set[str], used: set[str]) -> list[str]:
-    """Nodes of `part` whose output a node outside `part` reads (of the nodes in `used`)."""
-    return sorted({e.src for e in graph.edges
+def _cut_of(graph: Graph, part: set[str], used: set[str]) -> list[tuple[str, int]]:
+    """The tensors (node, output port) of `part` that a node outside `part` reads (of the
+    nodes in `used`)."""
+    return sorted({(e.src, e.src_port) for e in graph.edges
                    if e.src in part and e.dst not in part and e.dst in used})
 
 
@@ -103,13 +104,15 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
     used = graph.ancestors(v.output_id) | {v.output_id}
     cut = _cut_of(graph, inside, used)
     note = None
-    if len(cut) != 1:
-        names = ", ".join(f"'{graph.nodes[c].name}'" for c in cut)
+    # the cached features are one tensor, the cut node's output 0 (the prefix model's output)
+    if len(cut) != 1 or cut[0][1] != 0:
+        names = ", ".join(f"'{graph.nodes[c].name}'" + (f" (output {p})" if p else "")
+                          for c, p in cut)
         # the last frozen layer whose output alone separates its ancestors from the rest
         best = None
         for nid in reversed(prefix):
             part = graph.ancestors(nid) | {nid}
-            if _cut_of(graph, part, used) == [nid]:
+            if _cut_of(graph, part, used) == [(nid, 0)]:
                 best = nid
                 break
         if best is None:
@@ -118,8 +121,8 @@ def split_graph(graph: Graph, validation: Validation | None = None) -> Split | N
         note = (f"the frozen layers end in {len(cut)} tensors read by trainable layers "
                 f"({names}); features are cached at '{graph.nodes[best].name}', the frozen "
                 f"layers after it run (frozen) in the engine")
-        cut = [best]
-    (c,) = cut
+        cut = [(best, 0)]
+    ((c, _),) = cut
     if graph.nodes[c].type_name == "Input":
         return None
     needed = graph.ancestors(c) | {c}

@@ -3,12 +3,11 @@
 The loss is L = Σ y · R for a fixed random R, so dL/dy = R. Inputs and weights are float64 and
 the layers follow the input's dtype, so the analytic gradients must match the numeric ones to
 ~1e-6. hypothesis varies stride, padding (valid / same / explicit asymmetric), dilation,
-groups, ceil_mode, count_include_pad, kernel sizes and small shapes.
+groups, ceil_mode, count_include_pad, kernel sizes and small shapes. That every registered
+type has its gradient checked is tests/engine/test_registry.py's job (parametrized over REGISTRY).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,12 +268,6 @@ def test_lrn_backward(size, c, alpha, beta, k, seed):
     layer = make_layer("LocalResponseNorm", {"size": size, "alpha": alpha, "beta": beta, "k": k},
                        [(c, 2, 2)])
     check_layer(layer, [randn((2, c, 2, 2), seed)], seed)
-
-
-def test_every_layer_type_has_a_gradient_test():
-    src = Path(__file__).read_text(encoding="utf-8")
-    missing = [t for t in REGISTRY if f'"{t}"' not in src]
-    assert not missing
 
 
 # ---- a whole network with fan-out ----------------------------------------------------------

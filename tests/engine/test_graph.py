@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import GraphError, ParamError
-from engine.graph import FORMAT, Edge, Graph, sequential
+from engine.graph import FORMAT, FORMAT_VERSION, Edge, Graph, sequential
 
 
 def sample_graph() -> Graph:
@@ -33,7 +33,7 @@ def sample_graph() -> Graph:
 def test_json_round_trip_is_identical():
     g = sample_graph()
     data = g.to_json()
-    assert data["format"] == FORMAT and data["version"] == 1
+    assert data["format"] == FORMAT and data["version"] == FORMAT_VERSION
     text = json.dumps(data)  # plain JSON: no tuples, numpy types or objects
     g2 = Graph.from_json(json.loads(text))
     assert g2.to_json() == data
