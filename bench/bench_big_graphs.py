@@ -57,7 +57,7 @@ def bench_open(w: MainWindow, reps: int) -> dict[str, float]:
     parts: dict[str, list[float]] = {k: [] for k in ("build", "reset", "view", "paint",
                                                      "total", "validate", "layout")}
     for _ in range(reps):
-        w.doc.undo_stack.setClean()
+        w.doc.set_modified(False)
         t0 = time.perf_counter()
         t = make_template(KEY)
         t1 = time.perf_counter()
@@ -86,7 +86,7 @@ def bench_edit(w: MainWindow, reps: int) -> dict[str, float]:
     for label, node, param, values in [
             ("local", "features.denseblock4.denselayer32.conv2", "out_channels", (32, 33)),
             ("global", "features.conv0", "out_channels", (64, 65))]:
-        w.reveal_node(node)
+        w.editor.reveal_node(node)
         QApplication.processEvents()
         times = []
         for i in range(reps):
@@ -126,14 +126,14 @@ def frames(w: MainWindow, steps: int) -> dict[str, float]:
 
 def bench_frames(w: MainWindow, steps: int) -> dict[str, dict[str, float]]:
     out = {}
-    w.doc.undo_stack.setClean()  # no "save changes?" question
-    w.load_template(KEY)
+    w.doc.set_modified(False)  # no "save changes?" question
+    w.file_controller.load_template(KEY)
     w.view.set_zoom(1.0)
-    w.reveal_node("features.denseblock3.denselayer20.conv1")
+    w.editor.reveal_node("features.denseblock3.denselayer20.conv1")
     out["expanded, 100 %"] = frames(w, steps)
     w.view.fit()
     out["expanded, fit"] = frames(w, steps)
-    w.collapse_all()
+    w.editor.collapse_all()
     w.view.fit()
     out["collapsed, fit"] = frames(w, steps)
     w.view.set_zoom(1.0)
@@ -155,7 +155,7 @@ def main() -> None:
     reps = 3 if quick else 7
     with tempfile.TemporaryDirectory() as tmp:
         w = make_window(Path(tmp))
-        w.load_template(KEY)  # warm up (imports, fonts)
+        w.file_controller.load_template(KEY)  # warm up (imports, fonts)
         r = bench_open(w, reps)
         print(f"open DenseNet-201 ({len(w.doc.graph.nodes)} layers, {len(w.doc.graph.edges)} "
               f"connections) in the main window, median of {reps} (ms):")
@@ -180,7 +180,7 @@ def main() -> None:
                       f"(at {v['zoom level']:.0f} %)")
             else:
                 print(f"  {k:<22} {v['ms']:7.1f}")
-        w.doc.undo_stack.setClean()
+        w.doc.set_modified(False)
         w.shutdown()
         w.close()
         w.deleteLater()

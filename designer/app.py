@@ -26,9 +26,9 @@ def run(argv: list[str] | None = None) -> int:
     args = [a for a in argv[1:] if not a.startswith("-")]
     if args:
         path = Path(args[0])
-        QTimer.singleShot(0, lambda: window.open_path(path, ask=False))
+        QTimer.singleShot(0, lambda: window.file_controller.open_path(path, ask=False))
     else:
-        QTimer.singleShot(0, window.check_recovery)
+        QTimer.singleShot(0, window.file_controller.check_recovery)
     code = app.exec()
     window.shutdown()
     window.deleteLater()

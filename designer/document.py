@@ -4,6 +4,11 @@ Data flows one way: commands (designer/commands.py) call the mutators here; each
 the engine Graph, emits a signal naming what changed and re-validates, so `validation` is always
 current. Views (canvas, panels) listen to the signals and never change the graph themselves: they
 push commands through `push`, which refuses edits while training holds the lock.
+
+Everything else the window shows is document state with a setter and a signal too: the file path
+(`set_path`), the network's name (`set_network_name`), the training history (`set_history`), the
+weights (`set_weights`), the title made of them (`title_changed`) and the modified mark
+(`modified_changed`: unsaved graph edits, or weights / history changed since the last save).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from engine.validate import Validation, validate
 
 
 class Document(QObject):
-    """One network being edited: graph, its validation, optional weights, file path, undo stack.
+    """One network being edited: graph, its validation, optional weights and training history,
+    file path, undo stack.
 
     Mutators (`add_node`, `remove_node`, `add_edge`, ...) are for commands only; everything else
     edits through `push(command)`. Inside `batch()` validation runs once, at the end.
@@ -37,8 +43,13 @@ class Document(QObject):
     validated = Signal(object)  # Validation, after every change of the graph
     weights_changed = Signal()
     edit_refused = Signal(str)  # why an edit was not made
-    clean_changed = Signal(bool)
+    clean_changed = Signal(bool)  # the undo stack's clean state (graph edits only)
     locked_changed = Signal(object)  # the lock reason, or None when unlocked
+    path_changed = Signal(object)  # the file path, or None
+    name_changed = Signal(str)  # the network's name
+    history_changed = Signal()  # the training history (set_history, reset)
+    title_changed = Signal(str)  # what the window title shows: file name, else network name
+    modified_changed = Signal(bool)  # True: unsaved changes (graph, weights or history)
 
     def __init__(self, graph: Graph | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -53,6 +64,11 @@ class Document(QObject):
         self.blocks: dict[str, list[str]] | None = None
         self.undo_stack = QUndoStack(self)
         self.undo_stack.cleanChanged.connect(self.clean_changed)
+        self.undo_stack.cleanChanged.connect(self._emit_modified)
+        # weights or history changed since the last save: an undo back to the saved graph does
+        # not bring the saved weights back, so this stays set until save / reset
+        self._content_modified = False
+        self._was_modified = False
         self._batch_depth = 0
         self._dirty_validation = False
         # weights dropped because their shape no longer fits; restored when it fits again (undo)
@@ -65,8 +81,53 @@ class Document(QObject):
         """What the window title shows: the file name, else the graph's name."""
         return self.path.name if self.path is not None else (self.graph.name or "untitled")
 
-    def is_dirty(self) -> bool:
-        return not self.undo_stack.isClean()
+    def is_modified(self) -> bool:
+        """Unsaved changes: graph edits since the clean state, or new weights / history."""
+        return self._content_modified or not self.undo_stack.isClean()
+
+    def set_modified(self, modified: bool) -> None:
+        """False: the document is saved as it is now (the undo stack's clean state moves
+        here). True: it holds changes no file has (a recovered autosave)."""
+        self._content_modified = bool(modified)
+        if not modified:
+            self.undo_stack.setClean()
+        self._emit_modified()
+
+    def set_path(self, path: str | Path | None) -> None:
+        """The file the document is saved in (None: not saved yet, or not ours, as ONNX)."""
+        path = Path(path) if path is not None else None
+        if path == self.path:
+            return
+        title = self.title
+        self.path = path
+        self.path_changed.emit(path)
+        self._emit_title(title)
+
+    def set_network_name(self, name: str) -> None:
+        """The network's name (the title while it has no file)."""
+        if name == self.graph.name:
+            return
+        title = self.title
+        self.graph.name = name
+        self.name_changed.emit(name)
+        self._emit_title(title)
+
+    def set_history(self, history: dict | None) -> None:
+        """The training history saved with the project; a new one is an unsaved change."""
+        self.history = history
+        self._content_modified = True
+        self.history_changed.emit()
+        self._emit_modified()
+
+    def _emit_title(self, before: str) -> None:
+        if self.title != before:
+            self.title_changed.emit(self.title)
+
+    def _emit_modified(self, *_) -> None:
+        modified = self.is_modified()
+        if modified != self._was_modified:
+            self._was_modified = modified
+            self.modified_changed.emit(modified)
 
     def node(self, node_id: str) -> Node:
         return self.graph.nodes[node_id]
@@ -149,13 +210,14 @@ class Document(QObject):
         return node, edges
 
     def add_edge(self, src: str, dst: str, port: int | None = None,
-                 index: int | None = None, check: bool = True) -> Edge:
-        """Connect src -> dst (GraphError with the reason if not allowed). Undo passes
-        check=False: it restores an earlier state exactly, even a cyclic one from a file."""
+                 index: int | None = None, check: bool = True, src_port: int = 0) -> Edge:
+        """Connect output `src_port` of src to input `port` of dst (GraphError with the reason
+        if not allowed). Undo passes check=False: it restores an earlier state exactly, even a
+        cyclic one from a file."""
         if check:
-            edge = self.graph.add_edge(src, dst, port)
+            edge = self.graph.add_edge(src, dst, port, src_port)
         else:
-            edge = Edge(src, dst, 0 if port is None else port)
+            edge = Edge(src, dst, 0 if port is None else port, src_port)
             self.graph.edges.append(edge)
         if index is not None:
             self.graph.edges.pop()
@@ -200,12 +262,14 @@ class Document(QObject):
               history: dict | None = None, blocks: dict[str, list[str]] | None = None) -> None:
         """Replace the whole document (new / open / import); clears undo history. `blocks`:
         block name -> node ids (a template's), kept for the canvas to collapse."""
+        title, old_path, old_name = self.title, self.path, self.graph.name
         self.undo_stack.clear()
         self.graph = graph
         self.blocks = ({k: [i for i in v if i in graph.nodes] for k, v in blocks.items()}
                        if blocks else None)
         self.path = Path(path) if path is not None else None
         self.history = history
+        self._content_modified = False
         self._weight_stash = {}
         self.weights = dict(weights) if weights else None
         self.validation = validate(self.graph)
@@ -213,17 +277,27 @@ class Document(QObject):
         self.graph_reset.emit()
         self.validated.emit(self.validation)
         self.weights_changed.emit()
+        self.history_changed.emit()
         self.undo_stack.setClean()
         self.clean_changed.emit(True)
+        if self.path != old_path:
+            self.path_changed.emit(self.path)
+        if self.graph.name != old_name:
+            self.name_changed.emit(self.graph.name)
+        self._emit_title(title)
+        self._emit_modified()
 
     # ---- weights -----------------------------------------------------------------------------
 
     def set_weights(self, state: dict | None) -> None:
-        """Store trained weights ("node_id.name" -> array), or None to forget them."""
+        """Store trained weights ("node_id.name" -> array), or None to forget them; either is
+        an unsaved change (weights are not on the undo stack)."""
         self._weight_stash = {}
         self.weights = dict(state) if state else None
+        self._content_modified = True
         self._fit_weights(emit=False)
         self.weights_changed.emit()
+        self._emit_modified()
 
     def replace_node_weights(self, node_id: str, arrays: dict[str, np.ndarray]) -> None:
         """Set the weights of one layer to `arrays` ("node_id.name" -> array), dropping its

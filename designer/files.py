@@ -1,5 +1,6 @@
-"""Opening, saving, recent files and autosave for the designer (the file formats themselves
-live in engine/project.py and engine/onnx_import.py)."""
+"""File helpers for the designer, no widgets: open and save a document's parts, recent files,
+autosave paths. The file controller (designer/file_controller.py) drives them from the window;
+the file formats themselves live in engine/project.py and engine/onnx/importer.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from engine.project import load_project, save_architecture, save_project
 from .canvas.layout import layered_layout, needs_layout
 
 ORGANIZATION, APPLICATION = "CNN Designer", "CNN Designer"
+APP_NAME = APPLICATION  # window titles and message boxes
 PROJECT_FILTER = "CNN Designer projects (*.cnnd *.json)"
 ONNX_FILTER = "ONNX models (*.onnx)"
 OPEN_FILTERS = f"All supported (*.cnnd *.json *.onnx);;{PROJECT_FILTER};;{ONNX_FILTER};;" \

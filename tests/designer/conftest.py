@@ -37,5 +37,5 @@ def window(qtbot, tmp_path, monkeypatch):
     w.show()
     qtbot.waitExposed(w)
     yield w
-    w.doc.undo_stack.setClean()
+    w.doc.set_modified(False)
     w.shutdown()

@@ -16,7 +16,7 @@ from engine.zoo.templates import make_template
 
 @pytest.fixture
 def resnet(window):
-    window.load_template("resnet18", 10)
+    window.file_controller.load_template("resnet18", 10)
     return window
 
 
@@ -31,7 +31,7 @@ def test_collapse_expand_round_trip_leaves_the_graph_untouched(resnet):
     members = scene.blocks()["layer2"]
     scene.collapse("layer2")
     assert doc.graph.dumps() == before
-    assert not doc.is_dirty() and doc.undo_stack.count() == 0
+    assert not doc.is_modified() and doc.undo_stack.count() == 0
     assert len(visible_nodes(scene)) == n - len(members)
     assert list(scene.block_items) == ["layer2"]
     assert doc.validation.ok and doc.validation.total_params == validate(doc.graph).total_params
@@ -41,7 +41,7 @@ def test_collapse_expand_round_trip_leaves_the_graph_untouched(resnet):
     # expanded again: every card back at the position stored in the graph
     for nid, item in scene.node_items.items():
         assert (item.x(), item.y()) == doc.graph.nodes[nid].position
-    w.collapse_all()
+    w.editor.collapse_all()
     assert doc.graph.dumps() == before
     assert set(scene.block_items) == {"layer1", "layer2", "layer3", "layer4"}
 
@@ -112,7 +112,7 @@ def test_inner_blocks_drill_down_and_expand_fully(resnet):
 def test_context_menu_collapses_the_innermost_block_and_offers_outer_ones(resnet):
     w, scene = resnet, resnet.scene
     item = scene.node_items["layer2.0.conv1"]
-    menu = w.context_menu_at(item.scenePos())
+    menu = w.editor.context_menu_at(item.scenePos())
     texts = [a.text() for a in menu.actions()]
     collapse = next(a for a in menu.actions() if a.text() == "Collapse block 'layer2.0'")
     outer = next(a for a in menu.actions() if a.text() == "Collapse outer block").menu()
@@ -121,7 +121,7 @@ def test_context_menu_collapses_the_innermost_block_and_offers_outer_ones(resnet
     collapse.trigger()
     assert list(scene.block_items) == ["layer2.0"]
     card = scene.block_items["layer2.0"]
-    menu = w.context_menu_at(card.scenePos())
+    menu = w.editor.context_menu_at(card.scenePos())
     expand = next(a for a in menu.actions() if a.text().startswith("Expand 'layer 2.0"))
     expand.trigger()
     assert not scene.block_items
@@ -168,11 +168,11 @@ def test_edits_while_collapsed_update_the_card(resnet):
 
 
 def test_collapsed_layout_is_a_short_column(window):
-    window.load_template("densenet201")
+    window.file_controller.load_template("densenet201")
     scene, doc = window.scene, window.doc
     tall = scene.content_rect().height()
     before = doc.graph.dumps()
-    window.collapse_all()
+    window.editor.collapse_all()
     assert doc.graph.dumps() == before and doc.validation.ok
     names = [n for n in scene.block_items]
     assert [n for n in names if "denseblock" in n] == [
@@ -194,12 +194,12 @@ def test_graphs_without_blocks_get_them_detected(window):
     assert window.doc.blocks is None
     assert window.scene.blocks() == {k: v for k, v in detect_blocks(t.graph).items()
                                      if len(v) >= 2}
-    window.collapse_all()
+    window.editor.collapse_all()
     assert window.scene.block_items
 
 
 def test_densenet201_loads_in_the_window_and_validates(window):
-    assert window.load_template("densenet201")
+    assert window.file_controller.load_template("densenet201")
     want = make_template("densenet201")
     assert len(window.scene.node_items) == len(want.graph.nodes) > 700
     assert len(window.scene.edge_items) == len(want.graph.edges)
@@ -209,13 +209,13 @@ def test_densenet201_loads_in_the_window_and_validates(window):
 
 def test_auto_layout_while_collapsed_arranges_the_view_not_the_graph(resnet):
     w, scene, doc = resnet, resnet.scene, resnet.doc
-    w.collapse_all()
+    w.editor.collapse_all()
     before = doc.graph.dumps()
     card = scene.block_items["layer3"]
     home = card.pos()
     card.setPos(home.x() + 500, home.y())  # as if dragged away
     scene.override["layer3"] = (card.x(), card.y())
-    w.auto_layout()
+    w.editor.auto_layout()
     assert scene.block_items["layer3"].pos() == home
     assert doc.graph.dumps() == before and doc.undo_stack.count() == 0
 
@@ -226,10 +226,10 @@ def test_select_all_and_delete_with_blocks_collapsed_removes_every_layer(window)
     t = make_template("resnet18", 10)
     window.doc.reset(t.graph)
     window.doc.blocks = t.blocks
-    window.collapse_all()
+    window.editor.collapse_all()
     assert window.scene.block_items
-    window.select_all()
-    window.delete_selection()
+    window.editor.select_all()
+    window.editor.delete_selection()
     assert not window.doc.graph.nodes
     window.doc.undo_stack.undo()
     assert len(window.doc.graph.nodes) == len(t.graph.nodes)

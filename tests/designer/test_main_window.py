@@ -4,6 +4,7 @@ undo/redo through the actions, clipboard, shortcuts, exports, status bar, clean 
 import json
 import zipfile
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtGui import QGuiApplication
@@ -47,7 +48,7 @@ def win(qtbot, tmp_path, errors):
     w.show()
     qtbot.waitExposed(w)
     yield w
-    w.doc.undo_stack.setClean()
+    w.doc.set_modified(False)
     w.close()
 
 
@@ -64,11 +65,11 @@ def test_title_marks_unsaved_changes_and_undo_round_trip(win):
     win.doc.push(SetParamCommand(win.doc, "conv1", "out_channels", 12))
     win.doc.push(AddNodeCommand(win.doc, "Dropout", (400, 0)))
     assert win.isWindowModified()
-    win.act_undo.trigger()
-    win.act_undo.trigger()
+    win.editor.act_undo.trigger()
+    win.editor.act_undo.trigger()
     assert win.doc.graph.dumps() == before
     assert not win.isWindowModified()
-    win.act_redo.trigger()
+    win.editor.act_redo.trigger()
     assert win.doc.graph.nodes["conv1"].params["out_channels"] == 12
 
 
@@ -99,11 +100,11 @@ def test_delete_selected_edge_and_nodes_is_one_undo_step(win):
     win.scene.select_nodes(["relu1", "pool1"])
     edge.setSelected(True)
     n = win.doc.undo_stack.count()
-    win.act_delete.trigger()
+    win.editor.act_delete.trigger()
     assert not any(e.dst == "fc1" for e in win.doc.graph.edges)
     assert "pool1" not in win.doc.graph.nodes
     assert win.doc.undo_stack.count() == n + 1
-    win.act_undo.trigger()
+    win.editor.act_undo.trigger()
     assert win.doc.graph.dumps() == before
 
 
@@ -111,15 +112,15 @@ def test_delete_selected_edge_and_nodes_is_one_undo_step(win):
 def test_save_open_round_trip(win, tmp_path, suffix):
     win.doc.push(SetParamCommand(win.doc, "conv1", "out_channels", 9))
     path = tmp_path / f"net{suffix}"
-    assert win.save_to(path)
+    assert win.file_controller.save_to(path)
     assert not win.isWindowModified()
     assert win.doc.path == path
     saved = win.doc.graph.dumps()
-    win.new_file()
+    win.file_controller.new_file()
     assert len(win.doc.graph.nodes) == 1
-    assert win.open_path(path)
+    assert win.file_controller.open_path(path)
     assert win.doc.graph.dumps() == saved
-    assert win.recent.paths()[0] == path.resolve()
+    assert win.file_controller.recent.paths()[0] == path.resolve()
     assert path.name in win.windowTitle()
 
 
@@ -132,7 +133,7 @@ def test_corrupt_project_refused_graph_untouched(win, tmp_path, errors):
     with zipfile.ZipFile(bad[2], "w") as z:
         z.writestr("graph.json", "{ truncated")
     for p in bad[:4]:
-        assert not win.open_path(p)
+        assert not win.file_controller.open_path(p)
         assert win.doc.graph.dumps() == before
     assert len(errors) == 4 and all(isinstance(t, str) and t for t in errors)
     assert "Nope" in errors[1]
@@ -146,7 +147,8 @@ def test_cycle_in_file_opens_and_is_reported(win, tmp_path):
     g.edges += [Edge(*e) for e in (("x", "a", 0), ("a", "r", 0), ("r", "a", 1))]
     p = tmp_path / "cycle.json"
     p.write_text(g.dumps())
-    assert win.open_path(p)  # opens so it can be repaired; validation names the cycle
+    # opens so it can be repaired; validation names the cycle
+    assert win.file_controller.open_path(p)
     cycle = [m for m in win.doc.validation.errors if "cycle" in m.text]
     assert cycle and cycle[0].node_id in ("a", "r")
     assert win.scene.node_items[cycle[0].node_id].severity == "error"
@@ -154,17 +156,17 @@ def test_cycle_in_file_opens_and_is_reported(win, tmp_path):
 
 def test_copy_paste_between_windows_and_garbage(win, qtbot, tmp_path):
     win.scene.select_nodes(["conv1", "relu1"])
-    win.act_copy.trigger()
+    win.editor.act_copy.trigger()
     data = QGuiApplication.clipboard().mimeData()
     assert data.hasFormat("application/x-cnn-designer-graph") and data.hasText()
     other = MainWindow(Graph("empty"), settings=files.make_settings(tmp_path / "s2.ini"),
                        autosave_dir=tmp_path / "a2")
     qtbot.addWidget(other)
-    other.act_paste.trigger()
+    other.editor.act_paste.trigger()
     assert sorted(n.type_name for n in other.doc.graph.nodes.values()) == ["Conv2d", "ReLU"]
     assert len(other.doc.graph.edges) == 1
     assert len(other.scene.selected_node_ids()) == 2
-    other.doc.undo_stack.setClean()
+    other.doc.set_modified(False)
     other.close()
     # garbage: plain text that is not a fragment
     before = win.doc.graph.dumps()
@@ -172,7 +174,7 @@ def test_copy_paste_between_windows_and_garbage(win, qtbot, tmp_path):
         m = QMimeData()
         m.setText(text)
         QGuiApplication.clipboard().setMimeData(m)
-        win.act_paste.trigger()
+        win.editor.act_paste.trigger()
         assert win.doc.graph.dumps() == before
         assert "cannot paste" in win.statusBar().currentMessage()
 
@@ -180,7 +182,7 @@ def test_copy_paste_between_windows_and_garbage(win, qtbot, tmp_path):
 def test_refusal_shows_in_status_bar(win):
     win.doc.lock("training is running: stop it to edit")
     win.scene.select_nodes(["conv1"])
-    win.act_delete.trigger()
+    win.editor.act_delete.trigger()
     assert "conv1" in win.doc.graph.nodes
     assert "training is running" in win.statusBar().currentMessage()
     win.doc.unlock()
@@ -188,13 +190,13 @@ def test_refusal_shows_in_status_bar(win):
 
 def test_palette_request_adds_below_selection_connected(win):
     win.scene.select_nodes(["softmax"])
-    win.add_layer("Dropout")
+    win.editor.add_layer("Dropout")
     new = win.scene.selected_node_ids()[0]
     assert win.doc.graph.nodes[new].type_name == "Dropout"
     assert win.doc.graph.inputs_of(new) == ["softmax"]
     sy = win.doc.graph.nodes["softmax"].position[1]
     assert win.doc.graph.nodes[new].position[1] > sy
-    win.act_undo.trigger()
+    win.editor.act_undo.trigger()
     assert new not in win.doc.graph.nodes
 
 
@@ -202,20 +204,20 @@ def test_auto_layout_is_undoable(win):
     before = win.doc.graph.dumps()
     for nid in win.doc.graph.nodes:
         win.doc.move_node(nid, (0, 0))
-    win.doc.undo_stack.setClean()
+    win.doc.set_modified(False)
     stacked = win.doc.graph.dumps()
-    win.act_layout.trigger()
+    win.editor.act_layout.trigger()
     ys = sorted(n.position[1] for n in win.doc.graph.nodes.values())
     assert len(set(ys)) == len(ys)
-    win.act_undo.trigger()
+    win.editor.act_undo.trigger()
     assert win.doc.graph.dumps() == stacked
     del before
 
 
 def test_export_png_and_svg(win, tmp_path):
     png, svg = tmp_path / "c.png", tmp_path / "c.svg"
-    assert win.export_canvas("png", str(png))
-    assert win.export_canvas("svg", str(svg))
+    assert win.file_controller.export_canvas("png", str(png))
+    assert win.file_controller.export_canvas("svg", str(svg))
     from PySide6.QtGui import QImage
 
     img = QImage(str(png))
@@ -229,15 +231,16 @@ def test_export_png_and_svg(win, tmp_path):
 
 def test_export_to_unwritable_place_says_so(win, tmp_path, errors):
     for kind in ("png", "svg"):
-        assert not win.export_canvas(kind, str(tmp_path / "no" / "such" / f"x.{kind}"))
+        target = tmp_path / "no" / "such" / f"x.{kind}"
+        assert not win.file_controller.export_canvas(kind, str(target))
     assert len(errors) == 2
 
 
 def test_autosave_and_recovery(win, tmp_path, errors):
     path = tmp_path / "n.cnnd"
-    win.save_to(path)
+    win.file_controller.save_to(path)
     win.doc.push(SetParamCommand(win.doc, "conv1", "out_channels", 7))
-    win.autosave()
+    win.file_controller.autosave()
     auto = files.autosave_path(tmp_path / "autosave", path)
     assert auto.exists()
     edited = win.doc.graph.dumps()
@@ -245,12 +248,12 @@ def test_autosave_and_recovery(win, tmp_path, errors):
     errors.answers["next"] = QMessageBox.StandardButton.Yes
     other = MainWindow(Graph("x"), settings=files.make_settings(tmp_path / "s3.ini"),
                        autosave_dir=tmp_path / "autosave")
-    assert other.open_path(path, ask=False)
+    assert other.file_controller.open_path(path, ask=False)
     assert other.doc.graph.dumps() == edited
     assert other.isWindowModified()
-    other.doc.undo_stack.setClean()
+    other.doc.set_modified(False)
     other.close()
-    win.save_to(path)
+    win.file_controller.save_to(path)
     assert not auto.exists()
 
 
@@ -280,7 +283,8 @@ def test_open_onnx(win, tmp_path):
         pytest.skip("ONNX export not available")
     path = tmp_path / "lenet.onnx"
     export_onnx(load_example("lenet5"), path=path)
-    assert win.open_path(path, ask=False)  # runs in a worker thread behind a progress dialog
+    # runs in a worker thread behind a progress dialog
+    assert win.file_controller.open_path(path, ask=False)
     types = sorted(n.type_name for n in win.doc.graph.nodes.values())
     assert "Conv2d" in types and "Linear" in types
     assert win.doc.path is None  # saving asks for a project name instead of overwriting
@@ -289,12 +293,12 @@ def test_open_onnx(win, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx at all")
     before = win.doc.graph.dumps()
-    assert not win.open_path(bad, ask=False)
+    assert not win.file_controller.open_path(bad, ask=False)
     assert win.doc.graph.dumps() == before
 
 
 def test_example_menu_and_big_template(win):
-    win.open_example("small_resnet")
+    win.file_controller.open_example("small_resnet")
     assert any(n.type_name == "Add" for n in win.doc.graph.nodes.values())
     assert json.loads(win.doc.graph.dumps())["nodes"]
 
@@ -316,8 +320,8 @@ def later():
             w.docks[key].raise_()
             w.materialize(key)
     w.scene.select_nodes(list(w.doc.graph.nodes)[:2])
-    w.copy()  # leaves our data on the clipboard at exit
-    w.doc.undo_stack.setClean()
+    w.editor.copy()  # leaves our data on the clipboard at exit
+    w.doc.set_modified(False)
     w.close()
 
 QTimer.singleShot(300, later)
@@ -356,17 +360,17 @@ def test_context_menus(win):
         return [a.text() for a in menu.actions() if a.text()]
 
     conv = win.scene.node_items["conv1"]
-    menu = win.context_menu_at(conv.pos())
+    menu = win.editor.context_menu_at(conv.pos())
     assert win.scene.selected_node_ids() == ["conv1"]
     freeze = next(a for a in menu.actions() if a.text().startswith("Freeze"))
     freeze.trigger()
     assert not win.doc.graph.nodes["conv1"].trainable
     assert win.scene.node_items["conv1"].frozen
-    win.act_undo.trigger()
+    win.editor.act_undo.trigger()
     assert win.doc.graph.nodes["conv1"].trainable
 
     edge = next(e for e in win.scene.edge_items.values() if e.edge.dst == "conv2")
-    menu = win.context_menu_at(edge.path.pointAtPercent(0.5))
+    menu = win.editor.context_menu_at(edge.path.pointAtPercent(0.5))
     sub = next(a.menu() for a in menu.actions() if a.text() == "Insert layer here")
     assert "Image input" not in labels(sub)  # an Input cannot sit on a connection
     next(a for a in sub.actions() if a.text() == "Batch normalization").trigger()
@@ -374,7 +378,7 @@ def test_context_menus(win):
     assert win.doc.graph.nodes[bn].type_name == "BatchNorm2d"
 
     empty = win.scene.content_rect().topRight() + QPointF(400, 0)
-    menu = win.context_menu_at(empty)
+    menu = win.editor.context_menu_at(empty)
     sub = next(a.menu() for a in menu.actions() if a.text() == "Add layer")
     next(a for a in sub.actions() if a.text() == "Dropout").trigger()
     new = win.scene.selected_node_ids()[0]
@@ -446,7 +450,7 @@ def test_training_and_feature_maps_sit_below_the_canvas_and_layout_is_remembered
     qtbot.waitExposed(other)
     assert other.docks["history"].isFloating()
     assert other.settings.value("window/geometry") is not None  # (offscreen clamps sizes)
-    other.doc.undo_stack.setClean()
+    other.doc.set_modified(False)
     other.close()
     win.docks["history"].setFloating(False)
 
@@ -454,14 +458,14 @@ def test_training_and_feature_maps_sit_below_the_canvas_and_layout_is_remembered
 def test_opening_view_fits_small_nets_and_reveal_zooms_in(win, qtbot):
     win.resize(1600, 1000)
     qtbot.wait(30)
-    win.open_example("lenet5")
+    win.file_controller.open_example("lenet5")
     qtbot.wait(30)
     visible = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
     assert visible.contains(win.scene.content_rect())  # every LeNet-5 layer in view
     assert win.view.zoom() >= 0.39
     assert not win.view.minimap.isVisible()  # nothing to navigate to
     win.view.set_zoom(0.05)
-    win.reveal_node("fc2")
+    win.editor.reveal_node("fc2")
     assert win.view.zoom() >= 0.8 - 1e-6
     centre = win.view.mapToScene(win.view.viewport().rect().center())
     card = win.scene.node_items["fc2"].sceneBoundingRect()
@@ -470,7 +474,7 @@ def test_opening_view_fits_small_nets_and_reveal_zooms_in(win, qtbot):
 
 
 def test_deep_net_opens_at_its_top_readable(win, qtbot):
-    win.load_template("resnet18")
+    win.file_controller.load_template("resnet18")
     qtbot.wait(30)
     r = win.scene.content_rect()
     visible = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
@@ -514,8 +518,9 @@ def test_toolbar_has_icons_and_shortcut_tooltips(win):
     for a in acts:
         assert not a.icon().isNull(), a.text()
         assert not a.icon().pixmap(20, 20).toImage().isNull()
-    assert "Ctrl+S" in win.act_save.toolTip() or "⌘S" in win.act_save.toolTip()
-    assert "F" in win.act_fit.toolTip()
+    save_tip = win.file_controller.act_save.toolTip()
+    assert "Ctrl+S" in save_tip or "⌘S" in save_tip
+    assert "F" in win.editor.act_fit.toolTip()
 
 
 def test_failed_png_export_leaves_target_untouched(win, tmp_path, errors, monkeypatch):
@@ -524,7 +529,7 @@ def test_failed_png_export_leaves_target_untouched(win, tmp_path, errors, monkey
     target = tmp_path / "c.png"
     target.write_bytes(b"old picture")
     monkeypatch.setattr(QImage, "save", lambda self, *a, **k: False)
-    assert not win.export_canvas("png", str(target))
+    assert not win.file_controller.export_canvas("png", str(target))
     assert target.read_bytes() == b"old picture"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".c.png")) == []
     assert errors  # the user was told
@@ -532,7 +537,7 @@ def test_failed_png_export_leaves_target_untouched(win, tmp_path, errors, monkey
 
 def test_toolbar_icons_follow_the_theme(win):
     def ink_lightness():
-        img = win.act_save.icon().pixmap(24, 24).toImage()
+        img = win.file_controller.act_save.icon().pixmap(24, 24).toImage()
         ink = [img.pixelColor(x, y) for x in range(24) for y in range(24)]
         ink = [c.lightness() for c in ink if c.alpha() > 200]
         return sum(ink) / len(ink)
@@ -556,15 +561,16 @@ def test_feature_maps_dock_grows_to_a_usable_height(win, qtbot):
 
 
 def test_export_pytorch_from_the_window_writes_the_code(window, tmp_path):
-    assert window.act_export_pytorch in window.menuBar().actions()[0].menu().actions()
-    paths = window.export_pytorch(tmp_path / "torch_code")
+    file_menu = window.menuBar().actions()[0].menu()
+    assert window.file_controller.act_export_pytorch in file_menu.actions()
+    paths = window.file_controller.export_pytorch(tmp_path / "torch_code")
     assert {"model.py", "train.py", "README.md"} <= {p.name for p in paths}  # untrained: no npz
     import numpy as np
 
     from engine.nn.network import Network
 
     window.doc.set_weights(Network.compile(window.doc.graph, np.random.default_rng(0)).state_dict())
-    paths = window.export_pytorch(tmp_path / "torch_code")
+    paths = window.file_controller.export_pytorch(tmp_path / "torch_code")
     assert "weights.npz" in {p.name for p in paths}
     src = (tmp_path / "torch_code" / "model.py").read_text()
     compile(src, "model.py", "exec")  # valid Python
@@ -592,8 +598,95 @@ def test_closing_or_opening_during_training_asks_first(window, monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", staticmethod(
         lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.Cancel))
     window.doc.lock("training is running: stop it to edit the graph")
-    assert window.maybe_save() is False  # cancelled: keep training, keep the window
+    assert window.file_controller.maybe_save() is False  # cancelled: keep training, keep the window
     assert asked and "Training is running" in asked[-1]
     window.doc.unlock()
     asked.clear()
-    assert window.maybe_save() is True and not asked  # nothing running, nothing unsaved
+    # nothing running, nothing unsaved
+    assert window.file_controller.maybe_save() is True and not asked
+
+
+# ---- document state by signals; trained weights are unsaved changes ---------------------------
+
+
+def test_title_follows_the_documents_path_name_and_modified_signals(win, tmp_path):
+    win.doc.reset(Graph("Net A"))
+    assert win.windowTitle() == "Net A[*] — CNN Designer" and not win.isWindowModified()
+    win.doc.set_network_name("Net B")
+    assert win.windowTitle().startswith("Net B[*]")
+    win.doc.set_path(tmp_path / "b.cnnd")
+    assert win.windowTitle().startswith("b.cnnd[*]")
+    win.doc.set_history({"epochs": []})
+    assert win.isWindowModified()
+    win.doc.set_modified(False)
+    assert not win.isWindowModified()
+    assert win.file_controller.save_to(tmp_path / "c.cnnd")
+    assert win.windowTitle().startswith("c.cnnd[*]") and not win.isWindowModified()
+
+
+def _train(win):
+    """What the training panel does when a run ends (designer/training_panel.py)."""
+    from engine.nn.network import Network
+
+    win.doc.set_weights(Network.compile(win.doc.graph, np.random.default_rng(0)).state_dict())
+    win.doc.set_history({"epochs": [{"epoch": 1, "loss": 0.5}]})
+
+
+@pytest.mark.parametrize("how", ["new", "open", "example", "template", "close"])
+def test_trained_weights_are_not_discarded_without_asking(win, tmp_path, errors, how):
+    other = tmp_path / "other.json"
+    other.write_text(load_example("small_resnet").dumps())
+    fc = win.file_controller
+    replace = {"new": fc.new_file, "open": lambda: fc.open_path(other),
+               "example": lambda: fc.open_example("small_resnet"),
+               "template": lambda: fc.load_template("lenet5"), "close": win.close}[how]
+    _train(win)
+    assert win.isWindowModified() and win.doc.undo_stack.isClean()
+    weights = win.doc.weights
+    errors.answers["next"] = QMessageBox.StandardButton.Cancel
+    replace()
+    assert errors and "Save the changes" in errors[-1]
+    assert win.doc.weights is weights and win.isVisible()  # cancelled: nothing discarded
+    errors.answers["next"] = QMessageBox.StandardButton.Discard
+    errors.clear()
+    replace()
+    assert errors and (how == "close" or win.doc.weights is not weights)
+
+
+def test_saving_trained_weights_makes_the_document_clean(win, tmp_path, errors):
+    _train(win)
+    assert win.file_controller.save_to(tmp_path / "trained.cnnd")
+    assert not win.isWindowModified()
+    errors.clear()
+    win.file_controller.new_file()
+    assert not errors  # nothing unsaved: no question
+    assert win.file_controller.open_path(tmp_path / "trained.cnnd")
+    assert win.doc.weights and win.doc.history["epochs"][0]["epoch"] == 1
+    assert not win.isWindowModified()
+
+
+def test_undo_to_the_saved_graph_after_training_still_asks(win, errors):
+    win.doc.push(SetParamCommand(win.doc, "fc1", "out_features", 100))
+    win.doc.undo_stack.undo()
+    _train(win)
+    win.doc.push(SetParamCommand(win.doc, "fc1", "out_features", 100))
+    win.editor.act_undo.trigger()
+    assert win.doc.undo_stack.isClean() and win.isWindowModified()
+    errors.answers["next"] = QMessageBox.StandardButton.Cancel
+    assert not win.file_controller.maybe_save()
+
+
+def test_a_broken_panel_module_is_an_import_error_not_a_missing_dock(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "designer.summary_view", None)  # "import fails"
+    monkeypatch.delitem(sys.modules, "designer.main_window")
+    with pytest.raises(ImportError, match="summary_view"):
+        importlib.import_module("designer.main_window")
+
+
+def test_every_dock_is_there(win):
+    assert set(win.docks) == {"palette", "problems", "history", "inspector", "summary",
+                              "training", "feature_maps"}
+    assert win.file_controller.act_export_onnx.isEnabled()

@@ -64,7 +64,7 @@ def test_window_creates_the_chosen_net_with_its_blocks(window, monkeypatch):
         return TemplateDialog.DialogCode.Accepted
 
     monkeypatch.setattr(TemplateDialog, "exec", fake_exec)
-    assert window.new_from_template()
+    assert window.file_controller.new_from_template()
     doc = window.doc
     want = make_template("resnet18", 7)
     v = validate(want.graph)
@@ -80,16 +80,16 @@ def test_window_creates_the_chosen_net_with_its_blocks(window, monkeypatch):
 def test_cancel_keeps_the_network(window, monkeypatch):
     before = window.doc.graph.dumps()
     monkeypatch.setattr(TemplateDialog, "exec", lambda self: TemplateDialog.DialogCode.Rejected)
-    assert not window.new_from_template()
+    assert not window.file_controller.new_from_template()
     assert window.doc.graph.dumps() == before
 
 
 def test_blocks_survive_save_and_open(window, tmp_path):
-    window.load_template("squeezenet1_0", 3)
+    window.file_controller.load_template("squeezenet1_0", 3)
     blocks = dict(window.doc.blocks)
     path = tmp_path / "sq.cnnd"
-    assert window.save_to(path)
-    window.load_template("lenet5")
+    assert window.file_controller.save_to(path)
+    window.file_controller.load_template("lenet5")
     assert not window.doc.blocks  # LeNet-5 has none
-    assert window.open_path(path, ask=False)
+    assert window.file_controller.open_path(path, ask=False)
     assert window.doc.blocks == blocks

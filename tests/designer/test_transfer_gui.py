@@ -23,7 +23,7 @@ def ancestors(graph, nid):
 
 
 def test_freeze_up_to_here_marks_exactly_the_ancestors_and_undo_restores(window):
-    window.load_template("resnet18")
+    window.file_controller.load_template("resnet18")
     doc = window.doc
     before = doc.graph.dumps()
     target = "layer3.0.conv1"
@@ -56,11 +56,11 @@ def test_unfreeze_all(window):
 
 
 def test_replace_head_changes_the_class_count_and_validates(window):
-    window.load_template("resnet18")
+    window.file_controller.load_template("resnet18")
     doc = window.doc
     before = doc.graph.dumps()
     doc.push(FreezeUpToCommand(doc, "avgpool"))
-    assert window.replace_head(5)
+    assert window.editor.replace_head(5)
     v = doc.validation
     assert v.ok and v.nodes[v.output_id].out_shape == (5,)
     assert doc.graph.nodes["fc"].params["out_features"] == 5 and doc.graph.nodes["fc"].trainable
@@ -72,7 +72,7 @@ def test_replace_head_changes_the_class_count_and_validates(window):
 
 
 def test_replace_head_of_a_conv_classifier(window):
-    window.load_template("squeezenet1_1")
+    window.file_controller.load_template("squeezenet1_1")
     doc = window.doc
     assert doc.push(ReplaceHeadCommand(doc, 3))
     assert doc.graph.nodes["classifier.1"].params["out_channels"] == 3
@@ -115,7 +115,7 @@ def test_replace_head_refusals(window):
 
 
 def test_replace_head_dialog_asks_for_the_number(window, monkeypatch):
-    window.load_template("alexnet")
+    window.file_controller.load_template("alexnet")
     asked = []
 
     def get_int(parent, title, label, value, lo, hi, *a, **k):
@@ -123,7 +123,7 @@ def test_replace_head_dialog_asks_for_the_number(window, monkeypatch):
         return 12, True
 
     monkeypatch.setattr(QInputDialog, "getInt", staticmethod(get_int))
-    window.replace_head_dialog()
+    window.editor.replace_head_dialog()
     assert asked == [1000]
     v = window.doc.validation
     assert v.nodes[v.output_id].out_shape == (12,)
@@ -131,14 +131,14 @@ def test_replace_head_dialog_asks_for_the_number(window, monkeypatch):
 
 @pytest.mark.parametrize("key", ["resnet18", "mobilenet_v2"])
 def test_frozen_backbone_with_new_head_from_the_menu(window, key):
-    window.load_template(key)
+    window.file_controller.load_template(key)
     g = window.doc.graph
     last_pool = [n for n in g.topological_order() if "pool" in g.nodes[n].type_name.lower()][-1]
-    menu = window.context_menu_at(window.scene.node_items[last_pool].scenePos())
+    menu = window.editor.context_menu_at(window.scene.node_items[last_pool].scenePos())
     act = next(a for a in menu.actions() if a.text().startswith("Freeze up to"))
     act.trigger()
     assert not window.doc.graph.nodes[last_pool].trainable
-    assert window.replace_head(2)
+    assert window.editor.replace_head(2)
     assert window.doc.validation.ok
 
 
@@ -147,16 +147,16 @@ def test_imported_onnx_model_gets_blocks_a_frozen_backbone_and_a_new_head(window
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "data" / "torch_resnet_small.onnx"
-    assert window.open_path(path, ask=False)
+    assert window.file_controller.open_path(path, ask=False)
     doc, scene = window.doc, window.scene
     assert doc.blocks is None and doc.weights
-    window.collapse_all()
+    window.editor.collapse_all()
     assert {"layer1", "layer2"} <= set(scene.block_items)  # PyTorch's modules
     g = doc.graph
     pool = [n for n in g.topological_order() if "Pool" in g.nodes[n].type_name][-1]
-    window.freeze_up_to(pool)
+    window.editor.freeze_up_to(pool)
     before = {k: a.copy() for k, a in doc.weights.items()}
-    assert window.replace_head(3)
+    assert window.editor.replace_head(3)
     assert doc.validation.ok
     assert doc.validation.nodes[doc.validation.output_id].out_shape == (3,)
     head = [n for n in g.topological_order() if g.nodes[n].type_name == "Linear"][-1]
