@@ -2,7 +2,8 @@
 hand-set kernel lesson (input -> convolution -> ReLU -> max pooling, side by side).
 
 The grid is a GraphicsLayoutWidget of aspect-locked ViewBoxes whose ImageItems are reused with
-setImage; the network runs off the GUI thread when it is big.
+setImage; the network runs off the GUI thread when it is big. The image arithmetic (fitting a
+picture to the Input, statistics, colour levels, mosaics) is Qt-free, in designer/map_images.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -39,10 +39,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.zoo import lesson_kernels
 from engine.nn.network import Network
+from engine.zoo import lesson_kernels
 
 from .drawing_pad import DrawingPad
+from .map_images import (
+    as_maps,
+    fit_image,
+    grid_columns,
+    is_flat,
+    load_image_file,
+    map_levels,
+    map_stats,
+)
 from .responsive import FitsItsRoom
 from .theme import severity_hex
 from .workers import FunctionWorker, softmax_rows, start_worker, stop_thread
@@ -54,50 +63,7 @@ DIVERGING_CMAP = "CET-D1"  # blue - white - red, centred on zero
 GREY_CMAP = "CET-L1"
 
 
-# ---- image helpers ------------------------------------------------------------------------
-
-
-def fit_image(img: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
-    """(H, W) or (H, W, 3) or (C, H, W) float in [0, 1] -> (C, H, W) float32 of the Input's
-    shape: resized (bilinear), grey made colour by repetition and colour made grey by the mean."""
-    from PIL import Image
-
-    c, h, w = input_shape
-    a = np.asarray(img, np.float32)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[2] not in (1, 3):
-        a = a.transpose(1, 2, 0)  # CHW -> HWC
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        chans = [a]
-    else:
-        chans = [a[:, :, i] for i in range(a.shape[2])]
-    if c == 1 and len(chans) > 1:
-        chans = [np.mean(chans, axis=0)]
-    elif c > 1 and len(chans) == 1:
-        chans = chans * c
-    elif c != len(chans):
-        chans = [np.mean(chans, axis=0)] * c
-    out = []
-    for ch in chans:
-        if ch.shape != (h, w):
-            ch = np.asarray(Image.fromarray(ch.astype(np.float32), mode="F").resize(
-                (w, h), Image.Resampling.BILINEAR), np.float32)
-        out.append(ch)
-    return np.clip(np.stack(out), 0.0, 1.0).astype(np.float32)
-
-
-def load_image_file(path: str | Path, input_shape: tuple[int, int, int]) -> np.ndarray:
-    """An image file -> (C, H, W) float32 in [0, 1] of the Input's shape."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if input_shape[0] == 1 else "RGB")
-            a = np.asarray(im, np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValueError(f"{path}: cannot read this image ({exc})") from None
-    return fit_image(a, input_shape)
+# ---- Qt images and colour maps ---------------------------------------------------------
 
 
 def to_qimage(img: np.ndarray) -> QImage:
@@ -114,69 +80,10 @@ def to_qimage(img: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def map_stats(maps: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, 4): min, max, mean and the fraction of values that are zero after
-    ReLU (≤ 0)."""
-    flat = maps.reshape(len(maps), -1)
-    return np.stack([flat.min(1), flat.max(1), flat.mean(1), (flat <= 0).mean(1)], axis=1)
-
-
-def is_flat(out: np.ndarray) -> bool:
-    """A layer output without spatial axes (one value per unit): shown as bars, not maps."""
-    return np.asarray(out).ndim != 3
-
-
-def as_maps(out: np.ndarray) -> np.ndarray:
-    """One sample's layer output -> (N, H, W) maps: (C, H, W) as is, a vector (F,) as one
-    1×F strip."""
-    a = np.asarray(out, np.float32)
-    if a.ndim == 3:
-        return a
-    return a.reshape(1, 1, -1)
-
-
 @functools.lru_cache(maxsize=16)
 def lookup_table(cmap_name: str, alpha: bool = False) -> np.ndarray:
     """The 256-entry lookup table of a pyqtgraph colour map (read from its file once)."""
     return pg.colormap.get(cmap_name).getLookupTable(0.0, 1.0, 256, alpha=alpha)
-
-
-def colorize(values: np.ndarray, levels: tuple[float, float], cmap_name: str) -> np.ndarray:
-    """(H, W) -> (H, W, 4) uint8 through a pyqtgraph colour map."""
-    lo, hi = levels
-    t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    lut = lookup_table(cmap_name, True)
-    idx = np.clip((t * 255).round(), 0, 255).astype(np.int64)
-    return lut[idx]
-
-
-def mosaic(tiles: np.ndarray, cmap_name: str, symmetric: bool = False, per_tile: bool = False,
-           cols: int | None = None, pad: int = 1, background=(40, 40, 40, 255)) -> np.ndarray:
-    """(N, h, w) -> one (H, W, 4) RGBA image of the tiles in a grid, each coloured by the map
-    (shared or per-tile levels; symmetric levels centre zero). For the timeline's quick views."""
-    n, h, w = tiles.shape
-    cols = cols or max(1, math.ceil(math.sqrt(n * h / max(w, 1))))
-    rows = math.ceil(n / cols)
-    out = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, 4), np.uint8)
-    out[...] = background
-    for i in range(n):
-        levels = _levels(tiles[i] if per_tile else tiles, symmetric)
-        r, c = divmod(i, cols)
-        y0, x0 = pad + r * (h + pad), pad + c * (w + pad)
-        out[y0:y0 + h, x0:x0 + w] = colorize(tiles[i], levels, cmap_name)
-    return out
-
-
-def _levels(a: np.ndarray, symmetric: bool) -> tuple[float, float]:
-    if a.size == 0:
-        return 0.0, 1.0
-    if symmetric:
-        m = float(np.abs(a).max()) or 1.0
-        return -m, m
-    lo, hi = float(a.min()), float(a.max())
-    if hi - lo < 1e-12:
-        hi = lo + 1.0
-    return lo, hi
 
 
 def image_view(parent: QWidget | None = None) -> tuple[pg.GraphicsLayoutWidget, pg.ViewBox,
@@ -219,8 +126,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
         return self._shape[0]
 
     def columns_for(self, n: int, h: int, w: int) -> int:
-        aspect = max(self.width(), 1) / max(self.height(), 1)
-        return max(1, min(n, round(math.sqrt(n * aspect * h / max(w, 1)))))
+        return grid_columns(n, h, w, max(self.width(), 1) / max(self.height(), 1))
 
     def set_maps(self, maps: np.ndarray, titles: list[str] | None = None, shared: bool = True,
                  cmap: str = MAP_CMAP, symmetric: bool = False) -> None:
@@ -233,11 +139,11 @@ class MapGrid(pg.GraphicsLayoutWidget):
         if (n, cols) != self._shape:
             self._relayout(n, cols)
         lut = lookup_table(cmap)
-        shared_levels = _levels(maps, symmetric)
+        shared_levels = map_levels(maps, symmetric)
         for i in range(n):
             vb, img, label = self.cells[i]
             img.setImage(maps[i], autoLevels=False,
-                         levels=shared_levels if shared else _levels(maps[i], symmetric),
+                         levels=shared_levels if shared else map_levels(maps[i], symmetric),
                          lut=lut)
             label.setText(self.titles[i])
             vb.setRange(xRange=(0, maps.shape[2]), yRange=(0, maps.shape[1]), padding=0.02)
@@ -1159,7 +1065,7 @@ class KernelLesson(QWidget):
             if key == "input":
                 img.setImage(a, levels=(0, 1), lut=grey)
             elif key == "conv":
-                img.setImage(a, levels=_levels(a, True), lut=div)
+                img.setImage(a, levels=map_levels(a, True), lut=div)
             else:
                 img.setImage(a, levels=(0, max(float(a.max()), 1e-6)), lut=hot)
             vb.autoRange(padding=0.02)

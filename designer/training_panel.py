@@ -2,14 +2,14 @@
 timeline of filters and feature maps, and the results (test accuracy, confusion matrix, the
 worst-classified samples).
 
-Training runs in a TrainWorker (designer/workers.py) on its own QThread; the document is locked
-while it runs, and the trained weights and history are stored in it at the end.
+The panel owns the widgets, plots and layout. Its TrainingSession (designer/training_session.py)
+loads and checks the data, runs training in a worker thread with the document locked, and stores
+the trained weights and history in the document at the end; the panel shows what it reports.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -40,30 +40,20 @@ from PySide6.QtWidgets import (
 )
 
 from engine import data as engine_data
-from engine.messages import ERROR, WARNING, Fix, Message
-from engine.nn.network import Network
-from engine.nn.train import BatchReport, EpochReport, TrainConfig, split_validation
+from engine.messages import ERROR, Message
+from engine.nn.optim import DEFAULT_LR
+from engine.nn.train import BatchReport, EpochReport, TrainConfig
 
-from .feature_maps import DIVERGING_CMAP, MAP_CMAP, image_view, mosaic, to_qimage
+from .feature_maps import DIVERGING_CMAP, MAP_CMAP, image_view, lookup_table, to_qimage
+from .map_images import mosaic
 from .responsive import FitsItsRoom
 from .theme import severity_hex
-from .workers import (
-    FunctionWorker,
-    Snapshot,
-    TrainJob,
-    TrainResult,
-    TrainWorker,
-    first_conv,
-    start_worker,
-    stop_thread,
-)
+from .training_session import DataRequest, Run, TrainingSession
+from .workers import Snapshot, TrainResult, TrainWorker
 
-LOCK_REASON = "training is running: stop it to edit the graph"
 SOURCES = (("mnist", "MNIST (embedded)"), ("idx", "IDX folder"),
            ("images", "Image folder (one subfolder per class)"), ("npz", ".npz file (x, y)"))
 NO_RESULT_TEXT = "Train the network to see how well it does on data it has never seen."
-UPDATE_HZ = 10.0  # curve / progress updates per second: each repaint of the plots costs
-# a few ms of CPU that training (which uses every core) would otherwise have
 
 
 def fmt_seconds(s: float) -> str:
@@ -327,7 +317,10 @@ class Thumbnails(QWidget):
 
 
 class TrainingPanel(FitsItsRoom, QWidget):
-    """Train the document's network on a dataset, watch it learn, keep the weights."""
+    """Train the document's network on a dataset, watch it learn, keep the weights.
+
+    The widgets, plots and layout are here; the data, the runs and the document's weights and
+    history are the TrainingSession's (`session`), whose signals this panel shows."""
 
     data_loaded = Signal()
     training_started = Signal()
@@ -339,29 +332,113 @@ class TrainingPanel(FitsItsRoom, QWidget):
         set_dataset)."""
         super().__init__(parent)
         self.doc = doc
-        self.dataset = None  # engine DataBundle
-        self.data_key = None
-        self.mismatch_messages: list[Message] = []
-        self._data_thread = self._data_worker = None
-        self.thread = self.worker = None
+        self.session = TrainingSession(doc, self, self)
         self.result: TrainResult | None = None
         self.snapshots: list[Snapshot] = []
         self.watch_node: str | None = None
         self.n_updates = 0
         self._autoload = load
-        self._last_request = None
-        self._loading_request = None  # (spec, limit) of the load in flight
-        self._loaded_request = None  # (spec, limit) that self.dataset was loaded with
-        self._train_when_loaded = False  # Train was clicked while the data did not match
-        self._load_gen = 0  # results of an older load (superseded by set_dataset) are dropped
-        self._discard = False  # set when the document is replaced while training
         self._reset_curves()
         self._build()
+        s = self.session
+        s.data_info_changed.connect(self.data_info.setText)
+        s.data_loaded.connect(self._on_data_loaded)
+        s.data_failed.connect(self._on_data_failed)
+        s.data_checked.connect(self._show_check)
+        s.status_changed.connect(self.status.setText)
+        s.state_changed.connect(self._update_buttons)
+        s.run_started.connect(self._on_run_started)
+        s.batch_finished.connect(self.on_batch)
+        s.epoch_finished.connect(self.on_epoch)
+        s.snapshot_taken.connect(self.on_snapshot)
+        s.run_finished.connect(self.on_finished)
+        s.run_discarded.connect(self._on_run_discarded)
+        s.run_failed.connect(self.on_failed)
         doc.validated.connect(self._on_validated)
         doc.locked_changed.connect(self._update_buttons)
         doc.graph_reset.connect(self._on_graph_reset)
+        self._on_source_changed()
+        self._on_optimizer()
+        self._on_validated()
         if load:
             self.load_data()
+
+    # -- what the session reads and does (SessionForm) --
+    def data_request(self) -> DataRequest:
+        return DataRequest(self.source.currentData(), self.data_spec(), self.limit.value())
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
+                           optimizer=self.optimizer.currentData(), lr=self.lr.value(),
+                           momentum=self.momentum.value(),
+                           weight_decay=self.weight_decay.value(), seed=self.seed.value(),
+                           val_split=self.val_split.value() / 100,
+                           schedule=self.schedule.currentData())
+
+    def watched_node(self) -> str | None:
+        self.watch_node = self.watch_combo.currentData() or self.watch_node
+        return self.watch_node
+
+    @property
+    def dataset(self):
+        """The loaded engine DataBundle, or None."""
+        return self.session.dataset
+
+    @property
+    def mismatch_messages(self) -> list[Message]:
+        return self.session.messages
+
+    @property
+    def worker(self) -> TrainWorker | None:
+        return self.session.worker
+
+    @property
+    def training(self) -> bool:
+        return self.session.training
+
+    @property
+    def waiting_for_data(self) -> bool:
+        return self.session.waiting_for_data
+
+    @property
+    def data_current(self) -> bool:
+        """True when the loaded data is what the fields show: only then does Train start at
+        once."""
+        return self.session.data_current
+
+    def data_spec(self) -> str:
+        return "mnist" if self.source.currentData() == "mnist" else self.path.text().strip()
+
+    def set_dataset(self, bundle, key=None) -> None:
+        """Use an already loaded engine DataBundle (or Dataset) as the training data."""
+        n = len(bundle.train if isinstance(bundle, engine_data.DataBundle) else bundle)
+        self.limit.blockSignals(True)
+        self.limit.setValue(n)
+        self.limit.blockSignals(False)
+        self.session.set_dataset(bundle, key)
+
+    def load_data(self, *_) -> None:
+        """Load the chosen data in a worker thread (then preview and check it)."""
+        self.session.load_data()
+
+    def check_data(self) -> list[Message]:
+        """Compare the data with the network; show the problems with the fix to apply."""
+        return self.session.check_data()
+
+    def apply_fix(self) -> bool:
+        """Apply the first offered fix through the undo stack."""
+        return self.session.apply_fix()
+
+    def start_training(self) -> bool:
+        """Start training (or, when other data is loading, as soon as it is loaded). Returns
+        False (with the reason in the status line) if it can't."""
+        return self.session.start()
+
+    def toggle_pause(self) -> None:
+        self.session.toggle_pause()
+
+    def stop_training(self) -> None:
+        self.session.stop()
 
     # -- layout --
     def _build(self) -> None:
@@ -385,9 +462,10 @@ class TrainingPanel(FitsItsRoom, QWidget):
         self.limit.setSpecialValueText("all")
         self.limit.setToolTip("Use only the first N images of each split (0 = all): quick "
                               "experiments first.")
+        defaults = TrainConfig()  # the one set of defaults, the command line's too
         self.val_split = QSpinBox()
         self.val_split.setRange(0, 50)
-        self.val_split.setValue(10)
+        self.val_split.setValue(round(defaults.val_split * 100))
         self.val_split.setSuffix(" %")
         self.data_info = QLabel("loading…")
         self.data_info.setWordWrap(True)
@@ -411,33 +489,37 @@ class TrainingPanel(FitsItsRoom, QWidget):
         self.hp_form = hf = QFormLayout(hp_box)
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
-        self.epochs.setValue(3)
+        self.epochs.setValue(defaults.epochs)
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 8192)
-        self.batch_size.setValue(64)
+        self.batch_size.setValue(defaults.batch_size)
         self.optimizer = QComboBox()
         self.optimizer.addItem("Adam", "adam")
         self.optimizer.addItem("SGD with momentum", "sgd")
+        self.optimizer.setCurrentIndex(self.optimizer.findData(defaults.optimizer))
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 10.0)
         self.lr.setSingleStep(0.0005)
-        self.lr.setValue(0.001)
+        self.lr.setValue(defaults.effective_lr)
         self.momentum = QDoubleSpinBox()
         self.momentum.setRange(0.0, 0.999)
         self.momentum.setSingleStep(0.05)
-        self.momentum.setValue(0.9)
+        self.momentum.setValue(defaults.momentum)
         self.weight_decay = QDoubleSpinBox()
         self.weight_decay.setDecimals(6)
         self.weight_decay.setRange(0.0, 1.0)
         self.weight_decay.setSingleStep(0.0001)
+        self.weight_decay.setValue(defaults.weight_decay)
         self.schedule = QComboBox()
         self.schedule.addItem("Cosine annealing", "cosine")
         self.schedule.addItem("Constant", "constant")
+        self.schedule.setCurrentIndex(self.schedule.findData(defaults.schedule))
         self.schedule.setToolTip("How the learning rate changes over the run: cosine annealing "
                                  "takes smaller steps at the end, which usually adds accuracy.")
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.seed.setValue(defaults.seed)
         self.frozen_label = QLabel()
         self.frozen_label.setWordWrap(True)
         self.frozen_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
@@ -648,28 +730,10 @@ class TrainingPanel(FitsItsRoom, QWidget):
         self.slider.valueChanged.connect(self._show_snapshot)
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self.watch_combo.currentIndexChanged.connect(self._on_watch_changed)
-        self._on_source_changed()
-        self._on_optimizer()
-        self._on_validated()
 
     # -- data --
     def _on_data_edited(self) -> None:
-        """editingFinished also fires on focus changes: reload only when path / limit changed."""
-        if (self.data_spec(), self.limit.value()) != self._last_request:
-            self.load_data()
-
-    def set_dataset(self, bundle, key=None) -> None:
-        """Use an already loaded engine DataBundle (or Dataset) as the training data."""
-        if isinstance(bundle, engine_data.Dataset):
-            bundle = engine_data.DataBundle(bundle)
-        self._loading_key = key
-        self.limit.blockSignals(True)
-        self.limit.setValue(len(bundle.train))
-        self.limit.blockSignals(False)
-        self._last_request = self._loading_request = self.data_fields()
-        self._load_gen += 1
-        self._on_data_loaded(bundle)
-        self._update_buttons()
+        self.session.data_edited()
 
     def _on_source_changed(self, *_) -> None:
         key = self.source.currentData()
@@ -688,146 +752,37 @@ class TrainingPanel(FitsItsRoom, QWidget):
             self.path.setText(path)
             self.load_data()
 
-    def input_shape(self) -> tuple | None:
-        for nid, node in self.doc.graph.nodes.items():
-            if node.type_name == "Input":
-                res = self.doc.validation.nodes.get(nid)
-                return tuple(res.out_shape) if res is not None and res.out_shape else None
-        return None
-
-    def data_spec(self) -> str:
-        return "mnist" if self.source.currentData() == "mnist" else self.path.text().strip()
-
-    def data_fields(self) -> tuple[str, int]:
-        """What the data fields ask for now: (source spec, image limit)."""
-        return self.data_spec(), self.limit.value()
-
-    @property
-    def data_current(self) -> bool:
-        """True when the loaded data is what the fields show (nothing loading, nothing edited
-        since): only then does Train start at once."""
-        return (self.dataset is not None and self._data_thread is None
-                and self._loaded_request == self.data_fields())
-
-    @property
-    def waiting_for_data(self) -> bool:
-        return self._train_when_loaded
-
-    def load_data(self, *_) -> None:
-        """Load the chosen data in a worker thread (then preview and check it)."""
-        spec = self.data_spec()
-        if not spec:
-            self.data_info.setText("Choose a file or folder.")
-            return
-        shape = self.input_shape()
-        key = (spec, shape if self.source.currentData() == "images" else None,
-               self.limit.value())
-        if key == self.data_key and self.dataset is not None:
-            return
-        if self._data_thread is not None:
-            return  # one load at a time; the user can retry when it ends
-        self.data_info.setText("loading…")
-        self._loading_key = key
-        self._last_request = self._loading_request = (spec, self.limit.value())
-        self._load_gen += 1
-        self._data_worker = FunctionWorker(engine_data.load_dataset, spec, shape,
-                                           self.limit.value() or None, tag=self._load_gen)
-        self._data_worker.finished.connect(self._on_loaded_in_worker)
-        self._data_worker.failed.connect(self._on_data_failed)
-        self._data_worker.done.connect(self._on_data_done)
-        self._data_thread = start_worker(self._data_worker, self)
-        self._update_buttons()
-
-    def _on_loaded_in_worker(self, bundle) -> None:
-        if self._data_worker is not None and self._data_worker.tag == self._load_gen:
-            self._on_data_loaded(bundle)
-
     def _on_data_loaded(self, bundle) -> None:
-        self.dataset = bundle
-        self.data_key = self._loading_key
-        self._loaded_request = self._loading_request
         tr = bundle.train
         c, h, w = tr.x.shape[1:]
         test = f", {len(bundle.test):,} test" if bundle.test is not None else ""
         self.data_info.setText(f"{tr.name or 'data'}: {len(tr):,} training images{test}, "
                                f"{c}×{h}×{w}, {bundle.num_classes} classes")
         self.preview.set_data(tr.x[:2000], tr.y[:2000], bundle.classes)
-        self.check_data()
         self.data_loaded.emit()
 
     def _on_data_failed(self, text: str) -> None:
-        if self._data_worker is None or self._data_worker.tag != self._load_gen:
-            return
-        self.dataset = None
-        self.data_key = None
-        self._loaded_request = None
         red = severity_hex("error", self)
         self.data_info.setText(f"<span style='color:{red}'>{text}</span>")
         self.preview.set_data(np.zeros((0, 1, 1, 1)), np.zeros(0, np.int64), [])
-        if self._train_when_loaded:
-            self._train_when_loaded = False
-            self.status.setText("Not started: the data could not be loaded.")
 
-    def _on_data_done(self) -> None:
-        stop_thread(self._data_thread)
-        self._data_thread = self._data_worker = None
-        if self.data_spec() and self.data_fields() != self._loading_request:
-            self.load_data()  # the fields changed while this load ran: load what they show
-        elif self._train_when_loaded:
-            self._train_when_loaded = False
-            if self.data_current:
-                self.start_training()
-        self._update_buttons()
-
-    def check_data(self) -> list[Message]:
-        """Compare the data with the network; show the problems with the fix to apply."""
-        self.mismatch_messages = []
-        if self.dataset is None:
-            return []
-        graph = self.doc.graph
-        problems = engine_data.check_data(graph, self.dataset)
-        inp = next((n for n in graph.nodes.values() if n.type_name == "Input"), None)
-        _, dc, dh, dw = self.dataset.train.x.shape
-        v = self.doc.validation
-        for prob in problems:
-            fix = None
-            if inp is not None and ("channel" in prob.text or "images are" in prob.text):
-                fix = Fix(f"set the Input to {dc}×{dh}×{dw}", "set_params",
-                          {"channels": dc, "height": dh, "width": dw}, node_id=inp.id)
-            elif "classes" in prob.text and v.output_id is not None:
-                last = engine_data._last_sized_layer(graph, v.output_id)
-                if last is not None:
-                    name = ("out_features" if graph.nodes[last].type_name == "Linear"
-                            else "out_channels")
-                    k = self.dataset.num_classes
-                    fix = Fix(f"set {graph.nodes[last].name}'s {name} to {k}", "set_params",
-                              {name: k}, node_id=last)
-            self.mismatch_messages.append(Message(ERROR if prob.fatal else WARNING, prob.text,
-                                                  fix.node_id if fix else None, None, fix))
-        if not self.mismatch_messages:
+    def _show_check(self) -> None:
+        """The data's mismatches, each in its severity's colour, and the first fix's button."""
+        messages = self.session.messages
+        if not messages:
             green = severity_hex("ok", self)
             self.check_label.setText(f"<span style='color:{green}'>✔ the data fits the "
                                      "network</span>")
         else:
             lines = [f"<span style='color:{severity_hex(m.severity, self)}'>"
                      f"{'✖' if m.severity == ERROR else '⚠'} {m.text}</span>"
-                     for m in self.mismatch_messages]
+                     for m in messages]
             self.check_label.setText("<br>".join(lines))
-        fixable = next((m for m in self.mismatch_messages if m.fix is not None), None)
-        self.fix_button.setVisible(fixable is not None)
-        if fixable is not None:
-            self.fix_button.setText(f"Fix: {fixable.fix.label}")
+        fix = self.session.first_fix()
+        self.fix_button.setVisible(fix is not None)
+        if fix is not None:
+            self.fix_button.setText(f"Fix: {fix.label}")
         self._update_buttons()
-        return self.mismatch_messages
-
-    def apply_fix(self) -> bool:
-        """Apply the first offered fix through the undo stack."""
-        from .commands import ApplyFixCommand
-
-        msg = next((m for m in self.mismatch_messages if m.fix is not None), None)
-        if msg is None:
-            return False
-        return self.doc.push(ApplyFixCommand(self.doc, msg))
 
     def _on_validated(self, *_) -> None:
         frozen = [n.name for n in self.doc.graph.nodes.values()
@@ -836,22 +791,13 @@ class TrainingPanel(FitsItsRoom, QWidget):
                                   if frozen else "")
         self.hp_form.setRowVisible(self.frozen_label, bool(frozen))  # no empty row
         self._refresh_watch_combo()
-        if self.dataset is not None:
-            if (self.source.currentData() == "images" and self.data_key is not None
-                    and self.data_key[1] != self.input_shape()):
-                self.load_data()  # image folders are resized to the Input's shape
-            else:
-                self.check_data()
         self._update_buttons()
 
     def _on_graph_reset(self) -> None:
-        """Another network was opened: a running training belongs to the old one, and so do
-        the results on show (they are replaced by the new document's saved history, if any)."""
-        if self.training:
-            self._discard = True
-            self.stop_training()
-        else:
-            self._train_when_loaded = False
+        """Another network was opened: the results on show belong to the old one (they are
+        replaced by the new document's saved history, if any). A running training is
+        discarded by the session; its end clears them then."""
+        if not self.training:
             self.clear_results()
             self.status.setText("Ready.")
         self._on_validated()
@@ -917,38 +863,28 @@ class TrainingPanel(FitsItsRoom, QWidget):
                 f"see the confusion matrix and the worst-classified samples.")
 
     def _on_optimizer(self, *_) -> None:
+        """The learning rate follows the optimizer while it is the other one's default."""
         sgd = self.optimizer.currentData() == "sgd"
         self.momentum.setEnabled(sgd)
-        if sgd and abs(self.lr.value() - 0.001) < 1e-12:
-            self.lr.setValue(0.01)
-        elif not sgd and abs(self.lr.value() - 0.01) < 1e-12:
-            self.lr.setValue(0.001)
+        new, other = ("sgd", "adam") if sgd else ("adam", "sgd")
+        if abs(self.lr.value() - DEFAULT_LR[other]) < 1e-12:
+            self.lr.setValue(DEFAULT_LR[new])
+
 
     # -- training --
-    @property
-    def training(self) -> bool:
-        return self.thread is not None
-
-    def config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs.value(), batch_size=self.batch_size.value(),
-                           optimizer=self.optimizer.currentData(), lr=self.lr.value(),
-                           momentum=self.momentum.value(),
-                           weight_decay=self.weight_decay.value(), seed=self.seed.value(),
-                           val_split=self.val_split.value() / 100,
-                           schedule=self.schedule.currentData())
-
     def _update_buttons(self, *_) -> None:
         busy = self.training
-        waiting = self._train_when_loaded
+        waiting = self.session.waiting_for_data
         v = self.doc.validation
-        fatal = any(m.severity == ERROR for m in self.mismatch_messages)
+        fatal = not self.session.data_fits
         # Train stays enabled while data loads (a click then waits for it): the data shown is
         # the data trained on
-        has_data = self.dataset is not None or self._data_thread is not None
+        has_data = self.dataset is not None or self.session.loading
         can = (not busy and not waiting and has_data and v.ok and not fatal
                and self.doc.locked_reason is None)
         self.train_button.setEnabled(can)
         self.pause_button.setEnabled(busy)
+        self.pause_button.setText("Resume" if self.session.paused else "Pause")
         self.stop_button.setEnabled(busy or waiting)
         for w in (self.source, self.path, self.browse, self.limit, self.val_split, self.epochs,
                   self.batch_size, self.optimizer, self.lr, self.weight_decay, self.schedule,
@@ -968,120 +904,37 @@ class TrainingPanel(FitsItsRoom, QWidget):
             else:
                 self.train_button.setToolTip("Train the network on the data.")
 
-    def start_training(self) -> bool:
-        """Compile the network (continuing from the document's weights), lock the document and
-        start the worker. Returns False (with the reason in the status line) if it can't."""
-        if self.training or self._train_when_loaded:
-            return False
-        if not self.data_current and self.data_spec():
-            # the fields ask for other data than what is loaded (or a load is running): load
-            # it, then start; the click is not lost and what is shown is what trains
-            if self._data_thread is None:
-                self.load_data()
-            if self._data_thread is not None:
-                self._train_when_loaded = True
-                n = self.limit.value()
-                self.status.setText(f"Loading {'all' if not n else f'{n:,}'} images first; "
-                                    f"training starts when they are ready.")
-                self._update_buttons()
-                return True
-        if self.dataset is None:
-            self.status.setText("Load data first.")
-            return False
-        if self.check_data() and any(m.severity == ERROR for m in self.mismatch_messages):
-            self.status.setText("The data does not fit the network: " +
-                                self.mismatch_messages[0].text)
-            return False
-        cfg = self.config()
-        try:
-            cfg.check()
-            net = Network.compile(self.doc.graph, np.random.default_rng(cfg.seed))
-            if self.doc.weights:
-                net.load_state_dict(self.doc.weights, strict=False)
-        except ValueError as exc:
-            self.status.setText(str(exc))
-            return False
-        tr = self.dataset.train
-        x, y, xv, yv = split_validation(tr.x, tr.y, cfg.val_split,
-                                        np.random.default_rng(cfg.seed))
-        test = self.dataset.test
-        sample = (xv if xv is not None and len(xv) else x)[:1].copy()
-        self.watch_node = self.watch_combo.currentData() or self.watch_node
-        job = TrainJob(net, x, y, cfg, xv, yv, test.x if test is not None else None,
-                       test.y if test is not None else None, sample=sample,
-                       watch_node=self.watch_node)
-        self.worker = TrainWorker(job, rate_hz=UPDATE_HZ)
-        self.worker.batch_finished.connect(self.on_batch)
-        self.worker.epoch_finished.connect(self.on_epoch)
-        self.worker.snapshot_taken.connect(self.on_snapshot)
-        self.worker.finished.connect(self.on_finished)
-        self.worker.failed.connect(self.on_failed)
-        self.worker.done.connect(self.on_done)
+    def _on_run_started(self, run: Run) -> None:
+        """Empty curves with fixed ranges, the timeline's fixed image."""
         self._reset_curves()
         for plot in (self.loss_plot, self.acc_plot):
             # fixed ranges: the axes are not re-laid out and re-drawn at every update
             plot.enableAutoRange(x=False, y=False)
-            plot.setXRange(0, cfg.epochs, padding=0.02)
+            plot.setXRange(0, run.config.epochs, padding=0.02)
         self.acc_plot.setYRange(0, 1, padding=0.02)
         self._loss_top = None
         self.snapshots = []
         self.slider.setRange(0, 0)
+        sample = run.sample
         self.sample_img.setImage(sample[0].transpose(1, 2, 0) if sample.shape[1] == 3
                                  else sample[0, 0], levels=(0, 1))
         self.sample_vb.autoRange(padding=0.02)
-        self._batches = max(1, math.ceil(len(x) / cfg.batch_size))
-        self._total_steps = self._batches * cfg.epochs
-        self._n_train = len(x)
-        self._batch_size = cfg.batch_size
-        self._discard = False
-        self.doc.lock(LOCK_REASON)
-        self.thread = start_worker(self.worker, self)
-        self._t_start = time.perf_counter()
-        self.pause_button.setText("Pause")
-        self.status.setText(f"Training on {len(x):,} images ({len(xv) if xv is not None else 0:,}"
-                            f" for validation)…")
-        self._update_buttons()
         self.training_started.emit()
-        return True
-
-    def _snapshot_nodes(self, net: Network) -> list[str]:
-        return [nid for nid in net.order if len(net.validation.nodes[nid].out_shape or ()) == 3
-                and net.graph.nodes[nid].type_name != "Input"]
-
-    def toggle_pause(self) -> None:
-        if self.worker is None:
-            return
-        if self.worker.paused:
-            self.worker.resume()
-            self.pause_button.setText("Pause")
-            self.status.setText("Training…")
-        else:
-            self.worker.pause()
-            self.pause_button.setText("Resume")
-            self.status.setText("Paused (between batches). Resume or Stop.")
-
-    def stop_training(self) -> None:
-        if self._train_when_loaded:  # not started yet: cancel the start, let the load finish
-            self._train_when_loaded = False
-            self.status.setText("Not started.")
-            self._update_buttons()
-        if self.worker is not None:
-            self.worker.stop()
-            self.status.setText("Stopping after this batch…")
 
     def on_batch(self, rep: BatchReport) -> None:
         step = (rep.epoch - 1) * rep.batches + rep.batch
         self.progress.setValue(int(1000 * step / max(1, rep.epochs * rep.batches)))
         self.progress.setFormat(f"epoch {rep.epoch}/{rep.epochs} · batch {rep.batch}/"
                                 f"{rep.batches}")
-        if not (self.worker is not None and self.worker.paused):
+        if not self.session.paused:
             self.status.setText(f"Epoch {rep.epoch}/{rep.epochs} · batch {rep.batch}/"
                                 f"{rep.batches} · {rep.images_per_s:,.0f} images/s · "
                                 f"{fmt_seconds(rep.seconds_left)} left")
         # The report's accuracy is the running mean of the epoch so far; plot the accuracy of
         # the batches since the last report instead, smoothed like the loss (exponential
         # moving average over batches), so the curve does not jump at epoch boundaries.
-        seen = min(rep.batch * self._batch_size, self._n_train)
+        run = self.session.run
+        seen = min(rep.batch * run.config.batch_size, run.n_train)
         c = self._curve
         if c["epoch"] == rep.epoch and seen > c["seen"]:
             acc = (rep.accuracy * seen - c["correct"]) / (seen - c["seen"])
@@ -1128,20 +981,9 @@ class TrainingPanel(FitsItsRoom, QWidget):
             self._show_snapshot(len(self.snapshots) - 1)
 
     def on_finished(self, result: TrainResult) -> None:
+        """The run ended and its weights and history are in the document: the results."""
         self.result = result
         h = result.history
-        self.doc.unlock()
-        if self._discard:
-            self.clear_results()
-            self.status.setText("Training stopped: another network was opened; its weights "
-                                "were not kept.")
-            self.training_finished.emit(None)
-            return
-        self.doc.set_weights(result.state)
-        hist = h.to_json()
-        hist.update({"eval_set": result.eval_name, "eval_loss": result.eval_loss,
-                     "eval_accuracy": result.eval_accuracy, "config": vars(self.config())})
-        self.doc.history = hist
         names = self.dataset.classes if self.dataset is not None else []
         if h.stopped == "cancelled":
             done = len(h.epochs)
@@ -1168,19 +1010,16 @@ class TrainingPanel(FitsItsRoom, QWidget):
             self.tabs.setTabText(self.tabs.indexOf(self.results_tab), "Results ●")
         self.training_finished.emit(result)
 
+    def _on_run_discarded(self) -> None:
+        self.clear_results()
+        self.status.setText("Training stopped: another network was opened; its weights "
+                            "were not kept.")
+        self.training_finished.emit(None)
+
     def on_failed(self, text: str) -> None:
-        self.doc.unlock()
         red = severity_hex("error", self)
         self.status.setText(f"<span style='color:{red}'>Training failed: {text}</span>")
         self.training_finished.emit(None)
-
-    def on_done(self) -> None:
-        stop_thread(self.thread)
-        self.thread = self.worker = None
-        if self.doc.locked_reason == LOCK_REASON:
-            self.doc.unlock()
-        self.pause_button.setText("Pause")
-        self._update_buttons()
 
     # -- curves and timeline --
     def _reset_curves(self) -> None:
@@ -1225,8 +1064,7 @@ class TrainingPanel(FitsItsRoom, QWidget):
 
     def _on_watch_changed(self, *_) -> None:
         self.watch_node = self.watch_combo.currentData()
-        if self.worker is not None:
-            self.worker.set_watch_node(self.watch_node)
+        self.session.set_watch_node(self.watch_node)
         self._show_snapshot(self.slider.value())
 
     def _show_snapshot(self, i: int) -> None:
@@ -1241,14 +1079,16 @@ class TrainingPanel(FitsItsRoom, QWidget):
         if snap.filters is not None:
             w = snap.filters
             tiles = (w.mean(axis=1) if w.shape[1] > 1 else w[:, 0])[:64]
-            self.filters_img.setImage(mosaic(tiles, DIVERGING_CMAP, symmetric=True))
+            self.filters_img.setImage(mosaic(tiles, lookup_table(DIVERGING_CMAP, True),
+                                             symmetric=True))
             self.filters_vb.autoRange(padding=0.02)
             name = self.doc.graph.nodes.get(snap.filters_node)
             self.filters_title.setText(f"filters of {name.name if name else snap.filters_node}"
                                        f" ({len(w)})")
         if snap.maps is not None:
             maps = snap.maps if snap.maps.ndim == 3 else snap.maps.reshape(1, 1, -1)
-            self.maps_img.setImage(mosaic(maps[:64], MAP_CMAP, per_tile=False))
+            self.maps_img.setImage(mosaic(maps[:64], lookup_table(MAP_CMAP, True),
+                                          per_tile=False))
             self.maps_vb.autoRange(padding=0.02)
         else:
             self.maps_img.clear()
@@ -1399,16 +1239,12 @@ class TrainingPanel(FitsItsRoom, QWidget):
 
     def shutdown(self) -> None:
         """Stop training and loading threads (window closing)."""
-        if self.worker is not None:
-            self.worker.stop()
-        stop_thread(self.thread)
-        stop_thread(self._data_thread)
-        if self.doc.locked_reason == LOCK_REASON:
-            self.doc.unlock()
+        self.session.shutdown()
 
     def closeEvent(self, event):
         self.shutdown()
         super().closeEvent(event)
 
 
-__all__ = ["LOCK_REASON", "TrainingPanel", "first_conv"]
+__all__ = ["TrainingPanel"]
+

@@ -447,11 +447,18 @@ def _head(ds: Dataset, n: int) -> Dataset:
 
 @dataclass(frozen=True)
 class Mismatch:
+    """One way the data does not fit the network: in words (`text`) and as fields a GUI builds
+    its quick fix from without reading the words."""
+
     text: str  # what does not fit and the fix, in words
     fatal: bool = True  # False: training works, but the result may not be what was meant
     kind: str = ""  # "channels", "size", "classes" or "graph"
     node_id: str | None = None  # the layer to change: the Input, or the last sized layer
     params: dict | None = None  # the parameter values that make the data fit, for a quick fix
+    # what the network has and what the data has: "channels" and "size" give the Input's and
+    # the images' whole (C, H, W); "classes" the output count and the class count
+    expected: tuple[int, ...] | int | None = None
+    actual: tuple[int, ...] | int | None = None
 
 
 def check_data(graph, data: Dataset | DataBundle) -> list[Mismatch]:
@@ -475,12 +482,14 @@ def check_data(graph, data: Dataset | DataBundle) -> list[Mismatch]:
                             f"'{inp.name}' expects {c}: set the Input's channels to {dc}"
                             + (f", or load the images as {'greyscale' if c == 1 else 'RGB'}"
                                if c in (1, 3) and dc in (1, 3) else ""),
-                            kind="channels", node_id=inp.id, params={"channels": dc}))
+                            kind="channels", node_id=inp.id, params={"channels": dc},
+                            expected=(c, h, w), actual=(dc, dh, dw)))
     if (dh, dw) != (h, w):
         out.append(Mismatch(f"the images are {dh}×{dw} but Input '{inp.name}' expects {h}×{w}: "
                             f"set the Input's height to {dh} and width to {dw}, or resize the "
                             f"images to {h}×{w}", kind="size", node_id=inp.id,
-                            params={"height": dh, "width": dw}))
+                            params={"height": dh, "width": dw}, expected=(c, h, w),
+                            actual=(dc, dh, dw)))
     if v.output_id is None or v.nodes[v.output_id].out_shape is None:
         out.append(Mismatch("the network has no valid output layer; fix the network first",
                             kind="graph"))
@@ -500,13 +509,15 @@ def check_data(graph, data: Dataset | DataBundle) -> list[Mismatch]:
             fix = f"make the network output {n_classes} values"
         out.append(Mismatch(f"the data has {n_classes} classes but {where} outputs {n_out} "
                             f"values: {fix}", kind="classes", node_id=last,
-                            params={param: n_classes} if last else None))
+                            params={param: n_classes} if last else None, expected=n_out,
+                            actual=n_classes))
     elif n_classes < n_out:
         out.append(Mismatch(f"the data has {n_classes} classes but {where} outputs {n_out} "
                             f"values; training works, but {n_out - n_classes} outputs are never "
                             f"a target (set it to {n_classes} to match)", fatal=False,
                             kind="classes", node_id=last,
-                            params={param: n_classes} if last else None))
+                            params={param: n_classes} if last else None, expected=n_out,
+                            actual=n_classes))
     return out
 
 
@@ -523,6 +534,3 @@ def last_sized_layer(graph, output_id: str) -> str | None:
         ins = graph.inputs_of(nid)
         nid = ins[0] if len(ins) == 1 else None
     return None
-
-
-_last_sized_layer = last_sized_layer  # the name the designer first used

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from ..nn.train import SCHEDULES
+from ..nn.optim import DEFAULT_LR
+from ..nn.train import SCHEDULES, TrainConfig
 from ..zoo.examples import example_names
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -226,29 +227,38 @@ class StopFlag:
             signal.signal(signal.SIGINT, self.previous)
         return False
 
-def add_training_options(p: argparse.ArgumentParser, batch_size: int) -> None:
-    """The hyperparameter options shared by `train` and `finetune` (after --epochs)."""
+def add_training_options(p: argparse.ArgumentParser, batch_size: int | None = None,
+                         batch_size_reason: str = "") -> None:
+    """The hyperparameter options shared by `train` and `finetune`, --epochs first. Their
+    defaults are TrainConfig()'s, the one set the training panel starts from too; a command
+    with a reason for another batch size passes it with that reason (shown in its help)."""
+    d = TrainConfig()
+    batch_size = d.batch_size if batch_size is None else batch_size
+    p.add_argument("--epochs", type=positive_int, default=d.epochs,
+                   help=f"default: {d.epochs}")
     p.add_argument("--batch-size", type=positive_int, default=batch_size,
-                   help=f"default: {batch_size}")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="adam",
-                   help="default: adam")
-    p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=None,
-                   help="learning rate (default: 0.001 for adam, 0.01 for sgd)")
-    p.add_argument("--weight-decay", type=_float_in(0.0, None, lo_open=False), default=0.0,
-                   help="L2 weight decay (default: 0)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                   help=f"default: {batch_size}" + (f" ({batch_size_reason})"
+                                                    if batch_size_reason else ""))
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer,
+                   help=f"default: {d.optimizer}")
+    p.add_argument("--lr", type=_float_in(0.0, None, lo_open=True), default=d.lr,
+                   help=f"learning rate (default: {DEFAULT_LR['adam']:g} for adam, "
+                        f"{DEFAULT_LR['sgd']:g} for sgd)")
+    p.add_argument("--weight-decay", type=_float_in(0.0, None, lo_open=False),
+                   default=d.weight_decay, help=f"L2 weight decay (default: {d.weight_decay:g})")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
                    help="learning-rate schedule: cosine anneals it to 0 over the run "
-                        "(default: cosine)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
-    p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=0.1,
-                   help="fraction of the training data held out for validation (default: 0.1)")
+                        f"(default: {d.schedule})")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed,
+                   help=f"random seed (default: {d.seed})")
+    p.add_argument("--val-split", type=_float_in(0.0, 1.0, lo_open=False), default=d.val_split,
+                   help="fraction of the training data held out for validation "
+                        f"(default: {d.val_split:g})")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N samples of each split (quick runs)")
 
 def train_config(args):
     """TrainConfig from the options of add_training_options."""
-    from ..nn.train import TrainConfig
-
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                        lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                        val_split=args.val_split, schedule=args.schedule)

@@ -63,8 +63,11 @@ def add_commands(sub) -> None:
     p.add_argument("--out", "-o", required=True, metavar="PROJECT",
                    help="project file to write (.cnnd)")
     p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fine-tuned model")
-    p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
-    add_training_options(p, batch_size=32)
+    # half TrainConfig's batch: fine-tuning sets are small (often a few hundred photos), and
+    # smaller batches give each epoch more updates of the new head
+    add_training_options(p, batch_size=32,
+                         batch_size_reason="smaller than train's: fine-tuning sets are small, "
+                                           "and smaller batches give each epoch more updates")
     p.add_argument("--engine-only", action="store_true",
                    help="train the whole net in the engine (no feature caching)")
     p.set_defaults(func=cmd_finetune)

@@ -19,7 +19,6 @@ from .common import (
     check_out,
     image_folder_note,
     model_parser,
-    positive_int,
     split_text,
     train_config,
 )
@@ -37,8 +36,7 @@ def add_commands(sub) -> None:
                    "IDX files, or a folder with one subfolder of images per class")
     p.add_argument("--out", "-o", required=True, metavar="PROJECT",
                    help="project file to write (.cnnd)")
-    p.add_argument("--epochs", type=positive_int, default=5, help="default: 5")
-    add_training_options(p, batch_size=64)
+    add_training_options(p)
     p.set_defaults(func=cmd_train)
 
 

@@ -90,12 +90,18 @@ class Adam(Optimizer):
             p.value[...] -= tmp
 
 
+# the learning rate each optimizer gets when none is given (TrainConfig.lr None, the CLI's and
+# the GUI's defaults)
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
+
+
 def make_optimizer(name: str, params, lr: float | None = None, weight_decay: float = 0.0,
                    momentum: float = 0.9) -> Optimizer:
     name = name.lower()
     if name == "sgd":
-        return SGD(params, lr=0.01 if lr is None else lr, momentum=momentum,
+        return SGD(params, lr=DEFAULT_LR["sgd"] if lr is None else lr, momentum=momentum,
                    weight_decay=weight_decay)
     if name == "adam":
-        return Adam(params, lr=1e-3 if lr is None else lr, weight_decay=weight_decay)
+        return Adam(params, lr=DEFAULT_LR["adam"] if lr is None else lr,
+                    weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import TrainingError
 from .losses import softmax_cross_entropy
 from .network import Network
-from .optim import make_optimizer
+from .optim import DEFAULT_LR, make_optimizer
 
 SCHEDULES = ("cosine", "constant")
 
@@ -31,6 +31,10 @@ def scheduled_lr(base: float, schedule: str, step: int, total: int) -> float:
 
 @dataclass
 class TrainConfig:
+    """One training run's hyperparameters. Its defaults are the only ones: the command line's
+    options (engine.cli.common.add_training_options) and the training panel's fields start
+    from `TrainConfig()`."""
+
     epochs: int = 5
     batch_size: int = 64
     optimizer: str = "adam"  # "sgd" (with momentum) or "adam"
@@ -43,6 +47,11 @@ class TrainConfig:
     # "cosine" anneals the learning rate to 0 over the run (Loshchilov & Hutter, 2017): the
     # last epochs take small steps, worth ~0.3-0.5 points of MNIST accuracy over "constant"
     schedule: str = "cosine"
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate the optimizer gets: `lr`, or the optimizer's default when None."""
+        return DEFAULT_LR[str(self.optimizer).lower()] if self.lr is None else self.lr
 
     def check(self) -> None:
         for name, v in (("epochs", self.epochs), ("batch size", self.batch_size)):
@@ -172,7 +181,7 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     # buffers (BatchNorm running statistics) change in forward: restored if a batch goes bad
     buffers = {f"{layer.name}.{k}": a for layer in net.layers.values()
                for k, a in layer.weights.items()
-               if not getattr(layer, "trainable_flags", {}).get(k, True)}
+               if not layer.trainable_flags.get(k, True)}
     bs = config.batch_size
     batches = max(1, math.ceil(len(x) / bs))
     total_steps = batches * config.epochs

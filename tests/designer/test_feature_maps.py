@@ -8,7 +8,8 @@ pytest.importorskip("pytestqt")
 
 from designer.document import Document
 from designer.drawing_pad import CANVAS, mnist_like
-from designer.feature_maps import FeatureMapPanel, fit_image, map_stats
+from designer.feature_maps import FeatureMapPanel
+from designer.map_images import fit_image, map_stats
 from engine.data import load_mnist
 from engine.nn.network import Network
 from engine.zoo import lesson_kernels

@@ -4,13 +4,12 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from designer.inspector import (
+from designer.inspector import InspectorPanel, MessageCard
+from designer.param_editors import (
     BoolEditor,
     ChoiceEditor,
     FloatEditor,
-    InspectorPanel,
     IntEditor,
-    MessageCard,
     PaddingEditor,
     PairEditor,
 )
@@ -233,7 +232,7 @@ def test_caption_explains_the_focused_parameter(panel, qtbot):
 
 
 def test_choice_params_show_readable_names_and_store_raw_values(doc, panel):
-    from designer.inspector import choice_label
+    from designer.param_editors import choice_label
     from engine.layers import REGISTRY
 
     panel.set_node("conv1")

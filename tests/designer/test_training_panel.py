@@ -9,7 +9,8 @@ pytest.importorskip("pytestqt")
 
 from designer.commands import SetParamCommand, SetTrainableCommand
 from designer.document import Document
-from designer.training_panel import LOCK_REASON, TrainingPanel
+from designer.training_panel import TrainingPanel
+from designer.training_session import LOCK_REASON
 from engine.data import DataBundle, Dataset, load_mnist
 from engine.nn.network import Network
 from engine.zoo.examples import load_example
@@ -154,6 +155,21 @@ def test_frozen_layers_are_not_trained(qtbot, panel):
     assert not np.allclose(doc.weights["conv2.weight"], initial["conv2.weight"])
 
 
+def test_the_fields_start_from_train_configs_defaults(qtbot):
+    """One set of defaults: the panel's fields are TrainConfig()'s, as the command line's."""
+    from dataclasses import replace
+
+    from engine.nn.optim import DEFAULT_LR
+    from engine.nn.train import TrainConfig
+
+    p = TrainingPanel(Document(load_example("lenet5")), load=False)
+    qtbot.addWidget(p)
+    d = TrainConfig()
+    assert p.config() == replace(d, lr=d.effective_lr)  # the rate Adam gets for lr None
+    p.optimizer.setCurrentIndex(p.optimizer.findData("sgd"))  # the default rate follows
+    assert p.config().lr == DEFAULT_LR["sgd"]
+
+
 def test_data_mismatch_is_reported_with_fixes(qtbot, panel):
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(40, 3, 32, 32)).astype(np.float32)
@@ -182,7 +198,7 @@ def test_focus_changes_do_not_reload_the_data(qtbot, panel, mnist):
     # editingFinished fires when a field loses focus (e.g. when Train disables it)
     panel.limit.editingFinished.emit()
     panel.path.editingFinished.emit()
-    assert panel._data_thread is None
+    assert panel.session.data_thread is None
     assert panel.dataset.train is mnist.train
 
 
@@ -202,7 +218,7 @@ def test_image_folder_is_loaded_resized_previewed_and_checked(qtbot, tmp_path):
     p.path.setText(str(tmp_path))
     with qtbot.waitSignal(p.data_loaded, timeout=30_000):
         p.load_data()
-    qtbot.waitUntil(lambda: p._data_thread is None, timeout=10_000)
+    qtbot.waitUntil(lambda: p.session.data_thread is None, timeout=10_000)
     x = p.dataset.train.x
     assert x.shape[1:] == (1, 28, 28)  # resized and converted to the Input's shape
     assert len(x) == 6 and p.dataset.classes == ["cats", "dogs"]
@@ -221,7 +237,7 @@ def test_bad_data_path_is_reported(qtbot, tmp_path):
     p.source.setCurrentIndex(p.source.findData("npz"))
     p.path.setText(str(tmp_path / "nope.npz"))
     p.load_data()
-    qtbot.waitUntil(lambda: p._data_thread is None, timeout=10_000)
+    qtbot.waitUntil(lambda: p.session.data_thread is None, timeout=10_000)
     assert p.dataset is None and "no such file" in p.data_info.text()
     assert not p.train_button.isEnabled()
 
@@ -247,7 +263,7 @@ def test_train_waits_for_the_data_the_fields_show(qtbot, panel, mnist, monkeypat
     reload (started by editingFinished, still running) is about to replace."""
     import threading
 
-    from designer import training_panel as tp_module
+    from designer import training_session
 
     gate = threading.Event()
     calls = []
@@ -259,11 +275,11 @@ def test_train_waits_for_the_data_the_fields_show(qtbot, panel, mnist, monkeypat
         return DataBundle(Dataset(mnist.train.x[:n], mnist.train.y[:n], mnist.train.classes,
                                   "MNIST train"), mnist.test)
 
-    monkeypatch.setattr(tp_module.engine_data, "load_dataset", slow_load)
+    monkeypatch.setattr(training_session.engine_data, "load_dataset", slow_load)
     try:
         panel.limit.setValue(300)
         panel.limit.editingFinished.emit()  # the click on Train takes the focus: a reload
-        assert panel._data_thread is not None and not panel.data_current
+        assert panel.session.data_thread is not None and not panel.data_current
         panel.train_button.click()
         assert panel.waiting_for_data and not panel.training
         assert panel.doc.locked_reason is None
@@ -271,13 +287,14 @@ def test_train_waits_for_the_data_the_fields_show(qtbot, panel, mnist, monkeypat
         with qtbot.waitSignal(panel.training_started, timeout=TIMEOUT):
             gate.set()
         assert "300 training images" in panel.data_info.text()
-        assert panel._n_train == 270  # 300 minus the 10 % validation split
+        assert panel.session.run.n_train == 270  # 300 minus the 10 % validation split
         wait_done(qtbot, panel)
         # a count typed without leaving the field (no editingFinished) is loaded by Train too
         panel.limit.setValue(200)
         with qtbot.waitSignal(panel.training_started, timeout=TIMEOUT):
             assert panel.start_training()
-        assert panel._n_train == 180 and "200 training images" in panel.data_info.text()
+        assert panel.session.run.n_train == 180
+        assert "200 training images" in panel.data_info.text()
         wait_done(qtbot, panel)
         assert calls == [300, 200]
     finally:
@@ -287,7 +304,7 @@ def test_train_waits_for_the_data_the_fields_show(qtbot, panel, mnist, monkeypat
 def test_stop_cancels_a_start_that_waits_for_data(qtbot, panel, mnist, monkeypatch):
     import threading
 
-    from designer import training_panel as tp_module
+    from designer import training_session
 
     gate = threading.Event()
 
@@ -296,14 +313,14 @@ def test_stop_cancels_a_start_that_waits_for_data(qtbot, panel, mnist, monkeypat
         return DataBundle(Dataset(mnist.train.x[:limit], mnist.train.y[:limit],
                                   mnist.train.classes), mnist.test)
 
-    monkeypatch.setattr(tp_module.engine_data, "load_dataset", slow_load)
+    monkeypatch.setattr(training_session.engine_data, "load_dataset", slow_load)
     try:
         panel.limit.setValue(100)
         assert panel.start_training() and panel.waiting_for_data
         panel.stop_training()
         assert not panel.waiting_for_data
         gate.set()
-        qtbot.waitUntil(lambda: panel._data_thread is None, timeout=10_000)
+        qtbot.waitUntil(lambda: panel.session.data_thread is None, timeout=10_000)
         assert not panel.training and len(panel.dataset.train) == 100
         assert panel.train_button.isEnabled()
     finally:

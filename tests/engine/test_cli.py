@@ -61,6 +61,22 @@ def test_invalid_graph_exits_1_listing_every_problem(tmp_path, capsys, fmt):
     assert "lonely_add" in shown and "needs at least 2 inputs" in shown
 
 
+def test_training_option_defaults_are_train_configs():
+    """One set of defaults: the options start from TrainConfig() (the training panel too)."""
+    from dataclasses import replace
+
+    from engine.cli.main import build_parser
+    from engine.nn.train import TrainConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "lenet5", "--data", "mnist", "--out", "x.cnnd"])
+    assert common.train_config(args) == TrainConfig()
+    args = parser.parse_args(["finetune", "m.onnx", "--data", "d", "--freeze-up-to", "x",
+                              "--out", "x.cnnd"])
+    # fine-tuning takes smaller batches on purpose (its help says why); all else is the same
+    assert common.train_config(args) == replace(TrainConfig(), batch_size=32)
+
+
 def test_train_tiny_mnist_writes_a_project(tmp_path, capsys):
     out_path = tmp_path / "lenet.cnnd"
     rc, out, err = run(["train", "lenet5", "--data", "mnist", "--limit", "600", "--epochs", "1",

@@ -347,6 +347,18 @@ def test_check_data_channels_size_classes():
                      "classes": ("head", {"out_features": 5})}
 
 
+def test_check_data_mismatches_carry_the_values_they_compare():
+    probs = {m.kind: m for m in check_data(small_net(channels=3, size=8, classes=2),
+                                           dataset(1, 6, 6, classes=5))}
+    # the Input's and the images' whole C×H×W for either Input mismatch: one fix sets all three
+    for kind in ("channels", "size"):
+        assert (probs[kind].expected, probs[kind].actual) == ((3, 8, 8), (1, 6, 6))
+    assert (probs["classes"].expected, probs["classes"].actual) == (2, 5)
+    note = check_data(small_net(classes=10), DataBundle(dataset(classes=3)))[0]
+    assert (note.kind, note.expected, note.actual, note.params) == ("classes", 10, 3,
+                                                                    {"out_features": 3})
+
+
 def test_check_data_fewer_classes_is_a_note():
     probs = check_data(small_net(classes=10), DataBundle(dataset(classes=3)))
     assert len(probs) == 1 and not probs[0].fatal and "7 outputs are never" in probs[0].text
