@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtGui import QUndoCommand
 
 from engine.errors import EngineError, GraphError, ParamError
-from engine.graph import FORMAT_VERSION, Edge, Graph, Node
+from engine.graph import FORMAT_VERSION, Edge, Graph, Node, port_error
 from engine.layers import REGISTRY
 from engine.messages import Message
 
@@ -96,7 +96,10 @@ class RemoveNodesCommand(_Command):
                 self.doc.add_node(n.type_name, n.position, n.params, n.name, node_id=n.id,
                                   trainable=n.trainable, index=index)
             for index, e in self.edges:
-                self.doc.add_edge(e.src, e.dst, e.port, index=index, src_port=e.src_port)
+                # the exact earlier state, unchecked: it may hold an edge the graph's checks
+                # refuse (a cycle or an output port missing, from a file), as validation reports
+                self.doc.add_edge(e.src, e.dst, e.port, index=index, check=False,
+                                  src_port=e.src_port)
 
 
 class SetParamCommand(_Command):
@@ -298,17 +301,23 @@ class ReplaceHeadCommand(_Command):
         self.new_weights = {k: a for k, a in w.items() if k.rpartition(".")[0] == head}
         self.setText(f"Replace head '{old.name}' for {n_classes} classes")
 
+    # each step keeps the head weights it takes away, so undo / redo bring back the weights
+    # that were there (a head trained since the replacement survives undo + redo)
     def redo(self):
         with self.doc.batch():
             self.doc.replace_params(self.head, self.new_params)
             self.doc.set_trainable(self.head, True)
-            self.doc.replace_node_weights(self.head, self.new_weights)
+            removed = self.doc.replace_node_weights(self.head, self.new_weights)
+            if removed is not None:
+                self.old_weights = removed
 
     def undo(self):
         with self.doc.batch():
             self.doc.replace_params(self.head, self.old_params)
             self.doc.set_trainable(self.head, self.old_trainable)
-            self.doc.replace_node_weights(self.head, self.old_weights)
+            removed = self.doc.replace_node_weights(self.head, self.old_weights)
+            if removed is not None:
+                self.new_weights = removed
 
 
 # ---- edges ------------------------------------------------------------------------------------
@@ -374,6 +383,11 @@ class _SpliceMixin:
         if REGISTRY[type_name].max_inputs == 0:
             self.refusal = f"{type_name} takes no input and cannot be inserted on a connection"
             return
+        n_out = doc.graph.output_count(edge.src)
+        if n_out is not None and not 0 <= edge.src_port < n_out:  # a bad edge from a file
+            self.refusal = (f"cannot insert a layer on that connection: "
+                            f"{port_error(doc.graph.nodes[edge.src], edge.src_port, n_out)}")
+            return
         try:
             self.params = _normalized(type_name, dict(params or {}))
         except ParamError as exc:
@@ -424,7 +438,7 @@ class _SpliceMixin:
         with doc.batch():
             doc.remove_node(self.new_id)
             doc.add_edge(self.edge.src, self.edge.dst, self.edge.port, index=self.index,
-                         src_port=self.edge.src_port)
+                         check=False, src_port=self.edge.src_port)
             for nid, (old, _) in self.room.items():
                 doc.move_node(nid, old)
 

@@ -299,16 +299,20 @@ class Document(QObject):
         self.weights_changed.emit()
         self._emit_modified()
 
-    def replace_node_weights(self, node_id: str, arrays: dict[str, np.ndarray]) -> None:
+    def replace_node_weights(self, node_id: str, arrays: dict[str, np.ndarray]
+                             ) -> dict[str, np.ndarray] | None:
         """Set the weights of one layer to `arrays` ("node_id.name" -> array), dropping its
-        others (a new classifier head). No-op while the document has no weights."""
+        others (a new classifier head); returns the layer's weights it replaced (stashed ones
+        too), for undo. No-op (None) while the document has no weights."""
         if self.weights is None:
-            return
+            return None
+        removed = {}
         for store in (self.weights, self._weight_stash):
             for key in [k for k in store if k.rpartition(".")[0] == node_id]:
-                del store[key]
+                removed[key] = store.pop(key)
         self.weights.update(arrays)
         self.weights_changed.emit()
+        return removed
 
     def node_weights(self, node_id: str) -> dict[str, np.ndarray]:
         if not self.weights:

@@ -127,7 +127,8 @@ class FileController(QObject):
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
             | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
         if answer == QMessageBox.StandardButton.Save:
-            return self.save()
+            # a .json file keeps no weights: still modified after it, and nothing is closed
+            return self.save() and not self.doc.is_modified()
         return answer == QMessageBox.StandardButton.Discard
 
     def show_error(self, title: str, text: str) -> None:
@@ -277,7 +278,12 @@ class FileController(QObject):
             return False
         old = self.doc.path
         self.doc.set_path(written)
-        self.doc.set_modified(False)
+        if Path(written).suffix.lower() == ".json" and (self.doc.weights or self.doc.history):
+            # the architecture is saved, the weights / history are in no file: still modified,
+            # so closing asks instead of losing them
+            self.doc.undo_stack.setClean()
+        else:
+            self.doc.set_modified(False)
         files.discard_autosave(self.autosave_dir, old)
         files.discard_autosave(self.autosave_dir, self.doc.path)
         self.recent.add(written)

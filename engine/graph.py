@@ -285,7 +285,10 @@ class Graph:
         if data.get("format", FORMAT) != FORMAT:
             raise GraphError(f"not a CNN Designer graph (format {data.get('format')!r})")
         version = data.get("version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise GraphError(f"graph format version {version!r} is not valid (a whole number "
+                             f"from 1 to {FORMAT_VERSION})")
+        if version > FORMAT_VERSION:
             raise GraphError(f"graph format version {version!r} is newer than this app reads "
                              f"({FORMAT_VERSION}); update CNN Designer")
         while version < FORMAT_VERSION:  # older files: upgrade one version at a time

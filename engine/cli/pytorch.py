@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import ModelNotFoundError
 from ..models import load_model
-from ..pytorch_export import ExportError, export_pytorch
-from ..zoo.templates import TEMPLATES
+from ..pytorch_export import export_pytorch
 from .common import MODEL_HELP, model_parser
 
 
@@ -26,12 +24,9 @@ def add_commands(subparsers) -> None:
 
 def _load(spec: str):
     """(graph, weights or None) for a project file, a bare .json, an .onnx, an example or a
-    template name."""
-    try:
-        project = load_model(spec)
-    except ModelNotFoundError:
-        raise ExportError(f"MODEL {spec!r} is neither a file nor a template name "
-                          f"({', '.join(TEMPLATES)})") from None
+    template name. An unknown MODEL is ModelNotFoundError: a usage error (exit code 2), as
+    for every command."""
+    project = load_model(spec)
     return project.graph, project.weights
 
 

@@ -144,6 +144,7 @@ FRAG = '{"format": "cnn-designer-fragment", '
                                             '"params": {"kernel_size": -1}}]}',
                                      FRAG + '"nodes": [{"id": "a", "type": "ReLU"}], '
                                             '"edges": [["a", "a"]]}',
+                                     FRAG + '"version": 0, "nodes": []}',
                                      b"\xff\xfe"])
 def test_garbage_paste_refused(doc, qtbot, garbage):
     before = doc.graph.dumps()

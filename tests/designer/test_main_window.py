@@ -690,3 +690,20 @@ def test_every_dock_is_there(win):
     assert set(win.docks) == {"palette", "problems", "history", "inspector", "summary",
                               "training", "feature_maps"}
     assert win.file_controller.act_export_onnx.isEnabled()
+
+
+def test_saving_trained_weights_as_architecture_json_keeps_them_unsaved(win, tmp_path, errors):
+    """A .json file holds the architecture only: after saving trained weights into one the
+    document stays modified, and the close prompt's Save does not close and lose them."""
+    _train(win)
+    assert win.file_controller.save_to(tmp_path / "arch.json")
+    assert win.doc.undo_stack.isClean() and win.isWindowModified()
+    errors.answers["next"] = QMessageBox.StandardButton.Save
+    assert not win.file_controller.maybe_save()  # saved the .json again, weights still unsaved
+    assert win.file_controller.save_to(tmp_path / "all.cnnd")
+    assert not win.isWindowModified()
+    # without weights or history a .json save is a full save
+    win.doc.reset(load_example("lenet5"))
+    win.doc.push(SetParamCommand(win.doc, "fc1", "out_features", 100))
+    assert win.file_controller.save_to(tmp_path / "plain.json")
+    assert not win.isWindowModified()

@@ -118,3 +118,28 @@ def test_copy_paste_keeps_output_ports(qtbot):
            '{"id": "a:1", "type": "ReLU"}, {"id": "b", "type": "Tanh"}], '
            '"edges": [["a:1", "b", 0]]}')
     assert parse_fragment(old).edges == [Edge("a:1", "b", 0, 0)]
+
+
+def test_an_edge_from_a_missing_output_is_reported_and_every_edit_around_it_undoes(qtbot):
+    """Fewer chunks (or a hand-written file) leave an edge on an output the layer no longer
+    has: validation reports it; deleting the layer undoes exactly (undo restores the earlier
+    state unchecked, it used to raise GraphError), dropping a layer on that edge is refused,
+    and the canvas draws it all."""
+    doc, scene, view = make_canvas(qtbot, split_graph())
+    assert doc.push(AddEdgeCommand(doc, "chunk", "tanh", 2))
+    assert doc.push(SetParamCommand(doc, "chunk", "chunks", 2))  # output 2 is gone now
+    assert any("output 2" in m.text for m in doc.validation.errors)
+    qtbot.wait(10)
+    round_trip(doc, RemoveNodesCommand(doc, ["chunk"]))
+    doc.undo_stack.undo()
+    assert Edge("chunk", "tanh", 0, 2) in doc.graph.edges
+    round_trip(doc, RemoveNodesCommand(doc, ["chunk", "tanh", "relu"]))
+    doc.undo_stack.undo()
+    cmd = InsertNodeOnEdgeCommand(doc, Edge("chunk", "tanh", 0, 2), "Sigmoid")
+    assert cmd.refusal and "no output port 2" in cmd.refusal
+    assert not doc.push(cmd)
+    # a good edge of the same layer still takes a layer, and undo puts the edge back
+    round_trip(doc, InsertNodeOnEdgeCommand(doc, Edge("chunk", "relu", 0, 1), "Sigmoid"))
+    scene.render_image(1.0)
+    assert doc.push(SetParamCommand(doc, "chunk", "chunks", 3))  # the port exists again
+    assert not any("output 2" in m.text for m in doc.validation.errors)

@@ -165,3 +165,30 @@ def test_imported_onnx_model_gets_blocks_a_frozen_backbone_and_a_new_head(window
         if k.rpartition(".")[0] != head:
             assert np.array_equal(doc.weights[k], a)
     assert all(b.frozen == "all" for b in scene.block_items.values())
+
+
+def test_a_head_trained_after_its_replacement_survives_undo_and_redo():
+    """Undo gives back the head weights the replacement took away, redo the ones the undo
+    took away: training between the replacement and an undo + redo keeps its head."""
+    from designer.document import Document
+
+    g = load_example("lenet5")
+    doc = Document(g)
+    doc.set_weights(Network.compile(g, np.random.default_rng(0)).state_dict())
+    assert doc.push(ReplaceHeadCommand(doc, 4))
+    trained = Network.compile(doc.graph, np.random.default_rng(7)).state_dict()
+    doc.set_weights(trained)  # what a finished training run does
+    head = "fc3"
+    doc.undo_stack.undo()
+    assert doc.weights[f"{head}.weight"].shape[0] == 10
+    doc.undo_stack.redo()
+    for k in (f"{head}.weight", f"{head}.bias"):
+        assert np.array_equal(doc.weights[k], trained[k])
+    # the same without weights before the replacement: the trained head comes back too
+    doc = Document(load_example("lenet5"))
+    assert doc.push(ReplaceHeadCommand(doc, 4))
+    trained = Network.compile(doc.graph, np.random.default_rng(7)).state_dict()
+    doc.set_weights(trained)
+    doc.undo_stack.undo()
+    doc.undo_stack.redo()
+    assert np.array_equal(doc.weights[f"{head}.weight"], trained[f"{head}.weight"])

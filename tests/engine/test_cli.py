@@ -145,6 +145,12 @@ def test_bad_data_file_exits_1(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["summary", "lenet5", "--format", "xml"], "invalid choice: 'xml'"),
     (["summary", "no_such_model"], "neither a file, an example"),
+    # an unknown MODEL is a usage error for every command that takes one
+    (["train", "no_such_model", "--data", "mnist", "--out", "x.cnnd"], "neither a file"),
+    (["export", "no_such_model", "--out", "x.onnx"], "neither a file"),
+    (["export-pytorch", "no_such_model", "--out", "pt"], "neither a file, an example"),
+    (["finetune", "no_such_model", "--out", "x.cnnd", "--data", "mnist", "--freeze-up-to",
+      "conv1"], "neither a file"),
     (["summary"], "the following arguments are required: MODEL"),
     (["train", "lenet5", "--data", "mnist"], "required: --out"),
     (["train", "lenet5", "--data", "mnist", "--out", "x.cnnd", "--epochs", "0"],

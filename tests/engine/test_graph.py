@@ -95,6 +95,10 @@ def test_json_round_trip_of_random_graphs(specs, data):
       "edges": [["a", "b", -1]]}, ["edge 1", "port"]),
     ({"nodes": [{"id": "a", "type": "ReLU"}, {"id": "b", "type": "ReLU"}],
       "edges": [["a", "b", True]]}, ["edge 1", "port"]),
+    # versions below 1 are not valid (they used to raise KeyError: no migration from them)
+    ({"version": 0, "nodes": []}, ["version 0", "not valid"]),
+    ({"version": -3, "nodes": []}, ["version -3", "not valid"]),
+    ({"version": True, "nodes": []}, ["version True", "not valid"]),
 ])
 def test_malformed_json_names_the_entry(data, words):
     with pytest.raises(GraphError) as exc:
