@@ -461,6 +461,14 @@ def _glyph_add(p: QPainter, fg: QColor, _kind: str) -> None:
     p.drawLine(QPointF(8, 12), QPointF(16, 12))
 
 
+def _glyph_multiply(p: QPainter, fg: QColor, _kind: str) -> None:
+    """A circled times (⊗): the element-wise product."""
+    p.setPen(QPen(fg, 1.6))
+    p.drawEllipse(QPointF(12, 12), 7, 7)
+    p.drawLine(QPointF(9.2, 9.2), QPointF(14.8, 14.8))
+    p.drawLine(QPointF(9.2, 14.8), QPointF(14.8, 9.2))
+
+
 def _glyph_concat(p: QPainter, fg: QColor, _kind: str) -> None:
     """Two channel blocks stacked into one."""
     dim = QColor(fg)
@@ -470,6 +478,44 @@ def _glyph_concat(p: QPainter, fg: QColor, _kind: str) -> None:
     p.drawRect(QRectF(5, 5, 6, 14))
     p.fillRect(QRectF(13, 5, 6, 14), fg)
     p.drawRect(QRectF(13, 5, 6, 14))
+
+
+def _glyph_shuffle(p: QPainter, fg: QColor, _kind: str) -> None:
+    """Two columns of three channels, joined crosswise: the channels change places."""
+    p.setPen(QPen(fg, 1.3))
+    ys = (6.0, 12.0, 18.0)
+    for y in ys:
+        p.drawEllipse(QPointF(5, y), 1.8, 1.8)
+        p.drawEllipse(QPointF(19, y), 1.8, 1.8)
+    for a, b in ((0, 2), (1, 0), (2, 1)):
+        p.drawLine(QPointF(7, ys[a]), QPointF(17, ys[b]))
+
+
+def _glyph_split(p: QPainter, fg: QColor, _kind: str) -> None:
+    """One channel block parted into two (Concat's picture taken apart)."""
+    dim = QColor(fg)
+    dim.setAlphaF(0.5)
+    p.setPen(QPen(fg, 1.3))
+    p.fillRect(QRectF(3, 5, 5, 14), fg)
+    p.drawRect(QRectF(3, 5, 5, 14))
+    p.drawLine(QPointF(9, 12), QPointF(13, 7))
+    p.drawLine(QPointF(9, 12), QPointF(13, 17))
+    p.fillRect(QRectF(14, 3, 6, 7), dim)
+    p.drawRect(QRectF(14, 3, 6, 7))
+    p.fillRect(QRectF(14, 14, 6, 7), dim)
+    p.drawRect(QRectF(14, 14, 6, 7))
+
+
+def _glyph_upsample(p: QPainter, fg: QColor, _kind: str) -> None:
+    """A small 2×2 grid growing into a large one."""
+    dim = QColor(fg)
+    dim.setAlphaF(0.5)
+    p.setPen(QPen(fg, 1.2))
+    for i in range(2):
+        for j in range(2):
+            p.drawRect(QRectF(3 + i * 8, 3 + j * 8, 8, 8))
+            p.fillRect(QRectF(3 + i * 3, 15 + j * 3, 3, 3), dim)
+    p.drawRect(QRectF(3, 15, 6, 6))
 
 
 def _glyph_letter(p: QPainter, fg: QColor, t: str) -> None:
@@ -486,7 +532,9 @@ _GLYPHS = {
     "input": _glyph_input, "conv": _glyph_conv, "pool-max": _glyph_pool, "pool-avg": _glyph_pool,
     "pool-global": _glyph_pool, "norm": _glyph_norm, "lrn": _glyph_norm, "dense": _glyph_linear,
     "dropout": _glyph_linear, "flatten": _glyph_flatten, "add": _glyph_add,
+    "multiply": _glyph_multiply,
     "concat": _glyph_concat, "softmax": _glyph_softmax,
+    "shuffle": _glyph_shuffle, "split": _glyph_split, "upsample": _glyph_upsample,
 }
 
 

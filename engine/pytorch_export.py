@@ -95,6 +95,29 @@ class _Names:
 
 
 HELPERS = {
+    "LayerNorm2d": '''
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an N×C×H×W map, as ConvNeXt's: each position's C values
+    are normalised together, then scaled and shifted per channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                         self.eps)
+        return x.permute(0, 3, 1, 2)
+''',
+    "LayerScale": '''
+
+class LayerScale(nn.Module):
+    """A learned scale per channel, y = x · γ (ConvNeXt's layer scale)."""
+
+    def __init__(self, channels: int, init_value: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), init_value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(-1, *([1] * (x.dim() - 2)))
+''',
     "OnnxLocalResponseNorm": '''
 
 class OnnxLocalResponseNorm(nn.Module):

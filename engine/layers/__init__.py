@@ -1,6 +1,16 @@
 """The layer registry: every layer type, declared once. Import this package to fill REGISTRY."""
 
-from . import activation, conv, core, merge, norm, pool  # noqa: F401  (registers the types)
+from . import (  # noqa: F401  (registers the types)
+    activation,
+    channels,
+    conv,
+    core,
+    merge,
+    norm,
+    pool,
+    reduce,
+    upsample,
+)
 from .base import (
     CATEGORIES,
     REGISTRY,

@@ -175,7 +175,8 @@ class Icon:
     """How a layer type's palette icon looks; designer/theme.py draws it (the engine has no Qt).
 
     Either a glyph the theme knows by name ("input", "conv", "pool-max", "pool-avg",
-    "pool-global", "norm", "lrn", "dense", "dropout", "flatten", "add", "concat", "softmax"), or,
+    "pool-global", "norm", "lrn", "dense", "dropout", "flatten", "add", "concat", "softmax",
+    "shuffle", "split", "upsample", "multiply"), or,
     for a function of one variable such as an activation, its `curve`: a NumPy function
     x -> y plotted for x in [-1, 1] with `y_range` (bottom, top) filling the tile. The default,
     Icon(), is the neutral generic glyph (the type's first letters): never a wrong picture.
@@ -253,6 +254,9 @@ class Layer:
     # tried before the other layers importing the same op: the layer claims only nodes it
     # recognises (AdaptiveAvgPool2d's tagged AveragePool) and returns None for the rest
     onnx_import_first: ClassVar[bool] = False
+    # multi-node ONNX forms of this layer (engine/layers/onnx_pattern.py: SiLU is
+    # x·Sigmoid(x)), matched by the importer before any per-op converter
+    onnx_patterns: ClassVar[tuple] = ()
     need_dx: bool = True  # False: backward may skip dx (Network.backward(input_grad=False))
 
     def __init__(self, name: str = "", **values):

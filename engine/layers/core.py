@@ -1,4 +1,5 @@
-"""Core layers: Input, Flatten, Linear (fully connected), Dropout."""
+"""Core layers: Input, Flatten (from any start axis), Linear (fully connected, also over the last
+axis of a map), Dropout."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from .base import BOOL, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
+from .base import BOOL, CHOICE, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .conv import INIT, init_uniform
-from .formula_text import DOT, Count
+from .formula_text import ARROW, DOT, Count
 from .formula_text import num as num_text  # torch_code's num writes Python literals
 from .torch_code import TorchCode, call_args, num
 
@@ -66,7 +67,10 @@ class Input(Layer):
 
 @register
 class Flatten(Layer):
-    """(C, H, W) -> (C·H·W,): turns feature maps into a vector for fully connected layers."""
+    """(C, H, W) -> (C·H·W,): turns feature maps into a vector for fully connected layers.
+
+    From a later start axis it keeps the axes before it, as torch.nn.Flatten(start_dim): start 2
+    turns C×H×W into C×(H·W) (a sequence of H·W positions per channel)."""
 
     type_name = "Flatten"
     label = "Flatten"
@@ -75,44 +79,72 @@ class Flatten(Layer):
     short_name = "flatten"
     icon = Icon("flatten")  # a 2×2 block unrolled into a row
     onnx_ops = ("Flatten", "Reshape")
+    params = (
+        Param("start_dim", INT, 1, "First axis merged, counting the batch as 0 (PyTorch's "
+              "start_dim): 1 flattens C×H×W to one vector, 2 gives C×(H·W).", min=1, max=3,
+              label="start axis"),
+    )
 
     def output_shape(self, in_shapes):
         (shape,) = in_shapes
-        return (int(np.prod(shape)),)
+        s = self.start_dim
+        if s > len(shape):
+            raise ShapeError(f"{self.where}: start_dim {s} is past the last axis of the "
+                             f"{fmt_shape(shape)} input (axes 1 to {len(shape)} after the "
+                             f"batch); use start_dim {len(shape)} or less", "start_dim",
+                             Fix("start_dim 1", "set_params", {"start_dim": 1}))
+        return tuple(shape[:s - 1]) + (math.prod(shape[s - 1:]),)
 
     def rf_window(self, in_shapes):
         shape = in_shapes[0]
-        if len(shape) != 3:
+        if len(shape) != 3 or self.start_dim > 2:
             return None
         return ((shape[1], shape[2]), (shape[1], shape[2]), (0, 0))
 
+    def describe(self, in_shapes=None):
+        return "" if self.start_dim == 1 else f"from axis {self.start_dim}"
+
     def formula(self, in_shapes):
         first = in_shapes[0]
+        s = self.start_dim
         if len(first) == 1:
             return [f"F = {num_text(first[0])} (already flat)"]
-        factors = DOT.join(str(v) for v in first)
-        return [f"F = C{DOT}H{DOT}W = {factors} = {num_text(math.prod(first))}"]
+        if s == 1 and len(first) == 3:
+            factors = DOT.join(str(v) for v in first)
+            return [f"F = C{DOT}H{DOT}W = {factors} = {num_text(math.prod(first))}"]
+        merged = first[s - 1:]
+        out = (*first[:s - 1], math.prod(merged))
+        return [(f"axes {s} on merged: {DOT.join(str(v) for v in merged)} = "
+                 f"{num_text(out[-1])}; {fmt_shape(first)} {ARROW} {fmt_shape(out)}")]
 
     def torch_module(self, in_shapes):
-        return "nn.Flatten()"
+        return "nn.Flatten()" if self.start_dim == 1 else f"nn.Flatten({self.start_dim})"
 
     def forward(self, xs, training=False):
         (x,) = xs
         if training:
             self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[:self.start_dim] + (-1,))
 
     def backward(self, dy):
         shape, self._cache = self._cache, None
         return [dy.reshape(shape)]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
-        ctx.node("Flatten", inputs, [output], self.name, axis=1)
+        """Flatten(axis 1) for a vector; from a later axis a Reshape to (0, kept axes…, -1), as
+        ONNX's Flatten always makes a 2-D tensor (it would merge the batch)."""
+        if self.start_dim == 1:
+            ctx.node("Flatten", inputs, [output], self.name, axis=1)
+            return
+        kept = list(ctx.in_shapes[0][:self.start_dim - 1])
+        shape = ctx.initializer(f"{self.name}.shape", [0, *kept, -1], np.int64)
+        ctx.node("Reshape", [inputs[0], shape], [output], self.name)
 
     @classmethod
     def from_onnx(cls, node, ctx):
-        """Flatten at axis 1, or the Reshape to (N, -1) / (N, F) / (0, -1) that PyTorch and
-        Keras emit for flattening (its shape input folded to a constant by the importer)."""
+        """Flatten at axis 1, the Reshape to (N, -1) / (N, F) / (0, -1) that PyTorch and
+        Keras emit for flattening (its shape input folded to a constant by the importer), or a
+        Reshape that keeps the batch and leading axes and merges the rest (start_dim 2, 3)."""
         shape = ctx.shape(node.input[0])
         where = ctx.where(node)
         if node.op_type == "Flatten":
@@ -129,12 +161,17 @@ class Flatten(Layer):
         t = [int(v) for v in np.asarray(target).reshape(-1)]
         feat = int(np.prod(shape))
         zero_ok = not int(ctx.attrs(node).get("allowzero", 0))
-        first_ok = len(t) == 2 and (ctx.is_batch(t[0]) or (t[0] == 0 and zero_ok) or t[0] == -1)
+        first_ok = len(t) >= 2 and (ctx.is_batch(t[0]) or (t[0] == 0 and zero_ok) or t[0] == -1)
         if len(t) == 2 and first_ok and t[1] in (-1, feat) and t != [-1, -1]:
             return cls._flattened(node, ctx)
+        k = len(t) - 1  # the start_dim this Reshape would be
+        if first_ok and 2 <= k <= len(shape) and t[-1] in (-1, math.prod(shape[k - 1:])) \
+                and all(v == d or (v == 0 and zero_ok) for v, d in zip(t[1:-1], shape)) \
+                and (t[0] != -1 or t[-1] != -1):
+            return ctx.imported(cls, {"start_dim": k}, {}, [node.input[0]])
         shown = ["N" if ctx.is_batch(v) else v for v in t]
         raise ValueError(f"{where}: Reshape of N×{'×'.join(map(str, shape))} to {shown} is not "
-                         f"supported; only flattening to N×{feat} is")
+                         f"supported; only flattening to N×{feat} is, or merging trailing axes")
 
     @classmethod
     def _flattened(cls, node, ctx):
@@ -166,35 +203,52 @@ class Linear(Layer):
               min=1, max=1 << 20, label="units"),
         Param("bias", BOOL, True, "Add a learned bias per unit."),
         INIT,
+        Param("over", CHOICE, "flat", "What it reads: a flat feature vector (after a Flatten; a "
+              "map is then an error, with the fix), or the last axis of any input, each row on "
+              "its own (ONNX MatMul on a map, a transformer's MLP).",
+              choices=("flat", "last_axis"),
+              choice_labels={"flat": "flat vector", "last_axis": "last axis"}),
     )
 
     def output_shape(self, in_shapes):
         (shape,) = in_shapes
+        if self.over == "last_axis":
+            return tuple(shape[:-1]) + (self.out_features,)
         if len(shape) != 1:
+            # a map fed straight into a classifier is the classic beginner's slip: an error
+            # with the one-click fix, rather than a silent per-row Linear
             raise ShapeError(f"{self.where} needs a flat input but gets {fmt_shape(shape)}; "
-                             f"insert a Flatten before '{self.name}'", None,
+                             f"insert a Flatten before '{self.name}' (or set over to 'last "
+                             f"axis' to apply it to each row of {shape[-1]})", None,
                              Fix(f"insert a Flatten before '{self.name}'", "insert_before",
                                  layer_type="Flatten"))
         return (self.out_features,)
 
     def weight_shapes(self, in_shapes):
-        out = {"weight": ((self.out_features, in_shapes[0][0]), True)}
+        out = {"weight": ((self.out_features, in_shapes[0][-1]), True)}
         if self.bias:
             out["bias"] = ((self.out_features,), True)
         return out
 
     def macs(self, in_shapes, out_shape):
-        return in_shapes[0][0] * self.out_features
+        return math.prod(in_shapes[0]) * self.out_features
 
     def describe(self, in_shapes=None):
-        return f"{self.out_features} unit{'s' * (self.out_features != 1)}"
+        rows = ", last axis" if self.over == "last_axis" else ""
+        return f"{self.out_features} unit{'s' * (self.out_features != 1)}{rows}"
 
     def formula(self, in_shapes):
+        shape = in_shapes[0]
+        if len(shape) > 1:
+            out = self.output_shape(in_shapes)
+            return [(f"last axis {shape[-1]} {ARROW} {num_text(self.out_features)} units, each "
+                     f"of the {num_text(math.prod(shape[:-1]))} rows alone: {fmt_shape(shape)} "
+                     f"{ARROW} {fmt_shape(out)}")]
         return [f"F = {num_text(self.out_features)} units"]
 
     def param_formula(self, in_shapes):
         """(F_in + 1)·F_out, without the '+ 1' when there is no bias."""
-        f_in, f_out = in_shapes[0][0], self.out_features
+        f_in, f_out = in_shapes[0][-1], self.out_features
         if self.bias:
             n = (f_in + 1) * f_out
             text = f"({num_text(f_in)} + 1) {DOT} {num_text(f_out)} = {num_text(n)}"
@@ -206,10 +260,12 @@ class Linear(Layer):
         return Count(text, n, 0, [note])
 
     def macs_formula(self, in_shapes, out_shape):
-        """F_in·F_out."""
-        f_in, f_out = in_shapes[0][0], self.out_features
-        n = f_in * f_out
-        return Count(f"{num_text(f_in)} {DOT} {num_text(f_out)} = {num_text(n)}", n)
+        """F_in·F_out (times the rows when applied over the last axis of a map)."""
+        f_in, f_out = in_shapes[0][-1], self.out_features
+        rows = math.prod(in_shapes[0][:-1])
+        n = rows * f_in * f_out
+        lead = f"{num_text(rows)} rows {DOT} " if len(in_shapes[0]) > 1 else ""
+        return Count(f"{lead}{num_text(f_in)} {DOT} {num_text(f_out)} = {num_text(n)}", n)
 
     def init_weights(self, in_shapes, rng):
         super().init_weights(in_shapes, rng)
@@ -217,8 +273,8 @@ class Linear(Layer):
         self.weights["weight"][...] = init_uniform(self.init, fi, fo, (fo, fi), rng)
 
     def torch_module(self, in_shapes):
-        kw = {} if self.bias else {"bias": False}
-        return f"nn.Linear({call_args(in_shapes[0][0], self.out_features, **kw)})"
+        kw = {} if self.bias else {"bias": False}  # nn.Linear works over the last axis too
+        return f"nn.Linear({call_args(in_shapes[0][-1], self.out_features, **kw)})"
 
     def forward(self, xs, training=False):
         (x,) = xs
@@ -231,6 +287,13 @@ class Linear(Layer):
 
     def backward(self, dy):
         x, self._cache = self._cache, None
+        if x.ndim > 2:  # over the last axis: every row is one more sample of the same Linear
+            dy2, x2 = dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1])
+            if not self.frozen:
+                self.grads["weight"] = dy2.T @ x2
+                if self.bias:
+                    self.grads["bias"] = dy2.sum(axis=0)
+            return [None] if not self.need_dx else [dy @ self.weights["weight"]]
         if not self.frozen:
             self.grads["weight"] = dy.T @ x
             if self.bias:
@@ -244,7 +307,19 @@ class Linear(Layer):
         return [dy @ self.weights["weight"]]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
-        """One Gemm: y = x · Wᵀ + b with W kept in its (out, in) layout (transB=1)."""
+        """One Gemm: y = x · Wᵀ + b with W kept in its (out, in) layout (transB=1). Over the
+        last axis of a map (Gemm takes only 2-D): MatMul by Wᵀ, then Add b."""
+        if len(ctx.in_shapes[0]) > 1:
+            wt = ctx.initializer(f"{self.name}.weight", ctx.weights["weight"].T)
+            if not self.bias:
+                ctx.node("MatMul", [inputs[0], wt], [output], self.name)
+                return
+            # the MatMul carries the layer's name (an import names the layer after it)
+            prod = f"{output}/matmul"
+            ctx.node("MatMul", [inputs[0], wt], [prod], self.name)
+            ctx.node("Add", [prod, ctx.initializer(f"{self.name}.bias", ctx.weights["bias"])],
+                     [output], f"{self.name}/bias")
+            return
         ins = [inputs[0], ctx.initializer(f"{self.name}.weight", ctx.weights["weight"])]
         if self.bias:
             ins.append(ctx.initializer(f"{self.name}.bias", ctx.weights["bias"]))
@@ -256,7 +331,7 @@ class Linear(Layer):
         right-hand side, taking a following Add of a constant as its bias."""
         where = ctx.where(node)
         shape = ctx.shape(node.input[0])
-        if len(shape) != 1:
+        if len(shape) != 1 and node.op_type != "MatMul":
             raise ValueError(f"{where}: {node.op_type} on a N×{'×'.join(map(str, shape))} "
                              f"tensor is not supported; only on flat N×F features")
         output = node.output[0]
@@ -296,13 +371,14 @@ class Linear(Layer):
             cols = np.empty_like(w)  # features flattened channels-last: permute the columns
             cols[:, order] = w
             w = cols
-        if w.shape[1] != shape[0]:
+        if w.shape[1] != shape[-1]:
             raise ValueError(f"{where}: weight for {w.shape[1]} inputs but the input has "
-                             f"{shape[0]} features")
+                             f"{shape[-1]} features")
         weights = {"weight": np.ascontiguousarray(w, np.float32)}
         if bias is not None:
             weights["bias"] = np.ascontiguousarray(bias, np.float32)
-        params = {"out_features": int(w.shape[0]), "bias": bias is not None}
+        params = {"out_features": int(w.shape[0]), "bias": bias is not None,
+                  "over": "flat" if len(shape) == 1 else "last_axis"}
         return ctx.imported(cls, params, weights, [node.input[0]], output=output)
 
 

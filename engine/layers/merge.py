@@ -1,12 +1,20 @@
-"""Merges: Add (residual connections) and Concat (inception / dense blocks), 2 or more inputs."""
+"""Merges: Add (residual connections), Multiply (squeeze-and-excitation gates) and Concat
+(inception / dense blocks), 2 or more inputs.
+
+Add and Multiply broadcast as ONNX and NumPy do (per sample: the batch axis is never
+broadcast): inputs of the same rank whose sizes agree or are 1 on each axis, so a C×1×1 gate
+scales a C×H×W map. Backward sums each input's gradient over the axes it was broadcast along.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..errors import ShapeError
-from .base import Icon, Layer, fmt_shape, register
-from .formula_text import num
+from .base import Icon, Layer, Shape, fmt_shape, register
+from .formula_text import DOT, Count, num
 from .torch_code import TorchCode
 
 
@@ -27,35 +35,26 @@ class Add(Layer):
     block_kind = "residual"  # a block closed by an Add is a residual block
 
     def output_shape(self, in_shapes):
-        first = in_shapes[0]
-        for i, s in enumerate(in_shapes[1:], start=2):
-            if s != first:
-                what = ("channels" if len(s) == len(first) == 3 and s[1:] == first[1:]
-                        else "shapes")
-                raise ShapeError(f"{self.where}: input {i} is {fmt_shape(s)} but input 1 is "
-                                 f"{fmt_shape(first)}; Add needs identical {what}")
-        return first
+        return broadcast_shape(self.where, "Add", in_shapes)
 
     def describe(self, in_shapes=None):
         return f"{len(in_shapes)} inputs" if in_shapes else ""
 
     def formula(self, in_shapes):
-        return [f"same shape as each input: {fmt_shape(in_shapes[0])}"]
+        return broadcast_formula(in_shapes)
 
     def to_pytorch(self, in_shapes, attr, names):
         return TorchCode(expr=" + ".join(f"{{{i}}}" for i in range(len(in_shapes))))
 
     def forward(self, xs, training=False):
-        y = xs[0].copy()
-        for x in xs[1:]:
-            y += x
+        y = _combine(np.add, xs)
         if training:
-            self._cache = len(xs)
+            self._cache = [x.shape for x in xs]
         return y
 
     def backward(self, dy):
-        n, self._cache = self._cache, None
-        return [dy] * n
+        shapes, self._cache = self._cache, None
+        return [unbroadcast(dy, s) for s in shapes]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         """Add for two inputs, one Sum node for more."""
@@ -82,7 +81,8 @@ class Concat(Layer):
     category = "Merge"
     doc = "Stacks inputs along the channel axis: C1 + C2 + … channels, same H×W."
     onnx_ops = ("Concat",)
-    min_inputs = 2
+    # one input is valid, an identity: torchvision's DenseNet writes torch.cat([x], 1)
+    min_inputs = 1
     max_inputs = None
     short_name = "concat"
     icon = Icon("concat")  # two channel blocks side by side
@@ -130,3 +130,151 @@ class Concat(Layer):
         if any(ctx.const(i) is not None for i in node.input):
             raise ValueError(f"{ctx.where(node)}: Concat with a constant input is not supported")
         return ctx.imported(cls, {}, {}, list(node.input))
+
+
+@register
+class Multiply(Layer):
+    """Element-wise product of 2+ inputs, broadcast: a squeeze-and-excitation gate (C×1×1)
+    scales a C×H×W map channel by channel.
+
+    It is not a branch merge in the sense of `merges_branches`: its inputs are meant to differ
+    in shape (a gate against a map), so validation offers no padding fix to make them agree,
+    and block detection does not stop at it: an SE block's Mul lies inside the block (nested
+    in the enclosing residual block, which is the one kept). A region closed by it alone is
+    named "gated".
+    """
+
+    type_name = "Multiply"
+    label = "Multiply"
+    category = "Merge"
+    doc = ("Multiplies inputs element by element, broadcasting size-1 axes: a C×1×1 gate "
+           "scales each channel of a C×H×W map (squeeze-and-excitation).")
+    onnx_ops = ("Mul",)
+    min_inputs = 2
+    max_inputs = None
+    short_name = "mul"
+    icon = Icon("multiply")  # a circled times
+    merges_branches = False
+    block_kind = "gated"
+    # a product of more than two inputs is a chain of Mul nodes (ONNX has no n-ary product);
+    # the nodes before the last carry this doc string so the chain imports as one layer
+    onnx_chain_doc = "cnn-designer:Multiply partial product"
+
+    def output_shape(self, in_shapes):
+        return broadcast_shape(self.where, "Multiply", in_shapes)
+
+    def describe(self, in_shapes=None):
+        return f"{len(in_shapes)} inputs" if in_shapes else ""
+
+    def formula(self, in_shapes):
+        return broadcast_formula(in_shapes)
+
+    def macs(self, in_shapes, out_shape):
+        return (len(in_shapes) - 1) * math.prod(out_shape)
+
+    def macs_formula(self, in_shapes, out_shape):
+        k, n = len(in_shapes) - 1, math.prod(out_shape)
+        return Count(f"{k} {DOT} {fmt_shape(out_shape)} = {num(k * n)} (one multiply per "
+                     f"element per extra input)", k * n)
+
+    def to_pytorch(self, in_shapes, attr, names):
+        return TorchCode(expr=" * ".join(f"{{{i}}}" for i in range(len(in_shapes))))
+
+    def forward(self, xs, training=False):
+        y = _combine(np.multiply, xs)
+        if training:
+            self._cache = list(xs)
+        return y
+
+    def backward(self, dy):
+        xs, self._cache = self._cache, None
+        grads = []
+        for i, x in enumerate(xs):
+            others = [o for j, o in enumerate(xs) if j != i]
+            g = _combine(np.multiply, [dy, *others])
+            grads.append(unbroadcast(g, x.shape))
+        return grads
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        acc = inputs[0]
+        for k, other in enumerate(inputs[1:], start=1):
+            last = k == len(inputs) - 1
+            out = output if last else f"{output}/mul{k}"
+            ctx.node("Mul", [acc, other], [out], self.name if last else f"{self.name}/mul{k}",
+                     doc=None if last else self.onnx_chain_doc)
+            acc = out
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """A Mul of two layer outputs; our own chain of tagged partial products is taken
+        whole (its later nodes absorbed), so a 3-input Multiply comes back as one."""
+        ins = [i for i in node.input if i]
+        inputs, cur = list(ins), node
+        while cur.doc_string == cls.onnx_chain_doc:
+            nxt = ctx.sole_consumer(cur.output[0])
+            if nxt is None or nxt.op_type != "Mul" or nxt.input[0] != cur.output[0]:
+                break
+            ctx.absorb(nxt)
+            inputs.append(nxt.input[1])
+            cur = nxt
+        consts = [i for i in inputs if ctx.const(i) is not None]
+        if consts:
+            raise ValueError(f"{ctx.where(node)}: Mul by a constant ({consts[0]}) is not "
+                             f"supported; only products of layer outputs (a gate and a map)")
+        res = ctx.imported(cls, {}, {}, inputs, output=cur.output[0])
+        res.name = cur.name  # the chain's last Mul carries the layer's name
+        return res
+
+
+def broadcast_shape(where: str, op: str, in_shapes: list[Shape]) -> Shape:
+    """The broadcast shape of per-sample input shapes (same rank; each axis equal or 1), or a
+    ShapeError naming the layer, both shapes and the axis, with the obvious fix."""
+    first = in_shapes[0]
+    out = list(first)
+    for i, s in enumerate(in_shapes[1:], start=2):
+        if len(s) != len(first):
+            raise ShapeError(f"{where}: input {i} is {fmt_shape(s)} but input 1 is "
+                             f"{fmt_shape(first)}; {op} needs inputs of the same rank "
+                             f"({'C×H×W' if max(len(s), len(first)) == 3 else 'features'} on "
+                             f"both). Fix: flatten both, or neither")
+        for axis, (a, b) in enumerate(zip(out, s)):
+            if a != b and a != 1 and b != 1:
+                name = ("C", "H", "W")[axis] if len(s) == 3 else "features"
+                fix = (f"make input {i} have {a} channels (or 1, to scale all alike)"
+                       if name == "C" else f"make input {i}'s {name} {a} or 1")
+                before = (f"input 1 is {fmt_shape(first)}" if i == 2 else
+                          f"inputs 1 to {i - 1} broadcast to {fmt_shape(tuple(out))}")
+                raise ShapeError(f"{where}: input {i} is {fmt_shape(s)} but {before}; {name} is "
+                                 f"{b} against {a}, and {op} broadcasts only sizes that match "
+                                 f"or are 1. Fix: {fix}")
+            out[axis] = max(a, b)
+    return tuple(out)
+
+
+def broadcast_formula(in_shapes: list[Shape]) -> list[str]:
+    """'same shape as each input: 4×5×5', or how broadcasting makes the output shape."""
+    if all(s == in_shapes[0] for s in in_shapes):
+        return [f"same shape as each input: {fmt_shape(in_shapes[0])}"]
+    out = np.broadcast_shapes(*in_shapes)
+    shapes = " and ".join(fmt_shape(s) for s in in_shapes)
+    return [f"broadcast {shapes} (size-1 axes stretched) = {fmt_shape(out)}"]
+
+
+def _combine(op, xs: list[np.ndarray]) -> np.ndarray:
+    """op (np.add / np.multiply) over all inputs, broadcast, into one new array: the first two
+    into a fresh output, the rest in place (no temporary per input)."""
+    shape = np.broadcast_shapes(*(x.shape for x in xs))
+    y = np.empty(shape, np.result_type(*xs))
+    op(xs[0], xs[1], out=y)
+    for x in xs[2:]:
+        op(y, x, out=y)
+    return y
+
+
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The gradient of an input of `shape` (batch axis included) that was broadcast to g's
+    shape: g summed over the axes where the input had size 1."""
+    if g.shape == shape:
+        return g
+    axes = tuple(i for i, (a, b) in enumerate(zip(shape, g.shape)) if a == 1 and b != 1)
+    return g.sum(axis=axes, keepdims=True)

@@ -1,11 +1,13 @@
-"""Normalization: BatchNorm2d (also after Linear, on F features) and LocalResponseNorm."""
+"""Normalization: BatchNorm2d (also after Linear, on F features), LocalResponseNorm,
+LayerNorm2d (across channels, ConvNeXt), GroupNorm and Scale (a learned per-channel γ)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ShapeError
-from .base import FLOAT, INT, Icon, Layer, Param, fmt_shape, register
+from ..messages import Fix
+from .base import BOOL, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .formula_text import DOT, Count
 from .formula_text import num as num_text  # torch_code's num writes Python literals
 from .torch_code import TorchCode, TorchModule, call_args, num
@@ -228,3 +230,547 @@ class LocalResponseNorm(Layer):
         params = {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
                   "beta": float(a.get("beta", 0.75)), "k": float(a.get("bias", 1.0))}
         return ctx.imported(cls, params, {}, [node.input[0]])
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B, M) · (A, B, M) -> (A, B, 1): the dot product of every row pair, as a batched
+    matrix product (BLAS; faster than einsum's reduction)."""
+    return np.matmul(a[:, :, None, :], b[:, :, :, None])[:, :, :, 0]
+
+
+def _bc(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-channel vector (C,) shaped to broadcast over (N, C, ...) of `ndim` axes."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+@register
+class LayerNorm2d(Layer):
+    """ConvNeXt's LayerNorm2d: at each position, normalise the C values across channels, then
+    scale and shift per channel (γ, β). Unlike BatchNorm it uses no batch statistics, so
+    training and inference compute the same thing."""
+
+    type_name = "LayerNorm2d"
+    label = "Layer norm (channels)"
+    category = "Normalization"
+    doc = ("Normalises the channels of each position (ConvNeXt): no batch statistics, the same "
+           "in training and inference.")
+    short_name = "ln"
+    icon = Icon("norm")
+    # LayerNormalization (opset 17+) between Transposes to and from channels-last; before 17 a
+    # ReduceMean / Sub / Mul / ReduceMean / Add / Sqrt / Div / Mul / Add chain (both import)
+    onnx_ops = ("LayerNormalization", "ReduceMean")
+    onnx_import_first = True  # claims only the ReduceMean that starts its own chain
+    params = (
+        Param("eps", FLOAT, 1e-6, "Added to the variance for numerical safety (ConvNeXt: 1e-6, "
+              "torch.nn.LayerNorm: 1e-5).", min=1e-12, max=1.0),
+    )
+
+    def output_shape(self, in_shapes):
+        return self._single_image(in_shapes)
+
+    def weight_shapes(self, in_shapes):
+        c = in_shapes[0][0]
+        return {"weight": ((c,), True), "bias": ((c,), True)}
+
+    def describe(self, in_shapes=None):
+        return f"over C, eps={self.eps:g}"
+
+    def formula(self, in_shapes):
+        c, h, w = in_shapes[0]
+        return [f"same shape as the input: {fmt_shape(in_shapes[0])}",
+                (f"each of the {h}{DOT}{w} = {h * w} positions: mean and variance of its {c} "
+                 f"channel values")]
+
+    def param_formula(self, in_shapes):
+        c = in_shapes[0][0]
+        return Count(f"2{DOT}{c} = {num_text(2 * c)} trainable (γ, β per channel)", 2 * c, 0)
+
+    def init_weights(self, in_shapes, rng):
+        super().init_weights(in_shapes, rng)
+        self.weights["weight"][...] = 1  # identity at the start: y = x̂
+
+    def to_pytorch(self, in_shapes, attr, names):
+        kw = {} if self.eps == 1e-5 else {"eps": num(self.eps)}
+        return TorchCode([TorchModule(attr, f"LayerNorm2d({call_args(in_shapes[0][0], **kw)})")],
+                         helper="LayerNorm2d")
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        c = x.shape[1]
+        # the sums over C run as one batched matrix product per sample (BLAS), much faster
+        # than NumPy's strided reduction over axis 1; float64 inputs (gradient checks) too
+        x3 = x.reshape(x.shape[0], c, -1)
+        ones = np.full((1, c), 1 / c, x.dtype)
+        mean = np.matmul(ones, x3)  # (N, 1, HW)
+        xc = x3 - mean
+        y = np.multiply(xc, xc)  # the square's buffer becomes the output (fewer allocations)
+        var = np.matmul(ones, y)
+        inv = 1 / np.sqrt(var + x.dtype.type(self.eps))
+        xhat = np.multiply(xc, inv, out=xc)
+        w, b = self.weights["weight"], self.weights["bias"]
+        np.multiply(xhat, w[:, None], out=y)
+        y += b[:, None]
+        if training:
+            self._cache = (xhat, inv)
+        return y.reshape(x.shape)
+
+    def backward(self, dy):
+        xhat, inv = self._cache
+        self._cache = None
+        n, c = dy.shape[:2]
+        dy3 = dy.reshape(n, c, -1)
+        w = self.weights["weight"]
+        if not self.frozen:
+            self.grads["weight"] = np.einsum("nch,nch->c", dy3, xhat)
+            self.grads["bias"] = dy3.sum(axis=(0, 2))
+        g = dy3 * w[:, None]  # dx̂
+        ones = np.full((1, c), 1 / c, dy.dtype)
+        m1 = np.matmul(ones, g)
+        m2 = np.matmul(ones, g * xhat)
+        g -= m1
+        g -= xhat * m2
+        g *= inv
+        return [g.reshape(dy.shape)]
+
+    # ---- ONNX mapping ------------------------------------------------------------------------
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        c = ctx.in_shapes[0][0]
+        w, b = ctx.weights["weight"], ctx.weights["bias"]
+        if ctx.opset >= 17:
+            # LayerNormalization normalises trailing axes: to channels-last and back
+            last, normed = f"{output}/nhwc", f"{output}/normed"
+            ctx.node("Transpose", inputs, [last], f"{self.name}/to_nhwc", perm=[0, 2, 3, 1])
+            ctx.node("LayerNormalization", [last, ctx.initializer(f"{self.name}.weight", w),
+                                            ctx.initializer(f"{self.name}.bias", b)],
+                     [normed], f"{self.name}/layernorm", axis=-1, epsilon=float(self.eps))
+            ctx.node("Transpose", [normed], [output], self.name, perm=[0, 3, 1, 2])
+            return
+        t = {k: f"{output}/{k}" for k in ("mean", "d", "sq", "var", "ve", "std", "xhat", "yw")}
+        axes = {"axes": [1], "keepdims": 1}
+        nm = self.name
+        ctx.node("ReduceMean", inputs, [t["mean"]], f"{nm}/mean", **axes)
+        ctx.node("Sub", [inputs[0], t["mean"]], [t["d"]], f"{nm}/sub")
+        ctx.node("Mul", [t["d"], t["d"]], [t["sq"]], f"{nm}/square")
+        ctx.node("ReduceMean", [t["sq"]], [t["var"]], f"{nm}/var", **axes)
+        eps = ctx.initializer(f"{nm}.eps", np.array(self.eps, np.float32))
+        ctx.node("Add", [t["var"], eps], [t["ve"]], f"{nm}/add_eps")
+        ctx.node("Sqrt", [t["ve"]], [t["std"]], f"{nm}/sqrt")
+        ctx.node("Div", [t["d"], t["std"]], [t["xhat"]], f"{nm}/div")
+        ctx.node("Mul", [t["xhat"], ctx.initializer(f"{nm}.weight", w.reshape(c, 1, 1))],
+                 [t["yw"]], f"{nm}/scale")
+        ctx.node("Add", [t["yw"], ctx.initializer(f"{nm}.bias", b.reshape(c, 1, 1))],
+                 [output], nm)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        if node.op_type == "LayerNormalization":
+            return cls._from_layernorm(node, ctx)
+        return cls._from_chain(node, ctx)
+
+    @classmethod
+    def _from_layernorm(cls, node, ctx):
+        """LayerNormalization over the last axis of a channels-last map, then back to N×C×H×W
+        (how PyTorch exports ConvNeXt's LayerNorm2d from opset 17 on)."""
+        where = ctx.where(node)
+        a = ctx.attrs(node)
+        src = ctx.channels_last_source(node.input[0])
+        if src is None:
+            raise ValueError(f"{where}: LayerNormalization is supported over the channels of a "
+                             f"map (between Transposes to and from channels-last) only")
+        tensor, (c, _, _) = src
+        if int(a.get("axis", -1)) not in (-1, 3):
+            raise ValueError(f"{where}: LayerNormalization over axis {a.get('axis')} of a "
+                             f"channels-last map is not supported; only over its last axis (C)")
+        if any(o and ctx.is_used(o) for o in node.output[1:]):
+            raise ValueError(f"{where}: the Mean / InvStdDev outputs are not supported")
+        back = ctx.sole_consumer(node.output[0])
+        if back is None or back.op_type != "Transpose" or \
+                ctx.attrs(back).get("perm") != [0, 3, 1, 2]:
+            raise ValueError(f"{where}: LayerNormalization over channels-last needs a Transpose "
+                             f"(perm 0,3,1,2) back to N×C×H×W after it")
+        weight = ctx.weight(node, 1, "Scale").reshape(-1)
+        bias = (ctx.weight(node, 2, "B").reshape(-1) if len(node.input) > 2 and node.input[2]
+                else np.zeros(c, np.float32))
+        if weight.size != c or bias.size != c:
+            raise ValueError(f"{where}: Scale / B of {weight.size} / {bias.size} values, the map "
+                             f"has {c} channels")
+        ctx.absorb(back)
+        return ctx.imported(cls, {"eps": float(a.get("epsilon", 1e-5))},
+                            {"weight": weight, "bias": bias}, [tensor], output=back.output[0],
+                            name=back.name)
+
+    @classmethod
+    def _from_chain(cls, node, ctx):
+        """The opset < 17 chain this layer exports (Pow(d, 2) accepted for Mul(d, d), as
+        PyTorch writes it); None when the ReduceMean starts no such chain."""
+        from .reduce import onnx_reduce_axes
+
+        x = node.input[0]
+        shape = ctx.shapes.get(ctx.resolve(x))
+        if shape is None or len(shape) != 3 or onnx_reduce_axes(node, ctx) != [1] \
+                or not int(ctx.attrs(node).get("keepdims", 1)):
+            return None
+        c = shape[0]
+
+        def sole(tensor, op):
+            n = ctx.sole_consumer(tensor)
+            return n if n is not None and n.op_type == op else None
+
+        def other(n, tensor):
+            rest = [i for i in n.input if i != tensor]
+            return rest[0] if len(rest) == 1 else None
+
+        sub = sole(node.output[0], "Sub")
+        if sub is None or list(sub.input) != [x, node.output[0]]:
+            return None
+        d = sub.output[0]
+        users = list({id(u): u for u in ctx.consumers.get(d, [])}.values())  # Mul(d, d): once
+        sq = next((u for u in users if (u.op_type == "Mul" and list(u.input) == [d, d]) or (
+            u.op_type == "Pow" and u.input[0] == d and ctx.const(u.input[1]) is not None
+            and float(ctx.const(u.input[1])) == 2.0)), None)
+        div = next((u for u in users if u.op_type == "Div" and u.input[0] == d), None)
+        if sq is None or div is None or len(users) != 2 or d in ctx.graph_outputs:
+            return None
+        var = sole(sq.output[0], "ReduceMean")
+        if var is None or onnx_reduce_axes(var, ctx, rank=4) != [1]:
+            return None
+        add = sole(var.output[0], "Add")
+        eps = ctx.const(other(add, var.output[0])) if add is not None else None
+        sqrt = sole(add.output[0], "Sqrt") if eps is not None and eps.size == 1 else None
+        if sqrt is None or div.input[1] != sqrt.output[0] or sole(sqrt.output[0], "Div") is None:
+            return None
+        chain = [sub, sq, var, add, sqrt, div]
+        weight, bias, out = np.ones(c, np.float32), np.zeros(c, np.float32), div.output[0]
+        mul = sole(out, "Mul")
+        wc = _per_channel_const(ctx, mul, out, "Mul", c)
+        if wc is not None:
+            weight, out = wc, mul.output[0]
+            chain.append(mul)
+        add2 = sole(out, "Add")
+        bc = _per_channel_const(ctx, add2, out, "Add", c)
+        if bc is not None:
+            bias, out = bc, add2.output[0]
+            chain.append(add2)
+        for n in chain:
+            ctx.absorb(n)
+        eps = ctx.clean_float(float(np.asarray(eps).reshape(-1)[0]))
+        return ctx.imported(cls, {"eps": eps}, {"weight": weight, "bias": bias}, [x], output=out,
+                            name=chain[-1].name)
+
+
+def nearest_divisor(c: int, g: int) -> int:
+    """The divisor of c nearest to g (the smaller one on a tie): a group count that works."""
+    divs = [d for d in range(1, c + 1) if c % d == 0]
+    return min(divs, key=lambda d: (abs(d - g), d))
+
+
+@register
+class GroupNorm(Layer):
+    """Group normalization: the channels are split into groups; each sample's group is
+    normalised over its channels and positions, then scaled and shifted per channel."""
+
+    type_name = "GroupNorm"
+    label = "Group norm"
+    category = "Normalization"
+    doc = ("Normalises groups of channels per sample: no batch statistics, so it works with "
+           "small batches (detection, segmentation).")
+    short_name = "gn"
+    icon = Icon("norm")
+    # Reshape(N, G, -1) -> InstanceNormalization -> Reshape back -> Mul -> Add at every opset
+    # (GroupNormalization is only in opset 18+, and 21 changed its scale to per channel)
+    onnx_ops = ("Reshape",)
+    onnx_import_first = True  # claims only the Reshape that starts its own chain
+    params = (
+        Param("num_groups", INT, 1, "Channel groups; must divide the channels (32 is usual for "
+              "wide maps; 1 normalises all of C×H×W together).", min=1, max=4096,
+              label="groups"),
+        Param("eps", FLOAT, 1e-5, "Added to the variance for numerical safety.", min=1e-12,
+              max=1.0),
+        Param("affine", BOOL, True, "Learn a scale and shift (γ, β) per channel."),
+    )
+
+    def output_shape(self, in_shapes):
+        c, _, _ = shape = self._single_image(in_shapes)
+        g = self.num_groups
+        if c % g:
+            best = nearest_divisor(c, g)
+            raise ShapeError(f"{self.where}: {g} groups do not divide the {c} channels; use a "
+                             f"divisor of {c} such as {best}", "num_groups",
+                             Fix(f"groups {best}", "set_params", {"num_groups": best}))
+        return shape
+
+    def weight_shapes(self, in_shapes):
+        if not self.affine:
+            return {}
+        c = in_shapes[0][0]
+        return {"weight": ((c,), True), "bias": ((c,), True)}
+
+    def describe(self, in_shapes=None):
+        return f"{self.num_groups} group{'s' * (self.num_groups != 1)}"
+
+    def formula(self, in_shapes):
+        c, h, w = in_shapes[0]
+        g = self.num_groups
+        per = c // g if g and c % g == 0 else c / g
+        return [f"same shape as the input: {fmt_shape(in_shapes[0])}",
+                (f"{g} group{'s' * (g != 1)} of {c} / {g} = {per:g} channels: statistics over "
+                 f"{per:g}{DOT}{h}{DOT}{w} = {num_text(int(per * h * w))} values each")]
+
+    def param_formula(self, in_shapes):
+        c = in_shapes[0][0]
+        if not self.affine:
+            return Count("0 (affine off)", 0, 0)
+        return Count(f"2{DOT}{c} = {num_text(2 * c)} trainable (γ, β per channel)", 2 * c, 0)
+
+    def init_weights(self, in_shapes, rng):
+        super().init_weights(in_shapes, rng)
+        if self.affine:
+            self.weights["weight"][...] = 1
+
+    def torch_module(self, in_shapes):
+        kw = {}
+        if self.eps != 1e-5:
+            kw["eps"] = num(self.eps)
+        if not self.affine:
+            kw["affine"] = False
+        return f"nn.GroupNorm({call_args(self.num_groups, in_shapes[0][0], **kw)})"
+
+    def forward(self, xs, training=False):
+        # one new array (x − mean, then scaled and shifted in place): fresh allocations, not
+        # arithmetic, dominate these memory-bound passes; x̂ is recomputed by backward
+        (x,) = xs
+        n, c = x.shape[:2]
+        g = self.num_groups
+        xg = x.reshape(n, g, -1)
+        mean = xg.mean(axis=2, keepdims=True)
+        y = np.subtract(xg, mean)
+        var = _rowdot(y, y) * x.dtype.type(1 / xg.shape[2])
+        inv = 1 / np.sqrt(var + x.dtype.type(self.eps))  # (N, G, 1)
+        if training:
+            self._cache = (x, mean, inv)
+        if not self.affine:
+            y *= inv
+            return y.reshape(x.shape)
+        scale = np.repeat(inv[:, :, 0], c // g, axis=1) * self.weights["weight"]  # (N, C)
+        y3 = y.reshape(n, c, -1)
+        y3 *= scale[:, :, None]
+        y3 += self.weights["bias"][:, None]
+        return y.reshape(x.shape)
+
+    def backward(self, dy):
+        x, mean, inv = self._cache
+        self._cache = None
+        n, c = dy.shape[:2]
+        g = self.num_groups
+        xhat = np.subtract(x.reshape(n, g, -1), mean)
+        xhat *= inv
+        dy3 = dy.reshape(n, c, -1)
+        if self.affine:
+            if not self.frozen:
+                self.grads["weight"] = _rowdot(dy3, xhat.reshape(n, c, -1))[:, :, 0].sum(axis=0)
+                self.grads["bias"] = dy3.sum(axis=(0, 2))
+            gx = (dy3 * self.weights["weight"][:, None]).reshape(n, g, -1)  # dx̂
+        else:
+            gx = dy.reshape(n, g, -1).copy()
+        m = dy.dtype.type(1 / gx.shape[2])
+        m1 = gx.sum(axis=2, keepdims=True) * m
+        m2 = _rowdot(gx, xhat) * m
+        gx -= m1
+        xhat *= m2
+        gx -= xhat
+        gx *= inv
+        return [gx.reshape(dy.shape)]
+
+    # ---- ONNX mapping ------------------------------------------------------------------------
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """Reshape(N, G, -1) -> InstanceNormalization (γ 1, β 0 per group) -> Reshape(N, C, H,
+        W) -> Mul γ -> Add β: exact at every opset, and what PyTorch exports for GroupNorm."""
+        c, h, w = ctx.in_shapes[0]
+        g, nm = self.num_groups, self.name
+        grouped, normed, back, scaled = (f"{output}/{k}" for k in
+                                         ("grouped", "normed", "back", "scaled"))
+        ctx.node("Reshape", [inputs[0], ctx.initializer(f"{nm}.groups", [0, g, -1], np.int64)],
+                 [grouped], f"{nm}/group")
+        ctx.node("InstanceNormalization", [grouped, ctx.initializer(f"{nm}.ones", np.ones(g)),
+                                           ctx.initializer(f"{nm}.zeros", np.zeros(g))],
+                 [normed], f"{nm}/norm", epsilon=float(self.eps))
+        last = output if not self.affine else back
+        ctx.node("Reshape", [normed, ctx.initializer(f"{nm}.shape", [0, c, h, w], np.int64)],
+                 [last], nm if not self.affine else f"{nm}/ungroup")
+        if self.affine:
+            wt = ctx.initializer(f"{nm}.weight", ctx.weights["weight"].reshape(c, 1, 1))
+            ctx.node("Mul", [back, wt], [scaled], f"{nm}/scale")
+            bs = ctx.initializer(f"{nm}.bias", ctx.weights["bias"].reshape(c, 1, 1))
+            ctx.node("Add", [scaled, bs], [output], nm)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """The chain `to_onnx` writes (also PyTorch's export of nn.GroupNorm); None for any
+        other Reshape (Flatten then tries it)."""
+        x = node.input[0]
+        shape = ctx.shapes.get(ctx.resolve(x))
+        target = ctx.const(node.input[1]) if len(node.input) > 1 else None
+        if shape is None or len(shape) != 3 or target is None:
+            return None
+        c, h, w = shape
+        t = [int(v) for v in np.asarray(target).reshape(-1)]
+        if len(t) != 3 or not (t[0] in (0, -1) or ctx.is_batch(t[0])) or t[1] < 1 \
+                or c % t[1] or t[2] not in (-1, c // max(t[1], 1) * h * w):
+            return None
+        g = t[1]
+        inorm = ctx.sole_consumer(node.output[0])
+        if inorm is None or inorm.op_type != "InstanceNormalization":
+            return None
+        sc, bi = ctx.const(inorm.input[1]), ctx.const(inorm.input[2])
+        if sc is None or bi is None or np.any(sc != 1) or np.any(bi != 0):
+            return None  # a per-group affine: not GroupNorm's (per-channel) form
+        back = ctx.sole_consumer(inorm.output[0])
+        if back is None or back.op_type != "Reshape" or len(back.input) < 2:
+            return None
+        bt = ctx.const(back.input[1])
+        if bt is None:  # Reshape(·, Shape(x)), its Shape not folded yet (later in the file)
+            src = next((n for n in ctx.model.graph.node if back.input[1] in n.output), None)
+            if src is None or src.op_type != "Shape" or ctx.resolve(src.input[0]) != \
+                    ctx.resolve(x) or ctx.attrs(src).get("start", 0) or "end" in ctx.attrs(src):
+                return None
+            bt = [0, c, h, w]
+        bt = [int(v) for v in np.asarray(bt).reshape(-1)]
+        if len(bt) != 4 or bt[1:] != [c, h, w] or not (bt[0] in (0, -1) or ctx.is_batch(bt[0])):
+            return None
+        chain, out = [inorm, back], back.output[0]
+        weights: dict = {}
+        mul = ctx.sole_consumer(out)
+        wc = _per_channel_const(ctx, mul, out, "Mul", c)
+        if wc is not None:
+            chain.append(mul)
+            out = mul.output[0]
+            add = ctx.sole_consumer(out)
+            bc = _per_channel_const(ctx, add, out, "Add", c)
+            if bc is not None:
+                chain.append(add)
+                out = add.output[0]
+            weights = {"weight": wc, "bias": bc if bc is not None else np.zeros(c, np.float32)}
+        for n in chain:
+            ctx.absorb(n)
+        eps = float(ctx.attrs(inorm).get("epsilon", 1e-5))
+        params = {"num_groups": g, "eps": eps, "affine": bool(weights)}
+        return ctx.imported(cls, params, weights, [x], output=out, name=chain[-1].name)
+
+
+def channel_vector(k: np.ndarray | None, c: int, rank: int) -> np.ndarray | None:
+    """A constant that broadcasts one value per channel over N×C×H×W (rank 3: of shape C×1×1 or
+    1×C×1×1) or N×C (rank 1: C or 1×C), as a float32 (C,) vector; None when it does not."""
+    if k is None:
+        return None
+    want = (c, 1, 1) if rank == 3 else (c,)
+    if k.shape not in (want, (1,) + want):
+        return None
+    return np.asarray(k, np.float32).reshape(-1)
+
+
+def _per_channel_const(ctx, node, tensor: str, op: str, c: int) -> np.ndarray | None:
+    """The (C,) values of `node` = op(tensor, constant) with a constant of one value per channel
+    of a C×H×W map; None when `node` is not that."""
+    if node is None or node.op_type != op or len(node.input) != 2:
+        return None
+    rest = [i for i in node.input if i != tensor]
+    return channel_vector(ctx.const(rest[0]), c, 3) if len(rest) == 1 else None
+
+
+@register
+class Scale(Layer):
+    """A learned scale per channel, y = γ_c · x (ConvNeXt's layer scale, before the residual
+    Add): starting γ near 0 lets a deep net begin as almost the identity."""
+
+    type_name = "Scale"
+    label = "Scale (per channel)"
+    category = "Normalization"
+    doc = "Multiplies each channel by a learned factor γ (ConvNeXt's layer scale)."
+    short_name = "scale"
+    icon = Icon.plot(lambda x: 0.6 * x)  # y = γ·x, a line through the origin
+    onnx_ops = ("Mul",)
+    onnx_import_first = True  # claims only Mul by a per-channel constant (Multiply takes the rest)
+    onnx_doc = "cnn-designer:Scale init_value="
+    params = (
+        Param("init_value", FLOAT, 1e-6, "Starting value of every γ (ConvNeXt: 1e-6, so each "
+              "residual branch starts almost off; 1 for a plain scale).", min=0.0, max=1e3,
+              label="initial γ"),
+    )
+
+    def output_shape(self, in_shapes):
+        (shape,) = in_shapes
+        if len(shape) not in (1, 3):
+            raise ShapeError(f"{self.where} needs C×H×W or a flat input, got {fmt_shape(shape)}")
+        return shape
+
+    def weight_shapes(self, in_shapes):
+        return {"weight": ((in_shapes[0][0],), True)}
+
+    def describe(self, in_shapes=None):
+        return f"γ₀={self.init_value:g}"
+
+    def param_formula(self, in_shapes):
+        c = in_shapes[0][0]
+        return Count(f"{num_text(c)} trainable (one γ per channel)", c, 0)
+
+    def macs_formula(self, in_shapes, out_shape):
+        return None
+
+    def init_weights(self, in_shapes, rng):
+        super().init_weights(in_shapes, rng)
+        self.weights["weight"][...] = self.init_value
+
+    def to_pytorch(self, in_shapes, attr, names):
+        ctor = f"LayerScale({call_args(in_shapes[0][0], num(self.init_value))})"
+        return TorchCode([TorchModule(attr, ctor)], helper="LayerScale")
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        if training:
+            self._cache = x
+        return x * _bc(self.weights["weight"], x.ndim)
+
+    def backward(self, dy):
+        x, self._cache = self._cache, None
+        if not self.frozen:
+            if dy.ndim == 2:
+                self.grads["weight"] = np.einsum("nc,nc->c", dy, x)
+            else:
+                n, c = dy.shape[:2]
+                self.grads["weight"] = np.einsum("nch,nch->c", dy.reshape(n, c, -1),
+                                                 x.reshape(n, c, -1))
+        return [dy * _bc(self.weights["weight"], dy.ndim)]
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        """Mul by γ reshaped to (C, 1, 1) for maps, (C,) for vectors: it broadcasts over N."""
+        shape = ctx.in_shapes[0]
+        gamma = ctx.weights["weight"].reshape((-1,) + (1,) * (len(shape) - 1))
+        ctx.node("Mul", [inputs[0], ctx.initializer(f"{self.name}.weight", gamma)], [output],
+                 self.name, doc=f"{self.onnx_doc}{self.init_value!r}")
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """Mul of a layer's output by a constant of one value per channel; None otherwise."""
+        if len(node.input) != 2:
+            return None
+        consts = [ctx.const(i) for i in node.input]
+        if (consts[0] is None) == (consts[1] is None):
+            return None
+        k, x = (consts[1], node.input[0]) if consts[1] is not None else (consts[0],
+                                                                          node.input[1])
+        shape = ctx.shapes.get(ctx.resolve(x))
+        if shape is None or len(shape) not in (1, 3):
+            return None
+        gamma = channel_vector(k, shape[0], len(shape))
+        if gamma is None:
+            return None
+        # our own files keep the starting γ in the node's doc string; 1 (a plain scale) else
+        init = 1.0
+        if node.doc_string.startswith(cls.onnx_doc):
+            try:
+                init = float(node.doc_string[len(cls.onnx_doc):])
+            except ValueError:
+                pass
+        return ctx.imported(cls, {"init_value": init}, {"weight": gamma}, [x])

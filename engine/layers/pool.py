@@ -1,4 +1,4 @@
-"""Pooling: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d."""
+"""Pooling: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, GlobalAvgPool2d, GlobalMaxPool2d."""
 
 from __future__ import annotations
 
@@ -467,4 +467,63 @@ class GlobalAvgPool2d(Layer):
         return ctx.imported(cls, {}, {}, [node.input[0]])
 
 
-__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "GlobalAvgPool2d", "MaxPool2d", "conv_out"]
+@register
+class GlobalMaxPool2d(Layer):
+    """Maximum of each whole feature map. (C, H, W) -> (C, 1, 1)."""
+
+    type_name = "GlobalMaxPool2d"
+    label = "Global max pooling"
+    category = "Pooling"
+    doc = "Keeps the largest value of each whole feature map (C×1×1): 'is the feature anywhere?'"
+    short_name = "gmp"
+    icon = Icon("pool-max")  # the max window: one cell stands for the whole map
+    onnx_ops = ("GlobalMaxPool",)
+
+    def output_shape(self, in_shapes):
+        c, _, _ = self._single_image(in_shapes)
+        return c, 1, 1
+
+    def rf_window(self, in_shapes):
+        _, h, w = in_shapes[0]
+        return ((h, w), (h, w), (0, 0))
+
+    def formula(self, in_shapes):
+        if len(in_shapes[0]) != 3:
+            return super().formula(in_shapes)
+        c, h, w = in_shapes[0]
+        return [(f"{fmt_shape(in_shapes[0])} {ARROW} {c}×1×1: the largest of {h}·{w} = "
+                 f"{h * w} values per channel")]
+
+    def torch_module(self, in_shapes):
+        return "nn.AdaptiveMaxPool2d(1)"
+
+    def forward(self, xs, training=False):
+        (x,) = xs
+        n, c = x.shape[:2]
+        flat = x.reshape(n, c, -1)
+        if not training:
+            return flat.max(axis=2).reshape(n, c, 1, 1)
+        # the gradient goes to the first maximum, as PyTorch's adaptive max pooling does
+        idx = flat.argmax(axis=2)
+        self._cache = (x.shape, idx)
+        return np.take_along_axis(flat, idx[:, :, None], axis=2).reshape(n, c, 1, 1)
+
+    def backward(self, dy):
+        shape, idx = self._cache
+        self._cache = None
+        n, c = shape[:2]
+        dx = np.zeros((n, c, shape[2] * shape[3]), dy.dtype)
+        np.put_along_axis(dx, idx[:, :, None], dy.reshape(n, c, 1), axis=2)
+        return [dx.reshape(shape)]
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node("GlobalMaxPool", inputs, [output], self.name)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        ctx.image_shape(node.input[0], node)
+        return ctx.imported(cls, {}, {}, [node.input[0]])
+
+
+__all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "MaxPool2d",
+           "conv_out"]

@@ -43,7 +43,9 @@ PRODUCER = "CNN Designer"
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 BATCH_DIM = "N"
 POSITIONS_KEY = "cnn_designer.positions"  # metadata: canvas positions by layer name
-INITIALIZER_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "min", "max", "ratio")
+INITIALIZER_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "min", "max", "ratio",
+                        "axes", "shape", "groups", "ones", "zeros", "eps",
+                        "split", "scales", "sizes", "roi")
 
 
 def producer_version() -> str:
@@ -81,13 +83,14 @@ class ExportContext:
         self.nodes.append(helper.make_node(op, inputs, outputs, name=name, doc_string=doc,
                                            **attrs))
 
-    def initializer(self, name: str, array: np.ndarray) -> str:
+    def initializer(self, name: str, array: np.ndarray, dtype=np.float32) -> str:
+        """Add a constant; `dtype` np.int64 for shapes and axes (Reshape, Reduce* inputs)."""
         from onnx import numpy_helper
 
         if name in self._init_names:
             raise GraphError(f"two weights would be called {name!r}; rename a layer")
         self._init_names.add(name)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        self.initializers.append(numpy_helper.from_array(np.asarray(array, dtype), name))
         return name
 
     def add_input(self, name: str, shape: list[int]) -> None:

@@ -20,7 +20,12 @@ LeakyRelu, Sigmoid, Tanh; Clip(0, 6) -> ReLU6 and Clip(0, inf) -> ReLU (attribut
 Gemm (transB, alpha, beta folded) and MatMul (+ Add of a constant) -> Linear; Flatten(axis 1) and
 the flattening Reshape -> Flatten; BatchNormalization (momentum 1 − m) -> BatchNorm2d; LRN;
 Add / Sum of layer outputs -> Add; Concat on channels; Dropout -> Dropout with its rate (kept for
-fine-tuning; it does nothing at inference); Identity and Constant disappear.
+fine-tuning; it does nothing at inference); Identity and Constant disappear (our own tagged
+Identity stays a layer). HardSigmoid, HardSwish, Gelu, Elu, PRelu, Mul -> their layers.
+
+Multi-node forms (a layer's `onnx_patterns`, engine/layers/onnx_pattern.py) are matched before
+the per-op converters and consume their nodes: x·Sigmoid(x) -> SiLU, x·HardSigmoid(x, 1/6, 0.5)
+-> HardSwish, GELU's Erf and Tanh formulas (as we and PyTorch write them below opset 20) -> GELU.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ class Imported:
     weights: dict[str, np.ndarray]
     inputs: list[str]
     output: str
+    name: str | None = None  # the ONNX node name the layer is named after (default: the node's)
+    outputs: list[str] | None = None  # every output port's tensor (layers with several)
 
 
 @dataclass
@@ -221,6 +228,33 @@ class ImportContext:
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(self.resolve(name)) if name else None
 
+    def const_ahead(self, name: str) -> np.ndarray | None:
+        """`name`'s constant value, folding its constant expression now where the file puts it
+        later (PyTorch writes a shuffle's second Reshape target after the first Reshape); None
+        when it depends on run-time data. The main loop folds those nodes again, harmlessly."""
+        producers = {o: n for n in self.model.graph.node for o in n.output if o}
+
+        def fold(t: str, depth: int) -> bool:
+            if not t or self.const(t) is not None:
+                return True
+            node = producers.get(self.resolve(t))
+            if node is None or depth > 64 or node.domain not in ("", "ai.onnx"):
+                return False
+            if node.op_type in FOLDABLE_SHAPE_OPS:
+                ok = self.resolve(node.input[0]) in self.shapes or fold(node.input[0], depth + 1)
+            else:
+                ok = all(fold(i, depth + 1) for i in node.input)
+            if not ok or not _foldable(self, node):
+                return False
+            try:
+                _check_fold_size(self, node)
+                _fold(self, node)
+            except Exception:  # noqa: BLE001 - the main loop reports it at its turn
+                return False
+            return self.const(t) is not None
+
+        return self.const(name) if name and fold(name, 0) else None
+
     def weight(self, node, index: int, what: str) -> np.ndarray:
         """Input `index` of `node` as a float32 constant, or a clear error."""
         if index >= len(node.input) or not node.input[index]:
@@ -289,10 +323,15 @@ class ImportContext:
         return int(dims[1]), int(dims[2]), int(dims[3])
 
     def imported(self, cls, params: dict, weights: dict, inputs: list[str],
-                 output: str | None = None) -> Imported:
+                 output: str | None = None, name: str | None = None,
+                 outputs: list[str] | None = None) -> Imported:
+        """`name`: the ONNX node name to name the layer after, where a layer of several nodes
+        names its last one after itself (the default is the current node's name)."""
         if output is None:
             output = self.current.output[0] if self.current is not None else ""
-        return Imported(cls, params, weights, inputs, output)
+        if outputs:  # several output ports (ChannelSplit): output is port 0's
+            output = outputs[0]
+        return Imported(cls, params, weights, inputs, output, name, outputs)
 
 
 def importer_table() -> dict[str, list[type[Layer]]]:
@@ -305,6 +344,33 @@ def importer_table() -> dict[str, list[type[Layer]]]:
     for classes in table.values():
         classes.sort(key=lambda c: not c.onnx_import_first)
     return dict(table)
+
+
+def pattern_table() -> dict[str, list[tuple[type[Layer], object]]]:
+    """Anchor op type -> (layer class, OnnxPattern) for every multi-node form the registry's
+    layers declare (`onnx_patterns`): tried before the per-op converters."""
+    table: dict[str, list] = defaultdict(list)
+    for cls in REGISTRY.values():
+        for pattern in cls.onnx_patterns:
+            table[pattern.nodes[0].op].append((cls, pattern))
+    for entries in table.values():  # the longest first: a GELU before a SiLU-like prefix
+        entries.sort(key=lambda e: -len(e[1].nodes))
+    return dict(table)
+
+
+def _match_pattern(ctx: ImportContext, node, patterns) -> Imported | None:
+    """The layer of the first pattern `node` anchors, named after the pattern's last node (the
+    one producing its output). The pattern's other nodes are absorbed (skipped later)."""
+    for cls, pattern in patterns.get(node.op_type, ()):
+        found = pattern.match(node, ctx)
+        if found is None:
+            continue
+        x, nodes = found
+        for n in nodes[1:]:
+            ctx.absorb(n)
+        last = nodes[-1]
+        return Imported(cls, dict(pattern.params), {}, [x], last.output[0], name=last.name)
+    return None
 
 
 # ---- import -------------------------------------------------------------------------------
@@ -366,10 +432,12 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     ctx.shapes[vi.name] = (inp.params["channels"], inp.params["height"], inp.params["width"])
 
     table = importer_table()
+    patterns = pattern_table()
     unsupported: dict[str, list[str]] = defaultdict(list)
     problems: list[str] = []
     layers: list[tuple[str, Imported]] = []  # (our name, what the class made)
     producer: dict[str, int] = {vi.name: -1}  # tensor -> index into layers (-1: the Input)
+    out_port: dict[str, int] = {}  # tensor -> its output port, where not 0 (ChannelSplit)
     taken: set[str] = set()
     input_name = _unique(_clean_name(vi.name) or "input", taken)
     unresolved: set[str] = set()
@@ -393,10 +461,11 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
             if node.op_type not in table and node.op_type not in PASS_THROUGH:
                 unsupported[node.op_type].append(label)
             continue
-        if node.op_type in PASS_THROUGH:
+        matched = _match_pattern(ctx, node, patterns)  # multi-node forms first (SiLU, GELU)
+        if matched is None and node.op_type in PASS_THROUGH:
             ctx.aliases[node.output[0]] = ctx.resolve(node.input[0])
             continue
-        if _foldable(ctx, node):
+        if matched is None and _foldable(ctx, node):
             try:
                 _check_fold_size(ctx, node)
                 _fold(ctx, node)
@@ -405,17 +474,17 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
                 unresolved.update(node.output)
             continue
-        if _to_channels_last(ctx, node):
+        if matched is None and _to_channels_last(ctx, node):
             continue
-        if node.op_type not in table:
+        if matched is None and node.op_type not in table:
             unsupported[node.op_type].append(label)
             unresolved.update(node.output)
             continue
         ctx.current = node
         ctx.taken_orders = set()
-        res = None
+        res = matched
         try:
-            for cls in table[node.op_type]:
+            for cls in table[node.op_type] if res is None else ():
                 res = cls.from_onnx(node, ctx)
                 if res is not None:
                     break
@@ -427,7 +496,8 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         if res is None:
             unresolved.update(node.output)
             continue
-        our = _unique(_clean_name(node.name, scope_counts) or _default_name(res.cls), taken)
+        named = node.name if res.name is None else res.name
+        our = _unique(_clean_name(named, scope_counts) or _default_name(res.cls), taken)
         err = _check_layer(ctx, our, res) or _check_layout(ctx, res)
         if err:
             problems.append(f"{ctx.where(node)}: {err}")
@@ -435,7 +505,9 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
             unresolved.add(res.output)
             continue
         layers.append((our, res))
-        producer[res.output] = len(layers) - 1
+        for p, t in enumerate(res.outputs or [res.output]):
+            producer[t] = len(layers) - 1
+            out_port[t] = p
 
     if unsupported or problems:
         lines = []
@@ -478,7 +550,8 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         graph.add_node(res.cls.type_name, our, res.params, node_id=our)
         ids[i] = our
         for port, t in enumerate(res.inputs):
-            graph.edges.append(_edge(ids[producer[ctx.resolve(t)]], our, port))
+            rt = ctx.resolve(t)
+            graph.edges.append(_edge(ids[producer[rt]], our, port, out_port.get(rt, 0)))
         for key, arr in res.weights.items():
             weights[f"{our}.{key}"] = np.ascontiguousarray(arr, np.float32)
     _layout(graph, _stored_positions(model))
@@ -489,10 +562,10 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     return ImportedModel(graph, weights, opset, model.producer_name or "unknown", warnings)
 
 
-def _edge(src: str, dst: str, port: int):
+def _edge(src: str, dst: str, port: int, src_port: int = 0):
     from ..graph import Edge
 
-    return Edge(src, dst, port)
+    return Edge(src, dst, port, src_port)
 
 
 def _foldable(ctx: ImportContext, node) -> bool:
@@ -633,7 +706,7 @@ def _check_layer(ctx: ImportContext, name: str, res: Imported) -> str | None:
     try:
         in_shapes = [ctx.shape(t) for t in res.inputs]
         layer = res.cls(name, **res.params)
-        out = layer.output_shape(in_shapes)
+        outs = layer.output_shapes(in_shapes)
     except (ParamError, ShapeError, ValueError) as exc:
         return str(exc)
     want = layer.weight_shapes(in_shapes)
@@ -644,7 +717,8 @@ def _check_layer(ctx: ImportContext, name: str, res: Imported) -> str | None:
         got = tuple(np.shape(res.weights[k]))
         if got != tuple(shape):
             return f"'{k}' has shape {fmt_shape(got)}, the layer needs {fmt_shape(shape)}"
-    ctx.shapes[res.output] = tuple(int(d) for d in out)
+    for t, out in zip(res.outputs or [res.output], outs):
+        ctx.shapes[t] = tuple(int(d) for d in out)
     return None
 
 

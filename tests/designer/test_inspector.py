@@ -51,7 +51,8 @@ def test_editors_follow_the_declarations(panel):
     assert not panel.trainable.isVisibleTo(panel)  # pooling has no weights
 
     panel.set_node("fc1")
-    assert kinds(panel) == {"out_features": IntEditor, "bias": BoolEditor, "init": ChoiceEditor}
+    assert kinds(panel) == {"out_features": IntEditor, "bias": BoolEditor, "init": ChoiceEditor,
+                            "over": ChoiceEditor}
     assert panel.editors["out_features"].spin.value() == 120
 
     panel.set_node("input")

@@ -125,7 +125,7 @@ def test_an_edge_from_a_missing_output_is_reported_and_every_edit_around_it_undo
     has: validation reports it; deleting the layer undoes exactly (undo restores the earlier
     state unchecked, it used to raise GraphError), dropping a layer on that edge is refused,
     and the canvas draws it all."""
-    doc, scene, view = make_canvas(qtbot, split_graph())
+    doc, scene, _view = make_canvas(qtbot, split_graph())
     assert doc.push(AddEdgeCommand(doc, "chunk", "tanh", 2))
     assert doc.push(SetParamCommand(doc, "chunk", "chunks", 2))  # output 2 is gone now
     assert any("output 2" in m.text for m in doc.validation.errors)

@@ -60,16 +60,26 @@ def check_layer(layer, xs, seed=1, reset=None, expect_weight_grads=True):
     differences. `reset` runs before each forward (e.g. to fix Dropout's mask)."""
     rng = np.random.default_rng(seed)
 
+    ports: list = []  # the output ports' shapes, for a layer with several (ChannelSplit)
+
     def forward():
         if reset is not None:
             reset()
-        return layer.forward(xs, training=True)
+        y = layer.forward(xs, training=True)
+        if isinstance(y, list):  # every port's values side by side, sample by sample
+            ports[:] = [a.shape for a in y]
+            y = np.concatenate([a.reshape(len(a), -1) for a in y], axis=1)
+        return y
 
     y = forward()
     assert y.dtype == np.float64
     r = rng.standard_normal(y.shape)
     layer.grads = {}
-    dxs = layer.backward(r.copy())
+    dy = r.copy()
+    if ports:  # one gradient per output port
+        cuts = np.cumsum([int(np.prod(s[1:])) for s in ports])[:-1]
+        dy = [d.reshape(s) for d, s in zip(np.split(dy, cuts, axis=1), ports)]
+    dxs = layer.backward(dy)
     grads = {k: np.array(v) for k, v in layer.grads.items()}
 
     def loss():

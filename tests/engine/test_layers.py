@@ -85,6 +85,15 @@ SHAPE_TABLE = [
     ("AdaptiveAvgPool2d", {"output_size": 3}, [(3, 10, 10)], (3, 3, 3), (0, 0)),
     ("AdaptiveAvgPool2d", {"output_size": [2, 3]}, [(2, 5, 7)], (2, 2, 3), (0, 0)),
     ("GlobalAvgPool2d", {}, [(16, 7, 5)], (16, 1, 1), (0, 0)),
+    ("GlobalMaxPool2d", {}, [(16, 7, 5)], (16, 1, 1), (0, 0)),
+    # ---- reductions: keep_dims keeps each reduced axis as 1, else drops it -----------------
+    ("ReduceMean", {}, [(8, 7, 5)], (8, 1, 1), (0, 0)),
+    ("ReduceMean", {"axes": "H,W", "keep_dims": False}, [(8, 7, 5)], (8,), (0, 0)),
+    ("ReduceMean", {"axes": "C"}, [(8, 7, 5)], (1, 7, 5), (0, 0)),
+    ("ReduceMean", {"axes": "C,H,W"}, [(8, 7, 5)], (1, 1, 1), (0, 0)),
+    ("ReduceMax", {"axes": "C", "keep_dims": False}, [(8, 7, 5)], (7, 5), (0, 0)),
+    ("ReduceMax", {"axes": "W"}, [(8, 7, 5)], (8, 7, 1), (0, 0)),
+    ("ReduceMax", {"axes": "C,W", "keep_dims": False}, [(8, 7, 5)], (7,), (0, 0)),
     # ---- activations (shape-preserving, no weights) --------------------------------------
     ("ReLU", {}, [(6, 4, 4)], (6, 4, 4), (0, 0)),
     ("LeakyReLU", {"negative_slope": 0.2}, [(10,)], (10,), (0, 0)),
@@ -92,27 +101,78 @@ SHAPE_TABLE = [
     ("Sigmoid", {}, [(5,)], (5,), (0, 0)),
     ("Tanh", {}, [(2, 3, 3)], (2, 3, 3), (0, 0)),
     ("Softmax", {}, [(10,)], (10,), (0, 0)),
+    ("SiLU", {}, [(6, 4, 4)], (6, 4, 4), (0, 0)),
+    ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}, [(3, 2, 2)], (3, 2, 2), (0, 0)),
+    ("HardSwish", {}, [(12,)], (12,), (0, 0)),
+    ("GELU", {}, [(2, 3, 3)], (2, 3, 3), (0, 0)),
+    ("GELU", {"approximate": "tanh"}, [(7,)], (7,), (0, 0)),
+    ("ELU", {"alpha": 0.5}, [(4, 3, 3)], (4, 3, 3), (0, 0)),
+    ("PReLU", {}, [(8, 5, 5)], (8, 5, 5), (1, 0)),
+    ("PReLU", {"num_parameters": 8}, [(8, 5, 5)], (8, 5, 5), (8, 0)),  # one slope per channel
+    ("PReLU", {"num_parameters": 10}, [(10,)], (10,), (10, 0)),
+    ("Identity", {}, [(3, 4, 4)], (3, 4, 4), (0, 0)),
     # ---- core ----------------------------------------------------------------------------
     ("Input", {"channels": 3, "height": 32, "width": 30}, [], (3, 32, 30), (0, 0)),
     ("Flatten", {}, [(16, 5, 5)], (400,), (0, 0)),
+    ("Flatten", {"start_dim": 2}, [(16, 5, 6)], (16, 30), (0, 0)),  # torch's Flatten(2)
+    ("Flatten", {"start_dim": 3}, [(16, 5, 6)], (16, 5, 6), (0, 0)),  # the last axis alone
+    ("Flatten", {"start_dim": 2}, [(16, 30)], (16, 30), (0, 0)),
+    # over the last axis of a map: (6 + 1)·4 = 28, the same weights for every row
+    ("Linear", {"out_features": 4, "over": "last_axis"}, [(3, 5, 6)], (3, 5, 4), (28, 0)),
+    ("Linear", {"out_features": 4, "over": "last_axis", "bias": False}, [(3, 30)], (3, 4),
+     (120, 0)),
     ("Linear", {"out_features": 120}, [(400,)], (120,), (48_120, 0)),  # (400 + 1)·120
     ("Linear", {"out_features": 5, "bias": False}, [(10,)], (5,), (50, 0)),
     ("Dropout", {"p": 0.3}, [(8, 3, 3)], (8, 3, 3), (0, 0)),
     # ---- normalization -------------------------------------------------------------------
     ("BatchNorm2d", {}, [(16, 8, 8)], (16, 8, 8), (32, 32)),
+    ("LayerNorm2d", {}, [(16, 8, 8)], (16, 8, 8), (32, 0)),
+    ("LayerNorm2d", {"eps": 1e-5}, [(3, 1, 1)], (3, 1, 1), (6, 0)),
+    ("GroupNorm", {"num_groups": 4}, [(16, 8, 8)], (16, 8, 8), (32, 0)),
+    ("GroupNorm", {"num_groups": 3, "affine": False}, [(6, 5, 5)], (6, 5, 5), (0, 0)),
+    ("Scale", {}, [(16, 8, 8)], (16, 8, 8), (16, 0)),
+    ("Scale", {"init_value": 1.0}, [(10,)], (10,), (10, 0)),
     ("BatchNorm2d", {}, [(84,)], (84,), (168, 168)),
     ("LocalResponseNorm", {"size": 5}, [(8, 5, 5)], (8, 5, 5), (0, 0)),
     # ---- merges --------------------------------------------------------------------------
     ("Add", {}, [(4, 5, 5), (4, 5, 5)], (4, 5, 5), (0, 0)),
     ("Add", {}, [(7,), (7,), (7,)], (7,), (0, 0)),
+    ("Add", {}, [(4, 5, 5), (4, 1, 1)], (4, 5, 5), (0, 0)),  # broadcast, as ONNX
+    ("Multiply", {}, [(4, 5, 5), (4, 1, 1)], (4, 5, 5), (0, 0)),  # an SE gate
+    ("Multiply", {}, [(1, 5, 5), (4, 1, 1), (4, 5, 1)], (4, 5, 5), (0, 0)),
+    ("Multiply", {}, [(6,), (6,)], (6,), (0, 0)),
     ("Concat", {}, [(2, 5, 5), (3, 5, 5)], (5, 5, 5), (0, 0)),
     ("Concat", {}, [(3,), (4,), (1,)], (8,), (0, 0)),
+    # ---- channels and upsampling (engine/layers/channels.py, upsample.py) ---------------
+    ("ChannelShuffle", {"groups": 2}, [(6, 4, 4)], (6, 4, 4), (0, 0)),
+    ("ChannelShuffle", {"groups": 3}, [(12,)], (12,), (0, 0)),
+    ("ChannelSplit", {"sections": 2}, [(8, 3, 3)], (4, 3, 3), (0, 0)),  # port 0 of 2
+    ("ChannelSplit", {"sections": 3}, [(6,)], (2,), (0, 0)),
+    # (4 − 1)·2 − 0 + (2 − 1) + 0 + 1 = 8; 3·8·2·2 + 8 = 104
+    ("ConvTranspose2d", {"out_channels": 8, "kernel_size": 2, "stride": 2}, [(3, 4, 4)],
+     (8, 8, 8), (104, 0)),
+    # (5 − 1)·2 − 2 + (3 − 1) + 1 + 1 = 10; 4·(6/2)·3·3 = 108, no bias
+    ("ConvTranspose2d", {"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": 1,
+                         "output_padding": 1, "groups": 2, "bias": False}, [(4, 5, 5)],
+     (6, 10, 10), (108, 0)),
+    ("Upsample", {}, [(3, 5, 4)], (3, 10, 8), (0, 0)),
+    ("Upsample", {"mode": "bilinear", "size": [7, 9]}, [(2, 3, 4)], (2, 7, 9), (0, 0)),
 ]
 
 
 def _id(row):
     t, p, ins, *_ = row
     return f"{t}-{p}-{ins}"
+
+
+def _port0(layer, y, in_shapes):
+    """Output port 0 of a layer's forward; with several outputs (ChannelSplit) every port's
+    shape is checked first."""
+    if not layer.multi_output():
+        return y
+    assert [a.shape[1:] for a in y] == list(layer.output_shapes(in_shapes))
+    assert all(a.dtype == np.float32 for a in y)
+    return y[0]
 
 
 @pytest.mark.parametrize("type_name,params,in_shapes,out_shape,counts", SHAPE_TABLE,
@@ -143,15 +203,16 @@ def test_forward_produces_the_declared_shape_in_float32(type_name, params, in_sh
     xs = [rng.standard_normal((2,) + s).astype(np.float32) for s in in_shapes or [out_shape]]
     x0 = [x.copy() for x in xs]
     for training in (False, True):
-        y = layer.forward(xs, training=training)
+        y = _port0(layer, layer.forward(xs, training=training), in_shapes)
         assert y.shape == (2,) + out_shape
         assert y.dtype == np.float32, "float32 in must give float32 out"
         if not training:  # inference treats each sample alone: a batch of one agrees
-            y1 = layer.forward([x[1:] for x in xs])
+            y1 = _port0(layer, layer.forward([x[1:] for x in xs]), in_shapes)
             np.testing.assert_allclose(y1, y[1:], rtol=1e-5, atol=1e-6)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dy0 = dy.copy()
-    dxs = layer.backward(dy)
+    dxs = layer.backward([dy] + [np.zeros((2,) + s, np.float32) for s in layer.output_shapes(
+        in_shapes)[1:]] if layer.multi_output() else dy)  # zeros for the unread ports
     # nothing is changed in place: Add hands the same dy to several branches, and a
     # fan-out hands the same x to several layers
     for x, xc in zip(xs, x0):
