@@ -106,6 +106,59 @@ class LayerNorm2d(nn.LayerNorm):
                          self.eps)
         return x.permute(0, 3, 1, 2)
 ''',
+    "WindowPool2d": '''
+
+class WindowPool2d(nn.Module):
+    """Window pooling as ONNX (and CNN Designer) defines it, for what nn.MaxPool2d / nn.AvgPool2d
+    cannot say: padding beyond half the kernel, dilated average pooling, uncounted asymmetric
+    padding, geometric and harmonic means. Exact: the input is padded explicitly (`pads` =
+    top, left, bottom, right; then `extra` rows / columns at the end, the ceil-mode overhang),
+    F.unfold reads the dilated windows, and
+      max:       the largest tap (padding is -inf);
+      avg:       the window's sum / its cells inside the input (with count_include_pad: inside
+                 the input and `pads`; the overhang never counts), counted on a mask of ones;
+      geometric: exp(mean of log(max(x, eps))) over the window's input cells;
+      harmonic:  1 / (mean of 1 / max(x, eps)) over the window's input cells."""
+
+    def __init__(self, mode: str, kernel_size, stride, dilation=1, pads=(0, 0, 0, 0),
+                 extra=(0, 0), count_include_pad: bool = False, eps: float = 1e-6):
+        super().__init__()
+        two = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+        self.mode, self.kernel_size = mode, two(kernel_size)
+        self.stride, self.dilation = two(stride), two(dilation)
+        self.pads, self.extra = tuple(pads), tuple(extra)
+        self.count_include_pad = count_include_pad and mode == "avg"
+        self.eps = eps
+
+    def _window_sums(self, x: torch.Tensor, pad_value: float, extra_value: float, reduce):
+        n, c, h, w = x.shape
+        t, l, b, r = self.pads
+        x = F.pad(x, (l, r, t, b), value=pad_value)
+        x = F.pad(x, (0, self.extra[1], 0, self.extra[0]), value=extra_value)
+        hp, wp = x.shape[2:]
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+        cols = F.unfold(x.reshape(n * c, 1, hp, wp), self.kernel_size, dilation=self.dilation,
+                        stride=self.stride)
+        return reduce(cols).reshape(n, c, ho, wo)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "max":
+            inf = float("-inf")
+            return self._window_sums(x, inf, inf, lambda cols: cols.amax(1))
+        if self.mode == "geometric":
+            x = torch.log(torch.clamp(x, min=self.eps))
+        elif self.mode == "harmonic":
+            x = 1.0 / torch.clamp(x, min=self.eps)
+        total = self._window_sums(x, 0.0, 0.0, lambda cols: cols.sum(1))
+        ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
+        count = self._window_sums(ones, float(self.count_include_pad), 0.0,
+                                  lambda cols: cols.sum(1))
+        mean = total / count
+        if self.mode == "geometric":
+            return torch.exp(mean)
+        return 1.0 / mean if self.mode == "harmonic" else mean
+''',
     "LayerScale": '''
 
 class LayerScale(nn.Module):

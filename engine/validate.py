@@ -191,8 +191,9 @@ def _port_shape(res: NodeResult, port: int) -> Shape | None:
 
 def _node_key(node, refs: list[tuple[str, int]], results: dict[str, NodeResult],
               graph: Graph) -> tuple:
+    # the sources' params too: `source_warnings` reads what a source can output
     ins = tuple((s, p, graph.nodes[s].name, graph.nodes[s].type_name,
-                 _port_shape(results[s], p), results[s].receptive_field, results[s].jump)
+                 repr(graph.nodes[s].params), _port_shape(results[s], p), results[s].receptive_field, results[s].jump)
                 for s, p in refs)
     return (node.type_name, node.name, node.trainable, repr(node.params), ins)
 
@@ -249,6 +250,8 @@ def _check_node(graph: Graph, node, res: NodeResult, refs: list[tuple[str, int]]
         res.trainable_params = 0
     res.macs = layer.macs(in_shapes, res.out_shape)
     for text, param, fix in layer.warnings(in_shapes, res.out_shape):
+        report(WARNING, text, nid, param, fix)
+    for text, param, fix in layer.source_warnings(in_shapes, [results[s].layer for s in srcs]):
         report(WARNING, text, nid, param, fix)
     _receptive_field(res, [results[s] for s in srcs], layer, in_shapes)
 
@@ -320,7 +323,14 @@ def _receptive_field(res: NodeResult, ins: list[NodeResult], layer: Layer, in_sh
         if not ins or any(r.receptive_field is None for r in ins):
             return
         rf = tuple(max(r.receptive_field[a] for r in ins) for a in (0, 1))
-        jump = tuple(max(r.jump[a] for r in ins) for a in (0, 1))
+        # A broadcast input (a squeeze-and-excitation gate, C×1×1) already sees the whole image:
+        # its RF counts, but the output's pixel grid, and so its jump, is the full-size inputs'.
+        # (The gate's own jump is its global pool's window, which would inflate every later RF.)
+        spatial = [tuple(s[-2:]) if len(s) == 3 else None for s in in_shapes]
+        widest = max((s for s in spatial if s is not None), key=lambda s: s[0] * s[1],
+                     default=None)
+        grid = [r for r, s in zip(ins, spatial) if s == widest] or ins
+        jump = tuple(max(r.jump[a] for r in grid) for a in (0, 1))
     win = layer.rf_window(in_shapes)
     if win is not None:
         (kh, kw), (sh, sw), _ = win

@@ -325,6 +325,13 @@ class Layer:
         """Non-fatal remarks as (text, param, fix)."""
         return []
 
+    def source_warnings(self, in_shapes: list[Shape], sources: list[Layer | None]
+                        ) -> list[tuple[str, str | None, Fix | None]]:
+        """Remarks about what the inputs' producers (`sources`, one per input, in order) can
+        output, e.g. geometric pooling warns when its input can be ≤ 0. Validation calls it
+        after `warnings`; the default has none."""
+        return []
+
     def weight_shapes(self, in_shapes: list[Shape]) -> dict[str, tuple[Shape, bool]]:
         """name -> (shape, trainable). Non-trainable entries are buffers (running statistics)."""
         return {}
@@ -388,6 +395,13 @@ class Layer:
         node is not this layer's (another class of the same op is then tried), or ValueError
         naming what is not supported. `ctx` is engine.onnx.importer's context."""
         raise NotImplementedError(f"{cls.type_name} has no ONNX import")
+
+    @classmethod
+    def from_onnx_pattern(cls, pattern, x: str, nodes: list, ctx) -> dict | None:
+        """The parameters of the layer that `nodes` (matching one of `onnx_patterns`, data
+        input tensor `x`) are: the pattern's own by default; a layer whose pattern leaves
+        attributes or constants open (SCALAR) reads them here, or says None (not this layer)."""
+        return dict(pattern.params)
 
     # ---- PyTorch code (engine/pytorch_export.py) --------------------------------------------
 

@@ -9,7 +9,9 @@ order, each an op type, its inputs and the attribute values it must have:
     OnnxPattern((Op("Sigmoid", "x"), Op("Mul", "x", 0)))        # SiLU: x · Sigmoid(x)
 
 An input is "x" (the pattern's one data input, a tensor of known shape), an int k (the output of
-the pattern's node k) or a float (a scalar constant of that value, within float32 rounding).
+the pattern's node k), a float (a scalar constant of that value, within float32 rounding) or
+SCALAR (any scalar constant: a parameter the layer reads back in `from_onnx_pattern`, as
+geometric pooling's eps in Max(x, eps)).
 The first node is the anchor (the importer meets it first); every later node reads an earlier
 one's output. Add and Mul match with their inputs in either order. The nodes inside must feed
 nothing but the pattern; the last node's output is the layer's.
@@ -25,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-COMMUTATIVE = frozenset({"Add", "Mul"})
+COMMUTATIVE = frozenset({"Add", "Mul", "Max", "Min"})
+
+
+class _Scalar:
+    def __repr__(self) -> str:
+        return "SCALAR"
+
+
+SCALAR = _Scalar()  # a pattern input: any scalar constant
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,8 @@ def _input_is(want, got: str, bound: list, env: dict, ctx) -> bool:
     if isinstance(want, int) and not isinstance(want, bool):
         return want < len(bound) and ctx.resolve(bound[want].output[0]) == ctx.resolve(got)
     c = ctx.const(got)
+    if want is SCALAR:
+        return c is not None and np.size(c) == 1
     return c is not None and np.size(c) == 1 and _close(float(np.asarray(c).reshape(())), want)
 
 

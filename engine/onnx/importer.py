@@ -366,10 +366,13 @@ def _match_pattern(ctx: ImportContext, node, patterns) -> Imported | None:
         if found is None:
             continue
         x, nodes = found
+        params = cls.from_onnx_pattern(pattern, x, nodes, ctx)
+        if params is None:  # the nodes' attributes / constants are not this layer's
+            continue
         for n in nodes[1:]:
             ctx.absorb(n)
         last = nodes[-1]
-        return Imported(cls, dict(pattern.params), {}, [x], last.output[0], name=last.name)
+        return Imported(cls, params, {}, [x], last.output[0], name=last.name)
     return None
 
 

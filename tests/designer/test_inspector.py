@@ -44,7 +44,8 @@ def test_editors_follow_the_declarations(panel):
 
     panel.set_node("pool1")
     assert kinds(panel) == {"kernel_size": PairEditor, "stride": PairEditor,
-                            "padding": PaddingEditor, "ceil_mode": BoolEditor}
+                            "padding": PaddingEditor, "ceil_mode": BoolEditor,
+                            "dilation": PairEditor}
     stride = panel.editors["stride"]
     assert stride.auto is not None and stride.auto.isChecked()  # stride None = kernel
     assert not stride.h.isEnabled() and stride.h.value() == 2

@@ -81,6 +81,13 @@ SHAPE_TABLE = [
     ("AvgPool2d", {"kernel_size": 3, "stride": 1, "padding": 1}, [(3, 7, 7)], (3, 7, 7), (0, 0)),
     ("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
      [(3, 9, 6)], (3, 5, 3), (0, 0)),
+    # dilation: K_eff = 2·(3 − 1) + 1 = 5, (9 − 5)/2 + 1 = 3; padding over half the kernel
+    ("AvgPool2d", {"kernel_size": 3, "stride": 2, "dilation": 2}, [(3, 9, 9)], (3, 3, 3), (0, 0)),
+    ("MaxPool2d", {"kernel_size": 3, "stride": 1, "padding": 2}, [(2, 5, 5)], (2, 7, 7), (0, 0)),
+    # ---- geometric / harmonic mean pooling -----------------------------------------------
+    ("GeometricPool2d", {"kernel_size": 2}, [(3, 8, 8)], (3, 4, 4), (0, 0)),
+    ("HarmonicPool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, [(3, 9, 9)], (3, 5, 5),
+     (0, 0)),
     # ---- adaptive / global ---------------------------------------------------------------
     ("AdaptiveAvgPool2d", {"output_size": 3}, [(3, 10, 10)], (3, 3, 3), (0, 0)),
     ("AdaptiveAvgPool2d", {"output_size": [2, 3]}, [(2, 5, 7)], (2, 2, 3), (0, 0)),
