@@ -110,8 +110,9 @@ class ChannelShuffle(Layer):
     def to_onnx(self, ctx, inputs, output):
         shape = list(ctx.in_shapes[0])
         c, rest, g, nm = shape[0], shape[1:], self.groups, self.name
-        grid = ctx.initializer(f"{nm}.groups", [-1, g, c // g, *rest], np.int64)
-        back = ctx.initializer(f"{nm}.shape", [-1, c, *rest], np.int64)
+        # 0 copies the batch axis, so ONNX shape inference keeps it symbolic (N, not unknown)
+        grid = ctx.initializer(f"{nm}.groups", [0, g, c // g, *rest], np.int64)
+        back = ctx.initializer(f"{nm}.shape", [0, c, *rest], np.int64)
         perm = [0, 2, 1, *range(3, len(shape) + 2)]
         ctx.node("Reshape", [inputs[0], grid], [f"{output}/grid"], f"{nm}/Reshape")
         ctx.node("Transpose", [f"{output}/grid"], [f"{output}/shuffled"], f"{nm}/Transpose",

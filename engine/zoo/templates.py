@@ -8,7 +8,12 @@ module paths ("layer2.0.conv1", "features.denseblock3.denselayer12.conv2"), so t
 map across by name; functional ops in torchvision's `forward` (torch.flatten, F.relu,
 F.avg_pool2d, torch.cat, the residual `+`) become Flatten, ReLU, AvgPool2d, Concat and Add nodes
 named after the place they occur. Trainable parameter counts equal torchvision's exactly
-(tests/engine/test_templates.py checks them against torchvision's published numbers).
+(tests/engine/test_templates.py checks them against torchvision's published numbers), and
+loading a torchvision model's state_dict by name gives its outputs
+(tests/engine/test_templates_torchvision.py). Squeeze-and-excitation (MobileNetV3,
+EfficientNet, RegNetY) is pool -> 1×1 conv -> activation -> 1×1 conv -> gate, then a
+broadcasting Multiply ("<se>.mul"); ShuffleNet V2's x.chunk(2) is a ChannelSplit whose output
+ports feed the concat and the branch; torch's x.mean([2, 3]) is a ReduceMean ("mean").
 
 Repeated blocks (residual block, inception module, fire module, dense layer, inverted residual)
 are written once as functions. Each template also returns its block membership,
@@ -70,10 +75,13 @@ class _Builder:
         self._open: list[str] = []
 
     def node(self, type_name: str, nid: str, params: dict | None = None,
-             inputs: Sequence[str] = (), x: float = 0.0, row: float = 0.0) -> str:
+             inputs: Sequence[str | tuple[str, int]] = (), x: float = 0.0,
+             row: float = 0.0) -> str:
+        """An input is a node id, or (node id, output port) for a layer with several outputs."""
         self.g.add_node(type_name, nid, params or {}, position=(x, row * ROW), node_id=nid)
         for port, src in enumerate(inputs):
-            self.g.edges.append(Edge(src, nid, port))
+            src, src_port = (src, 0) if isinstance(src, str) else src
+            self.g.edges.append(Edge(src, nid, port, src_port))
         for b in self._open:
             self.blocks[b].append(nid)
         return nid
@@ -371,16 +379,21 @@ def _conv_bn(prefix_conv: str, prefix_bn: str, out: int, k, s=1, p=0) -> list:
 
 
 def _residual(b: _Builder, name: str, cur: Cursor, planes: int, stride: int, in_ch: int,
-              bottleneck: bool) -> tuple[Cursor, int]:
+              bottleneck: bool, groups: int = 1, base_width: int = 64) -> tuple[Cursor, int]:
     """BasicBlock (two 3×3) or Bottleneck (1×1, 3×3 with the stride — ResNet v1.5 — then a
-    1×1 to 4× planes); a 1×1 conv + BN projects the shortcut when the shape changes."""
+    1×1 to 4× planes); a 1×1 conv + BN projects the shortcut when the shape changes.
+    The bottleneck's inner width is planes·base_width/64·groups, its 3×3 conv grouped
+    (ResNeXt: 32 groups of 4; Wide ResNet: base width 128)."""
     src, row = cur
     out_ch = planes * 4 if bottleneck else planes
     b.open(name)
     if bottleneck:
-        main = (_conv_bn(f"{name}.conv1", f"{name}.bn1", planes, 1)
-                + [("ReLU", f"{name}.relu1", None)]
-                + _conv_bn(f"{name}.conv2", f"{name}.bn2", planes, 3, stride, 1)
+        width = int(planes * (base_width / 64.0)) * groups
+        conv2 = [("Conv2d", f"{name}.conv2", _conv(width, 3, stride, 1, bias=False,
+                                                   groups=groups)),
+                 ("BatchNorm2d", f"{name}.bn2", None)]
+        main = (_conv_bn(f"{name}.conv1", f"{name}.bn1", width, 1)
+                + [("ReLU", f"{name}.relu1", None)] + conv2
                 + [("ReLU", f"{name}.relu2", None)]
                 + _conv_bn(f"{name}.conv3", f"{name}.bn3", out_ch, 1))
     else:
@@ -399,10 +412,12 @@ def _residual(b: _Builder, name: str, cur: Cursor, planes: int, stride: int, in_
     return (relu, end + 2), out_ch
 
 
-def resnet(depth: int, num_classes: int = 1000) -> Template:
-    """torchvision's ResNet-18 (BasicBlock ×[2,2,2,2]) or ResNet-50 (Bottleneck ×[3,4,6,3])."""
+def resnet(depth: int, num_classes: int = 1000, groups: int = 1, width_per_group: int = 64,
+           title: str | None = None) -> Template:
+    """torchvision's ResNet-18 (BasicBlock ×[2,2,2,2]) or ResNet-50 (Bottleneck ×[3,4,6,3]);
+    with groups / width_per_group the ResNet-50 variants ResNeXt-50 32×4d and Wide ResNet-50-2."""
     bottleneck, counts = {18: (False, [2, 2, 2, 2]), 50: (True, [3, 4, 6, 3])}[depth]
-    b = _Builder(f"ResNet-{depth}")
+    b = _Builder(title or f"ResNet-{depth}")
     cur = _input(b, 3, 224, 224)
     cur = _seq(b, cur, _conv_bn("conv1", "bn1", 64, 7, 2, 3) + [
         ("ReLU", "relu", None), ("MaxPool2d", "maxpool", _pool(3, 2, 1))])
@@ -411,7 +426,8 @@ def resnet(depth: int, num_classes: int = 1000) -> Template:
         b.open(f"layer{stage}")
         for i in range(n):
             stride = 2 if (i == 0 and stage > 1) else 1
-            cur, ch = _residual(b, f"layer{stage}.{i}", cur, planes, stride, ch, bottleneck)
+            cur, ch = _residual(b, f"layer{stage}.{i}", cur, planes, stride, ch, bottleneck,
+                                groups, width_per_group)
         b.close()
     _head(b, cur, num_classes)
     return b.result()
@@ -687,6 +703,368 @@ def mobilenet_v2(num_classes: int = 1000) -> Template:
     return b.result()
 
 
+# ---- Conv2dNormActivation and squeeze-and-excitation (torchvision.ops.misc) ---------------
+
+def _cna(prefix: str, out: int, k: int, s: int = 1, groups: int = 1, act: str | None = None,
+         bn: dict | None = None, act_params: dict | None = None) -> list:
+    """torchvision's Conv2dNormActivation: conv (padding (k−1)/2, no bias) ".0", BatchNorm
+    ".1" (`bn`: its eps / momentum), and the activation ".2" unless `act` is None."""
+    specs = [("Conv2d", f"{prefix}.0", _conv(out, k, s, (k - 1) // 2, bias=False, groups=groups)),
+             ("BatchNorm2d", f"{prefix}.1", dict(bn) if bn else None)]
+    if act:
+        specs.append((act, f"{prefix}.2", dict(act_params) if act_params else None))
+    return specs
+
+
+def _se(b: _Builder, name: str, cur: Cursor, x: float, channels: int, squeeze: int,
+        act: str = "ReLU", gate: str = "Sigmoid", gate_params: dict | None = None) -> Cursor:
+    """torchvision's SqueezeExcitation: avgpool -> fc1 (1×1 conv) -> activation -> fc2 ->
+    scale_activation gives a C×1×1 gate; `scale * input` is a broadcasting Multiply. The gate
+    runs in a column right of the block's main column `x`."""
+    src = cur[0]
+    b.open(name)
+    g, r = _seq(b, cur, [
+        ("AdaptiveAvgPool2d", f"{name}.avgpool", {"output_size": [1, 1]}),
+        ("Conv2d", f"{name}.fc1", _conv(squeeze, 1)), (act, f"{name}.activation", None),
+        ("Conv2d", f"{name}.fc2", _conv(channels, 1)),
+        (gate, f"{name}.scale_activation", dict(gate_params) if gate_params else None),
+    ], x + COL)
+    out = b.node("Multiply", f"{name}.mul", None, [g, src], x, r)
+    b.close()
+    return out, r + 1
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's _make_divisible: round to a multiple of divisor, losing at most 10 %."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def _add_skip(b: _Builder, name: str, src: str, last: str, row: float) -> Cursor:
+    return b.node("Add", f"{name}.add", None, [last, src], 0.0, row), row + 1
+
+
+# ---- MobileNetV3 (torchvision.models.mobilenetv3) -----------------------------------------
+
+_BN_V3 = {"eps": 0.001, "momentum": 0.01}
+_HSIGMOID = {"alpha": 1 / 6, "beta": 0.5}  # PyTorch's nn.Hardsigmoid
+
+# input, kernel, expanded, output, squeeze-excitation, activation ("RE" ReLU / "HS"), stride
+MOBILENET_V3_SETTINGS = {
+    "large": [(16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2),
+              (24, 3, 72, 24, False, "RE", 1), (24, 5, 72, 40, True, "RE", 2),
+              (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
+              (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1),
+              (80, 3, 184, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
+              (80, 3, 480, 112, True, "HS", 1), (112, 3, 672, 112, True, "HS", 1),
+              (112, 5, 672, 160, True, "HS", 2), (160, 5, 960, 160, True, "HS", 1),
+              (160, 5, 960, 160, True, "HS", 1)],
+    "small": [(16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2),
+              (24, 3, 88, 24, False, "RE", 1), (24, 5, 96, 40, True, "HS", 2),
+              (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
+              (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1),
+              (48, 5, 288, 96, True, "HS", 2), (96, 5, 576, 96, True, "HS", 1),
+              (96, 5, 576, 96, True, "HS", 1)],
+}
+
+
+def _mbv3_block(b: _Builder, name: str, cur: Cursor, inp: int, k: int, exp: int, out: int,
+                se: bool, act: str, stride: int) -> Cursor:
+    """MobileNetV3's InvertedResidual: [expand 1×1], depthwise k×k, [SE with ReLU and a hard
+    sigmoid gate], linear 1×1 projection; the input is added back when the shape is kept."""
+    act = "HardSwish" if act == "HS" else "ReLU"
+    use_res = stride == 1 and inp == out
+    x = -COL / 2 if use_res else 0.0
+    src = cur[0]
+    b.open(name)
+    j = 0
+    if exp != inp:
+        cur = _seq(b, cur, _cna(f"{name}.block.{j}", exp, 1, act=act, bn=_BN_V3), x)
+        j += 1
+    cur = _seq(b, cur, _cna(f"{name}.block.{j}", exp, k, stride, groups=exp, act=act,
+                            bn=_BN_V3), x)
+    j += 1
+    if se:
+        cur = _se(b, f"{name}.block.{j}", cur, x, exp, _make_divisible(exp // 4), "ReLU",
+                  "HardSigmoid", _HSIGMOID)
+        j += 1
+    cur = _seq(b, cur, _cna(f"{name}.block.{j}", out, 1, bn=_BN_V3), x)
+    if use_res:
+        cur = _add_skip(b, name, src, *cur)
+    b.close()
+    return cur
+
+
+def mobilenet_v3(size: str, num_classes: int = 1000) -> Template:
+    """torchvision's MobileNetV3-Large / -Small (width 1.0): inverted residual blocks with
+    hard-swish, squeeze-and-excitation gated by a hard sigmoid, BN eps 0.001."""
+    settings = MOBILENET_V3_SETTINGS[size]
+    last_channel = {"large": 1280, "small": 1024}[size]
+    b = _Builder(f"MobileNetV3-{size.capitalize()}")
+    cur = _input(b, 3, 224, 224)
+    b.open("features")
+    cur = _seq(b, cur, _cna("features.0", 16, 3, 2, act="HardSwish", bn=_BN_V3))
+    for i, cfg in enumerate(settings, start=1):
+        cur = _mbv3_block(b, f"features.{i}", cur, *cfg)
+    last = 6 * settings[-1][3]
+    cur = _seq(b, cur, _cna(f"features.{len(settings) + 1}", last, 1, act="HardSwish",
+                            bn=_BN_V3))
+    b.close()
+    cur = _seq(b, cur, [("AdaptiveAvgPool2d", "avgpool", {"output_size": [1, 1]}),
+                        ("Flatten", "flatten", None)])
+    b.open("classifier")
+    _seq(b, cur, [("Linear", "classifier.0", {"out_features": last_channel}),
+                  ("HardSwish", "classifier.1", None), ("Dropout", "classifier.2", {"p": 0.2}),
+                  ("Linear", "classifier.3", {"out_features": num_classes})])
+    b.close()
+    return b.result()
+
+
+# ---- EfficientNet-B0 (torchvision.models.efficientnet) ------------------------------------
+
+EFFICIENTNET_B0_SETTINGS = [  # expand ratio, kernel, first stride, in, out, layers
+    (1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1),
+]
+
+
+def _mbconv(b: _Builder, name: str, cur: Cursor, t: int, k: int, stride: int, inp: int,
+            out: int) -> Cursor:
+    """EfficientNet's MBConv: [expand 1×1], depthwise k×k, SE (squeeze inp/4, SiLU, sigmoid
+    gate), linear 1×1 projection, with SiLU throughout. The residual's stochastic depth is
+    the identity at inference, so the block output is block(x) + x."""
+    exp = inp * t
+    use_res = stride == 1 and inp == out
+    x = -COL / 2 if use_res else 0.0
+    src = cur[0]
+    b.open(name)
+    j = 0
+    if exp != inp:
+        cur = _seq(b, cur, _cna(f"{name}.block.{j}", exp, 1, act="SiLU"), x)
+        j += 1
+    cur = _seq(b, cur, _cna(f"{name}.block.{j}", exp, k, stride, groups=exp, act="SiLU"), x)
+    cur = _se(b, f"{name}.block.{j + 1}", cur, x, exp, max(1, inp // 4), "SiLU", "Sigmoid")
+    cur = _seq(b, cur, _cna(f"{name}.block.{j + 2}", out, 1), x)
+    if use_res:
+        cur = _add_skip(b, name, src, *cur)
+    b.close()
+    return cur
+
+
+def efficientnet_b0(num_classes: int = 1000) -> Template:
+    """torchvision's EfficientNet-B0: seven stages of MBConv blocks with SiLU and
+    squeeze-and-excitation, a 1280-channel 1×1 conv, pooling, dropout 0.2, linear."""
+    b = _Builder("EfficientNet-B0")
+    cur = _input(b, 3, 224, 224)
+    b.open("features")
+    cur = _seq(b, cur, _cna("features.0", 32, 3, 2, act="SiLU"))
+    for s, (t, k, stride, inp, out, n) in enumerate(EFFICIENTNET_B0_SETTINGS, start=1):
+        b.open(f"features.{s}")
+        for i in range(n):
+            cur = _mbconv(b, f"features.{s}.{i}", cur, t, k, stride if i == 0 else 1,
+                          inp if i == 0 else out, out)
+        b.close()
+    cur = _seq(b, cur, _cna("features.8", 1280, 1, act="SiLU"))
+    b.close()
+    cur = _seq(b, cur, [("AdaptiveAvgPool2d", "avgpool", {"output_size": [1, 1]}),
+                        ("Flatten", "flatten", None)])
+    b.open("classifier")
+    _seq(b, cur, [("Dropout", "classifier.0", {"p": 0.2}),
+                  ("Linear", "classifier.1", {"out_features": num_classes})])
+    b.close()
+    return b.result()
+
+
+# ---- ShuffleNet V2 (torchvision.models.shufflenetv2) --------------------------------------
+
+def _shuffle_unit(b: _Builder, name: str, cur: Cursor, inp: int, oup: int,
+                  stride: int) -> Cursor:
+    """ShuffleNet V2's InvertedResidual. Stride 1: x.chunk(2) — the first half passes, the
+    second goes through branch2 (1×1, depthwise 3×3, 1×1); stride 2: branch1 (depthwise 3×3,
+    1×1) and branch2 both read x. The halves are concatenated and channel-shuffled (2 groups)."""
+    bf = oup // 2
+    src, row = cur
+    b.open(name)
+
+    def branch2(s, x, r):
+        return _seq(b, (s, r), [
+            ("Conv2d", f"{name}.branch2.0", _conv(bf, 1, bias=False)),
+            ("BatchNorm2d", f"{name}.branch2.1", None), ("ReLU", f"{name}.branch2.2", None),
+            ("Conv2d", f"{name}.branch2.3", _conv(bf, 3, stride, 1, bias=False, groups=bf)),
+            ("BatchNorm2d", f"{name}.branch2.4", None),
+            ("Conv2d", f"{name}.branch2.5", _conv(bf, 1, bias=False)),
+            ("BatchNorm2d", f"{name}.branch2.6", None), ("ReLU", f"{name}.branch2.7", None),
+        ], x)
+
+    if stride > 1:
+        def branch1(s, x, r):
+            return _seq(b, (s, r), [
+                ("Conv2d", f"{name}.branch1.0", _conv(inp, 3, stride, 1, bias=False,
+                                                      groups=inp)),
+                ("BatchNorm2d", f"{name}.branch1.1", None),
+                ("Conv2d", f"{name}.branch1.2", _conv(bf, 1, bias=False)),
+                ("BatchNorm2d", f"{name}.branch1.3", None), ("ReLU", f"{name}.branch1.4", None),
+            ], x)
+        outs, end = _branches(b, src, row, 0.0, [branch1, branch2])
+    else:
+        split = b.node("ChannelSplit", f"{name}.chunk", {"sections": 2}, [src], 0.0, row)
+        last, end = branch2((split, 1), COL, row + 1)
+        outs = [(split, 0), last]
+    cat = b.node("Concat", f"{name}.cat", None, outs, 0.0, end)
+    out = b.node("ChannelShuffle", f"{name}.shuffle", {"groups": 2}, [cat], 0.0, end + 1)
+    b.close()
+    return out, end + 2
+
+
+def shufflenet_v2(num_classes: int = 1000) -> Template:
+    """torchvision's ShuffleNet V2 ×1.0: stages of 4, 8, 4 units (116, 232, 464 channels),
+    a 1024-channel 1×1 conv, x.mean([2, 3]) and a linear classifier."""
+    b = _Builder("ShuffleNet V2 x1.0")
+    cur = _input(b, 3, 224, 224)
+    b.open("conv1")
+    cur = _seq(b, cur, [("Conv2d", "conv1.0", _conv(24, 3, 2, 1, bias=False)),
+                        ("BatchNorm2d", "conv1.1", None), ("ReLU", "conv1.2", None)])
+    b.close()
+    cur = _seq(b, cur, [("MaxPool2d", "maxpool", _pool(3, 2, 1))])
+    ch = 24
+    for s, (n, out) in enumerate(zip([4, 8, 4], [116, 232, 464]), start=2):
+        b.open(f"stage{s}")
+        for i in range(n):
+            cur = _shuffle_unit(b, f"stage{s}.{i}", cur, ch, out, 2 if i == 0 else 1)
+            ch = out
+        b.close()
+    b.open("conv5")
+    cur = _seq(b, cur, [("Conv2d", "conv5.0", _conv(1024, 1, bias=False)),
+                        ("BatchNorm2d", "conv5.1", None), ("ReLU", "conv5.2", None)])
+    b.close()
+    _seq(b, cur, [("ReduceMean", "mean", {"axes": "H,W", "keep_dims": False}),
+                  ("Linear", "fc", {"out_features": num_classes})])
+    return b.result()
+
+
+# ---- MNASNet (torchvision.models.mnasnet) -------------------------------------------------
+
+_BN_MNAS = {"momentum": 1 - 0.9997}
+MNASNET_STACKS = [  # out, kernel, first stride, expansion, repeats (depths for alpha 1.0)
+    (24, 3, 2, 3, 3), (40, 5, 2, 3, 3), (80, 5, 2, 6, 3), (96, 3, 1, 6, 2), (192, 5, 2, 6, 4),
+    (320, 3, 1, 6, 1),
+]
+
+
+def _mnas_block(b: _Builder, name: str, cur: Cursor, inp: int, out: int, k: int, stride: int,
+                t: int) -> Cursor:
+    """MNASNet's _InvertedResidual: 1×1 expand, depthwise k×k, linear 1×1, + input if kept."""
+    mid = inp * t
+    use_res = inp == out and stride == 1
+    x = -COL / 2 if use_res else 0.0
+    src = cur[0]
+    p = f"{name}.layers"
+    b.open(name)
+    cur = _seq(b, cur, [
+        ("Conv2d", f"{p}.0", _conv(mid, 1, bias=False)), ("BatchNorm2d", f"{p}.1", _BN_MNAS),
+        ("ReLU", f"{p}.2", None),
+        ("Conv2d", f"{p}.3", _conv(mid, k, stride, k // 2, bias=False, groups=mid)),
+        ("BatchNorm2d", f"{p}.4", _BN_MNAS), ("ReLU", f"{p}.5", None),
+        ("Conv2d", f"{p}.6", _conv(out, 1, bias=False)), ("BatchNorm2d", f"{p}.7", _BN_MNAS),
+    ], x)
+    if use_res:
+        cur = _add_skip(b, name, src, *cur)
+    b.close()
+    return cur
+
+
+def mnasnet1_0(num_classes: int = 1000) -> Template:
+    """torchvision's MNASNet 1.0: a separable-conv stem, six stacks of inverted residuals
+    (3×3 and 5×5 depthwise), a 1280-channel 1×1 conv, x.mean([2, 3]), dropout 0.2, linear."""
+    b = _Builder("MNASNet 1.0")
+    cur = _input(b, 3, 224, 224)
+    b.open("layers")
+    cur = _seq(b, cur, [
+        ("Conv2d", "layers.0", _conv(32, 3, 2, 1, bias=False)),
+        ("BatchNorm2d", "layers.1", _BN_MNAS), ("ReLU", "layers.2", None),
+        ("Conv2d", "layers.3", _conv(32, 3, 1, 1, bias=False, groups=32)),
+        ("BatchNorm2d", "layers.4", _BN_MNAS), ("ReLU", "layers.5", None),
+        ("Conv2d", "layers.6", _conv(16, 1, bias=False)), ("BatchNorm2d", "layers.7", _BN_MNAS),
+    ])
+    ch = 16
+    for s, (out, k, stride, t, n) in enumerate(MNASNET_STACKS, start=8):
+        b.open(f"layers.{s}")
+        for i in range(n):
+            cur = _mnas_block(b, f"layers.{s}.{i}", cur, ch, out, k, stride if i == 0 else 1, t)
+            ch = out
+        b.close()
+    cur = _seq(b, cur, [
+        ("Conv2d", "layers.14", _conv(1280, 1, bias=False)),
+        ("BatchNorm2d", "layers.15", _BN_MNAS), ("ReLU", "layers.16", None),
+    ])
+    b.close()
+    cur = _seq(b, cur, [("ReduceMean", "mean", {"axes": "H,W", "keep_dims": False})])
+    b.open("classifier")
+    _seq(b, cur, [("Dropout", "classifier.0", {"p": 0.2}),
+                  ("Linear", "classifier.1", {"out_features": num_classes})])
+    b.close()
+    return b.result()
+
+
+# ---- RegNet (torchvision.models.regnet) ---------------------------------------------------
+
+# stages as torchvision's BlockParams.from_init_params expands them: (width, depth); every
+# stage starts with stride 2; group width; squeeze-excitation ratio (None: no SE)
+REGNET_SETTINGS = {
+    "regnet_x_400mf": ([(32, 1), (64, 2), (160, 7), (400, 12)], 16, None),  # w0 24, wa 24.48
+    "regnet_y_400mf": ([(48, 1), (104, 3), (208, 6), (440, 6)], 8, 0.25),  # w0 48, wa 27.89
+}
+
+
+def _regnet_block(b: _Builder, name: str, cur: Cursor, w_in: int, w_out: int, stride: int,
+                  group_width: int, se_ratio: float | None) -> Cursor:
+    """ResBottleneckBlock (bottleneck multiplier 1): f = a (1×1) -> b (grouped 3×3 with the
+    stride) -> [se] -> c (1×1, no activation); proj (1×1 conv + BN) on the shortcut when the
+    shape changes; ReLU after the sum."""
+    src, row = cur
+    g = w_out // group_width
+    b.open(name)
+    f = f"{name}.f"
+    main = _seq(b, cur, _cna(f"{f}.a", w_out, 1, act="ReLU")
+                + _cna(f"{f}.b", w_out, 3, stride, groups=g, act="ReLU"), -COL / 2)
+    if se_ratio:
+        main = _se(b, f"{f}.se", main, -COL / 2, w_out, round(se_ratio * w_in))
+    last, end = _seq(b, main, _cna(f"{f}.c", w_out, 1), -COL / 2)
+    shortcut = src
+    if w_in != w_out or stride != 1:
+        shortcut, _ = _seq(b, (src, row), _cna(f"{name}.proj", w_out, 1, stride),
+                           COL * (1.5 if se_ratio else 0.5))
+    add = b.node("Add", f"{name}.add", None, [shortcut, last], 0.0, end)
+    out = b.node("ReLU", f"{name}.activation", None, [add], 0.0, end + 1)
+    b.close()
+    return out, end + 2
+
+
+def regnet(key: str, num_classes: int = 1000) -> Template:
+    """torchvision's RegNetX-400MF / RegNetY-400MF: a 32-channel stem, four stages of
+    residual bottleneck blocks with grouped 3×3 convs (RegNetY adds squeeze-excitation)."""
+    stages, group_width, se_ratio = REGNET_SETTINGS[key]
+    b = _Builder(key.replace("regnet_", "RegNet").replace("_", "-").upper()
+                 .replace("REGNET", "RegNet"))
+    cur = _input(b, 3, 224, 224)
+    b.open("stem")
+    cur = _seq(b, cur, _cna("stem", 32, 3, 2, act="ReLU"))
+    b.close()
+    ch = 32
+    b.open("trunk_output")
+    for i, (w, depth) in enumerate(stages, start=1):
+        stage = f"trunk_output.block{i}"
+        b.open(stage)
+        for j in range(depth):
+            cur = _regnet_block(b, f"{stage}.block{i}-{j}", cur, ch, w, 2 if j == 0 else 1,
+                                group_width, se_ratio)
+            ch = w
+        b.close()
+    b.close()
+    _head(b, cur, num_classes)
+    return b.result()
+
+
 # ---- registry ------------------------------------------------------------------------------
 
 _224, _299 = (3, 224, 224), (3, 299, 299)
@@ -718,6 +1096,30 @@ _TEMPLATE_TABLE = [  # key, title, description, input shape, make(num_classes=..
      "1×7 / 7×1 kernels, 299×299 input (no auxiliary head)."), _299, inception_v3),
     ("mobilenet_v2", "MobileNetV2", ("Sandler et al. 2018: inverted residual blocks with "
      "depthwise 3×3 convs and ReLU6."), _224, mobilenet_v2),
+    ("resnext50_32x4d", "ResNeXt-50 32×4d", ("Xie et al. 2016: ResNet-50 whose bottleneck 3×3 "
+     "convs are split into 32 groups of 4 channels (per 64 planes)."), _224,
+     partial(resnet, 50, groups=32, width_per_group=4, title="ResNeXt-50 32x4d")),
+    ("wide_resnet50_2", "Wide ResNet-50-2", ("Zagoruyko & Komodakis 2016: ResNet-50 with "
+     "bottlenecks twice as wide."), _224,
+     partial(resnet, 50, width_per_group=128, title="Wide ResNet-50-2")),
+    ("mobilenet_v3_small", "MobileNetV3-Small", ("Howard et al. 2019: inverted residuals with "
+     "hard-swish and squeeze-and-excitation; the small, low-latency model."), _224,
+     partial(mobilenet_v3, "small")),
+    ("mobilenet_v3_large", "MobileNetV3-Large", ("Howard et al. 2019: inverted residuals with "
+     "hard-swish and squeeze-and-excitation gated by a hard sigmoid."), _224,
+     partial(mobilenet_v3, "large")),
+    ("efficientnet_b0", "EfficientNet-B0", ("Tan & Le 2019: MBConv blocks with SiLU and "
+     "squeeze-and-excitation, the baseline of the compound-scaled family."), _224,
+     efficientnet_b0),
+    ("shufflenet_v2_x1_0", "ShuffleNet V2 x1.0", ("Ma et al. 2018: units that split the "
+     "channels, convolve one half, concatenate and shuffle the channels."), _224, shufflenet_v2),
+    ("mnasnet1_0", "MNASNet 1.0", ("Tan et al. 2018: a mobile network found by architecture "
+     "search; inverted residuals with 3×3 and 5×5 depthwise convs."), _224, mnasnet1_0),
+    ("regnet_x_400mf", "RegNetX-400MF", ("Radosavovic et al. 2020: residual bottlenecks with "
+     "grouped 3×3 convs (group width 16), widths from a linear rule."), _224,
+     partial(regnet, "regnet_x_400mf")),
+    ("regnet_y_400mf", "RegNetY-400MF", ("RegNetX design with squeeze-and-excitation in every "
+     "block (group width 8)."), _224, partial(regnet, "regnet_y_400mf")),
 ]
 TEMPLATES: dict[str, TemplateInfo] = {
     key: TemplateInfo(title, desc, shape, make,

@@ -29,6 +29,15 @@ TORCHVISION_PARAMS = {
     "densenet201": 20_013_928,
     "inception_v3": 27_161_264 - (98_560 + 2_459_136 + 769_000),
     "mobilenet_v2": 3_504_872,
+    "resnext50_32x4d": 25_028_904,
+    "wide_resnet50_2": 68_883_240,
+    "mobilenet_v3_small": 2_542_856,
+    "mobilenet_v3_large": 5_483_032,
+    "efficientnet_b0": 5_288_548,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "mnasnet1_0": 4_383_312,
+    "regnet_x_400mf": 5_495_976,
+    "regnet_y_400mf": 4_344_144,
 }
 
 # BatchNorm buffers (running mean + var = 2 per BN channel), counted by hand from torchvision's
@@ -38,6 +47,17 @@ TORCHVISION_PARAMS = {
 TORCHVISION_BUFFERS = {
     "resnet18": 2 * 4800,
     "resnet50": 2 * 26560,
+    # the rest as torchvision's state_dicts count them (running_mean + running_var elements;
+    # tests/engine/test_templates_torchvision.py compares the keys themselves)
+    "resnext50_32x4d": 68_224,
+    "wide_resnet50_2": 68_224,
+    "mobilenet_v3_small": 12_112,
+    "mobilenet_v3_large": 24_400,
+    "efficientnet_b0": 42_016,
+    "shufflenet_v2_x1_0": 16_180,
+    "mnasnet1_0": 37_920,
+    "regnet_x_400mf": 37_856,
+    "regnet_y_400mf": 27_152,
 }
 
 # Output of key stages (C, H, W), from torchvision's architecture definitions.
@@ -88,6 +108,38 @@ STAGES = {
                      "features.3.add": (24, 56, 56), "features.6.add": (32, 28, 28),
                      "features.13.add": (96, 14, 14), "features.16.add": (160, 7, 7),
                      "features.17.conv.3": (320, 7, 7), "features.18.2": (1280, 7, 7)},
+    "resnext50_32x4d": {"maxpool": (64, 56, 56), "layer1.0.conv2": (128, 56, 56),
+                        "layer1.2.relu3": (256, 56, 56), "layer2.3.relu3": (512, 28, 28),
+                        "layer3.5.relu3": (1024, 14, 14), "layer4.2.relu3": (2048, 7, 7)},
+    "wide_resnet50_2": {"layer1.0.conv2": (128, 56, 56), "layer4.2.relu3": (2048, 7, 7)},
+    "mobilenet_v3_small": {"features.0.2": (16, 112, 112), "features.1.block.1.mul": (16, 56, 56),
+                           "features.1.block.2.1": (16, 56, 56),
+                           "features.3.block.2.1": (24, 28, 28), "features.6.add": (40, 14, 14),
+                           "features.11.add": (96, 7, 7), "features.12.2": (576, 7, 7)},
+    "mobilenet_v3_large": {"features.0.2": (16, 112, 112), "features.1.add": (16, 112, 112),
+                           "features.3.add": (24, 56, 56), "features.4.block.2.fc1": (24, 1, 1),
+                           "features.6.add": (40, 28, 28), "features.15.add": (160, 7, 7),
+                           "features.16.2": (960, 7, 7)},
+    "efficientnet_b0": {"features.0.2": (32, 112, 112), "features.1.0.block.2.1": (16, 112, 112),
+                        "features.2.1.add": (24, 56, 56), "features.3.1.add": (40, 28, 28),
+                        "features.5.2.add": (112, 14, 14),
+                        "features.7.0.block.3.1": (320, 7, 7), "features.8.2": (1280, 7, 7)},
+    "shufflenet_v2_x1_0": {"maxpool": (24, 56, 56), "stage2.0.shuffle": (116, 28, 28),
+                           "stage3.7.shuffle": (232, 14, 14), "stage4.3.chunk": (232, 7, 7),
+                           "stage4.3.shuffle": (464, 7, 7), "conv5.2": (1024, 7, 7),
+                           "mean": (1024,)},
+    "mnasnet1_0": {"layers.7": (16, 112, 112), "layers.8.2.add": (24, 56, 56),
+                   "layers.10.2.add": (80, 14, 14), "layers.13.0.layers.7": (320, 7, 7),
+                   "layers.16": (1280, 7, 7), "mean": (1280,)},
+    "regnet_x_400mf": {"stem.2": (32, 112, 112),
+                       "trunk_output.block1.block1-0.activation": (32, 56, 56),
+                       "trunk_output.block2.block2-1.activation": (64, 28, 28),
+                       "trunk_output.block3.block3-6.activation": (160, 14, 14),
+                       "trunk_output.block4.block4-11.activation": (400, 7, 7)},
+    "regnet_y_400mf": {"trunk_output.block1.block1-0.f.se.fc1": (8, 1, 1),
+                       "trunk_output.block2.block2-2.activation": (104, 28, 28),
+                       "trunk_output.block3.block3-5.activation": (208, 14, 14),
+                       "trunk_output.block4.block4-5.activation": (440, 7, 7)},
 }
 
 INPUT_SIZES = {"lenet5": (1, 28, 28), "inception_v3": (3, 299, 299)}
@@ -233,3 +285,34 @@ def test_no_two_nodes_overlap_on_the_canvas(built, name):
     for xs in rows.values():
         xs.sort()
         assert all(b - a >= 200 for a, b in pairwise(xs))
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_edges_point_down_and_blocks_nest(built, name):
+    t, _ = built(name)
+    g = t.graph
+    for e in g.edges:
+        assert g.nodes[e.dst].position[1] > g.nodes[e.src].position[1], e
+    sets = {b: set(ids) for b, ids in t.blocks.items()}
+    for a, sa in sets.items():  # two blocks are nested or disjoint
+        for b, sb in sets.items():
+            assert not (sa & sb) or sa <= sb or sb <= sa, (a, b)
+
+
+def test_modern_templates_use_the_modern_layers(built):
+    t, _ = built("mobilenet_v3_large")
+    g, se = t.graph, "features.4.block.2"  # squeeze-and-excitation, gated by a hard sigmoid
+    assert g.nodes[f"{se}.scale_activation"].type_name == "HardSigmoid"
+    assert g.nodes[f"{se}.scale_activation"].params["alpha"] == pytest.approx(1 / 6)
+    assert g.nodes["features.7.block.0.2"].type_name == "HardSwish"
+    assert g.nodes["features.4.block.0.1"].params["eps"] == 0.001
+    assert f"{se}.mul" in t.blocks[se] and set(t.blocks[se]) < set(t.blocks["features.4"])
+    t, _ = built("shufflenet_v2_x1_0")  # x.chunk(2): half passes, half goes through branch2
+    assert [tuple(r) for r in t.graph.input_refs("stage2.1.cat")] == [
+        ("stage2.1.chunk", 0), ("stage2.1.branch2.7", 0)]
+    assert [tuple(r) for r in t.graph.input_refs("stage2.1.branch2.0")] == [("stage2.1.chunk", 1)]
+    assert t.graph.nodes["stage2.1.shuffle"].params["groups"] == 2
+    t, _ = built("resnext50_32x4d")
+    assert t.graph.nodes["layer1.0.conv2"].params["groups"] == 32
+    t, _ = built("efficientnet_b0")
+    assert t.graph.nodes["features.2.0.block.2.activation"].type_name == "SiLU"
