@@ -15,6 +15,7 @@ from ..nn.ops import (
     nchw,
     pad_chwn,
     scratch,
+    tap_slice,
     taps_chwn,
 )
 from ..shapes import conv_out, effective_kernel, padding_for_same_size, same_pads, unread_cells
@@ -272,6 +273,8 @@ class Conv2d(Layer):
         kk = cg * k[0] * k[1]
         xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
         keep_freed_memory()  # once per process (engine/ops.py): saves thousands of page faults
+        if cg == 1 and co == g:  # depthwise (MobileNet, EfficientNet): no im2col, see below
+            return self._depthwise_forward(xp, x.shape, pads, ho, wo, training)
         shape = (g, kk + self.bias, ho * wo * n)
         if training:
             cols = scratch(self, "cols", shape, x.dtype)
@@ -291,6 +294,8 @@ class Conv2d(Layer):
         return nchw(y.reshape(co, ho, wo, n))
 
     def backward(self, dy):
+        if isinstance(self._cache[0], str):  # ("depthwise", ...)
+            return self._depthwise_backward(dy)
         cols, xshape, xpshape, pads, ho, wo = self._cache
         self._cache = None
         n, c, h, w = xshape
@@ -311,6 +316,58 @@ class Conv2d(Layer):
         dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, owner=self)  # col2im(Wᵀ @ dy)
         t, l = pads[0], pads[1]
         return [nchw(dxp[:, t:t + h, l:l + w])]
+
+    # ---- depthwise: one filter per channel -------------------------------------------------
+    # im2col would copy kh·kw taps of every channel and then run C tiny (1 × kh·kw) products;
+    # summing the kh·kw shifted, weighted windows directly does the same arithmetic in kh·kw
+    # passes over the output and copies nothing (CHWN memory: each window is a strided view).
+
+    def _depthwise_taps(self, ho, wo):
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        return [(i * kw + j, tap_slice(i, j, sh, sw, ho, wo, dh, dw))
+                for i in range(kh) for j in range(kw)]
+
+    def _depthwise_forward(self, xp, xshape, pads, ho, wo, training):
+        c, n = xp.shape[0], xp.shape[3]
+        wt = self.weights["weight"].reshape(c, -1)[:, :, None, None, None]  # (C, kk, 1, 1, 1)
+        y = np.empty((c, ho, wo, n), xp.dtype)
+        tmp = (scratch(self, "tap", y.shape, y.dtype) if training else np.empty_like(y))
+        for t, sl in self._depthwise_taps(ho, wo):
+            if t == 0:
+                np.multiply(xp[sl], wt[:, 0], out=y)
+            else:
+                np.multiply(xp[sl], wt[:, t], out=tmp)
+                y += tmp
+        if self.bias:
+            y += self.weights["bias"][:, None, None, None]
+        if training:
+            self._cache = ("depthwise", xp, xshape, pads, ho, wo)
+        return nchw(y)
+
+    def _depthwise_backward(self, dy):
+        _, xp, xshape, pads, ho, wo = self._cache
+        self._cache = None
+        n, c, h, w = xshape
+        dyc = as_chwn(dy)  # (C, Ho, Wo, N)
+        taps = self._depthwise_taps(ho, wo)
+        if not self.frozen:
+            wt = self.weights["weight"]
+            dw = np.empty((c, len(taps)), wt.dtype)
+            for t, sl in taps:  # Σ over (Ho, Wo, N) of dy · window, per channel
+                dw[:, t] = np.einsum("chwn,chwn->c", dyc, xp[sl])
+            self.grads["weight"] = dw.reshape(wt.shape)
+            if self.bias:
+                self.grads["bias"] = dyc.sum(axis=(1, 2, 3), dtype=wt.dtype)
+        if not self.need_dx:
+            return [None]
+        wt = self.weights["weight"].reshape(c, -1)[:, :, None, None, None]
+        dxp = np.zeros(xp.shape, dyc.dtype)
+        tmp = scratch(self, "tap", dyc.shape, dyc.dtype)
+        for t, sl in taps:
+            np.multiply(dyc, wt[:, t], out=tmp)
+            dxp[sl] += tmp
+        t0, l0 = pads[0], pads[1]
+        return [nchw(dxp[:, t0:t0 + h, l0:l0 + w])]
 
     # ---- ONNX mapping ------------------------------------------------------------------------
 

@@ -28,6 +28,9 @@ EXAMPLES: list[Example] = [
     Example("small_resnet", "Small ResNet (3×32×32)",
             "A stem and three residual blocks joined by Add, one downsampling with a 1×1 "
             "stride-2 projection shortcut; global average pooling and a 10-way classifier."),
+    Example("mobile_se", "Mobile SE (MNIST, 1×28×28)",
+            "MobileNetV3-style: HardSwish, three inverted residual blocks (1×1 expand, 3×3 "
+            "depthwise, squeeze-and-excitation gate, 1×1 project), 22,986 parameters."),
 ]
 
 

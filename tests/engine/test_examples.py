@@ -36,7 +36,24 @@ RES_CONV = (conv(3, 16, 3, False)  # stem
             + 2 * conv(32, 32, 3, False))  # block 3
 RES_BN = [bn(16)] * 3 + [bn(32)] * 5
 RES = (RES_CONV + sum(t for t, _ in RES_BN) + fc(32, 10), sum(n for _, n in RES_BN))
-EXPECTED = {"lenet5": (LENET, 0), "small_vgg": VGG, "small_resnet": RES}
+
+
+def dw(c, k):  # depthwise: one k×k filter per channel, no bias
+    return c * k * k
+
+
+def mbblock(cin, exp, cout, squeeze):  # 1×1 expand, depthwise 3×3, SE (two 1×1 with bias), project
+    weights = conv(cin, exp, 1, False) + dw(exp, 3) + conv(exp, squeeze, 1) + \
+        conv(squeeze, exp, 1) + conv(exp, cout, 1, False)
+    bns = [bn(exp), bn(exp), bn(cout)]
+    return weights + sum(t for t, _ in bns), sum(n for _, n in bns)
+
+
+MOBILE_BLOCKS = [mbblock(16, 32, 16, 8), mbblock(16, 64, 24, 16), mbblock(24, 96, 24, 24)]
+MOBILE = (conv(1, 16, 3, False) + bn(16)[0] + sum(t for t, _ in MOBILE_BLOCKS)
+          + conv(24, 96, 1, False) + bn(96)[0] + fc(96, 10),
+          bn(16)[1] + sum(n for _, n in MOBILE_BLOCKS) + bn(96)[1])
+EXPECTED = {"lenet5": (LENET, 0), "small_vgg": VGG, "small_resnet": RES, "mobile_se": MOBILE}
 
 
 def test_lenet_is_the_classic_size():

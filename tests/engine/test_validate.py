@@ -461,3 +461,18 @@ def test_networks_never_share_layer_instances_with_validation():
     for nid in a.layers:
         assert a.layers[nid] is not v.nodes[nid].layer
         assert a.layers[nid] is not b.layers[nid]
+
+
+def test_a_broadcast_gate_does_not_inflate_the_receptive_field_stride():
+    """An SE gate (global pool → 1×1 convs → C×1×1) multiplies a C×H×W map: the product keeps the
+    map's pixel grid (its jump), while its RF may reach as far as the gate's."""
+    from engine.zoo.examples import load_example
+
+    v = validate(load_example("mobile_se"))
+    assert v.ok, [m.text for m in v.errors]
+    for tag in ("block1", "block2", "block3"):
+        act, gate, scale = (v.nodes[f"{tag}_{k}"] for k in ("act2", "se_gate", "se_scale"))
+        assert scale.jump == act.jump
+        assert scale.receptive_field == tuple(max(a, b) for a, b in
+                                              zip(act.receptive_field, gate.receptive_field))
+    assert v.nodes["head_act"].jump == (4, 4)  # two stride-2 layers, nothing else
