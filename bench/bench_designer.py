@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PySide6.QtWidgets import QApplication
 
-import designer  # noqa: F401  (pins None: PySide6 6.12 workaround, before any Qt use)
 from designer import files
 from designer.canvas import CanvasScene, CanvasView, layered_layout
 from designer.commands import SetParamCommand
