@@ -267,7 +267,7 @@ def _c(x: np.ndarray, v: float):
     return x.dtype.type(v)
 
 
-_BLOCK = 1 << 15  # elements per block: 128 KB of float32, so a block's temporaries stay in L2
+_BLOCK = 1 << 16  # elements per block: 256 KB of float32, so a block's temporaries stay in L2
 
 
 def _blocks(x: np.ndarray):
@@ -278,15 +278,18 @@ def _blocks(x: np.ndarray):
     return [slice(i, i + step) for i in range(0, n, step)]
 
 
-def _sigmoid_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = 1 / (1 + exp(−x)) in three in-place passes. exp(−x) overflows to inf for very
-    negative x, and 1 / inf = 0 is the right limit, so the overflow warning is silenced."""
-    with np.errstate(over="ignore"):
-        np.negative(x, out=out)
-        np.exp(out, out=out)
-    out += _c(x, 1)
-    np.reciprocal(out, out=out)
-    return out
+def _tiles(x: np.ndarray, k: int, dtype=None):
+    """The blocks of `_blocks` and k scratch arrays of one block's shape, allocated once and
+    reused by every block (a fresh array per block and pass costs more than the arithmetic);
+    of x's dtype unless `dtype` says otherwise.
+    Yields (slice, scratch views trimmed to the block's length)."""
+    blocks = _blocks(x)
+    step = blocks[0].stop - blocks[0].start
+    n = x.shape[0]
+    bufs = [np.empty((min(step, n),) + x.shape[1:], dtype or x.dtype) for _ in range(k)]
+    for b in blocks:
+        m = min(b.stop, n) - b.start
+        yield b, [buf[:m] for buf in bufs]
 
 
 # Eigen's / XLA's float32 erf: an odd rational function on [−4, 4] (erf is ±1 in float32
@@ -304,17 +307,33 @@ def erf(x: np.ndarray) -> np.ndarray:
     (the gradient tests' finite differences need full precision) by math.erf."""
     if x.dtype != np.float32:
         return _erf64(x).astype(x.dtype)
-    t = np.clip(x, np.float32(-4), np.float32(4))
-    x2 = t * t
-    p = np.full_like(x2, np.float32(_ERF_P[0]))
-    for c in _ERF_P[1:]:
-        p *= x2
-        p += np.float32(c)
+    t, x2, p, q = (np.empty_like(x) for _ in range(4))
+    return _erf32_into(x, t, x2, p, q)
+
+
+_ERF_P32 = tuple(np.float32(c) for c in _ERF_P)
+_ERF_Q32 = tuple(np.float32(c) for c in _ERF_Q)
+
+
+def _horner_into(s: np.ndarray, coeffs, out: np.ndarray) -> np.ndarray:
+    """out = the polynomial with `coeffs` (highest power first) at s, in place."""
+    np.multiply(s, coeffs[0], out=out)
+    out += coeffs[1]
+    for c in coeffs[2:]:
+        out *= s
+        out += c
+    return out
+
+
+def _erf32_into(x: np.ndarray, t: np.ndarray, x2: np.ndarray, p: np.ndarray,
+                q: np.ndarray) -> np.ndarray:
+    """p = erf(x) for float32 x, using t, x2, q as scratch: the same operations as `erf`
+    (bit for bit), with no allocation."""
+    np.clip(x, np.float32(-4), np.float32(4), out=t)
+    np.multiply(t, t, out=x2)
+    _horner_into(x2, _ERF_P32, p)
     p *= t
-    q = np.full_like(x2, np.float32(_ERF_Q[0]))
-    for c in _ERF_Q[1:]:
-        q *= x2
-        q += np.float32(c)
+    _horner_into(x2, _ERF_Q32, q)
     p /= q
     return p
 
@@ -323,6 +342,17 @@ SQRT2 = math.sqrt(2.0)
 SQRT_2_PI = math.sqrt(2.0 / math.pi)  # GELU's tanh form: tanh(√(2/π)·(x + 0.044715·x³))
 GELU_KAPPA = 0.044715
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # the standard normal density's factor
+
+
+def _gelu_slope(x: np.ndarray, cdf: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = GELU's derivative Φ(x) + x·φ(x), φ(x) = exp(−x²/2) / √(2π), given Φ(x)."""
+    np.multiply(x, x, out=out)
+    out *= _c(x, -0.5)
+    np.exp(out, out=out)
+    out *= x
+    out *= _c(x, INV_SQRT_2PI)
+    out += cdf
+    return out
 
 
 @register
@@ -346,27 +376,34 @@ class SiLU(_Elementwise):
         return "nn.SiLU()"
 
     def forward(self, xs, training=False):
+        # y = x / (1 + e^(−x)) block by block; in training the derivative
+        # s·(1 + x·(1 − s)), s = sigmoid(x), is computed here too, while the block is in cache,
+        # so backward is one multiply
         (x,) = xs
-        s, y = np.empty_like(x), np.empty_like(x)
-        for b in _blocks(x):
-            _sigmoid_into(x[b], s[b])
-            np.multiply(x[b], s[b], out=y[b])
+        y = np.empty_like(x)
+        one = _c(x, 1)
+        d = np.empty_like(x) if training else None
+        for b, (den,) in _tiles(x, 1):
+            xb, yb = x[b], y[b]
+            with np.errstate(over="ignore"):  # e^(−x) = inf for very negative x: y = −0, s = 0
+                np.negative(xb, out=den)
+                np.exp(den, out=den)
+            den += one
+            np.divide(xb, den, out=yb)
+            if training:
+                s = np.reciprocal(den, out=den)
+                db = np.subtract(one, s, out=d[b])
+                db *= xb
+                db += one
+                db *= s
         if training:
-            self._cache = (x, s)
+            self._cache = d
         return y
 
     def backward(self, dy):
-        # d/dx x·s = s + x·s·(1 − s) = s·(1 + x·(1 − s))
-        (x, s), self._cache = self._cache, None
-        g = np.empty_like(dy)
-        one = _c(s, 1)
-        for b in _blocks(x):
-            gb = np.subtract(one, s[b], out=g[b])
-            gb *= x[b]
-            gb += one
-            gb *= s[b]
-            gb *= dy[b]
-        return [g]
+        # d/dx x·s = s + x·s·(1 − s) = s·(1 + x·(1 − s)), from forward
+        d, self._cache = self._cache, None
+        return [np.multiply(dy, d)]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         sig = f"{output}/sigmoid"
@@ -461,24 +498,33 @@ class HardSwish(_Elementwise):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        y = np.add(x, _c(x, 3))
-        np.clip(y, _c(x, 0), _c(x, 6), out=y)
-        y *= x
-        y *= _c(x, 1 / 6)
+        y = np.empty_like(x)
+        for b in _blocks(x):  # the four passes over one block while it is in cache
+            xb, yb = x[b], y[b]
+            np.add(xb, _c(x, 3), out=yb)
+            np.clip(yb, _c(x, 0), _c(x, 6), out=yb)
+            yb *= xb
+            yb *= _c(x, 1 / 6)
         if training:
             self._cache = x
         return y
 
     def backward(self, dy):
-        # 0 below −3, 1 above 3, (2x + 3)/6 = x/3 + 1/2 between (PyTorch's rule at the ends)
+        # 0 below −3, 1 above 3, (2x + 3)/6 = x/3 + 1/2 between (PyTorch's rule at the ends).
+        # The pieces are picked by multiplying with boolean masks: np.copyto(where=) on a
+        # random mask is ~20× slower than a multiply (a branch per element)
         x, self._cache = self._cache, None
         g = np.empty_like(dy)
-        for b in _blocks(x):
+        for b, (mk,) in _tiles(x, 1, np.bool_):
             xb, gb = x[b], g[b]
             np.multiply(xb, _c(x, 1 / 3), out=gb)
             gb += _c(x, 0.5)
-            np.copyto(gb, _c(x, 0), where=xb < -3)
-            np.copyto(gb, _c(x, 1), where=xb > 3)
+            np.greater_equal(xb, _c(x, -3), out=mk)
+            gb *= mk
+            np.less_equal(xb, _c(x, 3), out=mk)
+            gb *= mk
+            np.greater(xb, _c(x, 3), out=mk)
+            gb += mk
             gb *= dy[b]
         return [g]
 
@@ -545,15 +591,27 @@ class GELU(_Elementwise):
             if training:
                 self._cache = (x, x2, t)
             return y
-        cdf, y = np.empty_like(x), np.empty_like(x)
-        for b in _blocks(x):
-            cb = cdf[b]
-            cb[...] = erf(x[b] * _c(x, 1 / SQRT2))
-            cb += _c(x, 1)
-            cb *= _c(x, 0.5)  # Φ(x)
-            np.multiply(x[b], cb, out=y[b])
+        y = np.empty_like(x)
+        d = np.empty_like(x) if training else None  # the derivative Φ(x) + x·φ(x)
+        if x.dtype != np.float32:  # float64 (gradient checks): erf by math.erf
+            cdf = erf(x * _c(x, 1 / SQRT2))
+            cdf += _c(x, 1)
+            cdf *= _c(x, 0.5)  # Φ(x)
+            np.multiply(x, cdf, out=y)
+            if training:
+                self._cache = _gelu_slope(x, cdf, d)
+            return y
+        for b, (t, x2, p, q) in _tiles(x, 4):  # ~28 passes, each over one block in cache
+            xb = x[b]
+            np.multiply(xb, np.float32(1 / SQRT2), out=q)
+            _erf32_into(q, t, x2, p, q)
+            p += np.float32(1)
+            p *= np.float32(0.5)  # Φ(x)
+            np.multiply(xb, p, out=y[b])
+            if training:
+                _gelu_slope(xb, p, d[b])
         if training:
-            self._cache = (x, cdf)
+            self._cache = d
         return y
 
     def backward(self, dy):
@@ -572,16 +630,8 @@ class GELU(_Elementwise):
             g += _c(x, 0.5)
             g *= dy
             return [g]
-        # Φ(x) + x·φ(x), φ(x) = exp(−x²/2) / √(2π)
-        x, cdf = cache
-        g = np.multiply(x, x)
-        g *= _c(x, -0.5)
-        np.exp(g, out=g)
-        g *= x
-        g *= _c(x, INV_SQRT_2PI)
-        g += cdf
-        g *= dy
-        return [g]
+        # Φ(x) + x·φ(x), computed by forward
+        return [np.multiply(dy, cache)]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         if ctx.opset >= 20:
@@ -642,24 +692,34 @@ class ELU(_Elementwise):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        y = np.minimum(x, _c(x, 0))
-        np.expm1(y, out=y)
-        y *= _c(x, self.alpha)
-        if self.alpha <= 1:  # then α(eˣ − 1) ≥ x for x ≤ 0: one max picks the branch
-            np.maximum(x, y, out=y)
-        else:
-            np.copyto(y, x, where=x > 0)
+        y = np.empty_like(x)
+        zero = _c(x, 0)
+        for b, (t,) in _tiles(x, 1):
+            xb, yb = x[b], y[b]
+            np.minimum(xb, zero, out=yb)
+            np.expm1(yb, out=yb)
+            yb *= _c(x, self.alpha)
+            if self.alpha <= 1:  # then α(eˣ − 1) ≥ x for x ≤ 0: one max picks the branch
+                np.maximum(xb, yb, out=yb)
+            else:  # α(e^min(x, 0) − 1) + max(x, 0): one of the two terms is 0
+                yb += np.maximum(xb, zero, out=t)
         if training:
             self._cache = (x, y)
         return y
 
     def backward(self, dy):
-        # 1 for x > 0; α·eˣ = y + α below
+        # 1 for x > 0; α·eˣ = y + α = min(y, 0) + α below (y > 0 exactly where x > 0), so for
+        # α = 1 just min(y, 0) + 1. Pieces picked by multiplying with a boolean mask:
+        # np.copyto(where=) on a random mask is ~20× slower (a branch per element)
         (x, y), self._cache = self._cache, None
         g = np.empty_like(dy)
-        for b in _blocks(x):  # (copyto of a scalar is fast, of an array through a mask slow)
-            gb = np.add(y[b], _c(y, self.alpha), out=g[b])
-            np.copyto(gb, _c(y, 1), where=x[b] > 0)
+        a = _c(y, self.alpha)
+        for b, (mk,) in _tiles(x, 1, np.bool_):
+            gb = np.minimum(y[b], _c(y, 0), out=g[b])
+            gb += a
+            if self.alpha != 1:
+                gb *= np.less_equal(x[b], _c(x, 0), out=mk)  # (α·eˣ or 0) ...
+                gb += np.greater(x[b], _c(x, 0), out=mk)  # ... + (0 or 1)
             gb *= dy[b]
         return [g]
 
@@ -738,12 +798,23 @@ class PReLU(_Elementwise):
     def forward(self, xs, training=False):
         (x,) = xs
         a, zero = self._slope(x), _c(x, 0)
-        neg, y = np.empty_like(x), np.empty_like(x)
-        for b in _blocks(x):
-            nb, yb = neg[b], y[b]
-            np.minimum(x[b], zero, out=nb)
-            np.multiply(nb, a, out=yb)
-            yb += np.maximum(x[b], zero)  # max(x, 0) + a·min(x, 0)
+        w = self.weights["weight"]
+        # a·x, then max(a·x, x) when every a ≤ 1 (a·x ≥ x for x ≤ 0, ≤ x above), min when every
+        # a ≥ 1: two passes, each element's one rounding as in max(x, 0) + a·min(x, 0)
+        pick = np.maximum if (w <= 1).all() else np.minimum if (w >= 1).all() else None
+        y = np.empty_like(x)
+        neg = np.empty_like(x) if training else None
+        for b, (t,) in _tiles(x, 1):
+            xb, yb = x[b], y[b]
+            if pick is not None:
+                np.multiply(xb, a, out=yb)
+                pick(yb, xb, out=yb)
+            else:
+                np.minimum(xb, zero, out=yb)
+                yb *= a
+                yb += np.maximum(xb, zero, out=t)  # max(x, 0) + a·min(x, 0)
+            if training:
+                np.minimum(xb, zero, out=neg[b])
         if training:
             self._cache = (x, neg)
         return y
@@ -755,10 +826,11 @@ class PReLU(_Elementwise):
         axes = tuple(i for i in range(x.ndim) if i != 1 or self.num_parameters == 1)
         self.grads["weight"] = neg.sum(axis=axes).reshape(-1).astype(x.dtype, copy=False)
         g = np.empty_like(dy)
-        for b in _blocks(x):  # slope a, or 1 where x > 0 (np.where is 10× slower here)
-            gb = g[b]
-            gb[...] = a
-            np.copyto(gb, _c(dy, 1), where=x[b] > 0)
+        # slope a where x ≤ 0, 1 where x > 0, picked by multiplying with boolean masks
+        # (np.copyto(where=) and np.where on a random mask are ~20× slower: a branch each)
+        for b, (mk,) in _tiles(x, 1, np.bool_):
+            gb = np.multiply(np.less_equal(x[b], _c(x, 0), out=mk), a, out=g[b])
+            gb += np.greater(x[b], _c(x, 0), out=mk)
             gb *= dy[b]
         return [g]
 

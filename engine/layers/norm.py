@@ -459,6 +459,12 @@ class LayerNorm2d(Layer):
                             name=chain[-1].name)
 
 
+def _row_sums(a: np.ndarray) -> np.ndarray:
+    """(R, M) -> (R, 1): each row's sum, as a matrix-vector product with ones (BLAS: ~1.5× as
+    fast as NumPy's reduction here, and threaded)."""
+    return np.matmul(a, np.ones((a.shape[1], 1), a.dtype))
+
+
 def nearest_divisor(c: int, g: int) -> int:
     """The divisor of c nearest to g (the smaller one on a tie): a group count that works."""
     divs = [d for d in range(1, c + 1) if c % d == 0]
@@ -538,14 +544,16 @@ class GroupNorm(Layer):
 
     def forward(self, xs, training=False):
         # one new array (x − mean, then scaled and shifted in place): fresh allocations, not
-        # arithmetic, dominate these memory-bound passes; x̂ is recomputed by backward
+        # arithmetic, dominate these memory-bound passes; x̂ is recomputed by backward. The
+        # variance stays two-pass (E[x²] − E[x]² loses all digits for large means)
         (x,) = xs
         n, c = x.shape[:2]
         g = self.num_groups
         xg = x.reshape(n, g, -1)
-        mean = xg.mean(axis=2, keepdims=True)
+        m = xg.shape[2]
+        mean = xg.mean(axis=2, keepdims=True)  # NumPy's pairwise sum: accurate for large means
         y = np.subtract(xg, mean)
-        var = _rowdot(y, y) * x.dtype.type(1 / xg.shape[2])
+        var = _rowdot(y, y) * x.dtype.type(1 / m)
         inv = 1 / np.sqrt(var + x.dtype.type(self.eps))  # (N, G, 1)
         if training:
             self._cache = (x, mean, inv)
@@ -559,28 +567,39 @@ class GroupNorm(Layer):
         return y.reshape(x.shape)
 
     def backward(self, dy):
+        # dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), dx̂ = γ·dy, x̂ = (x − μ)·inv. Both group
+        # means come from per-channel sums the weight gradients need anyway (Σ dy and
+        # Σ dy·(x − μ) per sample and channel, as BLAS products), and inv is folded into the
+        # per-channel factors: four passes over the map after x − μ
         x, mean, inv = self._cache
         self._cache = None
         n, c = dy.shape[:2]
         g = self.num_groups
-        xhat = np.subtract(x.reshape(n, g, -1), mean)
-        xhat *= inv
+        dt = dy.dtype.type
+        xc = np.subtract(x.reshape(n, g, -1), mean)
+        m = xc.shape[2]
         dy3 = dy.reshape(n, c, -1)
+        s1 = _row_sums(dy3.reshape(n * c, -1)).reshape(n, c)  # Σ dy
+        inv_c = np.repeat(inv[:, :, 0], c // g, axis=1)  # (N, C)
+        s2 = _rowdot(dy3, xc.reshape(n, c, -1))[:, :, 0] * inv_c  # Σ dy·x̂
         if self.affine:
+            w = self.weights["weight"]
             if not self.frozen:
-                self.grads["weight"] = _rowdot(dy3, xhat.reshape(n, c, -1))[:, :, 0].sum(axis=0)
-                self.grads["bias"] = dy3.sum(axis=(0, 2))
-            gx = (dy3 * self.weights["weight"][:, None]).reshape(n, g, -1)  # dx̂
+                self.grads["weight"] = s2.sum(axis=0)
+                self.grads["bias"] = s1.sum(axis=0)
+            s1 = s1 * w
+            s2 = s2 * w
+            a = inv_c * w
         else:
-            gx = dy.reshape(n, g, -1).copy()
-        m = dy.dtype.type(1 / gx.shape[2])
-        m1 = gx.sum(axis=2, keepdims=True) * m
-        m2 = _rowdot(gx, xhat) * m
-        gx -= m1
-        xhat *= m2
-        gx -= xhat
-        gx *= inv
-        return [gx.reshape(dy.shape)]
+            a = inv_c
+        m1 = s1.reshape(n, g, -1).sum(axis=2, keepdims=True) * dt(1 / m)  # mean(dx̂)
+        m2 = s2.reshape(n, g, -1).sum(axis=2, keepdims=True) * dt(1 / m)  # mean(dx̂·x̂)
+        dx = np.multiply(dy3, a[:, :, None])
+        dxg = dx.reshape(n, g, -1)
+        dxg -= m1 * inv
+        xc *= m2 * inv * inv
+        dxg -= xc
+        return [dx.reshape(dy.shape)]
 
     # ---- ONNX mapping ------------------------------------------------------------------------
 
