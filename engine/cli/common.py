@@ -19,7 +19,8 @@ OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
 EPILOG = """\
 MODEL is a project file (.cnnd), a bare architecture .json, an ONNX file
-(.onnx, imported on the fly), an example name ({examples})
+(.onnx, imported on the fly), an example name:
+{examples}
 or a template name:
 {templates}
 
@@ -66,8 +67,9 @@ def _wrap(text: str, width: int = 78) -> str:
 def model_epilog() -> str:
     from ..zoo.templates import TEMPLATES
 
-    return EPILOG.format(examples=", ".join(example_names()),
+    return EPILOG.format(examples=_wrap_list(example_names()),
                          templates=_wrap_list(TEMPLATES))
+
 
 def int_at_least(lo: int):
     """argparse type: a whole number >= lo."""

@@ -347,7 +347,7 @@ class Conv2d(Layer):
     def _depthwise_backward(self, dy):
         _, xp, xshape, pads, ho, wo = self._cache
         self._cache = None
-        n, c, h, w = xshape
+        _, c, h, w = xshape
         dyc = as_chwn(dy)  # (C, Ho, Wo, N)
         taps = self._depthwise_taps(ho, wo)
         if not self.frozen:

@@ -1,5 +1,5 @@
 """Core layers: Input, Flatten (from any start axis), Linear (fully connected, also over the last
-axis of a map), Dropout."""
+axis of a map or over the channels of each position of a C×H×W map), Dropout."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
+from ..nn.ops import as_chwn, matmul_nt, matmul_wide, nchw
 from .base import BOOL, CHOICE, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .conv import INIT, init_uniform
 from .formula_text import ARROW, DOT, Count
 from .formula_text import num as num_text  # torch_code's num writes Python literals
-from .torch_code import TorchCode, call_args, num
+from .torch_code import TorchCode, TorchModule, call_args, num
 
 
 @register
@@ -189,7 +190,16 @@ class Flatten(Layer):
 
 @register
 class Linear(Layer):
-    """Fully connected: every output is a weighted sum of all inputs. (F,) -> (out_features,)."""
+    """Fully connected: every output is a weighted sum of all inputs. (F,) -> (out_features,).
+
+    `over` says what it reads: "flat" (the default) a feature vector; "last_axis" the last axis
+    of any input, each row on its own; "channels" the C values at each position of a C×H×W map,
+    y[o, h, w] = Σ_c W[o, c]·x[c, h, w] + b[o] — a 1×1 convolution whose weight keeps the
+    (out, in) layout of torch's nn.Linear applied to channels-last data (ConvNeXt's pointwise
+    layers: the same state_dict keys and shapes). It runs as one matmul (out, C) @ (C, H·W·N)
+    in CHWN memory (engine/nn/ops.py); ONNX gets a tagged 1×1 Conv (ONNX Runtime's fastest exact
+    form), and the Transpose -> MatMul [-> Add] -> Transpose form torch.onnx writes for a
+    channels-last nn.Linear imports as this layer too."""
 
     type_name = "Linear"
     label = "Fully connected"
@@ -197,7 +207,11 @@ class Linear(Layer):
     doc = "Fully connected layer: each output unit sees every input feature."
     short_name = "fc"
     icon = Icon("dense")  # two columns of units, all joined
-    onnx_ops = ("Gemm", "MatMul")
+    onnx_ops = ("Gemm", "MatMul", "Conv")
+    # first for Conv, where it claims only its own tagged 1×1 Conv (Conv2d takes the rest); the
+    # only importer of Gemm and MatMul
+    onnx_import_first = True
+    onnx_doc = "cnn-designer:Linear over=channels"
     params = (
         Param("out_features", INT, 10, "Number of output units (classes, for the last layer).",
               min=1, max=1 << 20, label="units"),
@@ -205,27 +219,42 @@ class Linear(Layer):
         INIT,
         Param("over", CHOICE, "flat", "What it reads: a flat feature vector (after a Flatten; a "
               "map is then an error, with the fix), or the last axis of any input, each row on "
-              "its own (ONNX MatMul on a map, a transformer's MLP).",
-              choices=("flat", "last_axis"),
-              choice_labels={"flat": "flat vector", "last_axis": "last axis"}),
+              "its own (ONNX MatMul on a map, a transformer's MLP), or the channels of each "
+              "position of a C×H×W map (ConvNeXt's pointwise layers: a 1×1 conv with an "
+              "(out, in) weight).",
+              choices=("flat", "last_axis", "channels"),
+              choice_labels={"flat": "flat vector", "last_axis": "last axis",
+                             "channels": "channels"}),
     )
 
     def output_shape(self, in_shapes):
         (shape,) = in_shapes
         if self.over == "last_axis":
             return tuple(shape[:-1]) + (self.out_features,)
+        if self.over == "channels":
+            if len(shape) != 3:
+                raise ShapeError(f"{self.where} over the channels needs a C×H×W map but gets "
+                                 f"{fmt_shape(shape)}; set over to 'flat vector' for features",
+                                 "over", Fix("over: flat vector", "set_params", {"over": "flat"}))
+            return (self.out_features,) + tuple(shape[1:])
         if len(shape) != 1:
             # a map fed straight into a classifier is the classic beginner's slip: an error
             # with the one-click fix, rather than a silent per-row Linear
+            per_position = (f", or over to 'channels' to apply it to the {shape[0]} channels "
+                            f"of each position" if len(shape) == 3 else "")
             raise ShapeError(f"{self.where} needs a flat input but gets {fmt_shape(shape)}; "
                              f"insert a Flatten before '{self.name}' (or set over to 'last "
-                             f"axis' to apply it to each row of {shape[-1]})", None,
-                             Fix(f"insert a Flatten before '{self.name}'", "insert_before",
-                                 layer_type="Flatten"))
+                             f"axis' to apply it to each row of {shape[-1]}{per_position})",
+                             None, Fix(f"insert a Flatten before '{self.name}'", "insert_before",
+                                       layer_type="Flatten"))
         return (self.out_features,)
 
+    def _fan_in(self, shape) -> int:
+        """The inputs each unit weighs: the channels, or the last axis."""
+        return shape[0] if self.over == "channels" else shape[-1]
+
     def weight_shapes(self, in_shapes):
-        out = {"weight": ((self.out_features, in_shapes[0][-1]), True)}
+        out = {"weight": ((self.out_features, self._fan_in(in_shapes[0])), True)}
         if self.bias:
             out["bias"] = ((self.out_features,), True)
         return out
@@ -234,11 +263,15 @@ class Linear(Layer):
         return math.prod(in_shapes[0]) * self.out_features
 
     def describe(self, in_shapes=None):
-        rows = ", last axis" if self.over == "last_axis" else ""
+        rows = {"last_axis": ", last axis", "channels": ", per position"}.get(self.over, "")
         return f"{self.out_features} unit{'s' * (self.out_features != 1)}{rows}"
 
     def formula(self, in_shapes):
         shape = in_shapes[0]
+        if self.over == "channels" and len(shape) == 3:
+            c, h, w = shape
+            return [f"C: {c} {ARROW} {num_text(self.out_features)} units at each position",
+                    f"H×W = {h}×{w} (kept: a 1×1 conv with an (out, in) weight)"]
         if len(shape) > 1:
             out = self.output_shape(in_shapes)
             return [(f"last axis {shape[-1]} {ARROW} {num_text(self.out_features)} units, each "
@@ -248,7 +281,7 @@ class Linear(Layer):
 
     def param_formula(self, in_shapes):
         """(F_in + 1)·F_out, without the '+ 1' when there is no bias."""
-        f_in, f_out = in_shapes[0][-1], self.out_features
+        f_in, f_out = self._fan_in(in_shapes[0]), self.out_features
         if self.bias:
             n = (f_in + 1) * f_out
             text = f"({num_text(f_in)} + 1) {DOT} {num_text(f_out)} = {num_text(n)}"
@@ -260,11 +293,14 @@ class Linear(Layer):
         return Count(text, n, 0, [note])
 
     def macs_formula(self, in_shapes, out_shape):
-        """F_in·F_out (times the rows when applied over the last axis of a map)."""
-        f_in, f_out = in_shapes[0][-1], self.out_features
-        rows = math.prod(in_shapes[0][:-1])
+        """F_in·F_out (times the rows when applied over the last axis of a map, or the
+        positions H·W when over its channels)."""
+        shape, f_out = in_shapes[0], self.out_features
+        f_in = self._fan_in(shape)
+        rows = math.prod(shape) // f_in
         n = rows * f_in * f_out
-        lead = f"{num_text(rows)} rows {DOT} " if len(in_shapes[0]) > 1 else ""
+        what = "positions" if self.over == "channels" else "rows"
+        lead = f"{num_text(rows)} {what} {DOT} " if len(shape) > 1 else ""
         return Count(f"{lead}{num_text(f_in)} {DOT} {num_text(f_out)} = {num_text(n)}", n)
 
     def init_weights(self, in_shapes, rng):
@@ -274,10 +310,20 @@ class Linear(Layer):
 
     def torch_module(self, in_shapes):
         kw = {} if self.bias else {"bias": False}  # nn.Linear works over the last axis too
-        return f"nn.Linear({call_args(in_shapes[0][-1], self.out_features, **kw)})"
+        return f"nn.Linear({call_args(self._fan_in(in_shapes[0]), self.out_features, **kw)})"
+
+    def to_pytorch(self, in_shapes, attr, names):
+        """nn.Linear (keys <attr>.weight / <attr>.bias); over the channels it reads the map
+        channels-last and permutes back, as ConvNeXt's blocks do."""
+        code = TorchCode([TorchModule(attr, self.torch_module(in_shapes))])
+        if self.over == "channels":
+            code.expr = f"self.{attr}({{0}}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)"
+        return code
 
     def forward(self, xs, training=False):
         (x,) = xs
+        if self.over == "channels":
+            return self._forward_channels(x, training)
         y = x @ self.weights["weight"].T
         if self.bias:
             y += self.weights["bias"]
@@ -285,7 +331,34 @@ class Linear(Layer):
             self._cache = x
         return y
 
+    # over the channels: one (out, C) @ (C, H·W·N) matmul in CHWN memory, as a 1×1 conv, so a
+    # chain of convs and these layers passes its activations along without a layout change
+
+    def _forward_channels(self, x, training):
+        n, c, h, w = x.shape
+        xc = as_chwn(x).reshape(c, h * w * n)
+        y = matmul_wide(self.weights["weight"], xc)
+        if self.bias:
+            y += self.weights["bias"][:, None]
+        if training:
+            self._cache = xc, x.shape
+        return nchw(y.reshape(self.out_features, h, w, n))
+
+    def _backward_channels(self, dy):
+        (xc, (n, c, h, w)), self._cache = self._cache, None
+        dyc = as_chwn(dy).reshape(self.out_features, h * w * n)
+        if not self.frozen:
+            wt = self.weights["weight"]
+            self.grads["weight"] = matmul_nt(dyc, xc).astype(wt.dtype, copy=False)
+            if self.bias:
+                self.grads["bias"] = dyc.sum(axis=1).astype(wt.dtype, copy=False)
+        if not self.need_dx:
+            return [None]
+        return [nchw((self.weights["weight"].T @ dyc).reshape(c, h, w, n))]
+
     def backward(self, dy):
+        if self.over == "channels":
+            return self._backward_channels(dy)
         x, self._cache = self._cache, None
         if x.ndim > 2:  # over the last axis: every row is one more sample of the same Linear
             dy2, x2 = dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1])
@@ -308,7 +381,16 @@ class Linear(Layer):
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         """One Gemm: y = x · Wᵀ + b with W kept in its (out, in) layout (transB=1). Over the
-        last axis of a map (Gemm takes only 2-D): MatMul by Wᵀ, then Add b."""
+        last axis of a map (Gemm takes only 2-D): MatMul by Wᵀ, then Add b. Over the channels:
+        a 1×1 Conv with W as (out, in, 1, 1), tagged (doc string) so that an import gives this
+        Linear back; ONNX Runtime runs it as fast as any form, and exactly."""
+        if self.over == "channels":
+            w = ctx.weights["weight"]
+            ins = [inputs[0], ctx.initializer(f"{self.name}.weight", w.reshape(w.shape + (1, 1)))]
+            if self.bias:
+                ins.append(ctx.initializer(f"{self.name}.bias", ctx.weights["bias"]))
+            ctx.node("Conv", ins, [output], self.name, doc=self.onnx_doc, kernel_shape=[1, 1])
+            return
         if len(ctx.in_shapes[0]) > 1:
             wt = ctx.initializer(f"{self.name}.weight", ctx.weights["weight"].T)
             if not self.bias:
@@ -328,7 +410,13 @@ class Linear(Layer):
     @classmethod
     def from_onnx(cls, node, ctx):
         """Gemm (transB, alpha and beta folded into the weights) or MatMul with a constant
-        right-hand side, taking a following Add of a constant as its bias."""
+        right-hand side, taking a following Add of a constant as its bias. Our tagged 1×1 Conv
+        and torch.onnx's Transpose(to channels-last) -> MatMul [-> Add] -> Transpose(back) are
+        a Linear over the channels; any other Conv is Conv2d's (None here)."""
+        if node.op_type == "Conv":
+            return cls._from_tagged_conv(node, ctx)
+        if node.op_type == "MatMul" and ctx.channels_last_source(node.input[0]) is not None:
+            return cls._from_channels_last(node, ctx)
         where = ctx.where(node)
         shape = ctx.shape(node.input[0])
         if len(shape) != 1 and node.op_type != "MatMul":
@@ -380,6 +468,59 @@ class Linear(Layer):
         params = {"out_features": int(w.shape[0]), "bias": bias is not None,
                   "over": "flat" if len(shape) == 1 else "last_axis"}
         return ctx.imported(cls, params, weights, [node.input[0]], output=output)
+
+    @classmethod
+    def _from_tagged_conv(cls, node, ctx):
+        """Our own 1×1 Conv of a Linear over the channels (by its doc string); None for any
+        other Conv."""
+        if node.doc_string != cls.onnx_doc:
+            return None
+        a = ctx.attrs(node)
+        w = ctx.weight(node, 1, "W")
+        plain = all(int(v) == 1 for v in list(a.get("strides", [1, 1])) + list(
+            a.get("dilations", [1, 1]))) and int(a.get("group", 1)) == 1 and not any(
+            a.get("pads", [0] * 4)) and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
+        if w.ndim != 4 or w.shape[2:] != (1, 1) or not plain:
+            return None  # edited since: an ordinary convolution, Conv2d's
+        weights = {"weight": np.ascontiguousarray(w.reshape(w.shape[:2]))}
+        if len(node.input) > 2 and node.input[2]:
+            weights["bias"] = ctx.weight(node, 2, "B").reshape(-1)
+        params = {"out_features": int(w.shape[0]), "bias": "bias" in weights,
+                  "over": "channels"}
+        return ctx.imported(cls, params, weights, [node.input[0]])
+
+    @classmethod
+    def _from_channels_last(cls, node, ctx):
+        """torch.onnx's nn.Linear on a channels-last map: Transpose(0,2,3,1) -> MatMul by a
+        constant (in, out) -> [Add of a constant bias] -> Transpose(0,3,1,2)."""
+        where = ctx.where(node)
+        tensor, (c, _, _) = ctx.channels_last_source(node.input[0])
+        b = ctx.weight(node, 1, "B")
+        if b.ndim != 2 or b.shape[0] != c:
+            raise ValueError(f"{where}: MatMul of a channels-last map by a constant of shape "
+                             f"{list(b.shape)} is not supported; only by ({c}, out)")
+        w, bias, output = b.T, None, node.output[0]
+        absorbed = []
+        nxt = ctx.sole_consumer(output)
+        if nxt is not None and nxt.op_type == "Add":
+            other = [i for i in nxt.input if i != output]
+            k = ctx.const(other[0]) if len(other) == 1 else None
+            if k is not None and k.size == w.shape[0] and k.shape[-1] == w.shape[0]:
+                bias, output = np.asarray(k, np.float32).reshape(-1), nxt.output[0]
+                absorbed.append(nxt)
+        back = ctx.sole_consumer(output)
+        if back is None or back.op_type != "Transpose" or \
+                ctx.attrs(back).get("perm") != [0, 3, 1, 2]:
+            raise ValueError(f"{where}: MatMul on a channels-last map needs a Transpose "
+                             f"(perm 0,3,1,2) back to N×C×H×W after it")
+        for n in [*absorbed, back]:
+            ctx.absorb(n)
+        weights = {"weight": np.ascontiguousarray(w, np.float32)}
+        if bias is not None:
+            weights["bias"] = bias
+        params = {"out_features": int(w.shape[0]), "bias": bias is not None,
+                  "over": "channels"}
+        return ctx.imported(cls, params, weights, [tensor], output=back.output[0])
 
 
 @register

@@ -14,6 +14,19 @@ loading a torchvision model's state_dict by name gives its outputs
 EfficientNet, RegNetY) is pool -> 1×1 conv -> activation -> 1×1 conv -> gate, then a
 broadcasting Multiply ("<se>.mul"); ShuffleNet V2's x.chunk(2) is a ChannelSplit whose output
 ports feed the concat and the branch; torch's x.mean([2, 3]) is a ReduceMean ("mean").
+ConvNeXt's pointwise nn.Linear layers on channels-last data are Linear(over="channels") nodes
+(the same (out, in) weights), its Permutes need no node, and its stochastic depth (identity at
+inference) is left out.
+
+Where torchvision keeps a weight under a key (and shape) that no layer's "node.weight" naming
+gives, the template says so in `Template.torch_keys`, a declarative alias table: our key ->
+torchvision's key, the array reshaped without changing its values. ConvNeXt's layer scale is a
+parameter of the block itself, `features.1.0.layer_scale` of shape (C, 1, 1); the template has
+a Scale node "features.1.0.layer_scale" whose γ (C,) is "features.1.0.layer_scale.weight", so
+its alias is that key. `Template.to_torch` / `Template.from_torch` convert whole state dicts
+(tests/engine/test_templates_torchvision.py loads torchvision's state through it, as
+pretrained-weight loading will). A table rather than a special Scale keeps layers free of any
+one library's naming, and node ids stay torchvision's module paths.
 
 Repeated blocks (residual block, inception module, fire module, dense layer, inverted residual)
 are written once as functions. Each template also returns its block membership,
@@ -27,9 +40,11 @@ side by side, COL pixels apart, and the merge sits under the longest branch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+
+import numpy as np
 
 from ..graph import Edge, Graph
 
@@ -41,10 +56,43 @@ Shape = tuple[int, ...]
 
 @dataclass
 class Template:
-    """A built template: the graph and its block membership (block name -> node ids)."""
+    """A built template: the graph, its block membership (block name -> node ids) and the keys
+    torchvision stores some of its weights under (`torch_keys`: our "node.weight" key ->
+    torchvision's state_dict key; every other key is the same in both)."""
 
     graph: Graph
     blocks: dict[str, list[str]] = field(default_factory=dict)
+    torch_keys: dict[str, str] = field(default_factory=dict)
+
+    def to_torch(self, state: Mapping[str, np.ndarray],
+                 shapes: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+        """Our state dict keyed and shaped as torchvision's: `shapes` are torchvision's
+        (model.state_dict() shapes); an aliased array is reshaped to its torchvision shape."""
+        return _rekey(state, self.torch_keys, shapes)
+
+    def from_torch(self, state: Mapping[str, np.ndarray],
+                   shapes: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+        """torchvision's state dict keyed and shaped as ours (`shapes`: Network.state_dict()
+        shapes), ready for Network.load_state_dict."""
+        return _rekey(state, {v: k for k, v in self.torch_keys.items()}, shapes)
+
+
+def _rekey(state: Mapping[str, np.ndarray], aliases: Mapping[str, str],
+           shapes: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+    """`state` with each aliased key renamed and its array reshaped to the new key's shape in
+    `shapes` (the same values in the same order; a different count is a ValueError)."""
+    out = {}
+    for key, arr in state.items():
+        new = aliases.get(key, key)
+        arr = np.asarray(arr)
+        if key in aliases and new in shapes:
+            want = tuple(shapes[new])
+            if arr.size != int(np.prod(want)):
+                raise ValueError(f"'{key}' has {arr.size} values, '{new}' needs shape "
+                                 f"{want}")
+            arr = arr.reshape(want)
+        out[new] = arr
+    return out
 
 
 @dataclass(frozen=True)
@@ -72,6 +120,7 @@ class _Builder:
     def __init__(self, name: str):
         self.g = Graph(name)
         self.blocks: dict[str, list[str]] = {}
+        self.torch_keys: dict[str, str] = {}
         self._open: list[str] = []
 
     def node(self, type_name: str, nid: str, params: dict | None = None,
@@ -94,7 +143,7 @@ class _Builder:
         self._open.pop()
 
     def result(self) -> Template:
-        return Template(self.g, self.blocks)
+        return Template(self.g, self.blocks, self.torch_keys)
 
 
 # A cursor through the main column: (last node id, next row).
@@ -1065,6 +1114,69 @@ def regnet(key: str, num_classes: int = 1000) -> Template:
     return b.result()
 
 
+# ---- ConvNeXt (torchvision.models.convnext) ------------------------------------------------
+
+CONVNEXT_TINY_STAGES = [(96, 3), (192, 3), (384, 9), (768, 3)]  # channels, blocks
+_LN = {"eps": 1e-6}
+
+
+def _cnblock(b: _Builder, name: str, cur: Cursor, c: int) -> Cursor:
+    """torchvision's CNBlock: depthwise 7×7 conv (block.0) -> [Permute] -> LayerNorm (block.2,
+    over the channels: LayerNorm2d) -> Linear C -> 4C (block.3) -> GELU -> Linear 4C -> C
+    (block.5) -> [Permute] -> layer scale -> [stochastic depth: identity at inference] -> +
+    input. The layer scale is torchvision's parameter `<block>.layer_scale` (C, 1, 1): a Scale
+    node whose γ maps to it through `torch_keys`."""
+    src = cur[0]
+    p = f"{name}.block"
+    b.open(name)
+    cur = _seq(b, cur, [
+        ("Conv2d", f"{p}.0", _conv(c, 7, p=3, groups=c)),
+        ("LayerNorm2d", f"{p}.2", dict(_LN)),
+        ("Linear", f"{p}.3", {"out_features": 4 * c, "over": "channels"}),
+        ("GELU", f"{p}.4", None),
+        ("Linear", f"{p}.5", {"out_features": c, "over": "channels"}),
+        ("Scale", f"{name}.layer_scale", {"init_value": 1e-6}),
+    ], -COL / 2)
+    b.torch_keys[f"{name}.layer_scale.weight"] = f"{name}.layer_scale"
+    cur = _add_skip(b, name, src, *cur)
+    b.close()
+    return cur
+
+
+def convnext_tiny(num_classes: int = 1000) -> Template:
+    """torchvision's ConvNeXt-Tiny: a 4×4 stride-4 "patchify" stem + LayerNorm2d, four stages
+    of 3, 3, 9, 3 CNBlocks (96, 192, 384, 768 channels) joined by LayerNorm2d + 2×2 stride-2
+    convs, then global average pooling, LayerNorm2d, Flatten and a Linear classifier. No
+    BatchNorm: every normalisation is a LayerNorm over the channels (eps 1e-6)."""
+    b = _Builder("ConvNeXt-Tiny")
+    cur = _input(b, 3, 224, 224)
+    b.open("features")
+    b.open("features.0")
+    cur = _seq(b, cur, [("Conv2d", "features.0.0", _conv(96, 4, s=4)),
+                        ("LayerNorm2d", "features.0.1", dict(_LN))])
+    b.close()
+    i = 1
+    for k, (c, n) in enumerate(CONVNEXT_TINY_STAGES):
+        if k:  # downsampling between stages
+            b.open(f"features.{i}")
+            cur = _seq(b, cur, [("LayerNorm2d", f"features.{i}.0", dict(_LN)),
+                                ("Conv2d", f"features.{i}.1", _conv(c, 2, s=2))])
+            b.close()
+            i += 1
+        b.open(f"features.{i}")
+        for j in range(n):
+            cur = _cnblock(b, f"features.{i}.{j}", cur, c)
+        b.close()
+        i += 1
+    b.close()
+    cur = _seq(b, cur, [("AdaptiveAvgPool2d", "avgpool", {"output_size": [1, 1]})])
+    b.open("classifier")
+    _seq(b, cur, [("LayerNorm2d", "classifier.0", dict(_LN)), ("Flatten", "classifier.1", None),
+                  ("Linear", "classifier.2", {"out_features": num_classes})])
+    b.close()
+    return b.result()
+
+
 # ---- registry ------------------------------------------------------------------------------
 
 _224, _299 = (3, 224, 224), (3, 299, 299)
@@ -1120,6 +1232,9 @@ _TEMPLATE_TABLE = [  # key, title, description, input shape, make(num_classes=..
      partial(regnet, "regnet_x_400mf")),
     ("regnet_y_400mf", "RegNetY-400MF", ("RegNetX design with squeeze-and-excitation in every "
      "block (group width 8)."), _224, partial(regnet, "regnet_y_400mf")),
+    ("convnext_tiny", "ConvNeXt-Tiny", ("Liu et al. 2022: a ResNet modernised: 4×4 patchify "
+     "stem, depthwise 7×7 convs, LayerNorm, inverted MLP with GELU, layer scale."), _224,
+     convnext_tiny),
 ]
 TEMPLATES: dict[str, TemplateInfo] = {
     key: TemplateInfo(title, desc, shape, make,

@@ -128,6 +128,10 @@ SHAPE_TABLE = [
     ("Linear", {"out_features": 4, "over": "last_axis"}, [(3, 5, 6)], (3, 5, 4), (28, 0)),
     ("Linear", {"out_features": 4, "over": "last_axis", "bias": False}, [(3, 30)], (3, 4),
      (120, 0)),
+    # over the channels of each position (a 1×1 conv with an (out, in) weight): (3 + 1)·4
+    ("Linear", {"out_features": 4, "over": "channels"}, [(3, 5, 6)], (4, 5, 6), (16, 0)),
+    ("Linear", {"out_features": 8, "over": "channels", "bias": False}, [(6, 2, 3)], (8, 2, 3),
+     (48, 0)),
     ("Linear", {"out_features": 120}, [(400,)], (120,), (48_120, 0)),  # (400 + 1)·120
     ("Linear", {"out_features": 5, "bias": False}, [(10,)], (5,), (50, 0)),
     ("Dropout", {"p": 0.3}, [(8, 3, 3)], (8, 3, 3), (0, 0)),

@@ -58,6 +58,8 @@ TORCH_CASES = [
     ("Flatten", {"start_dim": 3}, (8, 5, 6)),
     ("Linear", {"out_features": 7, "over": "last_axis"}, (8, 5, 6)),
     ("Linear", {"out_features": 7, "over": "last_axis", "bias": False}, (8, 30)),
+    ("Linear", {"out_features": 7, "over": "channels"}, (8, 5, 6)),
+    ("Linear", {"out_features": 3, "over": "channels", "bias": False}, (4, 2, 3)),
 ]
 
 
@@ -89,10 +91,13 @@ def torch_reference(type_name, layer, x):
     if type_name == "Flatten":
         return nn.Flatten(p["start_dim"])
     if type_name == "Linear":
-        lin = nn.Linear(x.shape[-1], p["out_features"], bias=p["bias"])
+        channels = p["over"] == "channels"  # nn.Linear on the channels-last map (ConvNeXt)
+        lin = nn.Linear(x.shape[1 if channels else -1], p["out_features"], bias=p["bias"])
         lin.weight.data = w["weight"]
         if p["bias"]:
             lin.bias.data = w["bias"]
+        if channels:
+            return lambda t: lin(t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return lin
     raise AssertionError(type_name)
 
@@ -150,6 +155,7 @@ ONNX_CASES = [
     ("Scale", {"init_value": 0.25}, (4, 5, 6)),
     ("Flatten", {"start_dim": 2}, (4, 5, 6)),
     ("Linear", {"out_features": 3, "over": "last_axis"}, (4, 5, 6)),
+    ("Linear", {"out_features": 3, "over": "channels"}, (4, 5, 6)),
 ]
 
 
@@ -295,6 +301,24 @@ def test_import_matmul_on_a_map_is_linear_over_the_last_axis():
     np.testing.assert_allclose(imp.network().forward(x), ort(m, x), atol=ATOL)
 
 
+def test_import_channels_last_matmul_is_linear_over_the_channels():
+    """torch.onnx's nn.Linear on a channels-last map (ConvNeXt's pointwise layers)."""
+    rng = np.random.default_rng(4)
+    wt = rng.standard_normal((4, 6)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+             helper.make_node("MatMul", ["t", "w"], ["p"], name="pwconv"),
+             helper.make_node("Add", ["p", "b"], ["a"]),
+             helper.make_node("Transpose", ["a"], ["y"], perm=[0, 3, 1, 2])]
+    m = one_op_model(nodes, {"w": wt, "b": b}, (4, 3, 5))
+    imp = import_onnx(m.SerializeToString())
+    (layer,) = [n for n in imp.graph.nodes.values() if n.type_name != "Input"]
+    assert layer.type_name == "Linear" and layer.params["over"] == "channels"
+    assert layer.name == "pwconv" and imp.weights["pwconv.weight"].shape == (6, 4)
+    x = rng.standard_normal((2, 4, 3, 5)).astype(np.float32)
+    np.testing.assert_allclose(imp.network().forward(x), ort(m, x), atol=ATOL)
+
+
 # ---- what a user meets when it goes wrong ------------------------------------------------
 
 def test_group_norm_groups_must_divide_the_channels_with_the_nearest_divisor_as_fix():
@@ -327,11 +351,17 @@ def test_linear_after_a_map_still_asks_for_a_flatten_unless_over_the_last_axis()
              ("Linear", "fc", {"out_features": 5})]
     m = next(m for m in validate(sequential(specs)).errors if m.node_id == "fc")
     assert "Flatten" in m.text and m.fix.layer_type == "Flatten" and "2×3×4" in m.text
+    assert "'channels'" in m.text and "2 channels" in m.text
     specs[1] = ("Linear", "fc", {"out_features": 5, "over": "last_axis"})
     v = validate(sequential(specs))
     assert v.ok and v.nodes["fc"].out_shape == (2, 3, 5)
     assert v.nodes["fc"].trainable_params == (4 + 1) * 5
     assert v.nodes["fc"].macs == 2 * 3 * 4 * 5
+    specs[1] = ("Linear", "fc", {"out_features": 5, "over": "channels"})
+    v = validate(sequential(specs))
+    assert v.ok and v.nodes["fc"].out_shape == (5, 3, 4)
+    assert v.nodes["fc"].trainable_params == (2 + 1) * 5
+    assert v.nodes["fc"].macs == 3 * 4 * 2 * 5
 
 
 def test_concat_of_one_input_is_an_identity():
@@ -364,3 +394,15 @@ def test_formulas_show_the_real_numbers():
     assert any("8×5×6 → 8×30" in t for t in fl.formula([(8, 5, 6)]))
     lin = REGISTRY["Linear"]("fc", out_features=3, over="last_axis")
     assert "40 rows" in lin.macs_formula([(8, 5, 6)], (8, 5, 3)).text
+    lin = REGISTRY["Linear"]("fc", out_features=3, over="channels")
+    assert "30 positions" in lin.macs_formula([(8, 5, 6)], (3, 5, 6)).text
+    assert lin.param_formula([(8, 5, 6)]).trainable == 27
+
+
+def test_pytorch_code_of_a_linear_over_the_channels_permutes_around_nn_linear(tmp_path):
+    from tests.engine.test_registry import assert_pytorch_matches
+
+    specs = [("Input", "input", {"channels": 4, "height": 3, "width": 5}),
+             ("Linear", "pwconv", {"out_features": 6, "over": "channels"})]
+    src = assert_pytorch_matches(sequential(specs), tmp_path)
+    assert "nn.Linear(4, 6)" in src and ".permute(0, 2, 3, 1)).permute(0, 3, 1, 2)" in src

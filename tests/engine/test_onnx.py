@@ -143,6 +143,8 @@ LAYER_CASES = [
     (("Flatten", {"start_dim": 3}), (2, 3, 4)),
     (("Linear", {"out_features": 3, "over": "last_axis"}), (2, 3, 4)),
     (("Linear", {"out_features": 5, "over": "last_axis", "bias": False}), (2, 3, 4)),
+    (("Linear", {"out_features": 4, "over": "channels"}), (3, 4, 5)),  # a tagged 1×1 Conv
+    (("Linear", {"out_features": 2, "over": "channels", "bias": False}), (5, 3, 3)),
     (("ChannelShuffle", {"groups": 2}), (4, 3, 3)),
     (("ChannelSplit", {"sections": 2}), (4, 3, 3)),  # port 0 is the output; port 1 unread
     (("ConvTranspose2d", {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1,

@@ -38,6 +38,7 @@ TORCHVISION_PARAMS = {
     "mnasnet1_0": 4_383_312,
     "regnet_x_400mf": 5_495_976,
     "regnet_y_400mf": 4_344_144,
+    "convnext_tiny": 28_589_128,
 }
 
 # BatchNorm buffers (running mean + var = 2 per BN channel), counted by hand from torchvision's
@@ -58,6 +59,7 @@ TORCHVISION_BUFFERS = {
     "mnasnet1_0": 37_920,
     "regnet_x_400mf": 37_856,
     "regnet_y_400mf": 27_152,
+    "convnext_tiny": 0,  # LayerNorm only: no running statistics
 }
 
 # Output of key stages (C, H, W), from torchvision's architecture definitions.
@@ -140,6 +142,10 @@ STAGES = {
                        "trunk_output.block2.block2-2.activation": (104, 28, 28),
                        "trunk_output.block3.block3-5.activation": (208, 14, 14),
                        "trunk_output.block4.block4-5.activation": (440, 7, 7)},
+    "convnext_tiny": {"features.0.1": (96, 56, 56), "features.1.0.block.3": (384, 56, 56),
+                      "features.1.2.add": (96, 56, 56), "features.2.1": (192, 28, 28),
+                      "features.3.2.add": (192, 28, 28), "features.5.8.add": (384, 14, 14),
+                      "features.7.2.add": (768, 7, 7), "classifier.1": (768,)},
 }
 
 INPUT_SIZES = {"lenet5": (1, 28, 28), "inception_v3": (3, 299, 299)}
@@ -316,3 +322,28 @@ def test_modern_templates_use_the_modern_layers(built):
     assert t.graph.nodes["layer1.0.conv2"].params["groups"] == 32
     t, _ = built("efficientnet_b0")
     assert t.graph.nodes["features.2.0.block.2.activation"].type_name == "SiLU"
+
+
+def test_convnext_maps_its_layer_scale_to_torchvision_keys(built):
+    """The layer scale is a Scale node; its γ (C,) is torchvision's block parameter
+    `<block>.layer_scale` (C, 1, 1), through the template's torch_keys."""
+    import numpy as np
+
+    t, _ = built("convnext_tiny")
+    g = t.graph
+    assert g.nodes["features.1.0.block.3"].params["over"] == "channels"
+    assert g.nodes["features.1.0.layer_scale"].type_name == "Scale"
+    assert len(t.torch_keys) == 18 and all(v.endswith(".layer_scale") and k == v + ".weight"
+                                           for k, v in t.torch_keys.items())
+    assert {"features.5.8.block.0", "features.5.8.layer_scale", "features.5.8.add"} <= set(
+        t.blocks["features.5.8"])
+    assert set(t.blocks["features.5.8"]) < set(t.blocks["features.5"])
+    gamma = np.arange(96, dtype=np.float32)
+    torch_state = t.to_torch({"features.1.0.layer_scale.weight": gamma, "classifier.2.bias": gamma},
+                             {"features.1.0.layer_scale": (96, 1, 1)})
+    assert torch_state["features.1.0.layer_scale"].shape == (96, 1, 1)
+    assert "classifier.2.bias" in torch_state
+    back = t.from_torch(torch_state, {"features.1.0.layer_scale.weight": (96,)})
+    np.testing.assert_array_equal(back["features.1.0.layer_scale.weight"], gamma)
+    with pytest.raises(ValueError, match="96 values"):
+        t.from_torch(torch_state, {"features.1.0.layer_scale.weight": (95,)})
