@@ -114,6 +114,16 @@ def unread_warnings(layer: Layer, h: int, w: int, k, s, d, pads):
     return out
 
 
+def check_groups(layer: Layer, c: int) -> None:
+    """Raise ShapeError unless `layer.groups` divides both the c input channels and its
+    out_channels (Conv2d, ConvTranspose2d)."""
+    g = layer.groups
+    for what, n in (("input channels", c), ("out_channels", layer.out_channels)):
+        if n % g:
+            raise ShapeError(f"{layer.where}: groups {g} does not divide the {n} {what}",
+                             "groups", Fix("groups 1", "set_params", {"groups": 1}))
+
+
 @register
 class Conv2d(Layer):
     """2-D convolution: each of out_channels filters spans all input channels (of its group)
@@ -138,14 +148,7 @@ class Conv2d(Layer):
 
     def output_shape(self, in_shapes):
         c, h, w = self._single_image(in_shapes)
-        g = self.groups
-        if c % g:
-            raise ShapeError(f"{self.where}: groups {g} does not divide the {c} input channels",
-                             "groups", Fix("groups 1", "set_params", {"groups": 1}))
-        if self.out_channels % g:
-            raise ShapeError(f"{self.where}: groups {g} does not divide out_channels "
-                             f"{self.out_channels}", "groups",
-                             Fix("groups 1", "set_params", {"groups": 1}))
+        check_groups(self, c)
         _, ho, wo = window_output(self, h, w, self.kernel_size, self.stride, self.dilation)
         return self.out_channels, ho, wo
 

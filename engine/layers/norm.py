@@ -243,15 +243,41 @@ def _bc(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+class _ChannelAffineNorm(Layer):
+    """A per-sample normalisation followed by a per-channel scale and shift (γ, β; γ starts
+    at 1, β at 0, so a new layer outputs x̂): LayerNorm2d, and GroupNorm while `affine` is on."""
+
+    category = "Normalization"
+
+    def _affine_on(self) -> bool:
+        return True
+
+    def weight_shapes(self, in_shapes):
+        if not self._affine_on():
+            return {}
+        c = in_shapes[0][0]
+        return {"weight": ((c,), True), "bias": ((c,), True)}
+
+    def param_formula(self, in_shapes):
+        if not self._affine_on():
+            return Count("0 (affine off)", 0, 0)
+        c = in_shapes[0][0]
+        return Count(f"2{DOT}{c} = {num_text(2 * c)} trainable (γ, β per channel)", 2 * c, 0)
+
+    def init_weights(self, in_shapes, rng):
+        super().init_weights(in_shapes, rng)
+        if self._affine_on():
+            self.weights["weight"][...] = 1  # identity at the start: y = x̂
+
+
 @register
-class LayerNorm2d(Layer):
+class LayerNorm2d(_ChannelAffineNorm):
     """ConvNeXt's LayerNorm2d: at each position, normalise the C values across channels, then
     scale and shift per channel (γ, β). Unlike BatchNorm it uses no batch statistics, so
     training and inference compute the same thing."""
 
     type_name = "LayerNorm2d"
     label = "Layer norm (channels)"
-    category = "Normalization"
     doc = ("Normalises the channels of each position (ConvNeXt): no batch statistics, the same "
            "in training and inference.")
     short_name = "ln"
@@ -268,10 +294,6 @@ class LayerNorm2d(Layer):
     def output_shape(self, in_shapes):
         return self._single_image(in_shapes)
 
-    def weight_shapes(self, in_shapes):
-        c = in_shapes[0][0]
-        return {"weight": ((c,), True), "bias": ((c,), True)}
-
     def describe(self, in_shapes=None):
         return f"over C, eps={self.eps:g}"
 
@@ -280,14 +302,6 @@ class LayerNorm2d(Layer):
         return [f"same shape as the input: {fmt_shape(in_shapes[0])}",
                 (f"each of the {h}{DOT}{w} = {h * w} positions: mean and variance of its {c} "
                  f"channel values")]
-
-    def param_formula(self, in_shapes):
-        c = in_shapes[0][0]
-        return Count(f"2{DOT}{c} = {num_text(2 * c)} trainable (γ, β per channel)", 2 * c, 0)
-
-    def init_weights(self, in_shapes, rng):
-        super().init_weights(in_shapes, rng)
-        self.weights["weight"][...] = 1  # identity at the start: y = x̂
 
     def to_pytorch(self, in_shapes, attr, names):
         kw = {} if self.eps == 1e-5 else {"eps": num(self.eps)}
@@ -472,13 +486,12 @@ def nearest_divisor(c: int, g: int) -> int:
 
 
 @register
-class GroupNorm(Layer):
+class GroupNorm(_ChannelAffineNorm):
     """Group normalization: the channels are split into groups; each sample's group is
     normalised over its channels and positions, then scaled and shifted per channel."""
 
     type_name = "GroupNorm"
     label = "Group norm"
-    category = "Normalization"
     doc = ("Normalises groups of channels per sample: no batch statistics, so it works with "
            "small batches (detection, segmentation).")
     short_name = "gn"
@@ -506,11 +519,8 @@ class GroupNorm(Layer):
                              Fix(f"groups {best}", "set_params", {"num_groups": best}))
         return shape
 
-    def weight_shapes(self, in_shapes):
-        if not self.affine:
-            return {}
-        c = in_shapes[0][0]
-        return {"weight": ((c,), True), "bias": ((c,), True)}
+    def _affine_on(self) -> bool:
+        return bool(self.affine)
 
     def describe(self, in_shapes=None):
         return f"{self.num_groups} group{'s' * (self.num_groups != 1)}"
@@ -522,17 +532,6 @@ class GroupNorm(Layer):
         return [f"same shape as the input: {fmt_shape(in_shapes[0])}",
                 (f"{g} group{'s' * (g != 1)} of {c} / {g} = {per:g} channels: statistics over "
                  f"{per:g}{DOT}{h}{DOT}{w} = {num_text(int(per * h * w))} values each")]
-
-    def param_formula(self, in_shapes):
-        c = in_shapes[0][0]
-        if not self.affine:
-            return Count("0 (affine off)", 0, 0)
-        return Count(f"2{DOT}{c} = {num_text(2 * c)} trainable (γ, β per channel)", 2 * c, 0)
-
-    def init_weights(self, in_shapes, rng):
-        super().init_weights(in_shapes, rng)
-        if self.affine:
-            self.weights["weight"][...] = 1
 
     def torch_module(self, in_shapes):
         kw = {}

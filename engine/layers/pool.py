@@ -737,17 +737,11 @@ class AdaptiveAvgPool2d(Layer):
         return ctx.imported(cls, {"output_size": [h // k[0], w // k[1]]}, {}, [node.input[0]])
 
 
-@register
-class GlobalAvgPool2d(Layer):
-    """Mean of each whole feature map. (C, H, W) -> (C, 1, 1)."""
+class _GlobalPool2d(Layer):
+    """Shared by the global poolings: (C, H, W) -> (C, 1, 1), one window over the whole map,
+    one ONNX op (`onnx_ops[0]`) without attributes."""
 
-    type_name = "GlobalAvgPool2d"
-    label = "Global avg pooling"
     category = "Pooling"
-    doc = "Averages each whole feature map to one number (C×1×1), as in ResNet and GoogLeNet."
-    short_name = "gap"
-    icon = Icon("pool-global")  # the whole window filled
-    onnx_ops = ("GlobalAveragePool",)
 
     def output_shape(self, in_shapes):
         c, _, _ = self._single_image(in_shapes)
@@ -756,6 +750,26 @@ class GlobalAvgPool2d(Layer):
     def rf_window(self, in_shapes):
         _, h, w = in_shapes[0]
         return ((h, w), (h, w), (0, 0))
+
+    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
+        ctx.node(self.onnx_ops[0], inputs, [output], self.name)
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        ctx.image_shape(node.input[0], node)
+        return ctx.imported(cls, {}, {}, [node.input[0]])
+
+
+@register
+class GlobalAvgPool2d(_GlobalPool2d):
+    """Mean of each whole feature map. (C, H, W) -> (C, 1, 1)."""
+
+    type_name = "GlobalAvgPool2d"
+    label = "Global avg pooling"
+    doc = "Averages each whole feature map to one number (C×1×1), as in ResNet and GoogLeNet."
+    short_name = "gap"
+    icon = Icon("pool-global")  # the whole window filled
+    onnx_ops = ("GlobalAveragePool",)
 
     def formula(self, in_shapes):
         if len(in_shapes[0]) != 3:
@@ -776,34 +790,17 @@ class GlobalAvgPool2d(Layer):
         self._cache = None
         return [np.broadcast_to(dy / (h * w), (n, c, h, w)).copy()]
 
-    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
-        ctx.node("GlobalAveragePool", inputs, [output], self.name)
-
-    @classmethod
-    def from_onnx(cls, node, ctx):
-        ctx.image_shape(node.input[0], node)
-        return ctx.imported(cls, {}, {}, [node.input[0]])
-
 
 @register
-class GlobalMaxPool2d(Layer):
+class GlobalMaxPool2d(_GlobalPool2d):
     """Maximum of each whole feature map. (C, H, W) -> (C, 1, 1)."""
 
     type_name = "GlobalMaxPool2d"
     label = "Global max pooling"
-    category = "Pooling"
     doc = "Keeps the largest value of each whole feature map (C×1×1): 'is the feature anywhere?'"
     short_name = "gmp"
     icon = Icon("pool-max")  # the max window: one cell stands for the whole map
     onnx_ops = ("GlobalMaxPool",)
-
-    def output_shape(self, in_shapes):
-        c, _, _ = self._single_image(in_shapes)
-        return c, 1, 1
-
-    def rf_window(self, in_shapes):
-        _, h, w = in_shapes[0]
-        return ((h, w), (h, w), (0, 0))
 
     def formula(self, in_shapes):
         if len(in_shapes[0]) != 3:
@@ -833,14 +830,6 @@ class GlobalMaxPool2d(Layer):
         dx = np.zeros((n, c, shape[2] * shape[3]), dy.dtype)
         np.put_along_axis(dx, idx[:, :, None], dy.reshape(n, c, 1), axis=2)
         return [dx.reshape(shape)]
-
-    def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
-        ctx.node("GlobalMaxPool", inputs, [output], self.name)
-
-    @classmethod
-    def from_onnx(cls, node, ctx):
-        ctx.image_shape(node.input[0], node)
-        return ctx.imported(cls, {}, {}, [node.input[0]])
 
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "GeometricPool2d", "GlobalAvgPool2d",

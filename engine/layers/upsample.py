@@ -19,7 +19,7 @@ from ..nn.ops import (
 )
 from ..shapes import effective_kernel
 from .base import BOOL, CHOICE, INT, PAIR, Icon, Layer, Param, register
-from .conv import INIT, init_uniform, onnx_pair
+from .conv import INIT, check_groups, init_uniform, onnx_pair
 from .formula_text import DOT, MINUS, Count, num
 from .torch_code import TorchCode, TorchModule, call_args, pair
 
@@ -64,11 +64,7 @@ class ConvTranspose2d(Layer):
 
     def output_shape(self, in_shapes):
         c, h, w = self._single_image(in_shapes)
-        g = self.groups
-        for what, n in (("input channels", c), ("out_channels", self.out_channels)):
-            if n % g:
-                raise ShapeError(f"{self.where}: groups {g} does not divide the {n} {what}",
-                                 "groups", Fix("groups 1", "set_params", {"groups": 1}))
+        check_groups(self, c)
         k, s, p, op, d = (self.kernel_size, self.stride, self.padding, self.output_padding,
                           self.dilation)
         for a, axis in ((0, "height"), (1, "width")):

@@ -323,6 +323,13 @@ def test_pytorch_exported_shuffle_and_upsample_import():
      {"padding": [0, 0]}),
     (CONVT, {"out_channels": 4, "groups": 3}, (3, 2, 2), "groups",
      "ConvTranspose2d 'x': groups 3 does not divide the 4 out_channels", {"groups": 1}),
+    # Conv2d shares ConvTranspose2d's check (conv.check_groups): the same wording
+    ("Conv2d", {"out_channels": 4, "groups": 3}, (3, 5, 5), "groups",
+     "Conv2d 'x': groups 3 does not divide the 4 out_channels", {"groups": 1}),
+    ("Conv2d", {"out_channels": 6, "groups": 3}, (4, 5, 5), "groups",
+     "Conv2d 'x': groups 3 does not divide the 4 input channels", {"groups": 1}),
+    (CONVT, {"out_channels": 6, "groups": 3}, (4, 5, 5), "groups",
+     "ConvTranspose2d 'x': groups 3 does not divide the 4 input channels", {"groups": 1}),
 ])
 def test_bad_settings_name_the_parameter_the_numbers_and_a_fix(type_name, params, shape, param,
                                                                text, fix):

@@ -406,3 +406,32 @@ def test_pytorch_code_of_a_linear_over_the_channels_permutes_around_nn_linear(tm
              ("Linear", "pwconv", {"out_features": 6, "over": "channels"})]
     src = assert_pytorch_matches(sequential(specs), tmp_path)
     assert "nn.Linear(4, 6)" in src and ".permute(0, 2, 3, 1)).permute(0, 3, 1, 2)" in src
+
+
+@pytest.mark.parametrize("type_name, params, n", [
+    ("LayerNorm2d", {}, 8), ("GroupNorm", {"num_groups": 2}, 8),
+    ("GroupNorm", {"num_groups": 2, "affine": False}, 0),
+])
+def test_affine_norms_share_gamma_one_beta_zero_and_count_them(type_name, params, n):
+    """LayerNorm2d and GroupNorm share their γ/β code (norm._ChannelAffineNorm): γ = 1 and
+    β = 0 at the start (a new layer outputs x̂), 2·C trainable, none with affine off."""
+    layer = REGISTRY[type_name]("x", **params)
+    shape = (4, 3, 3)
+    layer.init_weights([shape], np.random.default_rng(0))
+    assert layer.param_formula([shape]).trainable == n
+    assert layer.param_count([shape]) == (n, 0)
+    if n:
+        np.testing.assert_array_equal(layer.weights["weight"], np.ones(4, np.float32))
+        np.testing.assert_array_equal(layer.weights["bias"], np.zeros(4, np.float32))
+    else:
+        assert layer.weights == {} and layer.trainable_names() == []
+    x = randn((2,) + shape).astype(np.float32)
+    # at the start y is x̂: over each group (GroupNorm, 2 groups), or over the channels of
+    # each position (LayerNorm2d)
+    if type_name == "GroupNorm":
+        xs, axis, eps = x.reshape(2, 2, -1), 2, 1e-5
+    else:
+        xs, axis, eps = x, 1, 1e-6
+    want = (xs - xs.mean(axis, keepdims=True)) / np.sqrt(xs.var(axis, keepdims=True) + eps)
+    np.testing.assert_allclose(layer.forward([x]), want.reshape(x.shape), rtol=1e-4,
+                               atol=1e-5)

@@ -174,7 +174,7 @@ def test_groups_not_dividing_channels():
     g = chain(("Conv2d", "conv", {"out_channels": 6, "kernel_size": 3, "groups": 4}),
               input_shape=(8, 5, 5))
     m = only_error(validate(g), "conv")
-    assert m.param == "groups" and "out_channels 6" in m.text
+    assert m.param == "groups" and "the 6 out_channels" in m.text
 
 
 # ---- structure -----------------------------------------------------------------------------
