@@ -31,8 +31,9 @@ def load_model(spec: str, strict: bool = True) -> Project:
         return Project(load_example(spec))
     if spec in TEMPLATES:
         return Project(build_template(spec))
-    raise ModelNotFoundError(f"MODEL {spec!r} is neither a file, an example ({', '.join(example_names())})"
-                     f" nor a template ({', '.join(TEMPLATES)})")
+    raise ModelNotFoundError(f"MODEL {spec!r} is neither a file, an example "
+                             f"({', '.join(example_names())}) nor a template "
+                             f"({', '.join(TEMPLATES)})")
 
 
 def _is_onnx(path: Path) -> bool:

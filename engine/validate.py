@@ -193,7 +193,8 @@ def _node_key(node, refs: list[tuple[str, int]], results: dict[str, NodeResult],
               graph: Graph) -> tuple:
     # the sources' params too: `source_warnings` reads what a source can output
     ins = tuple((s, p, graph.nodes[s].name, graph.nodes[s].type_name,
-                 repr(graph.nodes[s].params), _port_shape(results[s], p), results[s].receptive_field, results[s].jump)
+                 repr(graph.nodes[s].params), _port_shape(results[s], p),
+                 results[s].receptive_field, results[s].jump)
                 for s, p in refs)
     return (node.type_name, node.name, node.trainable, repr(node.params), ins)
 

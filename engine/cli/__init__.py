@@ -1,4 +1,4 @@
-"""The command line: every subcommand (`add_commands` / `cmd_*`); library modules never import it."""
+"""The command line: every subcommand (add_commands / cmd_*); library code never imports it."""
 
 from .main import command_names, main
 

@@ -1,1 +1,1 @@
-"""Transfer learning: head replacement, freezing, fine-tuning with the ONNX Runtime feature cache."""
+"""Transfer learning: head replacement, freezing, fine-tuning with ONNX Runtime features."""

@@ -1,1 +1,1 @@
-"""Ready-made networks: templates exact to torchvision, the bundled examples, the kernel lesson's kernels."""
+"""Ready-made networks: torchvision-exact templates, the examples, the kernel lesson's kernels."""
