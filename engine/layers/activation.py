@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
+from ..nn import ort_kernels
 from .base import CHOICE, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .formula_text import Count
 from .formula_text import num as num_text
@@ -163,9 +164,18 @@ class Sigmoid(_Elementwise):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        # exp of a non-positive number only: no overflow for large |x|
-        e = np.exp(-np.abs(x))
-        y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        # 1 / (1 + e^(−x)) block by block in cache: accurate to the last bits in both tails
+        # (e^(−x) = inf below −88 gives exactly 0, the float32 limit). ONNX Runtime's Sigmoid
+        # is faster but flushes σ(−20) to 0 and is 2× off at σ(−17), which the tails of a
+        # loss or of geometric pooling would feel
+        y = np.empty_like(x)
+        for b in _blocks(x):
+            yb = y[b]
+            np.negative(x[b], out=yb)
+            with np.errstate(over="ignore"):
+                np.exp(yb, out=yb)
+            yb += _c(x, 1)
+            np.reciprocal(yb, out=yb)
         if training:
             self._cache = y
         return y
@@ -355,6 +365,23 @@ def _gelu_slope(x: np.ndarray, cdf: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def _gelu_grad32(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dy·(Φ(x) + x·φ(x)) for float32, block by block in cache: Φ from ONNX Runtime's erf,
+    φ(x) = exp(−x²/2)/√(2π) by NumPy."""
+    dx = np.empty_like(dy)
+    for b, (t, q) in _tiles(x, 2):
+        xb = x[b]
+        np.multiply(xb, np.float32(1 / SQRT2), out=q)
+        e = ort_kernels.erf(q)
+        if e is None:  # pragma: no cover - forward only defers here when the kernel ran
+            e = _erf32_into(q, np.empty_like(q), np.empty_like(q), np.empty_like(q), q)
+        e += np.float32(1)
+        e *= np.float32(0.5)  # Φ(x)
+        _gelu_slope(xb, e, t)
+        np.multiply(t, dy[b], out=dx[b])
+    return dx
+
+
 @register
 class SiLU(_Elementwise):
     """x · sigmoid(x) (Swish with β = 1)."""
@@ -380,6 +407,10 @@ class SiLU(_Elementwise):
         # s·(1 + x·(1 − s)), s = sigmoid(x), is computed here too, while the block is in cache,
         # so backward is one multiply
         (x,) = xs
+        if not training:
+            y = ort_kernels.silu(x)  # two vectorised passes (NumPy: four)
+            if y is not None:
+                return y
         y = np.empty_like(x)
         one = _c(x, 1)
         d = np.empty_like(x) if training else None
@@ -452,9 +483,11 @@ class HardSigmoid(_Elementwise):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        y = np.multiply(x, _c(x, self.alpha))
-        y += _c(x, self.beta)
-        np.clip(y, _c(x, 0), _c(x, 1), out=y)
+        y = ort_kernels.hard_sigmoid(x, self.alpha, self.beta)  # one pass (NumPy: three)
+        if y is None:
+            y = np.multiply(x, _c(x, self.alpha))
+            y += _c(x, self.beta)
+            np.clip(y, _c(x, 0), _c(x, 1), out=y)
         if training:
             self._cache = y
         return y
@@ -498,6 +531,12 @@ class HardSwish(_Elementwise):
 
     def forward(self, xs, training=False):
         (x,) = xs
+        y = ort_kernels.hard_sigmoid(x, 1 / 6, 0.5)  # x·relu6(x + 3)/6 = x·HardSigmoid(x)
+        if y is not None:
+            y *= x
+            if training:
+                self._cache = x
+            return y
         y = np.empty_like(x)
         for b in _blocks(x):  # the four passes over one block while it is in cache
             xb, yb = x[b], y[b]
@@ -591,17 +630,21 @@ class GELU(_Elementwise):
             if training:
                 self._cache = (x, x2, t)
             return y
-        y = np.empty_like(x)
-        d = np.empty_like(x) if training else None  # the derivative Φ(x) + x·φ(x)
         if x.dtype != np.float32:  # float64 (gradient checks): erf by math.erf
             cdf = erf(x * _c(x, 1 / SQRT2))
             cdf += _c(x, 1)
             cdf *= _c(x, 0.5)  # Φ(x)
-            np.multiply(x, cdf, out=y)
             if training:
-                self._cache = _gelu_slope(x, cdf, d)
-            return y
-        for b, (t, x2, p, q) in _tiles(x, 4):  # ~28 passes, each over one block in cache
+                self._cache = _gelu_slope(x, cdf, np.empty_like(x))
+            return np.multiply(x, cdf)
+        fast = ort_kernels.gelu(x)  # one vectorised pass (NumPy: ~20)
+        if fast is not None:
+            if training:
+                self._cache = ("x", x)  # the slope is made by backward, block by block
+            return fast
+        y = np.empty_like(x)
+        d = np.empty_like(x) if training else None  # the derivative Φ(x) + x·φ(x)
+        for b, (t, x2, p, q) in _tiles(x, 4):  # each pass over one block in cache
             xb = x[b]
             np.multiply(xb, np.float32(1 / SQRT2), out=q)
             _erf32_into(q, t, x2, p, q)
@@ -630,6 +673,8 @@ class GELU(_Elementwise):
             g += _c(x, 0.5)
             g *= dy
             return [g]
+        if isinstance(cache, tuple):  # float32 with ONNX Runtime's erf: the slope from x
+            return [_gelu_grad32(cache[1], dy)]
         # Φ(x) + x·φ(x), computed by forward
         return [np.multiply(dy, cache)]
 

@@ -479,6 +479,41 @@ def _row_sums(a: np.ndarray) -> np.ndarray:
     return np.matmul(a, np.ones((a.shape[1], 1), a.dtype))
 
 
+def _group_stats(rows: np.ndarray, eps, buf: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(R, M) rows -> each row's mean and 1/√(var + eps), as (R,) arrays. The variance is
+    Σ(x − μ)²/M, two-pass for accuracy, but block by block: a block of rows is summed (BLAS),
+    centred into one L2-sized scratch array and squared while it is still in cache, so the
+    rows are read from main memory once and no full-size temporary is made. `buf`: a
+    scratch array of at least (min(R, 2^16 / M), M) to reuse."""
+    r, m = rows.shape
+    dt = rows.dtype.type
+    mean = np.empty(r, rows.dtype)
+    var = np.empty(r, rows.dtype)
+    step = max(1, (1 << 16) // max(m, 1))
+    if buf is None or buf.shape[0] < min(step, r) or buf.shape[1] != m:
+        buf = np.empty((min(step, r), m), rows.dtype)
+    ones = np.ones((m, 1), rows.dtype)
+    for i in range(0, r, step):
+        j = min(r, i + step)
+        blk = rows[i:j]
+        mu = np.matmul(blk, ones)
+        mu *= dt(1 / m)
+        mean[i:j] = mu[:, 0]
+        t = np.subtract(blk, mu, out=buf[:j - i])
+        var[i:j] = np.einsum("ij,ij->i", t, t)
+    var *= dt(1 / m)
+    var += eps
+    return mean, 1 / np.sqrt(var)
+
+
+def _sample_blocks(n: int, per_sample: int) -> list[slice]:
+    """Slices of whole samples of about 2^16 elements (256 KB of float32): a formula of
+    several passes run block by block keeps its temporaries in L2."""
+    step = max(1, (1 << 16) // max(per_sample, 1))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 def nearest_divisor(c: int, g: int) -> int:
     """The divisor of c nearest to g (the smaller one on a tie): a group count that works."""
     divs = [d for d in range(1, c + 1) if c % d == 0]
@@ -542,45 +577,55 @@ class GroupNorm(_ChannelAffineNorm):
         return f"nn.GroupNorm({call_args(self.num_groups, in_shapes[0][0], **kw)})"
 
     def forward(self, xs, training=False):
-        # one new array (x − mean, then scaled and shifted in place): fresh allocations, not
-        # arithmetic, dominate these memory-bound passes; x̂ is recomputed by backward. The
-        # variance stays two-pass (E[x²] − E[x]² loses all digits for large means)
+        # y = x·a + b with a = γ·inv and b = β − μ·γ·inv per sample and channel (PyTorch's
+        # kernel does the same): two passes over the map, no x − μ array. The variance stays
+        # two-pass for accuracy (E[x²] − E[x]² loses all digits for large means), but x − μ
+        # lives only in an L2-sized scratch block (`_group_stats`)
         (x,) = xs
         n, c = x.shape[:2]
         g = self.num_groups
-        xg = x.reshape(n, g, -1)
-        m = xg.shape[2]
-        mean = xg.mean(axis=2, keepdims=True)  # NumPy's pairwise sum: accurate for large means
-        y = np.subtract(xg, mean)
-        var = _rowdot(y, y) * x.dtype.type(1 / m)
-        inv = 1 / np.sqrt(var + x.dtype.type(self.eps))  # (N, G, 1)
+        k = c // g
+        m = x[0].size // g
+        eps = x.dtype.type(self.eps)
+        xg, x3 = x.reshape(n, g, m), x.reshape(n, c, -1)
+        y3 = np.empty_like(x3)
+        mean = np.empty((n, g), x.dtype)
+        inv = np.empty((n, g), x.dtype)
+        buf = np.empty((min(n * g, max(1, (1 << 16) // m)), m), x.dtype)
+        for s in _sample_blocks(n, x[0].size):  # statistics, then y, while the block is in L2
+            mu, iv = _group_stats(xg[s].reshape(-1, m), eps, buf)
+            mean[s], inv[s] = mu.reshape(-1, g), iv.reshape(-1, g)
+            a = np.repeat(inv[s], k, axis=1)  # (block, C)
+            if self.affine:
+                a *= self.weights["weight"]
+                b = self.weights["bias"] - np.repeat(mean[s], k, axis=1) * a
+            else:
+                b = -np.repeat(mean[s], k, axis=1) * a
+            ys = np.einsum("nci,nc->nci", x3[s], a, out=y3[s])  # 1.4× np.multiply's broadcast
+            ys += b[:, :, None]
         if training:
             self._cache = (x, mean, inv)
-        if not self.affine:
-            y *= inv
-            return y.reshape(x.shape)
-        scale = np.repeat(inv[:, :, 0], c // g, axis=1) * self.weights["weight"]  # (N, C)
-        y3 = y.reshape(n, c, -1)
-        y3 *= scale[:, :, None]
-        y3 += self.weights["bias"][:, None]
-        return y.reshape(x.shape)
+        return y3.reshape(x.shape)
 
     def backward(self, dy):
-        # dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), dx̂ = γ·dy, x̂ = (x − μ)·inv. Both group
-        # means come from per-channel sums the weight gradients need anyway (Σ dy and
-        # Σ dy·(x − μ) per sample and channel, as BLAS products), and inv is folded into the
-        # per-channel factors: four passes over the map after x − μ
+        # dx = inv·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)), dx̂ = γ·dy, x̂ = (x − μ)·inv, written as
+        # dx = A·dy + B·x + C with A = γ·inv per channel and B, C per group (PyTorch's form).
+        # The sums it needs, Σ dy and Σ dy·x per sample and channel, are BLAS products that
+        # the weight gradients need anyway: two reads of dy and x, then two passes that write
         x, mean, inv = self._cache
         self._cache = None
         n, c = dy.shape[:2]
         g = self.num_groups
+        k = c // g
         dt = dy.dtype.type
-        xc = np.subtract(x.reshape(n, g, -1), mean)
-        m = xc.shape[2]
+        m = x[0].size // g
         dy3 = dy.reshape(n, c, -1)
+        x3 = x.reshape(n, c, -1)
         s1 = _row_sums(dy3.reshape(n * c, -1)).reshape(n, c)  # Σ dy
-        inv_c = np.repeat(inv[:, :, 0], c // g, axis=1)  # (N, C)
-        s2 = _rowdot(dy3, xc.reshape(n, c, -1))[:, :, 0] * inv_c  # Σ dy·x̂
+        sxy = _rowdot(dy3, x3)[:, :, 0]  # Σ dy·x
+        mu_c = np.repeat(mean, k, axis=1)
+        inv_c = np.repeat(inv, k, axis=1)
+        s2 = (sxy - mu_c * s1) * inv_c  # Σ dy·x̂
         if self.affine:
             w = self.weights["weight"]
             if not self.frozen:
@@ -591,13 +636,18 @@ class GroupNorm(_ChannelAffineNorm):
             a = inv_c * w
         else:
             a = inv_c
-        m1 = s1.reshape(n, g, -1).sum(axis=2, keepdims=True) * dt(1 / m)  # mean(dx̂)
-        m2 = s2.reshape(n, g, -1).sum(axis=2, keepdims=True) * dt(1 / m)  # mean(dx̂·x̂)
-        dx = np.multiply(dy3, a[:, :, None])
-        dxg = dx.reshape(n, g, -1)
-        dxg -= m1 * inv
-        xc *= m2 * inv * inv
-        dxg -= xc
+        m1 = s1.reshape(n, g, k).sum(axis=2) * dt(1 / m)  # mean(dx̂) per group
+        m2 = s2.reshape(n, g, k).sum(axis=2) * dt(1 / m)  # mean(dx̂·x̂)
+        bg = np.repeat(-m2 * inv * inv, k, axis=1)[:, :, None]  # B: x̂'s factor on x
+        cg = np.repeat(-m1 * inv, k, axis=1)[:, :, None] - bg * mu_c[:, :, None]  # C
+        a = a[:, :, None]
+        dx = np.empty_like(dy3)
+        blocks = _sample_blocks(n, x[0].size)
+        buf = np.empty_like(dy3[blocks[0]])
+        for s in blocks:  # dy·A + x·B + C, each block's two products made in L2
+            d = np.multiply(dy3[s], a[s], out=dx[s])
+            d += np.multiply(x3[s], bg[s], out=buf[:len(d)])
+            d += cg[s]
         return [dx.reshape(dy.shape)]
 
     # ---- ONNX mapping ------------------------------------------------------------------------
