@@ -533,7 +533,8 @@ class GroupNorm(_ChannelAffineNorm):
     icon = Icon("norm")
     # Reshape(N, G, -1) -> InstanceNormalization -> Reshape back -> Mul -> Add at every opset
     # (GroupNormalization is only in opset 18+, and 21 changed its scale to per channel)
-    onnx_ops = ("Reshape",)
+    # (also imports the GroupNormalization op of opset 21, as newer exporters may write it)
+    onnx_ops = ("Reshape", "GroupNormalization")
     onnx_import_first = True  # claims only the Reshape that starts its own chain
     params = (
         Param("num_groups", INT, 1, "Channel groups; must divide the channels (32 is usual for "
@@ -676,7 +677,9 @@ class GroupNorm(_ChannelAffineNorm):
     @classmethod
     def from_onnx(cls, node, ctx):
         """The chain `to_onnx` writes (also PyTorch's export of nn.GroupNorm); None for any
-        other Reshape (Flatten then tries it)."""
+        other Reshape (Flatten then tries it). Or the GroupNormalization op."""
+        if node.op_type == "GroupNormalization":
+            return cls._from_group_normalization(node, ctx)
         x = node.input[0]
         shape = ctx.shapes.get(ctx.resolve(x))
         target = ctx.const(node.input[1]) if len(node.input) > 1 else None
@@ -725,6 +728,27 @@ class GroupNorm(_ChannelAffineNorm):
         eps = float(ctx.attrs(inorm).get("epsilon", 1e-5))
         params = {"num_groups": g, "eps": eps, "affine": bool(weights)}
         return ctx.imported(cls, params, weights, [x], output=out, name=chain[-1].name)
+
+    @classmethod
+    def _from_group_normalization(cls, node, ctx):
+        """GroupNormalization with opset 21's per-channel scale and bias (constants). Opset
+        18's per-group form is deprecated: onnx's checker refuses it."""
+        a = ctx.attrs(node)
+        g = int(a.get("num_groups", 0))
+        x = node.input[0]
+        shape = ctx.shapes.get(ctx.resolve(x))
+        if shape is None or len(shape) != 3 or g < 1 or shape[0] % g:
+            return None
+        c = shape[0]
+        sc, bi = ctx.const(node.input[1]), ctx.const(node.input[2])
+        if sc is None or bi is None:
+            return None
+        sc = np.asarray(sc, np.float32).reshape(-1)
+        bi = np.asarray(bi, np.float32).reshape(-1)
+        if sc.size != c or bi.size != c:
+            return None
+        params = {"num_groups": g, "eps": float(a.get("epsilon", 1e-5)), "affine": True}
+        return ctx.imported(cls, params, {"weight": sc, "bias": bi}, [x])
 
 
 def channel_vector(k: np.ndarray | None, c: int, rank: int) -> np.ndarray | None:
