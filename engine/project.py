@@ -3,7 +3,8 @@
 A project file, like Keras' .keras, is a zip archive holding
 
 - ``graph.json``   the architecture (engine.graph.Graph.to_json);
-- ``weights.npz``  the weights, keys "node_id.name" as in Network.state_dict() (optional);
+- ``weights.npz``  the weights, keys "node_id.name" as in Network.state_dict() (optional;
+  stored, not deflated: float32 barely compresses and deflating is slow);
 - ``meta.json``    {"format": "cnn-designer-project", "version": 1, "app_version", "created",
   "modified", and when trained "history" and "train_config"}.
 
@@ -87,14 +88,16 @@ def save_project(path: str | Path, graph: Graph, weights: dict[str, np.ndarray] 
         buf = io.BytesIO()
         arrays = {str(k): np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         np.savez(buf, **arrays)
-        weights_bytes = buf.getvalue()
+        weights_bytes = buf.getbuffer()  # no copy of what may be hundreds of MB
 
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr(META_MEMBER, meta_text)
             z.writestr(GRAPH_MEMBER, graph_text)
             if weights_bytes is not None:
-                z.writestr(WEIGHTS_MEMBER, weights_bytes)
+                # stored, not deflated: float32 weights shrink by a few percent at best, and
+                # deflating them took ~20 s for VGG-11's 500 MB (files saved deflated still load)
+                z.writestr(WEIGHTS_MEMBER, weights_bytes, compress_type=zipfile.ZIP_STORED)
 
     atomic_write(path, write)
     return path
@@ -289,7 +292,7 @@ def _read_npz(raw: bytes, path: Path) -> dict[str, np.ndarray]:
                     raise ProjectError(f"{where}: array {info.filename[:-4]!r} has dtype "
                                        f"{getattr(arr, 'dtype', type(arr).__name__)}; weights "
                                        f"must be numbers")
-                out[info.filename[:-4]] = arr.astype(np.float32)
+                out[info.filename[:-4]] = arr.astype(np.float32, copy=False)
             return out
     except ProjectError:
         raise

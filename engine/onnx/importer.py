@@ -45,6 +45,12 @@ from ..layers import REGISTRY, Layer, Shape, fmt_shape
 from ..validate import validate
 
 MAX_BYTES = 2 * 1024**3 - 1  # protobuf's limit; bigger models need external data
+MIN_OPSET = 7  # the oldest opset mapped directly; older files are upgraded first
+# Older files are upgraded to 13: the fewest converter steps (each one a chance to fail) to an
+# opset whose forms the importer maps and ONNX Runtime runs (Clip's min/max and Softmax's axis
+# as today); the op semantics that changed later (BatchNormalization's training_mode, Split
+# as an input) do not matter to inference graphs.
+UPGRADE_OPSET = 13
 BATCH = 1_000_003  # stand-in for the dynamic batch size while folding shape arithmetic
 ROW_SPACING, COL_SPACING = 110.0, 180.0
 POSITIONS_KEY = "cnn_designer.positions"
@@ -159,7 +165,10 @@ def read_model(source, what: str | None = None):
         except Exception as exc:  # noqa: BLE001 - onnx raises several types here
             raise OnnxImportError(f"{what}: cannot read its external data ({exc})") from None
     try:
-        onnx.checker.check_model(model)
+        # the file's own bytes when they are the whole model: checking the ModelProto would
+        # serialise it again (most of a large model's import time); with external data loaded,
+        # the model in memory is what counts
+        onnx.checker.check_model(model if external else data)
     except Exception as exc:  # noqa: BLE001 - the checker's ValidationError and others
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise OnnxImportError(f"{what} is not a valid ONNX model: {first}") from None
@@ -399,9 +408,12 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     from onnx import numpy_helper
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 7:
-        raise OnnxImportError(f"{what} uses opset {opset}; opset 7 or newer is supported")
-    ctx = ImportContext(model, opset)
+    notes = []
+    if opset < MIN_OPSET:
+        model = _upgrade(model, opset, what)
+        notes.append(f"upgraded from opset {opset} to {UPGRADE_OPSET} (ONNX's version "
+                     f"converter) before importing")
+    ctx = ImportContext(model, UPGRADE_OPSET if notes else opset)
     g = model.graph
     for init in g.initializer:
         try:
@@ -417,7 +429,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     if len(g.output) != 1:
         raise OnnxImportError(f"{what} has {len(g.output)} outputs; one output is supported")
     vi = data_inputs[0]
-    warnings = []
+    warnings = notes
     nhwc = _channels_last_input(ctx, vi)
     if nhwc is not None:
         vi = nhwc
@@ -563,6 +575,57 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         raise OnnxImportError(f"{what} imports as an invalid graph; nothing was imported:\n"
                               + "\n".join(f"  - {m.text}" for m in v.errors))
     return ImportedModel(graph, weights, opset, model.producer_name or "unknown", warnings)
+
+
+def _upgrade(model, opset: int, what: str):
+    """The model converted to UPGRADE_OPSET by onnx.version_converter, or OnnxImportError naming
+    the node it fails on, so files older than opset 7 import like current ones."""
+    from onnx import shape_inference, version_converter
+
+    try:
+        # via opset 6: the broadcasting adapters (6 -> 7) need every tensor's shape, which
+        # shape inference only knows for opset-6 forms (Relu-1 has none)
+        if opset < 6:
+            model = version_converter.convert_version(model, 6)
+        return version_converter.convert_version(shape_inference.infer_shapes(model),
+                                                 UPGRADE_OPSET)
+    except Exception as exc:  # noqa: BLE001 - the converter raises RuntimeError and others
+        text = str(exc).strip()
+    node = _converter_culprit(model, text)
+    at = (f" at {node.op_type} node '{node.name or node.output[0]}'"
+          if node is not None else "")
+    reason = re.sub(r"^\S+:\d+: \S+: ", "", text.splitlines()[0]) if text else "no reason given"
+    raise OnnxImportError(f"{what} uses opset {opset}; upgrading it to opset {UPGRADE_OPSET} "
+                          f"failed{at}: {reason}; nothing was imported") from None
+
+
+def _converter_culprit(model, text: str):
+    """The node the version converter failed on: the first node of the op its message names
+    (its adapters name the op, e.g. "No Adapter From Version $6 for Upsample"), else the first
+    node that fails to convert on its own; None when neither finds one."""
+    from onnx import helper, version_converter
+
+    g = model.graph
+    named = [(m.start(), n.op_type) for n in g.node
+             for m in [re.search(rf"\b{re.escape(n.op_type)}\b", text)] if m]
+    if named:
+        op = min(named)[1]
+        return next(n for n in g.node if n.op_type == op)
+    typed = {vi.name: vi for vi in [*g.input, *g.value_info, *g.output]}
+    inits = {t.name: t for t in g.initializer}
+    for node in g.node:
+        ins = [typed.get(t) or helper.make_tensor_value_info(t, 1, None) for t in node.input
+               if t and t not in inits]
+        outs = [helper.make_tensor_value_info(t, 1, None) for t in node.output if t]
+        one = helper.make_graph([node], "one", ins, outs,
+                                [inits[t] for t in node.input if t in inits])
+        m = helper.make_model(one, opset_imports=list(model.opset_import),
+                              ir_version=model.ir_version)
+        try:
+            version_converter.convert_version(m, UPGRADE_OPSET)
+        except Exception:  # noqa: BLE001 - this node is the one that does not convert
+            return node
+    return None
 
 
 def _edge(src: str, dst: str, port: int, src_port: int = 0):
