@@ -486,7 +486,7 @@ class Upsample(Layer):
                 _axis_matrix(w, wo, self.mode, sw).astype(dtype))
 
     def backward(self, dy):
-        n, c, h, w = self._cache
+        _, _, h, w = self._cache
         self._cache = None
         ho, wo = dy.shape[2:]
         f = self._factors(h, w, ho, wo)

@@ -8,9 +8,9 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from engine.onnx.importer import import_onnx  # noqa: E402
+from engine.onnx.importer import import_onnx
 
 
 def _model(opset: int, per_channel: bool, c=12, g=4):
