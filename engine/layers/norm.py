@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
+from .activation import _BLOCK, _tiles  # the package's cache-sized sample blocks
 from .base import BOOL, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .formula_text import DOT, Count
 from .formula_text import num as num_text  # torch_code's num writes Python literals
@@ -479,16 +480,15 @@ def _row_sums(a: np.ndarray) -> np.ndarray:
     return np.matmul(a, np.ones((a.shape[1], 1), a.dtype))
 
 
-def _group_stats(rows: np.ndarray, eps, buf: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _group_stats(rows: np.ndarray, eps) -> tuple[np.ndarray, np.ndarray]:
     """(R, M) rows -> each row's mean and 1/√(var + eps), as (R,) arrays.
 
     Σx and Σx² are two BLAS products (one read of the rows each), and var = Σx²/M − μ². That
     form loses digits where μ² is large against the variance (cancellation), so every row
     where μ² ≥ var is computed again two-pass, Σ(x − μ)²/M, block by block in one L2-sized
-    scratch array (`buf`, reused if given). After a ReLU, μ²/var ≈ 0.47; a row of mean 100
-    and spread 1 takes the exact path. Measured against float64: the same error as the
-    two-pass form (a few float32 ulps), 2.6× faster."""
+    scratch array. After a ReLU, μ²/var ≈ 0.47; a row of mean 100 and spread 1 takes the
+    exact path. Measured on 2,048 rows of 3,136: 4e-7 .. 9e-7 relative error on 1/σ against
+    float64 (normal, ReLU, mean-1 and mean-100 data), 2.6× faster than two passes for all."""
     m = rows.shape[1]
     dt = rows.dtype.type
     mean = _row_sums(rows)[:, 0] * dt(1 / m)
@@ -498,22 +498,14 @@ def _group_stats(rows: np.ndarray, eps, buf: np.ndarray | None = None
     var -= mean2
     redo = np.flatnonzero(var <= mean2)
     if redo.size:
-        step = max(1, (1 << 16) // max(m, 1))
-        if buf is None or buf.shape[0] < min(step, redo.size) or buf.shape[1] != m:
-            buf = np.empty((min(step, redo.size), m), rows.dtype)
+        step = max(1, _BLOCK // max(m, 1))
+        buf = np.empty((min(step, redo.size), m), rows.dtype)
         for i in range(0, redo.size, step):
             idx = redo[i:i + step]
             t = np.subtract(rows[idx], mean[idx, None], out=buf[:len(idx)])
             var[idx] = np.einsum("ij,ij->i", t, t) * dt(1 / m)
     var += eps
     return mean, 1 / np.sqrt(var)
-
-
-def _sample_blocks(n: int, per_sample: int) -> list[slice]:
-    """Slices of whole samples of about 2^16 elements (256 KB of float32): a formula of
-    several passes run block by block keeps its temporaries in L2."""
-    step = max(1, (1 << 16) // max(per_sample, 1))
-    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
 
 
 def nearest_divisor(c: int, g: int) -> int:
@@ -582,7 +574,8 @@ class GroupNorm(_ChannelAffineNorm):
     def forward(self, xs, training=False):
         # y = x·a + b with a = γ·inv and b = β − μ·γ·inv per sample and channel (PyTorch's
         # kernel does the same): two passes over the map, no x − μ array; the statistics are
-        # two BLAS reads, two-pass only where that loses digits (`_group_stats`)
+        # two BLAS reads, two-pass only where that loses digits (`_group_stats`). Like
+        # PyTorch's, y then rounds at x's magnitude: ~ulp(μ)/σ absolute for large means
         (x,) = xs
         n, c = x.shape[:2]
         g = self.num_groups
@@ -636,11 +629,9 @@ class GroupNorm(_ChannelAffineNorm):
         cg = np.repeat(-m1 * inv, k, axis=1)[:, :, None] - bg * mu_c[:, :, None]  # C
         a = a[:, :, None]
         dx = np.empty_like(dy3)
-        blocks = _sample_blocks(n, x[0].size)
-        buf = np.empty_like(dy3[blocks[0]])
-        for s in blocks:  # dy·A + x·B + C, each block's two products made in L2
+        for s, (buf,) in _tiles(dy3, 1):  # dy·A + x·B + C, each block's products made in L2
             d = np.multiply(dy3[s], a[s], out=dx[s])
-            d += np.multiply(x3[s], bg[s], out=buf[:len(d)])
+            d += np.multiply(x3[s], bg[s], out=buf)
             d += cg[s]
         return [dx.reshape(dy.shape)]
 

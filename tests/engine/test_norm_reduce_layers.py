@@ -435,3 +435,24 @@ def test_affine_norms_share_gamma_one_beta_zero_and_count_them(type_name, params
     want = (xs - xs.mean(axis, keepdims=True)) / np.sqrt(xs.var(axis, keepdims=True) + eps)
     np.testing.assert_allclose(layer.forward([x]), want.reshape(x.shape), rtol=1e-4,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0, 100.0])
+def test_group_norm_statistics_keep_their_digits_for_large_means(offset):
+    """var = Σx²/M − μ² loses digits when the mean dwarfs the spread; those groups are
+    recomputed two-pass, so 1/σ stays exact at mean 100, spread 1. The output, x·a + b
+    (PyTorch's form too), then rounds at the input's magnitude: ~ulp(μ)/σ absolute
+    (measured 1.4e-5 at mean 100; PyTorch's group_norm 1.0e-5), ~4e-7 at mean 0 or 1."""
+    from engine.layers.norm import _group_stats
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((2, 8, 16, 16)) + offset).astype(np.float32)
+    x64 = x.astype(np.float64).reshape(2 * 4, -1)
+    mean, inv = _group_stats(x.reshape(2 * 4, -1), np.float32(1e-5))
+    assert np.abs(mean - x64.mean(1)).max() <= 2e-7 * max(1.0, offset)
+    assert np.abs(inv * np.sqrt(x64.var(1) + 1e-5) - 1).max() <= 2e-6
+    layer = REGISTRY["GroupNorm"]("gn", num_groups=4)
+    layer.init_weights([x.shape[1:]], rng)
+    want = (x64 - x64.mean(1, keepdims=True)) / np.sqrt(x64.var(1, keepdims=True) + 1e-5)
+    bound = 2e-6 + 4 * np.spacing(np.float32(offset + 4))
+    assert np.abs(layer.forward([x]) - want.reshape(x.shape)).max() <= bound
