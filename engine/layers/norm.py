@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from .activation import _BLOCK, _tiles  # the package's cache-sized sample blocks
+from .activation import _BLOCK, _blocks, _tiles  # the package's cache-sized sample blocks
 from .base import BOOL, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .formula_text import DOT, Count
 from .formula_text import num as num_text  # torch_code's num writes Python literals
@@ -573,7 +573,7 @@ class GroupNorm(_ChannelAffineNorm):
 
     def forward(self, xs, training=False):
         # y = x·a + b with a = γ·inv and b = β − μ·γ·inv per sample and channel (PyTorch's
-        # kernel does the same): two passes over the map, no x − μ array; the statistics are
+        # kernel does the same), no x − μ array; the statistics are
         # two BLAS reads, two-pass only where that loses digits (`_group_stats`). Like
         # PyTorch's, y then rounds at x's magnitude: ~ulp(μ)/σ absolute for large means
         (x,) = xs
@@ -588,8 +588,18 @@ class GroupNorm(_ChannelAffineNorm):
             b = self.weights["bias"] - np.repeat(mean, k, axis=1) * a
         else:
             b = -np.repeat(mean, k, axis=1) * a
-        y3 = np.multiply(x.reshape(n, c, -1), a[:, :, None])
-        y3 += b[:, :, None]
+        # Block by block (L2-sized, `_blocks`), a copy and then both steps in place: NumPy's
+        # in-place broadcast ops run at copy speed, an out-of-place np.multiply(x, a) at less
+        # than half. Measured on 64×128×28×28 between backward passes (1 thread): 9.9-10.1 ms
+        # against 12.1-13.6 ms for y = x·a; y += b over the whole map (PyTorch 5.5-6.0 ms)
+        a, b = a[:, :, None], b[:, :, None]
+        x3 = x.reshape(n, c, -1)
+        y3 = np.empty_like(x3)
+        for s in _blocks(x3):
+            d = y3[s]
+            np.copyto(d, x3[s])
+            d *= a[s]
+            d += b[s]
         if training:
             self._cache = (x, mean, inv)
         return y3.reshape(x.shape)
@@ -630,8 +640,12 @@ class GroupNorm(_ChannelAffineNorm):
         a = a[:, :, None]
         dx = np.empty_like(dy3)
         for s, (buf,) in _tiles(dy3, 1):  # dy·A + x·B + C, each block's products made in L2
-            d = np.multiply(dy3[s], a[s], out=dx[s])
-            d += np.multiply(x3[s], bg[s], out=buf)
+            d = dx[s]  # copies, then in-place products: see forward
+            np.copyto(d, dy3[s])
+            d *= a[s]
+            np.copyto(buf, x3[s])
+            buf *= bg[s]
+            d += buf
             d += cg[s]
         return [dx.reshape(dy.shape)]
 
