@@ -3,7 +3,7 @@
     python main.py export MODEL --out model.onnx [--opset N]
     python main.py infer MODEL (--data mnist|PATH | --input x.npy --output y.npy)
                          [--backend engine|onnxruntime]
-    python main.py import model.onnx --out PROJECT.cnnd
+    python main.py import model.onnx --out PROJECT.cnnd [--no-parity] [--nodes]
 """
 
 from __future__ import annotations
@@ -19,13 +19,23 @@ from ..fileio import atomic_open
 from ..summary import fmt_accuracy, human_bytes
 
 OK, FAILED, USAGE = 0, 1, 2
+PARITY_FAILED = 3  # import: written, but the network differs from ONNX Runtime on the file
+IMPORT_EXIT_CODES = """\
+exit codes:
+  0    imported; it matches ONNX Runtime (or the check was skipped or could not run)
+  1    the file cannot be imported (nothing is written), or another failure
+  2    usage error (unknown option, bad option value)
+  3    imported and written, but its output differs from ONNX Runtime's on the file
+       beyond the tolerance (relative error {rtol})
+"""
 BACKENDS = ("engine", "onnxruntime")
 
 
 def add_commands(sub) -> None:
     """Add the export, infer and import subcommands to an argparse subparsers object."""
     from ..onnx.export import MAX_OPSET, MIN_OPSET, OPSET
-    from .common import MODEL_HELP, model_parser
+    from ..onnx.report import PARITY_RTOL, PARITY_SAMPLES, tolerance
+    from .common import MODEL_HELP, _wrap, model_parser
 
     p = model_parser(
         sub, "export", help="export a model to ONNX",
@@ -64,12 +74,23 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser(
         "import", help="import an ONNX model as a project",
-        description="Import an ONNX model (from this app, PyTorch, Keras, the model zoo) made of "
-                    "supported operators into a project file with its weights.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_wrap(
+            "Import an ONNX model (from this app, PyTorch, Keras, the model zoo) made of "
+            "supported operators into a project file with its weights, and report how: each ONNX "
+            "op, how many nodes of it and what they became, the opset conversion, and the parity "
+            "of the imported network with ONNX Runtime running the original file on "
+            f"{PARITY_SAMPLES} seeded N(0, 1) inputs (max absolute error, max relative error: "
+            "each sample's largest difference over its largest |output|, and top-1 agreement)."),
+        epilog=IMPORT_EXIT_CODES.format(rtol=tolerance(PARITY_RTOL)))
     p.add_argument("onnx_file", metavar="MODEL.onnx")
     p.add_argument("--out", required=True, metavar="PROJECT", help="the .cnnd project to write")
     p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"),
                    help="input size where the file leaves it open")
+    p.add_argument("--no-parity", action="store_true",
+                   help="skip the comparison with ONNX Runtime")
+    p.add_argument("--nodes", action="store_true",
+                   help="list every ONNX node and what it became, not only the op table")
     p.set_defaults(func=cmd_import)
 
 
@@ -306,11 +327,17 @@ def _infer_array(args, run, x: np.ndarray, single: bool) -> int:
 
 
 def cmd_import(args) -> int:
-    from ..onnx.importer import import_onnx
+    """Import, print the report, write the project, then compare with ONNX Runtime: exit
+    PARITY_FAILED when the imported network differs beyond the tolerance (the project is
+    written all the same, to be inspected)."""
+    from ..onnx import importer
+    from ..onnx.report import check_parity
     from ..project import save_project
 
     out = _check_out(args.out, ".cnnd")
-    imp = import_onnx(args.onnx_file, input_shape=args.input_shape)
+    imp = importer.import_onnx(args.onnx_file, input_shape=args.input_shape)
+    if imp.record is not None:
+        print(imp.record.text(nodes=args.nodes, warnings=False), file=sys.stderr)
     for w in imp.warnings:
         print(f"note: {w}", file=sys.stderr)
     meta = {"imported_from": Path(args.onnx_file).name, "onnx_producer": imp.producer,
@@ -320,6 +347,14 @@ def cmd_import(args) -> int:
     params = sum(int(a.size) for a in imp.weights.values())
     print(f"wrote {out}: {n} layers, {params:,} weights (from {imp.producer}, opset {imp.opset})",
           file=sys.stderr)
+    if args.no_parity:
+        return OK
+    parity = check_parity(args.onnx_file, imp)
+    print(parity.text(), file=sys.stderr)
+    if parity.ok is False:
+        print(f"error: the imported network does not match ONNX Runtime on "
+              f"{Path(args.onnx_file).name}; {out} was written for inspection", file=sys.stderr)
+        return PARITY_FAILED
     return OK
 
 

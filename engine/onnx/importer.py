@@ -43,6 +43,7 @@ from ..errors import ParamError, ProjectError, ShapeError
 from ..graph import Graph
 from ..layers import REGISTRY, Layer, Shape, fmt_shape
 from ..validate import validate
+from .report import ImportRecord, Trail
 
 MAX_BYTES = 2 * 1024**3 - 1  # protobuf's limit; bigger models need external data
 MIN_OPSET = 7  # the oldest opset mapped directly; older files are upgraded first
@@ -84,6 +85,7 @@ class ImportedModel:
     opset: int
     producer: str
     warnings: list[str] = field(default_factory=list)
+    record: ImportRecord | None = None  # what became of each node (the import report)
 
     def network(self):
         """The compiled engine Network with the imported weights loaded."""
@@ -200,6 +202,7 @@ class ImportContext:
         self.channels_last: dict[str, tuple[str, Shape]] = {}
         self.feature_orders: dict[str, np.ndarray] = {}
         self.taken_orders: set[str] = set()
+        self.trail = Trail()  # what became of each node, for the import report
 
     # names
     def resolve(self, name: str) -> str:
@@ -302,6 +305,7 @@ class ImportContext:
     def absorb(self, node) -> None:
         """A following node became part of the current layer (MatMul's bias Add)."""
         self.absorbed.add(id(node))
+        self.trail.absorbed(node, self.current)
 
     def channels_last_source(self, tensor: str) -> tuple[str, Shape] | None:
         return self.channels_last.get(self.resolve(tensor))
@@ -378,6 +382,7 @@ def _match_pattern(ctx: ImportContext, node, patterns) -> Imported | None:
         params = cls.from_onnx_pattern(pattern, x, nodes, ctx)
         if params is None:  # the nodes' attributes / constants are not this layer's
             continue
+        ctx.trail.pattern(node, nodes, cls.type_name)
         for n in nodes[1:]:
             ctx.absorb(n)
         last = nodes[-1]
@@ -408,12 +413,14 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     from onnx import numpy_helper
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    trail = Trail(model)  # the file's nodes, before any conversion
     notes = []
     if opset < MIN_OPSET:
         model = _upgrade(model, opset, what)
         notes.append(f"upgraded from opset {opset} to {UPGRADE_OPSET} (ONNX's version "
                      f"converter) before importing")
     ctx = ImportContext(model, UPGRADE_OPSET if notes else opset)
+    ctx.trail = trail
     g = model.graph
     for init in g.initializer:
         try:
@@ -433,6 +440,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     nhwc = _channels_last_input(ctx, vi)
     if nhwc is not None:
         vi = nhwc
+        trail.channels_last_input = True
         warnings.append("the model's input was channels-last (N×H×W×C); here it is N×C×H×W: "
                         "feed images channels-first")
     if input_shape is not None:
@@ -479,17 +487,20 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         matched = _match_pattern(ctx, node, patterns)  # multi-node forms first (SiLU, GELU)
         if matched is None and node.op_type in PASS_THROUGH:
             ctx.aliases[node.output[0]] = ctx.resolve(node.input[0])
+            trail.removed(node)
             continue
         if matched is None and _foldable(ctx, node):
             try:
                 _check_fold_size(ctx, node)
                 _fold(ctx, node)
+                trail.folded(node)
             except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
                 problems.append(f"{ctx.where(node)}: cannot evaluate this constant expression "
                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
                 unresolved.update(node.output)
             continue
         if matched is None and _to_channels_last(ctx, node):
+            trail.view(node)
             continue
         if matched is None and node.op_type not in table:
             unsupported[node.op_type].append(label)
@@ -520,6 +531,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
             unresolved.add(res.output)
             continue
         layers.append((our, res))
+        trail.layer(node, our, res.cls.type_name)
         for p, t in enumerate(res.outputs or [res.output]):
             producer[t] = len(layers) - 1
             out_port[t] = p
@@ -574,7 +586,10 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     if not v.ok:
         raise OnnxImportError(f"{what} imports as an invalid graph; nothing was imported:\n"
                               + "\n".join(f"  - {m.text}" for m in v.errors))
-    return ImportedModel(graph, weights, opset, model.producer_name or "unknown", warnings)
+    record = trail.record(model, graph, warnings, opset, ctx.opset,
+                          what.strip("'") if what != "the model" else what, weights)
+    return ImportedModel(graph, weights, opset, model.producer_name or "unknown", warnings,
+                         record)
 
 
 def _upgrade(model, opset: int, what: str):
