@@ -321,8 +321,13 @@ class Document(QObject):
         return {k: v for k, v in self.weights.items() if k.startswith(prefix)}
 
     def _fit_weights(self, emit: bool = True) -> None:
-        """Keep only weights whose shape fits the current graph; stash the others so that an
-        undo that makes them fit again brings them back."""
+        """Show the weights that fit the current graph, stash the others.
+
+        Which weights show is a function of the graph and of all weights held (shown and
+        stashed) only: a weight shows when its shape is the one its layer needs now, or when
+        its layer's shape is unknown (the graph is invalid there, as after an edit a quick fix
+        then repairs). So an undo, which restores the graph, restores the weights exactly too,
+        whatever order the edits came in."""
         if self.weights is None:
             return
         expected: dict[str, tuple] = {}
@@ -333,18 +338,18 @@ class Document(QObject):
                 continue
             for name, (shape, _) in res.layer.weight_shapes(res.in_shapes).items():
                 expected[f"{nid}.{name}"] = tuple(shape)
+
+        def fits(key: str, array: np.ndarray) -> bool:
+            return (key.rpartition(".")[0] in unknown
+                    or expected.get(key) == tuple(array.shape))
+
         changed = False
-        for key in list(self.weights):
-            nid = key.rsplit(".", 1)[0]
-            if nid in unknown:
-                continue
-            if expected.get(key) != tuple(self.weights[key].shape):
-                self._weight_stash[key] = self.weights.pop(key)
-                changed = True
-        for key, shape in expected.items():
-            stashed = self._weight_stash.get(key) if key not in self.weights else None
-            if stashed is not None and tuple(stashed.shape) == shape:
-                self.weights[key] = self._weight_stash.pop(key)
-                changed = True
+        for key in [k for k, a in self.weights.items() if not fits(k, a)]:
+            self._weight_stash[key] = self.weights.pop(key)
+            changed = True
+        for key in [k for k, a in self._weight_stash.items()
+                    if fits(k, a) and k not in self.weights]:
+            self.weights[key] = self._weight_stash.pop(key)
+            changed = True
         if changed and emit:
             self.weights_changed.emit()

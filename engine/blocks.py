@@ -336,6 +336,50 @@ def detect_blocks(graph: Graph) -> dict[str, list[str]]:
                        key=lambda kv: (min(index.get(n, 0) for n in kv[1]), -len(kv[1]))))
 
 
+def with_layers_between(graph: Graph, blocks: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each block with the layers that lie on a path from one of its members to another (a
+    layer inserted into a block after the block was made, as a ReLU put on a connection inside
+    a residual block): a collapsed block then hides a closed region and the folded graph has
+    no cycle through the card. Members that no longer exist are left out; added layers come
+    after the members, in graph order.
+
+    Only layers whose topological place lies between the block's first and last member are
+    searched, so the cost is the blocks' spans, not blocks × graph."""
+    order, _ = graph.order_and_cycle()
+    rank = {n: k for k, n in enumerate(order)}
+    succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for e in graph.edges:
+        if e.src in succs and e.dst in preds:
+            succs[e.src].append(e.dst)
+            preds[e.dst].append(e.src)
+    out: dict[str, list[str]] = {}
+    for name, ids in blocks.items():
+        members = [i for i in ids if i in graph.nodes]
+        inside = set(members)
+        ranks = [rank[i] for i in members if i in rank]
+        if len(ranks) < 2:
+            out[name] = members
+            continue
+        lo, hi = min(ranks), max(ranks)
+        after: set[str] = set()  # reached from a member, still before the last member
+        stack = list(members)
+        while stack:
+            for s in succs[stack.pop()]:
+                if s not in inside and s not in after and lo < rank.get(s, -1) < hi:
+                    after.add(s)
+                    stack.append(s)
+        between: set[str] = set()  # ... and leading back into a member
+        stack = list(members)
+        while stack:
+            for p in preds[stack.pop()]:
+                if p in after and p not in between:
+                    between.add(p)
+                    stack.append(p)
+        out[name] = members + sorted(between, key=rank.__getitem__)
+    return out
+
+
 def display_name(name: str) -> str:
     """A block's module path as a short label: the last part, words and numbers apart
     ('features.denseblock3' -> 'dense block 3', 'layer2.0' -> 'layer 2.0', 'Mixed_5b' ->

@@ -16,12 +16,15 @@ class ParamError(EngineError):
 
 
 class ShapeError(EngineError):
-    """A layer cannot take the shape it is given; `param` names the parameter at fault, if any."""
+    """A layer cannot take the shape it is given; `param` names the parameter at fault, if any;
+    `input_index` (0-based) the input the message names as wrong, for a layer of several."""
 
-    def __init__(self, message: str, param: str | None = None, fix: object = None):
+    def __init__(self, message: str, param: str | None = None, fix: object = None,
+                 input_index: int | None = None):
         super().__init__(message)
         self.param = param
         self.fix = fix
+        self.input_index = input_index
 
 
 class GraphError(EngineError):

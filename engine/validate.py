@@ -240,7 +240,7 @@ def _check_node(graph: Graph, node, res: NodeResult, refs: list[tuple[str, int]]
     except ShapeError as exc:
         fix = exc.fix
         if fix is None and cls.merges_branches:
-            fix = _merge_fix(graph, results, srcs, node.type_name)
+            fix = _merge_fix(graph, results, srcs, exc.input_index)
         report(ERROR, str(exc), nid, exc.param, fix)
         return
     res.out_shapes = [tuple(map(int, o)) for o in outs]
@@ -348,16 +348,16 @@ def _reset_fix(cls, param: str | None) -> Fix | None:
     return None
 
 
-def _merge_fix(graph: Graph, results, srcs: list[str], type_name: str) -> Fix | None:
+def _merge_fix(graph: Graph, results, srcs: list[str], index: int | None) -> Fix | None:
     """For a spatial mismatch into a layer that merges branches (`Layer.merges_branches`: Add,
-    Concat): if one branch is a stride-1 convolution or pooling
-    that shrank the maps, offer the padding that keeps them the size of the other input."""
+    Concat): if the input the message names (`index`; None: any) is a stride-1 convolution
+    that shrank the maps, offer the padding that keeps them the size of the largest input."""
     shapes = [results[s].out_shape for s in srcs]
     target = max((s for s in shapes if len(s) == 3), key=lambda s: s[1] * s[2], default=None)
     if target is None:
         return None
-    for s, shape in zip(srcs, shapes):
-        if len(shape) != 3 or shape[1:] == target[1:]:
+    for k, (s, shape) in enumerate(zip(srcs, shapes)):
+        if len(shape) != 3 or shape[1:] == target[1:] or index not in (None, k):
             continue
         node = graph.nodes[s]
         layer = results[s].layer

@@ -39,10 +39,11 @@ def layered_layout(graph: Graph, node_w: float = NODE_W, node_h: float = NODE_H,
         layer[v] = max((layer[u] + 1 for u in preds[v] if u in layer), default=0)
     # pull each non-source node down to just above its nearest consumer, so a side branch
     # (a shortcut projection) sits next to the layer it feeds rather than at the top
+    # (consumers on a cycle have no layer yet: they go below everything, so no pull there)
     for v in reversed(order):
-        if preds[v] and succs[v]:
-            below = min(layer[s] for s in succs[v] if s in layer) - 1
-            layer[v] = max(layer[v], below)
+        below = min((layer[s] for s in succs[v] if s in layer), default=None)
+        if preds[v] and below is not None:
+            layer[v] = max(layer[v], below - 1)
     base = max(layer.values(), default=-1) + 1
     for k, v in enumerate(rest):
         layer[v] = base + k

@@ -206,7 +206,8 @@ class CanvasScene(QGraphicsScene):
     def blocks(self) -> dict[str, list[str]]:
         """Blocks that can collapse: the document's (a template's), else detected from names
         and structure (engine.blocks, once per opened graph); members that no longer exist are
-        left out, blocks of fewer than two layers too."""
+        left out, blocks of fewer than two layers too, and layers added between two members
+        since are in."""
         if self._blocks is None:
             src = self.doc.blocks
             if src is None:
@@ -215,13 +216,11 @@ class CanvasScene(QGraphicsScene):
 
                     self._detected = detect_blocks(self.doc.graph)
                 src = self._detected
-            nodes = self.doc.graph.nodes
-            out = {}
-            for name, ids in src.items():
-                kept = [i for i in ids if i in nodes]
-                if len(kept) >= 2:
-                    out[name] = kept
-            self._blocks = out
+            from engine.blocks import with_layers_between
+
+            # a layer inserted inside a block since it was made folds with it
+            self._blocks = {name: ids for name, ids in
+                            with_layers_between(self.doc.graph, src).items() if len(ids) >= 2}
         return self._blocks
 
     def blocks_containing(self, node_id: str) -> list[str]:
@@ -299,6 +298,9 @@ class CanvasScene(QGraphicsScene):
         shown block, edges crossing a block's border drawn to its card; `relayout` lays the
         visible graph out again (every card placed as if the members were not there)."""
         owner, shown = self._owners()
+        # laid out before anything changes: a failure leaves the view as it was, never half
+        # folded
+        layout = visible_layout(self.doc.graph, owner, shown) if relayout and shown else {}
         self.owner = owner
         for nid, item in self.node_items.items():
             item.setVisible(nid not in owner)
@@ -313,7 +315,7 @@ class CanvasScene(QGraphicsScene):
         self.bulk = True
         try:
             if relayout:
-                self.override = visible_layout(self.doc.graph, owner, shown) if shown else {}
+                self.override = layout
                 for nid, item in self.node_items.items():
                     pos = self.override.get(nid, self.doc.graph.nodes[nid].position)
                     item.setPos(*pos)

@@ -90,11 +90,20 @@ class Concat(Layer):
 
     def output_shape(self, in_shapes):
         first = in_shapes[0]
-        for i, s in enumerate(in_shapes[1:], start=2):
-            if len(s) != len(first) or s[1:] != first[1:]:
-                raise ShapeError(f"{self.where}: input {i} is {fmt_shape(s)} but input 1 is "
-                                 f"{fmt_shape(first)}; Concat needs the same "
-                                 f"{'H×W' if len(first) == 3 else 'rank'} on every input")
+        for i, s in enumerate(in_shapes[1:], start=1):
+            if len(s) != len(first):
+                raise ShapeError(f"{self.where}: input {i + 1} is {fmt_shape(s)} but input 1 is "
+                                 f"{fmt_shape(first)}; Concat needs the same rank on every "
+                                 f"input", input_index=i)
+        if any(s[1:] != first[1:] for s in in_shapes):
+            # the message names an input that differs from the largest maps (the size a branch
+            # was meant to keep), the one validation's padding fix can then grow
+            big = max(range(len(in_shapes)), key=lambda k: math.prod(in_shapes[k][1:]))
+            bad = next(k for k, s in enumerate(in_shapes) if s[1:] != in_shapes[big][1:])
+            raise ShapeError(f"{self.where}: input {bad + 1} is {fmt_shape(in_shapes[bad])} but "
+                             f"input {big + 1} is {fmt_shape(in_shapes[big])}; Concat needs the "
+                             f"same {'H×W' if len(first) == 3 else 'size'} on every input",
+                             input_index=bad)
         return (sum(s[0] for s in in_shapes),) + tuple(first[1:])
 
     def describe(self, in_shapes=None):
@@ -231,22 +240,27 @@ def broadcast_shape(where: str, op: str, in_shapes: list[Shape]) -> Shape:
     ShapeError naming the layer, both shapes and the axis, with the obvious fix."""
     first = in_shapes[0]
     out = list(first)
-    for i, s in enumerate(in_shapes[1:], start=2):
+    for i, s in enumerate(in_shapes[1:], start=1):
         if len(s) != len(first):
-            raise ShapeError(f"{where}: input {i} is {fmt_shape(s)} but input 1 is "
+            raise ShapeError(f"{where}: input {i + 1} is {fmt_shape(s)} but input 1 is "
                              f"{fmt_shape(first)}; {op} needs inputs of the same rank "
                              f"({'C×H×W' if max(len(s), len(first)) == 3 else 'features'} on "
-                             f"both). Fix: flatten both, or neither")
+                             f"both). Fix: flatten both, or neither", input_index=i)
         for axis, (a, b) in enumerate(zip(out, s)):
             if a != b and a != 1 and b != 1:
+                # name the smaller input as the wrong one (a branch that shrank the maps), the
+                # input validation's padding fix is offered on
+                earlier = next(k for k in range(i) if in_shapes[k][axis] == a)
+                bad, good = (i, earlier) if b < a else (earlier, i)
+                want = in_shapes[good][axis]
                 name = ("C", "H", "W")[axis] if len(s) == 3 else "features"
-                fix = (f"make input {i} have {a} channels (or 1, to scale all alike)"
-                       if name == "C" else f"make input {i}'s {name} {a} or 1")
-                before = (f"input 1 is {fmt_shape(first)}" if i == 2 else
-                          f"inputs 1 to {i - 1} broadcast to {fmt_shape(tuple(out))}")
-                raise ShapeError(f"{where}: input {i} is {fmt_shape(s)} but {before}; {name} is "
-                                 f"{b} against {a}, and {op} broadcasts only sizes that match "
-                                 f"or are 1. Fix: {fix}")
+                fix = (f"make input {bad + 1} have {want} channels (or 1, to scale all alike)"
+                       if name == "C" else f"make input {bad + 1}'s {name} {want} or 1")
+                raise ShapeError(f"{where}: input {bad + 1} is {fmt_shape(in_shapes[bad])} but "
+                                 f"input {good + 1} is {fmt_shape(in_shapes[good])}; {name} is "
+                                 f"{in_shapes[bad][axis]} against {want}, and {op} broadcasts "
+                                 f"only sizes that match or are 1. Fix: {fix}",
+                                 input_index=bad)
             out[axis] = max(a, b)
     return tuple(out)
 
