@@ -17,6 +17,7 @@ from engine import data as engine_data
 from engine.messages import ERROR, WARNING, Fix, Message
 from engine.nn.network import Network
 from engine.nn.train import TrainConfig, split_validation
+from engine.runs import RunRecorder, runs_path
 
 from .workers import FunctionWorker, TrainJob, TrainResult, TrainWorker, start_worker, stop_thread
 
@@ -85,6 +86,7 @@ class TrainingSession(QObject):
     run_finished = Signal(object)  # TrainResult: its weights and history are in the document
     run_discarded = Signal()  # another network was opened while it ran: nothing was kept
     run_failed = Signal(str)
+    run_recorded = Signal(object, object)  # run store path, run id (None: not recorded)
 
     def __init__(self, doc, form: SessionForm, parent: QObject | None = None):
         super().__init__(parent)
@@ -103,6 +105,7 @@ class TrainingSession(QObject):
         self._train_when_loaded = False  # Train was clicked while the data did not match
         self._load_gen = 0  # results of an older load (superseded by set_dataset) are dropped
         self._discard = False  # set when the document is replaced while training
+        self.record_runs = True  # every run goes into the document's run store (engine.runs)
         doc.validated.connect(self._on_validated)
         doc.graph_reset.connect(self._on_graph_reset)
 
@@ -303,7 +306,7 @@ class TrainingSession(QObject):
         sample = (xv if xv is not None and len(xv) else x)[:1].copy()
         job = TrainJob(net, x, y, cfg, xv, yv, test.x if test is not None else None,
                        test.y if test is not None else None, sample=sample,
-                       watch_node=self.form.watched_node())
+                       watch_node=self.form.watched_node(), recorder=self._recorder())
         self.worker = TrainWorker(job, rate_hz=UPDATE_HZ)
         self.worker.batch_finished.connect(self._on_batch)
         self.worker.epoch_finished.connect(self._on_epoch)
@@ -322,6 +325,20 @@ class TrainingSession(QObject):
         # the worker's reports are queued: the plots are reset before the first one arrives
         self.run_started.emit(self.run)
         return True
+
+    def _recorder(self) -> RunRecorder | None:
+        """The recorder of the run about to start: the document's run store (P.runs.sqlite
+        beside its project; untitled.runs.sqlite in the runs folder while it is unsaved)."""
+        if not self.record_runs:
+            return None
+        req = self.form.data_request()
+        tr, test = self.dataset.train, self.dataset.test
+        info = {"source": req.spec, "name": tr.name, "classes": list(self.dataset.classes),
+                "limit": req.limit or None, "test_images": 0 if test is None else len(test),
+                "initial_weights": "document" if self.doc.weights else None}
+        # status_changed is a signal: emitted from the worker thread, it is queued to the GUI
+        return RunRecorder(runs_path(self.doc.path), self.doc.graph, info, source="gui",
+                           project=self.doc.path, on_message=self.status_changed.emit)
 
     def set_watch_node(self, node_id: str | None) -> None:
         if self.worker is not None:
@@ -373,6 +390,9 @@ class TrainingSession(QObject):
         self.run_failed.emit(text)
 
     def _on_done(self) -> None:
+        rec = self.worker.job.recorder if self.worker is not None else None
+        if rec is not None:
+            self.run_recorded.emit(rec.store.path, rec.run_id)
         stop_thread(self.thread)
         self.thread = self.worker = None
         if self.doc.locked_reason == LOCK_REASON:

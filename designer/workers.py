@@ -122,6 +122,7 @@ class TrainJob:
     sample: np.ndarray | None = None  # (1, C, H, W): the fixed image of the timeline
     watch_node: str | None = None  # layer whose maps of `sample` the timeline keeps
     n_worst: int = 12
+    recorder: Any = None  # engine.runs.RunRecorder: the run is recorded in the project's store
 
 
 @dataclass
@@ -265,7 +266,7 @@ class TrainWorker(QObject):
             self.snapshot_taken.emit(self.snapshot(0))
             history = train(job.net, job.x, job.y, job.config, job.x_val, job.y_val,
                             on_batch=self._on_batch, on_epoch=self._on_epoch,
-                            should_stop=self._should_stop)
+                            should_stop=self._should_stop, recorder=job.recorder)
             result = TrainResult(history, job.net.state_dict(), batches_run=self.batches_run)
             if job.x_test is not None and len(job.x_test):
                 xe, ye, result.eval_name = job.x_test, job.y_test, "test"
@@ -275,6 +276,8 @@ class TrainWorker(QObject):
                 n_classes = int(np.prod(job.net.output_shape))
                 (result.eval_loss, result.eval_accuracy, result.confusion,
                  result.worst) = evaluate_full(job.net, xe, ye, n_classes, job.n_worst)
+                if job.recorder is not None and result.eval_name == "test":
+                    job.recorder.set_test(result.eval_loss, result.eval_accuracy)
         except Exception as exc:  # noqa: BLE001 (reported to the GUI, never raised into Qt)
             report_failure(self.failed, exc)
         else:

@@ -27,11 +27,11 @@ import sys
 
 from .. import __version__
 from ..errors import EngineError, ModelNotFoundError
-from . import finetune, onnx, pytorch, summary, templates, train
+from . import finetune, onnx, pytorch, runs, summary, templates, train
 from .common import FAILED, INTERRUPTED, OK, USAGE, Parser, UsageError, _wrap, model_epilog
 
 # Each contributes its subcommands through `add_commands(subparsers)`, in this order of --help.
-COMMAND_MODULES = (summary, train, onnx, pytorch, templates, finetune)
+COMMAND_MODULES = (summary, train, runs, onnx, pytorch, templates, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,31 @@ def add_commands(sub) -> None:
     p.add_argument("--out", "-o", required=True, metavar="PROJECT",
                    help="project file to write (.cnnd)")
     add_training_options(p)
+    add_record_options(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_record_options(p) -> None:
+    """--runs / --no-record: where the run is recorded (engine.runs)."""
+    p.add_argument("--runs", metavar="FILE", default=None,
+                   help="run store to record this run in (default: PROJECT.runs.sqlite beside "
+                   "--out; `python main.py runs` lists them)")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record this run in a run store")
+
+
+def make_recorder(args, graph, data, source: str = "cli"):
+    """The RunRecorder for a command's run (None with --no-record); messages go to stderr."""
+    if getattr(args, "no_record", False):
+        return None
+    from ..runs import RunRecorder, runs_path
+
+    path = runs_path(args.runs or args.out)
+    info = {"source": str(args.data), "name": data.train.name, "classes": list(data.classes),
+            "limit": args.limit,
+            "test_images": 0 if data.test is None else len(data.test)}
+    return RunRecorder(path, graph, info, source=source, project=args.out,
+                       on_message=lambda m: print(f"note: {m}", file=sys.stderr))
 
 
 def cmd_train(args) -> int:
@@ -91,10 +115,11 @@ def cmd_train(args) -> int:
               f"{fmt_accuracy(r.train_accuracy)}{val}  {r.seconds:.1f}s  "
               f"{r.images_per_s:,.0f} img/s", flush=True)
 
+    recorder = make_recorder(args, graph, data)
     stop = StopFlag()
     with stop:
         history = train(net, train_data.x, train_data.y, config, on_batch=progress.batch,
-                        on_epoch=on_epoch, should_stop=stop)
+                        on_epoch=on_epoch, should_stop=stop, recorder=recorder)
     progress.clear()
     meta = dict(project.meta)
     meta["history"] = history.to_json()
@@ -112,8 +137,14 @@ def cmd_train(args) -> int:
     elif data.test is not None and len(data.test):
         test_loss, test_acc, _ = evaluate(net, data.test.x, data.test.y)
         meta["test"] = {"loss": test_loss, "accuracy": test_acc, "images": len(data.test)}
+        if recorder is not None:
+            recorder.set_test(test_loss, test_acc)
         print(f"test  loss {test_loss:.4f}  acc {fmt_accuracy(test_acc)}  "
               f"({len(data.test):,} images)")
     save_project(out, graph, net.state_dict(), meta)
     print(f"saved {out} ({human_bytes(out.stat().st_size)})", file=sys.stderr)
+    if recorder is not None and recorder.run_id is not None:
+        print(f"recorded as run {recorder.run_id} in {recorder.store.path}"
+              + ("" if recorder.flush() else f" (not all written: {recorder.error})"),
+              file=sys.stderr)
     return rc

@@ -158,12 +158,29 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
           x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
           on_batch: Callable[[BatchReport], None] | None = None,
           on_epoch: Callable[[EpochReport], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> History:
+          should_stop: Callable[[], bool] | None = None, recorder=None) -> History:
     """Train `net` in place on (N, C, H, W) float32 images `x` and (N,) int labels `y`.
 
     Without x_val, `config.val_split` of the data is held out. `should_stop` is polled before
-    every batch (the GUI's cancel); training then stops within one batch.
+    every batch (the GUI's cancel); training then stops within one batch. A `recorder`
+    (engine.runs.RunRecorder) records the run: begin() before the first batch, epoch() after
+    each epoch (before on_epoch, so a crash in a callback loses nothing), end() however the run
+    ends.
     """
+    try:
+        history = _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop,
+                         recorder)
+    except BaseException as exc:  # a second Ctrl+C, a bug: the run is marked, then re-raised
+        if recorder is not None:
+            recorder.abort(str(exc) or type(exc).__name__)
+        raise
+    if recorder is not None:
+        recorder.end(history)
+    return history
+
+
+def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, recorder
+           ) -> History:
     config.check()
     check_labels(net, x, y)
     if x_val is not None:
@@ -178,6 +195,8 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
                          config.momentum)
     base_lr = opt.lr
     history = History()
+    if recorder is not None:
+        recorder.begin(net, config, len(x), 0 if x_val is None else len(x_val))
     # buffers (BatchNorm running statistics) change in forward: restored if a batch goes bad
     buffers = {f"{layer.name}.{k}": a for layer in net.layers.values()
                for k, a in layer.weights.items()
@@ -240,6 +259,8 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
         rep = EpochReport(epoch, config.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
                           val_loss, val_acc, secs, seen / max(secs, 1e-9))
         history.epochs.append(rep)
+        if recorder is not None:
+            recorder.epoch(rep, net)
         if on_epoch is not None:
             on_epoch(rep)
     history.seconds = time.perf_counter() - t_start
