@@ -76,6 +76,12 @@ class FileController(QObject):
         self.act_export_svg = a("Export Canvas as S&VG…", lambda: self.export_canvas("svg"))
         self.act_export_onnx = a("Export &ONNX…", self.export_onnx, None,
                                  "Export the network (with weights) to ONNX")
+        self.act_import_report = a("&Import Report…", self.show_import_report, None,
+                                   "How the ONNX file became this network, and how closely it "
+                                   "matches ONNX Runtime")
+        self.act_import_report.setEnabled(False)  # while the document comes from an ONNX file
+        self.import_report = None  # its ImportReportDialog
+        self.doc.graph_reset.connect(self._drop_import_report)
         self.act_export_pytorch = a("Export as &PyTorch Code…", lambda: self.export_pytorch(), None,
                                     "Write the network as a PyTorch module, its weights and a "
                                     "training script for one CPU / GPU or torchrun")
@@ -178,6 +184,8 @@ class FileController(QObject):
             self.recent.add(opened.source)
         if opened.path is None and opened.source is not None:
             self.doc.set_network_name(opened.graph.name or opened.source.stem)
+        if opened.imported is not None and opened.imported.record is not None:
+            self._show_new_import_report(opened)
         msg = f"Opened {opened.source.name}" if opened.source else "Opened"
         if opened.warnings:
             msg += f" ({len(opened.warnings)} warning{'s' * (len(opened.warnings) != 1)}: " \
@@ -207,6 +215,37 @@ class FileController(QObject):
         if "error" in result:
             raise EngineError(result["error"])
         return result.get("ok")
+
+    # ---- the import report ------------------------------------------------------------------
+
+    def _show_new_import_report(self, opened: files.Opened) -> None:
+        """The report of the ONNX file just opened, shown beside the canvas (non-modal), its
+        parity check started in a worker thread."""
+        from .import_report import ImportReportDialog
+
+        self.import_report = ImportReportDialog(opened.imported.record, opened.source,
+                                                opened.imported, self.host)
+        self.act_import_report.setEnabled(True)
+        self.show_import_report()
+        self.import_report.start_check()
+
+    def show_import_report(self) -> None:
+        """File > Import Report…: the current document's (it came from an ONNX file)."""
+        dialog = self.import_report
+        if dialog is None:
+            return
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def _drop_import_report(self) -> None:
+        """Another document replaced the imported one: its report goes (a check is cancelled)."""
+        dialog, self.import_report = self.import_report, None
+        self.act_import_report.setEnabled(False)
+        if dialog is not None:
+            dialog.shutdown()
+            dialog.hide()
+            dialog.deleteLater()
 
     def open_example(self, name: str) -> None:
         title = next((e.title for e in EXAMPLES if e.name == name), name)
@@ -386,6 +425,7 @@ class FileController(QObject):
         from .workers import stop_thread
 
         self.autosave_timer.stop()
+        self._drop_import_report()
         for thread, _ in self._threads:
             stop_thread(thread)
         self._threads.clear()

@@ -4,6 +4,7 @@ the file formats themselves live in engine/project.py and engine/onnx/importer.p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class Opened:
     warnings: list[str] = field(default_factory=list)
     laid_out: bool = False
     blocks: dict[str, list[str]] | None = None  # a template's blocks, kept in the project
+    # an ONNX file's ImportedModel (its graph a copy the document does not edit): the import
+    # report and its parity check
+    imported: object | None = None
 
 
 def open_file(path: str | Path, report=None) -> Opened:
@@ -58,7 +62,8 @@ def open_file(path: str | Path, report=None) -> Opened:
             raise ProjectError("ONNX import is not available in this installation") from None
         model = import_onnx(path)
         opened = Opened(model.graph, model.weights or None, None, None, path,
-                        list(model.warnings))
+                        list(model.warnings),
+                        imported=dataclasses.replace(model, graph=model.graph.copy()))
     else:
         try:
             proj = load_project(path, strict=False)

@@ -234,6 +234,8 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([fc.act_save, fc.act_save_as])
         m.addSeparator()
+        m.addAction(fc.act_import_report)
+        m.addSeparator()
         m.addActions([fc.act_export_png, fc.act_export_svg, fc.act_export_onnx,
                       fc.act_export_pytorch])
         m.addSeparator()

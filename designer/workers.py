@@ -73,11 +73,14 @@ def stop_thread(thread: QThread | None, timeout_ms: int = 10000) -> None:
 
 
 class FunctionWorker(QObject):
-    """Runs fn(*args) once in a worker thread. If fn accepts a `report` keyword, it gets a
-    callable that emits `progressed(str)`. Emits `finished(result)` or `failed(text)`, then
-    `done()`."""
+    """Runs fn(*args) once in a worker thread. Keywords fn accepts are filled in: `report`, a
+    callable that emits `progressed(str)`; `progress`, one that emits `stepped(text, done,
+    total)` (a progress bar's steps); `should_stop`, one that turns true after `cancel()` (fn
+    checks it between steps and returns early). Emits `finished(result)` or `failed(text)`,
+    then `done()`."""
 
     progressed = Signal(str)
+    stepped = Signal(str, int, int)
     finished = Signal(object)
     failed = Signal(str)
     done = Signal()
@@ -85,16 +88,30 @@ class FunctionWorker(QObject):
     def __init__(self, fn: Callable[..., Any], *args: Any, tag: Any = None):
         super().__init__()
         self.fn, self.args, self.tag = fn, args, tag
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask fn to stop (thread-safe); only an fn taking `should_stop` can."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     @Slot()
     def run(self) -> None:
         try:
             kwargs = {}
             try:
-                if "report" in inspect.signature(self.fn).parameters:
-                    kwargs["report"] = self.progressed.emit
+                params = inspect.signature(self.fn).parameters
             except (TypeError, ValueError):
-                pass
+                params = {}
+            if "report" in params:
+                kwargs["report"] = self.progressed.emit
+            if "progress" in params:
+                kwargs["progress"] = self.stepped.emit
+            if "should_stop" in params:
+                kwargs["should_stop"] = self._cancel.is_set
             result = self.fn(*self.args, **kwargs)
         except Exception as exc:  # noqa: BLE001 (reported to the GUI, never raised into Qt)
             report_failure(self.failed, exc)

@@ -59,14 +59,17 @@ class NodeMapping:
 
     def became(self) -> str:
         """What the node became, in words: "Conv2d 'layer1.0.conv1'", "absorbed into 'fc'
-        (Linear)", "pattern SiLU (2 nodes) 'act'", "folded (constant)"."""
+        (Linear)", "pattern SiLU (2 nodes) 'act'", "part of pattern SiLU 'act'", "folded
+        (constant)"."""
         if self.outcome == LAYER:
             return f"{self.layer_type} '{self.layer}'"
         if self.outcome == PATTERN:
             return f"pattern {self.layer_type} ({self.detail}) '{self.layer}'"
         if self.outcome == ABSORBED:
+            if self.detail.startswith("pattern"):
+                return f"part of {self.detail} '{self.layer}'"
             into = f"'{self.layer}' ({self.layer_type})" if self.layer else "its neighbour"
-            return f"absorbed into {into}" + (f", {self.detail}" if self.detail else "")
+            return f"absorbed into {into}"
         if self.outcome == FOLDED:
             return "folded (constant)"
         if self.outcome == REMOVED:
@@ -87,6 +90,8 @@ class NodeMapping:
         if self.outcome == PATTERN:
             return f"{self.layer_type} (pattern)"
         if self.outcome == ABSORBED:
+            if self.detail.startswith("pattern"):
+                return f"part of {self.layer_type} (pattern)"
             return f"absorbed into {self.layer_type}" if self.layer_type else "absorbed"
         if self.outcome == VIEW:
             return "layout view"

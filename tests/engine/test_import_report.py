@@ -154,6 +154,7 @@ def test_patterns_absorbed_folded_removed_and_left_out_nodes_are_named():
     assert mul.outcome == ABSORBED and mul.layer == sig.layer
     assert imp.graph.nodes[sig.layer].type_name == "SiLU"
     assert "pattern SiLU (2 nodes)" in sig.became()
+    assert mul.became() == f"part of pattern SiLU '{sig.layer}'"
     assert by["ident"].outcome == REMOVED and by["ident"].became() == "removed (Identity)"
     assert [by[k].outcome for k in ("shape", "gather", "unsq", "cat")] == [FOLDED] * 4
     assert by["reshape"].layer_type == "Flatten"
@@ -163,7 +164,7 @@ def test_patterns_absorbed_folded_removed_and_left_out_nodes_are_named():
     assert by["dead_conv"].outcome == LEFT_OUT and by["dead_conv"].layer not in imp.graph.nodes
     ops = {r.op_type: r.mapped_to for r in imp.record.ops()}
     assert ops["Conv"] == "Conv2d, left out"
-    assert ops["Sigmoid"] == "SiLU (pattern)" and ops["Mul"] == "absorbed into SiLU"
+    assert ops["Sigmoid"] == "SiLU (pattern)" and ops["Mul"] == "part of SiLU (pattern)"
     assert ops["Add"] == "absorbed into Linear"
     text = imp.record.text(nodes=True)
     assert "handmade 1.2" in text and "opset 13, mapped as it is" in text
