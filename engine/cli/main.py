@@ -27,11 +27,11 @@ import sys
 
 from .. import __version__
 from ..errors import EngineError, ModelNotFoundError
-from . import finetune, onnx, pytorch, runs, summary, templates, train
+from . import finetune, onnx, pytorch, runs, summary, sweep, templates, train
 from .common import FAILED, INTERRUPTED, OK, USAGE, Parser, UsageError, _wrap, model_epilog
 
 # Each contributes its subcommands through `add_commands(subparsers)`, in this order of --help.
-COMMAND_MODULES = (summary, train, runs, onnx, pytorch, templates, finetune)
+COMMAND_MODULES = (summary, train, runs, sweep, onnx, pytorch, templates, finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return FAILED
     except BrokenPipeError:  # `... | head`
         return OK
+    except OSError as exc:  # a file that cannot be read or written: one line, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return FAILED
     except KeyboardInterrupt:  # outside training, or a second Ctrl+C during it
         print("\ninterrupted", file=sys.stderr)
         return INTERRUPTED
