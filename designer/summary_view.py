@@ -7,7 +7,6 @@ ones `cnn-designer summary` prints; exports use that module's CSV / Markdown wri
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.fileio import atomic_write_text
 from engine.summary import Summary, format_summary, human_bytes, human_count, summarize
 
 from .theme import is_dark, layer_icon, severity_color, severity_icon, theme_state
@@ -352,19 +352,10 @@ class SummaryPanel(QWidget):
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder + os.replace: never a half-written file."""
+    """Write via a temporary file in the same folder + os.replace (engine.fileio): never a
+    half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, text)
 
 
 __all__ = ["COLUMNS", "SummaryModel", "SummaryPanel", "write_atomic"]

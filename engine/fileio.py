@@ -12,17 +12,93 @@ the target would have had (an existing file's mode, else 0o666 minus the umask: 
 gives a new file), and is moved onto the target with os.replace. On any failure the temporary
 file is removed and the target keeps its previous content. OSError is raised as it comes: the
 callers turn it into their own error type.
+
+A process killed midway leaves its temporary file behind. The name says whose it is and which
+process wrote it (".model.cnnd.cnnd-partial-4242-k3j9x_2a.tmp"), so the next write of the same
+target (or `remove_stale_temps` when a file is opened) removes the ones whose writer is gone or
+that are older than STALE_AFTER_S; other files are never touched.
+
+    check_writable(path)                  # before long work: OSError if `path` cannot be written
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+TEMP_TAG = "cnnd-partial"  # in every temporary file name this module makes
+STALE_AFTER_S = 15 * 60  # a temporary file this old is left over, whoever wrote it
+_TEMP_REST = re.compile(r"(\d+)-[a-z0-9_]+(\.[A-Za-z0-9_.-]+)?")  # after ".name.TAG-"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{TEMP_TAG}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there: go by age only
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process, alive
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike, max_age_s: float = STALE_AFTER_S
+                       ) -> list[Path]:
+    """Remove the temporary files that writes of `path` left behind (a save killed midway):
+    only names this module makes for `path`, and only stale ones: their writing process is gone,
+    or they are older than `max_age_s`. Best effort (an unreadable folder removes nothing);
+    returns the files removed."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    prefix = f".{path.name}.{TEMP_TAG}-"
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(prefix):
+            continue
+        m = _TEMP_REST.fullmatch(name[len(prefix):])
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            pid = int(m.group(1))
+            if (pid != os.getpid() and not _pid_alive(pid)) or now - st.st_mtime > max_age_s:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except (OSError, ValueError):
+            continue
+    return removed
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise OSError (with the reason) unless a file can be created beside `path` now: a probe
+    file is made in its folder and removed at once, before long work whose result would
+    otherwise be lost at the end. Also clears stale temporary files of earlier writes."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    remove_stale_temps(path)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".probe", dir=folder)
+    os.close(fd)
+    os.unlink(name)
 
 
 def _target_mode(path: Path) -> int:
@@ -57,7 +133,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     writers that append their own extension (np.save adds ".npy") keep the name they write."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    remove_stale_temps(path)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=folder)
     os.close(fd)
     tmp = Path(name)
     try:

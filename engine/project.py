@@ -30,7 +30,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EngineError, ProjectError
-from .fileio import atomic_open
+from .fileio import atomic_open, remove_stale_temps
 from .graph import Graph
 from .layers import fmt_shape
 from .validate import validate
@@ -40,10 +40,58 @@ FORMAT_VERSION = 1
 SUFFIX = ".cnnd"
 GRAPH_MEMBER, WEIGHTS_MEMBER, META_MEMBER = "graph.json", "weights.npz", "meta.json"
 
+# The limits a project file must keep, read by the loader (a hostile file is refused) and the
+# saver (which never writes a file the loader would refuse): `size_problem` is their one check.
 MAX_TOTAL_BYTES = 1 << 30  # at most 1 GiB inflated from one project file
 MAX_JSON_BYTES = 64 << 20  # graph.json / meta.json / a bare architecture .json
 MAX_RATIO = 200  # deflate of real data rarely beats ~10:1; bombs reach ~1000:1
 RATIO_FLOOR = 1 << 20  # members smaller than 1 MiB may compress as well as they like
+MAX_CURVE_POINTS = 10_000  # a per-batch curve saved in the history keeps this many points
+
+
+def member_limits() -> dict[str, int]:
+    """Each member's limit on its inflated size, from the constants above."""
+    return {GRAPH_MEMBER: MAX_JSON_BYTES, META_MEMBER: MAX_JSON_BYTES,
+            WEIGHTS_MEMBER: MAX_TOTAL_BYTES}
+
+
+def size_problem(sizes: dict[str, int]) -> str | None:
+    """Why a project whose members have these inflated sizes (name -> bytes) is refused, or
+    None: each member within its limit (member_limits), all together within MAX_TOTAL_BYTES."""
+    limits = member_limits()
+    for name, size in sizes.items():
+        cap = limits.get(name)
+        if cap is not None and size > cap:
+            return (f"{name} declares {size} bytes ({size / 1e6:,.1f} MB), more than the "
+                    f"{cap / (1 << 20):g} MiB allowed")
+    total = sum(sizes.values())
+    if total > MAX_TOTAL_BYTES:
+        return (f"the archive would inflate to {total / 1e9:,.2f} GB, more than "
+                f"{MAX_TOTAL_BYTES >> 30} GiB")
+    return None
+
+
+def bound_history(history: Any) -> Any:
+    """The training history as it is saved: per-batch curves (any list in it other than
+    "epochs") thinned to MAX_CURVE_POINTS evenly spaced points, first and last kept; the
+    per-epoch records whole. A long run's history then stays small (a list thinned says so
+    under "thinned": {name: points it had})."""
+    if not isinstance(history, dict):
+        return history
+    out = dict(history)
+    for key, value in history.items():
+        if key != "epochs" and isinstance(value, list) and len(value) > MAX_CURVE_POINTS:
+            out[key] = _thin(value, MAX_CURVE_POINTS)
+            out.setdefault("thinned", {})[key] = len(value)
+    return out
+
+
+def _thin(items: list, n: int) -> list:
+    """n items of `items`, evenly spaced, the first and the last among them."""
+    if len(items) <= n:
+        return list(items)
+    idx = np.unique(np.linspace(0, len(items) - 1, n).round().astype(np.int64))
+    return [items[i] for i in idx]
 
 
 @dataclass
@@ -78,22 +126,28 @@ def save_project(path: str | Path, graph: Graph, weights: dict[str, np.ndarray] 
     stamp = now_iso()
     meta.update(format=FORMAT, version=FORMAT_VERSION, app_version=__version__, modified=stamp)
     meta.setdefault("created", stamp)
-    try:
-        meta_text = json.dumps(meta, indent=1, ensure_ascii=False, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise ProjectError(f"the project's metadata cannot be saved as JSON: {exc}") from None
-    graph_text = json.dumps(graph.to_json(), indent=1, ensure_ascii=False)
+    if "history" in meta:
+        meta["history"] = bound_history(meta["history"])
+    meta_bytes = _meta_bytes(meta)
+    graph_bytes = json.dumps(graph.to_json(), indent=1, ensure_ascii=False).encode("utf-8")
     weights_bytes = None
+    sizes = {META_MEMBER: len(meta_bytes), GRAPH_MEMBER: len(graph_bytes)}
+    if weights is not None:
+        arrays = {str(k): np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        # the .npz's size, rounded up: headers are at most a few hundred bytes
+        sizes[WEIGHTS_MEMBER] = sum(a.nbytes + 512 + 3 * len(k) for k, a in arrays.items())
+    problem = size_problem(sizes)
+    if problem:
+        raise ProjectError(f"cannot save {path}: {problem}; the app could not open it again")
     if weights is not None:
         buf = io.BytesIO()
-        arrays = {str(k): np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         np.savez(buf, **arrays)
         weights_bytes = buf.getbuffer()  # no copy of what may be hundreds of MB
 
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr(META_MEMBER, meta_text)
-            z.writestr(GRAPH_MEMBER, graph_text)
+            for name, data in ((META_MEMBER, meta_bytes), (GRAPH_MEMBER, graph_bytes)):
+                z.writestr(name, data, compress_type=_json_compression(data))
             if weights_bytes is not None:
                 # stored, not deflated: float32 weights shrink by a few percent at best, and
                 # deflating them took ~20 s for VGG-11's 500 MB (files saved deflated still load)
@@ -101,6 +155,41 @@ def save_project(path: str | Path, graph: Graph, weights: dict[str, np.ndarray] 
 
     atomic_write(path, write)
     return path
+
+
+def _meta_bytes(meta: dict) -> bytes:
+    """meta.json's text, within its limit (member_limits): a history whose per-epoch records alone pass
+    it (hundreds of thousands of epochs) keeps evenly spaced epochs, the last one among them,
+    and says so under its "thinned"."""
+    def dump() -> bytes:
+        try:
+            return json.dumps(meta, indent=1, ensure_ascii=False,
+                              default=_json_default).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ProjectError(f"the project's metadata cannot be saved as JSON: {exc}") \
+                from None
+
+    data = dump()
+    hist = meta.get("history")
+    if not isinstance(hist, dict) or not isinstance(hist.get("epochs"), list):
+        return data
+    n = len(hist["epochs"])
+    cap = member_limits()[META_MEMBER]
+    while len(data) > cap and len(hist["epochs"]) > 2:
+        epochs = hist["epochs"]
+        keep = max(2, min(len(epochs) - 1, int(len(epochs) * 0.9 * cap / len(data))))
+        hist = meta["history"] = dict(hist, epochs=_thin(epochs, keep),
+                                      thinned={**hist.get("thinned", {}), "epochs": n})
+        data = dump()
+    return data
+
+
+def _json_compression(data: bytes) -> int:
+    """Deflate, unless the loader would take the ratio for a zip bomb (a large member that
+    deflates beyond MAX_RATIO:1): such a member is stored."""
+    if len(data) > RATIO_FLOOR and len(data) > MAX_RATIO * len(zlib.compress(data, 9)):
+        return zipfile.ZIP_STORED
+    return zipfile.ZIP_DEFLATED
 
 
 def save_architecture(path: str | Path, graph: Graph) -> Path:
@@ -141,6 +230,7 @@ def load_project(path: str | Path, strict: bool = True) -> Project:
     dropped and each drop is listed in Project.warnings.
     """
     path = Path(path)
+    remove_stale_temps(path)  # what saves of this file killed midway left behind
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -198,15 +288,20 @@ def _load_zip(path: Path, strict: bool) -> Project:
             infos = z.infolist()
             _check_members(path, infos)
             names = {i.filename: i for i in infos}
+            problem = size_problem({i.filename: i.file_size for i in infos})
+            if problem:
+                raise ProjectError(f"{path}: refused: {problem}")
             if GRAPH_MEMBER not in names:
                 raise ProjectError(f"{path}: not a CNN Designer project (no {GRAPH_MEMBER} "
                                    f"inside; members: {', '.join(sorted(names)) or 'none'})")
             meta: dict = {}
             if META_MEMBER in names:
-                meta = _parse_json(_read_member(z, names[META_MEMBER], path, MAX_JSON_BYTES),
+                meta = _parse_json(_read_member(z, names[META_MEMBER], path,
+                                                member_limits()[META_MEMBER]),
                                    META_MEMBER, f"{path}: the project's metadata is damaged")
                 _check_meta(path, meta)
-            data = _parse_json(_read_member(z, names[GRAPH_MEMBER], path, MAX_JSON_BYTES),
+            data = _parse_json(_read_member(z, names[GRAPH_MEMBER], path,
+                                            member_limits()[GRAPH_MEMBER]),
                                GRAPH_MEMBER, f"{path}: the project's architecture is damaged")
             graph = _graph_from(data, path, GRAPH_MEMBER)
             weights = None

@@ -7,12 +7,17 @@ import argparse
 import math
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TextIO
 
+from ..errors import EngineError, ProjectError
+from ..fileio import check_writable
 from ..nn.optim import DEFAULT_LR
 from ..nn.train import SCHEDULES, TrainConfig
+from ..project import save_project
+from ..summary import human_bytes
 from ..zoo.examples import example_names
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -99,15 +104,69 @@ def _float_in(lo: float, hi: float | None, lo_open: bool, hi_open: bool = True):
         return v
     return parse
 
+class WriteError(EngineError):
+    """An output cannot be written (a read-only folder, a file where a folder should be):
+    exit code 1, one line."""
+
+
 def check_out(path: str | Path, example: str = "model.cnnd", option: str = "--out") -> Path:
-    """An output file option: UsageError when it names a folder or its folder does not exist
-    (checked before any work, so a typo does not cost a training run)."""
+    """An output file option, checked before any work so that neither a typo nor a read-only
+    folder costs a training run: UsageError when it names a folder or its folder does not
+    exist, WriteError when no file can be created there (a probe file is made and removed)."""
     out = Path(path)
     if out.is_dir():
         raise UsageError(f"{option} {out} is a folder; give a file name such as {out / example}")
     if not out.parent.exists():
         raise UsageError(f"{option} {out}: the folder {out.parent} does not exist")
+    _probe(out, option, out.parent)
     return out
+
+
+def check_out_folder(path: str | Path, option: str = "--out") -> Path:
+    """An output folder option (created if missing): WriteError unless files can be created
+    in it, or in the nearest existing folder above it."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {out} is a file; give a folder")
+    base = out
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    _probe(out, option, base, base / ".cnn-designer-probe")
+    return out
+
+
+def _probe(out: Path, option: str, folder: Path, probe: Path | None = None) -> None:
+    try:
+        check_writable(probe or out)
+    except OSError as exc:
+        raise WriteError(f"{option} {out}: cannot write in {folder} ({exc.strerror or exc}); "
+                         f"choose another folder") from None
+
+
+def save_or_recover(out: Path, graph, weights, meta) -> bool:
+    """Save the project a long run made. If `out` cannot be written after all (the folder went
+    away, the disk filled), the run is not lost: it goes to a recovery file in the first
+    writable of the current, the home and the temporary folder, and the messages say where.
+    Returns True when `out` was written."""
+    try:
+        save_project(out, graph, weights, meta)
+    except ProjectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    else:
+        print(f"saved {out} ({human_bytes(out.stat().st_size)})", file=sys.stderr)
+        return True
+    name = f"{out.stem}.recovered-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix or '.cnnd'}"
+    last = None
+    for folder in (Path.cwd(), Path.home(), Path(tempfile.gettempdir())):
+        try:
+            save_project(folder / name, graph, weights, meta)
+        except ProjectError as exc:
+            last = exc
+            continue
+        print(f"the trained network was saved to {folder / name} instead", file=sys.stderr)
+        return False
+    print(f"error: no recovery file could be written either ({last})", file=sys.stderr)
+    return False
 
 def _first_image(folder: Path, depth: int = 2) -> Path | None:
     """The first image (by name) in the class folders of `folder` (train/class/… too), without

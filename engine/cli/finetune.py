@@ -11,8 +11,7 @@ import numpy as np
 from ..data import load_dataset
 from ..nn.network import Network
 from ..nn.train import evaluate
-from ..project import save_project
-from ..summary import fmt_accuracy, human_bytes
+from ..summary import fmt_accuracy
 from ..transfer.finetune import (
     check_freeze_point,
     describe_split,
@@ -35,6 +34,7 @@ from .common import (
     image_folder_note,
     model_parser,
     positive_int,
+    save_or_recover,
     train_config,
 )
 
@@ -149,14 +149,18 @@ def cmd_finetune(args) -> int:
         loss, acc, _ = evaluate(net, data.test.x, data.test.y)
         meta["test"] = {"loss": loss, "accuracy": acc, "images": len(data.test)}
         print(f"test  loss {loss:.4f}  acc {fmt_accuracy(acc)}  ({len(data.test):,} images)")
-    save_project(out, graph, new, meta)
-    print(f"saved {out} ({human_bytes(out.stat().st_size)}; trained in {history.seconds:.1f}s)",
-          file=sys.stderr)
+    saved = save_or_recover(out, graph, new, meta)
+    print(f"trained in {history.seconds:.1f}s", file=sys.stderr)
     if args.onnx:
         from ..onnx.export import export_onnx
 
-        export_onnx(graph, new, path=args.onnx)
-        print(f"wrote {args.onnx}", file=sys.stderr)
+        try:
+            export_onnx(graph, new, path=args.onnx)
+            print(f"wrote {args.onnx}", file=sys.stderr)
+        except OSError as exc:  # checked writable at the start; the folder went away since
+            print(f"error: cannot write --onnx {args.onnx}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            saved = False
     if history.stopped == "cancelled":
         return INTERRUPTED
-    return OK if not history.stopped else 1
+    return OK if not history.stopped and saved else 1

@@ -6,7 +6,7 @@ import sys
 
 from ..models import load_model
 from ..pytorch_export import export_pytorch
-from .common import MODEL_HELP, model_parser
+from .common import MODEL_HELP, check_out_folder, model_parser
 
 
 def add_commands(subparsers) -> None:
@@ -31,6 +31,7 @@ def _load(spec: str):
 
 
 def cmd_export_pytorch(args) -> int:
+    check_out_folder(args.out)
     graph, weights = _load(args.model)
     paths = export_pytorch(graph, weights, args.out, args.class_name)
     for p in paths:  # messages on stderr (the command line's convention)

@@ -6,8 +6,7 @@ import sys
 from dataclasses import asdict
 
 from ..models import load_model
-from ..project import save_project
-from ..summary import fmt_accuracy, human_bytes, summarize
+from ..summary import fmt_accuracy, summarize
 from .common import (
     FAILED,
     INTERRUPTED,
@@ -19,6 +18,7 @@ from .common import (
     check_out,
     image_folder_note,
     model_parser,
+    save_or_recover,
     split_text,
     train_config,
 )
@@ -141,8 +141,8 @@ def cmd_train(args) -> int:
             recorder.set_test(test_loss, test_acc)
         print(f"test  loss {test_loss:.4f}  acc {fmt_accuracy(test_acc)}  "
               f"({len(data.test):,} images)")
-    save_project(out, graph, net.state_dict(), meta)
-    print(f"saved {out} ({human_bytes(out.stat().st_size)})", file=sys.stderr)
+    if not save_or_recover(out, graph, net.state_dict(), meta):
+        rc = FAILED
     if recorder is not None and recorder.run_id is not None:
         print(f"recorded as run {recorder.run_id} in {recorder.store.path}"
               + ("" if recorder.flush() else f" (not all written: {recorder.error})"),
