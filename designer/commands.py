@@ -320,6 +320,26 @@ class ReplaceHeadCommand(_Command):
                 self.new_weights = removed
 
 
+class LoadWeightsCommand(_Command):
+    """File ▸ Load Weights: the weights read from a file replace the design's, as one step.
+    `weights` ("node_id.name" -> array) may cover only part of the design (a non-strict load):
+    the other layers keep the weights they had. Undo brings back exactly the weights before."""
+
+    def __init__(self, doc: Document, weights: dict, source: str):
+        super().__init__(doc, f"Load weights from {source}")
+        if not weights:
+            self.refusal = f"{source} holds no weights that fit the design"
+            return
+        self.new = {**(doc.weights or {}), **weights}
+        self.old: dict | None = None
+
+    def redo(self):
+        self.old = self.doc.exchange_weights(self.new)
+
+    def undo(self):
+        self.new = self.doc.exchange_weights(self.old)
+
+
 # ---- edges ------------------------------------------------------------------------------------
 
 

@@ -299,6 +299,14 @@ class Document(QObject):
         self.weights_changed.emit()
         self._emit_modified()
 
+    def exchange_weights(self, state: dict | None) -> dict | None:
+        """Replace every weight at once (an undoable load: the command keeps what this returns,
+        the weights before, stashed ones included, and gives it back on undo); an unsaved
+        change, like set_weights."""
+        old = None if self.weights is None else {**self._weight_stash, **self.weights}
+        self.set_weights(state)
+        return old
+
     def replace_node_weights(self, node_id: str, arrays: dict[str, np.ndarray]
                              ) -> dict[str, np.ndarray] | None:
         """Set the weights of one layer to `arrays` ("node_id.name" -> array), dropping its

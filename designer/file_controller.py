@@ -32,6 +32,7 @@ from .document import Document
 from .editor import make_action
 from .export_dialog import ExportDialog
 from .files import APP_NAME
+from .weights_loader import WeightsLoader
 
 AUTOSAVE_MS = 60_000
 
@@ -51,6 +52,9 @@ class FileController(QObject):
         self.autosave_dir = Path(autosave_dir) if autosave_dir else files.default_autosave_dir()
         self._threads = []
         self._build_actions()
+        self.weights_loader = WeightsLoader(doc, host)  # File > Load Weights…
+        self.weights_loader.status_posted.connect(self.status_posted)
+        self.act_load_weights = self.weights_loader.act_load
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_MS)
         self.autosave_timer.timeout.connect(self.autosave)
@@ -426,6 +430,7 @@ class FileController(QObject):
 
         self.autosave_timer.stop()
         self._drop_import_report()
+        self.weights_loader.shutdown()
         for thread, _ in self._threads:
             stop_thread(thread)
         self._threads.clear()

@@ -231,6 +231,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(lambda: fc.fill_recent_menu(self.recent_menu))
         fc.fill_examples_menu(m.addMenu("&Examples"))
+        m.addAction(fc.act_load_weights)
         m.addSeparator()
         m.addActions([fc.act_save, fc.act_save_as])
         m.addSeparator()
