@@ -313,7 +313,7 @@ class PaddingEditor(ParamEditor):
         names = {"top": "Top", "left": "Left", "bottom": "Bottom", "right": "Right"}
         for key, (r, c) in {"top": (0, 1), "left": (1, 0), "right": (1, 2),
                             "bottom": (2, 1)}.items():
-            s = _Spin(0, 1024, box)
+            s = _Spin(int(param.min or 0), int(param.max) if param.max is not None else 1024, box)
             s.setMinimumWidth(52)
             s.setToolTip(f"{names[key]} zero padding (cells)")
             s.valueChanged.connect(lambda v, k=key: self._side_changed(k, v))

@@ -14,16 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 
 from .graph import Graph
 from .layers import Shape, fmt_shape
-from .validate import Validation, validate
+from .validate import BYTES_PER_VALUE, Validation, validate
 
 FORMATS = ("text", "markdown", "csv", "json")
 INCOMPLETE = "Layers with an unknown shape (?) are not counted: fix the problems below first."
-BYTES_PER_VALUE = 4  # float32
 
 
 @dataclass
@@ -142,10 +140,8 @@ def summarize(graph: Graph, validation: Validation | None = None) -> Summary:
         layer = graph.nodes[m.node_id].name if m.node_id in graph.nodes else None
         problems.append(Problem(m.severity, layer, m.text, m.fix.label if m.fix else None))
     problems.sort(key=lambda p: p.severity != "error")  # errors first, order kept otherwise
-    acts = sum(math.prod(o) for r in rows if r.output_shape is not None
-               for o in (r.output_shapes or [r.output_shape]))
-    return Summary(graph.name, rows, v.trainable_params, v.non_trainable_params, v.macs, acts,
-                   problems, sequential)
+    return Summary(graph.name, rows, v.trainable_params, v.non_trainable_params, v.macs,
+                   v.activation_values, problems, sequential)
 
 
 # ---- formatting ---------------------------------------------------------------------------
@@ -162,8 +158,8 @@ def human_bytes(n: int) -> str:
     """File and memory sizes in one style everywhere: 512 -> '512 B', 45_700_000 -> '45.7 MB'
     (decimal units, as file managers show them)."""
     value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 999.95 or unit == "GB":
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if value < 999.95 or unit == "PB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"

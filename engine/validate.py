@@ -7,6 +7,8 @@ shape arithmetic from the registry, no weights.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 
 from .errors import GraphError, ParamError, ShapeError
@@ -28,6 +30,7 @@ class NodeResult:
     receptive_field: tuple[int, int] | None = None  # (h, w) in input pixels
     jump: tuple[int, int] | None = None  # effective stride relative to the input
     messages: list[Message] = field(default_factory=list)
+    memory: int = 0  # bytes of its float32 weights and of one sample's outputs
 
     @property
     def params(self) -> int:
@@ -72,6 +75,11 @@ class Validation:
     @property
     def macs(self) -> int:
         return sum(r.macs for r in self.nodes.values())
+
+    @property
+    def activation_values(self) -> int:
+        """Every layer's output values for one sample (where shapes are known)."""
+        return sum(_values(r) for r in self.nodes.values())
 
     def raise_if_invalid(self, doing: str, error: type[Exception] = GraphError) -> None:
         """Raise `error` listing every problem (and a missing output) before `doing` a thing
@@ -132,7 +140,7 @@ def validate(graph: Graph) -> Validation:
             res.non_trainable_params, res.macs, res.receptive_field, res.jump = hit[4:8]
             for severity, text, param, fix in hit[8]:
                 report(severity, text, nid, param, fix)
-            res.out_shapes = hit[9]
+            res.out_shapes, res.memory = hit[9], hit[10]
             continue
         start = len(res.messages)
         _check_node(graph, node, res, refs, results, report)
@@ -141,7 +149,7 @@ def validate(graph: Graph) -> Validation:
         _CACHE[key] = (res.layer, res.in_shapes, res.out_shape, res.trainable_params,
                        res.non_trainable_params, res.macs, res.receptive_field, res.jump,
                        [(m.severity, m.text, m.param, m.fix) for m in res.messages[start:]],
-                       res.out_shapes)
+                       res.out_shapes, res.memory)
 
     # the output: the one node nothing reads from; other dangling nodes are flagged
     sinks = [nid for nid in order if nid not in has_out and graph.nodes[nid].type_name != "Input"]
@@ -169,7 +177,49 @@ def validate(graph: Graph) -> Validation:
     if len(inputs) > 1:
         for n in inputs[1:]:
             report(ERROR, f"only one Input is supported; remove '{n.name}'", n.id)
+    _check_memory(graph, results, report)
     return Validation(results, messages, order, output_id)
+
+
+def _physical_memory() -> int:
+    """This machine's memory in bytes (POSIX; elsewhere, or unknown, 1 TiB: no false alarm)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 1 << 40
+
+
+MEMORY_BYTES = _physical_memory()
+BYTES_PER_VALUE = 4  # float32
+
+
+def _values(res: NodeResult) -> int:
+    shapes = res.out_shapes or ([res.out_shape] if res.out_shape is not None else [])
+    return sum(math.prod(s) for s in shapes)
+
+
+def _check_memory(graph: Graph, results: dict[str, NodeResult], report) -> None:
+    """An error when the network cannot run even one image in this machine's memory: its
+    float32 weights and one sample's activations (every layer's output) together exceed
+    MEMORY_BYTES. Compiling, exporting or training it would die allocating; the message gives
+    the numbers and the layer that needs the most. Cheap: one sum over the nodes."""
+    total = 0
+    for res in results.values():
+        total += res.memory
+    if total <= MEMORY_BYTES:
+        return
+    from .summary import human_bytes
+
+    weights = sum(r.params for r in results.values()) * BYTES_PER_VALUE
+    acts = total - weights
+    worst = max(results, key=lambda n: results[n].memory)
+    node, res, worst_bytes = graph.nodes[worst], results[worst], results[worst].memory
+    report(ERROR, f"the network cannot fit in this machine's memory: its weights "
+           f"({human_bytes(weights)}) and one image's activations ({human_bytes(acts)}) need "
+           f"{human_bytes(weights + acts)}, more than the {human_bytes(MEMORY_BYTES)} it has. "
+           f"{node.type_name} '{node.name}' needs the most: {human_bytes(worst_bytes)} "
+           f"({res.params:,} weights, output {fmt_shape(res.out_shape)}); make it or its input "
+           f"smaller", worst)
 
 
 # Per-node results of earlier validations, keyed by everything they depend on (the node's
@@ -250,6 +300,7 @@ def _check_node(graph: Graph, node, res: NodeResult, refs: list[tuple[str, int]]
         res.non_trainable_params += res.trainable_params
         res.trainable_params = 0
     res.macs = layer.macs(in_shapes, res.out_shape)
+    res.memory = (res.params + _values(res)) * BYTES_PER_VALUE
     for text, param, fix in layer.warnings(in_shapes, res.out_shape):
         report(WARNING, text, nid, param, fix)
     for text, param, fix in layer.source_warnings(in_shapes, [results[s].layer for s in srcs]):

@@ -25,6 +25,8 @@ Shape = tuple[int, ...]
 
 # Param kinds. "pair" is (h, w); "padding" is "valid", "same" or (top, left, bottom, right).
 INT, FLOAT, BOOL, CHOICE, PAIR, PADDING = "int", "float", "bool", "choice", "pair", "padding"
+# explicit padding per side: enough for 'same' around the largest kernel (64 taps, dilation 32)
+MAX_PAD = 2048
 
 
 _SLOW = object()  # Param._canonical: "take the full path"
@@ -92,6 +94,7 @@ class Param:
             for p in pads:
                 if p < 0:
                     raise ParamError(f"{where} must not be negative; got {p}", self.name)
+                self._check_range(p, where)
             return pads
         raise AssertionError(f"unknown param kind {self.kind}")
 
@@ -118,10 +121,11 @@ class Param:
         elif kind == PADDING:
             if t is str:
                 return value if value == "valid" or value == "same" else _SLOW
+            hi = self.max if self.max is not None else math.inf
             if t is int:
-                return [value] * 4 if value >= 0 else _SLOW
+                return [value] * 4 if 0 <= value <= hi else _SLOW
             if (t is list or t is tuple) and len(value) in (2, 4) \
-                    and all(type(v) is int and v >= 0 for v in value):
+                    and all(type(v) is int and 0 <= v <= hi for v in value):
                 return list(value) if len(value) == 4 else [value[0], value[1]] * 2
             return _SLOW
         else:
@@ -141,6 +145,8 @@ class Param:
 
 
 def _fmt(v) -> str:
+    if abs(v) >= 1e15:  # 1e308 given for an integer: not its 309 digits
+        return f"{float(v):.3g}"
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 

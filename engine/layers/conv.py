@@ -23,6 +23,7 @@ from .base import (
     BOOL,
     CHOICE,
     INT,
+    MAX_PAD,
     PADDING,
     PAIR,
     Icon,
@@ -41,7 +42,8 @@ STRIDE = Param("stride", PAIR, [1, 1], "Step between neighbouring windows (rows,
                min=1, max=64)
 PADDING_P = Param("padding", PADDING, "valid",
                   "'valid' (none), 'same' (output = ceil(input / stride), odd cell at the end) "
-                  "or explicit zero padding per side (top, left, bottom, right).")
+                  "or explicit zero padding per side (top, left, bottom, right).", min=0,
+                  max=MAX_PAD)
 DILATION = Param("dilation", PAIR, [1, 1], "Spacing between kernel taps; the kernel then spans "
                  "D·(K−1)+1 cells.", min=1, max=32)
 INIT = Param("init", CHOICE, "he", "Weight initialisation: He (Kaiming) for ReLU nets, Glorot "

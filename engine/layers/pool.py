@@ -24,7 +24,18 @@ from ..errors import ShapeError
 from ..messages import Fix
 from ..nn.ops import as_chwn, nchw, pad_chwn, tap_slice
 from ..shapes import conv_out, effective_kernel
-from .base import BOOL, FLOAT, PADDING, PAIR, Icon, Layer, Param, fmt_shape, register
+from .base import (
+    BOOL,
+    FLOAT,
+    MAX_PAD,
+    PADDING,
+    PAIR,
+    Icon,
+    Layer,
+    Param,
+    fmt_shape,
+    register,
+)
 from .conv import (
     fmt_padding,
     onnx_padding,
@@ -44,7 +55,8 @@ POOL_PARAMS = (
     Param("stride", PAIR, None, "Step between windows; empty means equal to the kernel.",
           min=1, max=64, optional=True),
     Param("padding", PADDING, "valid", "'valid', 'same' or explicit padding per side (top, left, "
-          "bottom, right); any size (ONNX), as long as every window reads an input cell."),
+          "bottom, right); any size (ONNX), as long as every window reads an input cell.",
+          min=0, max=MAX_PAD),
     Param("ceil_mode", BOOL, False, "Round the output size up, so a partial last window counts."),
 )
 POOL_DILATION = Param("dilation", PAIR, [1, 1], "Spacing between the window's taps; the window "
