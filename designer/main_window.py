@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
             self._set_panel(key, factory())
             if old is not None:
                 old.deleteLater()
-            if key in ("feature_maps", "training"):
+            if key in ("feature_maps", "training", "runs"):
                 self._on_selection()
                 if not self._layout_restored:  # the user's own sizes stay as they left them
                     QTimer.singleShot(0, self._grow_bottom_docks)
@@ -161,7 +161,8 @@ class MainWindow(QMainWindow):
                   self._dock("training", "Training", None, B,
                              lambda: TrainingPanel(self.doc, self)),
                   self._dock("feature_maps", "Feature maps", None, B,
-                             lambda: FeatureMapPanel(self.doc, self))]
+                             lambda: FeatureMapPanel(self.doc, self)),
+                  self._dock("runs", "Runs", None, B, self._make_runs_panel)]
         for group in (bottom, right):
             for a, b in pairwise(group):
                 self.tabifyDockWidget(a, b)
@@ -170,6 +171,27 @@ class MainWindow(QMainWindow):
         self._sized = False
         self._layout_restored = False
         self._first_docks = (right[0], bottom[0])
+
+    def _make_runs_panel(self) -> QWidget:
+        from .runs_panel import RunsPanel
+
+        panel = RunsPanel(self.doc, self)
+        panel.open_requested.connect(self.open_run)
+        panel.status_posted.connect(self.statusBar().showMessage)
+        return panel
+
+    def open_run(self, graph: Graph, weights, title: str) -> bool:
+        """A recorded run's architecture and best weights as a new (unsaved) document; the
+        current one is offered for saving first, as when opening a file."""
+        if not self.file_controller.maybe_save():
+            return False
+        if files.needs_layout(graph):
+            files.apply_layout(graph)
+        self.doc.reset(graph, weights)
+        self.doc.set_modified(True)
+        self.statusBar().showMessage(f"Opened {title} as a new document", 6000)
+        self.initial_view()
+        return True
 
     def _size_docks(self) -> None:
         """Give the canvas the room: narrow side docks; below it a dock tall enough for a few
@@ -478,14 +500,14 @@ class MainWindow(QMainWindow):
             dock.show()
             dock.raise_()
             self.materialize(key)
-            if key in ("feature_maps", "training"):
+            if key in ("feature_maps", "training", "runs"):
                 QTimer.singleShot(0, self._grow_bottom_docks)
 
     def _grow_bottom_docks(self) -> None:
         """Curves and map grids want more height than a list of problems: the first time
         they are shown (and whenever asked for from a menu), the bottom docks grow to ~40 %
         of the window — never shrink what the user made taller."""
-        dock = next((self.docks[k] for k in ("training", "feature_maps")
+        dock = next((self.docks[k] for k in ("training", "feature_maps", "runs")
                      if k in self.docks and self.docks[k].isVisible()
                      and not self.docks[k].isFloating()
                      and self.dockWidgetArea(self.docks[k])

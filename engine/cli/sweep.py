@@ -162,8 +162,13 @@ def format_results(res: dict, n: int) -> str:
             d = b["test_accuracy"] - base["test_accuracy"]
             lines.append(f"best trial vs baseline: {100 * d:+.2f} points of test accuracy")
         full = n * base["seconds"]
-        lines.append(f"cost: {res['seconds']:.1f}s of training for {len(res['trials'])} trials "
-                     f"vs {full:.1f}s for {n} full baseline runs ({res['seconds'] / full:.2f}×)")
+        lines.append(f"wall time: {res['seconds']:.1f}s of training for {len(res['trials'])} "
+                     f"trials vs {full:.1f}s for {n} runs of the baseline "
+                     f"({res['seconds'] / full:.2f}×; a shared machine's load varies)")
+        full_eq = n * base["epochs"]
+        lines.append(f"cost in epochs of the unchanged model (epochs × MACs ratio): "
+                     f"{res['model_epoch_equivalents']:.1f} vs {full_eq} for {n} full runs "
+                     f"({res['model_epoch_equivalents'] / full_eq:.2f}×)")
     lines.append(f"epochs trained: {res['epochs_trained']} of {res['epochs_planned']} planned "
                  f"(pruning saved {res['epochs_planned'] - res['epochs_trained']})")
     if res["importances"]:

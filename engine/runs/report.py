@@ -12,11 +12,10 @@ from .diff import RunDiff, diff_runs
 from .store import RunStore
 
 # (key, heading); the figures of one run as list_runs() returns it
-COLUMNS = (("id", "run"), ("created", "created"), ("status", "status"),
-           ("source", "from"), ("epochs", "epochs"), ("best_val_accuracy", "best val"),
-           ("test_accuracy", "test"), ("params", "params"), ("macs", "MACs"),
-           ("seconds", "time"), ("images_per_s", "img/s"), ("changes", "changes"),
-           ("tags", "tags"), ("notes", "notes"))
+COLUMNS = (("id", "run"), ("best_val_accuracy", "best val"), ("test_accuracy", "test"),
+           ("params", "params"), ("macs", "MACs"), ("seconds", "time"), ("epochs", "epochs"),
+           ("images_per_s", "img/s"), ("status", "status"), ("changes", "changes"),
+           ("tags", "tags"), ("notes", "notes"), ("source", "from"), ("created", "created"))
 
 
 def change_summary(diff: dict | None, width: int = 60) -> str:
@@ -54,7 +53,7 @@ def cell(run: dict, key: str) -> str:
     if key in ("params", "macs"):
         return "" if v is None else human_count(int(v))
     if key == "seconds":
-        return "" if v is None else f"{v:.1f}s"
+        return "" if v is None else (f"{v:.1f}s" if v >= 1 else f"{v:.2f}s")
     if key == "images_per_s":
         return "" if v is None else f"{v:,.0f}"
     if key == "tags":

@@ -271,6 +271,16 @@ def sweep_results(setup: SweepSetup) -> dict:
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
         except (ValueError, RuntimeError):  # too few distinct values to tell
             importances = {}
+    # cost in epochs of the unchanged model: each trial's epochs weighted by its MACs (forward
+    # multiply-adds per image, recorded with its run) over the model's; timing-noise free
+    from ..models import load_model
+    from ..runs import RunStore
+    from ..validate import validate
+
+    base_macs = validate(load_model(setup.model).graph).macs or 1
+    macs = {r["id"]: r["macs"] for r in RunStore(setup.runs).list_runs()}
+    equivalents = sum((r["epochs"] or 0) * (macs.get(r["run"]) or base_macs) / base_macs
+                      for r in rows)
     trained = sum(r["epochs"] or 0 for r in rows)
     planned = sum(r["epochs_planned"] or 0 for r in rows if r["state"] != "invalid")
     return {"study": setup.study, "storage": setup.storage, "trials": rows, "best": best,
@@ -278,4 +288,5 @@ def sweep_results(setup: SweepSetup) -> dict:
             "counts": {s: sum(r["state"] == s for r in rows)
                        for s in ("complete", "pruned", "invalid", "fail", "running")},
             "epochs_trained": trained, "epochs_planned": planned,
+            "model_epoch_equivalents": equivalents,
             "seconds": sum(r["seconds"] or 0 for r in rows)}

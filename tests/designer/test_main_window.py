@@ -688,7 +688,7 @@ def test_a_broken_panel_module_is_an_import_error_not_a_missing_dock(monkeypatch
 
 def test_every_dock_is_there(win):
     assert set(win.docks) == {"palette", "problems", "history", "inspector", "summary",
-                              "training", "feature_maps"}
+                              "training", "feature_maps", "runs"}
     assert win.file_controller.act_export_onnx.isEnabled()
 
 

@@ -205,7 +205,7 @@ def test_runs_command_lists_compares_and_shows(tmp_path, capsys):
     proj = str(tmp_path / "p.cnnd")
     assert cli.main(["runs", proj]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["run", "created", "status"] and len(lines) == 3
+    assert lines[0].split()[:3] == ["run", "best", "val"] and len(lines) == 3
     assert "first run" in lines[1] and "conv1 out_channels 4→6; epochs 1→2; lr default→0.003" in lines[2]
     assert cli.main(["runs", proj, "--format", "json"]) == 0
     runs = json.loads(capsys.readouterr().out)
