@@ -77,3 +77,27 @@ def test_a_session_checks_fixes_and_trains_without_a_panel(qtbot):
     assert doc.history["eval_accuracy"] == result.eval_accuracy
     assert doc.history["config"] == asdict(session.run.config)
     session.shutdown()
+
+
+def test_a_gui_run_is_recorded_in_the_project_run_store(qtbot, tmp_path):
+    from engine.project import save_project
+    from engine.runs import RunStore
+
+    doc = Document(load_example("lenet5"))
+    project = tmp_path / "net.cnnd"
+    save_project(project, doc.graph)
+    doc.set_path(project)
+    session = TrainingSession(doc, Form(TrainConfig(epochs=2, batch_size=64)))
+    session.set_dataset(DataBundle(load_mnist("train", limit=200), load_mnist("test", limit=50)),
+                        key=("mnist", None, 200))
+    with qtbot.waitSignal(session.run_recorded, timeout=TIMEOUT) as sig:
+        assert session.start()
+    path, run_id = sig.args
+    assert path == tmp_path / "net.runs.sqlite"
+    run = RunStore(path).get_run(run_id)
+    assert run["source"] == "gui" and run["status"] == "finished" and run["epochs_done"] == 2
+    assert run["test_accuracy"] == doc.history["eval_accuracy"]
+    assert run["config"] == doc.history["config"]
+    epoch, weights = RunStore(path).best_weights(run_id)
+    assert epoch == run["best_epoch"] and set(weights) == set(doc.weights)
+    session.shutdown()
