@@ -524,7 +524,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
             continue
         named = node.name if res.name is None else res.name
         our = _unique(_clean_name(named, scope_counts) or _default_name(res.cls), taken)
-        err = _check_layer(ctx, our, res) or _check_layout(ctx, res)
+        err = _check_layer(ctx, our, res) or _check_layout(ctx, res) or _check_finite(ctx, node, res)
         if err:
             problems.append(f"{ctx.where(node)}: {err}")
             unresolved.update(node.output)
@@ -800,6 +800,24 @@ def _check_layer(ctx: ImportContext, name: str, res: Imported) -> str | None:
             return f"'{k}' has shape {fmt_shape(got)}, the layer needs {fmt_shape(shape)}"
     for t, out in zip(res.outputs or [res.output], outs):
         ctx.shapes[t] = tuple(int(d) for d in out)
+    return None
+
+
+def _check_finite(ctx: ImportContext, node, res: Imported) -> str | None:
+    """A weight holding NaN or infinite values (a damaged file, or Gemm alpha / beta = inf):
+    the problem, naming the node's non-finite initializers and attributes it came from."""
+    for k, a in res.weights.items():
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        if not bad:
+            continue
+        sources = [f"initializer '{i}'" for i in node.input
+                   if (c := ctx.const(i)) is not None and np.asarray(c).dtype.kind == "f"
+                   and not np.isfinite(c).all()]
+        sources += [f"attribute {n} = {v}" for n, v in ctx.attrs(node).items()
+                    if isinstance(v, float) and not math.isfinite(v)]
+        return (f"its weight '{k}' would hold {bad:,} NaN or infinite values"
+                f"{' (from ' + ', '.join(sources) + ')' if sources else ''}; such a network "
+                f"computes nothing but NaN")
     return None
 
 

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from designer import files
-from designer.main_window import MainWindow
 from engine.data import DataBundle, load_mnist
 from engine.zoo.examples import load_example
 
@@ -25,12 +23,11 @@ class Shown(list):
 
 
 @pytest.fixture
-def asked(monkeypatch):
-    """Questions are recorded and answered with answers["next"] (Cancel by default)."""
+def asked(window, monkeypatch):
+    """The window's questions are recorded and answered with answers["next"] (Cancel by
+    default)."""
     shown = Shown()
     answers = {"next": QMessageBox.StandardButton.Cancel}
-    monkeypatch.setattr(QMessageBox, "warning",
-                        staticmethod(lambda parent, title, text, *a: shown.append(text)))
     monkeypatch.setattr(QMessageBox, "question", staticmethod(
         lambda parent, title, text, *a: shown.append(text) or answers["next"]))
     shown.answers = answers
@@ -38,14 +35,10 @@ def asked(monkeypatch):
 
 
 @pytest.fixture
-def trained(qtbot, tmp_path, asked, mnist):
-    """A window whose LeNet-5 was trained for one epoch through its Training panel."""
-    w = MainWindow(settings=files.make_settings(tmp_path / "settings.ini"),
-                   autosave_dir=tmp_path / "autosave")
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
+def trained(qtbot, window, asked, mnist):
+    """The window (tests/designer/conftest.py) with its LeNet-5 trained for one epoch through
+    its Training panel."""
+    w = window
     assert not w.doc.is_modified() and w.doc.weights is None
     panel = w.materialize("training")
     panel.set_dataset(mnist)
@@ -57,9 +50,7 @@ def trained(qtbot, tmp_path, asked, mnist):
         assert panel.start_training()
     qtbot.waitUntil(lambda: not panel.training, timeout=TIMEOUT)
     assert w.doc.weights is not None and w.doc.history is not None
-    yield w
-    w.doc.set_modified(False)
-    w.close()
+    return w
 
 
 def test_a_real_run_marks_the_document_and_the_window_modified(trained):
