@@ -72,12 +72,16 @@ class RunsPanel(QWidget):
         self.open_button = QPushButton("Open Run")
         self.open_button.setToolTip("Open the selected run's architecture and its best epoch's "
                                     "weights as a new document")
+        self.sweep_button = QPushButton("Sweep…")
+        self.sweep_button.setToolTip("Search hyperparameters and architecture variants of this "
+                                     "network (Optuna); every trial becomes a run here")
+        self.sweep_dialog = None
         self.delete_button = QPushButton("Delete")
         self.delete_button.setToolTip("Delete the selected runs from the run store")
         top = QHBoxLayout()
         top.addWidget(self.where, 1)
         top.addWidget(self.filter)
-        for b in (self.refresh_button, self.open_button, self.delete_button):
+        for b in (self.refresh_button, self.sweep_button, self.open_button, self.delete_button):
             top.addWidget(b)
 
         self.model = QStandardItemModel(0, len(COLUMNS), self)
@@ -159,6 +163,7 @@ class RunsPanel(QWidget):
 
         self.refresh_button.clicked.connect(self.refresh)
         self.open_button.clicked.connect(self.open_selected)
+        self.sweep_button.clicked.connect(self.show_sweep_dialog)
         self.delete_button.clicked.connect(lambda: self.delete_selected())
         self.save_notes_button.clicked.connect(self.save_notes)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
@@ -342,6 +347,19 @@ class RunsPanel(QWidget):
             self.status_posted.emit(str(exc), 8000)
         self.refresh()
         return True
+
+    def show_sweep_dialog(self):
+        """The (non-modal) Sweep dialog over the document's network; its trials land here."""
+        from .sweep_dialog import SweepDialog
+
+        if self.sweep_dialog is None:
+            self.sweep_dialog = SweepDialog(self.doc, self)
+            self.sweep_dialog.open_requested.connect(self.open_requested)
+            self.sweep_dialog.timer.timeout.connect(self.refresh)
+            self.sweep_dialog.finished.connect(self.refresh)
+        self.sweep_dialog.show()
+        self.sweep_dialog.raise_()
+        return self.sweep_dialog
 
     def open_selected(self) -> bool:
         """Emit open_requested with the selected run's graph and best weights."""

@@ -97,13 +97,14 @@ def counts(study) -> dict[str, int]:
 class Objective:
     """One worker's trial function: the model, data and space are loaded once."""
 
-    def __init__(self, setup: SweepSetup, log=None):
+    def __init__(self, setup: SweepSetup, log=None, should_stop=None):
         from ..data import check_data, load_dataset
         from ..models import load_model
         from ..validate import validate
         from .space import load_space
 
         self.setup = setup
+        self.should_stop = should_stop or (lambda: False)
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         self.graph = load_model(setup.model).graph
         self.space = load_space(setup.space)
@@ -161,12 +162,15 @@ class Objective:
                 pruned.append(rep.epoch)
 
         t0 = time.perf_counter()
-        hist = train(net, tr.x, tr.y, config, on_epoch=on_epoch, should_stop=lambda: bool(pruned),
-                     recorder=rec)
+        hist = train(net, tr.x, tr.y, config, on_epoch=on_epoch,
+                     should_stop=lambda: bool(pruned) or self.should_stop(), recorder=rec)
         trial.set_user_attr("run", rec.run_id)
         trial.set_user_attr("epochs_trained", len(hist.epochs))
         trial.set_user_attr("epochs_planned", config.epochs)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
+        if self.should_stop() and not pruned:
+            trial.set_user_attr("cancelled", True)
+            raise optuna.TrialPruned("cancelled")
         if pruned:
             rec.set_status("pruned")
             self.log(f"trial {trial.number}: pruned after epoch {pruned[0]} "
@@ -188,14 +192,15 @@ class Objective:
         return value
 
 
-def run_worker(setup: SweepSetup, worker: int = 0, log=None) -> None:
-    """Run trials until the study holds setup.trials (finished or running) or the timeout."""
+def run_worker(setup: SweepSetup, worker: int = 0, log=None, should_stop=None) -> None:
+    """Run trials until the study holds setup.trials (finished or running), the timeout, or
+    should_stop() (checked between trials and batches)."""
     from optuna.storages import fail_stale_trials
 
     study = open_study(setup, worker)
-    objective = Objective(setup, log)
+    objective = Objective(setup, log, should_stop)
     t0 = time.perf_counter()
-    while True:
+    while not objective.should_stop():
         fail_stale_trials(study)
         c = counts(study)
         if c["complete"] + c["pruned"] + c["running"] + c["waiting"] >= setup.trials:
@@ -215,22 +220,33 @@ def blas_env(jobs: int) -> dict[str, str]:
     return env
 
 
-def run_sweep(setup: SweepSetup, jobs: int = 1, log=None) -> None:
-    """Run the sweep here (jobs 1) or in `jobs` worker processes sharing the cores."""
+def run_sweep(setup: SweepSetup, jobs: int = 1, log=None, should_stop=None) -> None:
+    """Run the sweep here (jobs 1) or in `jobs` worker processes sharing the cores;
+    should_stop() (the GUI's Cancel) ends it after the current batch, or terminates the
+    workers (their running trials are failed and retried when the sweep resumes)."""
     open_study(setup)  # create the study (and its tables) once, before the workers race
     if jobs <= 1:
-        run_worker(setup, 0, log)
+        run_worker(setup, 0, log, should_stop)
         return
     root = Path(__file__).resolve().parents[2]
     procs = [subprocess.Popen([sys.executable, "-m", "engine.sweep.worker", setup.to_json(),
                                str(i)], env=blas_env(jobs), cwd=root) for i in range(jobs)]
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
+
+    def end_all() -> None:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait()
+
+    try:
+        while should_stop is not None and any(p.poll() is None for p in procs):
+            if should_stop():
+                end_all()
+                return
+            time.sleep(0.2)
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        end_all()
         raise
     bad = [c for c in codes if c]
     if bad:
@@ -240,6 +256,25 @@ def run_sweep(setup: SweepSetup, jobs: int = 1, log=None) -> None:
                           f"{', '.join(map(str, bad))}); run the command again to resume")
 
 
+def trial_rows(study) -> list[dict]:
+    """One plain dict per trial of the study: number, state (complete, pruned, invalid,
+    cancelled, fail, running), value, test accuracy, epochs, seconds, run id, params, note."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name.lower()
+        if "invalid" in t.user_attrs:
+            state = "invalid"
+        elif "cancelled" in t.user_attrs:
+            state = "cancelled"
+        rows.append({"trial": t.number, "state": state, "value": t.value,
+                     "test_accuracy": t.user_attrs.get("test_accuracy"),
+                     "epochs": t.user_attrs.get("epochs_trained"),
+                     "epochs_planned": t.user_attrs.get("epochs_planned"),
+                     "seconds": t.user_attrs.get("seconds"), "run": t.user_attrs.get("run"),
+                     "params": t.params, "note": t.user_attrs.get("invalid")})
+    return rows
+
+
 def sweep_results(setup: SweepSetup) -> dict:
     """The study's best trial, a table of trials, parameter importances and the cost."""
     import optuna
@@ -247,17 +282,7 @@ def sweep_results(setup: SweepSetup) -> dict:
 
     study = open_study(setup)
     trials = study.get_trials(deepcopy=False)
-    rows = []
-    for t in trials:
-        state = t.state.name.lower()
-        if "invalid" in t.user_attrs:
-            state = "invalid"
-        rows.append({"trial": t.number, "state": state, "value": t.value,
-                     "test_accuracy": t.user_attrs.get("test_accuracy"),
-                     "epochs": t.user_attrs.get("epochs_trained"),
-                     "epochs_planned": t.user_attrs.get("epochs_planned"),
-                     "seconds": t.user_attrs.get("seconds"), "run": t.user_attrs.get("run"),
-                     "params": t.params, "note": t.user_attrs.get("invalid")})
+    rows = trial_rows(study)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     best = None
     if done:
