@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,10 +117,13 @@ class Network:
         return outs[self.output_id][0]
 
     def backward(self, dy: np.ndarray, from_logits: bool = False,
-                 input_grad: bool = True) -> np.ndarray | None:
+                 input_grad: bool = True, capture: Collection[str] = ()) -> np.ndarray | None:
         """Backpropagate dL/d(output) (or dL/d(logits) with from_logits); returns dL/d(input),
         or None with input_grad=False: layers fed only by the input (or by frozen layers)
-        then skip their own input gradient (training needs only the weight gradients)."""
+        then skip their own input gradient (training needs only the weight gradients).
+        `capture`: node ids whose output gradient (summed over their consumers, what their
+        backward receives) is kept in `self.captured_grads` (Grad-CAM, engine.explain)."""
+        self.captured_grads: dict[str, np.ndarray] = {}
         # node id -> gradient w.r.t. each of its output ports (None: no consumer reached yet);
         # consumers of the same port add up, ports of one node stay apart
         grads: dict[str, list[np.ndarray | None]] = {}
@@ -135,6 +139,8 @@ class Network:
             if not started or nid not in grads:
                 continue
             g = self._port_grads(nid, grads.pop(nid))
+            if nid in capture:
+                self.captured_grads[nid] = g
             if nid == self.input_id:
                 return g
             if self._frozen_prefix.get(nid):
@@ -181,10 +187,21 @@ class Network:
         out: dict[str, bool] = {}
         for nid in self.order:
             layer = self.layers[nid]
-            own = layer.frozen or not layer.trainable_names()
+            own = not self._through_frozen and (layer.frozen or not layer.trainable_names())
             out[nid] = own and all(out[s] for s in self.inputs[nid])
         self._fp_cache = out
         return out
+
+    _through_frozen = False  # set by gradients_only()
+
+    def gradients_only(self) -> None:
+        """Prepare for gradients w.r.t. the input and layer outputs but not the weights
+        (engine.explain): every layer frozen, so it computes as in inference (BatchNorm with
+        its running statistics) and keeps no weight gradients, yet forward(training=True)
+        caches in every layer and backward goes back to the input. (Dropout still drops in
+        training mode: give it p = 0 in the graph.)"""
+        self._through_frozen = True
+        self.set_frozen(self.order)
 
     def set_frozen(self, node_ids: set[str] | list[str], frozen: bool = True) -> None:
         for nid in node_ids:
