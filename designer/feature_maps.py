@@ -589,13 +589,15 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
             return self._net
         self._net_error = None
         try:
-            net = Network.compile(self.doc.graph, np.random.default_rng(0))
+            # the document's weights copied in, not drawn and then overwritten
+            net = Network.compile(self.doc.graph, np.random.default_rng(0),
+                                  weights=self.doc.weights or None)
         except ValueError as exc:
             self._net_error = str(exc)
             return None
-        loaded = net.load_state_dict(self.doc.weights or {}, strict=False)
-        expected = sum(len(layer.weights) for layer in net.layers.values())
-        self._untrained = len(loaded) < expected
+        have = self.doc.weights or {}
+        self._untrained = any(f"{nid}.{k}" not in have
+                              for nid, layer in net.layers.items() for k in layer.weights)
         self._net = net
         return net
 

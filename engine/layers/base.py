@@ -425,7 +425,12 @@ class Layer:
     # ---- execution -------------------------------------------------------------------------
 
     def init_weights(self, in_shapes: list[Shape], rng: np.random.Generator) -> None:
-        """Allocate `self.weights` (float32); subclasses then fill them by their init rule."""
+        """Allocate `self.weights` (float32); subclasses then fill them by their init rule, and
+        do nothing else here: Network.compile skips this for a layer whose weights are given."""
+        self.allocate_weights(in_shapes)
+
+    def allocate_weights(self, in_shapes: list[Shape]) -> None:
+        """`self.weights` as float32 zeros of their shapes, and their trainable flags."""
         shapes = self.weight_shapes(in_shapes)
         self.weights = {k: np.zeros(s, np.float32) for k, (s, _) in shapes.items()}
         self.trainable_flags = {k: t for k, (_, t) in shapes.items()}

@@ -446,7 +446,9 @@ class Linear(Layer):
             if b.ndim != 2:
                 raise ValueError(f"{where}: Gemm needs a 2-D B, got shape {list(b.shape)}")
             alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-            w = (b if int(a.get("transB", 0)) else b.T) * np.float32(alpha)
+            w = b if int(a.get("transB", 0)) else b.T
+            if alpha != 1:  # no copy of a big weight for the usual alpha 1
+                w = w * np.float32(alpha)
             bias = None
             if len(node.input) > 2 and node.input[2]:
                 c = ctx.weight(node, 2, "C")

@@ -46,6 +46,10 @@ POSITIONS_KEY = "cnn_designer.positions"  # metadata: canvas positions by layer 
 INITIALIZER_SUFFIXES = ("weight", "bias", "running_mean", "running_var", "min", "max", "ratio",
                         "axes", "shape", "groups", "ones", "zeros", "eps",
                         "split", "scales", "sizes", "roi")
+# export_apart: float initializers of at least this size stay out of the ModelProto (a small
+# one costs less to serialise than to hand over apart)
+APART_MIN_BYTES = 1024
+APART_LOCATION = "cnn-designer-weights-in-memory"  # never read: the arrays are handed over
 
 
 def producer_version() -> str:
@@ -74,6 +78,7 @@ class ExportContext:
     out_names: list[str] = field(default_factory=list)  # every output port's tensor name
     out_shapes: list[Shape] = field(default_factory=list)  # and shape (layers with several)
     _init_names: set[str] = field(default_factory=set)
+    apart: dict[str, np.ndarray] | None = None  # export_apart: weights kept out of the model
 
     def node(self, op: str, inputs: list[str], outputs: list[str], name: str,
              doc: str | None = None, **attrs) -> None:
@@ -90,7 +95,13 @@ class ExportContext:
         if name in self._init_names:
             raise GraphError(f"two weights would be called {name!r}; rename a layer")
         self._init_names.add(name)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array, dtype), name))
+        array = np.asarray(array, dtype)
+        if self.apart is not None and array.dtype == np.float32 and \
+                array.nbytes >= APART_MIN_BYTES:
+            self.apart[name] = np.ascontiguousarray(array)
+            self.initializers.append(_external_placeholder(name, array.shape))
+        else:
+            self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
     def add_input(self, name: str, shape: list[int]) -> None:
@@ -117,6 +128,47 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
     to `path` if given.
     """
     import onnx
+
+    model, v = _build(graph, weights, opset, keep_dropout, all_outputs, rng, None)
+    if check:
+        onnx.checker.check_model(model, full_check=True)
+        bad = shape_mismatches(model, graph, v)
+        if bad:
+            raise GraphError("internal error: ONNX shape inference disagrees with validation:\n"
+                             + "\n".join(f"  - {b}" for b in bad))
+    if path is not None:
+        save_model(model, path)
+    return model
+
+
+def export_apart(graph: Graph, weights: dict[str, np.ndarray] | None = None, opset: int = OPSET,
+                 all_outputs: bool = False) -> tuple:
+    """(model, arrays): the export with its float weights kept apart, for running it now in
+    ONNX Runtime (runtime.OnnxModel(model, weights=arrays)), not for saving. The model's
+    initializers of APART_MIN_BYTES or more are external-data placeholders (shape, no data) and
+    `arrays` holds them by initializer name (the caller's arrays where already contiguous
+    float32, no copy); the model itself is a few KB however big the network, so nothing of the
+    weights is copied into protobuf, serialised and parsed again. Unchecked: the graph validated,
+    and ONNX Runtime checks what it runs."""
+    arrays: dict[str, np.ndarray] = {}
+    model, _ = _build(graph, weights, opset, False, all_outputs, None, arrays)
+    return model, arrays
+
+
+def _external_placeholder(name: str, shape: tuple):
+    """A float initializer that names its data as external: shape and type, no values."""
+    from onnx import TensorProto
+
+    t = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=shape,
+                    data_location=TensorProto.EXTERNAL)
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", APART_LOCATION
+    return t
+
+
+def _build(graph: Graph, weights, opset: int, keep_dropout: bool, all_outputs: bool, rng,
+           apart: dict | None):
+    """The ModelProto of `graph` and its validation (export_onnx without the check)."""
     from onnx import TensorProto, helper
 
     if not (MIN_OPSET <= int(opset) <= MAX_OPSET):
@@ -127,7 +179,7 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
     weights = _complete_weights(graph, v, weights, rng)
     needed = graph.ancestors(v.output_id) | {v.output_id}
     order = [nid for nid in v.order if nid in needed]
-    ctx = ExportContext(int(opset), keep_dropout)
+    ctx = ExportContext(int(opset), keep_dropout, apart=apart)
     tensor = _tensor_names(graph, order, v.output_id)
     for nid in order:
         node, res = graph.nodes[nid], v.nodes[nid]
@@ -173,15 +225,7 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
     model.doc_string = f"Exported by {PRODUCER} from the graph '{graph.name}'."
     positions = {graph.nodes[n].name: list(graph.nodes[n].position) for n in order}
     helper.set_model_props(model, {POSITIONS_KEY: json.dumps(positions)})
-    if check:
-        onnx.checker.check_model(model, full_check=True)
-        bad = shape_mismatches(model, graph, v)
-        if bad:
-            raise GraphError("internal error: ONNX shape inference disagrees with validation:\n"
-                             + "\n".join(f"  - {b}" for b in bad))
-    if path is not None:
-        save_model(model, path)
-    return model
+    return model, v
 
 
 def save_model(model, path: str | Path) -> None:

@@ -88,12 +88,11 @@ class ImportedModel:
     record: ImportRecord | None = None  # what became of each node (the import report)
 
     def network(self):
-        """The compiled engine Network with the imported weights loaded."""
+        """The compiled engine Network with the imported weights loaded (no random
+        initialisation of the weights the file gives)."""
         from ..nn.network import Network
 
-        net = Network.compile(self.graph, np.random.default_rng(0))
-        net.load_state_dict(self.weights)
-        return net
+        return Network.compile(self.graph, np.random.default_rng(0), weights=self.weights)
 
 
 # ---- reading ------------------------------------------------------------------------------

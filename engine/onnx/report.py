@@ -353,7 +353,7 @@ def check_parity(source, imported, samples: int = PARITY_SAMPLES, seed: int = PA
     gives a Parity with `error` saying why (an opset-upgraded file is then compared with the
     upgraded model, and `against` says so); nothing raises for a bad file."""
     from ..errors import EngineError
-    from .runtime import CPU, OnnxModel
+    from .runtime import CPU, OnnxModel, cached_model
 
     t0 = time.perf_counter()
     record = imported.record
@@ -374,7 +374,7 @@ def check_parity(source, imported, samples: int = PARITY_SAMPLES, seed: int = PA
     try:
         original = source.SerializeToString() if hasattr(source, "SerializeToString") else (
             bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else str(source))
-        ort_model = OnnxModel(original, providers=[CPU])
+        ort_model = cached_model(original, providers=[CPU])  # kept for Check Again
     except EngineError as exc:
         if record is None or not record.upgraded:
             return Parity(name, rtol=rtol, error=f"ONNX Runtime cannot run {name} "

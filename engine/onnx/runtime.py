@@ -1,13 +1,26 @@
-"""ONNX Runtime inference: `OnnxModel` over an InferenceSession, and the layer-by-layer
-parity report (engine vs ONNX Runtime on every intermediate tensor).
+"""ONNX Runtime inference: `OnnxModel` over an InferenceSession, sessions kept across calls,
+and the layer-by-layer parity report (engine vs ONNX Runtime on every intermediate tensor).
 
     model = OnnxModel("lenet.onnx")      # CUDA / other accelerators when installed, else CPU
     probs = model.run(x)                 # (C, H, W) -> (classes,);  (N, C, H, W) -> (N, classes)
+    model = cached_model("vgg11.onnx")   # the same session again while the file is unchanged
+    model = graph_model(graph, weights)  # a design in ONNX Runtime, kept while it is unchanged
+
+Building a session costs seconds for a big network (VGG-11: ~2-3 s), so the app keeps the last
+few (KEEP_SESSIONS) by what they run: an ONNX file by its path, size, modification time and
+inode; bytes by a digest of them; a design by its graph (canvas positions aside) and a digest of
+its weights' values (xxHash's XXH3, ~7 GB/s: an in-place change of a weight is seen). A design
+is exported with its weights kept apart (export.export_apart): they go to ONNX Runtime as arrays
+(SessionOptions.add_external_initializers, which copies them), never through protobuf, and the
+export is not re-checked each time (the graph validated; ONNX Runtime checks what it runs).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +36,9 @@ ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecut
                "OpenVINOExecutionProvider")
 CPU = "CPUExecutionProvider"
 ATOL, RTOL = 1e-5, 1e-4
+# sessions kept by cached_model / graph_model: the opened file, the design, one more; each holds
+# a copy of its weights (VGG-11: ~0.5 GB)
+KEEP_SESSIONS = 3
 
 
 def default_providers() -> list[str]:
@@ -44,9 +60,15 @@ def default_threads() -> int:
 
 
 class OnnxModel:
-    """An ONNX model ready to run: path, bytes or ModelProto in; float32 arrays out."""
+    """An ONNX model ready to run: path, bytes or ModelProto in; float32 arrays out.
 
-    def __init__(self, model, providers: list[str] | None = None, threads: int | None = None):
+    `weights` ({initializer name: float32 array}) supplies the initializers the model keeps as
+    external data (export.export_apart); ONNX Runtime copies them while building the session."""
+
+    exported = None  # graph_model's: the exported ModelProto without its weights (names)
+
+    def __init__(self, model, providers: list[str] | None = None, threads: int | None = None,
+                 weights: dict[str, np.ndarray] | None = None):
         import onnxruntime as ort
 
         if hasattr(model, "SerializeToString"):
@@ -64,6 +86,10 @@ class OnnxModel:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only
+        if weights:
+            names = list(weights)
+            opts.add_external_initializers(names, [ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(weights[n], np.float32)) for n in names])
         chosen = providers or default_providers()
         try:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=chosen)
@@ -116,6 +142,105 @@ class OnnxModel:
         return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
 
+# ---- sessions kept across calls --------------------------------------------------------------
+
+_SESSIONS: OrderedDict[tuple, OnnxModel] = OrderedDict()  # key -> model, least recent first
+_LOCK = threading.Lock()  # one build at a time: workers asking for the same model share it
+
+
+def cached_model(source, providers: list[str] | None = None,
+                 threads: int | None = None) -> OnnxModel:
+    """OnnxModel(source) kept across calls: the same object while the ONNX file (path: its
+    size, modification time and inode) or the bytes / ModelProto (their digest) are unchanged
+    and the providers and threads are the same."""
+    if hasattr(source, "SerializeToString"):
+        source = source.SerializeToString()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        key = ("bytes", _digest(data))
+        return _kept(key, None, lambda p, t: OnnxModel(data, p, t), providers, threads)
+    path = Path(source)
+    try:
+        st = path.stat()
+    except OSError:
+        raise DataError(f"no ONNX model at {path}") from None
+    where = ("file", str(path.resolve()))
+    key = (*where, st.st_size, st.st_mtime_ns, st.st_ino)
+    return _kept(key, where, lambda p, t: OnnxModel(str(path), p, t), providers, threads)
+
+
+def graph_model(graph: Graph, weights: dict[str, np.ndarray] | None, opset: int | None = None,
+                all_outputs: bool = False, providers: list[str] | None = None,
+                threads: int | None = None) -> OnnxModel:
+    """The design (graph + weights, None: its seeded initial weights) exported and loaded in
+    ONNX Runtime, kept across calls: the same object while the graph (canvas positions aside),
+    the weights' values, opset, outputs, providers and threads are the same."""
+    from .export import OPSET, export_apart
+
+    opset = opset or OPSET
+    key = ("graph", design_digest(graph, weights), opset, all_outputs)
+
+    def build(p, t):
+        model, arrays = export_apart(graph, weights, opset=opset, all_outputs=all_outputs)
+        runner = OnnxModel(model, p, t, weights=arrays)
+        runner.exported = model
+        return runner
+
+    return _kept(key, None, build, providers, threads)
+
+
+def clear_sessions() -> None:
+    """Forget every kept session (their memory is freed once no caller holds them)."""
+    with _LOCK:
+        _SESSIONS.clear()
+
+
+def design_digest(graph: Graph, weights: dict[str, np.ndarray] | None) -> str:
+    """A digest of what a design computes: its graph without canvas positions, and its weights'
+    names, shapes and values (float32)."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    data = graph.to_json()
+    for n in data.get("nodes", []):
+        n.pop("position", None)
+    h.update(json.dumps(data, sort_keys=True, default=str).encode())
+    for k in sorted(weights or {}):
+        a = np.ascontiguousarray(weights[k], np.float32)
+        h.update(f"{k}:{a.shape};".encode())
+        h.update(a)
+    if weights is None:
+        h.update(b"initial weights")
+    return h.hexdigest()
+
+
+def _digest(data: bytes) -> str:
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def _kept(key: tuple, where: tuple | None, build, providers, threads) -> OnnxModel:
+    """The kept model for `key` (with providers and threads), or build(providers, threads) and
+    keep it; an entry for the same file (`where`) in an older state is dropped first."""
+    chosen = tuple(providers or default_providers())
+    threads = threads or default_threads()
+    full = (*key, chosen, threads)
+    with _LOCK:
+        model = _SESSIONS.get(full)
+        if model is not None:
+            _SESSIONS.move_to_end(full)
+            return model
+        if where is not None:
+            for k in [k for k in _SESSIONS if k[:len(where)] == where]:
+                del _SESSIONS[k]
+        model = build(list(chosen), threads)
+        _SESSIONS[full] = model
+        while len(_SESSIONS) > KEEP_SESSIONS:
+            _SESSIONS.popitem(last=False)
+        return model
+
+
 @dataclass
 class ParityRow:
     node: str  # layer name
@@ -139,19 +264,18 @@ def parity_report(graph: Graph, weights: dict[str, np.ndarray], x: np.ndarray,
     The graph is exported with every layer's output exposed as a model output; the engine runs
     Network.forward(keep=True). One row per layer in topological order. A layer wired through in
     the export (Dropout) is compared on the tensor it passes on. ONNX Runtime runs on the CPU
-    (the float32 reference) unless `providers` says otherwise (None: the default choice)."""
+    (the float32 reference) unless `providers` says otherwise (None: the default choice); its
+    session is kept (graph_model) for the next report on the same design."""
     from ..nn.network import Network
-    from .export import OPSET, export_onnx
 
-    model = export_onnx(graph, weights, opset=opset or OPSET, all_outputs=True)
-    net = Network.compile(graph, np.random.default_rng(0))
-    net.load_state_dict(weights)
+    net = Network.compile(graph, np.random.default_rng(0), weights=weights)
     x = np.asarray(x, np.float32)
     ours = net.forward(x, keep=True)
-    ort_model = OnnxModel(model, providers=list(providers) if providers else None)
+    ort_model = graph_model(graph, weights, opset, all_outputs=True,
+                            providers=list(providers) if providers else None)
     theirs = ort_model.run_all(x)
     theirs["input"] = x
-    tensor_of = {n.name: n.output[0] for n in model.graph.node}
+    tensor_of = {n.name: n.output[0] for n in ort_model.exported.graph.node}
     rows = []
     for nid in net.order:
         node = graph.nodes[nid]

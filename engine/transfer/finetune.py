@@ -157,6 +157,17 @@ def prefix_model(graph: Graph, weights: dict[str, np.ndarray], split: Split,
     return export_onnx(g, w, check=check)
 
 
+def prefix_runner(graph: Graph, weights: dict[str, np.ndarray], split: Split,
+                  providers: list[str] | None = None):
+    """The frozen prefix in ONNX Runtime (runtime.graph_model): its weights handed over as
+    arrays rather than serialised, the export unchecked (the graph validated), the session kept
+    for the next run on the same prefix."""
+    from ..onnx.runtime import graph_model
+
+    return graph_model(prefix_graph(graph, split), _of_nodes(weights, split.prefix),
+                       providers=providers)
+
+
 def _fresh_id(graph: Graph, base: str) -> str:
     nid, k = base, 1
     while nid in graph.nodes:
@@ -333,10 +344,7 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
 def _features(graph, weights, split, x, x_val, batch_size, on_features, should_stop, providers
               ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Features of x (and x_val) from the prefix in ONNX Runtime; (None, None) if cancelled."""
-    from ..onnx.runtime import OnnxModel
-
-    # unchecked: the graph validated, and the exporter's check costs ~0.4 s on SqueezeNet
-    runner = OnnxModel(prefix_model(graph, weights, split, check=False), providers=providers)
+    runner = prefix_runner(graph, weights, split, providers)
     n_val = 0 if x_val is None else len(x_val)
     total = len(x) + n_val
 

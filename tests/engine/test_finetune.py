@@ -187,7 +187,7 @@ def test_falls_back_to_the_engine_when_onnx_runtime_refuses(monkeypatch):
     def refuse(*a, **k):
         raise DataError("ONNX Runtime cannot load the model: test")
 
-    monkeypatch.setattr(ft, "prefix_model", refuse)
+    monkeypatch.setattr(ft, "prefix_runner", refuse)
     g, w = prepared("fc1")
     x, y = images(32, seed=7)
     config = TrainConfig(epochs=1, batch_size=16, val_split=0)

@@ -281,6 +281,59 @@ def test_non_numeric_weights_refused(tmp_path, lenet):
         load_project(make_zip(tmp_path / "m.cnnd", members))
 
 
+def test_stored_arrays_of_any_layout_and_number_type_load_as_float32(tmp_path, lenet):
+    """Stored .npy members are read in place (not through np.load): Fortran order, float64,
+    int32 and big-endian arrays still arrive as the same numbers, float32, C order, writable,
+    each its own memory."""
+    g, net = lenet
+    w = net.state_dict()
+    given = dict(w)
+    given["conv1.weight"] = np.asfortranarray(w["conv1.weight"])
+    given["conv2.weight"] = w["conv2.weight"].astype(np.float64)
+    given["fc1.bias"] = np.arange(w["fc1.bias"].size, dtype=np.int32)
+    given["fc2.weight"] = w["fc2.weight"].astype(">f4")
+    path = make_zip(tmp_path / "m.cnnd", valid_members(g, given), zipfile.ZIP_STORED)
+    back = load_project(path).weights
+    for k, a in given.items():
+        assert back[k].dtype == np.float32 and back[k].flags.c_contiguous, k
+        assert back[k].flags.writeable and back[k].flags.aligned, k
+        assert np.array_equal(back[k], a.astype(np.float32)), k
+    arrays = list(back.values())
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[:i])
+
+
+def _npy(shape, payload: bytes) -> bytes:
+    """An .npy member whose header declares float32 `shape` and whose data is `payload`."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
+                                              "shape": shape})
+    return buf.getvalue() + payload
+
+
+@pytest.mark.parametrize("shape", [(6, 1, 5, 5), (2**40, 2**40), (2**62, 4)])
+def test_a_header_claiming_more_values_than_its_bytes_is_refused(tmp_path, lenet, shape):
+    members = valid_members(lenet[0])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("conv1.weight.npy", _npy(shape, b"\0" * 40))
+    members["weights.npz"] = buf.getvalue()
+    with pytest.raises(ProjectError, match=r"refused array 'conv1.weight': its .* values do "
+                                           r"not fit its \d+ bytes"):
+        load_project(make_zip(tmp_path / "m.cnnd", members))
+
+
+def test_saved_weights_are_a_plain_npz(tmp_path, lenet):
+    """The .npz written straight into the project reads with np.load (older versions, other
+    tools) and holds each array exactly."""
+    g, net = lenet
+    w = net.state_dict()
+    path = save_project(tmp_path / "m.cnnd", g, w)
+    with zipfile.ZipFile(path) as z:
+        npz = np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False)
+        assert sorted(npz.files) == sorted(w)
+        assert all(np.array_equal(npz[k], w[k]) for k in w)
+
+
 def test_weights_npz_not_a_zip(tmp_path, lenet):
     members = valid_members(lenet[0])
     members["weights.npz"] = b"not an npz at all"
