@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from dataclasses import asdict
@@ -12,11 +13,13 @@ from ..data import load_dataset
 from ..nn.network import Network
 from ..nn.train import evaluate
 from ..summary import fmt_accuracy
+from ..transfer.augment import Augment
 from ..transfer.finetune import (
     check_freeze_point,
     describe_split,
     fine_tune,
     load_any_model,
+    plan,
     replace_any_head,
     resolve_layer,
     split_graph,
@@ -70,6 +73,16 @@ def add_commands(sub) -> None:
                                            "and smaller batches give each epoch more updates")
     p.add_argument("--engine-only", action="store_true",
                    help="train the whole net in the engine (no feature caching)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="random resized crop and horizontal flip of each training batch "
+                        "(seeded by --seed; default: on). Augmented images change every epoch, "
+                        "so the frozen part's features cannot be cached and it runs on every "
+                        "batch; --no-augment caches them (much faster epochs) and suits data "
+                        "whose meaning flips (digits, text)")
+    p.add_argument("--patience", type=positive_int, default=None, metavar="N",
+                   help="early stopping: stop after N epochs without a better validation "
+                        "accuracy and keep the best epoch's weights (default: train every "
+                        "epoch, keep the last)")
     p.set_defaults(func=cmd_finetune)
 
 
@@ -101,8 +114,10 @@ def cmd_finetune(args) -> int:
     graph, weights = replace_any_head(graph, weights, n_classes,
                                       np.random.default_rng(args.seed))
     split = None if args.engine_only else split_graph(graph)
-    print("--engine-only: the whole network trains in the engine" if args.engine_only
-          else describe_split(graph, split), file=sys.stderr)
+    augment = Augment() if args.augment else None
+    if not args.engine_only:
+        print(describe_split(graph, split, augment is not None), file=sys.stderr)
+    print(plan(split, augment, args.engine_only), file=sys.stderr)
     if split is not None and split.note:
         print(f"note: {split.note}", file=sys.stderr)
     if split is not None and split.cut != target and target in graph.ancestors(split.cut):
@@ -135,10 +150,18 @@ def cmd_finetune(args) -> int:
         new, history = fine_tune(graph, weights, data.train.x, data.train.y, config,
                                  fast=False if args.engine_only else None,
                                  on_batch=progress.batch, on_epoch=on_epoch, should_stop=stop,
-                                 on_features=on_features)
+                                 on_features=on_features, augment=augment,
+                                 patience=args.patience)
     progress.clear()
+    if history.best_epoch is not None:
+        best = history.epochs[history.best_epoch - 1]
+        why = (f"stopped after epoch {len(history.epochs)}: no better validation accuracy in "
+               f"{args.patience} epochs; " if history.stopped_early else "")
+        print(f"{why}kept epoch {history.best_epoch}'s weights (validation accuracy "
+              f"{fmt_accuracy(best.val_accuracy)}, the best)", file=sys.stderr)
     meta = {"history": history.to_json(), "train_config": asdict(config),
             "fine_tuned_from": str(args.model), "frozen_up_to": args.freeze_up_to,
+            "augment": augment.describe() if augment else None, "patience": args.patience,
             "data": {"source": str(args.data), "train_images": len(data.train),
                      "classes": list(data.classes)}}
     if history.stopped and history.stopped != "cancelled":

@@ -108,10 +108,17 @@ class History:
     epochs: list[EpochReport] = field(default_factory=list)
     stopped: str | None = None  # None: finished; "cancelled"; or the problem that stopped it
     seconds: float = 0.0
+    # with early stopping (train(patience=...)): the epoch whose weights were kept (1-based),
+    # and whether training ended before the last epoch for lack of progress
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
     def to_json(self) -> dict:
-        return {"epochs": [e.to_json() for e in self.epochs], "stopped": self.stopped,
-                "seconds": self.seconds}
+        out = {"epochs": [e.to_json() for e in self.epochs], "stopped": self.stopped,
+               "seconds": self.seconds}
+        if self.best_epoch is not None:
+            out.update(best_epoch=self.best_epoch, stopped_early=self.stopped_early)
+        return out
 
 
 def split_validation(x, y, fraction: float, rng: np.random.Generator):
@@ -158,18 +165,25 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
           x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
           on_batch: Callable[[BatchReport], None] | None = None,
           on_epoch: Callable[[EpochReport], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, recorder=None) -> History:
+          should_stop: Callable[[], bool] | None = None, recorder=None,
+          batch_transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+          patience: int | None = None) -> History:
     """Train `net` in place on (N, C, H, W) float32 images `x` and (N,) int labels `y`.
 
     Without x_val, `config.val_split` of the data is held out. `should_stop` is polled before
-    every batch (the GUI's cancel); training then stops within one batch. A `recorder`
+    every batch (the GUI's cancel); training then stops within one batch.
+    `batch_transform(xb, rng)` turns each training batch into what the network takes (random
+    augmentation; features of a frozen part), with its own generator seeded from config.seed;
+    validation images go in as they are. `patience`: early stopping on validation accuracy:
+    training ends after `patience` epochs without a better one, and the best epoch's weights
+    (and BatchNorm statistics) are put back in `net` (history.best_epoch). A `recorder`
     (engine.runs.RunRecorder) records the run: begin() before the first batch, epoch() after
     each epoch (before on_epoch, so a crash in a callback loses nothing), end() however the run
     ends.
     """
     try:
         history = _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop,
-                         recorder)
+                         recorder, batch_transform, patience)
     except BaseException as exc:  # a second Ctrl+C, a bug: the run is marked, then re-raised
         if recorder is not None:
             recorder.abort(str(exc) or type(exc).__name__)
@@ -179,15 +193,24 @@ def train(net: Network, x: np.ndarray, y: np.ndarray, config: TrainConfig,
     return history
 
 
-def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, recorder
-           ) -> History:
+def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, recorder,
+           batch_transform=None, patience=None) -> History:
     config.check()
+    if patience is not None and (isinstance(patience, bool) or int(patience) != patience
+                                 or patience < 1):
+        raise ValueError(f"patience must be a whole number of epochs >= 1, got {patience!r}")
     check_labels(net, x, y)
     if x_val is not None:
         check_labels(net, x_val, y_val, "validation ")
     rng = np.random.default_rng(config.seed)
     if x_val is None:
         x, y, x_val, y_val = split_validation(x, y, config.val_split, rng)
+    if patience is not None and (x_val is None or not len(x_val)):
+        raise TrainingError(f"early stopping (patience {patience}) watches the validation "
+                            f"accuracy, but there are no validation images; hold some out "
+                            f"(a validation split above 0)")
+    aug_rng = np.random.default_rng([config.seed, 1])  # apart: the shuffles stay the same
+    best_acc, best_state = -1.0, None
     params = net.parameters()
     if not params:
         raise TrainingError("nothing to train: every layer with weights is frozen")
@@ -217,6 +240,8 @@ def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, rec
                 return history
             idx = order[b * bs:(b + 1) * bs]
             xb, yb = x[idx], y[idx]
+            if batch_transform is not None:
+                xb = batch_transform(xb, aug_rng)
             saved = [a.copy() for a in buffers.values()]
             z = net.forward(xb, training=True, logits=True)
             loss, dz = softmax_cross_entropy(z, yb)
@@ -263,8 +288,23 @@ def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, rec
             recorder.epoch(rep, net)
         if on_epoch is not None:
             on_epoch(rep)
+        if patience is not None:
+            if val_acc > best_acc:
+                best_acc, history.best_epoch = val_acc, epoch
+                best_state = _trained_state(net)
+            elif epoch - history.best_epoch >= patience:
+                history.stopped_early = epoch < config.epochs
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state, strict=False)
     history.seconds = time.perf_counter() - t_start
     return history
+
+
+def _trained_state(net: Network) -> dict[str, np.ndarray]:
+    """Copies of what training changes: the weights and buffers of layers that are not frozen."""
+    return {f"{nid}.{k}": a.copy() for nid, layer in net.layers.items() if not layer.frozen
+            for k, a in layer.weights.items()}
 
 
 def _restore(buffers: dict[str, np.ndarray], saved: list[np.ndarray]) -> None:

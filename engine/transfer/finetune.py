@@ -41,8 +41,9 @@ from ..errors import DataError, GraphError, TrainingError
 from ..graph import Edge, Graph
 from ..layers import Shape, fmt_shape
 from ..nn.network import Network
-from ..nn.train import History, TrainConfig, train
+from ..nn.train import History, TrainConfig, split_validation, train
 from ..validate import Validation, validate
+from .augment import Augment
 
 CUT_INPUT_ID = "cut_input"  # the tail network's Input (a fresh id if the graph uses it)
 CUT_FLATTEN_ID = "cut_flatten"  # feeds a flat cut (F,) through Input (F, 1, 1) + Flatten
@@ -278,7 +279,8 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
               on_batch=None, on_epoch=None, should_stop: Callable[[], bool] | None = None,
               on_features: Callable[[int, int], None] | None = None,
               feature_batch_size: int = FEATURE_BATCH, providers: list[str] | None = None,
-              cache: FeatureCache | None = None) -> tuple[dict[str, np.ndarray], History]:
+              cache: FeatureCache | None = None, augment: Augment | None = None,
+              patience: int | None = None) -> tuple[dict[str, np.ndarray], History]:
     """Train the trainable layers of `graph` on (N, C, H, W) images `x` and labels `y`, starting
     from `weights` ("node_id.name" arrays; None: initial weights from config.seed); frozen layers
     keep theirs. Returns (all weights, history).
@@ -291,6 +293,11 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
     Without x_val, config.val_split of the data is held out exactly as train() does.
     With a `cache` (FeatureCache), a second run on the same frozen part and the same images
     (another learning rate, more epochs) reuses the features instead of recomputing them.
+    `augment` (engine.transfer.augment.Augment) changes every training batch, so the training
+    images' features cannot be cached: the frozen part then runs in ONNX Runtime on each
+    augmented batch (validation images are not augmented: their features are computed once);
+    `plan` says which applies. `patience`: early stopping on validation accuracy, the best
+    epoch's weights returned (engine.nn.train.train).
     """
     config = config or TrainConfig()
     config.check()
@@ -305,7 +312,11 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
             raise TrainingError("no frozen layers before the trainable ones: nothing to compute "
                                 "once; freeze the backbone (\"freeze up to here\") first")
         return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,
-                                 should_stop)
+                                 should_stop, augment, patience)
+    if augment is not None:
+        return _augmented_fine_tune(graph, weights, split, x, y, config, x_val, y_val, on_batch,
+                                    on_epoch, should_stop, on_features, feature_batch_size,
+                                    providers, augment, patience, fast)
     t0 = time.perf_counter()
     key = cache.key(graph, weights, split, x, x_val) if cache is not None else None
     hit = cache.get(key) if cache is not None else None
@@ -323,7 +334,7 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
                 raise
             # no ONNX Runtime (or it refuses the model): the engine alone gives the same result
             return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch,
-                                     on_epoch, should_stop)
+                                     on_epoch, should_stop, None, patience)
         if f is None:
             return dict(weights), History(stopped="cancelled",
                                           seconds=time.perf_counter() - t0)
@@ -336,7 +347,47 @@ def fine_tune(graph: Graph, weights: dict[str, np.ndarray] | None, x: np.ndarray
     # without x_val, train() holds out config.val_split of the features: the same images (same
     # seed, same count) it would hold out of the images in the engine-only path
     history = train(net, f, y, config, x_val=f_val, y_val=y_val if f_val is not None else None,
-                    on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop)
+                    on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop,
+                    patience=patience)
+    history.seconds = time.perf_counter() - t0
+    return merge_weights(weights, net.state_dict(), split), history
+
+
+def _augmented_fine_tune(graph, weights, split, x, y, config, x_val, y_val, on_batch, on_epoch,
+                         should_stop, on_features, batch_size, providers, augment, patience,
+                         fast):
+    """Augmentation with a frozen prefix: each training batch is augmented, then goes through
+    the prefix in ONNX Runtime, then the tail trains on those features; validation features
+    once."""
+    t0 = time.perf_counter()
+    if x_val is None:  # held out here, as train() would, so that only features reach train()
+        x, y, x_val, y_val = split_validation(x, y, config.val_split,
+                                              np.random.default_rng(config.seed))
+    try:
+        runner = prefix_runner(graph, weights, split, providers)
+        f_val = None
+        if x_val is not None and len(x_val):
+            f_val = compute_features(runner, x_val, batch_size, on_features, should_stop)
+            if f_val is None:
+                return dict(weights), History(stopped="cancelled",
+                                              seconds=time.perf_counter() - t0)
+    except (GraphError, DataError, ImportError):
+        if fast:
+            raise
+        return _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch,
+                                 on_epoch, should_stop, augment, patience)
+    net = tail_network(graph, weights, split, np.random.default_rng(config.seed))
+    shape = net.input_shape
+
+    def features(xb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        f = np.asarray(runner.run(augment(xb, rng)), np.float32)
+        return f.reshape(len(f), *shape)
+
+    if f_val is not None:
+        f_val = f_val.reshape(len(f_val), *shape)
+    history = train(net, x, y, config, x_val=f_val, y_val=y_val if f_val is not None else None,
+                    on_batch=on_batch, on_epoch=on_epoch, should_stop=should_stop,
+                    batch_transform=features, patience=patience)
     history.seconds = time.perf_counter() - t0
     return merge_weights(weights, net.state_dict(), split), history
 
@@ -403,24 +454,45 @@ class FeatureCache:
 
 
 def _engine_fine_tune(graph, weights, x, y, config, x_val, y_val, on_batch, on_epoch,
-                      should_stop):
+                      should_stop, augment=None, patience=None):
     """The plain path: the whole net in the engine, frozen layers frozen."""
     net = Network.compile(graph, np.random.default_rng(config.seed))
     net.load_state_dict(weights)
     net.set_frozen([nid for nid in net.order if not graph.nodes[nid].trainable])
     history = train(net, x, y, config, x_val=x_val, y_val=y_val, on_batch=on_batch,
-                    on_epoch=on_epoch, should_stop=should_stop)
+                    on_epoch=on_epoch, should_stop=should_stop, batch_transform=augment,
+                    patience=patience)
     return net.state_dict(), history
 
 
-def describe_split(graph: Graph, split: Split | None) -> str:
-    """One line for the UI / CLI: what runs where."""
+def plan(split: Split | None, augment: Augment | None, engine_only: bool = False) -> str:
+    """One line for the UI / CLI: whether the frozen part's features are cached, and why."""
+    if engine_only:
+        how = "the whole network trains in the engine (--engine-only: no feature cache)"
+        return how + (f"; augmentation on: {augment.describe()}" if augment else "")
+    if split is None:
+        how = "no frozen layers before the trainable ones, so there is nothing to cache: the "\
+              "whole network trains in the engine"
+        return how + (f"; augmentation on: {augment.describe()}" if augment else "")
+    if augment is None:
+        return ("augmentation off: the training images are the same every epoch, so the frozen "
+                "part's features are computed once and cached")
+    return (f"augmentation on ({augment.describe()}): the training images change every epoch, "
+            f"so the frozen part's features cannot be cached; it runs in ONNX Runtime on every "
+            f"augmented batch (validation features are computed once). --no-augment caches "
+            f"them: each epoch then costs only the trainable part")
+
+
+def describe_split(graph: Graph, split: Split | None, augmented: bool = False) -> str:
+    """One line for the UI / CLI: what runs where (`augmented`: the frozen part runs on every
+    augmented batch rather than once)."""
     if split is None:
         return "no frozen layers before the trainable ones: the whole network trains in the engine"
     n_frozen_tail = len(split.frozen_in_tail)
     extra = f" ({n_frozen_tail} of them frozen)" if n_frozen_tail else ""
     return (f"{len(split.prefix) - 1} frozen layers up to '{graph.nodes[split.cut].name}' "
-            f"(features {fmt_shape(split.cut_shape)}) run once in ONNX Runtime; "
+            f"(features {fmt_shape(split.cut_shape)}) run "
+            f"{'on every augmented batch' if augmented else 'once'} in ONNX Runtime; "
             f"{len(split.tail)} layers{extra} train in the engine")
 
 

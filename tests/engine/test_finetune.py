@@ -416,7 +416,8 @@ def test_cli_finetune(tmp_path, capsys, engine_only):
                              + ["--engine-only"] * engine_only)
     assert args.func(args) in (None, 0)
     err = capsys.readouterr().err
-    assert ("run once in ONNX Runtime" in err) != engine_only
+    # augmentation is on by default: the frozen part runs on every augmented batch
+    assert ("on every augmented batch in ONNX Runtime" in err) != engine_only
     project = load_project(out)
     assert project.graph.nodes["classifier.3"].params["out_features"] == 3
     assert not project.graph.nodes["features.0"].trainable
