@@ -291,9 +291,13 @@ def sweep_results(setup: SweepSetup) -> dict:
                 "test_accuracy": b.user_attrs.get("test_accuracy"), "run": b.user_attrs.get("run")}
     importances = {}
     if len(done) >= 2:
+        import warnings
+
         try:
-            importances = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+            with warnings.catch_warnings():  # "importances will be equal": few trials
+                warnings.simplefilter("ignore", UserWarning)
+                importances = optuna.importance.get_param_importances(
+                    study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
         except (ValueError, RuntimeError):  # too few distinct values to tell
             importances = {}
     # cost in epochs of the unchanged model: each trial's epochs weighted by its MACs (forward
