@@ -12,7 +12,8 @@ JSON form, version 2 (FORMAT_VERSION)::
     {"format": "cnn-designer-graph", "version": 2, "name": "...",
      "nodes": [{"id": "conv1", "type": "Conv2d", "name": "conv1", "params": {...}, ...}],
      "edges": [["input", "conv1", 0],
-               ["split1:1", "conv2", 0]]}
+               ["split1:1", "conv2", 0]],
+     "input_spec": {"size": [224, 224], "resize": 256, ...}}   (optional: engine/inputspec.py)
 
 An edge is [source, destination, input port]. The source is the node id alone when the edge
 leaves output 0 (every edge of a single-output layer, so most files read exactly as before)
@@ -34,7 +35,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import GraphError
+from .errors import GraphError, ParamError
+from .inputspec import InputSpec
 from .layers import REGISTRY, layer_class
 
 FORMAT = "cnn-designer-graph"
@@ -100,6 +102,9 @@ class Graph:
         self.nodes: dict[str, Node] = {}
         self.edges: list[Edge] = []
         self._next_id = 1
+        # How photos become this network's input (engine/inputspec.py); None: the default for
+        # the Input's shape. Kept here so that projects, bare .json, copies and undo carry it.
+        self.input_spec: InputSpec | None = None
 
     # ---- construction ----------------------------------------------------------------------
 
@@ -272,7 +277,8 @@ class Graph:
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": FORMAT_VERSION, "name": self.name,
                 "nodes": [n.to_json() for n in self.nodes.values()],
-                "edges": [e.to_json() for e in self.edges]}
+                "edges": [e.to_json() for e in self.edges],
+                **({"input_spec": self.input_spec.to_json()} if self.input_spec else {})}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1)
@@ -341,6 +347,11 @@ class Graph:
             # structure (cycles, too many inputs, missing output ports) is left to validation,
             # which reports it
             g.edges.append(Edge(src, dst, port, src_port))
+        if data.get("input_spec") is not None:
+            try:
+                g.input_spec = InputSpec.from_json(data["input_spec"])
+            except ParamError as exc:
+                raise GraphError(str(exc)) from None
         return g
 
     @classmethod

@@ -10,6 +10,7 @@ exported ONNX preprocessing (engine/onnx/preprocess.py) can take over after the 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 from engine.errors import DataError, ParamError
 
 CHANNELS = {"RGB": 3, "BGR": 3, "L": 1}
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class InputSpec:
     aspect ratio), then the centre H×W is cropped (torchvision: 256 → 224); None resizes
     straight to H×W. channels: "RGB", "BGR" or "L" (grey). value_range: pixel 0..255 maps
     linearly onto it. mean / std: per channel, applied after the range mapping; () for none.
+    interpolation: of the resize (Pillow's, antialiased when shrinking, as torchvision's).
     """
 
     size: tuple[int, int]
@@ -38,6 +41,7 @@ class InputSpec:
     value_range: tuple[float, float] = (0.0, 1.0)
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    interpolation: str = "bilinear"  # of the resize: "bilinear" | "bicubic" | "nearest"
 
     def __post_init__(self):
         # Lists from JSON or a GUI become tuples, so specs compare and hash by value.
@@ -57,6 +61,9 @@ class InputSpec:
             return f"size must be two positive numbers (H, W), got {self.size}"
         if self.channels not in CHANNELS:
             return f"channels must be one of {', '.join(CHANNELS)}, got {self.channels!r}"
+        if self.interpolation not in INTERPOLATIONS:
+            return (f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got "
+                    f"{self.interpolation!r}")
         if self.resize is not None and self.resize < max(self.size):
             return (f"resize {self.resize} is smaller than the crop {self.size[0]}×{self.size[1]};"
                     f" it must be at least {max(self.size)} (or none)")
@@ -97,6 +104,7 @@ class InputSpec:
         """One line for users: 'resize 256, crop 224×224, RGB, 0..1, mean …, std …'."""
         h, w = self.size
         parts = [f"resize {self.resize}, crop {h}×{w}" if self.resize else f"resize to {h}×{w}",
+                 *([self.interpolation] if self.interpolation != "bilinear" else []),
                  self.channels, f"{_num(self.value_range[0])}..{_num(self.value_range[1])}"]
         if self.mean:
             parts.append("mean " + ", ".join(_num(v) for v in self.mean))
@@ -231,18 +239,20 @@ def _orientation(im) -> int | None:
 
 def fit(im, spec: InputSpec):
     """Resize and centre-crop as torchvision's Resize(resize) + CenterCrop(size) on a Pillow
-    image (bilinear; Pillow antialiases when shrinking, as torchvision's PIL path does)."""
+    image (Pillow antialiases when shrinking, as torchvision's PIL path does)."""
     from PIL import Image
 
+    how = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+           "nearest": Image.Resampling.NEAREST}[spec.interpolation]
     th, tw = spec.size
     w, h = im.size
     if spec.resize is None:
-        return im if (w, h) == (tw, th) else im.resize((tw, th), Image.Resampling.BILINEAR)
+        return im if (w, h) == (tw, th) else im.resize((tw, th), how)
     short, long = (w, h) if w <= h else (h, w)
     new_short, new_long = spec.resize, int(spec.resize * long / short)
     nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
     if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), Image.Resampling.BILINEAR)
+        im = im.resize((nw, nh), how)
     top, left = round((nh - th) / 2.0), round((nw - tw) / 2.0)
     return im.crop((left, top, left + tw, top + th))
 
@@ -288,3 +298,56 @@ def photo_to_array(source, spec: InputSpec) -> tuple[np.ndarray, list[str]]:
     says, plus notes like "converted from CMYK to RGB". DataError when it is not an image."""
     pixels, notes = photo_pixels(source, spec)
     return normalise(pixels, spec), notes
+
+
+# ---- a model's spec --------------------------------------------------------------------------
+
+def input_shape(graph) -> tuple[int, int, int]:
+    """The C×H×W of the graph's Input layer; DataError when there is none or it is not valid."""
+    inp = next((n for n in graph.nodes.values() if n.type_name == "Input"), None)
+    if inp is None:
+        raise DataError("the network has no Input layer, so it cannot take a photo")
+    try:
+        shape = tuple(int(inp.params[k]) for k in ("channels", "height", "width"))
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"Input '{inp.name}': channels, height and width must be whole "
+                        f"numbers, got {inp.params}") from None
+    if min(shape) < 1:
+        raise DataError(f"Input '{inp.name}': channels, height and width must be at least 1, "
+                        f"got {'×'.join(map(str, shape))}")
+    return shape
+
+
+def model_spec(graph) -> InputSpec:
+    """The spec photos go through for this graph: its stored one (graph.input_spec) made to fit
+    the Input layer, else the default for the Input's shape. The Input layer owns the size: a
+    stored spec's size follows it (the resize keeps its ratio to the crop, 256:224), so editing
+    the Input never leaves a spec that makes the wrong arrays. DataError when the Input takes
+    neither 1 (grey) nor 3 (colour) channels, as no photo fits it."""
+    c, h, w = input_shape(graph)
+    if c not in (1, 3):
+        raise DataError(f"the network's Input has {c} channels; a photo gives 1 (grey) or 3 "
+                        f"(colour), so set the Input's channels to 1 or 3")
+    spec = graph.input_spec
+    if spec is None or spec.n_channels != c:
+        return InputSpec.for_shape((c, h, w))
+    if spec.size == (h, w):
+        return spec
+    resize = None
+    if spec.resize is not None:
+        resize = max(h, w, round(spec.resize * min(h, w) / min(spec.size)))
+    return dataclasses.replace(spec, size=(h, w), resize=resize)
+
+
+def spec_note(graph) -> str:
+    """'' or one line saying the stored spec was not used as it is (channel count changed)."""
+    spec = graph.input_spec
+    try:
+        c = input_shape(graph)[0]
+    except DataError as exc:
+        return str(exc)
+    if spec is not None and spec.n_channels != c:
+        return (f"the input spec is for {spec.channels} ({spec.n_channels} channel"
+                f"{'s' * (spec.n_channels > 1)}) but the Input takes {c}; the default for "
+                f"{c} channel{'s' * (c > 1)} is used")
+    return ""
