@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GraphError
+from .errors import DataError, GraphError
 from .graph import Graph
 from .layers import fmt_shape
 from .layers.upsample import _axis_matrix
@@ -115,7 +115,7 @@ def _check_input(net: Network, x: np.ndarray) -> np.ndarray:
     if x.ndim == len(net.input_shape):
         x = x[None]
     if x.shape != (1, *net.input_shape):
-        raise ValueError(f"the network expects one image {fmt_shape(net.input_shape)}, got "
+        raise DataError(f"the network expects one image {fmt_shape(net.input_shape)}, got "
                          f"{'×'.join(map(str, x.shape))}")
     return x
 
@@ -140,7 +140,7 @@ def _class_grad(net: Network, x: np.ndarray, class_index: int | None, capture: t
     n = len(logits)
     k = int(np.argmax(logits)) if class_index is None else int(class_index)
     if not 0 <= k < n:
-        raise ValueError(f"class {k} is out of range: the output "
+        raise DataError(f"class {k} is out of range: the output "
                          f"'{net.graph.nodes[net.output_id].name}' has {n} classes (0–{n - 1})")
     e = np.exp(logits - logits.max())
     prob = float(e[k] / e.sum())

@@ -271,3 +271,59 @@ def test_overlay_and_colour_map():
     assert out.shape == (20, 30, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[0, 0], (100 + np.array(jet(np.zeros((1, 1)))[0, 0]) / 2
                                               + 0.5).astype(np.uint8))
+
+
+# ---- the explain command -------------------------------------------------------------------
+
+
+def _project_and_photo(tmp_path):
+    from PIL import Image
+
+    from engine.project import save_project
+
+    g = residual_net()
+    path = save_project(tmp_path / "m.cnnd", g, weights_of(g),
+                        {"data": {"classes": ["ant", "bee", "cat", "dog", "eel"]}})
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (30, 40), dtype=np.uint8), "L").save(photo)
+    return path, photo
+
+
+def test_cli_explain_writes_the_overlay_and_names_the_class(tmp_path, capsys):
+    from PIL import Image
+
+    from engine.cli.main import main
+
+    path, photo = _project_and_photo(tmp_path)
+    outs = {}
+    for method, k in (("gradcam", None), ("gradcam", 2), ("saliency", 2)):
+        out = tmp_path / f"{method}{k}.png"
+        argv = ["explain", str(path), "--image", str(photo), "--method", method, "--out", str(out)]
+        rc = main(argv + (["--class", str(k)] if k is not None else []))
+        std, err = capsys.readouterr()
+        assert rc == 0, err
+        cls, name, prob = std.split("\t")[:3]
+        assert name == ["ant", "bee", "cat", "dog", "eel"][int(cls)] and "probability" in prob
+        assert "converted from grayscale to RGB" in err  # a grey photo for an RGB model, said
+        assert f"wrote {out}" in err
+        with Image.open(out) as im:
+            assert im.mode == "RGB" and min(im.size) >= 224  # 14×11 enlarged for viewing
+            outs[method, k] = np.asarray(im)
+    assert not np.array_equal(outs["gradcam", 2], outs["saliency", 2])
+
+
+def test_cli_explain_errors_are_one_line(tmp_path, capsys):
+    from engine.cli.main import main
+
+    path, photo = _project_and_photo(tmp_path)
+    base = ["explain", str(path), "--image", str(photo), "--out", str(tmp_path / "h.png")]
+    assert main(base + ["--layer", "fc"]) == 1
+    assert "'fc' has output 5, not a C×H×W map" in capsys.readouterr().err
+    assert main(base + ["--class", "9"]) != 0
+    assert "class 9 is out of range" in capsys.readouterr().err
+    assert main(["explain", str(path), "--image", str(tmp_path / "none.png"), "--out",
+                 str(tmp_path / "h.png")]) != 0
+    err = capsys.readouterr().err
+    assert "none.png" in err and "Traceback" not in err
+    assert not (tmp_path / "h.png").exists()
