@@ -427,6 +427,10 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
 
         self.lesson = KernelLesson(self)
         self.tabs.addTab(self.lesson, "Kernel lesson")
+        from .explain_view import ExplainTab  # imports this module's image_view
+
+        self.explain_tab = ExplainTab(self)
+        self.tabs.addTab(self.explain_tab, "Explain")
 
         self.tabs.setMinimumWidth(260)
         self.body = body = QBoxLayout(QBoxLayout.Direction.LeftToRight)
@@ -518,6 +522,7 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
     def shutdown(self) -> None:
         stop_thread(self._thread)
         self._thread = self._worker = None
+        self.explain_tab.shutdown()
 
     def closeEvent(self, event):
         self.shutdown()
@@ -686,7 +691,9 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
             shape = "×".join(map(str, res.out_shape)) if res and res.out_shape else "?"
             self.layer_label.setText(f"<b>{node.name}</b> ({node.type_name}) → {shape}")
         tab = self.tabs.currentIndex()
-        if tab == 0:
+        if self.tabs.currentWidget() is self.explain_tab:
+            self.explain_tab.refresh()
+        elif tab == 0:
             self._show_maps()
         elif tab == 1:
             self._show_filters()
