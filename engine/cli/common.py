@@ -238,6 +238,10 @@ class Progress:
         line = (f"epoch {r.epoch}/{r.epochs} [{bar}] {r.batch}/{r.batches}  loss {r.loss:.4f}  "
                 f"acc {100 * r.accuracy:5.1f}%  {r.images_per_s:,.0f} img/s  "
                 f"ETA {fmt_seconds(r.seconds_left)}")
+        self.show(line, final)
+
+    def show(self, line: str, final: bool = False) -> None:
+        """Replace the terminal's progress line; elsewhere print it (not the final one)."""
         if self.tty:
             self.stream.write("\r\x1b[2K" + line)
             self.shown = True

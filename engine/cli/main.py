@@ -15,7 +15,7 @@ with two decimals (summary.fmt_accuracy), file sizes in decimal units (summary.h
 A usage error prints one line, "cnn-designer COMMAND: error: ...", and a pointer to --help.
 
 Each module in COMMAND_MODULES (summary and examples, train, ONNX export / infer / import,
-PyTorch export, templates, fine-tuning, explain) contributes subcommands: `add_commands(subparsers)` adds its
+PyTorch export, templates, pretrained weights, fine-tuning, explain) contributes subcommands: `add_commands(subparsers)` adds its
 parsers with `set_defaults(func=handler)`, handler(args) -> exit code (None means 0); an
 EngineError it raises is printed as "error: ..." with exit code 1.
 """
@@ -27,11 +27,12 @@ import sys
 
 from .. import __version__
 from ..errors import EngineError, ModelNotFoundError
-from . import explain, finetune, onnx, pytorch, runs, summary, sweep, templates, train
+from . import explain, finetune, onnx, pretrained, pytorch, runs, summary, sweep, templates, train
 from .common import FAILED, INTERRUPTED, OK, USAGE, Parser, UsageError, _wrap, model_epilog
 
 # Each contributes its subcommands through `add_commands(subparsers)`, in this order of --help.
-COMMAND_MODULES = (summary, train, runs, sweep, onnx, pytorch, templates, finetune, explain)
+COMMAND_MODULES = (summary, train, runs, sweep, onnx, pytorch, templates, pretrained, finetune,
+                   explain)
 
 
 def build_parser() -> argparse.ArgumentParser:
