@@ -1,8 +1,8 @@
 """The ONNX commands of the command line: export, infer, import (engine.cli.main plugs them in).
 
-    python main.py export MODEL --out model.onnx [--opset N]
-    python main.py infer MODEL (--data mnist|PATH | --input x.npy --output y.npy)
-                         [--backend engine|onnxruntime]
+    python main.py export MODEL --out model.onnx [--opset N] [--preprocess [NHWC|NCHW]]
+    python main.py infer MODEL (--data mnist|PATH | --input x.npy --output y.npy
+                                | --image photo.jpg [--top 5]) [--backend engine|onnxruntime]
     python main.py import model.onnx --out PROJECT.cnnd [--no-parity] [--nodes]
 """
 
@@ -50,6 +50,12 @@ def add_commands(sub) -> None:
     p.add_argument("--keep-dropout", action="store_true",
                    help="write Dropout layers as Dropout nodes (default: wired through, as "
                         "inference does nothing there)")
+    p.add_argument("--preprocess", nargs="?", const="NHWC", choices=("NHWC", "NCHW"),
+                   default=None, help="take 0..255 pixels (N×H×W×C, or NCHW) and apply the "
+                   "model's input spec inside (cast, scale, mean, std); resize and crop stay "
+                   "outside, as the metadata says")
+    p.add_argument("--pixel-type", choices=("uint8", "float32"), default="uint8",
+                   help="with --preprocess: the pixels' type (default uint8)")
     p.set_defaults(func=cmd_export)
 
     p = model_parser(
@@ -61,7 +67,12 @@ def add_commands(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", metavar="mnist|PATH", help="dataset: 'mnist', .npz, IDX files or "
                      "a folder of class subfolders of images")
-    src.add_argument("--input", metavar="X.npy", help="float32 array N×C×H×W (or C×H×W)")
+    src.add_argument("--input", metavar="X.npy", help="float32 array N×C×H×W (or C×H×W), "
+                     "fed as it is")
+    src.add_argument("--image", metavar="PHOTO", help="a photo (JPEG, PNG, …; any mode), "
+                     "prepared by the model's input spec; prints the top classes")
+    p.add_argument("--top", type=int, default=5, metavar="K",
+                   help="with --image: how many classes to print (default 5)")
     p.add_argument("--output", metavar="Y.npy", help="where --input's output array is written")
     p.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
                    help="engine (NumPy) or onnxruntime (default; CUDA or another accelerator "
@@ -124,8 +135,22 @@ def cmd_export(args) -> int:
     if weights is None:
         print(f"warning: '{args.model}' has no trained weights; exporting its initial weights",
               file=sys.stderr)
-    model = export_onnx(graph, weights, path=out, opset=args.opset,
-                        keep_dropout=args.keep_dropout)
+    if args.preprocess:
+        from ..inputspec import model_spec
+        from ..onnx.export import save_model
+        from ..onnx.preprocess import add_preprocessing
+
+        spec = model_spec(graph)
+        model = add_preprocessing(export_onnx(graph, weights, opset=args.opset,
+                                              keep_dropout=args.keep_dropout),
+                                  spec, args.preprocess, args.pixel_type)
+        save_model(model, out)
+        print(f"preprocessing inside: pixels {args.preprocess} {args.pixel_type} 0..255 at "
+              f"{spec.size[0]}×{spec.size[1]} (resize and crop outside: {spec.describe()})",
+              file=sys.stderr)
+    else:
+        model = export_onnx(graph, weights, path=out, opset=args.opset,
+                            keep_dropout=args.keep_dropout)
     print(f"wrote {out} ({human_bytes(out.stat().st_size)}): {len(model.graph.node)} nodes, "
           f"opset {args.opset}, input {_dims(model.graph.input[0])}, output "
           f"{_dims(model.graph.output[0])}", file=sys.stderr)
@@ -200,6 +225,12 @@ def _channels_last(path: str) -> bool:
 
 
 def cmd_infer(args) -> int:
+    if args.image:
+        if args.output:
+            raise _usage("--output goes with --input; with --image the top classes are printed")
+        if args.top < 1:
+            raise _usage(f"--top must be at least 1, got {args.top}")
+        return _infer_image(args)
     if args.input and not args.output:
         raise _usage("--input needs --output (where to write the output array)")
     if args.output and not args.input:
@@ -258,6 +289,55 @@ def cmd_infer(args) -> int:
         for i, p in enumerate(pred):
             print(f"{i}\t{int(p)}")
     return OK
+
+
+def _infer_image(args) -> int:
+    """infer --image: the photo through the model's input spec, the top classes printed."""
+    from ..inputspec import model_spec, spec_note
+    from ..predict import class_names, outputs_probabilities, photo_batch, probabilities, top_k
+
+    own, already = None, False
+    if args.model.lower().endswith(".onnx"):  # run as it is: its stored spec, else the default
+        from ..onnx.preprocess import read_spec
+
+        run, in_shape, _ = _runner(args.model, args.backend)
+        spec = read_spec(args.model, in_shape)
+    else:
+        from ..models import load_model
+
+        project = load_model(args.model)
+        graph = project.graph
+        run = _graph_runner(graph, project.weights, args.backend)
+        if spec_note(graph):
+            print(f"note: {spec_note(graph)}", file=sys.stderr)
+        spec, already = model_spec(graph), outputs_probabilities(graph)
+        data = project.meta.get("data")  # fine-tuning keeps the data's class names there
+        own = data.get("classes") if isinstance(data, dict) else None
+        own = [str(c) for c in own] if isinstance(own, list) else None
+    x, notes, spec = photo_batch(None, args.image, spec)
+    for n in notes:
+        print(f"note: {args.image}: {n}", file=sys.stderr)
+    print(f"input spec: {spec.describe()}", file=sys.stderr)
+    probs = probabilities(np.asarray(run(x)), already)[0]
+    for r in top_k(probs, args.top, class_names(probs.size, own)):
+        print(f"{r.index}\t{r.probability:.6f}\t{r.name}")
+    return OK
+
+
+def _graph_runner(graph, weights, backend: str):
+    """(N, C, H, W) -> output of a loaded graph on `backend`."""
+    if weights is None:
+        print("warning: the model has no trained weights; using its initial weights",
+              file=sys.stderr)
+    if backend == "onnxruntime":
+        from ..onnx.runtime import graph_model
+
+        model = graph_model(graph, weights)
+        print(f"onnxruntime on {', '.join(model.providers)}", file=sys.stderr)
+        return model.run
+    from ..nn.network import Network
+
+    return Network.compile(graph, np.random.default_rng(0), weights=weights).forward
 
 
 def _fmt(shape) -> str:

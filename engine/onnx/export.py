@@ -36,6 +36,7 @@ from ..fileio import atomic_write_bytes
 from ..graph import Graph
 from ..layers import Shape, fmt_shape
 from ..validate import Validation, validate
+from .preprocess import spec_props
 
 OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -224,7 +225,8 @@ def _build(graph: Graph, weights, opset: int, keep_dropout: bool, all_outputs: b
     model.ir_version = helper.find_min_ir_version_for(opsets)
     model.doc_string = f"Exported by {PRODUCER} from the graph '{graph.name}'."
     positions = {graph.nodes[n].name: list(graph.nodes[n].position) for n in order}
-    helper.set_model_props(model, {POSITIONS_KEY: json.dumps(positions)})
+    # the input spec travels with the model (engine/onnx/preprocess.py reads it back)
+    helper.set_model_props(model, {POSITIONS_KEY: json.dumps(positions), **spec_props(graph)})
     return model, v
 
 

@@ -43,6 +43,7 @@ from ..errors import ParamError, ProjectError, ShapeError
 from ..graph import Graph
 from ..layers import REGISTRY, Layer, Shape, fmt_shape
 from ..validate import validate
+from .preprocess import stored_spec
 from .report import ImportRecord, Trail
 
 MAX_BYTES = 2 * 1024**3 - 1  # protobuf's limit; bigger models need external data
@@ -581,6 +582,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         for key, arr in res.weights.items():
             weights[f"{our}.{key}"] = np.ascontiguousarray(arr, np.float32)
     _layout(graph, _stored_positions(model))
+    graph.input_spec = stored_spec(model)  # what our exporter wrote; None: the default
     v = validate(graph)
     if not v.ok:
         raise OnnxImportError(f"{what} imports as an invalid graph; nothing was imported:\n"
