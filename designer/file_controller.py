@@ -70,6 +70,10 @@ class FileController(QObject):
         self.act_new_template = a("New from &Template…", self.new_from_template,
                                   QKeySequence("Ctrl+Shift+N"),
                                   "Start from a classic architecture (LeNet-5 … DenseNet-201)")
+        self.act_new_pretrained = a("New from &Pretrained…", self.new_from_pretrained, None,
+                                    "Start from a classic architecture with torchvision's "
+                                    "ImageNet weights (downloaded once, then cached)")
+        self.pretrained_opener = None  # designer.pretrained_dialog.PretrainedOpener, when used
         self.tb_template = QAction("Template…", self.host)  # the menu's action owns the keys
         self.tb_template.setToolTip("New from a classic architecture (Ctrl+Shift+N)")
         self.tb_template.triggered.connect(self.new_from_template)
@@ -278,6 +282,49 @@ class FileController(QObject):
         finally:
             dialog.deleteLater()
 
+    def new_from_pretrained(self) -> bool:
+        """File > New from Pretrained: pick weights, then download / read them in a worker;
+        the template with them replaces the document when done (open_pretrained)."""
+        from .pretrained_dialog import PretrainedDialog
+
+        if self.pretrained_opener is not None and self.pretrained_opener.running:
+            return False
+        dialog = PretrainedDialog(self.host)
+        try:
+            if dialog.exec() != PretrainedDialog.DialogCode.Accepted or not dialog.weights():
+                return False
+            return self.open_pretrained(dialog.weights())
+        finally:
+            dialog.deleteLater()
+
+    def open_pretrained(self, w) -> bool:
+        """Start fetching PretrainedWeights `w` (after asking about unsaved changes)."""
+        from .pretrained_dialog import PretrainedOpener
+
+        if not self.maybe_save():
+            return False
+        if self.pretrained_opener is None:
+            self.pretrained_opener = PretrainedOpener(self.host)
+            self.pretrained_opener.opened.connect(self._on_pretrained)
+            self.pretrained_opener.failed.connect(self._on_pretrained_failed)
+        return self.pretrained_opener.start(w)
+
+    def _on_pretrained(self, p) -> None:
+        if p is None:
+            self.status_posted.emit("Pretrained weights: cancelled", 5000)
+            return
+        if files.needs_layout(p.graph):
+            files.apply_layout(p.graph)
+        self.doc.reset(p.graph, p.weights, blocks=p.blocks)
+        info = p.meta["pretrained"]
+        self.status_posted.emit(f"New {info['name']} with ImageNet weights (top-1 "
+                                f"{info['top1']:.2f} %); input {p.graph.input_spec.describe()}",
+                                10000)
+        self.frame_requested.emit()
+
+    def _on_pretrained_failed(self, text: str) -> None:
+        self.show_error("New from Pretrained", text)
+
     def load_template(self, key: str, num_classes: int | None = None) -> bool:
         """Replace the document with template `key` (its blocks kept for collapsing)."""
         from engine.zoo.templates import TEMPLATES, make_template
@@ -431,6 +478,8 @@ class FileController(QObject):
         self.autosave_timer.stop()
         self._drop_import_report()
         self.weights_loader.shutdown()
+        if self.pretrained_opener is not None:
+            self.pretrained_opener.shutdown()
         for thread, _ in self._threads:
             stop_thread(thread)
         self._threads.clear()

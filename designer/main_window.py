@@ -249,7 +249,7 @@ class MainWindow(QMainWindow):
         ed, fc = self.editor, self.file_controller
         mb = self.menuBar()
         m = mb.addMenu("&File")
-        m.addActions([fc.act_new, fc.act_new_template, fc.act_open])
+        m.addActions([fc.act_new, fc.act_new_template, fc.act_new_pretrained, fc.act_open])
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(lambda: fc.fill_recent_menu(self.recent_menu))
         fc.fill_examples_menu(m.addMenu("&Examples"))
