@@ -14,6 +14,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from engine import data as engine_data
+from engine.inputspec import data_spec
 from engine.messages import ERROR, WARNING, Fix, Message
 from engine.nn.network import Network
 from engine.nn.train import TrainConfig, split_validation
@@ -93,7 +94,7 @@ class TrainingSession(QObject):
         self.doc = doc
         self.form = form
         self.dataset = None  # engine DataBundle
-        self.data_key = None  # (spec, image shape for image folders, limit) loaded
+        self.data_key = None  # (spec, image shape for image folders, limit, input spec) loaded
         self.messages: list[Message] = []  # the data's mismatches, with their fixes
         self.data_thread = self.data_worker = None
         self.thread = self.worker = None
@@ -173,7 +174,8 @@ class TrainingSession(QObject):
             self.data_info_changed.emit("Choose a file or folder.")
             return
         shape = self.input_shape()
-        key = (req.spec, shape if req.source == "images" else None, req.limit)
+        spec = data_spec(self.doc.graph) if req.source == "images" else None
+        key = (req.spec, shape if req.source == "images" else None, req.limit, spec)
         if key == self.data_key and self.dataset is not None:
             return
         if self.data_thread is not None:
@@ -183,7 +185,7 @@ class TrainingSession(QObject):
         self._last_request = self._loading_request = (req.spec, req.limit)
         self._load_gen += 1
         self.data_worker = FunctionWorker(engine_data.load_dataset, req.spec, shape,
-                                          req.limit or None, tag=self._load_gen)
+                                          req.limit or None, spec, tag=self._load_gen)
         self.data_worker.finished.connect(self._on_loaded_in_worker)
         self.data_worker.failed.connect(self._on_data_failed)
         self.data_worker.done.connect(self._on_data_done)
@@ -252,8 +254,9 @@ class TrainingSession(QObject):
         if self.dataset is None:
             return
         if (self.form.data_request().source == "images" and self.data_key is not None
-                and self.data_key[1] != self.input_shape()):
-            self.load_data()  # image folders are resized to the Input's shape
+                and (self.data_key[1] != self.input_shape()
+                     or self.data_key[3] != data_spec(self.doc.graph))):
+            self.load_data()  # image folders are prepared by the Input's shape and spec
         else:
             self.check_data()
 

@@ -1,6 +1,7 @@
 """Datasets: the embedded MNIST, IDX files (plain or .gz), image folders and .npz files.
 
-Images come out as float32 NCHW in [0, 1]; labels as int64.
+Images come out as float32 NCHW in [0, 1] (image folders: as the model's input spec says);
+labels as int64.
 """
 
 from __future__ import annotations
@@ -337,13 +338,18 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 
 def load_image_folder(folder: str | Path, input_shape: tuple[int, int, int] = (1, 28, 28),
-                      classes: list[str] | None = None) -> Dataset:
+                      classes: list[str] | None = None, input_spec=None) -> Dataset:
     """A folder with one subfolder per class (the folder names are the class names, sorted),
-    images resized to H×W and converted to C channels (1: grey, 3: RGB) -> float32 [0, 1]."""
-    from PIL import Image, UnidentifiedImageError  # Pillow: only this loader needs it
+    each image prepared by `input_spec` (engine.inputspec: resize / crop, channels, range,
+    mean / std; default: resized to H×W, 1 channel grey or 3 RGB, 0..1) -> float32 C×H×W."""
+    from .inputspec import InputSpec, photo_to_array
 
     folder = Path(folder)
     c, h, w = _image_shape(input_shape)
+    spec = input_spec or InputSpec.for_shape((c, h, w))
+    if spec.shape != (c, h, w):
+        raise DataError(f"{folder}: the input spec makes {'×'.join(map(str, spec.shape))} "
+                        f"images but the network's Input is {c}×{h}×{w}")
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
     dirs = _class_dirs(folder)
@@ -361,19 +367,10 @@ def load_image_folder(folder: str | Path, input_shape: tuple[int, int, int] = (1
             raise DataError(f"{d}: class folder {d.name!r} holds no images "
                             f"({', '.join(IMAGE_SUFFIXES)})")
         files += [(f, names.index(d.name)) for f in imgs]
-    mode = {1: "L", 3: "RGB"}[c]
     x = np.empty((len(files), c, h, w), np.float32)
     y = np.empty(len(files), np.int64)
     for i, (f, label) in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                im = im.convert(mode)
-                if im.size != (w, h):
-                    im = im.resize((w, h), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(f"{f}: unreadable image ({exc})") from None
-        x[i] = (a[None] if c == 1 else a.transpose(2, 0, 1)) / np.float32(255)
+        x[i] = photo_to_array(f, spec)[0]  # DataError names an unreadable file
         y[i] = label
     return Dataset(x, y, list(names), folder.name)
 
@@ -389,27 +386,29 @@ def _image_shape(input_shape) -> tuple[int, int, int]:
     return c, h, w
 
 
-def load_images(folder: str | Path, input_shape: tuple[int, int, int] = (1, 28, 28)
-                ) -> DataBundle:
+def load_images(folder: str | Path, input_shape: tuple[int, int, int] = (1, 28, 28),
+                input_spec=None) -> DataBundle:
     """An image folder; with train/ and test/ subfolders (each with class folders) both splits
-    are read, else the whole folder is training data."""
+    are read, else the whole folder is training data. input_spec: as load_image_folder."""
     folder = Path(folder)
     sub = {d.name.lower(): d for d in _class_dirs(folder)} if folder.is_dir() else {}
     if "train" in sub and ("test" in sub or "val" in sub) and len(sub) <= 3:
-        train = load_image_folder(sub["train"], input_shape)
-        test = load_image_folder(sub.get("test") or sub["val"], input_shape, train.classes)
+        train = load_image_folder(sub["train"], input_shape, input_spec=input_spec)
+        test = load_image_folder(sub.get("test") or sub["val"], input_shape, train.classes,
+                                 input_spec)
         return DataBundle(train, test)
-    return DataBundle(load_image_folder(folder, input_shape))
+    return DataBundle(load_image_folder(folder, input_shape, input_spec=input_spec))
 
 
 def load_dataset(spec: str | Path, input_shape: tuple[int, ...] | None = None,
-                 limit: int | None = None) -> DataBundle:
+                 limit: int | None = None, input_spec=None) -> DataBundle:
     """One entry for every source: "mnist" (embedded), an .npz file, an IDX images file (its
     labels file beside it), a folder of IDX files or a folder of class subfolders of images.
 
     input_shape (C, H, W) is the network's input: image folders are resized and converted to
     it; .npz layouts use it to tell N×C×H×W from N×H×W×C. `limit` keeps the first N samples
-    of each split.
+    of each split. input_spec (engine.inputspec.InputSpec, the model's) prepares the images of
+    an image folder; the other formats hold prepared arrays and are taken as they are.
     """
     if str(spec).lower() == "mnist":
         bundle = DataBundle(load_mnist("train", limit), load_mnist("test", limit))
@@ -421,7 +420,7 @@ def load_dataset(spec: str | Path, input_shape: tuple[int, ...] | None = None,
         if any(_find_idx(path, stem) for _, pair in IDX_PAIRS for stem in pair):
             bundle = load_idx_folder(path)
         else:
-            bundle = load_images(path, input_shape or (1, 28, 28))
+            bundle = load_images(path, input_shape or (1, 28, 28), input_spec)
     elif path.suffix.lower() == ".npz":
         bundle = load_npz(path, input_shape)
     elif "images" in path.name and ("idx" in path.name or path.suffix in (".gz", ".idx")):

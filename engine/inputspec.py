@@ -179,7 +179,7 @@ def open_photo(source):
     except FileNotFoundError:
         raise DataError(f"{name}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{name}: not a readable image ({exc})") from None
+        raise DataError(f"{name}: unreadable image ({exc})") from None
     return im
 
 
@@ -351,3 +351,12 @@ def spec_note(graph) -> str:
                 f"{'s' * (spec.n_channels > 1)}) but the Input takes {c}; the default for "
                 f"{c} channel{'s' * (c > 1)} is used")
     return ""
+
+
+def data_spec(graph) -> InputSpec | None:
+    """model_spec for loading image folders, or None where no photo fits the Input (the loader
+    then says why)."""
+    try:
+        return model_spec(graph)
+    except DataError:
+        return None

@@ -10,6 +10,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ..data import load_dataset
+from ..inputspec import data_spec
 from ..nn.network import Network
 from ..nn.train import evaluate
 from ..summary import fmt_accuracy
@@ -103,7 +104,7 @@ def cmd_finetune(args) -> int:
         weights = Network.compile(graph, np.random.default_rng(args.seed),
                                   validation=v).state_dict()
     input_id = next(n for n in v.order if graph.nodes[n].type_name == "Input")
-    data = load_dataset(args.data, v.nodes[input_id].out_shape, args.limit)
+    data = load_dataset(args.data, v.nodes[input_id].out_shape, args.limit, data_spec(graph))
     note = image_folder_note(args.data, v.nodes[input_id].out_shape)
     if note:
         print(f"note: {note}", file=sys.stderr)

@@ -248,11 +248,13 @@ def cmd_infer(args) -> int:
     if args.input:
         return _infer_array(args, run, x, single)
     from ..data import check_data, load_dataset
+    from ..inputspec import data_spec
     from ..validate import validate
     from .common import image_folder_note
 
     shape = tuple(in_shape) if None not in in_shape else None
-    bundle = load_dataset(args.data, shape, args.limit)
+    bundle = load_dataset(args.data, shape, args.limit,
+                          data_spec(graph) if graph is not None else None)
     ds = bundle.test if bundle.test is not None else bundle.train
     x, y = ds.x, ds.y
     note = image_folder_note(args.data, shape)

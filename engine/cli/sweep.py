@@ -99,6 +99,7 @@ def _baseline(args, setup) -> dict:
     import numpy as np
 
     from ..data import load_dataset
+    from ..inputspec import data_spec
     from ..models import load_model
     from ..nn.network import Network
     from ..nn.train import TrainConfig, evaluate, train
@@ -108,7 +109,7 @@ def _baseline(args, setup) -> dict:
     graph = load_model(args.model).graph
     v = validate(graph)
     shape = next(v.nodes[n].out_shape for n in v.order if graph.nodes[n].type_name == "Input")
-    data = load_dataset(args.data, shape, args.limit)
+    data = load_dataset(args.data, shape, args.limit, data_spec(graph))
     config = TrainConfig(**setup.config)
     net = Network.compile(graph, np.random.default_rng(config.seed))
     rec = RunRecorder(setup.runs, graph, {"source": args.data, "limit": args.limit,

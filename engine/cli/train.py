@@ -68,6 +68,7 @@ def cmd_train(args) -> int:
     import numpy as np
 
     from ..data import check_data, load_dataset
+    from ..inputspec import data_spec
     from ..nn.network import Network
     from ..nn.train import evaluate, train
     from ..validate import validate
@@ -86,7 +87,7 @@ def cmd_train(args) -> int:
     input_shape = v.nodes[next(n for n in v.order
                                if graph.nodes[n].type_name == "Input")].out_shape
     print(f"loading data from {args.data} …", file=sys.stderr)
-    data = load_dataset(args.data, input_shape, args.limit)
+    data = load_dataset(args.data, input_shape, args.limit, data_spec(graph))
     note = image_folder_note(args.data, input_shape)
     if note:
         print(f"note: {note}", file=sys.stderr)

@@ -113,7 +113,7 @@ def test_any_photo_mode_is_converted_and_said(tmp_path):
     x, notes = photo_to_array(base, InputSpec((16, 16), channels="L"))
     assert x.shape == (1, 16, 16) and notes == ["converted from RGB to grayscale"]
     for bad in (tmp_path / "none.png", b"not an image"):
-        with pytest.raises(DataError, match="no such file|not a readable image"):
+        with pytest.raises(DataError, match="no such file|unreadable image"):
             photo_to_array(bad, SPEC)
 
 
@@ -227,5 +227,24 @@ def test_infer_image_errors(tmp_path, capsys):
     save_project(tmp_path / "m.cnnd", g, w)
     (tmp_path / "bad.png").write_bytes(b"no")
     assert main(["infer", str(tmp_path / "m.cnnd"), "--image", str(tmp_path / "bad.png")]) == 1
-    assert "not a readable image" in capsys.readouterr().err
+    assert "unreadable image" in capsys.readouterr().err
     assert main(["infer", str(tmp_path / "m.cnnd"), "--image", "x.png", "--top", "0"]) == 2
+
+
+def test_image_folders_are_prepared_by_the_models_spec(tmp_path):
+    from engine.data import load_dataset
+    from engine.inputspec import data_spec
+
+    for k, cls in enumerate(("cat", "dog")):
+        (tmp_path / cls).mkdir()
+        rgb(24 + k, 33, seed=k).convert("CMYK" if k else "RGB").save(tmp_path / cls / "a.jpg")
+    g, _ = net(n_out=2)
+    bundle = load_dataset(tmp_path, (3, 16, 16), input_spec=data_spec(g))
+    assert bundle.train.classes == ["cat", "dog"]
+    for i, cls in enumerate(("cat", "dog")):
+        np.testing.assert_array_equal(bundle.train.x[i],
+                                      photo_to_array(tmp_path / cls / "a.jpg", SPEC)[0])
+    assert bundle.train.x.min() < 0  # mean / std applied, not 0..1
+    with pytest.raises(DataError, match="input spec makes 3×16×16 images but the network's "
+                                        "Input is 3×8×8"):
+        load_dataset(tmp_path, (3, 8, 8), input_spec=SPEC)
