@@ -9,6 +9,7 @@ picture to the Input, statistics, colour levels, mosaics) is Qt-free, in designe
 from __future__ import annotations
 
 import functools
+import html
 import math
 import time
 
@@ -40,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.nn.network import Network
+from engine.predict import class_names, probabilities, top_k
 from engine.zoo import lesson_kernels
 
 from .drawing_pad import DrawingPad
@@ -48,13 +50,12 @@ from .map_images import (
     fit_image,
     grid_columns,
     is_flat,
-    load_image_file,
     map_levels,
     map_stats,
 )
 from .responsive import FitsItsRoom
 from .theme import severity_hex
-from .workers import FunctionWorker, softmax_rows, start_worker, stop_thread
+from .workers import FunctionWorker, start_worker, stop_thread
 
 MAX_MAPS = 256  # maps shown at once; more would be unreadable anyway
 BIG_NET_MACS = 30_000_000  # above this, the forward pass runs in a worker thread
@@ -300,6 +301,9 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         self._outs: dict[str, np.ndarray] | None = None
         self._x: np.ndarray | None = None  # (C, H, W) current input
         self._image_file: np.ndarray | None = None
+        self._photo: str | None = None  # a photo file prepared by the model's input spec
+        self._photo_cache: tuple | None = None  # (path, spec, x, pixels, notes)
+        self.top5: list = []  # engine.predict.Ranked of the last prediction
         self._mnist = None
         self._thread = self._worker = None
         self._pending = False
@@ -311,6 +315,7 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         doc.weights_changed.connect(self._on_graph_changed)
         doc.graph_reset.connect(self._on_graph_changed)
         self._on_graph_changed()
+        self.setAcceptDrops(True)  # a JPEG / PNG dropped here becomes the input
 
     # -- layout --
     def _build(self) -> None:
@@ -374,6 +379,10 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         self.input_box = input_box
         self.side.addWidget(input_box, 3)
         self.side.addWidget(self.probs, 2)
+        self.top_label = QLabel()  # top-5 classes with their probabilities
+        self.top_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.top_label.setMinimumWidth(10)
+        self.side.addWidget(self.top_label)
         self.left = left
 
         # tabs
@@ -515,6 +524,7 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         """Use the (C, H, W) or (H, W) image `x` as input (source becomes "Image file")."""
         shape = self._input_shape()
         self._image_file = fit_image(x, shape) if shape else np.asarray(x, np.float32)
+        self._photo = None
         with QSignalBlocker(self.source):
             self.source.setCurrentIndex(1)
         self._on_source_changed()
@@ -549,17 +559,48 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         self.schedule()
 
     def open_image(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open an image", "",
-                                              "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif)")
-        if not path:
-            return
-        shape = self._input_shape()
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open an image", "", "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.webp)")
+        if path:
+            self.open_photo(path)
+
+    def open_photo(self, path: str) -> bool:
+        """Use the photo at `path` as input, prepared by the model's input spec (the same
+        arrays as infer --image); False with the reason shown where it cannot be read."""
         try:
-            self._image_file = load_image_file(path, shape or (1, 28, 28))
+            self._prepared(path)
         except ValueError as exc:
             self.notice.setText(str(exc))
-            return
-        self.schedule()
+            return False
+        self._photo, self._image_file = path, None
+        with QSignalBlocker(self.source):
+            self.source.setCurrentIndex(1)
+        self._on_source_changed()
+        return True
+
+    def _prepared(self, path: str) -> tuple:
+        """(x (C, H, W), pixels (H, W, C) uint8, notes) of a photo, cached per path and spec."""
+        from engine.inputspec import model_spec, normalise, photo_pixels
+
+        spec = model_spec(self.doc.graph)
+        c = self._photo_cache
+        if c is None or c[0] != path or c[1] != spec:
+            pixels, notes = photo_pixels(path, spec)
+            c = self._photo_cache = (path, spec, normalise(pixels, spec), pixels, notes)
+        return c[2], c[3], c[4]
+
+    def dragEnterEvent(self, event):
+        if any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event):
+        files = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if files and self.open_photo(files[0]):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
 
     def current_input(self) -> np.ndarray | None:
         """(C, H, W) float32 for the Input's shape from the chosen source, or None."""
@@ -575,6 +616,16 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
             self.input_caption.setText(f"MNIST test #{k}: label {int(self._mnist.y[k])}")
             return fit_image(self._mnist.x[k, 0], shape)
         if i == 1:
+            if self._photo is not None:
+                try:
+                    x, _, notes = self._prepared(self._photo)
+                except ValueError as exc:
+                    self.input_caption.setText(str(exc))
+                    return None
+                name = self._photo.replace("\\", "/").rsplit("/", 1)[-1]
+                self.input_caption.setText("; ".join([name, *notes]))
+                self.input_caption.setToolTip(self._photo)
+                return x if x.shape == tuple(shape) else None
             if self._image_file is None:
                 return None
             self.input_caption.setText("image file")
@@ -661,13 +712,19 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         net = self._net
         if net is not None and net.output_id in outs:
             out = outs[net.output_id][0]
-            p = out.ravel() if net.ends_in_softmax else softmax_rows(out[None])[0]
-            self.probs.set_probabilities(p)
+            p = probabilities(out.ravel(), already=net.ends_in_softmax)
+            names = class_names(p.size)  # ImageNet's for a 1000-way head
+            self.probs.set_probabilities(p, list(names) if names else None)
+            self.top5 = top_k(p, 5, names)
+            self.top_label.setText("<br>".join(
+                f"{r.probability:.1%}&nbsp;&nbsp;{html.escape(r.name)}" for r in self.top5))
         self._show_current()
         self.computed.emit()
 
     # -- display --
     def _show_input(self, x: np.ndarray) -> None:
+        if self.source.currentIndex() == 1 and self._photo is not None:
+            x = self._prepared(self._photo)[1].transpose(2, 0, 1) / np.float32(255)
         if x.shape[0] == 3:
             self.input_img.setImage(np.clip(x.transpose(1, 2, 0), 0, 1), levels=(0, 1))
         else:
