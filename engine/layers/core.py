@@ -152,15 +152,27 @@ class Flatten(Layer):
             axis = int(ctx.attrs(node).get("axis", 1))
             if axis < 0:
                 axis += len(shape) + 1
-            if axis != 1:
-                raise ValueError(f"{where}: Flatten at axis {axis} is not supported (only axis 1, "
-                                 f"which keeps the batch)")
+            if axis != 1:  # ONNX's Flatten makes N×C×H×W 2-D at the axis, batch included
+                dims = "×".join(map(str, shape))
+                if axis == 0:
+                    into, after = "the features", f"1×(N·{math.prod(shape)})"
+                else:
+                    into = "the first axis"
+                    after = f"(N·{math.prod(shape[:axis - 1])})×{math.prod(shape[axis - 1:])}"
+                raise ValueError(f"{where}: Flatten at axis {axis} folds the batch axis into "
+                                 f"{into} (N×{dims} -> {after}), which no per-sample layer "
+                                 f"graph can express; only axis 1 keeps the batch")
             return cls._flattened(node, ctx)
         target = ctx.const(node.input[1]) if len(node.input) > 1 else None
         if target is None:
             raise ValueError(f"{where}: Reshape to a shape computed at run time is not supported")
         t = [int(v) for v in np.asarray(target).reshape(-1)]
         feat = int(np.prod(shape))
+        if len(t) == 1:
+            raise ValueError(f"{where}: Reshape of N×{'×'.join(map(str, shape))} to {t} folds "
+                             f"the batch axis into the features (-> N·{feat} values), which no "
+                             f"per-sample layer graph can express; only flattening to N×{feat} "
+                             f"keeps the batch")
         zero_ok = not int(ctx.attrs(node).get("allowzero", 0))
         first_ok = len(t) >= 2 and (ctx.is_batch(t[0]) or (t[0] == 0 and zero_ok) or t[0] == -1)
         if len(t) == 2 and first_ok and t[1] in (-1, feat) and t != [-1, -1]:

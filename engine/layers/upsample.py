@@ -319,6 +319,38 @@ def _axis_matrix(n_in: int, n_out: int, mode: str, scale: float) -> np.ndarray:
     return a
 
 
+def _nearest_sources(n_in: int, n_out: int, scale: float) -> np.ndarray:
+    """The input cell each output cell copies in nearest mode (`_axis_matrix`'s rule)."""
+    o = np.arange(n_out, dtype=np.float32)
+    return np.minimum(np.floor(o * np.float32(scale)).astype(np.int64), n_in - 1)
+
+
+def _onnx_nearest_sources(n_in: int, n_out: int, scale: float, ctm: str,
+                          nearest_mode: str) -> np.ndarray | None:
+    """The input cell ONNX Resize (nearest) copies to each output cell along one axis: the
+    coordinate transformation of `ctm` with `scale` = out / in, rounded by `nearest_mode`,
+    clamped to the input; None for a transformation or mode the spec does not define."""
+    o = np.arange(n_out, dtype=np.float64)
+    if ctm == "asymmetric":
+        x = o / scale
+    elif ctm == "half_pixel" or (ctm == "pytorch_half_pixel" and n_out > 1):
+        x = (o + 0.5) / scale - 0.5
+    elif ctm == "pytorch_half_pixel":
+        x = np.zeros(n_out)
+    elif ctm == "tf_half_pixel_for_nn":
+        x = (o + 0.5) / scale
+    elif ctm == "align_corners":
+        x = o * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
+    else:
+        return None
+    rounding = {"floor": np.floor, "ceil": np.ceil,
+                "round_prefer_floor": lambda v: np.ceil(v - 0.5),
+                "round_prefer_ceil": lambda v: np.floor(v + 0.5)}.get(nearest_mode)
+    if rounding is None:
+        return None
+    return np.clip(rounding(x), 0, n_in - 1).astype(np.int64)
+
+
 def _phases(s: int) -> list[tuple[int, float, float]]:
     """Bilinear upsampling by an integer factor s along one axis, on the input padded by one
     edge cell each side: output s·i + r = w0·xp[i + j] + w1·xp[i + j + 1] for each phase r,
@@ -539,18 +571,22 @@ class Upsample(Layer):
 
     @classmethod
     def from_onnx(cls, node, ctx):
-        """Resize (nearest with asymmetric + floor, as PyTorch writes nearest; linear with
-        half_pixel or pytorch_half_pixel) by constant scales or sizes; the old Upsample op
-        (opset 7-9) in nearest mode."""
+        """Resize by constant scales or sizes: linear with half_pixel or pytorch_half_pixel
+        coordinates; nearest wherever its coordinate transformation and nearest_mode pick the
+        cells ours picks, floor(o·in/out) (asymmetric + floor, as PyTorch writes nearest, at any
+        size; half-pixel coordinates with a round mode at whole-number factors). Resize-10 (X,
+        scales; asymmetric coordinates, floor) and the old Upsample op (opset 7-9) in nearest
+        mode."""
         where = ctx.where(node)
         c, h, w = ctx.image_shape(node.input[0], node)
         a = ctx.attrs(node)
         mode = a.get("mode", "nearest")
-        if node.op_type == "Upsample":
+        old = node.op_type == "Upsample" or ctx.opset < 11  # Upsample, Resize-10: x_out / scale
+        if old:
             if mode != "nearest":
-                raise ValueError(f"{where}: Upsample mode {mode!r} maps coordinates "
-                                 f"asymmetrically; only 'nearest' is supported (re-export with "
-                                 f"Resize, opset 11+)")
+                raise ValueError(f"{where}: {node.op_type} mode {mode!r} (opset {ctx.opset}) "
+                                 f"maps coordinates asymmetrically; only 'nearest' is supported "
+                                 f"(re-export with Resize, opset 11+)")
             scales = a.get("scales")
             if scales is None:
                 scales = ctx.const(node.input[1]) if len(node.input) > 1 else None
@@ -560,18 +596,9 @@ class Upsample(Layer):
                                     "nearest", (h, w))
         ctm = a.get("coordinate_transformation_mode", "half_pixel")
         if mode == "nearest":
-            if ctm != "asymmetric" or a.get("nearest_mode", "round_prefer_floor") != "floor":
-                # integer factors: every nearest mapping that lands inside one cell agrees
-                ok_ctm = ctm in ("asymmetric", "half_pixel", "pytorch_half_pixel")
-                if not ok_ctm:
-                    raise ValueError(f"{where}: nearest Resize with coordinate_transformation_"
-                                     f"mode {ctm!r} is not supported")
-                mode_note = "strict"
-            else:
-                mode_note = ""
             ours = "nearest"
         elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
-            ours, mode_note = "bilinear", ""
+            ours = "bilinear"
         else:
             raise ValueError(f"{where}: Resize mode {mode!r} with coordinate_transformation_mode "
                              f"{ctm!r} is not supported (nearest, or linear with half_pixel)")
@@ -593,18 +620,32 @@ class Upsample(Layer):
                     or sizes[1] != c:
                 raise ValueError(f"{where}: Resize to {sizes} changes the batch or channels; "
                                  f"only the height and width can change")
-            ho, wo = sizes[2], sizes[3]
-            f = (ho // h, wo // w) if ho % h == 0 and wo % w == 0 else None
-            if mode_note == "strict" and f is None:
-                raise ValueError(f"{where}: nearest Resize with {ctm!r} coordinates is only "
-                                 f"supported for whole-number factors")
             # a size stays a size (a scale factor would follow the input's size instead)
-            return ctx.imported(cls, {"mode": ours, "size": [ho, wo]}, {}, [node.input[0]])
-        scales = ctx.const(ins[2]) if ins[2] else None
-        if scales is None:
-            raise ValueError(f"{where}: Resize needs constant scales or sizes")
-        return cls._from_scales(ctx, node, [float(v) for v in np.asarray(scales).ravel()], ours,
-                                (h, w))
+            params = {"mode": ours, "size": [sizes[2], sizes[3]]}
+            onnx_scales = (sizes[2] / h, sizes[3] / w)
+        else:
+            scales = ctx.const(ins[2]) if ins[2] else None
+            if scales is None:
+                raise ValueError(f"{where}: Resize needs constant scales or sizes")
+            scales = [float(v) for v in np.asarray(scales).ravel()]
+            params = cls._from_scales(ctx, node, scales, ours, (h, w)).params
+            onnx_scales = (scales[2], scales[3])
+        if ours == "nearest":
+            nearest_mode = a.get("nearest_mode", "round_prefer_floor")
+            layer = cls("resize", **params)
+            _, ho, wo = layer.output_shape([(c, h, w)])
+            for n_in, n_out, scale, sc in zip((h, w), (ho, wo), onnx_scales,
+                                              layer._scales(h, w, ho, wo)):
+                theirs = _onnx_nearest_sources(n_in, n_out, scale, ctm, nearest_mode)
+                if theirs is None or not np.array_equal(theirs, _nearest_sources(n_in, n_out,
+                                                                                 sc)):
+                    raise ValueError(
+                        f"{where}: nearest Resize with coordinate_transformation_mode {ctm!r} "
+                        f"and nearest_mode {nearest_mode!r} picks other cells than nearest "
+                        f"upsampling (floor(o·in/out)) for {n_in} -> {n_out} cells; supported: "
+                        f"'asymmetric' with 'floor' (PyTorch's nearest), or half-pixel "
+                        f"coordinates with a round mode at whole-number factors")
+        return ctx.imported(cls, params, {}, [node.input[0]])
 
     @classmethod
     def _from_scales(cls, ctx, node, scales, mode, hw):
