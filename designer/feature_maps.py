@@ -275,7 +275,9 @@ class ProbabilityChart(pg.PlotWidget):
         self.setXRange(-0.6, k - 0.4, padding=0)
         names = names or [str(i) for i in range(k)]
         step = max(1, k // 12)
-        self.getAxis("bottom").setTicks([[(i, names[i]) for i in range(0, k, step)]])
+        # many classes: numbers on the axis (names would overlap; the top-5 list names them)
+        ticks = names if k <= 20 else [str(i) for i in range(k)]
+        self.getAxis("bottom").setTicks([[(i, ticks[i]) for i in range(0, k, step)]])
         if k:
             i = int(p.argmax())
             self.getPlotItem().setTitle(f"prediction: <b>{names[i]}</b> ({p[i]:.0%})", size="9pt")
