@@ -19,6 +19,7 @@ from designer.commands import (
     ApplyFixCommand,
     FreezeUpToCommand,
     InsertNodeOnEdgeCommand,
+    LoadWeightsCommand,
     MoveNodesCommand,
     PasteCommand,
     RemoveEdgeCommand,
@@ -111,10 +112,9 @@ COMMANDS = {
     "fix: insert before": _flatten_fix,
     "fix: remove edge": _cycle_fix,
     "paste": lambda d: PasteCommand(d, make_fragment(d.graph, ["conv2", "relu2", "fc1"])),
+    "load weights": lambda d: LoadWeightsCommand(  # File ▸ Load weights, part of the layers
+        d, {"fc1.weight": np.full((120, 400), 0.5, np.float32)}, "w.npz"),
 }
-if hasattr(commands, "LoadWeightsCommand"):  # File ▸ Load weights (part of the layers)
-    COMMANDS["load weights"] = lambda d: commands.LoadWeightsCommand(
-        d, {"fc1.weight": np.full((120, 400), 0.5, np.float32)}, "w.npz")
 
 
 # for commands refused (or with nothing to fix) downstream of an invalid layer: an edit before
