@@ -24,6 +24,7 @@ from .torch_code import TorchCode, TorchModule, num
 
 class _Elementwise(Layer):
     category = "Activation"
+    per_value = True  # each output value from its input value alone (Softmax: not)
 
     def output_shape(self, in_shapes):
         (shape,) = in_shapes
@@ -225,6 +226,7 @@ class Softmax(_Elementwise):
     doc = "Turns class scores into probabilities that sum to 1; ends a classifier."
     icon = Icon("softmax")  # probability bars, one tall: a curve of one x says little here
     onnx_ops = ("Softmax",)
+    per_value = False  # each output depends on the whole axis 1
 
     def torch_module(self, in_shapes):
         return "nn.Softmax(dim=1)"
@@ -788,6 +790,7 @@ class PReLU(_Elementwise):
     short_name = "prelu"
     icon = Icon.plot(lambda x: np.where(x > 0, x, 0.35 * x), -0.4, 1.0)
     onnx_ops = ("PRelu",)
+    per_value = False  # a slope per channel
     params = (Param("num_parameters", INT, 1, "How many slopes: 1 (shared by all channels) or "
                     "C, the input's channels (one each).", min=1, max=65536,
                     label="slopes"),)

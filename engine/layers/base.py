@@ -263,6 +263,10 @@ class Layer:
     # multi-node ONNX forms of this layer (engine/layers/onnx_pattern.py: SiLU is
     # x·Sigmoid(x)), matched by the importer before any per-op converter
     onnx_patterns: ClassVar[tuple] = ()
+    # True for layers that act on each value alone (ReLU, GELU: not Softmax, not a per-channel
+    # weight): any layout of the values gives the same result, so the ONNX import lets them
+    # work inside a channels-last region (ConvNeXt's GELU between two channels-last Linears)
+    per_value: ClassVar[bool] = False
     need_dx: bool = True  # False: backward may skip dx (Network.backward(input_grad=False))
 
     def __init__(self, name: str = "", **values):

@@ -156,7 +156,7 @@ def _const_shape(ctx, node) -> list[int] | None:
     """A Reshape node's constant target shape (None: computed at run time)."""
     if len(node.input) < 2:
         return None
-    t = ctx.const_ahead(node.input[1])  # PyTorch writes the second target late
+    t = ctx.const(node.input[1])  # folded by the import's clean-up where it was computed
     return None if t is None else [int(v) for v in np.asarray(t).reshape(-1)]
 
 
@@ -180,7 +180,9 @@ class ChannelSplit(Layer):
            "torch.chunk); connect each output port to its own branch.")
     short_name = "split"
     icon = Icon("split")  # one channel block parted in two
-    onnx_ops = ("Split",)
+    # Split, or (PyTorch's legacy exporter for torch.chunk) one Slice per part on axis 1, the
+    # bounds folded by the import's clean-up
+    onnx_ops = ("Split", "Slice")
     params = (
         Param("sections", INT, 2, "Number of equal parts = output ports; must divide the "
               "channels.", min=1, max=64, label="outputs"),
@@ -232,7 +234,10 @@ class ChannelSplit(Layer):
     @classmethod
     def from_onnx(cls, node, ctx):
         """Split on the channel axis into equal parts: sizes as an attribute (opset < 13) or an
-        input (13+), or none (equal parts; `num_outputs` from opset 18)."""
+        input (13+), or none (equal parts; `num_outputs` from opset 18); or Slices of one
+        tensor that cut its channels into equal parts (`_from_slices`)."""
+        if node.op_type == "Slice":
+            return cls._from_slices(node, ctx)
         where = ctx.where(node)
         shape = ctx.shape(node.input[0])
         a = ctx.attrs(node)
@@ -258,6 +263,62 @@ class ChannelSplit(Layer):
             raise ValueError(f"{where}: split sizes {sizes} are not {k} equal parts; only equal "
                              f"parts are supported")
         return ctx.imported(cls, {"sections": k}, {}, [node.input[0]], outputs=list(node.output))
+
+    @classmethod
+    def _from_slices(cls, node, ctx):
+        """torch.chunk as PyTorch's legacy exporter writes it: Slice(x, starts, ends, axes=[1])
+        per part, the parts' bounds [0, C/k), [C/k, 2C/k), ... (in any node order); the first
+        Slice met takes the others (absorbed). Any other Slice is refused by name."""
+        where = ctx.where(node)
+        x = ctx.resolve(node.input[0])
+        shape = ctx.shapes.get(x)
+        parts = []
+        for s in ctx.consumers.get(node.input[0], []):
+            bounds = _channel_slice(s, ctx, shape) if s.op_type == "Slice" else None
+            if bounds is not None:
+                parts.append((bounds, s))
+        parts.sort(key=lambda p: p[0])
+        mine = next((b for b, s in parts if s is node), None)
+        k = len(parts)
+        c = shape[0] if shape else 0
+        if mine is None or k < 2 or c % k or \
+                [b for b, _ in parts] != [(i * c // k, (i + 1) * c // k) for i in range(k)]:
+            got = "" if mine is None else f" (channels {mine[0]} to {mine[1]} of {c})"
+            raise ValueError(f"{where}: Slice{got} is supported only as one of the equal parts "
+                             f"of the channels that torch.chunk / split write (Slices on axis 1, "
+                             f"step 1, of one tensor, together covering all its channels)")
+        for _, s in parts:
+            if s is not node:
+                ctx.absorb(s)
+        return ctx.imported(cls, {"sections": k}, {}, [node.input[0]],
+                            outputs=[s.output[0] for _, s in parts])
+
+
+def _channel_slice(node, ctx, shape) -> tuple[int, int] | None:
+    """(start, end) of a Slice that takes channels of a C×H×W map (axis 1, step 1): bounds as
+    inputs from opset 10, attributes before; None for any other Slice."""
+    if shape is None:
+        return None
+    a = ctx.attrs(node)
+    if "starts" in a:
+        starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
+    else:
+        given = []
+        for i in (list(node.input) + [""] * 5)[1:5]:  # starts, ends, axes, steps
+            v = ctx.const(i) if i else None
+            if i and v is None:
+                return None  # computed at run time
+            given.append(None if v is None else [int(t) for t in np.asarray(v).reshape(-1)])
+        starts, ends, axes, steps = given
+        if starts is None or ends is None:
+            return None
+    rank = len(shape) + 1
+    axes = list(range(len(starts))) if axes is None else [v + rank if v < 0 else v for v in axes]
+    if axes != [1] or (steps is not None and steps != [1]):
+        return None
+    c = shape[0]
+    start, end = (min(max(v + c if v < 0 else v, 0), c) for v in (starts[0], ends[0]))
+    return (start, end) if start < end else None
 
 
 __all__ = ["ChannelShuffle", "ChannelSplit", "nearest_divisor"]

@@ -506,9 +506,10 @@ class Linear(Layer):
     @classmethod
     def _from_channels_last(cls, node, ctx):
         """torch.onnx's nn.Linear on a channels-last map: Transpose(0,2,3,1) -> MatMul by a
-        constant (in, out) -> [Add of a constant bias] -> Transpose(0,3,1,2)."""
+        constant (in, out) -> [Add of a constant bias] -> [Transpose(0,3,1,2), absorbed; without
+        it the output stays channels-last for the next layer, as in ConvNeXt's block]."""
         where = ctx.where(node)
-        tensor, (c, _, _) = ctx.channels_last_source(node.input[0])
+        tensor, (c, height, width) = ctx.channels_last_source(node.input[0])
         b = ctx.weight(node, 1, "B")
         if b.ndim != 2 or b.shape[0] != c:
             raise ValueError(f"{where}: MatMul of a channels-last map by a constant of shape "
@@ -523,18 +524,20 @@ class Linear(Layer):
                 bias, output = np.asarray(k, np.float32).reshape(-1), nxt.output[0]
                 absorbed.append(nxt)
         back = ctx.sole_consumer(output)
-        if back is None or back.op_type != "Transpose" or \
-                ctx.attrs(back).get("perm") != [0, 3, 1, 2]:
-            raise ValueError(f"{where}: MatMul on a channels-last map needs a Transpose "
-                             f"(perm 0,3,1,2) back to N×C×H×W after it")
-        for n in [*absorbed, back]:
+        if back is not None and back.op_type == "Transpose" and \
+                ctx.attrs(back).get("perm") == [0, 3, 1, 2]:
+            absorbed.append(back)
+            output = back.output[0]
+        else:
+            output = ctx.channels_last_output(output, (int(w.shape[0]), height, width))
+        for n in absorbed:
             ctx.absorb(n)
         weights = {"weight": np.ascontiguousarray(w, np.float32)}
         if bias is not None:
             weights["bias"] = bias
         params = {"out_features": int(w.shape[0]), "bias": bias is not None,
                   "over": "channels"}
-        return ctx.imported(cls, params, weights, [tensor], output=back.output[0])
+        return ctx.imported(cls, params, weights, [tensor], output=output)
 
 
 @register

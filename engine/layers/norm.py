@@ -385,45 +385,52 @@ class LayerNorm2d(_ChannelAffineNorm):
 
     @classmethod
     def _from_layernorm(cls, node, ctx):
-        """LayerNormalization over the last axis of a channels-last map, then back to N×C×H×W
-        (how PyTorch exports ConvNeXt's LayerNorm2d from opset 17 on)."""
+        """LayerNormalization over the last axis of a channels-last map (how PyTorch exports
+        ConvNeXt's LayerNorm2d from opset 17 on): the Transpose back to N×C×H×W after it is
+        absorbed; without one (ConvNeXt's block goes on channels-last to its Linears) the
+        output stays channels-last for the next layer."""
         where = ctx.where(node)
         a = ctx.attrs(node)
         src = ctx.channels_last_source(node.input[0])
         if src is None:
             raise ValueError(f"{where}: LayerNormalization is supported over the channels of a "
-                             f"map (between Transposes to and from channels-last) only")
-        tensor, (c, _, _) = src
+                             f"map (after a Transpose to channels-last) only")
+        tensor, shape = src
+        c = shape[0]
         if int(a.get("axis", -1)) not in (-1, 3):
             raise ValueError(f"{where}: LayerNormalization over axis {a.get('axis')} of a "
                              f"channels-last map is not supported; only over its last axis (C)")
         if any(o and ctx.is_used(o) for o in node.output[1:]):
             raise ValueError(f"{where}: the Mean / InvStdDev outputs are not supported")
-        back = ctx.sole_consumer(node.output[0])
-        if back is None or back.op_type != "Transpose" or \
-                ctx.attrs(back).get("perm") != [0, 3, 1, 2]:
-            raise ValueError(f"{where}: LayerNormalization over channels-last needs a Transpose "
-                             f"(perm 0,3,1,2) back to N×C×H×W after it")
         weight = ctx.weight(node, 1, "Scale").reshape(-1)
         bias = (ctx.weight(node, 2, "B").reshape(-1) if len(node.input) > 2 and node.input[2]
                 else np.zeros(c, np.float32))
         if weight.size != c or bias.size != c:
             raise ValueError(f"{where}: Scale / B of {weight.size} / {bias.size} values, the map "
                              f"has {c} channels")
+        params, weights = {"eps": float(a.get("epsilon", 1e-5))}, {"weight": weight, "bias": bias}
+        back = ctx.sole_consumer(node.output[0])
+        if back is None or back.op_type != "Transpose" or \
+                ctx.attrs(back).get("perm") != [0, 3, 1, 2]:
+            return ctx.imported(cls, params, weights, [tensor],
+                                output=ctx.channels_last_output(node.output[0], shape))
         ctx.absorb(back)
-        return ctx.imported(cls, {"eps": float(a.get("epsilon", 1e-5))},
-                            {"weight": weight, "bias": bias}, [tensor], output=back.output[0],
+        return ctx.imported(cls, params, weights, [tensor], output=back.output[0],
                             name=back.name)
 
     @classmethod
     def _from_chain(cls, node, ctx):
         """The opset < 17 chain this layer exports (Pow(d, 2) accepted for Mul(d, d), as
-        PyTorch writes it); None when the ReduceMean starts no such chain."""
+        PyTorch writes it), over axis 1 of a map or over the last axis of a channels-last one
+        (PyTorch's ConvNeXt below opset 17: the Transpose back absorbed as in
+        `_from_layernorm`); None when the ReduceMean starts no such chain."""
         from .reduce import onnx_reduce_axes
 
         x = node.input[0]
-        shape = ctx.shapes.get(ctx.resolve(x))
-        if shape is None or len(shape) != 3 or onnx_reduce_axes(node, ctx) != [1] \
+        last = ctx.channels_last_source(x)  # (the N×C×H×W tensor, C×H×W) or None
+        shape = last[1] if last else ctx.shapes.get(ctx.resolve(x))
+        axis = 3 if last else 1
+        if shape is None or len(shape) != 3 or onnx_reduce_axes(node, ctx) != [axis] \
                 or not int(ctx.attrs(node).get("keepdims", 1)):
             return None
         c = shape[0]
@@ -448,7 +455,7 @@ class LayerNorm2d(_ChannelAffineNorm):
         if sq is None or div is None or len(users) != 2 or d in ctx.graph_outputs:
             return None
         var = sole(sq.output[0], "ReduceMean")
-        if var is None or onnx_reduce_axes(var, ctx, rank=4) != [1]:
+        if var is None or onnx_reduce_axes(var, ctx, rank=4) != [axis]:
             return None
         add = sole(var.output[0], "Add")
         eps = ctx.const(other(add, var.output[0])) if add is not None else None
@@ -458,15 +465,22 @@ class LayerNorm2d(_ChannelAffineNorm):
         chain = [sub, sq, var, add, sqrt, div]
         weight, bias, out = np.ones(c, np.float32), np.zeros(c, np.float32), div.output[0]
         mul = sole(out, "Mul")
-        wc = _per_channel_const(ctx, mul, out, "Mul", c)
+        wc = _per_channel_const(ctx, mul, out, "Mul", c, last is not None)
         if wc is not None:
             weight, out = wc, mul.output[0]
             chain.append(mul)
         add2 = sole(out, "Add")
-        bc = _per_channel_const(ctx, add2, out, "Add", c)
+        bc = _per_channel_const(ctx, add2, out, "Add", c, last is not None)
         if bc is not None:
             bias, out = bc, add2.output[0]
             chain.append(add2)
+        if last is not None:
+            x, back = last[0], sole(out, "Transpose")
+            if back is not None and ctx.attrs(back).get("perm") == [0, 3, 1, 2]:
+                chain.append(back)
+                out = back.output[0]
+            else:
+                out = ctx.channels_last_output(out, shape)
         for n in chain:
             ctx.absorb(n)
         eps = ctx.clean_float(float(np.asarray(eps).reshape(-1)[0]))
@@ -760,13 +774,20 @@ def channel_vector(k: np.ndarray | None, c: int, rank: int) -> np.ndarray | None
     return np.asarray(k, np.float32).reshape(-1)
 
 
-def _per_channel_const(ctx, node, tensor: str, op: str, c: int) -> np.ndarray | None:
+def _per_channel_const(ctx, node, tensor: str, op: str, c: int,
+                       last: bool = False) -> np.ndarray | None:
     """The (C,) values of `node` = op(tensor, constant) with a constant of one value per channel
-    of a C×H×W map; None when `node` is not that."""
+    of a C×H×W map (`last`: of a channels-last map, shaped (C,) or (1, ..., C)); None when
+    `node` is not that."""
     if node is None or node.op_type != op or len(node.input) != 2:
         return None
     rest = [i for i in node.input if i != tensor]
-    return channel_vector(ctx.const(rest[0]), c, 3) if len(rest) == 1 else None
+    k = ctx.const(rest[0]) if len(rest) == 1 else None
+    if not last or k is None:
+        return channel_vector(k, c, 3)
+    if k.shape[-1:] != (c,) or any(d != 1 for d in k.shape[:-1]) or k.ndim > 4:
+        return None
+    return np.asarray(k, np.float32).reshape(-1)
 
 
 @register

@@ -11,7 +11,7 @@ order, each an op type, its inputs and the attribute values it must have:
 An input is "x" (the pattern's one data input, a tensor of known shape), an int k (the output of
 the pattern's node k), a float (a scalar constant of that value, within float32 rounding) or
 SCALAR (any scalar constant: a parameter the layer reads back in `from_onnx_pattern`, as
-geometric pooling's eps in Max(x, eps)).
+geometric pooling's eps in Max(x, eps)). An attribute a node leaves out has its ONNX default.
 The first node is the anchor (the importer meets it first); every later node reads an earlier
 one's output. Add and Mul match with their inputs in either order. The nodes inside must feed
 nothing but the pattern; the last node's output is the layer's.
@@ -23,6 +23,7 @@ runs only during an import, reading the model through the importer's context.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,7 @@ def _unify(spec: Op, node, bound: list, env: dict, ctx) -> bool:
     if spec.attrs:
         attrs = ctx.attrs(node)
         for name, want in spec.attrs:
-            got = attrs.get(name)
+            got = attrs[name] if name in attrs else _default(node.op_type, name, ctx.opset)
             if isinstance(want, float):
                 if not isinstance(got, (int, float)) or not _close(got, want):
                     return False
@@ -134,6 +135,22 @@ def _input_is(want, got: str, bound: list, env: dict, ctx) -> bool:
     if want is SCALAR:
         return c is not None and np.size(c) == 1
     return c is not None and np.size(c) == 1 and _close(float(np.asarray(c).reshape(())), want)
+
+
+@cache
+def _default(op: str, attr: str, opset: int):
+    """The value an attribute left out of a node has by the ONNX spec at `opset` (PyTorch
+    writes HardSigmoid(alpha=1/6) and leaves beta at its default 0.5); None where none."""
+    from onnx import defs, helper
+
+    try:
+        a = defs.get_schema(op, opset).attributes.get(attr)
+    except Exception:  # noqa: BLE001 - onnx raises SchemaError for an op unknown at `opset`
+        return None
+    if a is None or not a.default_value.type:
+        return None
+    v = helper.get_attribute_value(a.default_value)
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def _close(a: float, b: float) -> bool:

@@ -781,7 +781,10 @@ class GlobalAvgPool2d(_GlobalPool2d):
     doc = "Averages each whole feature map to one number (C×1×1), as in ResNet and GoogLeNet."
     short_name = "gap"
     icon = Icon("pool-global")  # the whole window filled
-    onnx_ops = ("GlobalAveragePool",)
+    # also ReduceMean over H, W keeping them (how the dynamo exporter and tf2onnx write
+    # global average pooling); our own ReduceMean layer's node (tagged) stays a ReduceMean
+    onnx_ops = ("GlobalAveragePool", "ReduceMean")
+    onnx_import_first = True  # claims only that ReduceMean (ReduceMean's layer takes the rest)
 
     def formula(self, in_shapes):
         if len(in_shapes[0]) != 3:
@@ -790,6 +793,21 @@ class GlobalAvgPool2d(_GlobalPool2d):
 
     def torch_module(self, in_shapes):
         return "nn.AdaptiveAvgPool2d(1)"
+
+    @classmethod
+    def from_onnx(cls, node, ctx):
+        """GlobalAveragePool; or ReduceMean over axes 2, 3 (H, W) of a map with keepdims, not
+        tagged as our ReduceMean layer's (None for any other ReduceMean)."""
+        if node.op_type == "GlobalAveragePool":
+            return super().from_onnx(node, ctx)
+        from .reduce import ReduceMean, onnx_reduce_axes
+
+        shape = ctx.shapes.get(ctx.resolve(node.input[0]))
+        if node.doc_string == ReduceMean.onnx_doc or shape is None or len(shape) != 3 \
+                or not int(ctx.attrs(node).get("keepdims", 1)) \
+                or onnx_reduce_axes(node, ctx) != [2, 3]:
+            return None
+        return ctx.imported(cls, {}, {}, [node.input[0]])
 
     def forward(self, xs, training=False):
         (x,) = xs

@@ -55,6 +55,7 @@ class _Reduce(Layer):
     """Shared shape rule, formulas and ONNX mapping of the reductions."""
 
     category = "Pooling"
+    onnx_doc: str | None = None  # the doc string our export gives the node, where it needs one
     word = ""  # "mean" / "max", for the texts
     params = (
         Param("axes", CHOICE, "H,W", "Axes reduced: H,W per channel (global pooling), C per "
@@ -127,12 +128,14 @@ class _Reduce(Layer):
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         """axes: an attribute before opset 18, an int64 input from 18 on (Reduce*-18)."""
         axes = [a + 1 for a in self.reduced]
-        op = self.onnx_ops[0]
+        op, doc = self.onnx_ops[0], self.onnx_doc
         if ctx.opset >= 18:
             name = ctx.initializer(f"{self.name}.axes", axes, np.int64)
-            ctx.node(op, [inputs[0], name], [output], self.name, keepdims=int(self.keep_dims))
+            ctx.node(op, [inputs[0], name], [output], self.name, doc=doc,
+                     keepdims=int(self.keep_dims))
         else:
-            ctx.node(op, inputs, [output], self.name, axes=axes, keepdims=int(self.keep_dims))
+            ctx.node(op, inputs, [output], self.name, doc=doc, axes=axes,
+                     keepdims=int(self.keep_dims))
 
     @classmethod
     def from_onnx(cls, node, ctx):
@@ -164,6 +167,9 @@ class ReduceMean(_Reduce):
     word = "mean"
     icon = Icon("pool-global")  # the whole window averaged
     onnx_ops = ("ReduceMean",)
+    # a foreign ReduceMean over H, W keeping them is global average pooling (GlobalAvgPool2d
+    # imports it); ours carries this tag to come back as the layer it was
+    onnx_doc = "cnn-designer:ReduceMean"
 
     def forward(self, xs, training=False):
         (x,) = xs

@@ -3,10 +3,12 @@
     model = import_onnx("lenet.onnx")        # ImportedModel: .graph, .weights, .network()
 
 Steps: read (size, corrupt and truncated files, external data confined to the model's folder),
-check, fold every subgraph that depends only on initializers / constants / known shapes
-(PyTorch's Shape -> Gather -> Unsqueeze -> Concat -> Reshape flattening chain becomes a constant
-target shape, hence a Flatten), elide Identity, then map each remaining node through the
-registry: the layer classes declare `onnx_ops` and a `from_onnx(node, ctx)` classmethod that
+check, upgrade old opsets, clean up (engine/onnx/cleanup.py: ONNX Runtime's basic optimisation
+for the known input size folds the shape arithmetic, e.g. PyTorch's Shape -> Gather -> Unsqueeze
+-> Concat -> Reshape flattening chain becomes a constant target shape, hence a Flatten; merges
+Pad into Conv / pooling; drops dead nodes), fold what it left of constant expressions (those
+over the large weights it runs without), elide Identity, then map each remaining node through
+the registry: the layer classes declare `onnx_ops` and a `from_onnx(node, ctx)` classmethod that
 reads attributes and weights through an `ImportContext`. Everything is checked before anything
 is built: one error lists each unsupported operator with its node names, and every attribute
 problem; nothing is half-imported.
@@ -43,6 +45,7 @@ from ..errors import ParamError, ProjectError, ShapeError
 from ..graph import Graph
 from ..layers import REGISTRY, Layer, Shape, fmt_shape
 from ..validate import validate
+from .cleanup import MAX_CONSTANT_ELEMENTS, clean_up
 from .preprocess import stored_spec
 from .report import ImportRecord, Trail
 
@@ -53,11 +56,10 @@ MIN_OPSET = 7  # the oldest opset mapped directly; older files are upgraded firs
 # as today); the op semantics that changed later (BatchNormalization's training_mode, Split
 # as an input) do not matter to inference graphs.
 UPGRADE_OPSET = 13
-BATCH = 1_000_003  # stand-in for the dynamic batch size while folding shape arithmetic
 ROW_SPACING, COL_SPACING = 110.0, 180.0
 POSITIONS_KEY = "cnn_designer.positions"
-# computed away or wired through, never a layer
-FOLDABLE_SHAPE_OPS = ("Shape", "Size")
+# wired through, never a layer: foreign Identity nodes (the clean-up keeps them, because our
+# own Identity layer is a tagged Identity node)
 PASS_THROUGH = ("Identity",)
 
 
@@ -240,33 +242,6 @@ class ImportContext:
     def const(self, name: str) -> np.ndarray | None:
         return self.consts.get(self.resolve(name)) if name else None
 
-    def const_ahead(self, name: str) -> np.ndarray | None:
-        """`name`'s constant value, folding its constant expression now where the file puts it
-        later (PyTorch writes a shuffle's second Reshape target after the first Reshape); None
-        when it depends on run-time data. The main loop folds those nodes again, harmlessly."""
-        producers = {o: n for n in self.model.graph.node for o in n.output if o}
-
-        def fold(t: str, depth: int) -> bool:
-            if not t or self.const(t) is not None:
-                return True
-            node = producers.get(self.resolve(t))
-            if node is None or depth > 64 or node.domain not in ("", "ai.onnx"):
-                return False
-            if node.op_type in FOLDABLE_SHAPE_OPS:
-                ok = self.resolve(node.input[0]) in self.shapes or fold(node.input[0], depth + 1)
-            else:
-                ok = all(fold(i, depth + 1) for i in node.input)
-            if not ok or not _foldable(self, node):
-                return False
-            try:
-                _check_fold_size(self, node)
-                _fold(self, node)
-            except Exception:  # noqa: BLE001 - the main loop reports it at its turn
-                return False
-            return self.const(t) is not None
-
-        return self.const(name) if name and fold(name, 0) else None
-
     def weight(self, node, index: int, what: str) -> np.ndarray:
         """Input `index` of `node` as a float32 constant, or a clear error."""
         if index >= len(node.input) or not node.input[index]:
@@ -291,7 +266,9 @@ class ImportContext:
         return s
 
     def is_batch(self, v: int) -> bool:
-        return v == BATCH or (self.fixed_batch is not None and v == self.fixed_batch)
+        """Whether a shape entry is the batch: the clean-up fixed an open batch to 1 before
+        folding the shape arithmetic (a literal entry that is not the batch it refused)."""
+        return self.fixed_batch is not None and v == self.fixed_batch
 
     def is_used(self, tensor: str) -> bool:
         return bool(self.consumers.get(tensor)) or tensor in self.graph_outputs
@@ -308,7 +285,22 @@ class ImportContext:
         self.trail.absorbed(node, self.current)
 
     def channels_last_source(self, tensor: str) -> tuple[str, Shape] | None:
+        """(the N×C×H×W tensor, its C×H×W shape) that `tensor` is the channels-last form of."""
         return self.channels_last.get(self.resolve(tensor))
+
+    def set_channels_last(self, tensor: str, source: str, shape: Shape) -> None:
+        """`tensor` (N×H×W×C) is `source` (N×C×H×W, `shape` C×H×W) transposed."""
+        c, h, w = shape
+        self.channels_last[tensor] = (source, tuple(shape))
+        self.shapes[tensor] = (h, w, c)
+
+    def channels_last_output(self, tensor: str, shape: Shape) -> str:
+        """The N×C×H×W tensor a layer writes where the file's `tensor` is channels-last: inside
+        ConvNeXt's block (Transpose -> LayerNorm -> Linear -> GELU -> Linear -> Transpose) the
+        layers work on N×C×H×W maps, and the Transpose back reads this tensor as it is."""
+        source = f"{tensor}#nchw"
+        self.set_channels_last(tensor, source, shape)
+        return source
 
     def set_feature_order(self, tensor: str, order: np.ndarray) -> None:
         """Features of `tensor` are ours (C·H·W order) reordered: keras_feature[k] =
@@ -419,7 +411,14 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         model = _upgrade(model, opset, what)
         notes.append(f"upgraded from opset {opset} to {UPGRADE_OPSET} (ONNX's version "
                      f"converter) before importing")
-    ctx = ImportContext(model, UPGRADE_OPSET if notes else opset)
+    mapped_opset = UPGRADE_OPSET if notes else opset
+    cleaned = clean_up(model, input_shape, what)  # folds shape arithmetic for the input size
+    if cleaned.problems:
+        raise OnnxImportError(f"{what} cannot be imported; nothing was imported:\n"
+                              + "\n".join(f"  - {x}" for x in cleaned.problems))
+    model = cleaned.model
+    notes += cleaned.notes
+    ctx = ImportContext(model, mapped_opset)
     ctx.trail = trail
     g = model.graph
     for init in g.initializer:
@@ -443,12 +442,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         trail.channels_last_input = True
         warnings.append("the model's input was channels-last (N×H×W×C); here it is N×C×H×W: "
                         "feed images channels-first")
-    if input_shape is not None:
-        from onnx import TensorProto, helper
-
-        vi = helper.make_tensor_value_info(vi.name, TensorProto.FLOAT,
-                                           [None] + [int(d) for d in input_shape])
-    try:
+    try:  # its size: the file's, batch 1 where open, `input_shape` fixed by the clean-up
         inp = REGISTRY["Input"].from_onnx(vi, ctx)
     except ValueError as exc:
         raise OnnxImportError(f"{what}: {exc}") from None
@@ -524,6 +518,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
             continue
         named = node.name if res.name is None else res.name
         our = _unique(_clean_name(named, scope_counts) or _default_name(res.cls), taken)
+        _read_channels_last(ctx, res)
         err = _check_layer(ctx, our, res) or _check_layout(ctx, res) or _check_finite(ctx, node, res)
         if err:
             problems.append(f"{ctx.where(node)}: {err}")
@@ -651,16 +646,17 @@ def _edge(src: str, dst: str, port: int, src_port: int = 0):
 
 
 def _foldable(ctx: ImportContext, node) -> bool:
-    """Constant nodes, nodes of constants only, and Shape / Size of a tensor of known shape."""
+    """Constant nodes and nodes of constants only. The clean-up folded the shape arithmetic;
+    what reaches here is what it leaves: expressions over the large weights it runs without
+    (a Reshape or Transpose of a weight, an fp16 weight's Cast), or the whole graph where ONNX
+    Runtime could not read it."""
     if node.op_type == "Constant":
         return True
     ins = [i for i in node.input if i]
-    if node.op_type in FOLDABLE_SHAPE_OPS:
-        return ctx.resolve(ins[0]) in ctx.shapes or ctx.const(ins[0]) is not None
     return bool(ins) and all(ctx.const(i) is not None for i in ins)
 
 
-MAX_FOLD_ELEMENTS = 1 << 26  # 64 M: a constant bigger than that is not a real model's
+MAX_FOLD_ELEMENTS = MAX_CONSTANT_ELEMENTS
 
 
 def _check_fold_size(ctx: ImportContext, node) -> None:
@@ -689,19 +685,10 @@ def _check_fold_size(ctx: ImportContext, node) -> None:
 
 def _fold(ctx: ImportContext, node) -> None:
     """Evaluate a constant node with onnx's reference implementation (numpy), at the model's
-    opset; Shape of a data tensor uses a stand-in batch size."""
+    opset."""
     from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
-    a = ctx.attrs(node)
-    if node.op_type in FOLDABLE_SHAPE_OPS and ctx.const(node.input[0]) is None:
-        shape = np.array((BATCH,) + tuple(ctx.shape(node.input[0])), np.int64)
-        if node.op_type == "Size":
-            ctx.consts[node.output[0]] = np.array(np.prod(shape), np.int64)
-            return
-        start, end = int(a.get("start", 0)), a.get("end")
-        ctx.consts[node.output[0]] = shape[start:None if end is None else int(end)]
-        return
     ins = [i for i in node.input if i]
     feeds = {i: ctx.const(i) for i in ins}
     inputs = [helper.make_tensor_value_info(
@@ -751,28 +738,53 @@ def _channels_last_input(ctx: ImportContext, vi):
 
 
 def _to_channels_last(ctx: ImportContext, node) -> bool:
-    """Transpose(perm 0,2,3,1) of a C×H×W tensor: remembered, not a layer (a flattening may
-    read it, see Flatten.from_onnx)."""
-    if node.op_type != "Transpose" or ctx.attrs(node).get("perm") != [0, 2, 3, 1]:
+    """Transpose(perm 0,2,3,1) of a C×H×W tensor: remembered, not a layer (a flattening, a
+    LayerNorm over its channels, a MatMul by a (C, out) weight may read it); Transpose(perm
+    0,3,1,2) of such a channels-last tensor is the N×C×H×W tensor it came from."""
+    if node.op_type != "Transpose":
+        return False
+    perm = ctx.attrs(node).get("perm")
+    if perm == [0, 3, 1, 2]:
+        src = ctx.channels_last_source(node.input[0])
+        if src is None:
+            return False
+        ctx.aliases[node.output[0]] = src[0]
+        return True
+    if perm != [0, 2, 3, 1]:
         return False
     src = ctx.resolve(node.input[0])
     shape = ctx.shapes.get(src)
     if shape is None or len(shape) != 3:
         return False
-    c, h, w = shape
-    ctx.channels_last[node.output[0]] = (src, shape)
-    ctx.shapes[node.output[0]] = (h, w, c)
+    ctx.set_channels_last(node.output[0], src, shape)
     return True
 
 
+def _read_channels_last(ctx: ImportContext, res: Imported) -> None:
+    """A weightless layer that acts on each value alone (`per_value`: ReLU, GELU...) reading a
+    channels-last tensor reads its N×C×H×W source instead; its output is channels-last in
+    turn (ConvNeXt's GELU between the two Linears of a block)."""
+    if len(res.inputs) != 1 or res.weights or res.outputs or not res.cls.per_value:
+        return
+    src = ctx.channels_last_source(res.inputs[0])
+    if src is None:
+        return
+    tensor, shape = src
+    res.inputs = [tensor]
+    res.output = ctx.channels_last_output(res.output, shape)
+
+
 def _check_layout(ctx: ImportContext, res: Imported) -> str | None:
-    """Channels-last tensors may only be flattened; features flattened from one keep their
-    order through weightless element-wise layers until a Linear takes it."""
+    """Channels-last tensors may only be flattened, normalised over their channels, multiplied
+    by a (C, out) weight or go through a layer acting on each value (`_read_channels_last`);
+    features flattened from one keep their order through weightless element-wise layers until
+    a Linear takes it."""
     for t in res.inputs:
         rt = ctx.resolve(t)
         if rt in ctx.channels_last:
-            return (f"reads a channels-last (N×H×W×C) tensor; only flattening it is supported "
-                    f"(a {res.cls.type_name} is not)")
+            return (f"reads a channels-last (N×H×W×C) tensor; only flattening it, a LayerNorm "
+                    f"over its channels, a MatMul by a (C, out) weight and layers acting on each "
+                    f"value alone are supported (a {res.cls.type_name} is not)")
         if rt in ctx.feature_orders and rt not in ctx.taken_orders:
             same = len(res.inputs) == 1 and not res.weights and ctx.shapes.get(
                 ctx.resolve(res.output)) == ctx.shapes.get(rt)

@@ -50,7 +50,9 @@ def test_opening_an_onnx_file_shows_the_report_and_checks_it(window, qtbot):
     assert ops["Conv"].text(1) == "6" and ops["Conv"].text(2) == "Conv2d ×6"
     assert ops["Conv"].childCount() == 6
     assert ops["Gemm"].child(0).text(2) == "Linear 'fc'"
-    assert not dlg.warnings.isVisible()  # a clean PyTorch file has none
+    # a clean PyTorch file's one warning: the exporter folded its BatchNorm into the convs
+    assert dlg.warnings.isVisible() and dlg.warnings.count() == 1
+    assert "folded BatchNorm into 6 convolution" in dlg.warnings.item(0).text()
     # closing hides it; the menu shows it again
     file_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
     assert fc.act_import_report in file_menu.actions()

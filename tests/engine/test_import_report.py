@@ -16,9 +16,8 @@ from engine.onnx import importer
 from engine.onnx.importer import UPGRADE_OPSET, import_onnx
 from engine.onnx.report import (
     ABSORBED,
-    FOLDED,
+    CLEANED,
     LAYER,
-    LEFT_OUT,
     PATTERN,
     REMOVED,
     VIEW,
@@ -156,19 +155,21 @@ def test_patterns_absorbed_folded_removed_and_left_out_nodes_are_named():
     assert "pattern SiLU (2 nodes)" in sig.became()
     assert mul.became() == f"part of pattern SiLU '{sig.layer}'"
     assert by["ident"].outcome == REMOVED and by["ident"].became() == "removed (Identity)"
-    assert [by[k].outcome for k in ("shape", "gather", "unsq", "cat")] == [FOLDED] * 4
+    # the clean-up (engine/onnx/cleanup.py) folds the shape arithmetic before mapping
+    assert [by[k].outcome for k in ("shape", "gather", "unsq", "cat")] == [CLEANED] * 4
     assert by["reshape"].layer_type == "Flatten"
     assert by["matmul"].layer_type == "Linear" and by["matmul"].outcome == LAYER
     assert by["bias"].outcome == ABSORBED and by["bias"].layer == by["matmul"].layer
     assert by["bias"].became() == f"absorbed into '{by['matmul'].layer}' (Linear)"
-    assert by["dead_conv"].outcome == LEFT_OUT and by["dead_conv"].layer not in imp.graph.nodes
+    # a node the output does not depend on is dropped by the clean-up too
+    assert by["dead_conv"].outcome == CLEANED and by["dead_conv"].layer not in imp.graph.nodes
     ops = {r.op_type: r.mapped_to for r in imp.record.ops()}
-    assert ops["Conv"] == "Conv2d, left out"
+    assert ops["Conv"] == "removed before mapping, Conv2d"
     assert ops["Sigmoid"] == "SiLU (pattern)" and ops["Mul"] == "part of SiLU (pattern)"
     assert ops["Add"] == "absorbed into Linear"
     text = imp.record.text(nodes=True)
     assert "handmade 1.2" in text and "opset 13, mapped as it is" in text
-    assert "12 ONNX nodes -> 4 layers + input" in text and "1 left out" in text
+    assert "12 ONNX nodes -> 4 layers + input" in text and "5 removed before mapping" in text
     assert len(imp.graph.nodes) == 5
     assert "Add 'bias' -> absorbed into" in text
 

@@ -218,16 +218,22 @@ def ort(model, x):
 
 
 @pytest.mark.parametrize("form", ["attribute", "input"])
-def test_import_reduce_mean_with_axes_attribute_or_input(form):
+@pytest.mark.parametrize("keep", [1, 0])
+def test_import_reduce_mean_with_axes_attribute_or_input(form, keep):
+    out = (4, 1, 1) if keep else (4,)
     if form == "attribute":
-        node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[-2, -1], keepdims=1)
-        m = one_op_model([node], {}, (4, 1, 1), opset=13)
+        node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[-2, -1], keepdims=keep)
+        m = one_op_model([node], {}, out, opset=13)
     else:
-        node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)
-        m = one_op_model([node], {"axes": np.array([2, 3], np.int64)}, (4, 1, 1), opset=18)
+        node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=keep)
+        m = one_op_model([node], {"axes": np.array([2, 3], np.int64)}, out, opset=18)
     imp = import_onnx(m.SerializeToString())
     (layer,) = [n for n in imp.graph.nodes.values() if n.type_name != "Input"]
-    assert layer.type_name == "ReduceMean" and layer.params["axes"] == "H,W"
+    if keep:  # a foreign ReduceMean over H, W keeping them is global average pooling
+        assert layer.type_name == "GlobalAvgPool2d"
+    else:
+        assert layer.type_name == "ReduceMean" and layer.params == {"axes": "H,W",
+                                                                     "keep_dims": False}
     x = np.random.default_rng(0).standard_normal((2, 4, 3, 5)).astype(np.float32)
     np.testing.assert_allclose(imp.network().forward(x), ort(m, x), atol=ATOL)
 

@@ -907,8 +907,22 @@ def test_keras_channels_last_layout_folds_into_the_weights(flatten_op, between):
 
 def test_channels_last_tensor_feeding_other_layers_is_refused():
     m = keras_style_model()
-    # the channels-last tensor goes into a Relu instead of straight into the flattening
+    # the channels-last tensor goes into a MaxPool instead of straight into the flattening
+    m.graph.node[4].input[0] = "rt2"
+    m.graph.node.insert(4, helper.make_node("MaxPool", ["rt"], ["rt2"], name="nhwc_pool",
+                                            kernel_shape=[1, 1]))
+    with pytest.raises(OnnxImportError, match="nhwc_pool.*channels-last"):
+        import_onnx(m)
+
+
+def test_a_layer_acting_on_each_value_reads_a_channels_last_tensor():
+    """A Relu between the channels-last Transpose and the flattening runs on the N×C×H×W map
+    (it acts on each value alone), and the flattening keeps the channels-last order."""
+    m = keras_style_model()
     m.graph.node[4].input[0] = "rt2"
     m.graph.node.insert(4, helper.make_node("Relu", ["rt"], ["rt2"], name="nhwc_relu"))
-    with pytest.raises(OnnxImportError, match="nhwc_relu.*channels-last"):
-        import_onnx(m)
+    x_nhwc = np.random.default_rng(22).standard_normal((3, 7, 7, 3)).astype(np.float32)
+    want = OnnxModel(m, providers=CPU).run(x_nhwc)
+    imp = import_onnx(m)
+    close(imp.network().forward(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))), want)
+    assert types(imp) == ["Input", "Conv2d", "ReLU", "ReLU", "Flatten", "Linear"]
