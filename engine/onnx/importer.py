@@ -577,7 +577,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
         for key, arr in res.weights.items():
             weights[f"{our}.{key}"] = np.ascontiguousarray(arr, np.float32)
     _layout(graph, _stored_positions(model))
-    graph.input_spec = stored_spec(model)  # what our exporter wrote; None: the default
+    graph.input_spec = _explicit_spec(graph, stored_spec(model))
     v = validate(graph)
     if not v.ok:
         raise OnnxImportError(f"{what} imports as an invalid graph; nothing was imported:\n"
@@ -588,6 +588,21 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
                          record)
 
 
+def _explicit_spec(graph: Graph, spec):
+    """The input spec our exporter wrote, or None where it is the default for the graph's Input
+    (every export writes one, so a design without a spec of its own comes back without one)."""
+    from ..errors import DataError
+    from ..inputspec import InputSpec, input_shape
+
+    if spec is None:
+        return None
+    try:
+        default = InputSpec.for_shape(input_shape(graph))
+    except DataError:
+        return spec
+    return None if spec == default else spec
+
+
 def _upgrade(model, opset: int, what: str):
     """The model converted to UPGRADE_OPSET by onnx.version_converter, or OnnxImportError naming
     the node it fails on, so files older than opset 7 import like current ones."""
@@ -595,13 +610,22 @@ def _upgrade(model, opset: int, what: str):
 
     try:
         # via opset 6: the broadcasting adapters (6 -> 7) need every tensor's shape, which
-        # shape inference only knows for opset-6 forms (Relu-1 has none)
+        # shape inference only knows for opset-6 forms (Relu-1 has none), with whole numbers:
+        # an open batch is 1 while converting and open again after
         if opset < 6:
             model = version_converter.convert_version(model, 6)
-        return version_converter.convert_version(shape_inference.infer_shapes(model),
-                                                 UPGRADE_OPSET)
+        fixed = _batch_fixed(model)
+        fixed = shape_inference.infer_shapes(fixed)
+        _explicit_broadcasts(fixed)
+        out = version_converter.convert_version(shape_inference.infer_shapes(fixed),
+                                                UPGRADE_OPSET)
     except Exception as exc:  # noqa: BLE001 - the converter raises RuntimeError and others
         text = str(exc).strip()
+    else:
+        for new_in, old_in in zip(out.graph.input, model.graph.input):
+            new_in.type.CopyFrom(old_in.type)
+        del out.graph.value_info[:]  # inferred at batch 1
+        return out
     node = _converter_culprit(model, text)
     at = (f" at {node.op_type} node '{node.name or node.output[0]}'"
           if node is not None else "")
@@ -610,12 +634,62 @@ def _upgrade(model, opset: int, what: str):
                           f"failed{at}: {reason}; nothing was imported") from None
 
 
+def _batch_fixed(model):
+    """A copy of the model whose graph inputs' open first dimension (the batch) is 1."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for vi in out.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    return out
+
+
+def _explicit_broadcasts(model) -> None:
+    """Opset < 7 Add/Sub/Mul/Div with broadcast=1 and an axis, of a constant B: B reshaped to
+    B.shape + (1,)·(rank A − axis − rank B), the numpy broadcast that means, and the attributes
+    dropped (in place). onnx's 6 -> 7 adapter gets it wrong for a (C,) B at axis 1 of a 4-D A
+    (it makes (C, 1, 1, 1)): the per-channel bias and scale of old Caffe2 files."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
+             for vi in [*g.input, *g.value_info, *g.output]
+             if vi.type.tensor_type.HasField("shape")}
+    for node in g.node:
+        if node.op_type not in ("Add", "Sub", "Mul", "Div") or len(node.input) != 2:
+            continue
+        at = {a.name: a for a in node.attribute}
+        if "broadcast" not in at or at["broadcast"].i != 1 or "axis" not in at:
+            continue
+        a_rank, b = ranks.get(node.input[0]), inits.get(node.input[1])
+        if a_rank is None or b is None:
+            continue
+        arr = numpy_helper.to_array(b)
+        axis = at["axis"].i % a_rank
+        pad = a_rank - axis - arr.ndim
+        if pad < 0:
+            continue
+        shaped = numpy_helper.from_array(arr.reshape(arr.shape + (1,) * pad), b.name + "_bcast")
+        g.initializer.append(shaped)
+        if any(i.name == b.name for i in g.input):  # IR < 4: initializers are graph inputs too
+            g.input.append(helper.make_tensor_value_info(shaped.name, b.data_type, shaped.dims))
+        node.input[1] = shaped.name
+        keep = [a for a in node.attribute if a.name not in ("broadcast", "axis")]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+
+
 def _converter_culprit(model, text: str):
     """The node the version converter failed on: the first node of the op its message names
     (its adapters name the op, e.g. "No Adapter From Version $6 for Upsample"), else the first
     node that fails to convert on its own; None when neither finds one."""
     from onnx import helper, version_converter
 
+    model = _batch_fixed(model)  # as _upgrade converts it
     g = model.graph
     named = [(m.start(), n.op_type) for n in g.node
              for m in [re.search(rf"\b{re.escape(n.op_type)}\b", text)] if m]
