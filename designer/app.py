@@ -1,4 +1,5 @@
-"""Start the designer: QApplication + MainWindow (LeNet-5, or the file given) + event loop."""
+"""Start the designer: QApplication + MainWindow (the file given, else LeNet-5 behind the start
+page) + event loop."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ def run(argv: list[str] | None = None) -> int:
         path = Path(args[0])
         QTimer.singleShot(0, lambda: window.file_controller.open_path(path, ask=False))
     else:
-        QTimer.singleShot(0, window.file_controller.check_recovery)
+        def first_start() -> None:
+            window.file_controller.check_recovery()
+            if not window.doc.is_modified():  # nothing recovered: how to start
+                window.show_start_page()
+
+        QTimer.singleShot(0, first_start)
     code = app.exec()
     window.shutdown()
     window.deleteLater()

@@ -78,6 +78,9 @@ class FileController(QObject):
         self.tb_template.setToolTip("New from a classic architecture (Ctrl+Shift+N)")
         self.tb_template.triggered.connect(self.new_from_template)
         self.act_open = a("&Open…", self.open_dialog, K.Open, "Open a project or ONNX model")
+        self.act_import_onnx = a("&Import ONNX…", self.import_onnx_dialog,
+                                 QKeySequence("Ctrl+I"), "Open an .onnx model as a design: its "
+                                 "layers, weights and a check against ONNX Runtime")
         self.act_save = a("&Save", self.save, K.Save)
         self.act_save_as = a("Save &As…", self.save_as, K.SaveAs)
         self.act_export_png = a("Export Canvas as &PNG…", lambda: self.export_canvas("png"))
@@ -163,6 +166,14 @@ class FileController(QObject):
     def open_dialog(self) -> None:
         start = str(self.doc.path.parent) if self.doc.path else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self.host, "Open", start, files.OPEN_FILTERS)
+        if path:
+            self.open_path(path)
+
+    def import_onnx_dialog(self) -> None:
+        """File > Import ONNX: the open dialog showing ONNX models only."""
+        start = str(self.doc.path.parent) if self.doc.path else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self.host, "Import ONNX", start,
+                                              f"{files.ONNX_FILTER};;All files (*)")
         if path:
             self.open_path(path)
 

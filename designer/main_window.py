@@ -244,12 +244,19 @@ class MainWindow(QMainWindow):
         self.act_search = make_action(self, "Find &Layer Type", self.focus_palette_search, K.Find,
                                       "Search the layer palette")
         self.act_about = make_action(self, "&About CNN Designer", self.about)
+        self.act_start_page = make_action(self, "&Start Page…", self.show_start_page, None,
+                                          "Blank network, templates, examples, recent files")
+        self.act_guide = make_action(self, "Build Your &First Network", self.start_guide, None,
+                                     "Six guided steps to a small CNN")
+        self.act_shortcuts = make_action(self, "&Keyboard Shortcuts", self.show_shortcuts,
+                                         QKeySequence("Ctrl+/"), "Every shortcut on one sheet")
 
     def _build_menus(self) -> None:
         ed, fc = self.editor, self.file_controller
         mb = self.menuBar()
         m = mb.addMenu("&File")
-        m.addActions([fc.act_new, fc.act_new_template, fc.act_new_pretrained, fc.act_open])
+        m.addActions([fc.act_new, fc.act_new_template, fc.act_new_pretrained, fc.act_open,
+                      fc.act_import_onnx])
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(lambda: fc.fill_recent_menu(self.recent_menu))
         fc.fill_examples_menu(m.addMenu("&Examples"))
@@ -302,6 +309,8 @@ class MainWindow(QMainWindow):
             m.addAction(dock.toggleViewAction())
 
         m = mb.addMenu("&Help")
+        m.addActions([self.act_start_page, self.act_guide, self.act_shortcuts])
+        m.addSeparator()
         m.addAction(self.act_about)
 
     def _build_toolbar(self) -> None:
@@ -532,6 +541,23 @@ class MainWindow(QMainWindow):
         self.view.resetTransform()
         self.view.centerOn(0, 150)
         self.view.zoom_changed.emit(1.0)
+
+    def show_start_page(self):
+        from .start_page import show_start_page
+
+        return show_start_page(self)
+
+    def start_guide(self) -> None:
+        from .guide import start_guide
+
+        start_guide(self)
+
+    def show_shortcuts(self) -> None:
+        from .shortcuts import ShortcutSheet
+
+        sheet = ShortcutSheet(self)
+        sheet.exec()
+        sheet.deleteLater()
 
     def about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}",
