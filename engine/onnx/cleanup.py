@@ -256,23 +256,27 @@ def _run_onnxruntime(model):
 
 
 def _restore(cleaned, original, heavy: dict):
-    """The cleaned graph with the original's large weights, input, metadata and opsets."""
-    g = cleaned.graph
-    used = {i for n in g.node for i in n.input}
-    inits = {t.name for t in original.graph.initializer}
-    data = [vi for vi in original.graph.input if vi.name not in inits]
+    """The original model (input, metadata, opsets kept) with the cleaned graph's nodes, small
+    initializers and outputs, and the large weights it still uses. The large weights never
+    move: copying them into the cleaned model took 0.96 s of VGG-11's import (531 MB); the
+    nodes and small constants moved instead are a few KB. `original` is the importer's own
+    parse of the file, so changing it in place is safe."""
+    g, c = original.graph, cleaned.graph
+    used = {i for n in c.node for i in n.input}
+    data = [vi for vi in g.input if vi.name not in {t.name for t in g.initializer}]
+    drop = [i for i, t in enumerate(g.initializer) if t.name not in heavy or t.name not in used]
+    for i in reversed(drop):
+        del g.initializer[i]
+    g.initializer.extend(c.initializer)
     del g.input[:]
     g.input.extend(data)
-    g.initializer.extend(t for name, t in heavy.items() if name in used)
-    g.name = original.graph.name
-    del cleaned.opset_import[:]
-    cleaned.opset_import.extend(original.opset_import)
-    del cleaned.metadata_props[:]
-    cleaned.metadata_props.extend(original.metadata_props)
-    for key in ("producer_name", "producer_version", "domain", "model_version", "doc_string",
-                "ir_version"):
-        setattr(cleaned, key, getattr(original, key))
-    return cleaned
+    del g.node[:]
+    g.node.extend(c.node)
+    del g.output[:]
+    g.output.extend(c.output)
+    del g.value_info[:]
+    g.value_info.extend(c.value_info)
+    return original
 
 
 # ---- our own rewrites ------------------------------------------------------------------------
