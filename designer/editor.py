@@ -118,7 +118,7 @@ class EditorController(QObject):
             lambda on: self.collapse_all() if on else self.expand_all())
 
         view = self.view
-        self.act_fit = a("&Fit to Window", view.fit, QKeySequence(Qt.Key.Key_F))
+        self.act_fit = a("&Fit to Window", lambda: view.fit_readable(), QKeySequence(Qt.Key.Key_F))
         self.act_zoom_in = a("Zoom &In", lambda: view.zoom_by(1.25),
                              [QKeySequence(K.ZoomIn), QKeySequence("Ctrl+=")])
         self.act_zoom_out = a("Zoom &Out", lambda: view.zoom_by(0.8), K.ZoomOut)

@@ -47,8 +47,6 @@ from .training_panel import TrainingPanel
 
 __all__ = ["APP_NAME", "MainWindow", "totals_text"]
 
-FIT_MIN_ZOOM = 0.4  # the opening view fits the whole graph when this zoom is enough
-TOP_ZOOM = 0.75  # else: its top at this zoom (its width fitted when that needs less)
 DOCK_STATE_VERSION = 2  # bump when the default dock placement changes (old states are ignored)
 
 
@@ -385,6 +383,7 @@ class MainWindow(QMainWindow):
         self.scene.selectionChanged.connect(self._on_selection)
         self._follow_only_when_shown("summary")
         self.view.zoom_changed.connect(lambda z: self.lbl_zoom.setText(f"{z * 100:.0f} %"))
+        self.view.hint_posted.connect(self.statusBar().showMessage)
         theme.theme_state().changed.connect(self._on_theme_changed)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(
@@ -489,18 +488,9 @@ class MainWindow(QMainWindow):
         theme.apply_theme(QApplication.instance(), mode)
 
     def initial_view(self) -> None:
-        """Fit the whole graph when it fits at a readable zoom (≥ FIT_MIN_ZOOM); else fit its
-        width (readable at least) and show its top: a deep net is scrolled, not shrunk."""
-        r = self.scene.content_rect()
-        vp = self.view.viewport().size()
-        if r.isNull():
-            return
-        kw = vp.width() / (r.width() + 60)
-        k = min(kw, vp.height() / (r.height() + 60))
-        if k >= FIT_MIN_ZOOM:
-            self.view.fit()
-        else:
-            self.view.show_top(max(FIT_MIN_ZOOM, min(TOP_ZOOM, kw)))
+        """Fit the whole graph when it fits at a readable zoom (cards with their parameters);
+        else its top at a readable zoom, the status bar saying how to see the rest."""
+        self.view.fit_readable(toggle=False)
         self.view.minimap.refresh()
 
     def show_dock(self, key: str) -> None:

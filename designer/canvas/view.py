@@ -8,18 +8,21 @@ from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QFrame, QGraphicsView, QWidget
 
 from ..commands import AddNodeCommand, InsertNodeOnEdgeCommand
-from .items import EdgeItem
+from .items import DETAIL_LOD, EdgeItem
 from .layout import NODE_H, NODE_W
 from .scene import CanvasScene
 
 LAYER_MIME = "application/x-cnn-designer-layer"
 MIN_ZOOM, MAX_ZOOM = 0.05, 3.0
+READABLE_ZOOM = DETAIL_LOD + 0.05  # cards show their parameters, edges their shapes
+TOP_ZOOM = 0.75  # a tall graph's top is shown at this zoom (less when its width needs less)
 
 
 class CanvasView(QGraphicsView):
     """Shows a CanvasScene. Wheel: zoom at the cursor; middle drag or Space + drag: pan."""
 
     zoom_changed = Signal(float)
+    hint_posted = Signal(str, int)  # how to navigate, for the status bar (text, timeout ms)
 
     def __init__(self, scene: CanvasScene, parent: QWidget | None = None):
         super().__init__(scene, parent)
@@ -38,6 +41,7 @@ class CanvasView(QGraphicsView):
         self._pan_from: QPointF | None = None
         self._space = False
         self._hot_edge: EdgeItem | None = None
+        self._top_zoom: float | None = None  # the zoom fit_readable left, showing the top
         self.minimap = Minimap(self)
         self.horizontalScrollBar().valueChanged.connect(self.minimap.update_later)
         self.verticalScrollBar().valueChanged.connect(self.minimap.update_later)
@@ -80,6 +84,35 @@ class CanvasView(QGraphicsView):
         self.centerOn(r.center())
         self.zoom_changed.emit(self.zoom())
         self.minimap.update_later()
+
+    def fit_readable(self, toggle: bool = True) -> bool:
+        """Fit (F): the whole graph when it fits at a readable zoom (cards with their
+        parameters); else its top at a readable zoom, with a status-bar hint on how to see
+        the rest — and with `toggle`, F again on that view shows the whole graph anyway.
+        True when the whole graph is in view."""
+        r = self.canvas().content_rect()
+        if r.isNull():
+            return True
+        vp = self.viewport().size()
+        kw = vp.width() / (r.width() + 60)
+        k = min(kw, vp.height() / (r.height() + 60))
+        again = toggle and self._top_zoom is not None and abs(self.zoom() - self._top_zoom) < 1e-6
+        self._top_zoom = None
+        if k >= READABLE_ZOOM or again:
+            self.fit()
+            if again:
+                self.hint_posted.emit(f"Whole network at {self.zoom() * 100:.0f} %: cards show "
+                                      "their type and shape only — zoom in (wheel, Ctrl++) or "
+                                      "press F again for readable cards", 10000)
+            return True
+        self.show_top(max(READABLE_ZOOM, min(TOP_ZOOM, kw)))
+        self._top_zoom = self.zoom() if toggle else None  # F after opening: still readable
+        n = len(self.canvas().visible_cards())
+        keys = "F" if toggle else "F twice"
+        self.hint_posted.emit(f"The top of the network ({n} cards) at a readable "
+                              f"{self.zoom() * 100:.0f} %: scroll or drag the overview map for "
+                              f"the rest; {keys} shows it all", 12000)
+        return False
 
     def show_top(self, zoom: float = 1.0) -> None:
         """Readable zoom, top of the graph in view (a long chain is scrolled, not shrunk)."""

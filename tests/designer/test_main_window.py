@@ -12,6 +12,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
 from designer import files
+from designer.canvas.view import READABLE_ZOOM
 from designer.commands import AddNodeCommand, SetParamCommand
 from designer.main_window import MainWindow
 from engine.graph import Edge, Graph
@@ -458,19 +459,21 @@ def test_training_and_feature_maps_sit_below_the_canvas_and_layout_is_remembered
 def test_opening_view_fits_small_nets_and_reveal_zooms_in(win, qtbot):
     win.resize(1600, 1000)
     qtbot.wait(30)
-    win.file_controller.open_example("lenet5")
-    qtbot.wait(30)
+    win.file_controller.new_file()
+    for t in ("Conv2d", "ReLU", "MaxPool2d"):
+        win.editor.add_layer(t)
+    win.initial_view()
     visible = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
-    assert visible.contains(win.scene.content_rect())  # every LeNet-5 layer in view
-    assert win.view.zoom() >= 0.39
+    assert visible.contains(win.scene.content_rect())  # every layer of a small net in view
+    assert win.view.zoom() >= READABLE_ZOOM  # cards show their parameters
     assert not win.view.minimap.isVisible()  # nothing to navigate to
     win.view.set_zoom(0.05)
-    win.editor.reveal_node("fc2")
+    win.editor.reveal_node("input")
     assert win.view.zoom() >= 0.8 - 1e-6
     centre = win.view.mapToScene(win.view.viewport().rect().center())
-    card = win.scene.node_items["fc2"].sceneBoundingRect()
+    card = win.scene.node_items["input"].sceneBoundingRect()
     assert card.adjusted(-20, -20, 20, 20).contains(centre)
-    assert win.scene.selected_node_ids() == ["fc2"]
+    assert win.scene.selected_node_ids() == ["input"]
 
 
 def test_deep_net_opens_at_its_top_readable(win, qtbot):
@@ -479,7 +482,7 @@ def test_deep_net_opens_at_its_top_readable(win, qtbot):
     r = win.scene.content_rect()
     visible = win.view.mapToScene(win.view.viewport().rect()).boundingRect()
     assert not visible.contains(r)
-    assert win.view.zoom() >= 0.39
+    assert win.view.zoom() >= READABLE_ZOOM
     assert visible.top() <= r.top() + 5  # the input is in view
 
 
