@@ -338,10 +338,12 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 
 def load_image_folder(folder: str | Path, input_shape: tuple[int, int, int] = (1, 28, 28),
-                      classes: list[str] | None = None, input_spec=None) -> Dataset:
+                      classes: list[str] | None = None, input_spec=None,
+                      limit: int | None = None) -> Dataset:
     """A folder with one subfolder per class (the folder names are the class names, sorted),
     each image prepared by `input_spec` (engine.inputspec: resize / crop, channels, range,
-    mean / std; default: resized to H×W, 1 channel grey or 3 RGB, 0..1) -> float32 C×H×W."""
+    mean / std; default: resized to H×W, 1 channel grey or 3 RGB, 0..1) -> float32 C×H×W.
+    `limit`: a stratified sample of that many images (see stratified), only those decoded."""
     from .inputspec import InputSpec, photo_to_array
 
     folder = Path(folder)
@@ -367,6 +369,8 @@ def load_image_folder(folder: str | Path, input_shape: tuple[int, int, int] = (1
             raise DataError(f"{d}: class folder {d.name!r} holds no images "
                             f"({', '.join(IMAGE_SUFFIXES)})")
         files += [(f, names.index(d.name)) for f in imgs]
+    if limit is not None:
+        files = [files[i] for i in stratified(np.array([lb for _, lb in files]), limit)]
     x = np.empty((len(files), c, h, w), np.float32)
     y = np.empty(len(files), np.int64)
     for i, (f, label) in enumerate(files):
@@ -387,17 +391,19 @@ def _image_shape(input_shape) -> tuple[int, int, int]:
 
 
 def load_images(folder: str | Path, input_shape: tuple[int, int, int] = (1, 28, 28),
-                input_spec=None) -> DataBundle:
+                input_spec=None, limit: int | None = None) -> DataBundle:
     """An image folder; with train/ and test/ subfolders (each with class folders) both splits
-    are read, else the whole folder is training data. input_spec: as load_image_folder."""
+    are read, else the whole folder is training data. input_spec, limit (per split): as
+    load_image_folder."""
     folder = Path(folder)
     sub = {d.name.lower(): d for d in _class_dirs(folder)} if folder.is_dir() else {}
     if "train" in sub and ("test" in sub or "val" in sub) and len(sub) <= 3:
-        train = load_image_folder(sub["train"], input_shape, input_spec=input_spec)
+        train = load_image_folder(sub["train"], input_shape, input_spec=input_spec, limit=limit)
         test = load_image_folder(sub.get("test") or sub["val"], input_shape, train.classes,
-                                 input_spec)
+                                 input_spec, limit)
         return DataBundle(train, test)
-    return DataBundle(load_image_folder(folder, input_shape, input_spec=input_spec))
+    return DataBundle(load_image_folder(folder, input_shape, input_spec=input_spec,
+                                        limit=limit))
 
 
 def load_dataset(spec: str | Path, input_shape: tuple[int, ...] | None = None,
@@ -406,8 +412,8 @@ def load_dataset(spec: str | Path, input_shape: tuple[int, ...] | None = None,
     labels file beside it), a folder of IDX files or a folder of class subfolders of images.
 
     input_shape (C, H, W) is the network's input: image folders are resized and converted to
-    it; .npz layouts use it to tell N×C×H×W from N×H×W×C. `limit` keeps the first N samples
-    of each split. input_spec (engine.inputspec.InputSpec, the model's) prepares the images of
+    it; .npz layouts use it to tell N×C×H×W from N×H×W×C. `limit` keeps a stratified sample
+    of N per split (every class in its share; MNIST's first N, already mixed). input_spec (engine.inputspec.InputSpec, the model's) prepares the images of
     an image folder; the other formats hold prepared arrays and are taken as they are.
     """
     if str(spec).lower() == "mnist":
@@ -420,7 +426,7 @@ def load_dataset(spec: str | Path, input_shape: tuple[int, ...] | None = None,
         if any(_find_idx(path, stem) for _, pair in IDX_PAIRS for stem in pair):
             bundle = load_idx_folder(path)
         else:
-            bundle = load_images(path, input_shape or (1, 28, 28), input_spec)
+            return load_images(path, input_shape or (1, 28, 28), input_spec, limit)
     elif path.suffix.lower() == ".npz":
         bundle = load_npz(path, input_shape)
     elif "images" in path.name and ("idx" in path.name or path.suffix in (".gz", ".idx")):
@@ -439,7 +445,20 @@ def load_dataset(spec: str | Path, input_shape: tuple[int, ...] | None = None,
 
 
 def _head(ds: Dataset, n: int) -> Dataset:
-    return Dataset(ds.x[:n], ds.y[:n], ds.classes, ds.name)
+    keep = stratified(ds.y, n)
+    return Dataset(ds.x[keep], ds.y[keep], ds.classes, ds.name)
+
+
+def stratified(labels: np.ndarray, n: int) -> np.ndarray:
+    """Indices of n samples with each class in its share of `labels` (files sorted by class
+    would otherwise give n of the first class): each class's samples in their order, the
+    classes interleaved by relative position, so any prefix is stratified too."""
+    labels = np.asarray(labels)
+    key = np.empty(len(labels), np.float64)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        key[where] = (np.arange(len(where)) + 0.5) / len(where)
+    return np.argsort(key, kind="stable")[:max(int(n), 0)]
 
 
 # ---- does the data fit the network? -------------------------------------------------------

@@ -452,10 +452,10 @@ def _check_meta(path: Path, meta: Any) -> None:
 
 # ---- weights against the graph ------------------------------------------------------------
 
-def expected_weight_shapes(graph: Graph) -> dict[str, tuple[int, ...] | None]:
+def expected_weight_shapes(graph: Graph, v=None) -> dict[str, tuple[int, ...] | None]:
     """"node_id.name" -> shape for every weight the graph's layers have (None where the shape
-    is unknown because the graph is invalid there)."""
-    v = validate(graph)
+    is unknown because the graph is invalid there). `v`: its validation, if at hand."""
+    v = v or validate(graph)
     out: dict[str, tuple[int, ...] | None] = {}
     for nid, res in v.nodes.items():
         if res.layer is None or res.out_shape is None:
@@ -466,11 +466,18 @@ def expected_weight_shapes(graph: Graph) -> dict[str, tuple[int, ...] | None]:
 
 
 def check_weights(graph: Graph, weights: dict[str, np.ndarray]) -> list[str]:
-    """Every mismatch between `weights` and the graph, naming the layer and the shapes."""
-    expected = expected_weight_shapes(graph)
+    """Every mismatch between `weights` and the graph, naming the layer and the shapes. Layers
+    whose shapes are unknown because the graph is invalid there (a parameter out of range, a
+    missing input) are not judged: the graph's own error says what is wrong, not a list of
+    every weight after it."""
+    v = validate(graph)
+    expected = expected_weight_shapes(graph, v)
+    unknown = {nid for nid, res in v.nodes.items() if res.out_shape is None}
     problems = []
     for key, arr in weights.items():
         nid, _, name = key.rpartition(".")
+        if nid in unknown:
+            continue
         if key not in expected:
             if nid in graph.nodes:
                 node = graph.nodes[nid]

@@ -495,7 +495,11 @@ def export_pytorch(graph: Graph, weights: dict[str, np.ndarray] | None, out_dir:
         commas=", ".join(map(str, code.input_shape)),
         weights=("`weights.npz` holds the design's weights (keys: the module's state_dict "
                  "keys)." if weights else "No weights were exported: the model starts from "
-                 "PyTorch's default initialisation."))))
+                 "PyTorch's default initialisation."),
+        # without weights.npz the example must not load it: train first (checkpoint.npz)
+        load=(f'load_npz({code.class_name}(), "weights.npz").eval()' if weights else
+              f'{code.class_name}().eval()  # untrained; after train.py: load_npz(model, '
+              f'"checkpoint.npz")'))))
     return written
 
 
@@ -708,7 +712,7 @@ and `checkpoint.npz`.
 import torch
 from model import {cls}, load_npz
 
-model = load_npz({cls}(), "weights.npz").eval()
+model = {load}
 with torch.no_grad():
     scores = model(torch.zeros(1, {commas}))
 ```

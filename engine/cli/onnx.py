@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, ModelNotFoundError
 from ..fileio import atomic_open
 from ..summary import fmt_accuracy, human_bytes
 
@@ -68,7 +68,7 @@ def add_commands(sub) -> None:
     src.add_argument("--data", metavar="mnist|PATH", help="dataset: 'mnist', .npz, IDX files or "
                      "a folder of class subfolders of images")
     src.add_argument("--input", metavar="X.npy", help="float32 array N×C×H×W (or C×H×W), "
-                     "fed as it is")
+                     "fed as it is (integer pixels are scaled to 0..1 as --data does)")
     src.add_argument("--image", metavar="PHOTO", help="a photo (JPEG, PNG, …; any mode), "
                      "prepared by the model's input spec; prints the top classes")
     p.add_argument("--top", type=int, default=5, metavar="K",
@@ -170,6 +170,8 @@ def _runner(spec: str, backend: str, check=None):
         from ..onnx.runtime import OnnxModel, graph_model
 
         if spec.lower().endswith(".onnx"):
+            if not Path(spec).is_file():  # a missing MODEL is a usage error everywhere
+                raise ModelNotFoundError(f"MODEL '{spec}': no such file")
             model = OnnxModel(spec)
         else:
             graph, weights = _load(spec)
@@ -371,6 +373,12 @@ def _read_array(spec: str) -> tuple[np.ndarray, bool]:
                         f"{getattr(x, 'dtype', type(x).__name__)} of shape "
                         f"{getattr(x, 'shape', '?')}")
     single = x.ndim == 3
+    if x.dtype.kind in "iu":  # pixels, as --data reads them: uint8 / 255 (others by range)
+        from ..data import to_unit_float
+
+        print(f"note: --input {path} holds {x.dtype} pixels; scaled to 0..1 as --data scales "
+              f"images", file=sys.stderr)
+        x = to_unit_float(x, f"--input {path}")
     x = np.asarray(x[None] if single else x, np.float32)
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
     if bad:
@@ -415,6 +423,8 @@ def cmd_import(args) -> int:
     from ..onnx.report import check_parity
     from ..project import save_project
 
+    if not Path(args.onnx_file).is_file():  # a missing MODEL is a usage error everywhere
+        raise ModelNotFoundError(f"MODEL.onnx '{args.onnx_file}': no such file")
     out = _check_out(args.out, ".cnnd")
     imp = importer.import_onnx(args.onnx_file, input_shape=args.input_shape)
     if imp.record is not None:

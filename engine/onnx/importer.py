@@ -323,7 +323,8 @@ class ImportContext:
         if any(d is None or d < 1 for d in dims[1:]):
             shown = ["?" if d is None else d for d in dims]
             raise ValueError(f"the model's input '{value_info.name}' has open size {shown}; "
-                             f"give the size with input_shape (C, H, W)")
+                             f"give its size C×H×W (import --input-shape C H W on the command "
+                             f"line, input_shape=(C, H, W) in Python)")
         self.fixed_batch = dims[0]
         return int(dims[1]), int(dims[2]), int(dims[3])
 
