@@ -485,7 +485,8 @@ class InsertNodeOnEdgeCommand(_SpliceMixin, _Command):
 
 
 class ApplyFixCommand(_SpliceMixin, _Command):
-    """Apply a validation message's quick fix (set_params, or insert_before on the input edge)."""
+    """Apply a validation message's quick fix (set_params, remove_edge, add_edge, or
+    insert_before on the input edge)."""
 
     def __init__(self, doc: Document, message: Message):
         super().__init__(doc)
@@ -508,6 +509,13 @@ class ApplyFixCommand(_SpliceMixin, _Command):
             if not self.removed:
                 self.refusal = "that connection no longer exists"
                 return
+        elif fix.action == "add_edge":
+            src, dst = fix.params.get("src"), fix.params.get("dst")
+            ok, reason = doc.graph.can_connect(src, dst, 0)
+            if not ok:
+                self.refusal = f"cannot connect: {reason}"
+                return
+            self.src, self.dst, self.added = src, dst, None
         elif fix.action == "insert_before":
             edges = sorted((e for e in doc.graph.edges if e.dst == self.node_id),
                            key=lambda e: e.port)
@@ -528,6 +536,9 @@ class ApplyFixCommand(_SpliceMixin, _Command):
         elif self.action == "remove_edge":
             for e in self.removed:
                 self.doc.remove_edge(e)
+        elif self.action == "add_edge":
+            port = self.added.port if self.added is not None else None
+            self.added = self.doc.add_edge(self.src, self.dst, port)
         else:
             self._splice(self.doc)
 
@@ -537,6 +548,8 @@ class ApplyFixCommand(_SpliceMixin, _Command):
         elif self.action == "remove_edge":
             for e in self.removed:
                 self.doc.add_edge(e.src, e.dst, e.port, check=False, src_port=e.src_port)
+        elif self.action == "add_edge":
+            self.doc.remove_edge(self.added)
         else:
             self._unsplice(self.doc)
 

@@ -367,12 +367,30 @@ class EditorController(QObject):
             self.doc.edit_refused.emit(self.doc.locked_reason)
             return
         stack = self.doc.undo_stack
+        bridge = self._bridge(ids[0]) if len(ids) == 1 and not edges else []
         stack.beginMacro("Delete selection")
         for e in edges:
             self.doc.push(RemoveEdgeCommand(self.doc, e))
         if ids:
             self.doc.push(RemoveNodesCommand(self.doc, ids))
+        joined = [text for make, text in bridge if self.doc.push(make())]
         stack.endMacro()
+        if joined:
+            self.status_posted.emit(f"Deleted; reconnected {', '.join(joined)} "
+                                    "(Ctrl+Z undoes both)", 8000)
+
+    def _bridge(self, node_id: str) -> list:
+        """Deleting a middle layer (one input, feeding others) reconnects its neighbours:
+        [(make the AddEdgeCommand, "'a' → 'b'")] from its input's source to each layer it fed
+        (made after the delete: the check runs on the graph without it)."""
+        g = self.doc.graph
+        ins = [e for e in g.edges if e.dst == node_id]
+        outs = [e for e in g.edges if e.src == node_id]
+        if len(ins) != 1 or not outs:
+            return []
+        src, sport = ins[0].src, ins[0].src_port
+        return [(lambda d=e.dst: AddEdgeCommand(self.doc, src, d, sport),
+                 f"'{g.nodes[src].name}' → '{g.nodes[e.dst].name}'") for e in outs]
 
     def select_all(self) -> None:
         """Every visible card: layers and collapsed blocks (so Delete after it removes all)."""

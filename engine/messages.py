@@ -15,7 +15,8 @@ class Fix:
 
     - "set_params": set `params` (a dict) on the node;
     - "insert_before": insert a new node of `layer_type` (with `params`) on the node's input edge;
-    - "remove_edge": remove the connection params["src"] -> params["dst"].
+    - "remove_edge": remove the connection params["src"] -> params["dst"];
+    - "add_edge": connect params["src"] (its first output) to params["dst"].
     """
 
     label: str

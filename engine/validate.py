@@ -7,6 +7,7 @@ shape arithmetic from the registry, no weights.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ class Validation:
             raise error(f"cannot {doing}: the graph has no output layer")
 
 
+CONNECT_HINT = "connect a layer to it"  # ends the "needs an input" error
+
+
 def validate(graph: Graph) -> Validation:
     results = {nid: NodeResult(nid) for nid in graph.nodes}
     messages: list[Message] = []
@@ -141,15 +145,17 @@ def validate(graph: Graph) -> Validation:
             for severity, text, param, fix in hit[8]:
                 report(severity, text, nid, param, fix)
             res.out_shapes, res.memory = hit[9], hit[10]
-            continue
-        start = len(res.messages)
-        _check_node(graph, node, res, refs, results, report)
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.clear()
-        _CACHE[key] = (res.layer, res.in_shapes, res.out_shape, res.trainable_params,
-                       res.non_trainable_params, res.macs, res.receptive_field, res.jump,
-                       [(m.severity, m.text, m.param, m.fix) for m in res.messages[start:]],
-                       res.out_shapes, res.memory)
+        else:
+            start = len(res.messages)
+            _check_node(graph, node, res, refs, results, report)
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE[key] = (res.layer, res.in_shapes, res.out_shape, res.trainable_params,
+                           res.non_trainable_params, res.macs, res.receptive_field, res.jump,
+                           [(m.severity, m.text, m.param, m.fix) for m in res.messages[start:]],
+                           res.out_shapes, res.memory)
+        if not refs:  # the connect fix depends on other nodes: never from the cache
+            _offer_connect(graph, node, res, messages)
 
     # the output: the one node nothing reads from; other dangling nodes are flagged
     sinks = [nid for nid in order if nid not in has_out and graph.nodes[nid].type_name != "Input"]
@@ -266,7 +272,7 @@ def _check_node(graph: Graph, node, res: NodeResult, refs: list[tuple[str, int]]
     if n_in < cls.min_inputs:
         need = ("an input" if cls.min_inputs == 1 else f"at least {cls.min_inputs} inputs")
         report(ERROR, f"{node.type_name} '{node.name}' needs {need} but has "
-               f"{n_in or 'none'}: connect a layer to it", nid)
+               f"{n_in or 'none'}: {CONNECT_HINT}", nid)
         return
     if cls.max_inputs is not None and n_in > cls.max_inputs:
         report(ERROR, f"{node.type_name} '{node.name}' takes {cls.max_inputs} input"
@@ -389,6 +395,31 @@ def _receptive_field(res: NodeResult, ins: list[NodeResult], layer: Layer, in_sh
         rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
         jump = (jump[0] * sh, jump[1] * sw)
     res.receptive_field, res.jump = rf, jump
+
+
+def _offer_connect(graph: Graph, node, res, messages: list[Message]) -> None:
+    """A layer with no input gets the fix that connects one (see _connect_fix)."""
+    for k, m in enumerate(res.messages):
+        if m.fix is None and m.text.endswith(CONNECT_HINT):
+            fix = _connect_fix(graph, node)
+            if fix is not None:
+                res.messages[k] = new = dataclasses.replace(m, fix=fix)
+                messages[messages.index(m)] = new
+            return
+
+
+def _connect_fix(graph: Graph, node) -> Fix | None:
+    """For a layer with no input: connect the nearest layer above it whose output is free
+    (feeds nothing) and that it does not feed itself (no cycle); None when there is none."""
+    x, y = node.position
+    below = graph.descendants(node.id) | {node.id}
+    cands = [n for n in graph.nodes.values()
+             if n.id not in below and n.position[1] < y and not graph.successors(n.id)]
+    if not cands:
+        return None
+    src = min(cands, key=lambda n: (n.position[0] - x) ** 2 + (n.position[1] - y) ** 2)
+    return Fix(f"connect '{src.name}' → '{node.name}'", "add_edge",
+               {"src": src.id, "dst": node.id})
 
 
 def _reset_fix(cls, param: str | None) -> Fix | None:

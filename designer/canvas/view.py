@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QFrame, QGraphicsView, QWidget
 
-from ..commands import AddNodeCommand, InsertNodeOnEdgeCommand
+from ..commands import AddEdgeCommand, AddNodeCommand, InsertNodeOnEdgeCommand
 from .items import DETAIL_LOD, EdgeItem
 from .layout import NODE_H, NODE_W
 from .scene import CanvasScene
@@ -41,6 +41,7 @@ class CanvasView(QGraphicsView):
         self._pan_from: QPointF | None = None
         self._space = False
         self._hot_edge: EdgeItem | None = None
+        self._drag_hinted = False  # a drag's hint is posted when what it would do changes
         self._top_zoom: float | None = None  # the zoom fit_readable left, showing the top
         self.minimap = Minimap(self)
         self.horizontalScrollBar().valueChanged.connect(self.minimap.update_later)
@@ -226,14 +227,31 @@ class CanvasView(QGraphicsView):
             event.ignore()
             return
         edge = self.canvas().edge_at(self.mapToScene(event.position().toPoint()))
+        if edge is not self._hot_edge or not self._drag_hinted:
+            self._drag_hinted = True
+            type_name = bytes(event.mimeData().data(LAYER_MIME)).decode("utf-8", "replace")
+            g = self.canvas().doc.graph
+            src = self.drop_source(type_name.strip())
+            if edge is not None:
+                e = edge.edge
+                text = (f"Drop to insert it between '{g.nodes[e.src].name}' and "
+                        f"'{g.nodes[e.dst].name}'")
+            elif src is not None:
+                text = f"Drop to add it after the selected '{g.nodes[src].name}', connected"
+            else:
+                text = ("Drop to add it here; drop on a connection to insert it there, or "
+                        "select a layer first to connect after it")
+            self.hint_posted.emit(text, 4000)
         self._set_hot_edge(edge)
         event.acceptProposedAction()
 
     def dragLeaveEvent(self, event):
+        self._drag_hinted = False
         self._set_hot_edge(None)
         event.accept()
 
     def dropEvent(self, event):
+        self._drag_hinted = False
         self._set_hot_edge(None)
         data = event.mimeData()
         if not data.hasFormat(LAYER_MIME):
@@ -247,20 +265,49 @@ class CanvasView(QGraphicsView):
             event.ignore()
 
     def drop_layer(self, type_name: str, pos: QPointF) -> bool:
-        """Create a layer at `pos`; dropped on a connection, it is spliced into it."""
+        """Create a layer at `pos`; dropped on a connection, it is spliced into it; else,
+        when one layer is selected and its output feeds nothing, connected after it."""
         scene = self.canvas()
         doc = scene.doc
         edge = scene.edge_at(pos)
         if edge is not None:
             cmd = InsertNodeOnEdgeCommand(doc, edge.edge, type_name, (pos.x(), pos.y()))
+            if not doc.push(cmd):
+                return False
+            nid = cmd.new_id
+            self.hint_posted.emit(f"{cmd.text()} (Ctrl+Z undoes)", 6000)
         else:
+            src = self.drop_source(type_name)
             cmd = AddNodeCommand(doc, type_name, (pos.x(), pos.y()))
-        if not doc.push(cmd):
-            return False
-        nid = cmd.new_id if isinstance(cmd, InsertNodeOnEdgeCommand) else cmd.node_id
+            if src is None or cmd.refusal or doc.locked_reason is not None:
+                if not doc.push(cmd):
+                    return False
+            else:
+                doc.undo_stack.beginMacro(f"Add {type_name} after '{doc.graph.nodes[src].name}'")
+                doc.push(cmd)
+                link = AddEdgeCommand(doc, src, cmd.node_id)
+                doc.push(link)
+                doc.undo_stack.endMacro()
+                self.hint_posted.emit(f"Connected '{doc.graph.nodes[src].name}' → "
+                                      f"'{doc.graph.nodes[cmd.node_id].name}' (it was "
+                                      "selected; Ctrl+Z undoes)", 6000)
+            nid = cmd.node_id
         scene.select_nodes([nid])
         self.setFocus()
         return True
+
+    def drop_source(self, type_name: str) -> str | None:
+        """The layer a new `type_name` dropped now would connect after: the one selected
+        layer, when its first output feeds nothing and the new layer takes an input."""
+        from engine.layers import REGISTRY
+
+        scene = self.canvas()
+        g = scene.doc.graph
+        sel = scene.selected_node_ids()
+        cls = REGISTRY.get(type_name)
+        if len(sel) != 1 or cls is None or cls.max_inputs == 0 or g.successors(sel[0]):
+            return None
+        return sel[0]
 
     def _set_hot_edge(self, edge: EdgeItem | None) -> None:
         if self._hot_edge is not None and self._hot_edge is not edge:

@@ -87,6 +87,14 @@ def _cycle_fix(doc):
     return ApplyFixCommand(doc, _first_fix(doc, "remove_edge"))
 
 
+def _connect_fix(doc):
+    """relu4's input removed: "needs an input" offers to connect fc2 (free, just above)."""
+    doc.push(RemoveEdgeCommand(doc, _edge(doc, "fc2", "relu4")))
+    fix = _first_fix(doc, "add_edge").fix
+    assert (fix.params["src"], fix.params["dst"]) == ("fc2", "relu4")
+    return ApplyFixCommand(doc, _first_fix(doc, "add_edge"))
+
+
 def _flatten_fix(doc):
     doc.push(RemoveNodesCommand(doc, ["flatten"]))
     doc.push(AddEdgeCommand(doc, "pool2", "fc1"))
@@ -111,6 +119,7 @@ COMMANDS = {
     "fix: set params": lambda d: ApplyFixCommand(d, _first_fix(d, "set_params")),
     "fix: insert before": _flatten_fix,
     "fix: remove edge": _cycle_fix,
+    "fix: add edge": _connect_fix,
     "paste": lambda d: PasteCommand(d, make_fragment(d.graph, ["conv2", "relu2", "fc1"])),
     "load weights": lambda d: LoadWeightsCommand(  # File ▸ Load weights, part of the layers
         d, {"fc1.weight": np.full((120, 400), 0.5, np.float32)}, "w.npz"),
