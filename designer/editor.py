@@ -8,9 +8,9 @@ posts (`status_posted`); every change of the graph is a command pushed through t
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QInputDialog, QMenu, QWidget
+from PySide6.QtWidgets import QApplication, QInputDialog, QMenu, QWidget
 
 from . import clipboard, theme
 from .canvas import CanvasScene, CanvasView, NodeItem, layered_layout
@@ -64,6 +64,26 @@ class EditorController(QObject):
         self._paste_count = 0
         self._build_actions()
         scene.collapse_changed.connect(self._sync_collapse_button)
+        QApplication.instance().installEventFilter(self)  # undo keys in the panels' fields
+
+    # panels whose fields edit the document: their Ctrl+Z / Ctrl+Y undo the document's edits
+    # (a field's own text undo would swallow them while the toolbar shows Undo enabled)
+    UNDO_PANELS = ("inspector", "problems")
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() != QEvent.Type.ShortcutOverride or not isinstance(obj, QWidget):
+            return False
+        K = QKeySequence.StandardKey
+        if not (event.matches(K.Undo) or event.matches(K.Redo)
+                or any(QKeySequence(event.keyCombination()) == k
+                       for k in self.act_redo.shortcuts())):
+            return False
+        panels = getattr(self.host, "panels", {})
+        if any(p is not None and (obj is p or p.isAncestorOf(obj))
+               for p in (panels.get(k) for k in self.UNDO_PANELS)):
+            event.ignore()  # not overridden: the window's Undo / Redo shortcut fires
+            return True
+        return False
 
     def _build_actions(self) -> None:
         K = QKeySequence.StandardKey

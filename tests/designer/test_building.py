@@ -88,3 +88,26 @@ def test_needs_an_input_offers_to_connect(window):
     assert not doc.validation.errors
     # the Problems panel shows the fix button
     window.show_dock("problems")
+
+
+def test_undo_keys_in_an_inspector_field_undo_the_document(window, qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from designer.commands import SetParamCommand
+
+    doc = window.doc
+    window.activateWindow()
+    window.scene.select_nodes(["conv1"])
+    inspector = window.panels["inspector"]
+    assert doc.push(SetParamCommand(doc, "conv1", "out_channels", 9))
+    field = inspector.name_edit
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus, timeout=2000)
+    QTest.keyClick(field, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert doc.graph.nodes["conv1"].params.get("out_channels", 6) == 6  # the document's undo
+    field = inspector.name_edit
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus, timeout=2000)
+    QTest.keyClick(field, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert doc.graph.nodes["conv1"].params["out_channels"] == 9  # and its redo
