@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..messages import Fix
 from ..nn import ort_kernels
+from ..nn.ops import memory_view
 from .base import CHOICE, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .formula_text import Count
 from .formula_text import num as num_text
@@ -283,25 +284,36 @@ _BLOCK = 1 << 16  # elements per block: 256 KB of float32, so a block's temporar
 
 
 def _blocks(x: np.ndarray):
-    """Slices of whole samples (batch axis) of about _BLOCK elements: a multi-pass formula run
-    block by block reads main memory once instead of once per pass (2-4× faster here)."""
-    n = x.shape[0] if x.ndim else 1
+    """Index tuples of about _BLOCK elements each along x's outermost axis *in memory* (the
+    batch of an NCHW array, the channels of a CHWN view from a convolution): a multi-pass
+    formula run block by block reads main memory once instead of once per pass (2-4× faster
+    here), and every block is one contiguous run of memory whatever the layout."""
+    if not x.ndim:
+        return [()]
+    perm, _ = memory_view(x)
+    k = perm[0] if perm else 0
+    n = x.shape[k]
     step = max(1, _BLOCK // max(1, x.size // max(n, 1)))
-    return [slice(i, i + step) for i in range(0, n, step)]
+    lead = (slice(None),) * k
+    return [lead + (slice(i, i + step),) for i in range(0, n, step)]
 
 
 def _tiles(x: np.ndarray, k: int, dtype=None):
-    """The blocks of `_blocks` and k scratch arrays of one block's shape, allocated once and
-    reused by every block (a fresh array per block and pass costs more than the arithmetic);
-    of x's dtype unless `dtype` says otherwise.
-    Yields (slice, scratch views trimmed to the block's length)."""
+    """The blocks of `_blocks` and k scratch arrays of one block's shape and memory layout,
+    allocated once and reused by every block (a fresh array per block and pass costs more than
+    the arithmetic); of x's dtype unless `dtype` says otherwise.
+    Yields (index, scratch views trimmed to the block's length)."""
     blocks = _blocks(x)
-    step = blocks[0].stop - blocks[0].start
-    n = x.shape[0]
-    bufs = [np.empty((min(step, n),) + x.shape[1:], dtype or x.dtype) for _ in range(k)]
+    if not x.ndim:
+        yield (), [np.empty((), dtype or x.dtype) for _ in range(k)]
+        return
+    axis = len(blocks[0]) - 1
+    bufs = [np.empty_like(x[blocks[0]], dtype or x.dtype) for _ in range(k)]
+    n = x.shape[axis]
+    lead = (slice(None),) * axis
     for b in blocks:
-        m = min(b.stop, n) - b.start
-        yield b, [buf[:m] for buf in bufs]
+        m = min(b[axis].stop, n) - b[axis].start
+        yield b, [buf[lead + (slice(0, m),)] for buf in bufs]
 
 
 # Eigen's / XLA's float32 erf: an odd rational function on [−4, 4] (erf is ±1 in float32

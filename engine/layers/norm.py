@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
+from ..nn.ops import from_memory_view, memory_view
 from .activation import _BLOCK, _blocks, _tiles  # the package's cache-sized sample blocks
 from .base import BOOL, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .formula_text import DOT, Count
@@ -80,45 +81,115 @@ class BatchNorm2d(Layer):
         kind = "BatchNorm2d" if len(shape) == 3 else "BatchNorm1d"
         return f"nn.{kind}({call_args(shape[0], **kw)})"
 
+    # ---- execution -------------------------------------------------------------------------
+    # Maps (N, C, H, W) run on a (A, C, L) view of x's memory, whatever its layout: (N, C, H·W)
+    # for NCHW, (1, C, H·W·N) for the CHWN view a convolution returns, so the output keeps the
+    # input's layout (no transposing copy before the next convolution) and every per-channel
+    # pass reads contiguous rows. Statistics are BLAS row products; the normalisation and the
+    # backward's dx = A·dy + B·x + C (A, B, C per channel) run a few channels at a time, so
+    # each block's passes happen in cache. Training caches x itself, not x̂.
+
     def forward(self, xs, training=False):
         (x,) = xs
         wts = self.weights
+        if x.ndim != 4:
+            return self._forward_flat(x, training)
+        perm, x3 = _channel_view(x)
         if not training or self.frozen:
             # inference form; a frozen layer keeps its statistics (transfer learning)
             scale = wts["weight"] / np.sqrt(wts["running_var"] + np.float32(self.eps))
             shift = wts["bias"] - wts["running_mean"] * scale
             if training:
                 self._cache = ("fixed", scale)
-            return x * self._bc(scale, x) + self._bc(shift, x)
-        axes = self._axes(x)
-        mean = x.mean(axis=axes)  # follows x's dtype (float32 in production)
-        xc = x - self._bc(mean, x)
-        var = (xc * xc).mean(axis=axes)
-        inv = 1 / np.sqrt(var + np.float32(self.eps))
-        xhat = xc * self._bc(inv, x)
-        m = x.size // x.shape[1]
+            y3 = np.empty_like(x3, np.result_type(x3, scale))
+            for cs in _channel_blocks(x3):
+                d = y3[:, cs]
+                np.multiply(x3[:, cs], scale[cs, None], out=d)
+                d += shift[cs, None]
+            return _from_channel_view(y3, perm, x.shape)
+        a, _, rows = x3.shape
+        m = a * rows
+        dt = x3.dtype.type
+        mean = _channel_sums(x3) * dt(1 / m)
+        var = np.empty_like(mean)
+        y3 = np.empty_like(x3)
+        for cs in _channel_blocks(x3):  # centre, variance, scale and shift while in cache
+            d = y3[:, cs]
+            np.subtract(x3[:, cs], mean[cs, None], out=d)
+            var[cs] = _rowdot(d, d)[:, :, 0].sum(axis=0) * dt(1 / m)
+            sc = wts["weight"][cs] / np.sqrt(var[cs] + dt(self.eps))
+            d *= sc[:, None]
+            d += wts["bias"][cs, None]
+        inv = 1 / np.sqrt(var + dt(self.eps))
         mo = np.float32(self.momentum)
         unbiased = var * np.float32(m / max(m - 1, 1))  # PyTorch keeps the unbiased variance
         wts["running_mean"][...] = (1 - mo) * wts["running_mean"] + mo * mean
         wts["running_var"][...] = (1 - mo) * wts["running_var"] + mo * unbiased
-        self._cache = (xhat, inv, m)
-        return xhat * self._bc(wts["weight"], x) + self._bc(wts["bias"], x)
+        self._cache = (x3, perm, x.shape, mean, inv, m)
+        return _from_channel_view(y3, perm, x.shape)
 
     def backward(self, dy):
         if isinstance(self._cache[0], str):  # "fixed" (comparing an array to it is an error)
             scale = self._cache[1]
             self._cache = None
             return [dy * self._bc(scale, dy)]
+        if len(self._cache) == 3:
+            return self._backward_flat(dy)
+        x3, perm, shape, mean, inv, m = self._cache
+        self._cache = None
+        dy3 = _in_layout(dy, perm, x3.shape)
+        dt = x3.dtype.type
+        dbeta = _channel_sums(dy3)
+        sxy = _rowdot(dy3, x3)[:, :, 0].sum(axis=0)  # Σ dy·x per channel
+        dgamma = (sxy - mean * dbeta) * inv  # Σ dy·x̂
+        if not self.frozen:
+            self.grads["weight"] = dgamma
+            self.grads["bias"] = dbeta
+        # dx = γ·inv/m · (m·dy − Σdy − x̂·Σdy·x̂) = A·dy + B·x + C per channel
+        ca = self.weights["weight"] * inv
+        cb = -ca * inv * dgamma * dt(1 / m)
+        cc = -ca * dbeta * dt(1 / m) - cb * mean
+        dx3 = np.empty_like(x3, np.result_type(x3, dy3))
+        for cs, (buf,) in _channel_tiles(x3):
+            d = dx3[:, cs]
+            np.multiply(dy3[:, cs], ca[cs, None], out=d)
+            np.multiply(x3[:, cs], cb[cs, None], out=buf)
+            d += buf
+            d += cc[cs, None]
+        return [_from_channel_view(dx3, perm, shape)]
+
+    def _forward_flat(self, x, training):
+        """(N, F) features after a Linear layer."""
+        wts = self.weights
+        if not training or self.frozen:
+            scale = wts["weight"] / np.sqrt(wts["running_var"] + np.float32(self.eps))
+            shift = wts["bias"] - wts["running_mean"] * scale
+            if training:
+                self._cache = ("fixed", scale)
+            return x * self._bc(scale, x) + self._bc(shift, x)
+        mean = x.mean(axis=0)  # follows x's dtype (float32 in production)
+        xc = x - mean
+        var = (xc * xc).mean(axis=0)
+        inv = 1 / np.sqrt(var + np.float32(self.eps))
+        xhat = xc * inv
+        m = x.shape[0]
+        mo = np.float32(self.momentum)
+        unbiased = var * np.float32(m / max(m - 1, 1))
+        wts["running_mean"][...] = (1 - mo) * wts["running_mean"] + mo * mean
+        wts["running_var"][...] = (1 - mo) * wts["running_var"] + mo * unbiased
+        self._cache = (xhat, inv, m)
+        return xhat * wts["weight"] + wts["bias"]
+
+    def _backward_flat(self, dy):
         xhat, inv, m = self._cache
         self._cache = None
-        axes = self._axes(dy)
-        dgamma = (dy * xhat).sum(axis=axes)
-        dbeta = dy.sum(axis=axes)
-        self.grads["weight"] = dgamma
-        self.grads["bias"] = dbeta
-        g = self._bc(self.weights["weight"] * inv / m, dy)
-        dx = g * (m * dy - self._bc(dbeta, dy) - xhat * self._bc(dgamma, dy))
-        return [dx]
+        dgamma = (dy * xhat).sum(axis=0)
+        dbeta = dy.sum(axis=0)
+        if not self.frozen:
+            self.grads["weight"] = dgamma
+            self.grads["bias"] = dbeta
+        g = self.weights["weight"] * inv / m
+        return [g * (m * dy - dbeta - xhat * dgamma)]
 
     # ---- ONNX mapping ------------------------------------------------------------------------
 
@@ -237,6 +308,50 @@ def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(A, B, M) · (A, B, M) -> (A, B, 1): the dot product of every row pair, as a batched
     matrix product (BLAS; faster than einsum's reduction)."""
     return np.matmul(a[:, :, None, :], b[:, :, :, None])[:, :, :, 0]
+
+
+def _channel_view(x: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """(perm, (A, C, L) view) of a logical (N, C, ...) array's memory, channels the middle
+    axis: (N, C, H·W) for NCHW memory, (1, C, H·W·N) for CHWN. Other layouts are copied to
+    NCHW first. `_from_channel_view` turns an array of the view's shape back."""
+    perm, v = memory_view(x)
+    if perm is None:
+        perm, v = tuple(range(x.ndim)), np.ascontiguousarray(x)
+    j = perm.index(1)
+    a = int(np.prod(v.shape[:j], dtype=np.int64))
+    return perm, v.reshape(a, x.shape[1], -1)
+
+
+def _from_channel_view(v3: np.ndarray, perm: tuple[int, ...], shape) -> np.ndarray:
+    return from_memory_view(v3.reshape([shape[i] for i in perm]), perm)
+
+
+def _in_layout(a: np.ndarray, perm: tuple[int, ...], shape3) -> np.ndarray:
+    """`a` (logical, like the array `perm` came from) as a view of the same (A, C, L) memory
+    layout: free when it has that layout, one copy otherwise."""
+    return np.ascontiguousarray(a.transpose(perm)).reshape(shape3)
+
+
+def _channel_sums(v3: np.ndarray) -> np.ndarray:
+    """(A, C, L) -> (C,) sums over A and L (BLAS row sums)."""
+    a, c, rows = v3.shape
+    return _row_sums(v3.reshape(a * c, rows)).reshape(a, c).sum(axis=0)
+
+
+def _channel_blocks(v3: np.ndarray) -> list[slice]:
+    """Slices of channels whose (A, cs, L) block is about _BLOCK·4 elements (1 MB of float32)."""
+    c = v3.shape[1]
+    step = max(1, (4 * _BLOCK) // max(1, v3.size // max(c, 1)))
+    return [slice(i, i + step) for i in range(0, c, step)]
+
+
+def _channel_tiles(v3: np.ndarray):
+    """`_channel_blocks` with one scratch array of a block's shape, reused by every block."""
+    blocks = _channel_blocks(v3)
+    step = blocks[0].stop - blocks[0].start
+    buf = np.empty((v3.shape[0], min(step, v3.shape[1]), v3.shape[2]), v3.dtype)
+    for cs in blocks:
+        yield cs, (buf[:, :min(cs.stop, v3.shape[1]) - cs.start],)
 
 
 def _bc(v: np.ndarray, ndim: int) -> np.ndarray:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -61,6 +62,9 @@ class Network:
             for s in self.inputs[nid]:
                 consumers[s] += 1
         self._consumers = consumers
+        # per-layer profile (bench/bench_nets.py): {(node id, "forward" | "backward"): seconds}
+        # accumulated while set to a dict; None (the default) costs one test per layer
+        self.timings: dict[tuple[str, str], float] | None = None
 
     @classmethod
     def compile(cls, graph: Graph, rng: np.random.Generator | None = None,
@@ -116,7 +120,12 @@ class Network:
             refs = self.refs[nid]
             # a frozen part with nothing trainable before it runs as in inference: no caches
             train_here = training and not self._frozen_prefix[nid]
-            y = layer.forward([outs[s][p] for s, p in refs], train_here)
+            if self.timings is None:
+                y = layer.forward([outs[s][p] for s, p in refs], train_here)
+            else:
+                t0 = time.perf_counter()
+                y = layer.forward([outs[s][p] for s, p in refs], train_here)
+                self._timed(nid, "forward", t0)
             outs[nid] = list(y) if nid in self.multi_out else [y]
             if not keep:  # free what no later layer reads
                 for s, _ in refs:
@@ -160,6 +169,7 @@ class Network:
             if self._frozen_prefix.get(nid):
                 continue  # nothing trainable upstream: no need to go further back
             layer = self.layers[nid]
+            t0 = time.perf_counter()
             if input_grad or not all(self._frozen_prefix[s] for s in self.inputs[nid]):
                 dxs = layer.backward(g)
             else:  # a layer that honours need_dx = False returns None for its inputs
@@ -168,6 +178,8 @@ class Network:
                     dxs = layer.backward(g)
                 finally:
                     layer.need_dx = True
+            if self.timings is not None:
+                self._timed(nid, "backward", t0)
             for (s, p), dx in zip(self.refs[nid], dxs):
                 if dx is None:
                     continue
@@ -177,6 +189,10 @@ class Network:
                 slots[p] = dx if slots[p] is None else slots[p] + dx
         g = grads.get(self.input_id)
         return None if g is None else g[0]
+
+    def _timed(self, nid: str, what: str, t0: float) -> None:
+        key = (nid, what)
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
     def _port_slots(self, nid: str) -> list[np.ndarray | None]:
         """One empty gradient slot per output port of `nid`."""

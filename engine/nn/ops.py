@@ -73,6 +73,22 @@ def as_chwn(x: np.ndarray) -> np.ndarray:
     return t if t.flags.c_contiguous else np.ascontiguousarray(t)
 
 
+def memory_view(x: np.ndarray) -> tuple[tuple[int, ...] | None, np.ndarray]:
+    """(perm, x.transpose(perm)) with the axes in memory order (largest stride first) when
+    that view is C-contiguous (an NCHW array, or a CHWN one from a convolution); else
+    (None, x). Element-wise code run on the view keeps x's layout and reads memory in order."""
+    if x.flags.c_contiguous:
+        return tuple(range(x.ndim)), x
+    perm = tuple(int(i) for i in np.argsort([-s for s in x.strides], kind="stable"))
+    v = x.transpose(perm)
+    return (perm, v) if v.flags.c_contiguous else (None, x)
+
+
+def from_memory_view(v: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `memory_view`: the logical array of a memory-order view `v`."""
+    return v.transpose(np.argsort(perm))
+
+
 def nchw(a: np.ndarray) -> np.ndarray:
     """(C, H, W, N) memory -> the logical (N, C, H, W) array (a view, no copy)."""
     return a.transpose(3, 0, 1, 2)

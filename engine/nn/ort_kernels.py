@@ -23,6 +23,8 @@ import threading
 
 import numpy as np
 
+from .ops import from_memory_view, memory_view
+
 _LOCK = threading.Lock()
 _SESSIONS: dict[tuple, object] = {}  # kernel key -> InferenceSession, or None where it failed
 _MAX_SESSIONS = 64  # HardSigmoid's α, β are user parameters: bound the cache
@@ -84,7 +86,10 @@ def _run(key: tuple, x: np.ndarray) -> np.ndarray | None:
     sess = _session(key)
     if sess is None:
         return None
-    return sess.run(None, {"x": np.ascontiguousarray(x)})[0]
+    perm, xm = memory_view(x)  # a CHWN view from a convolution stays CHWN: no transposing copy
+    if perm is None:
+        return sess.run(None, {"x": np.ascontiguousarray(x)})[0]
+    return from_memory_view(sess.run(None, {"x": xm})[0], perm)
 
 
 def erf(x: np.ndarray) -> np.ndarray | None:
