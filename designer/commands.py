@@ -340,6 +340,24 @@ class LoadWeightsCommand(_Command):
         self.new = self.doc.exchange_weights(self.old)
 
 
+class RestoreRunCommand(_Command):
+    """"Open this run": a recorded run's (or sweep trial's) architecture, input spec and best
+    weights replace the document's, as one step on its undo stack; the file path stays, so a
+    save writes the restored design over the project. Undo gives back the graph, weights
+    (stashed ones included) and block membership as they were: the same objects, bit-exact."""
+
+    def __init__(self, doc: Document, graph: Graph, weights: dict | None, title: str):
+        super().__init__(doc, f"Restore {title}")
+        self.new = (graph, dict(weights) if weights else None, None)
+        self.old = None
+
+    def redo(self):
+        self.old = self.doc.exchange_graph(*self.new)
+
+    def undo(self):
+        self.new = self.doc.exchange_graph(*self.old)
+
+
 # ---- edges ------------------------------------------------------------------------------------
 
 

@@ -50,6 +50,7 @@ class Document(QObject):
     history_changed = Signal()  # the training history (set_history, reset)
     title_changed = Signal(str)  # what the window title shows: file name, else network name
     modified_changed = Signal(bool)  # True: unsaved changes (graph, weights or history)
+    input_spec_changed = Signal()  # graph.input_spec (how photos become the input)
 
     def __init__(self, graph: Graph | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -286,6 +287,34 @@ class Document(QObject):
             self.name_changed.emit(self.graph.name)
         self._emit_title(title)
         self._emit_modified()
+
+    def exchange_graph(self, graph: Graph, weights: dict | None,
+                       blocks: dict[str, list[str]] | None = None):
+        """Replace the graph (its input spec and name with it), every weight and the block
+        membership at once, keeping the file path and the undo history: an undoable restore of a
+        recorded run. Returns (graph, weights, blocks) as they were, stashed weights included,
+        for the command to give back on undo. Views rebuild (graph_reset); an unsaved change."""
+        old = (self.graph, None if self.weights is None else {**self._weight_stash,
+                                                             **self.weights}, self.blocks)
+        title, old_name, old_spec = self.title, self.graph.name, self.graph.input_spec
+        self.graph = graph
+        self.blocks = ({k: [i for i in v if i in graph.nodes] for k, v in blocks.items()}
+                       if blocks else None)
+        self._weight_stash = {}
+        self.weights = dict(weights) if weights else None
+        self._content_modified = True
+        self.validation = validate(self.graph)
+        self._fit_weights(emit=False)
+        self.graph_reset.emit()
+        self.validated.emit(self.validation)
+        self.weights_changed.emit()
+        if self.graph.name != old_name:
+            self.name_changed.emit(self.graph.name)
+        if self.graph.input_spec != old_spec:
+            self.input_spec_changed.emit()
+        self._emit_title(title)
+        self._emit_modified()
+        return old
 
     # ---- weights -----------------------------------------------------------------------------
 

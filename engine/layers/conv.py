@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..messages import Fix
 from ..nn.ops import (
+    BLOCK_BYTES,
     as_chwn,
     conv_input_grad,
     keep_freed_memory,
@@ -280,23 +281,46 @@ class Conv2d(Layer):
         keep_freed_memory()  # once per process (engine/ops.py): saves thousands of page faults
         if cg == 1 and co == g:  # depthwise (MobileNet, EfficientNet): no im2col, see below
             return self._depthwise_forward(xp, x.shape, pads, ho, wo, training)
-        shape = (g, kk + self.bias, ho * wo * n)
-        if training:
-            cols = scratch(self, "cols", shape, x.dtype)
-        else:  # inference: fresh memory, and training's work arrays are let go
-            cols = np.empty(shape, x.dtype)
+        wmat = self.weights["weight"].reshape(g, co // g, kk)
+        if self.bias:
+            wmat = np.concatenate([wmat, self.weights["bias"].reshape(g, co // g, 1)], axis=2)
+        if not training:  # training's work arrays are let go; cols in cache-sized row blocks
             self.__dict__.pop("_scratch", None)
+            y = self._forward_rows(xp, wmat.astype(x.dtype, copy=False), kk, ho, wo)
+            return nchw(y.reshape(co, ho, wo, n))
+        shape = (g, kk + self.bias, ho * wo * n)
+        cols = scratch(self, "cols", shape, x.dtype)
         np.copyto(cols[:, :kk].reshape(g, cg, k[0], k[1], ho, wo, n),
                   taps_chwn(xp, k[0], k[1], s[0], s[1], ho, wo, d[0], d[1])
                   .reshape(g, cg, k[0], k[1], ho, wo, n))
-        wmat = self.weights["weight"].reshape(g, co // g, kk)
         if self.bias:
             cols[:, kk] = 1
-            wmat = np.concatenate([wmat, self.weights["bias"].reshape(g, co // g, 1)], axis=2)
         y = matmul_wide(wmat, cols)  # (G, Cout/G, Ho·Wo·N)
-        if training:
-            self._cache = (cols, x.shape, xp.shape, pads, ho, wo)
+        self._cache = (cols, x.shape, xp.shape, pads, ho, wo)
         return nchw(y.reshape(co, ho, wo, n))
+
+    def _forward_rows(self, xp, wmat, kk, ho, wo):
+        """Inference: y = W @ cols built a few output rows at a time into one cache-sized
+        buffer (at batch 256 the whole cols matrix is hundreds of MB: fresh pages and a round
+        trip through main memory). (C, Hp, Wp, N) -> (G, Cout/G, Ho·Wo·N)."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        g, og, kb = wmat.shape
+        cg, n = xp.shape[0] // g, xp.shape[3]
+        wn = wo * n
+        row_bytes = kb * g * wn * xp.dtype.itemsize
+        rows = max(1, min(ho, BLOCK_BYTES // row_bytes))
+        work = np.empty(g * kb * rows * wn, xp.dtype)
+        y = np.empty((g, og, ho * wn), xp.dtype)
+        for r0 in range(0, ho, rows):
+            nr = min(rows, ho - r0)
+            blk = work[:g * kb * nr * wn].reshape(g, kb, nr * wn)
+            np.copyto(blk[:, :kk].reshape(g, cg, kh, kw, nr, wo, n),
+                      taps_chwn(xp[:, r0 * sh:], kh, kw, sh, sw, nr, wo, dh, dw)
+                      .reshape(g, cg, kh, kw, nr, wo, n))
+            if self.bias:
+                blk[:, kk] = 1
+            np.matmul(wmat, blk, out=y[:, :, r0 * wn:(r0 + nr) * wn])
+        return y
 
     def backward(self, dy):
         if isinstance(self._cache[0], str):  # ("depthwise", ...)

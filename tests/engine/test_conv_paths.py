@@ -1,0 +1,68 @@
+"""Conv2d's inference path (im2col in blocks of output rows) gives the training path's values
+and a direct float64 reference, for every block size down to one row and a short last block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.layers import conv as conv_module
+
+from .test_gradients import make_layer
+
+
+def reference(x, w, b, stride, pads, dilation, groups):
+    """Direct convolution in float64: a sum over kernel taps of shifted, strided windows."""
+    n, _, h, wd = x.shape
+    co, cg, kh, kw = w.shape
+    t, l, bo, r = pads
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (t, bo), (l, r)))
+    (sh, sw), (dh, dw) = stride, dilation
+    ho = (h + t + bo - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + l + r - dw * (kw - 1) - 1) // sw + 1
+    y = np.zeros((n, co, ho, wo))
+    og = co // groups
+    for gi in range(groups):
+        xs = xp[:, gi * cg:(gi + 1) * cg]
+        ws = w[gi * og:(gi + 1) * og].astype(np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                win = xs[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                         j * dw:j * dw + sw * (wo - 1) + 1:sw]
+                y[:, gi * og:(gi + 1) * og] += np.einsum("nchw,oc->nohw", win, ws[:, :, i, j])
+    if b is not None:
+        y += b[None, :, None, None]
+    return y
+
+
+CASES = [
+    ({"out_channels": 5, "kernel_size": [3, 3], "padding": [1, 1, 1, 1]}, (4, 7, 9)),
+    ({"out_channels": 6, "kernel_size": [3, 2], "stride": [2, 1], "padding": [0, 1, 2, 0],
+      "bias": False}, (4, 8, 7)),
+    ({"out_channels": 4, "kernel_size": [3, 3], "dilation": [2, 1], "groups": 2}, (6, 9, 8)),
+    ({"out_channels": 8, "kernel_size": [1, 1], "stride": [2, 2]}, (3, 7, 7)),
+    ({"out_channels": 3, "kernel_size": [5, 5], "padding": "same"}, (2, 6, 11)),
+]
+
+
+@pytest.mark.parametrize("block_rows", [None, 1, 2, 3])
+@pytest.mark.parametrize("params,shape", CASES)
+def test_inference_row_blocks_match_training_and_reference(monkeypatch, params, shape,
+                                                           block_rows):
+    n = 3
+    layer = make_layer("Conv2d", params, [shape], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, *shape)).astype(np.float32)
+    want = reference(x, layer.weights["weight"], layer.weights.get("bias"), layer.stride,
+                     conv_module.resolve_pads(layer.padding, shape[1], shape[2],
+                                              layer.kernel_size, layer.stride, layer.dilation),
+                     layer.dilation, layer.groups)
+    if block_rows is not None:  # row_bytes of this layer's cols: force blocks of block_rows
+        kk = shape[0] // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+        row_bytes = (kk + layer.bias) * layer.groups * want.shape[3] * n * 4
+        monkeypatch.setattr(conv_module, "BLOCK_BYTES", block_rows * row_bytes)
+    y_infer = layer.forward([x], training=False)
+    y_train = layer.forward([x], training=True)
+    assert y_infer.dtype == np.float32 and y_infer.shape == want.shape
+    np.testing.assert_allclose(y_infer, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y_infer, y_train, rtol=1e-5, atol=1e-5)
