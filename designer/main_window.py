@@ -174,9 +174,24 @@ class MainWindow(QMainWindow):
         from .runs_panel import RunsPanel
 
         panel = RunsPanel(self.doc, self)
-        panel.open_requested.connect(self.open_run)
+        panel.open_requested.connect(self.restore_run)
+        panel.open_new_requested.connect(self.open_run)
         panel.status_posted.connect(self.statusBar().showMessage)
         return panel
+
+    def restore_run(self, graph: Graph, weights, title: str) -> bool:
+        """"Open this run": a recorded run's architecture, input spec and best weights replace
+        the document's as one undoable step (Edit ▸ Undo brings the design back)."""
+        from .commands import RestoreRunCommand
+
+        if files.needs_layout(graph):
+            files.apply_layout(graph)
+        if not self.doc.push(RestoreRunCommand(self.doc, graph, weights, title)):
+            return False
+        self.statusBar().showMessage(f"Restored {title}; Undo brings the previous design back",
+                                     6000)
+        self.initial_view()
+        return True
 
     def open_run(self, graph: Graph, weights, title: str) -> bool:
         """A recorded run's architecture and best weights as a new (unsaved) document; the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QFontDatabase, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QAction, QFontDatabase, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -45,7 +45,8 @@ NUMERIC = {"id", "best_val_accuracy", "test_accuracy", "params", "macs", "second
 class RunsPanel(QWidget):
     """Table, curves, diff, notes and tags of the runs recorded for the document."""
 
-    open_requested = Signal(object, object, str)  # Graph, weights (or None), title
+    open_requested = Signal(object, object, str)  # Graph, weights (or None), title: restore
+    open_new_requested = Signal(object, object, str)  # the same, as a new document
     status_posted = Signal(str, int)
 
     def __init__(self, doc, parent: QWidget | None = None):
@@ -70,8 +71,10 @@ class RunsPanel(QWidget):
         self.where.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.refresh_button = QPushButton("Refresh")
         self.open_button = QPushButton("Open Run")
-        self.open_button.setToolTip("Open the selected run's architecture and its best epoch's "
-                                    "weights as a new document")
+        self.open_button.setToolTip("Restore the selected run's architecture, input spec and "
+                                    "best epoch's weights in this document (Undo brings the "
+                                    "design back); right-click a run to open it as a new "
+                                    "document")
         self.sweep_button = QPushButton("Sweep…")
         self.sweep_button.setToolTip("Search hyperparameters and architecture variants of this "
                                      "network (Optuna); every trial becomes a run here")
@@ -162,7 +165,13 @@ class RunsPanel(QWidget):
         layout.addWidget(split, 1)
 
         self.refresh_button.clicked.connect(self.refresh)
-        self.open_button.clicked.connect(self.open_selected)
+        self.open_button.clicked.connect(lambda: self.open_selected())
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.act_open = QAction("Open Run (undoable, in this document)", self.table)
+        self.act_open.triggered.connect(lambda: self.open_selected())
+        self.act_open_new = QAction("Open Run as New Document", self.table)
+        self.act_open_new.triggered.connect(lambda: self.open_selected(new_document=True))
+        self.table.addActions([self.act_open, self.act_open_new])
         self.sweep_button.clicked.connect(self.show_sweep_dialog)
         self.delete_button.clicked.connect(lambda: self.delete_selected())
         self.save_notes_button.clicked.connect(self.save_notes)
@@ -254,6 +263,8 @@ class RunsPanel(QWidget):
     def _update_buttons(self) -> None:
         ids = self.selected_ids()
         self.open_button.setEnabled(len(ids) == 1)
+        self.act_open.setEnabled(len(ids) == 1)
+        self.act_open_new.setEnabled(len(ids) == 1)
         self.delete_button.setEnabled(bool(ids))
         self.save_notes_button.setEnabled(len(ids) == 1)
         self.notes.setEnabled(len(ids) == 1)
@@ -355,14 +366,16 @@ class RunsPanel(QWidget):
         if self.sweep_dialog is None:
             self.sweep_dialog = SweepDialog(self.doc, self)
             self.sweep_dialog.open_requested.connect(self.open_requested)
+            self.sweep_dialog.open_new_requested.connect(self.open_new_requested)
             self.sweep_dialog.timer.timeout.connect(self.refresh)
             self.sweep_dialog.finished.connect(self.refresh)
         self.sweep_dialog.show()
         self.sweep_dialog.raise_()
         return self.sweep_dialog
 
-    def open_selected(self) -> bool:
-        """Emit open_requested with the selected run's graph and best weights."""
+    def open_selected(self, new_document: bool = False) -> bool:
+        """Emit open_requested (open_new_requested) with the selected run's graph and best
+        weights."""
         ids = self.selected_ids()
         if len(ids) != 1:
             return False
@@ -375,5 +388,6 @@ class RunsPanel(QWidget):
             return False
         weights = best[1] if best else None
         epoch = f", epoch {best[0]}" if best else ", no weights"
-        self.open_requested.emit(graph, weights, f"run {ids[0]}{epoch}")
+        signal = self.open_new_requested if new_document else self.open_requested
+        signal.emit(graph, weights, f"run {ids[0]}{epoch}")
         return True

@@ -1,6 +1,7 @@
 """The Sweep dialog: an Optuna sweep (engine.sweep) over the document's network, run in a worker
 thread (or worker processes) with progress and Cancel; its trials in a table as they finish, a
-slice plot (validation accuracy against one searched value), and "Open Best" as a design.
+parallel-coordinates plot of the trials, a slice plot (validation accuracy against one searched
+value), and "Open Best" (restored in the document, undoably, or as a new one).
 Every trial is also a run in the document's run store, so the Runs panel lists them too."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -21,8 +23,10 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +37,7 @@ from engine.nn.train import TrainConfig
 from engine.project import save_architecture
 from engine.runs import RunStore, runs_path
 
+from .parallel_plot import ParallelCoordinatesPlot
 from .training_panel import style_plot
 from .workers import FunctionWorker, start_worker, stop_thread
 
@@ -51,6 +56,7 @@ class SweepDialog(QDialog):
     """Set up, run and read a sweep of the document's network."""
 
     open_requested = Signal(object, object, str)  # Graph, weights, title (as the Runs panel)
+    open_new_requested = Signal(object, object, str)  # the same, as a new document
 
     def __init__(self, doc, parent: QWidget | None = None):
         super().__init__(parent)
@@ -114,26 +120,42 @@ class SweepDialog(QDialog):
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.setMinimumSize(280, 200)
         style_plot(self.plot, self)
-        right = QVBoxLayout()
+        slice_page = QWidget()
+        right = QVBoxLayout(slice_page)
+        right.setContentsMargins(0, 4, 0, 0)
         row = QHBoxLayout()
         row.addWidget(QLabel("Slice:"))
         row.addWidget(self.param, 1)
         right.addLayout(row)
         right.addWidget(self.plot, 1)
-        results = QHBoxLayout()
-        results.addWidget(self.table, 1)
-        results.addLayout(right, 1)
+        self.parallel = ParallelCoordinatesPlot()
+        self.parallel.setToolTip("One line per trial across the searched values, coloured by "
+                                 "validation accuracy; pruned trials dimmed")
+        self.plots = QTabWidget()
+        self.plots.setDocumentMode(True)
+        self.plots.addTab(self.parallel, "Parallel coordinates")
+        self.plots.addTab(slice_page, "Slice")
+        results = QSplitter(Qt.Orientation.Horizontal)
+        results.addWidget(self.table)
+        results.addWidget(self.plots)
+        results.setChildrenCollapsible(False)
+        results.setStretchFactor(0, 2)
+        results.setStretchFactor(1, 3)
 
         self.start_button = QPushButton("Start")
         self.start_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
         self.open_button = QPushButton("Open Best")
-        self.open_button.setToolTip("The best trial's architecture and weights as a new "
-                                    "document")
+        self.open_button.setToolTip("Restore the best trial's architecture and weights in "
+                                    "the document (undoable); right-click for a new document")
+        self.open_button.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        act_new = QAction("Open Best as New Document", self.open_button)
+        act_new.triggered.connect(lambda: self.open_best(new_document=True))
+        self.open_button.addAction(act_new)
         close = QPushButton("Close")
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
-        self.open_button.clicked.connect(self.open_best)
+        self.open_button.clicked.connect(lambda: self.open_best())
         close.clicked.connect(self.close)
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
@@ -142,7 +164,7 @@ class SweepDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.progress)
-        layout.addLayout(results, 1)
+        layout.addWidget(results, 1)
         layout.addLayout(buttons)
         self.resize(900, 620)
         self._update_buttons()
@@ -254,6 +276,7 @@ class SweepDialog(QDialog):
                 self.param.setCurrentText(current)
             self.param.blockSignals(False)
         self._plot()
+        self.parallel.set_trials(rows)
 
     def _plot(self) -> None:
         """Slice plot: each finished trial's validation accuracy against the chosen value
@@ -302,15 +325,16 @@ class SweepDialog(QDialog):
         self.poll()
         self._update_buttons()
 
-    def open_best(self) -> bool:
+    def open_best(self, new_document: bool = False) -> bool:
         best = self.result and self.result.get("best")
         if not best or not best.get("run"):
             return False
         store = RunStore(self.setup.runs)
         run = store.get_run(best["run"])
         weights = store.best_weights(best["run"])
-        self.open_requested.emit(Graph.from_json(run["graph"]), weights[1] if weights else None,
-                                 f"sweep trial {best['trial']} (run {best['run']})")
+        signal = self.open_new_requested if new_document else self.open_requested
+        signal.emit(Graph.from_json(run["graph"]), weights[1] if weights else None,
+                    f"sweep trial {best['trial']} (run {best['run']})")
         return True
 
     def closeEvent(self, event):

@@ -24,8 +24,8 @@ def add_commands(sub) -> None:
         sub, "sweep", help="search hyperparameters and architecture variants (Optuna)",
         description="Run an Optuna study over the search space file (YAML or JSON: "
         "hyperparameters such as lr, batch_size, optimizer, weight_decay, epochs; parameters "
-        "and types of named layers; blocks repeated 0..k times). TPE sampling, median pruning "
-        "on each epoch's validation accuracy; variants the graph cannot hold are skipped and "
+        "and types of named layers; blocks repeated 0..k times). TPE sampling, median or "
+        "successive-halving pruning on each epoch's validation accuracy; variants the graph cannot hold are skipped and "
         "counted. The study is stored in SQLite (--storage: any database URL, so several "
         "processes or machines can work on one study); running the same command again "
         "resumes it. Every trial is also a run in the run store. Prints the best trial, the "
@@ -38,6 +38,10 @@ def add_commands(sub) -> None:
                    "(counting those already in --storage; default: 20)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="local worker processes; the cores are split between them (default: 1)")
+    p.add_argument("--pruner", choices=("median", "halving", "none"), default="median",
+                   help="median: stop a trial below the median of earlier ones at the same "
+                   "epoch; halving: successive halving with rungs at epochs 1, 3, 9 (the best "
+                   "third goes on; give trials room with --epochs 9); none (default: median)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="stop starting trials after S seconds")
     p.add_argument("--storage", default=None, metavar="URL",
@@ -74,9 +78,10 @@ def cmd_sweep(args) -> int:
     setup = SweepSetup(model=args.model, data=args.data, space=args.space, trials=args.trials,
                        runs=str(args.runs or runs), storage=args.storage or storage,
                        study=args.study or study, limit=args.limit,
-                       config=asdict(train_config(args)), timeout=args.timeout, seed=args.seed)
+                       config=asdict(train_config(args)), timeout=args.timeout, seed=args.seed,
+                       pruner=args.pruner)
     print(f"sweep '{setup.study}': {args.trials} trials over {len(space)} searched values, "
-          f"{args.jobs} worker{'s' * (args.jobs != 1)}; study in {setup.storage}, runs in "
+          f"{args.jobs} worker{'s' * (args.jobs != 1)}, {args.pruner} pruning; study in {setup.storage}, runs in "
           f"{setup.runs}", file=sys.stderr)
     baseline = _baseline(args, setup) if args.baseline else None
     run_sweep(setup, args.jobs)
@@ -169,7 +174,11 @@ def format_results(res: dict, n: int) -> str:
         full_eq = n * base["epochs"]
         lines.append(f"cost in epochs of the unchanged model (epochs × MACs ratio): "
                      f"{res['model_epoch_equivalents']:.1f} vs {full_eq} for {n} full runs "
-                     f"({res['model_epoch_equivalents'] / full_eq:.2f}×)")
+                     f"of it ({res['model_epoch_equivalents'] / full_eq:.2f}×)")
+    if res["unpruned_equivalents"]:
+        lines.append(f"the same trials without pruning: {res['unpruned_equivalents']:.1f} "
+                     f"(pruning: {res['model_epoch_equivalents'] / res['unpruned_equivalents']:.2f}"
+                     f"× of that)")
     lines.append(f"epochs trained: {res['epochs_trained']} of {res['epochs_planned']} planned "
                  f"(pruning saved {res['epochs_planned'] - res['epochs_trained']})")
     if res["importances"]:

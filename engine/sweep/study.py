@@ -1,5 +1,6 @@
-"""Run a sweep: an Optuna study (TPE sampler, median pruning on each epoch's validation
-accuracy) whose trials train variants of one model; every trial is also a run in the run store.
+"""Run a sweep: an Optuna study (TPE sampler; median or successive-halving pruning on each
+epoch's validation accuracy) whose trials train variants of one model; every trial is also a run
+in the run store.
 
     setup = SweepSetup(model="lenet5", data="mnist", space="space.yaml", trials=20, limit=2000)
     run_sweep(setup, jobs=2)          # worker processes against the study's storage
@@ -26,6 +27,7 @@ from ..nn.train import TrainConfig
 
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often
 GRACE_S = 40  # a trial without a heartbeat for this long belonged to a dead process
+PRUNERS = ("median", "halving", "none")
 
 
 @dataclass
@@ -43,6 +45,7 @@ class SweepSetup:
     seed: int = 0
     heartbeat: int = HEARTBEAT_S
     grace: int = GRACE_S
+    pruner: str = "median"  # one of PRUNERS
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -80,9 +83,46 @@ def open_study(setup: SweepSetup, worker: int = 0):
     # each worker its own sampler seed: the same seed would draw the same random start trials
     sampler = optuna.samplers.TPESampler(seed=setup.seed + 1000 * worker,
                                          n_startup_trials=min(8, max(2, setup.trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     return optuna.create_study(study_name=setup.study, storage=storage, sampler=sampler,
-                               pruner=pruner, direction="maximize", load_if_exists=True)
+                               pruner=make_pruner(setup.pruner), direction="maximize",
+                               load_if_exists=True)
+
+
+def make_pruner(name: str):
+    """median: stop a trial whose validation accuracy is below the median of earlier trials'
+    at the same epoch (after 3 trials). halving: asynchronous successive halving, rungs at
+    epochs 1, 3, 9, …; a trial goes on past a rung only when it is in the best third of the
+    trials that reached it, so with more epochs per trial most stop after 1 or 3 of them.
+    none: every trial trains its epochs."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner '{name}' (choose {', '.join(PRUNERS)})")
+
+
+class SurplusTrial(Exception):
+    """A trial started when the study already held its trials (a worker racing another)."""
+
+
+LIVE = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")  # trials that count towards setup.trials
+
+
+def is_surplus(trial, trials: int) -> bool:
+    """True when `trials` live trials were created before this one. The storage numbers trials
+    in one transaction each, so two workers that both saw room for one more trial get
+    different numbers and only the later one is surplus: the check is atomic where the count
+    before starting is not. Failed trials do not count (a dead worker's is retried)."""
+    from optuna.trial import TrialState
+
+    live = tuple(TrialState[s] for s in LIVE)
+    before = sum(t.number < trial.number
+                 for t in trial.study.get_trials(deepcopy=False, states=live))
+    return before >= trials
 
 
 def counts(study) -> dict[str, int]:
@@ -134,6 +174,10 @@ class Objective:
         from ..runs import RunRecorder
         from .variant import InvalidVariant, apply_values
 
+        if is_surplus(trial, self.setup.trials):
+            trial.set_user_attr("surplus", True)
+            raise SurplusTrial(f"trial {trial.number}: the study already holds "
+                               f"{self.setup.trials} trials")
         values = self.values(trial)
         hyper = {k: v for k, v in values.items() if k in self.space.hyper}
         try:
@@ -198,6 +242,7 @@ def run_worker(setup: SweepSetup, worker: int = 0, log=None, should_stop=None) -
     from optuna.storages import fail_stale_trials
 
     study = open_study(setup, worker)
+    _quiet_surplus()
     objective = Objective(setup, log, should_stop)
     t0 = time.perf_counter()
     while not objective.should_stop():
@@ -207,7 +252,19 @@ def run_worker(setup: SweepSetup, worker: int = 0, log=None, should_stop=None) -
             return
         if setup.timeout is not None and time.perf_counter() - t0 >= setup.timeout:
             return
-        study.optimize(objective, n_trials=1, catch=())
+        study.optimize(objective, n_trials=1, catch=(SurplusTrial,))
+
+
+def _quiet_surplus() -> None:
+    """Optuna warns of every failed trial; a surplus one (told FAIL, not trained) is no failure."""
+    import logging
+
+    log = logging.getLogger("optuna.study._optimize")
+    if not any(getattr(f, "surplus", False) for f in log.filters):
+        f = logging.Filter()
+        f.filter = lambda rec: "SurplusTrial" not in rec.getMessage()
+        f.surplus = True
+        log.addFilter(f)
 
 
 def blas_env(jobs: int) -> dict[str, str]:
@@ -258,21 +315,38 @@ def run_sweep(setup: SweepSetup, jobs: int = 1, log=None, should_stop=None) -> N
 
 def trial_rows(study) -> list[dict]:
     """One plain dict per trial of the study: number, state (complete, pruned, invalid,
-    cancelled, fail, running), value, test accuracy, epochs, seconds, run id, params, note."""
+    cancelled, fail, running), value, last (the last epoch's reported value, pruned trials'
+    too), test accuracy, epochs, seconds, run id, params, axes (per param: its choices, or
+    "log" / "linear" for a range), note."""
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if "surplus" in t.user_attrs:  # never trained: not one of the study's trials
+            continue
         state = t.state.name.lower()
         if "invalid" in t.user_attrs:
             state = "invalid"
         elif "cancelled" in t.user_attrs:
             state = "cancelled"
-        rows.append({"trial": t.number, "state": state, "value": t.value,
+        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values \
+            else t.value
+        rows.append({"trial": t.number, "state": state, "value": t.value, "last": last,
                      "test_accuracy": t.user_attrs.get("test_accuracy"),
                      "epochs": t.user_attrs.get("epochs_trained"),
                      "epochs_planned": t.user_attrs.get("epochs_planned"),
                      "seconds": t.user_attrs.get("seconds"), "run": t.user_attrs.get("run"),
-                     "params": t.params, "note": t.user_attrs.get("invalid")})
+                     "params": t.params, "axes": {k: _axis(d) for k, d in
+                                                  t.distributions.items()},
+                     "note": t.user_attrs.get("invalid")})
     return rows
+
+
+def _axis(dist):
+    """How a plot lays out a searched value: the choices in their order, or a log / linear
+    range."""
+    choices = getattr(dist, "choices", None)
+    if choices is not None:
+        return list(choices)
+    return "log" if getattr(dist, "log", False) else "linear"
 
 
 def sweep_results(setup: SweepSetup) -> dict:
@@ -310,6 +384,9 @@ def sweep_results(setup: SweepSetup) -> dict:
     macs = {r["id"]: r["macs"] for r in RunStore(setup.runs).list_runs()}
     equivalents = sum((r["epochs"] or 0) * (macs.get(r["run"]) or base_macs) / base_macs
                       for r in rows)
+    # the same trials without pruning: each trained to its planned epochs
+    unpruned = sum((r["epochs_planned"] or 0) * (macs.get(r["run"]) or base_macs) / base_macs
+                   for r in rows if r["run"] is not None and r["state"] != "invalid")
     trained = sum(r["epochs"] or 0 for r in rows)
     planned = sum(r["epochs_planned"] or 0 for r in rows if r["state"] != "invalid")
     return {"study": setup.study, "storage": setup.storage, "trials": rows, "best": best,
@@ -317,5 +394,5 @@ def sweep_results(setup: SweepSetup) -> dict:
             "counts": {s: sum(r["state"] == s for r in rows)
                        for s in ("complete", "pruned", "invalid", "fail", "running")},
             "epochs_trained": trained, "epochs_planned": planned,
-            "model_epoch_equivalents": equivalents,
+            "model_epoch_equivalents": equivalents, "unpruned_equivalents": unpruned,
             "seconds": sum(r["seconds"] or 0 for r in rows)}

@@ -100,7 +100,7 @@ def test_open_run_gives_its_graph_and_best_weights(panel, qtbot):
         np.testing.assert_array_equal(weights[k], best[k])
 
 
-def test_open_run_in_the_window_makes_a_new_unsaved_document(window, tmp_path):
+def _window_with_runs(window, tmp_path):
     project = tmp_path / "p.cnnd"
     save_project(project, window.doc.graph)
     make_runs(project, n=2)
@@ -109,7 +109,36 @@ def test_open_run_in_the_window_makes_a_new_unsaved_document(window, tmp_path):
     panel = window.materialize("runs")
     panel.refresh()
     panel.select_ids({2})
+    return project, panel
+
+
+def test_open_run_restores_it_in_the_document_undoably(window, tmp_path):
+    """Open Run: the run's design and best weights replace the document's as one undo step,
+    the project's path stays; Undo gives back the graph and every weight bit-exactly."""
+    project, panel = _window_with_runs(window, tmp_path)
+    doc = window.doc
+    doc.set_weights({k: np.full(a.shape, 0.25, np.float32)
+                     for k, a in Network.compile(doc.graph, np.random.default_rng(0))
+                     .state_dict().items()})
+    doc.set_modified(False)
+    before = doc.graph.dumps(), {k: a.tobytes() for k, a in doc.weights.items()}
     assert panel.open_selected()
+    assert doc.path == project and doc.is_modified()
+    assert doc.graph.find("conv1").params["out_channels"] == 6
+    _, best = RunStore(panel.store.path).best_weights(2)
+    assert {k: a.tobytes() for k, a in doc.weights.items()} == {
+        k: a.tobytes() for k, a in best.items()}
+    assert doc.undo_stack.undoText().startswith("Restore run 2")
+    doc.undo_stack.undo()
+    assert (doc.graph.dumps(), {k: a.tobytes() for k, a in doc.weights.items()}) == before
+    assert len(window.scene.node_items) == len(doc.graph.nodes)
+
+
+def test_open_run_as_new_document(window, tmp_path):
+    _, panel = _window_with_runs(window, tmp_path)
+    assert panel.act_open_new.isEnabled()
+    panel.act_open_new.trigger()
     assert window.doc.path is None and window.doc.is_modified()
+    assert not window.doc.undo_stack.canUndo()
     assert window.doc.graph.find("conv1").params["out_channels"] == 6
     assert window.doc.weights and "conv1.weight" in window.doc.weights

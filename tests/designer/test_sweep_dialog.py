@@ -1,5 +1,5 @@
 """The Sweep dialog: a sweep of the document's network in a worker thread, its trials shown as
-they finish and recorded as runs, a slice plot, Open Best; a bad space file is one line."""
+they finish and recorded as runs, the parallel-coordinates and slice plots, Open Best; a bad space file is one line."""
 
 from __future__ import annotations
 
@@ -51,6 +51,22 @@ def test_a_sweep_runs_in_the_dialog_and_its_trials_become_runs(qtbot, setup_dial
     scatter = dialog.plot.getPlotItem().listDataItems()
     assert len(scatter) == 1 and len(scatter[0].getData()[0]) == sum(
         t["value"] is not None for t in res["trials"])
+    # parallel coordinates: one line per complete trial through the value axis and each
+    # searched value, coloured by validation accuracy; pruned trials in one dimmed line
+    par = dialog.parallel
+    assert par.names[1:] == list(res["trials"][0]["params"])  # the space's order
+    complete = [t for t in res["trials"] if t["state"] == "complete"]
+    assert sorted(par.lines) == sorted(t["trial"] for t in complete)
+    for t in complete:
+        ys = par.lines[t["trial"]].getData()[1]
+        assert len(ys) == len(par.names) and np.nanmin(ys) >= 0 and np.nanmax(ys) <= 1
+    if len(complete) >= 2:
+        best, worst = (max(complete, key=lambda t: t["value"]),
+                       min(complete, key=lambda t: t["value"]))
+        if best["value"] > worst["value"]:
+            assert (par.lines[best["trial"]].opts["pen"].color()
+                    != par.lines[worst["trial"]].opts["pen"].color())
+    assert (par.pruned_line is not None) == any(t["state"] == "pruned" for t in res["trials"])
     trained = [t for t in res["trials"] if t["state"] in ("complete", "pruned")]
     panel.refresh()
     assert panel.proxy.rowCount() == len(trained)  # every trained trial is a run

@@ -26,6 +26,7 @@ from designer.commands import (
     RemoveNodesCommand,
     RenameNodeCommand,
     ReplaceHeadCommand,
+    RestoreRunCommand,
     SetParamCommand,
     SetTrainableCommand,
     UnfreezeAllCommand,
@@ -65,6 +66,18 @@ def trained_doc(made: list) -> Document:
                      for k, a in Network.compile(g, rng).state_dict().items()})
     doc.set_modified(False)
     return doc
+
+
+def _run_of(doc) -> tuple:
+    """A recorded run's graph and weights as the Runs panel gives them: a variant (conv2 of 20
+    filters, a photo input spec) with its own seeded weights."""
+    from engine.inputspec import InputSpec
+
+    g = load_example("lenet5")
+    g.nodes["conv2"].params["out_channels"] = 20
+    g.input_spec = InputSpec((32, 32), resize=36, channels="L")
+    rng = np.random.default_rng(11)
+    return g, {k: a.copy() for k, a in Network.compile(g, rng).state_dict().items()}
 
 
 def _first_fix(doc, action):
@@ -121,6 +134,7 @@ COMMANDS = {
     "fix: remove edge": _cycle_fix,
     "fix: add edge": _connect_fix,
     "paste": lambda d: PasteCommand(d, make_fragment(d.graph, ["conv2", "relu2", "fc1"])),
+    "restore run": lambda d: RestoreRunCommand(d, *_run_of(d), "run 3, epoch 2"),
     "load weights": lambda d: LoadWeightsCommand(  # File ▸ Load weights, part of the layers
         d, {"fc1.weight": np.full((120, 400), 0.5, np.float32)}, "w.npz"),
 }
