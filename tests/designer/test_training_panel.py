@@ -268,7 +268,7 @@ def test_train_waits_for_the_data_the_fields_show(qtbot, panel, mnist, monkeypat
     gate = threading.Event()
     calls = []
 
-    def slow_load(spec, shape=None, limit=None):
+    def slow_load(spec, shape=None, limit=None, input_spec=None):
         calls.append(limit)
         gate.wait(30)
         n = limit or len(mnist.train)
@@ -308,7 +308,7 @@ def test_stop_cancels_a_start_that_waits_for_data(qtbot, panel, mnist, monkeypat
 
     gate = threading.Event()
 
-    def slow_load(spec, shape=None, limit=None):
+    def slow_load(spec, shape=None, limit=None, input_spec=None):
         gate.wait(30)
         return DataBundle(Dataset(mnist.train.x[:limit], mnist.train.y[:limit],
                                   mnist.train.classes), mnist.test)
