@@ -356,19 +356,28 @@ class Conv2d(Layer):
         return [(i * kw + j, tap_slice(i, j, sh, sw, ho, wo, dh, dw))
                 for i in range(kh) for j in range(kw)]
 
+    # All taps of a few channels at a time (`_channel_blocks`): the block's output, window
+    # products and gradients stay in cache across the kh·kw passes instead of streaming the
+    # whole map through main memory once per tap (2-3× faster at MobileNetV2's sizes).
+
     def _depthwise_forward(self, xp, xshape, pads, ho, wo, training):
         c, n = xp.shape[0], xp.shape[3]
-        wt = self.weights["weight"].reshape(c, -1)[:, :, None, None, None]  # (C, kk, 1, 1, 1)
+        wt = self.weights["weight"].reshape(c, -1).astype(xp.dtype, copy=False)
         y = np.empty((c, ho, wo, n), xp.dtype)
-        tmp = (scratch(self, "tap", y.shape, y.dtype) if training else np.empty_like(y))
-        for t, sl in self._depthwise_taps(ho, wo):
-            if t == 0:
-                np.multiply(xp[sl], wt[:, 0], out=y)
-            else:
-                np.multiply(xp[sl], wt[:, t], out=tmp)
-                y += tmp
-        if self.bias:
-            y += self.weights["bias"][:, None, None, None]
+        taps = self._depthwise_taps(ho, wo)
+        blocks = _channel_blocks(c, ho * wo * n)
+        tmp = np.empty((blocks[0].stop - blocks[0].start, ho, wo, n), xp.dtype)
+        for cs in blocks:
+            yb, xb, tb = y[cs], xp[cs], tmp[:cs.stop - cs.start]
+            wb = wt[cs, :, None, None, None]
+            for t, sl in taps:
+                if t == 0:
+                    np.multiply(xb[sl], wb[:, 0], out=yb)
+                else:
+                    np.multiply(xb[sl], wb[:, t], out=tb)
+                    yb += tb
+            if self.bias:
+                yb += self.weights["bias"][cs, None, None, None]
         if training:
             self._cache = ("depthwise", xp, xshape, pads, ho, wo)
         return nchw(y)
@@ -379,22 +388,29 @@ class Conv2d(Layer):
         _, c, h, w = xshape
         dyc = as_chwn(dy)  # (C, Ho, Wo, N)
         taps = self._depthwise_taps(ho, wo)
-        if not self.frozen:
-            wt = self.weights["weight"]
-            dw = np.empty((c, len(taps)), wt.dtype)
-            for t, sl in taps:  # Σ over (Ho, Wo, N) of dy · window, per channel
-                dw[:, t] = np.einsum("chwn,chwn->c", dyc, xp[sl])
+        wt = self.weights["weight"]
+        blocks = _channel_blocks(c, dyc[0].size)
+        need_dw = not self.frozen
+        dw = np.empty((c, len(taps)), wt.dtype)
+        dxp = np.zeros(xp.shape, dyc.dtype) if self.need_dx else None
+        wv = wt.reshape(c, -1).astype(dyc.dtype, copy=False)
+        tmp = np.empty((blocks[0].stop - blocks[0].start, ho, wo, dyc.shape[3]), dyc.dtype)
+        for cs in blocks:
+            k = cs.stop - cs.start
+            db, xb, tb = dyc[cs], xp[cs], tmp[:k]
+            for t, sl in taps:
+                if need_dw:  # Σ over (Ho, Wo, N) of dy · window, per channel
+                    np.multiply(db, xb[sl], out=tb)
+                    dw[cs, t] = tb.reshape(k, -1).sum(axis=1)
+                if dxp is not None:
+                    np.multiply(db, wv[cs, t, None, None, None], out=tb)
+                    dxp[cs][sl] += tb
+        if need_dw:
             self.grads["weight"] = dw.reshape(wt.shape)
             if self.bias:
                 self.grads["bias"] = dyc.sum(axis=(1, 2, 3), dtype=wt.dtype)
-        if not self.need_dx:
+        if dxp is None:
             return [None]
-        wt = self.weights["weight"].reshape(c, -1)[:, :, None, None, None]
-        dxp = np.zeros(xp.shape, dyc.dtype)
-        tmp = scratch(self, "tap", dyc.shape, dyc.dtype)
-        for t, sl in taps:
-            np.multiply(dyc, wt[:, t], out=tmp)
-            dxp[sl] += tmp
         t0, l0 = pads[0], pads[1]
         return [nchw(dxp[:, t0:t0 + h, l0:l0 + w])]
 
@@ -449,6 +465,15 @@ class Conv2d(Layer):
         if b is not None:
             weights["bias"] = b
         return ctx.imported(cls, params, weights, [node.input[0]], output=output)
+
+
+DEPTHWISE_BLOCK = 1 << 18  # elements per channel block of a depthwise conv: 1 MB of float32
+
+
+def _channel_blocks(c: int, per_channel: int) -> list[slice]:
+    """Slices of channels of about DEPTHWISE_BLOCK elements each (at least one channel)."""
+    step = max(1, DEPTHWISE_BLOCK // max(1, per_channel))
+    return [slice(i, min(i + step, c)) for i in range(0, c, step)]
 
 
 # ---- ONNX padding, shared by Conv and the pooling layers -------------------------------------

@@ -66,3 +66,30 @@ def test_inference_row_blocks_match_training_and_reference(monkeypatch, params, 
     assert y_infer.dtype == np.float32 and y_infer.shape == want.shape
     np.testing.assert_allclose(y_infer, want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(y_infer, y_train, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [1, 40, 10 ** 6])  # one channel per block, a few, all
+@pytest.mark.parametrize("params", [
+    {"kernel_size": [3, 3], "padding": [1, 1, 1, 1]},
+    {"kernel_size": [3, 2], "stride": [2, 2], "padding": [0, 1, 1, 0], "bias": False},
+    {"kernel_size": [2, 3], "dilation": [2, 1], "frozen": True},
+])
+def test_depthwise_channel_blocks_match_finite_differences(monkeypatch, params, block):
+    """Depthwise convolution runs all taps a few channels at a time: every split of the
+    channels gives the finite-difference gradients (float64) and the reference output."""
+    from .test_gradients import check_layer, randn
+
+    monkeypatch.setattr(conv_module, "DEPTHWISE_BLOCK", block)
+    params = dict(params)
+    frozen = params.pop("frozen", False)
+    c = 5
+    layer = make_layer("Conv2d", {"out_channels": c, "groups": c, **params}, [(c, 5, 6)])
+    layer.frozen = frozen
+    x = randn((2, c, 5, 6))
+    want = reference(x, layer.weights["weight"], layer.weights.get("bias"), layer.stride,
+                     conv_module.resolve_pads(layer.padding, 5, 6, layer.kernel_size,
+                                              layer.stride, layer.dilation),
+                     layer.dilation, layer.groups)
+    np.testing.assert_allclose(layer.forward([x], training=False), want, rtol=1e-12,
+                               atol=1e-12)
+    check_layer(layer, [x], expect_weight_grads=not frozen)
