@@ -108,3 +108,16 @@ def test_batchnorm_statistics_match_numpy_on_chwn():
 
 def test_every_case_is_registered():
     assert {c[0] for c in CASES} <= set(REGISTRY)
+
+
+@pytest.mark.parametrize("type_name", ["Add", "Multiply"])
+def test_merge_output_keeps_a_convolution_layout(type_name):
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal(SHAPE), rng.standard_normal(SHAPE)
+    gate = rng.standard_normal(SHAPE[:2] + (1, 1))  # an SE gate broadcast over H, W
+    for other in (b, chwn(b), gate):
+        layer = REGISTRY[type_name]("m")
+        y0 = layer.forward([a, other], True)
+        y1 = layer.forward([chwn(a), other], True)
+        np.testing.assert_array_equal(y1, y0)
+        assert memory_view(y1)[0] == (1, 2, 3, 0)
