@@ -16,7 +16,7 @@ from PySide6.QtGui import QUndoCommand
 from engine.errors import EngineError, GraphError, ParamError
 from engine.graph import FORMAT_VERSION, Edge, Graph, Node, port_error
 from engine.layers import REGISTRY
-from engine.messages import Message
+from engine.messages import Fix, Message
 
 from .document import Document
 
@@ -503,12 +503,12 @@ class InsertNodeOnEdgeCommand(_SpliceMixin, _Command):
 
 
 class ApplyFixCommand(_SpliceMixin, _Command):
-    """Apply a validation message's quick fix (set_params, remove_edge, add_edge, or
-    insert_before on the input edge)."""
+    """Apply one of a validation message's quick fixes (`fix`, by default its preferred one):
+    set_params, remove_edge, add_edge or insert_before on the input edge."""
 
-    def __init__(self, doc: Document, message: Message):
+    def __init__(self, doc: Document, message: Message, fix: Fix | None = None):
         super().__init__(doc)
-        fix = message.fix
+        fix = fix or message.fix
         if fix is None:
             self.refusal = "this problem has no automatic fix"
             return

@@ -1034,6 +1034,10 @@ class KernelLesson(QWidget):
 
     def _fit(self) -> None:
         """Pick the arrangement with the bigger views and keep them about square."""
+        # the height in view, not the widget's own: inside a scrolled dock the arrangement
+        # changes that height, which fed back into the choice (2, 4, 2 columns ...)
+        seen = self.visibleRegion().boundingRect().height()
+        height = min(self.height(), seen) if seen > 0 else self.height()
         narrow = self.width() < 560
         if narrow != self.narrow:
             self.narrow = narrow
@@ -1049,9 +1053,9 @@ class KernelLesson(QWidget):
                 self.side_scroll.setMaximumHeight(16777215)
                 self.side_scroll.setFixedWidth(self._side_w)
         if narrow:
-            w, h = self.width(), self.height() - self.side_scroll.height() - 150
+            w, h = self.width(), height - self.side_scroll.height() - 150
         else:
-            w, h = self.width() - 220, self.height() - 150
+            w, h = self.width() - 220, height - 150
         one_row, two_rows = min(w / 4, h), min(w / 2, h / 2 - 40)
         want = 4 if one_row >= two_rows else 2
         if self._cols and want != self._cols:

@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
     QVBoxLayout,
@@ -37,6 +36,7 @@ from engine.summary import human_bytes, human_count
 
 from .commands import ApplyFixCommand, RenameNodeCommand, SetParamCommand, SetTrainableCommand
 from .param_editors import EDITORS, ParamEditor, current_params, param_title
+from .problems import fix_buttons
 from .theme import (
     FlowBody,
     family_color,
@@ -152,16 +152,12 @@ class MessageCard(QFrame):
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         col.addWidget(self.text)
-        self.fix_button = None
-        if message.fix is not None:
-            self.fix_button = QPushButton(f"Fix: {message.fix.label}", self)
-            self.fix_button.setCursor(Qt.CursorShape.PointingHandCursor)
-            self.fix_button.setMinimumWidth(80)  # a long label clips instead of widening the dock
-            self.fix_button.setStyleSheet("QPushButton { text-align: left; padding: 3px 10px; }")
-            self.fix_button.setToolTip(f"{message.fix.label}\n(apply this repair; undoable)")
-            self.fix_button.clicked.connect(lambda: on_fix(message))
+        # one button per alternative fix, the preferred one first (`fix_button`)
+        self.fix_buttons = fix_buttons(message, lambda fix: on_fix(message, fix), self, "undoable")
+        self.fix_button = self.fix_buttons[0] if self.fix_buttons else None
+        for b in self.fix_buttons:
             row = QHBoxLayout()
-            row.addWidget(self.fix_button)
+            row.addWidget(b)
             row.addStretch(1)
             col.addLayout(row)
         lay.addLayout(col, 1)
@@ -503,7 +499,7 @@ class InspectorPanel(QWidget):
 
     def _refresh_messages(self, res) -> None:
         msgs = list(res.messages) if res is not None else []
-        key = [(m.severity, m.text, m.fix) for m in msgs]
+        key = [(m.severity, m.text, m.fixes) for m in msgs]
         if key == self._messages_key:
             return
         self._messages_key = key
@@ -560,8 +556,8 @@ class InspectorPanel(QWidget):
         if not self.doc.push(SetTrainableCommand(self.doc, [self.node_id], flag)):
             self.refresh()
 
-    def _apply_fix(self, message) -> None:
-        self.doc.push(ApplyFixCommand(self.doc, message))
+    def _apply_fix(self, message, fix=None) -> None:
+        self.doc.push(ApplyFixCommand(self.doc, message, fix))
 
     # ---- document signals ----------------------------------------------------------------
 

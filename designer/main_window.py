@@ -48,6 +48,9 @@ from .training_panel import TrainingPanel
 __all__ = ["APP_NAME", "MainWindow", "totals_text"]
 
 DOCK_STATE_VERSION = 2  # bump when the default dock placement changes (old states are ignored)
+WIDE_BOTTOM_BELOW = 1440  # narrower windows give the bottom docks the full width (_fit_corners)
+EMPTY_PROBLEMS_HEIGHT = 110  # the bottom dock's first height when it shows no problems
+PROBLEMS_HEIGHT = 190  # ... and when it shows some: a few rows
 
 
 class MainWindow(QMainWindow):
@@ -67,8 +70,8 @@ class MainWindow(QMainWindow):
                                               autosave_dir)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks
                             | QMainWindow.DockOption.AllowTabbedDocks)
-        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._wide_bottom: bool | None = None  # _fit_corners
+        self._fit_corners()
         self.panels: dict[str, QWidget] = {}
         self.docks: dict[str, QDockWidget] = {}
         self._factories: dict[str, object] = {}
@@ -206,13 +209,34 @@ class MainWindow(QMainWindow):
         self.initial_view()
         return True
 
+    def _fit_corners(self) -> None:
+        """Wide windows: the side docks run the full height beside the bottom docks. Below
+        WIDE_BOTTOM_BELOW px the bottom docks take the corners and the full width instead, so
+        the training panel keeps its settings beside its curves (the Train button and the
+        plots in view at 1280×720) rather than stacking them in a narrow scroll."""
+        wide_bottom = self.width() < WIDE_BOTTOM_BELOW
+        if wide_bottom == self._wide_bottom:
+            return
+        self._wide_bottom = wide_bottom
+        B, L, R = (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea,
+                   Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, B if wide_bottom else L)
+        self.setCorner(Qt.Corner.BottomRightCorner, B if wide_bottom else R)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_corners()
+
     def _size_docks(self) -> None:
         """Give the canvas the room: narrow side docks; below it a dock tall enough for a few
         problems, the history, the training curves or a row of feature maps."""
         right, bottom = self._first_docks
         self.resizeDocks([self.docks["palette"]], [220], Qt.Orientation.Horizontal)
         self.resizeDocks([right], [max(360, self.width() // 4)], Qt.Orientation.Horizontal)
-        self.resizeDocks([bottom], [max(190, min(280, self.height() * 20 // 100))],
+        # an empty Problems list needs its header and one line, not a fifth of the window
+        empty = bottom is self.docks["problems"] and not self.doc.validation.messages
+        self.resizeDocks([bottom], [EMPTY_PROBLEMS_HEIGHT if empty else
+                                    max(PROBLEMS_HEIGHT, min(280, self.height() * 20 // 100))],
                          Qt.Orientation.Vertical)
 
     def _restore_layout(self) -> bool:
@@ -464,6 +488,15 @@ class MainWindow(QMainWindow):
         self.lbl_frozen.setText(f"{frozen} layer{'s' * (frozen != 1)} frozen · "
                                 f"{fmt_count(left)} params to train" if frozen else "")
         self.lbl_frozen.setVisible(bool(frozen))
+        self._fit_problems_dock(bool(ne or nw))
+
+    def _fit_problems_dock(self, any_problems: bool) -> None:
+        """The Problems dock opens low while it is empty; the first problems on show grow it
+        enough for a few rows (never shrinking what the user made taller)."""
+        dock = self.docks.get("problems")
+        if (any_problems and dock is not None and not dock.visibleRegion().isEmpty()
+                and not dock.isFloating() and dock.height() < PROBLEMS_HEIGHT):
+            self.resizeDocks([dock], [PROBLEMS_HEIGHT], Qt.Orientation.Vertical)
 
     def _on_refused(self, reason: str) -> None:
         self.statusBar().showMessage(f"⚠ {reason}", 8000)

@@ -1,7 +1,8 @@
 """The problems list: every error and warning of the current validation, with one-click fixes.
 
 A click on a problem emits `node_activated(node_id)` (the window selects and shows the layer);
-a problem with a quick fix shows a "Fix: …" button that pushes `ApplyFixCommand` (undoable).
+a problem with quick fixes shows a "Fix: …" button per fix, each pushing `ApplyFixCommand`
+(undoable).
 """
 
 from __future__ import annotations
@@ -24,6 +25,21 @@ from engine.messages import ERROR, Message
 
 from .commands import ApplyFixCommand
 from .theme import FlowBody, is_dark, severity_color, severity_icon, theme_state
+
+
+def fix_buttons(message: Message, on_fix, parent: QWidget, undo_hint: str) -> list[QPushButton]:
+    """A "Fix: …" button per alternative fix of `message`; a click calls on_fix(fix).
+    Shared by the Problems panel and the Inspector."""
+    out = []
+    for fix in message.fixes:
+        b = QPushButton(f"Fix: {fix.label}", parent)
+        b.setToolTip(f"{fix.label}\n(apply this repair; {undo_hint})")
+        b.setMinimumWidth(80)  # a long label clips instead of widening the dock
+        b.setStyleSheet("QPushButton { text-align: left; padding: 3px 10px; }")
+        b.setCursor(Qt.CursorShape.PointingHandCursor)
+        b.clicked.connect(lambda _=False, f=fix: on_fix(f))
+        out.append(b)
+    return out
 
 
 def count_text(n_errors: int, n_warnings: int) -> str:
@@ -69,17 +85,14 @@ class ProblemRow(QFrame):
         self.text.setWordWrap(True)
         col.addWidget(title)
         col.addWidget(self.text)
-        self.fix_button: QPushButton | None = None
-        if message.fix is not None:
-            self.fix_button = QPushButton(f"Fix: {message.fix.label}", self)
-            self.fix_button.setToolTip(f"{message.fix.label}\n(apply this repair; Ctrl+Z undoes it)")
-            self.fix_button.setMinimumWidth(80)  # a long label clips instead of widening the dock
-            self.fix_button.setStyleSheet("QPushButton { text-align: left; padding: 3px 10px; }")
-            self.fix_button.setCursor(Qt.CursorShape.PointingHandCursor)
-            self.fix_button.clicked.connect(lambda: self.fix_requested.emit(self.message))
+        # one button per alternative fix, the preferred one first (`fix_button`)
+        self.fix_buttons = fix_buttons(message, lambda fix: self.fix_requested.emit(
+            (self.message, fix)), self, "Ctrl+Z undoes it")
+        self.fix_button: QPushButton | None = self.fix_buttons[0] if self.fix_buttons else None
+        for b in self.fix_buttons:
             row = QHBoxLayout()
             row.setContentsMargins(0, 2, 0, 0)
-            row.addWidget(self.fix_button)
+            row.addWidget(b)
             row.addStretch(1)
             col.addLayout(row)
         lay.addLayout(col, 1)
@@ -167,7 +180,7 @@ class ProblemsPanel(QWidget):
         msgs = sorted(v.messages, key=lambda m: m.severity != ERROR)
         names = {nid: n.name for nid, n in self.doc.graph.nodes.items()}
         dark = is_dark(self.palette())
-        key = ([(m.severity, m.text, m.node_id, m.fix) for m in msgs],
+        key = ([(m.severity, m.text, m.node_id, m.fixes) for m in msgs],
                [names.get(m.node_id) for m in msgs], dark)
         n_err = sum(m.severity == ERROR for m in msgs)
         n_warn = len(msgs) - n_err
@@ -189,19 +202,20 @@ class ProblemsPanel(QWidget):
         for k, m in enumerate(msgs):
             row = ProblemRow(m, names.get(m.node_id), dark, self.list)
             row.clicked.connect(self._row_clicked)
-            row.fix_requested.connect(self.apply_fix)
+            row.fix_requested.connect(lambda pair: self.apply_fix(*pair))
             self.list_layout.insertWidget(k, row)
             self.rows.append(row)
         self.empty.setVisible(not msgs)
         self.list.fit()
 
-    def apply_fix(self, message: Message) -> bool:
-        """Push the message's fix as one undoable command; False if refused."""
-        return self.doc.push(ApplyFixCommand(self.doc, message))
+    def apply_fix(self, message: Message, fix=None) -> bool:
+        """Push one of the message's fixes (its preferred one by default) as one undoable
+        command; False if refused."""
+        return self.doc.push(ApplyFixCommand(self.doc, message, fix))
 
     def _row_clicked(self, message: Message) -> None:
         if message.node_id and message.node_id in self.doc.graph.nodes:
             self.node_activated.emit(message.node_id)
 
 
-__all__ = ["ProblemRow", "ProblemsPanel", "count_text"]
+__all__ = ["ProblemRow", "ProblemsPanel", "count_text", "fix_buttons"]

@@ -316,6 +316,15 @@ class Thumbnails(QWidget):
 # ---- the panel ----------------------------------------------------------------------------
 
 
+class FixedHeightLabel(QLabel):
+    """A word-wrapped label of fixed height that does not report height-for-width: below the
+    settings it would otherwise make the panel ask for its tall preferred height, and the
+    dock would scroll the Train button out of view."""
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+
 class TrainingPanel(FitsItsRoom, QWidget):
     """Train the document's network on a dataset, watch it learn, keep the weights.
 
@@ -545,7 +554,7 @@ class TrainingPanel(FitsItsRoom, QWidget):
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(True)
         self.progress.setFormat("")
-        self.status = QLabel("Ready.")
+        self.status = FixedHeightLabel("Ready.")
         self.status.setWordWrap(True)
         # a fixed height: new text never re-lays out the panel (that repaints every plot)
         self.status.setFixedHeight(self.status.fontMetrics().lineSpacing() * 2 + 4)
@@ -711,7 +720,14 @@ class TrainingPanel(FitsItsRoom, QWidget):
         self.short = False  # a wide, low dock (bottom): plots and timeline side by side
         self.outer = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
         self.outer.setContentsMargins(4, 4, 4, 4)
-        self.outer.addWidget(self.settings_scroll)
+        # the settings' column: in a low dock the buttons, progress and status sit under the
+        # scrolled settings, always in view (_place_settings)
+        self.side = QWidget()
+        side = QVBoxLayout(self.side)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.setSpacing(4)
+        side.addWidget(self.settings_scroll, 1)
+        self.outer.addWidget(self.side)
         self.outer.addWidget(self.tabs, 1)
         self.tabs.setMinimumWidth(280)
         self._place_settings(1)
@@ -823,7 +839,9 @@ class TrainingPanel(FitsItsRoom, QWidget):
         self.progress.setFormat("")
         self.confusion.set_matrix(None)
         self.worst.set_items([], [])
-        self.tabs.setTabText(1, "Results")
+        # by the tab, not its index: a low dock puts the timeline at index 1
+        self.tabs.setTabText(self.tabs.indexOf(self.results_tab), "Results")
+        self.tabs.setCurrentIndex(0)  # another project: its curves, not the old results
         self.result_label.setText(NO_RESULT_TEXT)
         self._show_saved_history(self.doc.history)
 
@@ -1164,6 +1182,7 @@ class TrainingPanel(FitsItsRoom, QWidget):
         g = self.settings_grid
         for w in (self.data_box, self.hp_box, self.controls):
             g.removeWidget(w)
+        self.side.layout().removeWidget(self.controls)
         for r in range(4):
             g.setRowStretch(r, 0)
         if columns == 1:
@@ -1174,8 +1193,8 @@ class TrainingPanel(FitsItsRoom, QWidget):
             g.setColumnStretch(1, 0)
         else:
             g.addWidget(self.data_box, 0, 0, 3, 1)
-            g.addWidget(self.hp_box, 0, 1)
-            g.addWidget(self.controls, 1, 1)
+            g.addWidget(self.hp_box, 0, 1, 3, 1)
+            self.side.layout().addWidget(self.controls)
             g.setRowStretch(2, 1)
             g.setColumnStretch(0, 1)
             g.setColumnStretch(1, 1)

@@ -17,14 +17,21 @@ class ParamError(EngineError):
 
 class ShapeError(EngineError):
     """A layer cannot take the shape it is given; `param` names the parameter at fault, if any;
-    `input_index` (0-based) the input the message names as wrong, for a layer of several."""
+    `input_index` (0-based) the input the message names as wrong, for a layer of several.
+    `fix` is one quick fix, or `fixes` several alternatives (the preferred one first)."""
 
     def __init__(self, message: str, param: str | None = None, fix: object = None,
-                 input_index: int | None = None):
+                 input_index: int | None = None, fixes: tuple | list = ()):
         super().__init__(message)
+        assert fix is None or not fixes, "pass fix or fixes, not both"
         self.param = param
-        self.fix = fix
+        self.fixes = tuple(fixes) if fixes else (() if fix is None else (fix,))
         self.input_index = input_index
+
+    @property
+    def fix(self):
+        """The preferred fix, or None."""
+        return self.fixes[0] if self.fixes else None
 
 
 class GraphError(EngineError):

@@ -34,17 +34,38 @@ class Fix:
         return out
 
 
+def as_fixes(fix) -> tuple[Fix, ...]:
+    """None, one Fix or several (alternatives, the preferred one first) as a tuple."""
+    if fix is None:
+        return ()
+    if isinstance(fix, Fix):
+        return (fix,)
+    return tuple(fix)
+
+
 @dataclass(frozen=True)
 class Message:
+    """One problem. `fixes` are alternative repairs, the preferred one first (a single Fix or
+    None is accepted and stored as a tuple); `fix` is the preferred one, or None."""
+
     severity: str  # ERROR or WARNING
     text: str
     node_id: str | None = None
     param: str | None = None
-    fix: Fix | None = None
+    fixes: tuple[Fix, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "fixes", as_fixes(self.fixes))
+
+    @property
+    def fix(self) -> Fix | None:
+        return self.fixes[0] if self.fixes else None
 
     def to_json(self) -> dict:
         out = {"severity": self.severity, "text": self.text, "node": self.node_id,
                "param": self.param}
-        if self.fix:
-            out["fix"] = self.fix.to_json()
+        if self.fixes:
+            out["fix"] = self.fixes[0].to_json()
+        if len(self.fixes) > 1:
+            out["other_fixes"] = [f.to_json() for f in self.fixes[1:]]
         return out

@@ -100,8 +100,8 @@ def validate(graph: Graph) -> Validation:
     results = {nid: NodeResult(nid) for nid in graph.nodes}
     messages: list[Message] = []
 
-    def report(severity, text, node_id=None, param=None, fix=None):
-        m = Message(severity, text, node_id, param, fix)
+    def report(severity, text, node_id=None, param=None, fixes=()):
+        m = Message(severity, text, node_id, param, fixes)
         messages.append(m)
         if node_id is not None:
             results[node_id].messages.append(m)
@@ -142,8 +142,8 @@ def validate(graph: Graph) -> Validation:
         if hit is not None:
             res.layer, res.in_shapes, res.out_shape, res.trainable_params = hit[:4]
             res.non_trainable_params, res.macs, res.receptive_field, res.jump = hit[4:8]
-            for severity, text, param, fix in hit[8]:
-                report(severity, text, nid, param, fix)
+            for severity, text, param, fixes in hit[8]:
+                report(severity, text, nid, param, fixes)
             res.out_shapes, res.memory = hit[9], hit[10]
         else:
             start = len(res.messages)
@@ -152,7 +152,7 @@ def validate(graph: Graph) -> Validation:
                 _CACHE.clear()
             _CACHE[key] = (res.layer, res.in_shapes, res.out_shape, res.trainable_params,
                            res.non_trainable_params, res.macs, res.receptive_field, res.jump,
-                           [(m.severity, m.text, m.param, m.fix) for m in res.messages[start:]],
+                           [(m.severity, m.text, m.param, m.fixes) for m in res.messages[start:]],
                            res.out_shapes, res.memory)
         if not refs:  # the connect fix depends on other nodes: never from the cache
             _offer_connect(graph, node, res, messages)
@@ -294,10 +294,10 @@ def _check_node(graph: Graph, node, res: NodeResult, refs: list[tuple[str, int]]
     try:
         outs = layer.output_shapes(in_shapes)
     except ShapeError as exc:
-        fix = exc.fix
-        if fix is None and cls.merges_branches:
-            fix = _merge_fix(graph, results, srcs, exc.input_index)
-        report(ERROR, str(exc), nid, exc.param, fix)
+        fixes = exc.fixes
+        if not fixes and cls.merges_branches:
+            fixes = _merge_fix(graph, results, srcs, exc.input_index)
+        report(ERROR, str(exc), nid, exc.param, fixes)
         return
     res.out_shapes = [tuple(map(int, o)) for o in outs]
     res.out_shape = res.out_shapes[0]
@@ -403,7 +403,7 @@ def _offer_connect(graph: Graph, node, res, messages: list[Message]) -> None:
         if m.fix is None and m.text.endswith(CONNECT_HINT):
             fix = _connect_fix(graph, node)
             if fix is not None:
-                res.messages[k] = new = dataclasses.replace(m, fix=fix)
+                res.messages[k] = new = dataclasses.replace(m, fixes=(fix,))
                 messages[messages.index(m)] = new
             return
 

@@ -81,19 +81,54 @@ def window_output(layer: Layer, h: int, w: int, k, s, d, ceil_mode=False):
     wo = conv_out(w, k[1], s[1], pads[1], pads[3], d[1], ceil_mode)
     if ho < 1 or wo < 1:
         keh, kew = effective_kernel(k[0], d[0]), effective_kernel(k[1], d[1])
-        fix = None
-        if s == [1, 1] and layer.padding != "same":
-            ph, pw = padding_for_same_size(k[0], d[0]), padding_for_same_size(k[1], d[1])
-            if ph[0] == ph[1] and pw[0] == pw[1]:
-                fix = Fix(f"padding {fmt_pads_label(ph, pw)} keeps {h}×{w}", "set_params",
-                          {"padding": [ph[0], pw[0], ph[1], pw[1]]})
-            else:  # an even kernel pads one more cell at the end: exactly 'same' at stride 1
-                fix = Fix(f"padding 'same' keeps {h}×{w}", "set_params", {"padding": "same"})
         raise ShapeError(
             f"{layer.where}: the {keh}×{kew} kernel does not fit the {h}×{w} input with padding "
             f"{fmt_padding(list(pads))}; the output would be {ho}×{wo}",
-            param="kernel_size", fix=fix)
+            param="kernel_size", fixes=_misfit_fixes(layer, h, w, k, s, d, pads, ceil_mode))
     return pads, ho, wo
+
+
+def _misfit_fixes(layer: Layer, h: int, w: int, k, s, d, pads, ceil_mode) -> list[Fix]:
+    """The repairs a user would pick for a window larger than the (padded) input: shrink the
+    kernel to fit, the smallest symmetric padding that fits, and at stride 1 the padding that
+    keeps the size. Axes that already fit keep their kernel and padding."""
+    sizes, fits = (h, w), []
+    for i in (0, 1):
+        fits.append(sizes[i] + pads[i] + pads[i + 2] >= effective_kernel(k[i], d[i]))
+    fixes = []
+    # the largest kernel whose extent D·(K−1)+1 fits the padded axis
+    k2 = [k[i] if fits[i] else (sizes[i] + pads[i] + pads[i + 2] - 1) // d[i] + 1
+          for i in (0, 1)]
+    with_pad = f" with padding {fmt_padding(list(pads))}" if any(pads) else ""
+    fixes.append(Fix(f"kernel {k[0]}×{k[1]}→{k2[0]}×{k2[1]} (fits the {h}×{w} input{with_pad})",
+                     "set_params", {"kernel_size": k2}))
+    p = list(pads)
+    for i in (0, 1):
+        if not fits[i]:  # smallest P with size + 2P ≥ the kernel's extent
+            p[i] = p[i + 2] = -(-(effective_kernel(k[i], d[i]) - sizes[i]) // 2)
+    if max(p) <= MAX_PAD:
+        oh = conv_out(h, k[0], s[0], p[0], p[2], d[0], ceil_mode)
+        ow = conv_out(w, k[1], s[1], p[1], p[3], d[1], ceil_mode)
+        fixes.append(Fix(f"padding {fmt_pads_value(p)} (output {oh}×{ow})", "set_params",
+                         {"padding": p}))
+    if s == [1, 1] and layer.padding != "same":
+        ph, pw = padding_for_same_size(k[0], d[0]), padding_for_same_size(k[1], d[1])
+        if ph[0] == ph[1] and pw[0] == pw[1]:
+            same = [ph[0], pw[0], ph[1], pw[1]]
+            if same != p:
+                fixes.append(Fix(f"padding {fmt_pads_label(ph, pw)} keeps {h}×{w}", "set_params",
+                                 {"padding": same}))
+        else:  # an even kernel pads one more cell at the end: exactly 'same' at stride 1
+            fixes.append(Fix(f"padding 'same' keeps {h}×{w}", "set_params", {"padding": "same"}))
+    return fixes
+
+
+def fmt_pads_value(p) -> str:
+    """'1' for equal padding on every side, '1, 2' for (rows, columns), else all four."""
+    t, l, b, r = p
+    if t == l == b == r:
+        return str(t)
+    return f"{t}, {l}" if (t, l) == (b, r) else f"{t}, {l}, {b}, {r}"
 
 
 def fmt_pads_label(ph, pw) -> str:

@@ -186,12 +186,18 @@ def test_error_message_with_fix_button(doc, panel, qtbot):
     assert len(cards) == 1 and cards[0].message.severity == "error"
     assert "20×20" in cards[0].text.text()
     assert "color" in panel.param_labels["kernel_size"].styleSheet()
-    assert cards[0].fix_button is not None
-    qtbot.mouseClick(cards[0].fix_button, Qt.MouseButton.LeftButton)
-    assert doc.validation.ok
-    assert doc.validation.nodes["conv2"].out_shape == (16, 14, 14)
-    doc.undo_stack.undo()  # the fix is one undo step
-    assert not doc.validation.ok
+    # one button per alternative: the kernel that fits, the padding that fits, 'same'
+    labels = [b.text() for b in cards[0].fix_buttons]
+    assert labels == [f"Fix: {f.label}" for f in cards[0].message.fixes] and len(labels) == 3
+    assert "kernel 20×20→14×14" in labels[0] and "(output 1×1)" in labels[1]
+    for k, out in enumerate([(16, 1, 1), (16, 1, 1), (16, 14, 14)]):
+        QApplication.processEvents()
+        card = next(c for c in panel.body.findChildren(MessageCard) if c.isVisibleTo(panel))
+        qtbot.mouseClick(card.fix_buttons[k], Qt.MouseButton.LeftButton)
+        assert doc.validation.nodes["conv2"].out_shape == out
+        doc.undo_stack.undo()  # the fix is one undo step
+        assert not doc.validation.ok
+        assert doc.graph.nodes["conv2"].params["kernel_size"] == [20, 20]
 
 
 def test_rename_and_trainable(doc, panel, qtbot):

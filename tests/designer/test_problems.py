@@ -37,15 +37,26 @@ def test_error_row_fix_applies_and_undoes(doc, panel, qtbot):
     assert panel.header.text() == count_text(n_err, n_warn)
     row = panel.rows[0]  # errors first
     assert row.message.severity == "error" and row.message.node_id == "conv2"
-    assert row.fix_button is not None
-    assert row.fix_button.text() == f"Fix: {row.message.fix.label}"
-    qtbot.mouseClick(row.fix_button, Qt.MouseButton.LeftButton)
+    # a kernel larger than the 14×14 input: shrink it, pad to fit, or pad to keep the size
+    fixes = row.message.fixes
+    assert [b.text() for b in row.fix_buttons] == [f"Fix: {f.label}" for f in fixes]
+    assert [f.params for f in fixes] == [{"kernel_size": [14, 14]}, {"padding": [3, 3, 3, 3]},
+                                         {"padding": "same"}]
+    assert row.fix_button is row.fix_buttons[0]
+    for k, fix in enumerate(fixes):
+        button = panel.rows[0].fix_buttons[k]  # rows are rebuilt after every edit
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        params = doc.graph.nodes["conv2"].params
+        assert all(params[p] == v for p, v in fix.params.items())
+        assert doc.validation.nodes["conv2"].out_shape is not None
+        assert doc.undo_stack.count() == 2
+        assert doc.undo_stack.undoText() == f"Fix: {fix.label}"
+        doc.undo_stack.undo()  # each fix is one undo step
+        assert not doc.validation.ok and doc.graph.nodes["conv2"].params["kernel_size"] == [20, 20]
+        assert panel.rows[0].message.node_id == "conv2"
+    qtbot.mouseClick(panel.rows[0].fix_buttons[2], Qt.MouseButton.LeftButton)
     assert doc.validation.ok
     assert panel.header.text() == "No problems"
-    assert doc.undo_stack.count() == 2
-    doc.undo_stack.undo()
-    assert not doc.validation.ok
-    assert panel.rows[0].message.node_id == "conv2"
 
 
 def test_click_activates_the_layer(doc, panel, qtbot):

@@ -401,14 +401,13 @@ def test_low_bottom_dock_shows_every_setting_and_the_buttons_without_scrolling(q
     p.set_dataset(mnist)
     area = _host(qtbot, p, 970, 380)  # the bottom dock of a 1600 × 1000 window
     assert p.short and p.settings_columns == 2
-    # Data beside Hyperparameters, the buttons and progress below the hyperparameters
+    # Data beside Hyperparameters; the buttons and progress below both, outside the scroll
     assert p.data_box.geometry().right() < p.hp_box.geometry().left()
-    assert p.hp_box.geometry().bottom() < p.controls.geometry().top()
     sv = p.settings_scroll
     assert sv.verticalScrollBar().maximum() == 0  # nothing to scroll to
-    for w in (p.seed, p.train_button, p.stop_button, p.progress, p.status):
-        bottom = w.mapTo(sv.viewport(), w.rect().bottomLeft()).y()
-        assert bottom <= sv.viewport().height(), w
+    assert p.seed.mapTo(sv.viewport(), p.seed.rect().bottomLeft()).y() <= sv.viewport().height()
+    for w in (p.train_button, p.stop_button, p.progress, p.status):
+        assert p.rect().contains(w.mapTo(p, w.rect().bottomRight())), w
     # little room for the curves: the timeline moves to its own tab, the plots keep the width
     assert p.timeline_tab
     assert p.tabs.indexOf(p.timeline) == 1 and p.tabs.tabText(1) == "Timeline"

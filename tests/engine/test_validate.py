@@ -27,10 +27,11 @@ def only_error(v, node_id):
     return errs[0]
 
 
-def apply_fix(graph, msg):
-    """Apply a Fix the way the designer does; returns the new graph."""
+def apply_fix(graph, msg, fix=None):
+    """Apply a Fix (msg's preferred one unless given) the way the designer does; returns the
+    new graph."""
     g = graph.copy()
-    fix = msg.fix
+    fix = fix or msg.fix
     target = fix.node_id or msg.node_id
     if fix.action == "set_params":
         g.nodes[target].params.update(fix.params)
@@ -54,25 +55,56 @@ def test_output_smaller_than_one_names_layer_numbers_and_offers_same_size_paddin
     assert "conv1" in m.text and "5×5" in m.text and "3×3" in m.text
     assert "-1×-1" in m.text  # the output it would have: 3 − 5 + 1
     assert m.param == "kernel_size"
-    assert m.fix.label == "padding 2 keeps 3×3"
-    assert m.fix.params == {"padding": [2, 2, 2, 2]}
-    v2 = validate(apply_fix(g, m))
-    assert v2.ok and v2.nodes["conv1"].out_shape == (4, 3, 3)
+    # three alternatives, the kernel that fits first: shrink, pad to fit, pad to keep the size
+    assert [f.label for f in m.fixes] == ["kernel 5×5→3×3 (fits the 3×3 input)",
+                                          "padding 1 (output 1×1)", "padding 2 keeps 3×3"]
+    assert [f.params for f in m.fixes] == [{"kernel_size": [3, 3]}, {"padding": [1, 1, 1, 1]},
+                                           {"padding": [2, 2, 2, 2]}]
+    for fix, out in zip(m.fixes, [(4, 1, 1), (4, 1, 1), (4, 3, 3)]):
+        v2 = validate(apply_fix(g, m, fix))
+        assert v2.ok and v2.nodes["conv1"].out_shape == out
 
 
 def test_output_smaller_than_one_with_even_kernel_gets_same_padding():
     g = chain(("Conv2d", "c", {"kernel_size": [4, 2]}), input_shape=(1, 2, 1))
     m = only_error(validate(g), "c")
     # total padding K − 1 is odd: 'same' puts the extra row / column at the end
-    assert m.fix.params == {"padding": "same"} and "keeps 2×1" in m.fix.label
-    v2 = validate(apply_fix(g, m))
+    same = m.fixes[-1]
+    assert same.params == {"padding": "same"} and "keeps 2×1" in same.label
+    v2 = validate(apply_fix(g, m, same))
     assert v2.ok and v2.nodes["c"].out_shape == (8, 2, 1)
 
 
-def test_output_smaller_than_one_with_stride_has_no_padding_fix():
+def test_output_smaller_than_one_with_stride_has_no_same_size_fix():
     g = chain(("Conv2d", "conv1", {"kernel_size": 5, "stride": 2}), input_shape=(1, 3, 3))
     m = only_error(validate(g), "conv1")
-    assert m.fix is None and "3×3" in m.text
+    assert "3×3" in m.text
+    assert [f.label for f in m.fixes] == ["kernel 5×5→3×3 (fits the 3×3 input)",
+                                          "padding 1 (output 1×1)"]
+
+
+@pytest.mark.parametrize("layer,params,shape,kernel,pad,out", [
+    # a pool: its stride follows the kernel; the 4×4 window pools the whole map
+    ("MaxPool2d", {"kernel_size": 7}, (8, 4, 5), [4, 5], [2, 1, 2, 1], (8, 1, 1)),
+    # only the height misfits: the width keeps its kernel and padding
+    ("Conv2d", {"kernel_size": [6, 3], "padding": [0, 1, 0, 1]}, (1, 3, 8), [3, 3],
+     [2, 1, 2, 1], (8, 2, 8)),  # 3 + 2·2 − 6: an odd excess leaves 2 rows
+    # dilation 2: a 3-tap kernel spans 5 cells, the 5×5 input fits 3 taps
+    ("Conv2d", {"kernel_size": 5, "dilation": 2}, (1, 5, 5), [3, 3], [2, 2, 2, 2], (8, 1, 1)),
+])
+def test_kernel_larger_than_input_offers_shrink_and_pad(layer, params, shape, kernel, pad, out):
+    g = chain((layer, "c", params), input_shape=shape)
+    m = only_error(validate(g), "c")
+    shrink, padded = m.fixes[:2]
+    assert shrink.params == {"kernel_size": kernel} and "→" in shrink.label
+    assert padded.params == {"padding": pad}
+    assert padded.label.endswith(f"(output {out[1]}×{out[2]})")
+    v2 = validate(apply_fix(g, m, shrink))
+    assert v2.ok, [x.text for x in v2.errors]
+    v3 = validate(apply_fix(g, m, padded))
+    assert v3.ok and v3.nodes["c"].out_shape == out
+    assert m.to_json()["fix"]["params"] == shrink.params
+    assert m.to_json()["other_fixes"][0]["params"] == padded.params
 
 
 def test_pooling_too_big_for_its_input():
