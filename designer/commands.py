@@ -426,12 +426,17 @@ class _SpliceMixin:
             self.refusal = (f"cannot insert a layer on that connection: "
                             f"{port_error(doc.graph.nodes[edge.src], edge.src_port, n_out)}")
             return
+        if self._new_layer_params(type_name, params):
+            self.position, self.room = self._make_room(doc, edge, position)
+
+    def _new_layer_params(self, type_name: str, params: dict | None) -> bool:
+        """The new layer's full params in `self.params`; False (with the refusal) if bad."""
         try:
             self.params = _normalized(type_name, dict(params or {}))
         except ParamError as exc:
             self.refusal = str(exc)
-            return
-        self.position, self.room = self._make_room(doc, edge, position)
+            return False
+        return True
 
     @staticmethod
     def _make_room(doc: Document, edge: Edge, position):
@@ -504,7 +509,7 @@ class InsertNodeOnEdgeCommand(_SpliceMixin, _Command):
 
 class ApplyFixCommand(_SpliceMixin, _Command):
     """Apply one of a validation message's quick fixes (`fix`, by default its preferred one):
-    set_params, remove_edge, add_edge or insert_before on the input edge."""
+    set_params, remove_edge, add_edge, insert_before on the input edge or insert_after."""
 
     def __init__(self, doc: Document, message: Message, fix: Fix | None = None):
         super().__init__(doc)
@@ -543,6 +548,15 @@ class ApplyFixCommand(_SpliceMixin, _Command):
             self._prepare_splice(doc, edges[0], fix.layer_type, fix.params, None)
             if self.refusal:
                 return
+        elif fix.action == "insert_after":
+            edges = [e for e in doc.graph.edges if e.src == self.node_id and e.src_port == 0]
+            if edges:  # it feeds a layer: splice the new one in on that connection
+                self.action = "insert_before"
+                self._prepare_splice(doc, edges[0], fix.layer_type, fix.params, None)
+            else:  # the network's end: the new layer goes below and becomes the output
+                self._prepare_append(doc, node, fix.layer_type, fix.params)
+            if self.refusal:
+                return
         else:
             self.refusal = f"unknown fix action {fix.action!r}"
             return
@@ -557,6 +571,11 @@ class ApplyFixCommand(_SpliceMixin, _Command):
         elif self.action == "add_edge":
             port = self.added.port if self.added is not None else None
             self.added = self.doc.add_edge(self.src, self.dst, port)
+        elif self.action == "insert_after":
+            with self.doc.batch():
+                self.new_id = self.doc.add_node(self.type_name, self.position, self.params,
+                                                node_id=self.new_id)
+                self.doc.add_edge(self.node_id, self.new_id, 0)
         else:
             self._splice(self.doc)
 
@@ -568,8 +587,20 @@ class ApplyFixCommand(_SpliceMixin, _Command):
                 self.doc.add_edge(e.src, e.dst, e.port, check=False, src_port=e.src_port)
         elif self.action == "add_edge":
             self.doc.remove_edge(self.added)
+        elif self.action == "insert_after":
+            self.doc.remove_node(self.new_id)
         else:
             self._unsplice(self.doc)
+
+    def _prepare_append(self, doc: Document, node, type_name: str, params: dict) -> None:
+        """A new layer one row below `node`, reading its first output (insert_after at the end)."""
+        from .canvas.layout import NODE_H, V_GAP  # here: the canvas package imports commands
+
+        if type_name not in REGISTRY:
+            self.refusal = f"unknown layer type {type_name!r}"
+        elif self._new_layer_params(type_name, params):
+            self.type_name, self.new_id = type_name, None
+            self.position = (node.position[0], node.position[1] + NODE_H + V_GAP)
 
 
 class PasteCommand(_Command):

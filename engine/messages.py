@@ -16,7 +16,10 @@ class Fix:
     - "set_params": set `params` (a dict) on the node;
     - "insert_before": insert a new node of `layer_type` (with `params`) on the node's input edge;
     - "remove_edge": remove the connection params["src"] -> params["dst"];
-    - "add_edge": connect params["src"] (its first output) to params["dst"].
+    - "add_edge": connect params["src"] (its first output) to params["dst"];
+    - "insert_after": add a new node of `layer_type` (with `params`) reading the node's first
+      output; it takes over the first connection from that output, if any (at the network's
+      end it becomes the new output).
     """
 
     label: str

@@ -184,7 +184,52 @@ def validate(graph: Graph) -> Validation:
         for n in inputs[1:]:
             report(ERROR, f"only one Input is supported; remove '{n.name}'", n.id)
     _check_memory(graph, results, report)
+    if output_id is not None:
+        _check_classifier_output(graph, results, output_id, report)
     return Validation(results, messages, order, output_id)
+
+
+PROBABILITY_TYPES = ("Softmax",)  # output layers that turn channels into class probabilities
+
+
+def _check_classifier_output(graph: Graph, results: dict[str, NodeResult], output_id: str,
+                             report) -> None:
+    """Warn when the network's output is a C×H×W map (H·W > 1) where a classifier needs C×1×1
+    or C features, with the fixes: a GlobalAvgPool2d or a Flatten before a final Softmax, or
+    after the output layer otherwise.
+
+    The rule, so that segmentation-style nets are left alone: no layer of the network enlarges
+    its map (an Upsample or ConvTranspose2d means dense prediction), and either the output is a
+    Softmax over the channels of that map or the map is smaller than the Input's (the net
+    shrank the image and kept no head). A net that keeps the input's full size and has no
+    Softmax (a denoiser, a per-pixel regressor) is not warned."""
+    out = results[output_id].out_shape
+    if out is None or len(out) != 3 or out[1] * out[2] <= 1:
+        return
+    node = graph.nodes[output_id]
+    softmax = node.type_name in PROBABILITY_TYPES
+    in_sizes = [r.out_shape[1] * r.out_shape[2] for nid, r in results.items()
+                if graph.nodes[nid].type_name == "Input" and r.out_shape
+                and len(r.out_shape) == 3]
+    if not softmax and not (in_sizes and out[1] * out[2] < max(in_sizes)):
+        return
+    for r in results.values():  # any layer that enlarges its map: dense prediction
+        if (r.out_shape and len(r.out_shape) == 3 and r.in_shapes
+                and r.in_shapes[0] is not None and len(r.in_shapes[0]) == 3
+                and r.out_shape[1] * r.out_shape[2] > r.in_shapes[0][1] * r.in_shapes[0][2]):
+            return
+    c, h, w = out
+    if softmax:
+        where, action = f"before '{node.name}'", "insert_before"
+    else:
+        where, action = f"after '{node.name}'", "insert_after"
+    fixes = (Fix(f"insert a GlobalAvgPool2d {where} (output {c}×1×1)", action, {},
+                 "GlobalAvgPool2d"),
+             Fix(f"insert a Flatten {where} ({c}·{h}·{w} = {c * h * w} features)", action, {},
+                 "Flatten"))
+    report(WARNING, f"the network's output '{node.name}' is {fmt_shape(out)}; a classifier "
+           f"needs C×1×1 or C features — add a global average pool or flatten", output_id,
+           None, fixes)
 
 
 def _physical_memory() -> int:

@@ -100,3 +100,22 @@ def test_deleted_panels_do_not_receive_document_signals(doc, qtbot):
     doc.reset(load_example("lenet5"))  # emits graph_reset and validated: must not raise
     doc.push(SetParamCommand(doc, "conv1", "out_channels", 4))
     assert doc.validation.ok
+
+
+def test_classifier_output_warning_fixes_append_a_layer_and_undo(doc, panel, qtbot):
+    from designer.commands import RemoveNodesCommand
+
+    doc.push(RemoveNodesCommand(doc, ["flatten", "fc1", "relu3", "fc2", "relu4", "fc3",
+                                      "softmax"]))
+    row = next(r for r in panel.rows if "a classifier needs" in r.message.text)
+    assert row.message.node_id == "pool2" and "16×5×5" in row.message.text
+    assert [f.layer_type for f in row.message.fixes] == ["GlobalAvgPool2d", "Flatten"]
+    n_nodes = len(doc.graph.nodes)
+    for k, out in enumerate([(16, 1, 1), (400,)]):
+        row = next(r for r in panel.rows if "a classifier needs" in r.message.text)
+        qtbot.mouseClick(row.fix_buttons[k], Qt.MouseButton.LeftButton)
+        v = doc.validation
+        assert len(doc.graph.nodes) == n_nodes + 1 and v.nodes[v.output_id].out_shape == out
+        assert not any("a classifier needs" in r.message.text for r in panel.rows)
+        doc.undo_stack.undo()  # one step: the new layer and its connection go
+        assert len(doc.graph.nodes) == n_nodes and doc.validation.output_id == "pool2"

@@ -114,6 +114,14 @@ def _flatten_fix(doc):
     return ApplyFixCommand(doc, _first_fix(doc, "insert_before"))
 
 
+def _head_fix(doc):
+    """The head removed: the output is pool2's 16×5×5 map, and the classifier warning offers to
+    add a GlobalAvgPool2d after it (insert_after at the network's end)."""
+    doc.push(RemoveNodesCommand(doc, ["flatten", "fc1", "relu3", "fc2", "relu4", "fc3",
+                                      "softmax"]))
+    return ApplyFixCommand(doc, _first_fix(doc, "insert_after"))
+
+
 COMMANDS = {
     "add node": lambda d: AddNodeCommand(d, "Conv2d", (500, 0), {"out_channels": 4}),
     "remove nodes": lambda d: RemoveNodesCommand(d, ["fc2", "conv2"]),
@@ -133,6 +141,7 @@ COMMANDS = {
     "fix: insert before": _flatten_fix,
     "fix: remove edge": _cycle_fix,
     "fix: add edge": _connect_fix,
+    "fix: insert after": _head_fix,
     "paste": lambda d: PasteCommand(d, make_fragment(d.graph, ["conv2", "relu2", "fc1"])),
     "restore run": lambda d: RestoreRunCommand(d, *_run_of(d), "run 3, epoch 2"),
     "load weights": lambda d: LoadWeightsCommand(  # File ▸ Load weights, part of the layers
@@ -145,6 +154,7 @@ COMMANDS = {
 STASHING_EDIT = {
     "replace head": lambda d: SetParamCommand(d, "fc2", "out_features", 100),  # fc3's
     "fix: insert before": lambda d: SetParamCommand(d, "conv2", "out_channels", 20),  # fc1's
+    "fix: insert after": lambda d: SetParamCommand(d, "conv2", "out_channels", 20),
 }
 
 

@@ -41,6 +41,9 @@ def apply_fix(graph, msg, fix=None):
         g.edges = [e for e in g.edges if not (e.src == src and e.dst == target)]
         g.add_edge(src, new.id)
         g.add_edge(new.id, target)
+    elif fix.action == "insert_after" and not g.successors(target):
+        new = g.add_node(fix.layer_type, params=dict(fix.params))
+        g.add_edge(target, new.id)
     else:
         raise AssertionError(fix.action)
     return g
@@ -118,27 +121,30 @@ def test_unread_rows_warning_names_the_numbers():
     g = chain(("Conv2d", "conv", {"kernel_size": 3, "stride": 2}), input_shape=(1, 8, 8))
     v = validate(g)
     assert v.ok and v.nodes["conv"].out_shape == (8, 3, 3)
-    texts = [m.text for m in v.warnings if m.node_id == "conv"]
+    # (the net ends in this map: its output warning is tested below)
+    texts = [m.text for m in v.warnings if m.node_id == "conv" and m not in classifier_warnings(v)]
     assert len(texts) == 2, texts
     assert "(8 − 3 + 0)" in texts[0] and "stride 2" in texts[0] and "the last row is never read" in texts[0]
     assert "the last column is never read" in texts[1]
-    assert all(m.param == "stride" for m in v.warnings)
+    assert all(m.param == "stride" for m in v.warnings if m not in classifier_warnings(v))
 
 
 def test_unread_warning_counts_input_rows_not_padding():
     # (7 − 3 + 0) = 4, stride 3: the last row is never read; with 1 bottom pad, still 0 + 1 = 1
     g = chain(("Conv2d", "a", {"kernel_size": 3, "stride": 3}), input_shape=(1, 7, 6))
-    texts = [m.text for m in validate(g).warnings]
+    v = validate(g)
+    texts = [m.text for m in v.warnings if m not in classifier_warnings(v)]
     assert len(texts) == 1 and "the last row is never read" in texts[0]  # width: (6 − 3) divisible by 3
     # ResNet's 3×3 stride-2 pad-1 conv on 8×8: the unread cell is the bottom padding only
     g = chain(("Conv2d", "b", {"kernel_size": 3, "stride": 2, "padding": 1}),
               input_shape=(1, 8, 8))
     v = validate(g)
-    assert v.ok and not v.warnings, [m.text for m in v.warnings]
+    assert v.ok and v.warnings == classifier_warnings(v), [m.text for m in v.warnings]
     # 'same' padding reads everything by construction
     g = chain(("Conv2d", "c", {"kernel_size": 3, "stride": 2, "padding": "same"}),
               input_shape=(1, 8, 7))
-    assert not validate(g).warnings
+    v = validate(g)
+    assert v.warnings == classifier_warnings(v)
 
 
 def test_pool_unread_warning_offers_ceil_mode():
@@ -148,7 +154,8 @@ def test_pool_unread_warning_offers_ceil_mode():
     ws = [m for m in v.warnings if m.node_id == "pool"]
     assert ws and "(7 − 2 + 0)" in ws[0].text and ws[0].fix.params == {"ceil_mode": True}
     v2 = validate(apply_fix(g, ws[0]))
-    assert v2.nodes["pool"].out_shape == (3, 4, 4) and not v2.warnings
+    assert v2.nodes["pool"].out_shape == (3, 4, 4)
+    assert v2.warnings == classifier_warnings(v2)  # only the output's: no head
 
 
 def branches(a_params, b_params, merge, input_shape=(3, 8, 8)):
@@ -508,3 +515,52 @@ def test_a_broadcast_gate_does_not_inflate_the_receptive_field_stride():
         assert scale.receptive_field == tuple(max(a, b) for a, b in
                                               zip(act.receptive_field, gate.receptive_field))
     assert v.nodes["head_act"].jump == (4, 4)  # two stride-2 layers, nothing else
+
+
+# ---- a classifier whose output is still a map ----------------------------------------------
+
+def classifier_warnings(v):
+    return [m for m in v.warnings if "a classifier needs" in m.text]
+
+
+def test_softmax_over_a_map_warns_and_offers_global_pool_or_flatten():
+    g = chain(("Conv2d", "conv", {"out_channels": 10, "kernel_size": 3, "stride": 2}),
+              ("Softmax", "softmax", {}), input_shape=(1, 16, 16))
+    (m,) = classifier_warnings(validate(g))
+    assert m.node_id == "softmax" and "10×7×7" in m.text
+    assert "global average pool or flatten" in m.text
+    pool, flat = m.fixes
+    assert (pool.action, pool.layer_type) == ("insert_before", "GlobalAvgPool2d")
+    assert (flat.action, flat.layer_type) == ("insert_before", "Flatten")
+    assert "(output 10×1×1)" in pool.label and "490 features" in flat.label
+    v2 = validate(apply_fix(g, m, pool))
+    assert v2.nodes[v2.output_id].out_shape == (10, 1, 1) and not classifier_warnings(v2)
+    v3 = validate(apply_fix(g, m, flat))
+    assert v3.nodes[v3.output_id].out_shape == (490,) and not classifier_warnings(v3)
+
+
+def test_a_net_that_shrank_the_image_without_a_head_warns_with_insert_after():
+    g = chain(("Conv2d", "conv", {"out_channels": 4, "kernel_size": 3}),
+              ("MaxPool2d", "pool", {}), input_shape=(1, 10, 10))
+    (m,) = classifier_warnings(validate(g))
+    assert m.node_id == "pool" and "4×4×4" in m.text
+    assert [f.action for f in m.fixes] == ["insert_after", "insert_after"]
+    v2 = validate(apply_fix(g, m))
+    assert v2.nodes[v2.output_id].out_shape == (4, 1, 1) and not classifier_warnings(v2)
+
+
+@pytest.mark.parametrize("layers", [
+    # segmentation: down, then back up (ConvTranspose2d / Upsample), per-pixel softmax
+    [("Conv2d", "down", {"out_channels": 4, "kernel_size": 2, "stride": 2}),
+     ("ConvTranspose2d", "up", {"out_channels": 3}), ("Softmax", "softmax", {})],
+    [("MaxPool2d", "down", {}), ("Upsample", "up", {}), ("Conv2d", "head", {"out_channels": 3})],
+    # a full-size map without softmax: a denoiser / per-pixel regressor
+    [("Conv2d", "conv", {"out_channels": 1, "kernel_size": 3, "padding": "same"})],
+    # a classifier already pooled to C×1×1
+    [("Conv2d", "conv", {"out_channels": 10, "kernel_size": 3}), ("GlobalAvgPool2d", "gap", {}),
+     ("Softmax", "softmax", {})],
+])
+def test_dense_prediction_and_pooled_outputs_are_not_warned(layers):
+    v = validate(chain(*layers, input_shape=(1, 8, 8)))
+    assert v.ok, [m.text for m in v.errors]
+    assert not classifier_warnings(v)
