@@ -340,6 +340,22 @@ class LoadWeightsCommand(_Command):
         self.new = self.doc.exchange_weights(self.old)
 
 
+class SetInputSpecCommand(_Command):
+    """The input spec editor: how photos become the input (resize / crop, channels, value range,
+    mean / std, interpolation), or None for the default of the Input's shape, as one step."""
+
+    def __init__(self, doc: Document, spec):
+        super().__init__(doc, "Edit input spec" if spec is not None else "Reset input spec")
+        self.old, self.new = doc.graph.input_spec, spec
+        self.noop = self.old == self.new
+
+    def redo(self):
+        self.doc.set_input_spec(self.new)
+
+    def undo(self):
+        self.doc.set_input_spec(self.old)
+
+
 class RestoreRunCommand(_Command):
     """"Open this run": a recorded run's (or sweep trial's) architecture, input spec and best
     weights replace the document's, as one step on its undo stack; the file path stays, so a

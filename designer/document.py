@@ -254,6 +254,14 @@ class Document(QObject):
         self.node_changed.emit(node_id)
         self._changed()
 
+    def set_input_spec(self, spec) -> None:
+        """How photos become the network's input (engine.inputspec.InputSpec), or None for the
+        default of the Input's shape. Stored in graph.json; re-validates so that views showing
+        prepared data (feature maps, the training panel's image folders) follow it."""
+        self.graph.input_spec = spec
+        self.input_spec_changed.emit()
+        self._changed()
+
     def move_node(self, node_id: str, position) -> None:
         """Positions do not change shapes: no re-validation."""
         self.graph.nodes[node_id].position = (float(position[0]), float(position[1]))

@@ -23,20 +23,30 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
+from engine.errors import DataError
 from engine.formulas import node_formulas
+from engine.inputspec import input_shape, model_spec, spec_note
 from engine.layers import REGISTRY, Layer, Param, fmt_shape
 from engine.messages import ERROR
 from engine.summary import human_bytes, human_count
 
-from .commands import ApplyFixCommand, RenameNodeCommand, SetParamCommand, SetTrainableCommand
+from .commands import (
+    ApplyFixCommand,
+    RenameNodeCommand,
+    SetInputSpecCommand,
+    SetParamCommand,
+    SetTrainableCommand,
+)
 from .param_editors import EDITORS, ParamEditor, current_params, param_title
 from .problems import fix_buttons
+from .readouts import bound, network_state, unknown_layers
 from .theme import (
     FlowBody,
     family_color,
@@ -208,6 +218,7 @@ class InspectorPanel(QWidget):
         self._show_empty()
 
         doc.validated.connect(self._on_validated)
+        doc.title_changed.connect(self._on_validated)  # the overview names the file
         doc.weights_changed.connect(self._on_weights_changed)
         doc.node_removed.connect(self._on_node_removed)
         doc.graph_reset.connect(self._on_graph_reset)
@@ -260,6 +271,7 @@ class InspectorPanel(QWidget):
             self.trainable.blockSignals(False)
         self._refresh_figures(node, res)
         self._refresh_messages(res)
+        self._refresh_spec()
         self.body.fit()
 
     # ---- building ------------------------------------------------------------------------
@@ -272,18 +284,23 @@ class InspectorPanel(QWidget):
                     if n.type_name == "Input" and n.id in v.nodes), None)
         out = v.nodes[v.output_id].out_shape if v.output_id in v.nodes else None
         frozen = sum(1 for n in g.nodes.values() if not n.trainable)
-        if v.ok:
-            state = (f"<span style='color:{severity_hex('ok', self)}'>✓ valid: every layer's "
-                     f"shape checks out</span>")
-        else:
-            n_err = len(v.errors)
-            state = (f"<span style='color:{severity_hex(ERROR, self)}'>{n_err} problem"
-                     f"{'s' * (n_err != 1)}</span>: see the Problems panel")
-        rows = [("Input → output", f"{fmt_shape(inp)} → {fmt_shape(out)}"),
+        text, severity = network_state(g, v)
+        colour = (severity_hex(severity, self) if severity != "missing"
+                  else self.palette().placeholderText().color().name())
+        if severity == "ok":
+            text += ": every layer's shape checks out"
+        elif severity != "missing":
+            text += ": see the Problems panel"
+        state = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+        unknown = unknown_layers(g, v)  # "?" for what is not known, as the status bar says
+        params = (f"{bound(v.total_params, unknown)}" if unknown else
+                  f"{v.total_params:,} ({v.trainable_params:,} trainable)")
+        rows = [("File", html.escape(self.doc.path.name if self.doc.path else "untitled")),
+                ("Input → output", f"{fmt_shape(inp)} → {fmt_shape(out)}"),
                 ("Layers", f"{layers}" + (f" ({frozen} frozen)" if frozen else "")),
-                ("Parameters", f"{v.total_params:,} ({v.trainable_params:,} trainable)"),
-                ("Multiply-adds", f"{human_count(v.macs)} per image"),
-                ("Weights", human_bytes(4 * v.total_params)),
+                ("Parameters", params),
+                ("Multiply-adds", f"{bound(v.macs, unknown, human_count)} per image"),
+                ("Weights", bound(4 * v.total_params, unknown, human_bytes)),
                 ("Trained weights", "yes" if self.doc.weights else "not yet")]
         table = "".join(f"<tr><td style='padding-right:12px'>{k}</td><td><b>{val}</b></td></tr>"
                         for k, val in rows)
@@ -386,6 +403,21 @@ class InspectorPanel(QWidget):
             lay.addWidget(sec)
         else:
             self.param_help = None
+
+        # how photos become this input (the Input layer only)
+        self.spec_text = self.spec_button = None
+        if node.type_name == "Input":
+            sec = _Section("Photos in", body)
+            self.spec_text = QLabel(body)
+            self.spec_text.setWordWrap(True)
+            self.spec_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.spec_button = QPushButton("Input spec…", body)
+            self.spec_button.setToolTip("Resize / crop, channel order, value range, mean / std "
+                                        "and interpolation every photo goes through.")
+            self.spec_button.clicked.connect(self.edit_input_spec)
+            sec.body.addWidget(self.spec_text)
+            sec.body.addWidget(self.spec_button, 0, Qt.AlignmentFlag.AlignLeft)
+            lay.addWidget(sec)
 
         # messages (filled by refresh)
         self.msg_section = _Section("Problems", body)
@@ -497,6 +529,20 @@ class InspectorPanel(QWidget):
             rf = res.receptive_field
             self.rf_section.side.setText(f"{rf[0]}×{rf[1]}")
 
+    def _refresh_spec(self) -> None:
+        if self.spec_text is None:
+            return
+        try:
+            spec = model_spec(self.doc.graph)
+        except DataError as exc:
+            self.spec_text.setText(str(exc))
+            self.spec_button.setEnabled(False)
+            return
+        self.spec_button.setEnabled(True)
+        how = "stored with the model" if self.doc.graph.input_spec is not None else "the default"
+        note = spec_note(self.doc.graph)
+        self.spec_text.setText(f"{spec.describe()} ({how})" + (f". {note}" if note else ""))
+
     def _refresh_messages(self, res) -> None:
         msgs = list(res.messages) if res is not None else []
         key = [(m.severity, m.text, m.fixes) for m in msgs]
@@ -555,6 +601,19 @@ class InspectorPanel(QWidget):
             return
         if not self.doc.push(SetTrainableCommand(self.doc, [self.node_id], flag)):
             self.refresh()
+
+    def edit_input_spec(self) -> None:
+        """The input spec dialog; its result is one undoable SetInputSpecCommand."""
+        from .input_spec_dialog import InputSpecDialog
+
+        try:
+            spec, shape = model_spec(self.doc.graph), input_shape(self.doc.graph)
+        except DataError as exc:
+            self._flash(str(exc))
+            return
+        dialog = InputSpecDialog(spec, shape, self)
+        if dialog.exec() and dialog.current_spec() != spec:  # unchanged: no undo step
+            self.doc.push(SetInputSpecCommand(self.doc, dialog.result_spec()))
 
     def _apply_fix(self, message, fix=None) -> None:
         self.doc.push(ApplyFixCommand(self.doc, message, fix))

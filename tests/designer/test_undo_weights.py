@@ -27,12 +27,14 @@ from designer.commands import (
     RenameNodeCommand,
     ReplaceHeadCommand,
     RestoreRunCommand,
+    SetInputSpecCommand,
     SetParamCommand,
     SetTrainableCommand,
     UnfreezeAllCommand,
     make_fragment,
 )
 from designer.document import Document
+from engine.inputspec import InputSpec
 from engine.nn.network import Network
 from engine.zoo.examples import load_example
 
@@ -146,6 +148,8 @@ COMMANDS = {
     "restore run": lambda d: RestoreRunCommand(d, *_run_of(d), "run 3, epoch 2"),
     "load weights": lambda d: LoadWeightsCommand(  # File ▸ Load weights, part of the layers
         d, {"fc1.weight": np.full((120, 400), 0.5, np.float32)}, "w.npz"),
+    "input spec": lambda d: SetInputSpecCommand(  # the inspector's Input spec… dialog
+        d, InputSpec((28, 28), resize=32, channels="L", mean=(0.1307,), std=(0.3081,))),
 }
 
 
