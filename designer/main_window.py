@@ -42,6 +42,7 @@ from .files import APP_NAME
 from .inspector import InspectorPanel
 from .palette import PalettePanel
 from .problems import ProblemsPanel
+from .readouts import bound, network_state, unknown_layers
 from .summary_view import SummaryPanel
 from .training_panel import TrainingPanel
 
@@ -464,17 +465,11 @@ class MainWindow(QMainWindow):
 
     def _on_validated(self, v) -> None:
         ne, nw = len(v.errors), len(v.warnings)
-        if ne == 0 and nw == 0:
-            self.lbl_state.setText("✓ valid")
-            colour = self.scene.look.ok
-        else:
-            parts = []
-            if ne:
-                parts.append(f"{ne} error{'s' * (ne != 1)}")
-            if nw:
-                parts.append(f"{nw} warning{'s' * (nw != 1)}")
-            self.lbl_state.setText(", ".join(parts))
-            colour = self.scene.look.error if ne else self.scene.look.warning
+        text, severity = network_state(self.doc.graph, v)
+        self.lbl_state.setText(text)
+        look = self.scene.look
+        colour = {"ok": look.ok, "error": look.error, "warning": look.warning}.get(
+            severity, look.muted)
         self.lbl_state.setStyleSheet(f"color: {colour.name()}; font-weight: 600;")
         self.lbl_totals.setText(totals_text(self.doc.graph, v))
         self.lbl_totals.setToolTip(
@@ -642,13 +637,9 @@ class MainWindow(QMainWindow):
 def totals_text(graph: Graph, v) -> str:
     """"14 layers · 61,706 params · 429.1K MACs"; with layers whose shape is unknown (errors)
     the sums are lower bounds: "≥ 312 params · ≥ 1.2K MACs (2 layers unknown)"."""
-    unknown = sum(1 for nid in graph.nodes
-                  if (r := v.nodes.get(nid)) is None or r.out_shape is None or r.layer is None)
-    def bound(n: int, fmt) -> str:
-        return fmt(n) if not unknown else f"≥ {fmt(n)}" if n else "?"
-
-    text = (f"{len(graph.nodes)} layers · {bound(v.total_params, fmt_count)} params · "
-            f"{bound(v.macs, human_count)} MACs")
+    unknown = unknown_layers(graph, v)
+    text = (f"{len(graph.nodes)} layers · {bound(v.total_params, unknown)} params · "
+            f"{bound(v.macs, unknown, human_count)} MACs")
     if unknown:
         text += f" ({unknown} layer{'s' * (unknown != 1)} unknown)"
     return text
