@@ -188,9 +188,10 @@ def _first_image(folder: Path, depth: int = 2) -> Path | None:
                     return found
     return None
 
-def image_folder_note(spec, input_shape) -> str | None:
-    """For an image folder loaded as `input_shape` (C, H, W): a note when the first image is in
-    another mode or size (load_images converts and resizes silently), else None."""
+def image_folder_note(spec, input_shape, input_spec=None) -> str | None:
+    """For an image folder loaded as `input_shape` (C, H, W): a note saying how the first image
+    is prepared when its mode or size differs from the input's (converted to grey or RGB,
+    resized, centre-cropped, as `input_spec` says; default: the input shape's), else None."""
     path = Path(str(spec))
     if input_shape is None or not path.is_dir():
         return None
@@ -205,16 +206,26 @@ def image_folder_note(spec, input_shape) -> str | None:
     except Exception:  # noqa: BLE001 - the loader reports unreadable images itself
         return None
     c, mh, mw = (int(v) for v in input_shape)
+    if input_spec is None and c in (1, 3):
+        from ..inputspec import InputSpec
+
+        input_spec = InputSpec.for_shape((c, mh, mw))
     grey = mode in ("L", "1", "I", "I;16", "F")
     changes = []
     if grey != (c == 1):
         changes.append(f"converted to {'greyscale' if c == 1 else 'RGB'}")
-    if (h, w) != (mh, mw):
+    if input_spec is not None and input_spec.resize is not None:
+        if min(h, w) != input_spec.resize or (h, w) != (mh, mw):
+            changes.append(f"resized (shorter side {input_spec.resize}) and centre-cropped to "
+                           f"{mh}×{mw}")
+    elif (h, w) != (mh, mw):
         changes.append(f"resized to {mh}×{mw}")
     if not changes:
         return None
+    how = f" (input spec: {input_spec.describe()})" if input_spec is not None else ""
     return (f"the images are {'greyscale' if grey else mode} {h}×{w} (e.g. {first.name}); "
-            f"they are {' and '.join(changes)} for the model's input {c}×{mh}×{mw}")
+            f"they are {' and '.join(changes)} for the model's input {c}×{mh}×{mw}{how}")
+
 
 class Progress:
     """A one-line progress bar on a terminal (images/s, ETA); plain occasional lines elsewhere."""

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ..data import load_dataset
-from ..inputspec import data_spec
+from ..inputspec import data_spec, model_spec
 from ..nn.network import Network
 from ..nn.train import evaluate
 from ..summary import fmt_accuracy
@@ -41,6 +41,7 @@ from .common import (
     save_or_recover,
     train_config,
 )
+from .onnx import add_preprocess_options, export_with_preprocessing
 
 
 def add_commands(sub) -> None:
@@ -67,6 +68,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", "-o", required=True, metavar="PROJECT",
                    help="project file to write (.cnnd)")
     p.add_argument("--onnx", metavar="OUT.onnx", help="also export the fine-tuned model")
+    add_preprocess_options(p, "with --onnx: ")
     # half TrainConfig's batch: fine-tuning sets are small (often a few hundred photos), and
     # smaller batches give each epoch more updates of the new head
     add_training_options(p, batch_size=32,
@@ -91,9 +93,14 @@ def cmd_finetune(args) -> int:
     out = check_out(args.out)
     if args.onnx:
         check_out(args.onnx, "model.onnx", "--onnx")
+    elif args.preprocess:
+        raise UsageError("--preprocess adds the input spec to the exported model: give --onnx "
+                         "OUT.onnx too")
     graph, weights = load_any_model(args.model)
     v = validate(graph)
     v.raise_if_invalid("fine-tune it")
+    if args.preprocess:
+        model_spec(graph)  # a network no photo fits fails here, not after training
     target = resolve_layer(graph, args.freeze_up_to)  # before any work: a typo fails fast
     check_freeze_point(graph, target)
     if weights is None:
@@ -105,7 +112,7 @@ def cmd_finetune(args) -> int:
                                   validation=v).state_dict()
     input_id = next(n for n in v.order if graph.nodes[n].type_name == "Input")
     data = load_dataset(args.data, v.nodes[input_id].out_shape, args.limit, data_spec(graph))
-    note = image_folder_note(args.data, v.nodes[input_id].out_shape)
+    note = image_folder_note(args.data, v.nodes[input_id].out_shape, data_spec(graph))
     if note:
         print(f"note: {note}", file=sys.stderr)
     n_classes = args.classes or data.num_classes
@@ -176,10 +183,8 @@ def cmd_finetune(args) -> int:
     saved = save_or_recover(out, graph, new, meta)
     print(f"trained in {history.seconds:.1f}s", file=sys.stderr)
     if args.onnx:
-        from ..onnx.export import export_onnx
-
         try:
-            export_onnx(graph, new, path=args.onnx)
+            export_with_preprocessing(graph, new, args.onnx, args.preprocess, args.pixel_type)
             print(f"wrote {args.onnx}", file=sys.stderr)
         except OSError as exc:  # checked writable at the start; the folder went away since
             print(f"error: cannot write --onnx {args.onnx}: {exc.strerror or exc}",

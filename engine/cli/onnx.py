@@ -50,12 +50,7 @@ def add_commands(sub) -> None:
     p.add_argument("--keep-dropout", action="store_true",
                    help="write Dropout layers as Dropout nodes (default: wired through, as "
                         "inference does nothing there)")
-    p.add_argument("--preprocess", nargs="?", const="NHWC", choices=("NHWC", "NCHW"),
-                   default=None, help="take 0..255 pixels (N×H×W×C, or NCHW) and apply the "
-                   "model's input spec inside (cast, scale, mean, std); resize and crop stay "
-                   "outside, as the metadata says")
-    p.add_argument("--pixel-type", choices=("uint8", "float32"), default="uint8",
-                   help="with --preprocess: the pixels' type (default uint8)")
+    add_preprocess_options(p)
     p.set_defaults(func=cmd_export)
 
     p = model_parser(
@@ -126,7 +121,7 @@ def _check_out(path: str, suffix: str) -> Path:
 
 
 def cmd_export(args) -> int:
-    from ..onnx.export import MAX_OPSET, MIN_OPSET, export_onnx
+    from ..onnx.export import MAX_OPSET, MIN_OPSET
 
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         raise _usage(f"--opset {args.opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
@@ -135,26 +130,45 @@ def cmd_export(args) -> int:
     if weights is None:
         print(f"warning: '{args.model}' has no trained weights; exporting its initial weights",
               file=sys.stderr)
-    if args.preprocess:
-        from ..inputspec import model_spec
-        from ..onnx.export import save_model
-        from ..onnx.preprocess import add_preprocessing
-
-        spec = model_spec(graph)
-        model = add_preprocessing(export_onnx(graph, weights, opset=args.opset,
-                                              keep_dropout=args.keep_dropout),
-                                  spec, args.preprocess, args.pixel_type)
-        save_model(model, out)
-        print(f"preprocessing inside: pixels {args.preprocess} {args.pixel_type} 0..255 at "
-              f"{spec.size[0]}×{spec.size[1]} (resize and crop outside: {spec.describe()})",
-              file=sys.stderr)
-    else:
-        model = export_onnx(graph, weights, path=out, opset=args.opset,
-                            keep_dropout=args.keep_dropout)
+    model = export_with_preprocessing(graph, weights, out, args.preprocess, args.pixel_type,
+                                      opset=args.opset, keep_dropout=args.keep_dropout)
     print(f"wrote {out} ({human_bytes(out.stat().st_size)}): {len(model.graph.node)} nodes, "
           f"opset {args.opset}, input {_dims(model.graph.input[0])}, output "
           f"{_dims(model.graph.output[0])}", file=sys.stderr)
     return OK
+
+
+def add_preprocess_options(p, what: str = "") -> None:
+    """--preprocess [NHWC|NCHW] and --pixel-type (export, finetune --onnx)."""
+    p.add_argument("--preprocess", nargs="?", const="NHWC", choices=("NHWC", "NCHW"),
+                   default=None, help=f"{what}take 0..255 pixels (N×H×W×C, or NCHW) and apply "
+                   "the model's input spec inside (cast, scale, mean, std); resize and crop "
+                   "stay outside, as the metadata says")
+    p.add_argument("--pixel-type", choices=("uint8", "float32"), default="uint8",
+                   help="with --preprocess: the pixels' type (default uint8)")
+
+
+def export_with_preprocessing(graph, weights, out, layout: str | None, pixel_type: str = "uint8",
+                              **export_options):
+    """Write `graph` with `weights` to the .onnx `out`; with `layout` (NHWC / NCHW) the model's
+    input spec is applied inside (engine/onnx/preprocess.py) and a line on stderr says so.
+    Returns the ONNX model."""
+    from ..onnx.export import export_onnx
+
+    if not layout:
+        return export_onnx(graph, weights, path=out, **export_options)
+    from ..inputspec import model_spec
+    from ..onnx.export import save_model
+    from ..onnx.preprocess import add_preprocessing
+
+    spec = model_spec(graph)
+    model = add_preprocessing(export_onnx(graph, weights, **export_options), spec, layout,
+                              pixel_type)
+    save_model(model, out)
+    print(f"preprocessing inside: pixels {layout} {pixel_type} 0..255 at "
+          f"{spec.size[0]}×{spec.size[1]} (resize and crop outside: {spec.describe()})",
+          file=sys.stderr)
+    return model
 
 
 def _dims(vi) -> str:
@@ -259,7 +273,7 @@ def cmd_infer(args) -> int:
                           data_spec(graph) if graph is not None else None)
     ds = bundle.test if bundle.test is not None else bundle.train
     x, y = ds.x, ds.y
-    note = image_folder_note(args.data, shape)
+    note = image_folder_note(args.data, shape, data_spec(graph) if graph is not None else None)
     if note:
         print(f"note: {note}", file=sys.stderr)
     if shape is not None and tuple(x.shape[1:]) != shape:
@@ -300,12 +314,18 @@ def _infer_image(args) -> int:
     from ..inputspec import model_spec, spec_note
     from ..predict import class_names, outputs_probabilities, photo_batch, probabilities, top_k
 
-    own, already = None, False
+    own, already, pixels = None, False, None
     if args.model.lower().endswith(".onnx"):  # run as it is: its stored spec, else the default
-        from ..onnx.preprocess import read_spec
+        from ..onnx.preprocess import pixel_input, read_spec
 
-        run, in_shape, _ = _runner(args.model, args.backend)
-        spec = read_spec(args.model, in_shape)
+        if not Path(args.model).is_file():
+            raise ModelNotFoundError(f"MODEL '{args.model}': no such file")
+        pixels = pixel_input(args.model)  # export --preprocess: it takes the pixels
+        if pixels is not None:
+            run = _pixel_runner(args.model, args.backend, pixels)
+        else:
+            run, in_shape, _ = _runner(args.model, args.backend)
+        spec = read_spec(args.model, None if pixels else in_shape)
     else:
         from ..models import load_model
 
@@ -318,7 +338,14 @@ def _infer_image(args) -> int:
         data = project.meta.get("data")  # fine-tuning keeps the data's class names there
         own = data.get("classes") if isinstance(data, dict) else None
         own = [str(c) for c in own] if isinstance(own, list) else None
-    x, notes, spec = photo_batch(None, args.image, spec)
+    if pixels is not None:
+        from ..onnx.preprocess import photo_pixel_batch
+
+        x, notes = photo_pixel_batch(args.image, spec, *pixels)
+        print(f"note: {args.model} takes the pixels ({' '.join(pixels)}) and applies the "
+              f"input spec inside", file=sys.stderr)
+    else:
+        x, notes, spec = photo_batch(None, args.image, spec)
     for n in notes:
         print(f"note: {args.image}: {n}", file=sys.stderr)
     print(f"input spec: {spec.describe()}", file=sys.stderr)
@@ -326,6 +353,18 @@ def _infer_image(args) -> int:
     for r in top_k(probs, args.top, class_names(probs.size, own)):
         print(f"{r.index}\t{r.probability:.6f}\t{r.name}")
     return OK
+
+
+def _pixel_runner(path: str, backend: str, pixels: tuple[str, str]):
+    """Pixels -> output of an .onnx file with its preprocessing inside (ONNX Runtime only)."""
+    if backend != "onnxruntime":
+        raise DataError(f"{path} takes {' '.join(pixels)} pixels with the preprocessing inside; "
+                        f"run it with --backend onnxruntime (or export it without --preprocess)")
+    from ..onnx.runtime import OnnxModel
+
+    model = OnnxModel(path)
+    print(f"onnxruntime on {', '.join(model.providers)}", file=sys.stderr)
+    return lambda x: model.session.run(model.output_names[:1], {model.input_name: x})[0]
 
 
 def _graph_runner(graph, weights, backend: str):

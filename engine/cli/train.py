@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
                                if graph.nodes[n].type_name == "Input")].out_shape
     print(f"loading data from {args.data} …", file=sys.stderr)
     data = load_dataset(args.data, input_shape, args.limit, data_spec(graph))
-    note = image_folder_note(args.data, input_shape)
+    note = image_folder_note(args.data, input_shape, data_spec(graph))
     if note:
         print(f"note: {note}", file=sys.stderr)
     problems = check_data(graph, data)

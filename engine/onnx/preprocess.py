@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from ..inputspec import InputSpec, model_spec, scale_divisor
+from ..inputspec import InputSpec, model_spec, photo_pixels, scale_divisor
 
 INPUT_SPEC_KEY = "cnn_designer.input_spec"  # metadata: the input spec's JSON
 PREPROCESS_KEY = "cnn_designer.preprocess"  # metadata: the pixel input's layout, when included
@@ -59,6 +59,33 @@ def read_spec(path, in_shape) -> InputSpec:
         raise DataError(f"{path}: its input {in_shape} is not a 1- or 3-channel image of a "
                         f"known size, so a photo cannot be prepared for it")
     return InputSpec.for_shape(in_shape)
+
+
+def pixel_input(path) -> tuple[str, str] | None:
+    """(layout, dtype) of an .onnx file whose input is pixels with the preprocessing inside
+    (add_preprocessing), else None."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for p in model.metadata_props:
+        if p.key == PREPROCESS_KEY:
+            parts = p.value.split()
+            if (len(parts) >= 3 and parts[0] == PIXELS_NAME and parts[1] in LAYOUTS
+                    and parts[2] in PIXEL_TYPES):
+                return parts[1], parts[2]
+    return None
+
+
+def photo_pixel_batch(source, spec: InputSpec, layout: str, dtype: str
+                      ) -> tuple[np.ndarray, list[str]]:
+    """A photo as a model with the preprocessing inside takes it: resized and cropped by `spec`,
+    RGB (a BGR model reverses the channels itself), 0..255, a batch of one in `layout`."""
+    import dataclasses
+
+    rgb = dataclasses.replace(spec, channels="RGB") if spec.channels == "BGR" else spec
+    px, notes = photo_pixels(source, rgb)
+    px = px[None] if layout == "NHWC" else px.transpose(2, 0, 1)[None]
+    return np.ascontiguousarray(px, np.uint8 if dtype == "uint8" else np.float32), notes
 
 
 def add_preprocessing(model, spec: InputSpec, layout: str = "NHWC", dtype: str = "uint8"):
