@@ -14,6 +14,7 @@ weights (`set_weights`), the title made of them (`title_changed`) and the modifi
 from __future__ import annotations
 
 import copy
+import itertools
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from engine.graph import Edge, Graph, Node
 from engine.validate import Validation, validate
+
+_SERIALS = itertools.count(1)  # one per Document: the owner part of `revision`
 
 
 class Document(QObject):
@@ -74,6 +77,11 @@ class Document(QObject):
         self._dirty_validation = False
         # weights dropped because their shape no longer fits; restored when it fits again (undo)
         self._weight_stash: dict[str, np.ndarray] = {}
+        # (document serial, change count): a new value after every change of the graph or the
+        # weights, so what is computed from them (an ONNX Runtime session) can be kept by it
+        self.revision: tuple[int, int] = (next(_SERIALS), 0)
+        for changed in (self.validated, self.weights_changed, self.graph_reset):
+            changed.connect(self._next_revision)
 
     # ---- state -------------------------------------------------------------------------------
 
@@ -129,6 +137,9 @@ class Document(QObject):
         if modified != self._was_modified:
             self._was_modified = modified
             self.modified_changed.emit(modified)
+
+    def _next_revision(self, *_) -> None:
+        self.revision = (self.revision[0], self.revision[1] + 1)
 
     def node(self, node_id: str) -> Node:
         return self.graph.nodes[node_id]

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.nn.network import Network
+from engine.onnx.layer_outputs import layer_outputs
 from engine.predict import class_names, probabilities, top_k
 from engine.zoo import lesson_kernels
 
@@ -696,11 +697,16 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
             self._pending = True
             return
         self.notice.setText("computing…")
-        self._worker = FunctionWorker(net.forward, x[None], False, False, True)
-        self._worker.finished.connect(self._on_computed)
+        # ONNX Runtime (a session kept per document revision), the engine where it cannot run
+        self._worker = FunctionWorker(layer_outputs, net, self.doc.graph.copy(), x[None],
+                                      self.doc.revision)
+        self._worker.finished.connect(self._on_layer_outputs)
         self._worker.failed.connect(self.notice.setText)
         self._worker.done.connect(self._on_worker_done)
         self._thread = start_worker(self._worker, self)
+
+    def _on_layer_outputs(self, result: tuple) -> None:
+        self._on_computed(result[0])  # (outputs, what computed them)
 
     def _on_worker_done(self) -> None:
         stop_thread(self._thread)

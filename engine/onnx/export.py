@@ -143,16 +143,19 @@ def export_onnx(graph: Graph, weights: dict[str, np.ndarray] | None = None,
 
 
 def export_apart(graph: Graph, weights: dict[str, np.ndarray] | None = None, opset: int = OPSET,
-                 all_outputs: bool = False) -> tuple:
+                 all_outputs: bool = False, tensors: dict[str, str] | None = None) -> tuple:
     """(model, arrays): the export with its float weights kept apart, for running it now in
     ONNX Runtime (runtime.OnnxModel(model, weights=arrays)), not for saving. The model's
     initializers of APART_MIN_BYTES or more are external-data placeholders (shape, no data) and
     `arrays` holds them by initializer name (the caller's arrays where already contiguous
     float32, no copy); the model itself is a few KB however big the network, so nothing of the
     weights is copied into protobuf, serialised and parsed again. Unchecked: the graph validated,
-    and ONNX Runtime checks what it runs."""
+    and ONNX Runtime checks what it runs. `tensors`, when given, is filled with {node id: the
+    tensor holding its output 0} for every exported layer: the last tensor of a layer that
+    exports as several ONNX nodes, its input's for one wired through (Dropout), "input" and
+    "output" at the ends."""
     arrays: dict[str, np.ndarray] = {}
-    model, _ = _build(graph, weights, opset, False, all_outputs, None, arrays)
+    model, _ = _build(graph, weights, opset, False, all_outputs, None, arrays, tensors)
     return model, arrays
 
 
@@ -168,7 +171,7 @@ def _external_placeholder(name: str, shape: tuple):
 
 
 def _build(graph: Graph, weights, opset: int, keep_dropout: bool, all_outputs: bool, rng,
-           apart: dict | None):
+           apart: dict | None, layer_tensors: dict | None = None):
     """The ModelProto of `graph` and its validation (export_onnx without the check)."""
     from onnx import TensorProto, helper
 
@@ -205,15 +208,23 @@ def _build(graph: Graph, weights, opset: int, keep_dropout: bool, all_outputs: b
         # the last layer was wired through (a final Dropout): its producer's tensor gets the name
         _rename(ctx, out_tensor, OUTPUT_NAME)
         ctx.aliases = {k: (OUTPUT_NAME if a == out_tensor else a) for k, a in ctx.aliases.items()}
+
+    def final(name: str) -> str:  # the tensor that holds `name` once aliases and renames apply
+        t = ctx.aliases.get(name, name)
+        return OUTPUT_NAME if t == out_tensor else t
+
+    if layer_tensors is not None:
+        layer_tensors.update({nid: final(tensor[nid]) for nid in order})
     out_shape = [BATCH_DIM] + list(v.nodes[v.output_id].out_shape)
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, out_shape)]
     if all_outputs:
         produced = {o for n in ctx.nodes for o in n.output}
+        listed = {OUTPUT_NAME}  # a tensor shared by layers (one wired through) is listed once
         for nid in order:
             for k, port_shape in enumerate(v.nodes[nid].out_shapes):
-                name = port_tensor(tensor, nid, k)
-                t = ctx.aliases.get(name, name)
-                if t in produced and t != OUTPUT_NAME:
+                t = final(port_tensor(tensor, nid, k))
+                if t in produced and t not in listed:
+                    listed.add(t)
                     shape = [BATCH_DIM] + list(port_shape)
                     outputs.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, shape))
     g = helper.make_graph(ctx.nodes, graph.name or "network", ctx.inputs, outputs,

@@ -66,6 +66,7 @@ class OnnxModel:
     external data (export.export_apart); ONNX Runtime copies them while building the session."""
 
     exported = None  # graph_model's: the exported ModelProto without its weights (names)
+    layer_tensors: dict[str, str] | None = None  # graph_model's: node id -> its output tensor
 
     def __init__(self, model, providers: list[str] | None = None, threads: int | None = None,
                  weights: dict[str, np.ndarray] | None = None):
@@ -171,22 +172,34 @@ def cached_model(source, providers: list[str] | None = None,
 
 def graph_model(graph: Graph, weights: dict[str, np.ndarray] | None, opset: int | None = None,
                 all_outputs: bool = False, providers: list[str] | None = None,
-                threads: int | None = None) -> OnnxModel:
+                threads: int | None = None, revision: tuple | None = None) -> OnnxModel:
     """The design (graph + weights, None: its seeded initial weights) exported and loaded in
     ONNX Runtime, kept across calls: the same object while the graph (canvas positions aside),
-    the weights' values, opset, outputs, providers and threads are the same."""
+    the weights' values, opset, outputs, providers and threads are the same.
+
+    `revision`: (owner, counter), where the owner (a designer Document's serial) bumps the
+    counter whenever its graph or weights change: it keys the session instead of a digest of
+    the weights' values (~15 ms per 100 MB), and the owner's sessions of older revisions are
+    dropped."""
     from .export import OPSET, export_apart
 
     opset = opset or OPSET
-    key = ("graph", design_digest(graph, weights), opset, all_outputs)
+    if revision is not None:
+        where = ("revision", revision[0], opset, all_outputs)
+        key = (*where, revision[1])
+    else:
+        where, key = None, ("graph", design_digest(graph, weights), opset, all_outputs)
 
     def build(p, t):
-        model, arrays = export_apart(graph, weights, opset=opset, all_outputs=all_outputs)
+        tensors: dict[str, str] = {}
+        model, arrays = export_apart(graph, weights, opset=opset, all_outputs=all_outputs,
+                                     tensors=tensors)
         runner = OnnxModel(model, p, t, weights=arrays)
         runner.exported = model
+        runner.layer_tensors = tensors
         return runner
 
-    return _kept(key, None, build, providers, threads)
+    return _kept(key, where, build, providers, threads)
 
 
 def clear_sessions() -> None:
