@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPalette
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QBoxLayout,
@@ -264,6 +264,8 @@ class ProbabilityChart(pg.PlotWidget):
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.75, brush=(100, 140, 200))
         self.addItem(self.bars)
         self.probs = np.zeros(0)
+        self._prediction: tuple[str, str] | None = None  # (class name, "93%")
+        self.title_text = "output probabilities"
 
     def set_probabilities(self, p: np.ndarray, names: list[str] | None = None) -> None:
         p = np.asarray(p, np.float64).ravel()
@@ -281,7 +283,35 @@ class ProbabilityChart(pg.PlotWidget):
         self.getAxis("bottom").setTicks([[(i, ticks[i]) for i in range(0, k, step)]])
         if k:
             i = int(p.argmax())
-            self.getPlotItem().setTitle(f"prediction: <b>{names[i]}</b> ({p[i]:.0%})", size="9pt")
+            self._prediction = (names[i], f"{p[i]:.0%}")
+            self._fit_title()
+
+    def _fit_title(self) -> None:
+        """"prediction: 7 (93%)" when it fits the chart's width, else "7 (93%)", else the
+        name elided: the title is never cut off at the chart's edge."""
+        name, share = self._prediction
+        font = QFont(self.font())
+        font.setPointSize(9)
+        fm = QFontMetrics(font)
+        room = max(20, self.width() - 8)
+        text = f"prediction: {name} ({share})"
+        if fm.horizontalAdvance(text) > room:
+            text = f"{name} ({share})"
+        if fm.horizontalAdvance(text) > room:
+            name = fm.elidedText(name, Qt.TextElideMode.ElideMiddle,
+                                 room - fm.horizontalAdvance(f" ({share})"))
+            text = f"{name} ({share})"
+        self.title_text = text
+        self.setToolTip(f"prediction: {self._prediction[0]} ({share})")
+        bold = html.escape(name)
+        self.getPlotItem().setTitle(html.escape(text).replace(bold, f"<b>{bold}</b>", 1)
+                                    if text.startswith("prediction") else
+                                    f"<b>{bold}</b> ({share})", size="9pt")
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.__dict__.get("_prediction") is not None:  # None too while pyqtgraph builds
+            self._fit_title()
 
 
 # ---- the panel ----------------------------------------------------------------------------
@@ -510,8 +540,10 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         else:
             self.left.setMinimumHeight(0)
             self.left.setMaximumHeight(max_size)
-            self.left.setFixedWidth(220 if mode == "wide" else 440)
-            self.input_box.setMaximumWidth(max_size if mode == "wide" else 200)
+            # low: input, chart and top-5 side by side; their widths add up to the column's,
+            # so the chart's title and last class are not covered by the top-5 list
+            self.left.setFixedWidth(220 if mode == "wide" else 460)
+            self.input_box.setMaximumWidth(max_size if mode == "wide" else 170)
             self.tabs.setMinimumHeight(0)
 
     def _on_hovered(self, text: str) -> None:

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QMargins, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QMargins, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QBoxLayout,
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QTabWidget,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -77,6 +78,24 @@ def style_plot(plot: pg.PlotWidget, widget: QWidget) -> None:
 
 
 # ---- small painted widgets ----------------------------------------------------------------
+
+
+class WrappedLabel(QLabel):
+    """Word-wrapped, without height-for-width: a wrapped label made the dock's scroll area
+    size the whole panel by its height for the panel's width (at 1280×720 the results tab
+    scrolled 174 px and cut the confusion matrix)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        return QSize(hint.width(), max(hint.height(), self.heightForWidth(max(self.width(),
+                                                                              200))))
 
 
 class ElidedLabel(QLabel):
@@ -200,6 +219,53 @@ class ConfusionMatrix(QWidget):
         self.names = names or ([str(i) for i in range(len(m))] if m is not None else [])
         self.update()
 
+    def _geometry(self) -> tuple[int, int, float, float]:
+        """(left margin, top margin, side, cell): the matrix fills the widget's room."""
+        k = len(self.matrix) if self.matrix is not None else 1
+        margin_l, margin_t = 44, 30
+        side = max(1, min(self.width() - margin_l - 8, self.height() - margin_t - 8))
+        return margin_l, margin_t, side, side / max(k, 1)
+
+    def count_font(self, cell: float) -> QFont | None:
+        """The largest font (6 to 10 pt) in which the widest count fits a cell with a margin,
+        or None: the counts are then hidden and read from the tooltip."""
+        if self.matrix is None or not len(self.matrix):
+            return None
+        widest = str(int(self.matrix.max()))
+        font = QFont(self.font())
+        for size in (10.0, 9.0, 8.0, 7.0, 6.0):
+            font.setPointSizeF(size)
+            fm = QFontMetrics(font)
+            if fm.horizontalAdvance(widest) <= cell - 4 and fm.height() <= cell - 2:
+                return font
+        return None
+
+    def cell_at(self, pos) -> tuple[int, int] | None:
+        """(true, predicted) class of the cell under the widget point `pos`, or None."""
+        if self.matrix is None:
+            return None
+        margin_l, margin_t, _side, cell = self._geometry()
+        j, i = math.floor((pos.x() - margin_l) / cell), math.floor((pos.y() - margin_t) / cell)
+        k = len(self.matrix)
+        return (i, j) if 0 <= i < k and 0 <= j < k else None
+
+    def cell_text(self, i: int, j: int) -> str:
+        m = self.matrix
+        n, row = int(m[i, j]), int(m[i].sum())
+        name = (lambda c: self.names[c] if c < len(self.names) else str(c))
+        return (f"true {name(i)}, predicted {name(j)}: {n:,} of {row:,} "
+                f"({n / max(row, 1):.1%})")
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ToolTip:  # every cell's count, shown or not
+            hit = self.cell_at(event.pos())
+            if hit is None:
+                QToolTip.hideText()
+            else:
+                QToolTip.showText(event.globalPos(), self.cell_text(*hit), self)
+            return True
+        return super().event(event)
+
     def paintEvent(self, event):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -211,14 +277,12 @@ class ConfusionMatrix(QWidget):
             return
         m = self.matrix
         k = len(m)
-        margin_l, margin_t = 44, 30
-        side = min(self.width() - margin_l - 8, self.height() - margin_t - 8)
-        cell = side / max(k, 1)
+        margin_l, margin_t, side, cell = self._geometry()
         rows = m.sum(axis=1, keepdims=True).clip(min=1)
         share = m / rows
-        font = QFont(self.font())
-        font.setPointSizeF(max(6.0, min(9.0, cell / 3.2)))
-        p.setFont(font)
+        font = self.count_font(cell)
+        if font is not None:
+            p.setFont(font)
         for i in range(k):
             for j in range(k):
                 r = QRectF(margin_l + j * cell, margin_t + i * cell, cell, cell)
@@ -230,9 +294,10 @@ class ConfusionMatrix(QWidget):
                 p.fillRect(r, c)
                 p.setPen(QPen(QColor(200, 200, 200), 0.5))
                 p.drawRect(r)
-                if m[i, j] and cell >= 14:
+                if m[i, j] and font is not None:
                     p.setPen(QColor(0, 0, 0))
                     p.drawText(r, Qt.AlignmentFlag.AlignCenter, str(int(m[i, j])))
+        p.setFont(self.font())
         p.setPen(text_color)
         step = max(1, math.ceil(12 / cell))
         for i in range(0, k, step):
@@ -597,17 +662,20 @@ class TrainingPanel(FitsItsRoom, QWidget):
             b.setMinimumWidth(60)
 
         # curves + timeline
-        self.loss_plot = pg.PlotWidget(title="loss")
-        self.acc_plot = pg.PlotWidget(title="accuracy")
-        for plot, label in ((self.loss_plot, "loss"), (self.acc_plot, "accuracy")):
+        blue, orange = (40, 110, 200), (230, 120, 40)
+        # the key sits in the title line, out of the data: a legend box inside the plot
+        # covered the curves it names
+        key = (f"&nbsp;&nbsp;<span style='color:rgb{blue}'>━ training</span>&nbsp;&nbsp;"
+               f"<span style='color:rgb{orange}'>●&nbsp;validation</span>")
+        self.loss_plot = pg.PlotWidget(title="loss" + key)
+        self.acc_plot = pg.PlotWidget(title="accuracy" + key)
+        for plot in (self.loss_plot, self.acc_plot):
             style_plot(plot, self)
             # no grid: the axes draw it across the plot, so every curve update would repaint
             # (and re-draw the text of) both axes
             plot.setLabel("bottom", "epoch")
-            plot.addLegend(offset=(-10, 10) if label == "loss" else (-10, -10))
             plot.setMenuEnabled(False)
         self.acc_plot.setYRange(0, 1, padding=0.02)
-        blue, orange = (40, 110, 200), (230, 120, 40)
         self.train_loss_curve = self.loss_plot.plot(pen=pg.mkPen(blue, width=2), name="training")
         self.val_loss_curve = self.loss_plot.plot(pen=pg.mkPen(orange, width=2), symbol="o",
                                                   symbolSize=7, symbolBrush=orange,
@@ -686,12 +754,12 @@ class TrainingPanel(FitsItsRoom, QWidget):
 
         results = QWidget()
         rl = QVBoxLayout(results)
-        self.result_label = QLabel(NO_RESULT_TEXT)
+        self.result_label = WrappedLabel(NO_RESULT_TEXT)
         self.result_label.setWordWrap(True)
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
         self.confusion = ConfusionMatrix()
         self.worst = Thumbnails()
-        worst_title = QLabel("<b>Worst-classified samples</b> (lowest probability for the true "
+        worst_title = WrappedLabel("<b>Worst-classified samples</b> (lowest probability for the true "
                              "class)")
         worst_title.setWordWrap(True)
         conf_box, worst_box = QWidget(), QWidget()
