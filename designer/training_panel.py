@@ -665,10 +665,12 @@ class TrainingPanel(FitsItsRoom, QWidget):
         blue, orange = (40, 110, 200), (230, 120, 40)
         # the key sits in the title line, out of the data: a legend box inside the plot
         # covered the curves it names
-        key = (f"&nbsp;&nbsp;<span style='color:rgb{blue}'>━ training</span>&nbsp;&nbsp;"
+        key = (f"&nbsp;&nbsp;<span style='color:rgb{blue}'>━&nbsp;training</span>&nbsp; "
                f"<span style='color:rgb{orange}'>●&nbsp;validation</span>")
-        self.loss_plot = pg.PlotWidget(title="loss" + key)
-        self.acc_plot = pg.PlotWidget(title="accuracy" + key)
+        self.loss_plot = pg.PlotWidget()
+        self.acc_plot = pg.PlotWidget()
+        for plot, name in ((self.loss_plot, "loss"), (self.acc_plot, "accuracy")):
+            plot.setTitle(name + key, size="8pt")  # small: it fits a 190 px plot
         for plot in (self.loss_plot, self.acc_plot):
             style_plot(plot, self)
             # no grid: the axes draw it across the plot, so every curve update would repaint
