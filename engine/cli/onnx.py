@@ -269,11 +269,11 @@ def cmd_infer(args) -> int:
     from .common import image_folder_note
 
     shape = tuple(in_shape) if None not in in_shape else None
-    bundle = load_dataset(args.data, shape, args.limit,
-                          data_spec(graph) if graph is not None else None)
+    spec = data_spec(graph) if graph is not None else _file_spec(args.model, shape)
+    bundle = load_dataset(args.data, shape, args.limit, spec)
     ds = bundle.test if bundle.test is not None else bundle.train
     x, y = ds.x, ds.y
-    note = image_folder_note(args.data, shape, data_spec(graph) if graph is not None else None)
+    note = image_folder_note(args.data, shape, spec)
     if note:
         print(f"note: {note}", file=sys.stderr)
     if shape is not None and tuple(x.shape[1:]) != shape:
@@ -395,6 +395,19 @@ def _graph_or_none(spec: str):
     try:
         return _load(spec)[0]
     except (EngineError, OSError):
+        return None
+
+
+def _file_spec(model: str, shape):
+    """The input spec an .onnx file carries in its metadata (our export writes it), else the
+    default for its input; None where no photo fits it (the loader then says why)."""
+    if not model.lower().endswith(".onnx"):
+        return None
+    from ..onnx.preprocess import read_spec
+
+    try:
+        return read_spec(model, shape)
+    except DataError:
         return None
 
 

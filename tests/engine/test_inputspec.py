@@ -248,3 +248,25 @@ def test_image_folders_are_prepared_by_the_models_spec(tmp_path):
     with pytest.raises(DataError, match="input spec makes 3×16×16 images but the network's "
                                         "Input is 3×8×8"):
         load_dataset(tmp_path, (3, 8, 8), input_spec=SPEC)
+
+
+def test_infer_data_of_an_onnx_file_uses_the_files_spec(tmp_path, capsys):
+    """An image folder fed to an exported .onnx goes through the spec in its metadata, as it
+    does for the project: the same predictions from both."""
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path / "photos"
+    for k, cls in enumerate(("a", "b", "c")):
+        (folder / cls).mkdir(parents=True)
+        for j in range(3):
+            rgb(22 + j, 31 + k, seed=10 * k + j).save(folder / cls / f"{j}.png")
+    g, w = net(n_out=3)
+    save_project(tmp_path / "m.cnnd", g, w)
+    assert main(["export", str(tmp_path / "m.cnnd"), "--out", str(tmp_path / "m.onnx")]) == 0
+    capsys.readouterr()
+    got = {}
+    for model in ("m.cnnd", "m.onnx"):
+        assert main(["infer", str(tmp_path / model), "--data", str(folder)]) == 0
+        out, err = capsys.readouterr()
+        assert "resized (shorter side 20)" in err or "resize 20" in err, err
+        got[model] = out
+    assert got["m.cnnd"] == got["m.onnx"]
