@@ -532,8 +532,14 @@ class MainWindow(QMainWindow):
 
     def initial_view(self) -> None:
         """Fit the whole graph when it fits at a readable zoom (cards with their parameters);
-        else its top at a readable zoom, the status bar saying how to see the rest."""
+        else its top at a readable zoom, the status bar saying how to see the rest. The hint
+        joins a message already shown (what was opened or created) instead of replacing it."""
+        bar = self.statusBar()
+        before = bar.currentMessage()
         self.view.fit_readable(toggle=False)
+        after = bar.currentMessage()
+        if before and after and after != before:
+            bar.showMessage(f"{before} — {after}", 15000)
         self.view.minimap.refresh()
 
     def show_dock(self, key: str) -> None:
