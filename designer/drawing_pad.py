@@ -55,7 +55,7 @@ class DrawingPad(QWidget):
         self.image.fill(0)
         self._last: QPointF | None = None
         self._erase = False
-        self.setMinimumSize(140, 140)
+        self.setMinimumSize(96, 96)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.setCursor(Qt.CursorShape.CrossCursor)
         self.setToolTip("Draw a digit with the left mouse button; the right button erases.")
@@ -63,12 +63,6 @@ class DrawingPad(QWidget):
     def sizeHint(self):
         from PySide6.QtCore import QSize
         return QSize(168, 168)
-
-    def heightForWidth(self, w):
-        return w
-
-    def hasHeightForWidth(self):
-        return True
 
     # ---- data ----
     def ink(self) -> np.ndarray:
@@ -147,3 +141,48 @@ class DrawingPad(QWidget):
 
     def mouseReleaseEvent(self, event):
         self._last = None
+
+
+class InputPreview(QWidget):
+    """The array the network is fed, drawn crisp: each value one block of pixels (nearest
+    neighbour, whole-number scale where it fits `box`), grey for one channel, RGB for three."""
+
+    def __init__(self, box: int = 56, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.box = box
+        self.image = QImage()
+        self.setFixedSize(box + 2, box + 2)
+        self.setToolTip("What the network sees: the drawing downsampled to the Input's size.")
+
+    def set_array(self, x: np.ndarray | None) -> None:
+        """(C, H, W) in [0, 1]; None shows nothing."""
+        if x is None:
+            self.image = QImage()
+        else:
+            a = np.ascontiguousarray(np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8))
+            if a.shape[0] == 3:
+                rgb = np.ascontiguousarray(a.transpose(1, 2, 0))
+                h, w = rgb.shape[:2]
+                self.image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+            else:
+                h, w = a.shape[1:]
+                self.image = QImage(a[0].data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+        self.update()
+
+    def target(self) -> QRectF:
+        """Where the image is drawn inside the widget."""
+        w, h = self.image.width(), self.image.height()
+        scale = self.box / max(w, h, 1)
+        if scale >= 1:
+            scale = float(int(scale))
+        sw, sh = w * scale, h * scale
+        return QRectF(1 + (self.box - sw) / 2, 1 + (self.box - sh) / 2, sw, sh)
+
+    def paintEvent(self, event):
+        p = QPainter(self)
+        if not self.image.isNull():
+            t = self.target()
+            p.drawImage(t, self.image)  # no smooth transform: nearest neighbour
+            p.setPen(QPen(QColor(120, 120, 120), 1))
+            p.drawRect(t.adjusted(-1, -1, 0, 0))
+        p.end()

@@ -45,7 +45,7 @@ from engine.onnx.layer_outputs import layer_outputs
 from engine.predict import class_names, probabilities, top_k
 from engine.zoo import lesson_kernels
 
-from .drawing_pad import DrawingPad
+from .drawing_pad import DrawingPad, InputPreview
 from .map_images import (
     as_maps,
     fit_image,
@@ -396,8 +396,23 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
         self.input_stack = QStackedWidget()
         self.input_widget, self.input_vb, self.input_img = image_view()
         self.pad = DrawingPad()
+        # beside the pad: the image the network is fed, at its own size, crisp
+        self.pad_preview = InputPreview()
+        self.pad_preview_label = QLabel("network\nsees")
+        self.pad_preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.pad_preview_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        pad_page = QWidget()
+        pl = QHBoxLayout(pad_page)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.setSpacing(4)
+        pl.addWidget(self.pad, 1)
+        seen = QVBoxLayout()
+        seen.addWidget(self.pad_preview)
+        seen.addWidget(self.pad_preview_label)
+        seen.addStretch(1)
+        pl.addLayout(seen)
         self.input_stack.addWidget(self.input_widget)
-        self.input_stack.addWidget(self.pad)
+        self.input_stack.addWidget(pad_page)
         self.input_stack.setMinimumSize(120, 120)
         self.input_caption = QLabel()
         self.input_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -649,6 +664,7 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
                 self._mnist = load_mnist("test")
             k = self.sample.value() % len(self._mnist)
             self.input_caption.setText(f"MNIST test #{k}: label {int(self._mnist.y[k])}")
+            self.input_caption.setToolTip("")
             return fit_image(self._mnist.x[k, 0], shape)
         if i == 1:
             if self._photo is not None:
@@ -665,8 +681,12 @@ class FeatureMapPanel(FitsItsRoom, QWidget):
                 return None
             self.input_caption.setText("image file")
             return fit_image(self._image_file, shape)
-        self.input_caption.setText("your drawing, centred like MNIST")
-        return fit_image(self.pad.digit(shape[1:]), shape)
+        self.input_caption.setText("centred like MNIST")
+        self.input_caption.setToolTip("your drawing, scaled and centred like an MNIST digit")
+        x = fit_image(self.pad.digit(shape[1:]), shape)
+        self.pad_preview.set_array(x)
+        self.pad_preview_label.setText(f"network\nsees\n{shape[1]}×{shape[2]}")
+        return x
 
     # -- network --
     def _on_graph_changed(self, *_) -> None:

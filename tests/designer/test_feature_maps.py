@@ -235,3 +235,37 @@ def test_fits_a_narrow_dock_and_a_low_wide_one(qtbot):
     assert p.source.width() >= text_w + 20  # the text and the arrow
     assert p.height() <= 320
     p.shutdown()
+
+
+def test_drawing_pad_preview_shows_exactly_what_the_network_is_fed(qtbot, panel, monkeypatch):
+    panel.source.setCurrentIndex(2)
+    panel.set_node("conv1")
+    net = panel.network()
+    fed = []
+    forward = net.forward
+    monkeypatch.setattr(net, "forward", lambda x, **kw: fed.append(x.copy()) or forward(x, **kw))
+    panel.pad.draw_stroke([(60, 30), (80, 150), (90, 250), (200, 240)])
+    shown(qtbot, panel)
+    assert fed and fed[-1].shape == (1, 1, 28, 28)
+    first = fed[-1]
+    x = first[0, 0]
+    preview = panel.pad_preview
+    assert preview.isVisible()
+    img = preview.grab().toImage()
+    t = preview.target()
+    scale = t.width() / 28
+    assert scale == int(scale) and scale >= 2  # crisp: whole screen pixels per input pixel
+    grabbed = np.array([[img.pixelColor(int(t.x() + (j + 0.5) * scale),
+                                        int(t.y() + (i + 0.5) * scale)).red()
+                         for j in range(28)] for i in range(28)])
+    np.testing.assert_array_equal(grabbed, np.rint(np.clip(x, 0, 1) * 255))
+    assert grabbed.max() > 128 and (grabbed == 0).sum() > 300  # a drawing, not blank
+    # updated as the user draws: another stroke changes the preview with the input
+    panel.pad.draw_stroke([(20, 20), (260, 20)])
+    shown(qtbot, panel)
+    assert not np.array_equal(first, fed[-1])
+    img = preview.grab().toImage()
+    again = np.array([[img.pixelColor(int(t.x() + (j + 0.5) * scale),
+                                      int(t.y() + (i + 0.5) * scale)).red()
+                       for j in range(28)] for i in range(28)])
+    np.testing.assert_array_equal(again, np.rint(np.clip(fed[-1][0, 0], 0, 1) * 255))
