@@ -1224,6 +1224,7 @@ class TrainingPanel(FitsItsRoom, QWidget):
             if current is self.timeline:
                 current = self.tabs.widget(0)
         self.tabs.setCurrentWidget(current)
+        self._size_by_current_tab()
 
     def _apply_short(self, short: bool) -> None:
         """A low dock: the timeline goes beside the plots instead of under them, and the
@@ -1325,6 +1326,18 @@ class TrainingPanel(FitsItsRoom, QWidget):
     def _on_tab_changed(self, i: int) -> None:
         if self.tabs.widget(i) is self.results_tab:
             self.tabs.setTabText(i, "Results")
+        self._size_by_current_tab()
+
+    def _size_by_current_tab(self) -> None:
+        """Only the tab in view sizes the tabs: a tab widget is as tall as its tallest page's
+        minimum, and the hidden Results page's headline, wrapped at a stale width, made the
+        dock scroll 22 px at 1280×720 and cut the curves' 'epoch' axis."""
+        shown = QSizePolicy.Policy.Preferred
+        for i in range(self.tabs.count()):
+            policy = shown if i == self.tabs.currentIndex() else QSizePolicy.Policy.Ignored
+            self.tabs.widget(i).setSizePolicy(policy, policy)
+        if not self.timeline_tab:  # back in the curves' splitter
+            self.timeline.setSizePolicy(shown, shown)
 
     def shutdown(self) -> None:
         """Stop training and loading threads (window closing)."""

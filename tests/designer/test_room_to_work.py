@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QScrollArea
 
 pytest.importorskip("pytestqt")
 
+from engine.data import DataBundle, load_mnist
 from engine.zoo.examples import load_example
 
 
@@ -58,3 +59,28 @@ def test_tabs_name_their_pages_and_reset_for_another_project(window, qtbot):
     window.file_controller.doc.reset(load_example("small_vgg"))
     qtbot.wait(20)
     assert p.tabs.currentIndex() == 0  # the new project's curves, not the old results
+
+
+def test_after_a_run_at_1280x720_the_curves_tab_does_not_scroll(window, qtbot):
+    """The hidden Results page (its wrapped headline, the matrix) must not make the tabs taller
+    than the dock: the curves' 'epoch' axis label was cut by a 22 px scroll."""
+    window.resize(1280, 720)
+    window.show_dock("training")
+    qtbot.wait(300)
+    p = window.panels["training"]
+    dock_scroll = window.docks["training"].widget()
+    assert isinstance(dock_scroll, QScrollArea)
+    p.set_dataset(DataBundle(load_mnist("train", limit=256), load_mnist("test", limit=100)))
+    p.epochs.setValue(1)
+    with qtbot.waitSignal(p.training_finished, timeout=120_000):
+        assert p.start_training()
+    qtbot.waitUntil(lambda: not p.training, timeout=120_000)
+    qtbot.wait(300)
+    assert "Test accuracy" in p.result_label.text()  # the long headline is there
+    p.tabs.setCurrentIndex(0)
+    qtbot.wait(100)
+    assert dock_scroll.verticalScrollBar().maximum() == 0
+    assert in_view(p.loss_plot.viewport(), window)
+    p.tabs.setCurrentWidget(p.results_tab)  # and the results fit too
+    qtbot.wait(100)
+    assert dock_scroll.verticalScrollBar().maximum() == 0
