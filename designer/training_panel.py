@@ -48,7 +48,7 @@ from engine.nn.train import BatchReport, EpochReport, TrainConfig
 from .feature_maps import DIVERGING_CMAP, MAP_CMAP, image_view, lookup_table, to_qimage
 from .map_images import mosaic
 from .responsive import FitsItsRoom
-from .theme import severity_hex
+from .theme import contrast_ratio, severity_hex
 from .training_session import DataRequest, Run, TrainingSession
 from .workers import Snapshot, TrainResult, TrainWorker
 
@@ -266,6 +266,21 @@ class ConfusionMatrix(QWidget):
             return True
         return super().event(event)
 
+    def cell_colors(self, diagonal: bool, share: float) -> tuple[QColor, QColor]:
+        """(background, text) of a cell holding `share` of its row: the palette's base blended
+        towards green (right) or red (wrong; a quarter of the row is full red), so a dark theme
+        gets dark cells; the text black or white, whichever contrasts more."""
+        base = self.palette().base().color()
+        if diagonal:
+            t, (r, g, b) = share, (0.25, 0.65, 0.25)
+        else:
+            t, (r, g, b) = min(1.0, 4 * share), (1.0, 0.2, 0.2)
+        c = QColor.fromRgbF(base.redF() + (r - base.redF()) * t,
+                            base.greenF() + (g - base.greenF()) * t,
+                            base.blueF() + (b - base.blueF()) * t)
+        white, black = QColor(255, 255, 255), QColor(0, 0, 0)
+        return c, white if contrast_ratio(white, c) > contrast_ratio(black, c) else black
+
     def paintEvent(self, event):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -283,19 +298,16 @@ class ConfusionMatrix(QWidget):
         font = self.count_font(cell)
         if font is not None:
             p.setFont(font)
+        grid = self.palette().mid().color()
         for i in range(k):
             for j in range(k):
                 r = QRectF(margin_l + j * cell, margin_t + i * cell, cell, cell)
-                t = float(share[i, j])
-                if i == j:
-                    c = QColor.fromRgbF(1 - 0.75 * t, 1 - 0.35 * t, 1 - 0.75 * t)
-                else:
-                    c = QColor.fromRgbF(1, 1 - 0.8 * min(1, 4 * t), 1 - 0.8 * min(1, 4 * t))
+                c, ink = self.cell_colors(i == j, float(share[i, j]))
                 p.fillRect(r, c)
-                p.setPen(QPen(QColor(200, 200, 200), 0.5))
+                p.setPen(QPen(grid, 0.5))
                 p.drawRect(r)
                 if m[i, j] and font is not None:
-                    p.setPen(QColor(0, 0, 0))
+                    p.setPen(ink)
                     p.drawText(r, Qt.AlignmentFlag.AlignCenter, str(int(m[i, j])))
         p.setFont(self.font())
         p.setPen(text_color)

@@ -83,3 +83,29 @@ def test_long_layer_names_are_elided_with_the_full_name_in_tooltips(window, qtbo
     assert long in model.index(row, 0).data(3)  # ToolTipRole
     from PySide6.QtCore import Qt
     assert summary.table.textElideMode() == Qt.TextElideMode.ElideMiddle
+
+
+def test_confusion_matrix_follows_a_dark_palette_with_readable_counts(qtbot):
+    from designer.theme import contrast_ratio, dark_palette
+
+    m = ConfusionMatrix()
+    qtbot.addWidget(m)
+    m.setPalette(dark_palette())
+    counts = np.array([[90, 6, 4], [30, 70, 0], [1, 2, 97]])
+    m.set_matrix(counts)
+    m.resize(400, 400)
+    m.show()
+    qtbot.waitExposed(m)
+    base = dark_palette().base().color()
+    img = m.grab().toImage()
+    left, top, _side, cell = m._geometry()
+    for share in np.linspace(0, 1, 21):
+        for diagonal in (True, False):
+            bg, ink = m.cell_colors(diagonal, float(share))
+            assert contrast_ratio(bg, ink) >= 4.5, (diagonal, share)
+    # painted: an empty cell shows the dark base, not a light colour; a full one is not white
+    empty = img.pixelColor(int(left + 2.5 * cell), int(top + 1.5 * cell + cell * 0.1))
+    assert abs(empty.red() - base.red()) <= 2 and abs(empty.green() - base.green()) <= 2
+    assert empty.lightness() < 100
+    bg, ink = m.cell_colors(True, 0.97)
+    assert contrast_ratio(bg, ink) >= 4.5
