@@ -37,6 +37,10 @@ def panel(qtbot, monkeypatch):
     p = fm.FeatureMapPanel(doc)
     qtbot.addWidget(p)
     p.show()
+    # the panel's own first refresh (a 30 ms timer, then a worker) settles before the test
+    # counts: on a loaded machine it would otherwise land inside the test's first computation
+    qtbot.waitUntil(lambda: not p._timer.isActive() and p._thread is None and not p._pending,
+                    timeout=30_000)
     yield p
     p.shutdown()
     runtime.clear_sessions()
