@@ -41,6 +41,7 @@ def panel(qtbot, monkeypatch):
     # counts: on a loaded machine it would otherwise land inside the test's first computation
     qtbot.waitUntil(lambda: not p._timer.isActive() and p._thread is None and not p._pending,
                     timeout=30_000)
+    runtime.clear_sessions()  # the test counts the sessions its own computations build
     yield p
     p.shutdown()
     runtime.clear_sessions()
