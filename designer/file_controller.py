@@ -51,6 +51,7 @@ class FileController(QObject):
         self.recent = files.RecentFiles(settings)
         self.autosave_dir = Path(autosave_dir) if autosave_dir else files.default_autosave_dir()
         self._threads = []
+        self.png_export = None  # the last PNG export (its strips' timings)
         self._build_actions()
         self.weights_loader = WeightsLoader(doc, host)  # File > Load Weights…
         self.weights_loader.status_posted.connect(self.status_posted)
@@ -443,16 +444,55 @@ class FileController(QObject):
                                                   start, filt)
             if not path:
                 return False
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)  # seconds for 200 layers
-        try:
-            write_canvas(self.scene, path, kind, self.doc.graph.name)
-        except OSError as exc:
-            self.show_error("Cannot export", f"Could not write {path}: {exc}")
-            return False
-        finally:
-            QApplication.restoreOverrideCursor()
+        if kind == "png":
+            outcome = self._export_png(path)
+            if outcome == "cancelled":
+                self.status_posted.emit("Export cancelled", 4000)
+                return False
+            if outcome != "ok":
+                self.show_error("Cannot export", f"Could not write {path}: {outcome}")
+                return False
+        else:
+            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                write_canvas(self.scene, path, kind, self.doc.graph.name)
+            except OSError as exc:
+                self.show_error("Cannot export", f"Could not write {path}: {exc}")
+                return False
+            finally:
+                QApplication.restoreOverrideCursor()
         self.status_posted.emit(f"Exported {Path(path).name}", 4000)
         return True
+
+    def _export_png(self, path) -> str:
+        """Draw the PNG in strips between events, save it in a worker, with a window-modal
+        progress dialog and Cancel; "ok", "cancelled" or the error's text."""
+        from PySide6.QtCore import QEventLoop
+
+        from .canvas.png_export import PngExport
+
+        if self.png_export is not None:
+            self.png_export.deleteLater()
+        export = self.png_export = PngExport(self.scene, path, parent=self)
+        dialog = QProgressDialog(f"Drawing {Path(path).name}…", "Cancel", 0, export.h, self.host)
+        dialog.setWindowTitle(APP_NAME)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(300)
+        dialog.setAutoReset(False)
+        dialog.canceled.connect(export.cancel)
+        export.progressed.connect(lambda done, total: dialog.setValue(done))
+        export.saving.connect(lambda: (dialog.setLabelText(f"Writing {Path(path).name}…"),
+                                       dialog.setRange(0, 0)))
+        loop = QEventLoop()
+        outcome: list[str] = []
+        export.finished.connect(lambda text: (outcome.append(text), loop.quit()))
+        export.start()
+        if not outcome:
+            loop.exec()
+        dialog.canceled.disconnect(export.cancel)
+        dialog.reset()
+        dialog.deleteLater()
+        return outcome[0]
 
     def export_onnx(self) -> None:
         dialog = ExportDialog(self.doc, self.host)

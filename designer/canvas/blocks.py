@@ -246,7 +246,8 @@ class BlockItem(QGraphicsObject):
         painter.setBrush(look.frozen_card if self.frozen == "all" else look.card)
         painter.drawRoundedRect(r, RADIUS, RADIUS)
         painter.save()
-        painter.setClipRect(QRectF(r.left() - 1, r.top() - 1, r.width() + 2, HEADER_H + 1))
+        painter.setClipRect(QRectF(r.left() - 1, r.top() - 1, r.width() + 2, HEADER_H + 1),
+                            Qt.ClipOperation.IntersectClip)  # inside an export strip's clip
         painter.setBrush(head)
         painter.drawRoundedRect(r, RADIUS, RADIUS)
         painter.restore()

@@ -365,7 +365,8 @@ class NodeItem(QGraphicsObject):
         painter.setBrush(look.frozen_card if self.frozen else look.card)
         painter.drawRoundedRect(r, RADIUS, RADIUS)
         painter.save()  # header strip: the card's rounded top, clipped (cheaper than path ops)
-        painter.setClipRect(QRectF(r.left() - 1, r.top() - 1, r.width() + 2, HEADER_H + 1))
+        painter.setClipRect(QRectF(r.left() - 1, r.top() - 1, r.width() + 2, HEADER_H + 1),
+                            Qt.ClipOperation.IntersectClip)  # inside an export strip's clip
         painter.setBrush(fam)
         painter.drawRoundedRect(r, RADIUS, RADIUS)
         painter.restore()

@@ -8,6 +8,8 @@ dropping a layer) become commands pushed through `doc.push`; refusals come back 
 
 from __future__ import annotations
 
+import contextlib
+
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene
@@ -580,8 +582,8 @@ class CanvasScene(QGraphicsScene):
 
     # ---- rendering for export ---------------------------------------------------------------
 
-    def render_image(self, scale: float = 2.0, margin: float = 40.0) -> QImage:
-        """The whole graph as an image at `scale` × (for PNG export)."""
+    def image_geometry(self, scale: float = 2.0, margin: float = 40.0):
+        """(source rect, width, height, scale) of the whole graph's image at `scale` ×."""
         src = self.content_rect().adjusted(-margin, -margin, margin, margin)
         w, h = max(1, int(src.width() * scale)), max(1, int(src.height() * scale))
         # bounded for huge graphs: at most 32000 px a side and 60 M pixels (240 MB); beyond
@@ -589,6 +591,12 @@ class CanvasScene(QGraphicsScene):
         k = min(1.0, 32000 / max(w, h), (60e6 / (w * h)) ** 0.5)
         if k < 1.0:
             w, h, scale = max(1, int(w * k)), max(1, int(h * k)), scale * k
+        return src, w, h, scale
+
+    def render_image(self, scale: float = 2.0, margin: float = 40.0) -> QImage:
+        """The whole graph as an image at `scale` × in one pass (designer/canvas/png_export
+        renders the same image in strips without blocking the window)."""
+        src, w, h, scale = self.image_geometry(scale, margin)
         img = QImage(w, h, QImage.Format.Format_ARGB32_Premultiplied)
         img.fill(self.look.canvas)
         painter = QPainter(img)
@@ -598,8 +606,9 @@ class CanvasScene(QGraphicsScene):
         painter.end()
         return img
 
-    def render_to(self, painter: QPainter, target: QRectF, source: QRectF) -> None:
-        """Render `source` without selection highlights and with every item at full detail."""
+    def prepare_export(self):
+        """Switch off selection highlights and item caching (every item at full detail);
+        returns the function that restores both."""
         selected = self.selectedItems()
         for it in selected:
             it.setSelected(False)
@@ -607,11 +616,21 @@ class CanvasScene(QGraphicsScene):
         for item in list(self.node_items.values()) + list(self.block_items.values()):
             cache[item] = item.cacheMode()
             item.setCacheMode(NodeItem.CacheMode.NoCache)
+
+        def restore() -> None:  # an item deleted meanwhile is skipped
+            for item, mode in cache.items():
+                with contextlib.suppress(RuntimeError):
+                    item.setCacheMode(mode)
+            for it in selected:
+                with contextlib.suppress(RuntimeError):
+                    it.setSelected(True)
+        return restore
+
+    def render_to(self, painter: QPainter, target: QRectF, source: QRectF) -> None:
+        """Render `source` without selection highlights and with every item at full detail."""
+        restore = self.prepare_export()
         try:
             self.render(painter, target, source, Qt.AspectRatioMode.KeepAspectRatio)
         finally:
-            for item, mode in cache.items():
-                item.setCacheMode(mode)
-            for it in selected:
-                it.setSelected(True)
+            restore()
 
