@@ -11,17 +11,18 @@ from .project import Project, load_project
 from .zoo.examples import example_names, load_example
 
 
-def load_model(spec: str, strict: bool = True) -> Project:
+def load_model(spec: str, strict: bool = True, keep_dropout: bool = False) -> Project:
     """A project file, a bare architecture .json, an .onnx file (imported on the fly), an
     example or a template name. strict=False: weights that do not fit the graph are dropped and
-    listed in Project.warnings (load_project)."""
+    listed in Project.warnings (load_project). keep_dropout: an .onnx file's Dropout nodes
+    become layers (fine-tuning), else they are removed as the no-ops they are at inference."""
     from .zoo.templates import TEMPLATES, build_template
 
     path = Path(spec)
     if path.is_file() and _is_onnx(path):
         from .onnx.importer import import_onnx
 
-        imp = import_onnx(path)
+        imp = import_onnx(path, keep_dropout=keep_dropout)
         for w in imp.warnings:
             print(f"note: {w}", file=sys.stderr)
         return Project(imp.graph, imp.weights, {"imported_from": path.name}, path)

@@ -97,6 +97,10 @@ def add_commands(sub) -> None:
                    help="skip the comparison with ONNX Runtime")
     p.add_argument("--nodes", action="store_true",
                    help="list every ONNX node and what it became, not only the op table")
+    p.add_argument("--keep-dropout", action="store_true",
+                   help="import Dropout nodes as Dropout layers with their rates (for "
+                        "fine-tuning); by default they are removed, as they do nothing at "
+                        "inference (our own export --keep-dropout always comes back)")
     p.set_defaults(func=cmd_import)
 
 
@@ -478,7 +482,8 @@ def cmd_import(args) -> int:
     if not Path(args.onnx_file).is_file():  # a missing MODEL is a usage error everywhere
         raise ModelNotFoundError(f"MODEL.onnx '{args.onnx_file}': no such file")
     out = _check_out(args.out, ".cnnd")
-    imp = importer.import_onnx(args.onnx_file, input_shape=args.input_shape)
+    imp = importer.import_onnx(args.onnx_file, input_shape=args.input_shape,
+                               keep_dropout=args.keep_dropout)
     if imp.record is not None:
         print(imp.record.text(nodes=args.nodes, warnings=False), file=sys.stderr)
     for w in imp.warnings:

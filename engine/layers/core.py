@@ -551,6 +551,8 @@ class Dropout(Layer):
     short_name = "dropout"
     icon = Icon("dropout")  # the dense glyph with a unit and some links dropped
     onnx_ops = ("Dropout",)
+    # our own kept Dropout (export --keep-dropout): always imported back as the layer
+    onnx_doc = "cnn-designer: Dropout layer, kept for the round trip"
     params = (Param("p", FLOAT, 0.5, "Fraction of activations dropped while training.",
                     min=0.0, max=0.99),)
 
@@ -593,11 +595,26 @@ class Dropout(Layer):
             ctx.alias(output, inputs[0])
             return
         ratio = ctx.initializer(f"{self.name}.ratio", np.array(self.p, np.float32))
-        ctx.node("Dropout", [inputs[0], ratio], [output], self.name)
+        ctx.node("Dropout", [inputs[0], ratio], [output], self.name, doc=self.onnx_doc)
+
+    @classmethod
+    def removed_on_import(cls, node, ctx) -> bool:
+        """A Dropout node of another exporter does nothing at inference, so the import removes
+        it (the clean-up's no-op removal) unless asked to keep it (import --keep-dropout, and
+        fine-tuning from an .onnx, where the rate matters); ours is always a layer again."""
+        if ctx.keep_dropout or node.doc_string == cls.onnx_doc:
+            return False
+        if len(node.output) > 1 and node.output[1] and ctx.is_used(node.output[1]):
+            return False  # its mask is read: from_onnx says that is not supported
+        if len(node.input) > 2 and node.input[2]:  # training_mode: refused by from_onnx
+            mode = ctx.const(node.input[2])
+            return mode is not None and not bool(np.asarray(mode))
+        return True
 
     @classmethod
     def from_onnx(cls, node, ctx):
-        """Dropout keeps its rate (attribute before opset 12, input since) for fine-tuning."""
+        """Dropout keeps its rate (attribute before opset 12, input since) for fine-tuning
+        (when kept: see removed_on_import)."""
         where = ctx.where(node)
         if len(node.output) > 1 and node.output[1] and ctx.is_used(node.output[1]):
             raise ValueError(f"{where}: the mask output of Dropout is not supported")

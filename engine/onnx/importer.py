@@ -21,9 +21,10 @@ LeakyRelu, Sigmoid, Tanh; Clip(0, 6) -> ReLU6 and Clip(0, inf) -> ReLU (attribut
 11, inputs since); Softmax on axis 1 (opset < 13's 2-D coercion where it means the same);
 Gemm (transB, alpha, beta folded) and MatMul (+ Add of a constant) -> Linear; Flatten(axis 1) and
 the flattening Reshape -> Flatten; BatchNormalization (momentum 1 − m) -> BatchNorm2d; LRN;
-Add / Sum of layer outputs -> Add; Concat on channels; Dropout -> Dropout with its rate (kept for
-fine-tuning; it does nothing at inference); Identity and Constant disappear (our own tagged
-Identity stays a layer). HardSigmoid, HardSwish, Gelu, Elu, PRelu, Mul -> their layers.
+Add / Sum of layer outputs -> Add; Concat on channels; Identity, Dropout (it does nothing at
+inference) and Constant disappear, except our own tagged Identity and Dropout layers; with
+keep_dropout (import --keep-dropout, and fine-tuning from an .onnx) Dropout becomes the layer
+with its rate. HardSigmoid, HardSwish, Gelu, Elu, PRelu, Mul -> their layers.
 
 Multi-node forms (a layer's `onnx_patterns`, engine/layers/onnx_pattern.py) are matched before
 the per-op converters and consume their nodes: x·Sigmoid(x) -> SiLU, x·HardSigmoid(x, 1/6, 0.5)
@@ -184,9 +185,10 @@ def read_model(source, what: str | None = None):
 class ImportContext:
     """Attributes, constants and shapes of the model being imported."""
 
-    def __init__(self, model, opset: int):
+    def __init__(self, model, opset: int, keep_dropout: bool = False):
         self.model = model
         self.opset = opset
+        self.keep_dropout = keep_dropout  # foreign Dropout nodes as layers (else removed)
         self.consts: dict[str, np.ndarray] = {}
         self.shapes: dict[str, Shape] = {}  # data tensors, without the batch axis
         self.aliases: dict[str, str] = {}
@@ -386,15 +388,16 @@ def _match_pattern(ctx: ImportContext, node, patterns) -> Imported | None:
 # ---- import -------------------------------------------------------------------------------
 
 def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
-                name: str | None = None) -> ImportedModel:
+                name: str | None = None, keep_dropout: bool = False) -> ImportedModel:
     """Import an ONNX model (path, bytes or ModelProto) as a graph with weights.
 
-    `input_shape` (C, H, W) fixes an input whose sizes are open in the file. Every problem is
+    `input_shape` (C, H, W) fixes an input whose sizes are open in the file. Dropout nodes of
+    other exporters are removed (they do nothing at inference) unless `keep_dropout`. Every problem is
     an OnnxImportError; nothing else escapes, whatever the file holds."""
     model = read_model(source)
     what = f"'{Path(source).name}'" if isinstance(source, (str, Path)) else "the model"
     try:
-        return _import(model, source, what, input_shape, name)
+        return _import(model, source, what, input_shape, name, keep_dropout)
     except OnnxImportError:
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed file must not crash the app
@@ -402,7 +405,8 @@ def import_onnx(source, input_shape: tuple[int, int, int] | None = None,
                               f"({type(exc).__name__}: {exc})") from None
 
 
-def _import(model, source, what: str, input_shape, name) -> ImportedModel:
+def _import(model, source, what: str, input_shape, name,
+            keep_dropout: bool = False) -> ImportedModel:
     from onnx import numpy_helper
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -419,7 +423,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
                               + "\n".join(f"  - {x}" for x in cleaned.problems))
     model = cleaned.model
     notes += cleaned.notes
-    ctx = ImportContext(model, mapped_opset)
+    ctx = ImportContext(model, mapped_opset, keep_dropout)
     ctx.trail = trail
     g = model.graph
     for init in g.initializer:
@@ -466,6 +470,7 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
                                                    "Concat", "Identity"):
             scope_counts[sc[0]] += 1
 
+    dropped = 0  # Dropout nodes removed
     for k, node in enumerate(_topological(g)):
         if id(node) in ctx.absorbed:
             continue
@@ -480,9 +485,11 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
                 unsupported[node.op_type].append(label)
             continue
         matched = _match_pattern(ctx, node, patterns)  # multi-node forms first (SiLU, GELU)
-        if matched is None and node.op_type in PASS_THROUGH:
+        if matched is None and (node.op_type in PASS_THROUGH or (
+                node.op_type == "Dropout" and REGISTRY["Dropout"].removed_on_import(node, ctx))):
             ctx.aliases[node.output[0]] = ctx.resolve(node.input[0])
             trail.removed(node)
+            dropped += node.op_type == "Dropout"
             continue
         if matched is None and _foldable(ctx, node):
             try:
@@ -560,6 +567,10 @@ def _import(model, source, what: str, input_shape, name) -> ImportedModel:
     if len(keep) < len(layers):
         warnings.append(f"{len(layers) - len(keep)} layer(s) do not reach the output and were "
                         f"left out")
+    if dropped:
+        warnings.append(f"{dropped} Dropout node(s) removed: they do nothing at inference "
+                        f"(import --keep-dropout keeps them as layers, with their rates, for "
+                        f"fine-tuning)")
 
     stem = Path(source).stem if isinstance(source, (str, Path)) else None
     graph = Graph(name or (g.name if g.name and g.name not in ("main_graph", "torch_jit")

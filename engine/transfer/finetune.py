@@ -503,7 +503,7 @@ def load_any_model(spec: str):
     template name (untrained): engine.models.load_model."""
     from ..models import load_model
 
-    project = load_model(spec)
+    project = load_model(spec, keep_dropout=True)  # the rates matter when training
     return project.graph, project.weights
 
 

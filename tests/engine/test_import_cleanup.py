@@ -198,16 +198,18 @@ def test_dead_nodes_go_before_mapping_even_unsupported_ones():
     assert {r.node: r.outcome for r in imp.record.nodes}["training_only"] == CLEANED
 
 
-def test_a_foreign_identity_goes_and_dropout_stays_a_layer_with_its_rate():
-    """Identity is wired through; Dropout is kept as a layer for fine-tuning (it computes
-    nothing at inference), with its rate."""
+def test_a_foreign_identity_and_dropout_go_and_keep_dropout_keeps_its_rate():
+    """Identity and Dropout are wired through (they compute nothing at inference); with
+    keep_dropout Dropout is a layer for fine-tuning, with its rate."""
     nodes = [helper.make_node("Identity", ["x"], ["i"], name="ident"),
              helper.make_node("Dropout", ["i", "ratio"], ["d"], name="drop"),
              helper.make_node("Relu", ["d"], ["y"], name="relu")]
-    imp = matches_ort(make_model(nodes, {"ratio": np.array(0.3, np.float32)}, (2, 3, 3)),
-                      (2, 3, 3))
-    assert types(imp) == ["Input", "Dropout", "ReLU"]
-    drop = next(n for n in imp.graph.nodes.values() if n.type_name == "Dropout")
+    model = make_model(nodes, {"ratio": np.array(0.3, np.float32)}, (2, 3, 3))
+    imp = matches_ort(model, (2, 3, 3))
+    assert types(imp) == ["Input", "ReLU"]
+    kept = import_onnx(model.SerializeToString(), keep_dropout=True)
+    assert types(kept) == ["Input", "Dropout", "ReLU"]
+    drop = next(n for n in kept.graph.nodes.values() if n.type_name == "Dropout")
     assert drop.params == {"p": pytest.approx(0.3)}
 
 

@@ -421,11 +421,11 @@ def make_model(nodes, inits, in_shape, opset=13, out="y", extra_inputs=()):
     return build(out_vi)
 
 
-def check_against_ort(model, in_shape, n=3, seed=0):
+def check_against_ort(model, in_shape, n=3, seed=0, keep_dropout=False):
     """Import the foreign model; the engine must agree with ONNX Runtime on the original."""
     x = np.random.default_rng(seed).standard_normal((n, *in_shape)).astype(np.float32)
     want = OnnxModel(model, providers=CPU).run(x)
-    imp = import_onnx(model.SerializeToString())
+    imp = import_onnx(model.SerializeToString(), keep_dropout=keep_dropout)
     close(imp.network().forward(x), want)
     return imp
 
@@ -518,7 +518,7 @@ def test_older_opset_forms():
         helper.make_node("Softmax", ["f"], ["y"]),
     ]
     m = make_model(nodes, bn, (c, 4, 4), opset=10)
-    imp = check_against_ort(m, (c, 4, 4))
+    imp = check_against_ort(m, (c, 4, 4), keep_dropout=True)
     assert types(imp) == ["Input", "BatchNorm2d", "ReLU6", "Dropout", "GlobalAvgPool2d",
                           "Flatten", "Softmax"]
     nodes = {n.type_name: n for n in imp.graph.nodes.values()}
@@ -926,3 +926,35 @@ def test_a_layer_acting_on_each_value_reads_a_channels_last_tensor():
     imp = import_onnx(m)
     close(imp.network().forward(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))), want)
     assert types(imp) == ["Input", "Conv2d", "ReLU", "ReLU", "Flatten", "Linear"]
+
+
+def test_foreign_dropout_is_removed_unless_kept_and_ours_always_comes_back(tmp_path, capsys):
+    """Issue 13's clean-up: another exporter's Dropout does nothing at inference and is removed
+    (said in the warnings and the report); --keep-dropout keeps it as a layer with its rate
+    (fine-tuning); a Dropout our export --keep-dropout wrote is a layer again either way."""
+    from engine.cli.main import main as cli
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Dropout", ["r"], ["d"], ratio=0.3, name="drop"),
+             helper.make_node("Flatten", ["d"], ["y"])]
+    m = make_model(nodes, {}, (2, 3, 3), opset=10)
+    imp = check_against_ort(m, (2, 3, 3))
+    assert types(imp) == ["Input", "ReLU", "Flatten"]
+    assert any("1 Dropout node(s) removed" in w for w in imp.warnings)
+    assert any(n.outcome == "removed" and n.op_type == "Dropout" for n in imp.record.nodes)
+    kept = check_against_ort(m, (2, 3, 3), keep_dropout=True)
+    assert types(kept) == ["Input", "ReLU", "Dropout", "Flatten"]
+    assert next(n for n in kept.graph.nodes.values() if n.type_name == "Dropout").params == {
+        "p": pytest.approx(0.3)}
+    again = import_onnx(export_onnx(kept.graph, kept.weights, keep_dropout=True))
+    assert types(again) == ["Input", "ReLU", "Dropout", "Flatten"]
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    for flag, want in (([], 0), (["--keep-dropout"], 1)):
+        out = tmp_path / f"m{len(flag)}.cnnd"
+        assert cli(["import", str(path), "--out", str(out), "--no-parity", *flag]) == 0
+        from engine.project import load_project
+
+        got = [n.type_name for n in load_project(out).graph.nodes.values()]
+        assert got.count("Dropout") == want
+    capsys.readouterr()

@@ -92,11 +92,11 @@ def reference(model, x: np.ndarray) -> np.ndarray:
     return run_ort(onnx.version_converter.convert_version(model, 7), x)
 
 
-def check(model, in_shape, seed=0, types=None, batch=BATCH):
+def check(model, in_shape, seed=0, types=None, batch=BATCH, keep_dropout=False):
     """Import `model`; the engine must compute what the reference computes on the file."""
     x = np.random.default_rng(seed).standard_normal((batch, *in_shape)).astype(np.float32)
     want = reference(model, x)
-    imported = import_onnx(model.SerializeToString())
+    imported = import_onnx(model.SerializeToString(), keep_dropout=keep_dropout)
     got = imported.network().forward(x)
     assert got.shape == want.shape
     assert float(np.max(np.abs(got - want))) <= ATOL
@@ -617,8 +617,12 @@ def test_dropout_is_the_identity_at_inference(opset, attrs, ratio):
     if ratio is not None:
         ins.append("r")
         inits["r"] = np.array(ratio, np.float32)
-    m = make([node("Dropout", ins, **attrs)], (3, 4, 5), opset, inits)
-    check(m, (3, 4, 5), types=["Dropout"])
+    m = make([helper.make_node("Dropout", ins, ["d"], name="the_dropout", **attrs),
+              node("Relu", ["d"])], (3, 4, 5), opset, inits)
+    check(m, (3, 4, 5), types=["ReLU"])  # removed: it does nothing at inference
+    kept = check(m, (3, 4, 5), types=["Dropout", "ReLU"], keep_dropout=True)
+    assert kept.graph.nodes[next(iter(list(kept.graph.nodes)[1:]))].params["p"] == \
+        pytest.approx(ratio if ratio is not None else attrs.get("ratio", 0.5))
 
 
 def test_dropout_in_training_mode_is_refused():
