@@ -337,6 +337,11 @@ class SweepDialog(QDialog):
                     f"sweep trial {best['trial']} (run {best['run']})")
         return True
 
+    def changeEvent(self, event):
+        super().changeEvent(event)
+        if event.type() == event.Type.PaletteChange:  # the theme changed while open
+            style_plot(self.plot, self)
+
     def closeEvent(self, event):
         self.shutdown()
         super().closeEvent(event)

@@ -75,6 +75,11 @@ def style_plot(plot: pg.PlotWidget, widget: QWidget) -> None:
         ax.setTextPen(pg.mkPen(fg))
     title = plot.getPlotItem().titleLabel
     title.setText(title.text, color=fg.name())
+    legend = plot.getPlotItem().legend
+    if legend is not None:  # pyqtgraph's default grey, not the palette's text
+        legend.setLabelTextColor(fg)  # for labels to come; those shown are redrawn:
+        for _sample, label in legend.items:
+            label.setText(label.text, color=fg)
 
 
 # ---- small painted widgets ----------------------------------------------------------------
