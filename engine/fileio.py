@@ -89,6 +89,21 @@ def remove_stale_temps(path: str | os.PathLike, max_age_s: float = STALE_AFTER_S
     return removed
 
 
+def read_head(path: Path, n: int, kind: str, error) -> bytes:
+    """The first `n` bytes of the file at `path`; `error` (an exception class) with one line
+    for a missing file, a folder, or one that cannot be read. `kind` names what was expected
+    ("project file", "weights file")."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {kind}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Raise OSError (with the reason) unless a file can be created beside `path` now: a probe
     file is made in its folder and removed at once, before long work whose result would

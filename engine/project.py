@@ -32,7 +32,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EngineError, ProjectError
-from .fileio import atomic_open, remove_stale_temps
+from .fileio import atomic_open, read_head, remove_stale_temps
 from .graph import Graph
 from .layers import fmt_shape
 from .validate import validate
@@ -234,15 +234,7 @@ def load_project(path: str | Path, strict: bool = True) -> Project:
     """
     path = Path(path)
     remove_stale_temps(path)  # what saves of this file killed midway left behind
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except FileNotFoundError:
-        raise ProjectError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ProjectError(f"{path}: is a folder, not a project file") from None
-    except OSError as exc:
-        raise ProjectError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    head = read_head(path, 4, "project file", ProjectError)
     if head.startswith(b"PK"):
         return _load_zip(path, strict)
     return _load_bare_json(path)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import read_head
 from ..graph import Graph
 from ..layers import fmt_shape
 from ..project import MAX_RATIO, RATIO_FLOOR, expected_weight_shapes, load_project
@@ -73,16 +74,8 @@ def read_checkpoint(path: str | Path, progress: Progress | None = None) -> Check
     """The tensors of a weights file (format told by its content, else its suffix).
     CheckpointError for a missing, damaged, refused or unknown file."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a folder, not a weights file") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    head = read_head(path, 16, "weights file", CheckpointError)
+    size = path.stat().st_size
     if not head:
         raise CheckpointError(f"{path}: the file is empty")
     if head[:4] == b"PK\x03\x04":
