@@ -8,8 +8,10 @@
 Each net is built in the engine and, from the same graph and the same weights, as PyTorch code
 by our own `export-pytorch` generator (engine/pytorch_export.py). Timed, interleaved (engine,
 PyTorch, engine, ... inside every repeat, so a burst of load hits both sides of a ratio): a
-training step (forward + softmax cross-entropy + backward + Adam) at batch 64 and inference at
-batch 256. Printed: medians, ratio = PyTorch time / engine time (>= 1.0: the engine is faster),
+training step (forward + softmax cross-entropy + backward + Adam) at batch 64, inference at
+batch 256 through the engine's entry point (Network.predict: ONNX Runtime where it runs the
+design, engine/nn/inference.py), and the NumPy forward alone at batch 256 ("forward": what a
+training step's forward costs, and inference where onnxruntime is missing). Printed: medians, ratio = PyTorch time / engine time (>= 1.0: the engine is faster),
 a per-layer profile of the engine's training step (forward / backward ms, % of the step; the
 Network's timing hook) with the GFLOP/s of the biggest convs against this CPU's float32 matmul
 peak measured in the same run (2048³), and with --memory the peak RSS growth of a training
@@ -115,6 +117,13 @@ def engine_train(net, opt, x, y):
 
 
 def engine_infer(net, x):
+    """The engine's inference entry point (Network.predict: ONNX Runtime where it runs the
+    design, a session kept per weights; nn/inference.py), with ORT at the engine's threads."""
+    return lambda: net.predict(x, batch_size=len(x))
+
+
+def engine_forward(net, x):
+    """The NumPy forward alone (what training runs, and inference without onnxruntime)."""
     return lambda: net.forward(x)
 
 
@@ -254,6 +263,8 @@ def run_speed(args) -> None:
         cases = [("train b64", [engine_train(net, opt, xt_, yt_)]
                   + ([torch_train(tside[0], tside[1], tside[2], xt_, yt_)] if tside else [])),
                  ("infer b256", [engine_infer(net, xi_)]
+                  + ([torch_infer(tside[0], xi_)] if tside else [])),
+                 ("forward b256", [engine_forward(net, xi_)]
                   + ([torch_infer(tside[0], xi_)] if tside else []))]
         for label, fns in cases:
             calls = args.calls

@@ -240,9 +240,11 @@ class Network:
         self._fp_cache = None
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Inference in batches: (N, ...) -> (N, *output_shape)."""
-        outs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-        return np.concatenate(outs) if outs else np.zeros((0,) + self.output_shape, np.float32)
+        """Inference in batches: (N, ...) -> (N, *output_shape), by ONNX Runtime where it runs
+        the design and the batch makes a session worth it, else by forward (nn/inference.py)."""
+        from .inference import infer
+
+        return infer(self, x, batch_size)
 
     # ---- parameters and state --------------------------------------------------------------
 

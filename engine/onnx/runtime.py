@@ -202,6 +202,18 @@ def graph_model(graph: Graph, weights: dict[str, np.ndarray] | None, opset: int 
     return _kept(key, where, build, providers, threads)
 
 
+def kept_model(revision: tuple, opset: int | None = None, all_outputs: bool = False,
+               providers: list[str] | None = None, threads: int | None = None
+               ) -> OnnxModel | None:
+    """graph_model's kept session for `revision` if there is one; never builds."""
+    from .export import OPSET
+
+    full = ("revision", revision[0], opset or OPSET, all_outputs, revision[1],
+            tuple(providers or default_providers()), threads or default_threads())
+    with _LOCK:
+        return _SESSIONS.get(full)
+
+
 def clear_sessions() -> None:
     """Forget every kept session (their memory is freed once no caller holds them)."""
     with _LOCK:
