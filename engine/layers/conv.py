@@ -18,6 +18,7 @@ from ..nn.ops import (
     scratch,
     tap_slice,
     taps_chwn,
+    work_buffer,
 )
 from ..shapes import conv_out, effective_kernel, padding_for_same_size, same_pads, unread_cells
 from .base import (
@@ -160,6 +161,16 @@ def check_groups(layer: Layer, c: int) -> None:
         if n % g:
             raise ShapeError(f"{layer.where}: groups {g} does not divide the {n} {what}",
                              "groups", Fix("groups 1", "set_params", {"groups": 1}))
+
+
+# A training step keeps a conv's im2col matrix for its weight gradient only while it is at most
+# this big; a bigger one is built in cache-sized row blocks in the forward and again in the
+# backward, and only the input is kept (what PyTorch keeps). Measured at batch 64, 1 thread
+# (forward + weight gradient, kept -> blocks): 16->16 ch 32x32 (38 MB) 15.8 -> 14.4 ms, 32->32
+# 32x32 (76 MB) 46.3 -> 46.3 ms, 64->64 16x16 (38 MB) 27.9 -> 31.0 ms, 256->256 4x4 19.6 -> 20.1
+# ms; kept, the matrices took small_vgg's step to 1.8x PyTorch's peak memory (now 0.6x,
+# bench/bench_nets.py --memory-only).
+KEEP_COLS_BYTES = 8 << 20
 
 
 @register
@@ -324,6 +335,13 @@ class Conv2d(Layer):
             y = self._forward_rows(xp, wmat.astype(x.dtype, copy=False), kk, ho, wo)
             return nchw(y.reshape(co, ho, wo, n))
         shape = (g, kk + self.bias, ho * wo * n)
+        if np.prod(shape) * x.dtype.itemsize > KEEP_COLS_BYTES:
+            # a big cols matrix is not kept: built in cache-sized row blocks here and again for
+            # the weight gradient (same time, see KEEP_COLS_BYTES), only the input is kept
+            y = self._forward_rows(xp, wmat.astype(x.dtype, copy=False), kk, ho, wo,
+                                   owner=self)
+            self._cache = ("rows", x, xp.shape, pads, ho, wo)
+            return nchw(y.reshape(co, ho, wo, n))
         cols = scratch(self, "cols", shape, x.dtype)
         np.copyto(cols[:, :kk].reshape(g, cg, k[0], k[1], ho, wo, n),
                   taps_chwn(xp, k[0], k[1], s[0], s[1], ho, wo, d[0], d[1])
@@ -334,34 +352,62 @@ class Conv2d(Layer):
         self._cache = (cols, x.shape, xp.shape, pads, ho, wo)
         return nchw(y.reshape(co, ho, wo, n))
 
-    def _forward_rows(self, xp, wmat, kk, ho, wo):
-        """Inference: y = W @ cols built a few output rows at a time into one cache-sized
-        buffer (at batch 256 the whole cols matrix is hundreds of MB: fresh pages and a round
-        trip through main memory). (C, Hp, Wp, N) -> (G, Cout/G, Ho·Wo·N)."""
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        g, og, kb = wmat.shape
-        cg, n = xp.shape[0] // g, xp.shape[3]
+    def _row_blocks(self, xp, kb, ho, wo, owner=None, stride=None):
+        """(im2col of a few output rows at a time, in one cache-sized buffer): yields
+        (first row, rows, cols block (G, kb, rows·Wo·N)) with the block's kk taps filled (a
+        bias row, kb = kk + 1, is left to the caller). `owner`: the buffer is the thread's
+        shared work buffer. `stride`: instead of the layer's (the input gradient's conv)."""
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        sh, sw = stride or self.stride
+        g, n = self.groups, xp.shape[3]
+        cg = xp.shape[0] // g
         wn = wo * n
-        row_bytes = kb * g * wn * xp.dtype.itemsize
-        rows = max(1, min(ho, BLOCK_BYTES // row_bytes))
-        work = np.empty(g * kb * rows * wn, xp.dtype)
-        y = np.empty((g, og, ho * wn), xp.dtype)
+        rows = max(1, min(ho, BLOCK_BYTES // (kb * g * wn * xp.dtype.itemsize)))
+        size = g * kb * rows * wn
+        work = (np.empty(size, xp.dtype) if owner is None
+                else work_buffer("rows", size, xp.dtype))
         for r0 in range(0, ho, rows):
             nr = min(rows, ho - r0)
             blk = work[:g * kb * nr * wn].reshape(g, kb, nr * wn)
-            np.copyto(blk[:, :kk].reshape(g, cg, kh, kw, nr, wo, n),
+            np.copyto(blk[:, :cg * kh * kw].reshape(g, cg, kh, kw, nr, wo, n),
                       taps_chwn(xp[:, r0 * sh:], kh, kw, sh, sw, nr, wo, dh, dw)
                       .reshape(g, cg, kh, kw, nr, wo, n))
+            yield r0, nr, blk
+
+    def _forward_rows(self, xp, wmat, kk, ho, wo, owner=None):
+        """y = W @ cols built a few output rows at a time into one cache-sized buffer (at
+        batch 256 the whole cols matrix is hundreds of MB: fresh pages and a round trip through
+        main memory). (C, Hp, Wp, N) -> (G, Cout/G, Ho·Wo·N)."""
+        g, og, kb = wmat.shape
+        wn = wo * xp.shape[3]
+        y = np.empty((g, og, ho * wn), xp.dtype)
+        for r0, nr, blk in self._row_blocks(xp, kb, ho, wo, owner):
             if self.bias:
                 blk[:, kk] = 1
             np.matmul(wmat, blk, out=y[:, :, r0 * wn:(r0 + nr) * wn])
         return y
 
+    def _weight_grad_rows(self, xp, dyc, kk, ho, wo):
+        """dW = dy @ colsᵀ with cols rebuilt in row blocks (the "rows" forward kept none):
+        (G, Cout/G, kk)."""
+        g, og = dyc.shape[:2]
+        wn = wo * xp.shape[3]
+        dw = np.zeros((g, og, kk), dyc.dtype)
+        for r0, nr, blk in self._row_blocks(xp, kk, ho, wo, owner=self):
+            dw += matmul_nt(dyc[:, :, r0 * wn:(r0 + nr) * wn], blk)
+        return dw
+
     def backward(self, dy):
-        if isinstance(self._cache[0], str):  # ("depthwise", ...)
+        tag = self._cache[0] if isinstance(self._cache[0], str) else "cols"
+        if tag == "depthwise":
             return self._depthwise_backward(dy)
-        cols, xshape, xpshape, pads, ho, wo = self._cache
+        if tag == "rows":  # cols not kept: the input is
+            _, x, xpshape, pads, ho, wo = self._cache
+            cols, xshape = None, x.shape
+        else:
+            cols, xshape, xpshape, pads, ho, wo = self._cache
         self._cache = None
+        rows = cols is None
         n, c, h, w = xshape
         k, s, d, g = self.kernel_size, self.stride, self.dilation, self.groups
         co, cg = self.out_channels, c // g
@@ -369,17 +415,53 @@ class Conv2d(Layer):
         dyc = as_chwn(dy).reshape(g, og, ho * wo * n)
         if not self.frozen:
             wt = self.weights["weight"]
-            dw = matmul_nt(dyc, cols)  # (G, Cout/G, kk [+ 1: the bias gradient])
+            if rows:
+                dw = self._weight_grad_rows(pad_chwn(x, pads), dyc, kk, ho, wo)
+                if self.bias:
+                    self.grads["bias"] = dyc.sum(axis=2, dtype=wt.dtype).reshape(co)
+            else:
+                dw = matmul_nt(dyc, cols)  # (G, Cout/G, kk [+ 1: the bias gradient])
+                if self.bias:
+                    self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
             self.grads["weight"] = np.ascontiguousarray(dw[:, :, :kk].reshape(wt.shape),
                                                         dtype=wt.dtype)
-            if self.bias:
-                self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
         if not self.need_dx:  # set by Network.backward(input_grad=False)
             return [None]
+        if tuple(s) == (1, 1) and k[0] * k[1] > 1 and og * h * w <= cg * ho * wo:
+            # as a convolution where its im2col is no bigger than col2im's dcols (not for a
+            # widening conv on a shrinking map: LeNet-5's conv2 6->16, 12x12 -> 8x8)
+            return [nchw(self._input_grad_as_conv(dyc, pads, h, w, ho, wo))]
         wmat = self.weights["weight"].reshape(g, og, kk)
         dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, owner=self)  # col2im(Wᵀ @ dy)
         t, l = pads[0], pads[1]
         return [nchw(dxp[:, t:t + h, l:l + w])]
+
+    def _input_grad_as_conv(self, dyc, pads, h, w, ho, wo):
+        """Input gradient of a stride-1 convolution as a convolution -> (C, H, W, N): dy padded
+        by the (dilated) kernel's reach on every side, correlated with the flipped filters,
+        channels in and out swapped per group, over the input's own rows and columns only (not
+        its padding). The matmul then has Cout·kh·kw in its inner dimension instead of Cout,
+        and no kh·kw-times bigger dcols is written and added back tap by tap (col2im):
+        16->16 ch 3x3 at 32x32, batch 64: 11.2 -> 5.8 ms."""
+        (kh, kw), (dh, dw), g = self.kernel_size, self.dilation, self.groups
+        n = dyc.shape[-1] // (ho * wo)
+        co = self.out_channels
+        cg, og = self.weights["weight"].shape[1], co // g
+        ph, pw = dh * (kh - 1), dw * (kw - 1)
+        dyp = pad_chwn(nchw(dyc.reshape(co, ho, wo, n)), (ph, pw, ph, pw))
+        # padded-input row r needs dyp rows r .. r + ph: the input's rows are t .. t + h - 1
+        t, l = pads[0], pads[1]
+        dyp = dyp[:, t:t + h + ph, l:l + w + pw]
+        wt = self.weights["weight"].astype(dyc.dtype, copy=False)
+        wflip = np.ascontiguousarray(
+            wt.reshape(g, og, cg, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        ).reshape(g, cg, og * kh * kw)
+        wn = w * n
+        dx = np.empty((g, cg, h * wn), dyc.dtype)
+        for r0, nr, blk in self._row_blocks(dyp, og * kh * kw, h, w, owner=self,
+                                            stride=(1, 1)):
+            np.matmul(wflip, blk, out=dx[:, :, r0 * wn:(r0 + nr) * wn])
+        return dx.reshape(g * cg, h, w, n)
 
     # ---- depthwise: one filter per channel -------------------------------------------------
     # im2col would copy kh·kw taps of every channel and then run C tiny (1 × kh·kw) products;

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -144,6 +145,10 @@ def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     blocks of ~6k is 2-4× faster; otherwise computing (b @ aᵀ)ᵀ is 1.5× faster and steady."""
     m, big_l = a.shape[-2:]
     k = b.shape[-2]
+    if m * k > 64 * big_l:
+        # a big result from a short contraction (ResNet-18's last convs at 32×32: 512×4608
+        # from 64): the transposed result would cost a strided copy 9× the product's time
+        return np.matmul(a, np.swapaxes(b, -1, -2))
     lb = _chunk_length(big_l, 6144) if m * k <= 1024 and big_l >= 4 * 6144 else None
     if lb is None:
         return np.swapaxes(np.matmul(b, np.swapaxes(a, -1, -2)), -1, -2)
@@ -166,6 +171,23 @@ def scratch(owner, key: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     if a is None or a.shape != shape or a.dtype != dtype:
         a = bufs[key] = np.empty(shape, dtype)
     return a
+
+
+_WORK = threading.local()  # per thread: {key: flat buffer}, see work_buffer
+
+
+def work_buffer(key: str, size: int, dtype) -> np.ndarray:
+    """A flat work array of `size` elements for use inside one layer call (a conv's im2col row
+    blocks, its input gradient's dcols), shared by every layer run on this thread and kept
+    (grown, never shrunk) across calls: fresh pages cost page faults as in `scratch`, and one
+    buffer per layer (ResNet-18: 67 MB) was most of the engine's excess memory over PyTorch's.
+    Per thread, so a training in a worker thread never shares one with another."""
+    bufs = _WORK.__dict__.setdefault("bufs", {})
+    dtype = np.dtype(dtype)
+    a = bufs.get((key, dtype))
+    if a is None or a.size < size:
+        a = bufs[(key, dtype)] = np.empty(size, dtype)
+    return a[:size]
 
 
 _ALLOCATOR_TUNED = False
@@ -236,7 +258,8 @@ def conv_input_grad(wmat: np.ndarray, dyc: np.ndarray, kernel, stride, dilation,
     wmat (G, Cout/G, Cg·kh·kw); dyc (G, Cout/G, Ho·Wo·N). Done in blocks of output rows
     whose dcols (~2 MB) stay in cache while their kh·kw taps are added into the result: at
     LeNet-5's conv2, batch 256, 1.9× faster than writing the whole 15 MB dcols and reading
-    it back. With `owner` (a layer, while training) the block buffer is its scratch."""
+    it back. With `owner` (a layer, while training) the block buffer is the thread's shared
+    work_buffer."""
     g, og, kk = wmat.shape
     c, n = xp_shape[0], xp_shape[3]
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
@@ -248,7 +271,7 @@ def conv_input_grad(wmat: np.ndarray, dyc: np.ndarray, kernel, stride, dilation,
     # faster in one piece
     rows = ho if ho * row_bytes <= 4 * BLOCK_BYTES else max(1, min(ho, BLOCK_BYTES // row_bytes))
     size = (g * kk * rows * wn,)
-    work = np.empty(size, dtype) if owner is None else scratch(owner, "dcols", size, dtype)
+    work = np.empty(size, dtype) if owner is None else work_buffer("dcols", size[0], dtype)
     dxp = np.zeros(xp_shape, dtype)
     dy4 = dyc.reshape(g, og, ho, wn)
     wt = wmat.transpose(0, 2, 1)

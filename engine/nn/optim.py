@@ -73,21 +73,36 @@ class Adam(Optimizer):
             if "m" not in st:
                 st["m"] = np.zeros_like(p.value)
                 st["v"] = np.zeros_like(p.value)
-            m, v = st["m"], st["v"]
-            # in place, with two temporaries instead of eight; the same float32 rounding as
-            # m = b1·m + (1 − b1)·g;  v = b2·v + (1 − b2)·g²;  w −= step·m / (√v + eps)
-            tmp, den = np.multiply(g, 1 - b1), np.empty_like(v)
-            m *= b1
-            m += tmp
-            np.multiply(g, g, out=tmp)
-            tmp *= 1 - b2
-            v *= b2
-            v += tmp
-            np.sqrt(v, out=den)
-            den += eps
-            np.multiply(m, step, out=tmp)
-            tmp /= den
-            p.value[...] -= tmp
+            w = p.value
+            if not (w.flags.c_contiguous and g.flags.c_contiguous):
+                _adam_update(w, g, st["m"], st["v"], b1, b2, step, eps)
+                continue
+            # in chunks of ~1 MB: the ten passes over each chunk stay in cache, and the two
+            # temporaries are 1 MB, not two copies of the biggest weight (ResNet-18: 19 MB)
+            wf, gf, mf, vf = w.reshape(-1), g.reshape(-1), st["m"].reshape(-1), st["v"].reshape(-1)
+            for i in range(0, wf.size, ADAM_CHUNK):
+                j = i + ADAM_CHUNK
+                _adam_update(wf[i:j], gf[i:j], mf[i:j], vf[i:j], b1, b2, step, eps)
+
+
+ADAM_CHUNK = 1 << 18  # elements per Adam update pass (1 MB of float32)
+
+
+def _adam_update(w, g, m, v, b1, b2, step, eps) -> None:
+    """In place, with two temporaries instead of eight; the same float32 rounding as
+    m = b1·m + (1 − b1)·g;  v = b2·v + (1 − b2)·g²;  w −= step·m / (√v + eps)."""
+    tmp, den = np.multiply(g, 1 - b1), np.empty_like(v)
+    m *= b1
+    m += tmp
+    np.multiply(g, g, out=tmp)
+    tmp *= 1 - b2
+    v *= b2
+    v += tmp
+    np.sqrt(v, out=den)
+    den += eps
+    np.multiply(m, step, out=tmp)
+    tmp /= den
+    w -= tmp
 
 
 # the learning rate each optimizer gets when none is given (TrainConfig.lr None, the CLI's and

@@ -93,3 +93,34 @@ def test_depthwise_channel_blocks_match_finite_differences(monkeypatch, params, 
     np.testing.assert_allclose(layer.forward([x], training=False), want, rtol=1e-12,
                                atol=1e-12)
     check_layer(layer, [x], expect_weight_grads=not frozen)
+
+
+@pytest.mark.parametrize("block_rows", [None, 1, 2])
+@pytest.mark.parametrize("params,shape", CASES)
+def test_training_without_kept_cols_matches_finite_differences(monkeypatch, params, shape,
+                                                               block_rows):
+    """A conv whose im2col matrix is over KEEP_COLS_BYTES keeps only its input and builds the
+    matrix in row blocks again for the weight gradient: finite differences (float64), every
+    block size, and the same forward and gradients as the kept-cols path."""
+    from .test_gradients import check_layer, randn
+
+    n = 2
+    x = randn((n, *shape))
+    kept = make_layer("Conv2d", params, [shape])
+    y_kept = kept.forward([x], training=True)
+    dy = randn(y_kept.shape, seed=5)
+    dx_kept = kept.backward(dy)[0]
+    monkeypatch.setattr(conv_module, "KEEP_COLS_BYTES", 0)
+    if block_rows is not None:
+        kk = shape[0] // kept.groups * kept.kernel_size[0] * kept.kernel_size[1]
+        row_bytes = (kk + kept.bias) * kept.groups * y_kept.shape[3] * n * 8
+        monkeypatch.setattr(conv_module, "BLOCK_BYTES", block_rows * row_bytes)
+    layer = make_layer("Conv2d", params, [shape])
+    y = layer.forward([x], training=True)
+    assert layer._cache[0] == "rows"  # the path under test: no cols kept
+    np.testing.assert_allclose(y, y_kept, rtol=1e-12, atol=1e-12)
+    dx = layer.backward(dy)[0]
+    np.testing.assert_allclose(dx, dx_kept, rtol=1e-12, atol=1e-12)
+    for k in kept.grads:
+        np.testing.assert_allclose(layer.grads[k], kept.grads[k], rtol=1e-12, atol=1e-12)
+    check_layer(layer, [x])
