@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
+from ..nn import kernels
 from ..nn.ops import (
     BLOCK_BYTES,
     as_chwn,
@@ -323,10 +324,13 @@ class Conv2d(Layer):
         wo = conv_out(w, k[1], s[1], pads[1], pads[3], d[1])
         co, cg = self.out_channels, c // g
         kk = cg * k[0] * k[1]
-        xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
         keep_freed_memory()  # once per process (engine/ops.py): saves thousands of page faults
         if cg == 1 and co == g:  # depthwise (MobileNet, EfficientNet): no im2col, see below
-            return self._depthwise_forward(xp, x.shape, pads, ho, wo, training)
+            y = self._depthwise_compiled(x, pads, ho, wo, training)
+            if y is not None:
+                return y
+            return self._depthwise_forward(pad_chwn(x, pads), x.shape, pads, ho, wo, training)
+        xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
         wmat = self.weights["weight"].reshape(g, co // g, kk)
         if self.bias:
             wmat = np.concatenate([wmat, self.weights["bias"].reshape(g, co // g, 1)], axis=2)
@@ -401,6 +405,8 @@ class Conv2d(Layer):
         tag = self._cache[0] if isinstance(self._cache[0], str) else "cols"
         if tag == "depthwise":
             return self._depthwise_backward(dy)
+        if tag == "depthwise_compiled":
+            return self._depthwise_compiled_backward(dy)
         if tag == "rows":  # cols not kept: the input is
             _, x, xpshape, pads, ho, wo = self._cache
             cols, xshape = None, x.shape
@@ -473,14 +479,53 @@ class Conv2d(Layer):
         return [(i * kw + j, tap_slice(i, j, sh, sw, ho, wo, dh, dw))
                 for i in range(kh) for j in range(kw)]
 
+    # With numba (engine/nn/kernels.py) a compiled loop does it without a padded copy:
+    # 3-4x faster forward + backward at mobile_se's and MobileNetV2's sizes.
+
+    def _depthwise_compiled(self, x, pads, ho, wo, training):
+        """The compiled depthwise forward -> logical (N, C, Ho, Wo), or None (NumPy's turn)."""
+        if not kernels.enabled():
+            return None
+        n, c = x.shape[:2]
+        x4 = as_chwn(x)
+        w3 = self.weights["weight"].reshape(c, *self.kernel_size).astype(x4.dtype, copy=False)
+        y = np.empty((c, ho, wo, n), x4.dtype)
+        if not kernels.depthwise_forward(x4, w3, y, self.stride, self.dilation, pads):
+            return None
+        if self.bias:
+            y += self.weights["bias"].astype(y.dtype, copy=False)[:, None, None, None]
+        if training:
+            self._cache = ("depthwise_compiled", x4, pads, ho, wo)
+        return nchw(y)
+
+    def _depthwise_compiled_backward(self, dy):
+        _, x4, pads, ho, wo = self._cache
+        wt = self.weights["weight"]
+        c = x4.shape[0]
+        dyc = as_chwn(dy)
+        w3 = wt.reshape(c, *self.kernel_size).astype(dyc.dtype, copy=False)
+        need_dw = not self.frozen
+        dw3 = np.empty((c, *self.kernel_size), dyc.dtype) if need_dw else None
+        dx = np.empty(x4.shape, dyc.dtype) if self.need_dx else None
+        if not kernels.depthwise_backward(x4, w3, dyc, dx, dw3, self.stride, self.dilation,
+                                          pads):  # numba switched off since the forward
+            self._cache = ("depthwise", pad_chwn(nchw(x4), pads), nchw(x4).shape, pads, ho, wo)
+            return self._depthwise_backward(dy)
+        self._cache = None
+        if need_dw:
+            self.grads["weight"] = dw3.reshape(wt.shape).astype(wt.dtype, copy=False)
+            if self.bias:
+                self.grads["bias"] = dyc.sum(axis=(1, 2, 3), dtype=wt.dtype)
+        return [None if dx is None else nchw(dx)]
+
     # All taps of a few channels at a time (`_channel_blocks`): the block's output, window
     # products and gradients stay in cache across the kh·kw passes instead of streaming the
     # whole map through main memory once per tap (2-3× faster at MobileNetV2's sizes).
 
     def _depthwise_forward(self, xp, xshape, pads, ho, wo, training):
         c, n = xp.shape[0], xp.shape[3]
-        wt = self.weights["weight"].reshape(c, -1).astype(xp.dtype, copy=False)
         y = np.empty((c, ho, wo, n), xp.dtype)
+        wt = self.weights["weight"].reshape(c, -1).astype(xp.dtype, copy=False)
         taps = self._depthwise_taps(ho, wo)
         blocks = _channel_blocks(c, ho * wo * n)
         tmp = np.empty((blocks[0].stop - blocks[0].start, ho, wo, n), xp.dtype)

@@ -80,6 +80,7 @@ def test_depthwise_channel_blocks_match_finite_differences(monkeypatch, params, 
     from .test_gradients import check_layer, randn
 
     monkeypatch.setattr(conv_module, "DEPTHWISE_BLOCK", block)
+    monkeypatch.setenv("CNND_KERNELS", "numpy")  # the NumPy path (the compiled one: test_kernels)
     params = dict(params)
     frozen = params.pop("frozen", False)
     c = 5

@@ -1,0 +1,132 @@
+"""The compiled kernels (engine/nn/kernels.py) against the NumPy code they replace, which stays
+the fallback: both paths give the same forward, input and weight gradients (float64: to
+rounding; float32: to 1e-5) and the finite-difference gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import ShapeError
+from engine.nn import kernels
+
+from .test_gradients import check_layer, make_layer, randn
+
+pytest.importorskip("numba")
+
+DEPTHWISE = [
+    ({"kernel_size": [3, 3], "padding": [1, 1, 1, 1]}, (5, 6)),
+    ({"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1]}, (7, 6)),
+    ({"kernel_size": [3, 2], "stride": [2, 1], "padding": [0, 1, 2, 0], "bias": False}, (6, 5)),
+    ({"kernel_size": [2, 3], "dilation": [2, 1], "padding": "same"}, (5, 7)),
+    ({"kernel_size": [5, 5], "stride": [3, 2], "dilation": [1, 2], "padding": [2, 2, 2, 2]},
+     (8, 9)),
+    ({"kernel_size": [3, 3]}, (3, 3)),
+]
+
+
+def _numpy_only(monkeypatch):
+    monkeypatch.setenv(kernels.ENV, "numpy")
+
+
+def _run(layer, x, dy):
+    y = layer.forward([x], training=True)
+    (dx,) = layer.backward(dy)
+    return y, dx, {k: v.copy() for k, v in layer.grads.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("params,hw", DEPTHWISE)
+def test_depthwise_compiled_equals_numpy(monkeypatch, params, hw, dtype):
+    c, n = 4, 3
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    assert kernels.enabled()
+    try:
+        layer = make_layer("Conv2d", {"out_channels": c, "groups": c, **params}, [(c, *hw)],
+                           dtype=dtype)
+    except ShapeError:
+        pytest.skip("geometry does not fit")  # not expected for the cases above
+    x = randn((n, c, *hw)).astype(dtype)
+    y = layer.forward([x], training=False)
+    dy = randn(y.shape, seed=4).astype(dtype)
+    got = _run(layer, x, dy)
+    assert layer._cache is None
+    _numpy_only(monkeypatch)
+    assert not kernels.enabled()
+    want = _run(layer, x, dy)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for a, b in zip(got[:2], want[:2]):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert got[2].keys() == want[2].keys() == {"weight", *(("bias",) if layer.bias else ())}
+    for k in want[2]:
+        np.testing.assert_allclose(got[2][k], want[2][k], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("params,hw", DEPTHWISE)
+def test_depthwise_compiled_matches_finite_differences(monkeypatch, params, hw):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    c = 3
+    layer = make_layer("Conv2d", {"out_channels": c, "groups": c, **params}, [(c, *hw)])
+    x = randn((2, c, *hw))
+    layer.forward([x], training=True)
+    assert layer._cache[0] == "depthwise_compiled"  # the path under test
+    check_layer(layer, [x])
+
+
+def test_frozen_and_no_input_gradient(monkeypatch):
+    """A frozen depthwise layer gives no weight gradient; need_dx False gives no input one."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    c = 4
+    layer = make_layer("Conv2d", {"out_channels": c, "groups": c, "kernel_size": [3, 3],
+                                  "padding": "same"}, [(c, 5, 5)])
+    x = randn((2, c, 5, 5))
+    layer.frozen = True
+    y = layer.forward([x], training=True)
+    (dx,) = layer.backward(np.ones_like(y))
+    assert dx.shape == x.shape and not layer.grads
+    layer.frozen, layer.need_dx = False, False
+    layer.forward([x], training=True)
+    assert layer.backward(np.ones_like(y)) == [None] and "weight" in layer.grads
+
+
+def test_a_kernel_numba_cannot_compile_falls_back_to_numpy(monkeypatch):
+    """A numba error while compiling switches the kernels off; the layer computes with NumPy."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    c = 3
+    layer = make_layer("Conv2d", {"out_channels": c, "groups": c, "kernel_size": [3, 3]},
+                       [(c, 5, 5)])
+    x = randn((2, c, 5, 5))
+    want = layer.forward([x], training=False)
+    from numba.core.errors import TypingError
+
+    def broken(*args):
+        raise TypingError("test: cannot compile")
+
+    monkeypatch.setattr(kernels, "_KERNELS", {"dw_forward": broken})
+    assert kernels.enabled()
+    np.testing.assert_allclose(layer.forward([x], training=False), want, rtol=1e-12)
+    assert not kernels.enabled()  # off for good
+
+
+def test_other_errors_are_not_hidden(monkeypatch):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+
+    def bug(*args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(kernels, "_KERNELS", {"dw_forward": bug})
+    x = np.zeros((2, 3, 3, 4), np.float32)
+    with pytest.raises(ZeroDivisionError):
+        kernels.depthwise_forward(x, np.zeros((2, 3, 3), np.float32),
+                                  np.zeros((2, 1, 1, 4), np.float32), (1, 1), (1, 1),
+                                  (0, 0, 0, 0))
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv(kernels.ENV, "numpy")
+    assert not kernels.enabled()
+    assert not kernels.depthwise_forward(np.zeros((1, 3, 3, 2), np.float32),
+                                         np.zeros((1, 3, 3), np.float32),
+                                         np.zeros((1, 1, 1, 2), np.float32), (1, 1), (1, 1),
+                                         (0, 0, 0, 0))
