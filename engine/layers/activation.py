@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..nn import ort_kernels
+from ..nn import kernels, ort_kernels
 from ..nn.ops import memory_view
 from .base import CHOICE, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
 from .formula_text import Count
@@ -65,7 +65,8 @@ class ReLU(_Elementwise):
 
     def backward(self, dy):
         y, self._cache = self._cache, None
-        return [dy * (y > 0)]
+        dx = kernels.elementwise("relu_grad", dy, y)  # one compiled pass (numba)
+        return [dy * (y > 0) if dx is None else dx]
 
 
 @register
@@ -118,13 +119,15 @@ class ReLU6(_Elementwise):
 
     def forward(self, xs, training=False):
         (x,) = xs
-        if training:
-            self._cache = (x > 0) & (x < 6)
-        return np.clip(x, 0, 6)
+        y = np.clip(x, x.dtype.type(0), x.dtype.type(6))
+        if training:  # y in (0, 6) exactly where x is: the output is the mask, no bool copy
+            self._cache = y
+        return y
 
     def backward(self, dy):
-        mask, self._cache = self._cache, None
-        return [dy * mask]
+        y, self._cache = self._cache, None
+        dx = kernels.elementwise("relu6_grad", dy, y)  # one compiled pass (numba)
+        return [dy * ((y > 0) & (y < 6)) if dx is None else dx]
 
     def to_onnx(self, ctx, inputs: list[str], output: str) -> None:
         # Clip's min and max are inputs since opset 11
@@ -567,6 +570,9 @@ class HardSwish(_Elementwise):
         # The pieces are picked by multiplying with boolean masks: np.copyto(where=) on a
         # random mask is ~20× slower than a multiply (a branch per element)
         x, self._cache = self._cache, None
+        dx = kernels.elementwise("hardswish_grad", dy, x)  # one compiled pass (numba)
+        if dx is not None:
+            return [dx]
         g = np.empty_like(dy)
         for b, (mk,) in _tiles(x, 1, np.bool_):
             xb, gb = x[b], g[b]

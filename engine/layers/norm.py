@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
+from ..nn import kernels
 from ..nn.ops import from_memory_view, memory_view
 from .activation import _BLOCK, _blocks, _tiles  # the package's cache-sized sample blocks
 from .base import BOOL, FLOAT, INT, Icon, Layer, Param, fmt_shape, register
@@ -107,12 +108,16 @@ class BatchNorm2d(Layer):
                 np.multiply(x3[:, cs], scale[cs, None], out=d)
                 d += shift[cs, None]
             return _from_channel_view(y3, perm, x.shape)
-        a, _, rows = x3.shape
+        a, c, rows = x3.shape
         m = a * rows
         dt = x3.dtype.type
-        mean = _channel_sums(x3) * dt(1 / m)
-        var = np.empty_like(mean)
         y3 = np.empty_like(x3)
+        mean, var = np.empty(c, x3.dtype), np.empty(c, x3.dtype)
+        gamma = wts["weight"].astype(x3.dtype, copy=False)
+        if kernels.batchnorm_forward(x3, gamma, wts["bias"].astype(x3.dtype, copy=False),
+                                     self.eps, y3, mean, var):  # compiled, one channel at a time
+            return self._train_stats(x3, y3, perm, x.shape, mean, var, m)
+        mean = _channel_sums(x3) * dt(1 / m)
         for cs in _channel_blocks(x3):  # centre, variance, scale and shift while in cache
             d = y3[:, cs]
             np.subtract(x3[:, cs], mean[cs, None], out=d)
@@ -120,13 +125,18 @@ class BatchNorm2d(Layer):
             sc = wts["weight"][cs] / np.sqrt(var[cs] + dt(self.eps))
             d *= sc[:, None]
             d += wts["bias"][cs, None]
+        return self._train_stats(x3, y3, perm, x.shape, mean, var, m)
+
+    def _train_stats(self, x3, y3, perm, shape, mean, var, m):
+        """Update the running statistics, keep what backward reads, return the output."""
+        wts, dt = self.weights, x3.dtype.type
         inv = 1 / np.sqrt(var + dt(self.eps))
         mo = np.float32(self.momentum)
         unbiased = var * np.float32(m / max(m - 1, 1))  # PyTorch keeps the unbiased variance
         wts["running_mean"][...] = (1 - mo) * wts["running_mean"] + mo * mean
         wts["running_var"][...] = (1 - mo) * wts["running_var"] + mo * unbiased
-        self._cache = (x3, perm, x.shape, mean, inv, m)
-        return _from_channel_view(y3, perm, x.shape)
+        self._cache = (x3, perm, shape, mean, inv, m)
+        return _from_channel_view(y3, perm, shape)
 
     def backward(self, dy):
         if isinstance(self._cache[0], str):  # "fixed" (comparing an array to it is an error)
@@ -139,6 +149,17 @@ class BatchNorm2d(Layer):
         self._cache = None
         dy3 = _in_layout(dy, perm, x3.shape)
         dt = x3.dtype.type
+        c = x3.shape[1]
+        dx3 = np.empty_like(x3, np.result_type(x3, dy3))
+        dgamma, dbeta = np.empty(c, dx3.dtype), np.empty(c, dx3.dtype)
+        gamma = self.weights["weight"].astype(dx3.dtype, copy=False)
+        if kernels.batchnorm_backward(dy3, x3, mean.astype(dx3.dtype, copy=False),
+                                      inv.astype(dx3.dtype, copy=False), gamma, dx3, dgamma,
+                                      dbeta):  # compiled, one channel at a time
+            if not self.frozen:
+                self.grads["weight"] = dgamma
+                self.grads["bias"] = dbeta
+            return [_from_channel_view(dx3, perm, shape)]
         dbeta = _channel_sums(dy3)
         sxy = _rowdot(dy3, x3)[:, :, 0].sum(axis=0)  # Σ dy·x per channel
         dgamma = (sxy - mean * dbeta) * inv  # Σ dy·x̂
@@ -149,7 +170,6 @@ class BatchNorm2d(Layer):
         ca = self.weights["weight"] * inv
         cb = -ca * inv * dgamma * dt(1 / m)
         cc = -ca * dbeta * dt(1 / m) - cb * mean
-        dx3 = np.empty_like(x3, np.result_type(x3, dy3))
         for cs, (buf,) in _channel_tiles(x3):
             d = dx3[:, cs]
             np.multiply(dy3[:, cs], ca[cs, None], out=d)

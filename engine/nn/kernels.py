@@ -134,8 +134,88 @@ def _compile() -> dict:
                                 acc[n] += wv * d[n]
                     dx[c, r, q, :] = acc
 
+    # BatchNorm in training on the (A, C, L) view of its input's memory (engine/layers/norm.py):
+    # each channel's statistics, normalisation and gradient while its rows are in cache, the
+    # sums in float64
+
+    reduce = dict(opts, fastmath={"reassoc", "contract"})  # vectorised sums; NaN kept
+
+    @njit(**reduce)
+    def bn_forward(x3, gamma, beta, eps, y3, mean, var):  # pragma: no cover - compiled
+        a_, c_, l_ = x3.shape
+        m = a_ * l_
+        for c in range(c_):
+            s = 0.0
+            for a in range(a_):
+                row = x3[a, c]
+                for i in range(l_):
+                    s += row[i]
+            mu = s / m
+            q = 0.0
+            for a in range(a_):
+                row = x3[a, c]
+                for i in range(l_):
+                    d = row[i] - mu
+                    q += d * d
+            v = q / m
+            mean[c], var[c] = mu, v
+            sc = gamma[c] / np.sqrt(v + eps)
+            sh = beta[c] - mu * sc
+            for a in range(a_):
+                row, out = x3[a, c], y3[a, c]
+                for i in range(l_):
+                    out[i] = row[i] * sc + sh
+
+    @njit(**reduce)
+    def bn_backward(dy3, x3, mean, inv, gamma, dx3, dgamma, dbeta):  # pragma: no cover
+        a_, c_, l_ = x3.shape
+        m = a_ * l_
+        for c in range(c_):
+            sd, sxy = 0.0, 0.0
+            for a in range(a_):
+                d, xr = dy3[a, c], x3[a, c]
+                for i in range(l_):
+                    sd += d[i]
+                    sxy += d[i] * xr[i]
+            dg = (sxy - mean[c] * sd) * inv[c]  # Σ dy·x̂
+            dgamma[c], dbeta[c] = dg, sd
+            # dx = γ·inv/m · (m·dy − Σdy − x̂·Σdy·x̂) = A·dy + B·x + C
+            ca = gamma[c] * inv[c]
+            cb = -ca * inv[c] * dg / m
+            cc = -ca * sd / m - cb * mean[c]
+            if dx3.shape[0] == 0:
+                continue
+            for a in range(a_):
+                d, xr, out = dy3[a, c], x3[a, c], dx3[a, c]
+                for i in range(l_):
+                    out[i] = ca * d[i] + cb * xr[i] + cc
+
+    # element-wise backward passes as ufuncs: one pass each (NumPy needs a mask pass, a cast
+    # and a multiply, or ~9 passes for HardSwish), any memory layout, float32 and float64
+    from numba import vectorize
+
+    sigs = ["float32(float32, float32)", "float64(float64, float64)"]
+
+    @vectorize(sigs, nopython=True, cache=True)
+    def relu_grad(dy, y):  # pragma: no cover - compiled
+        return dy if y > 0 else dy * 0
+
+    @vectorize(sigs, nopython=True, cache=True)
+    def relu6_grad(dy, y):  # pragma: no cover - compiled; y in (0, 6) iff x in (0, 6)
+        return dy if 0 < y < 6 else dy * 0
+
+    @vectorize(sigs, nopython=True, cache=True)
+    def hardswish_grad(dy, x):  # pragma: no cover - compiled; PyTorch's rule at ±3
+        if x < -3:
+            return dy * 0
+        if x > 3:
+            return dy
+        return dy * (x / 3 + 0.5)
+
     return {"dw_forward": dw_forward, "dw_weight_grad": dw_weight_grad,
-            "dw_input_grad": dw_input_grad}
+            "dw_input_grad": dw_input_grad, "relu_grad": relu_grad, "relu6_grad": relu6_grad,
+            "hardswish_grad": hardswish_grad, "bn_forward": bn_forward,
+            "bn_backward": bn_backward}
 
 
 def _ok(*arrays) -> bool:
@@ -168,6 +248,45 @@ def depthwise_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, dx: np.ndar
     return dx is None or _run("dw_input_grad", dy, w, dx, *geo)
 
 
+def batchnorm_forward(x3: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+                      y3: np.ndarray, mean: np.ndarray, var: np.ndarray) -> bool:
+    """Training BatchNorm over the (A, C, L) view x3: writes y3, and each channel's batch mean
+    and (biased) variance; False (nothing written) where the kernel cannot run."""
+    if not enabled() or not _ok(x3, gamma, beta, y3, mean, var):
+        return False
+    return _run("bn_forward", x3, gamma, beta, float(eps), y3, mean, var)
+
+
+def batchnorm_backward(dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, inv: np.ndarray,
+                       gamma: np.ndarray, dx3: np.ndarray | None, dgamma: np.ndarray,
+                       dbeta: np.ndarray) -> bool:
+    """BatchNorm's training backward: dγ, dβ and (unless dx3 is None) dx3; False where the
+    kernel cannot run."""
+    arrays = [a for a in (dy3, x3, mean, inv, gamma, dx3, dgamma, dbeta) if a is not None]
+    if not enabled() or not _ok(*arrays):
+        return False
+    out = np.empty((0, 0, 0), dy3.dtype) if dx3 is None else dx3
+    return _run("bn_backward", dy3, x3, mean, inv, gamma, out, dgamma, dbeta)
+
+
+def elementwise(name: str, *arrays: np.ndarray) -> np.ndarray | None:
+    """A new array from the element-wise kernel `name` ("relu_grad", "relu6_grad":
+    (dy, y); "hardswish_grad": (dy, x)), or None where it cannot run (NumPy's turn)."""
+    if not enabled() or any(a.dtype not in (np.float32, np.float64) or a.dtype != arrays[0].dtype
+                            for a in arrays):
+        return None
+    fn = _kernels().get(name)
+    if fn is None:
+        return None
+    try:
+        return fn(*arrays)
+    except Exception as exc:  # numba's errors: switched off, NumPy computes it
+        if type(exc).__module__.split(".")[0] != "numba":
+            raise
+        _switch_off()
+        return None
+
+
 def _geometry(stride, dilation, pads) -> tuple[int, ...]:
     return (int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(pads[0]),
             int(pads[1]))
@@ -177,13 +296,17 @@ def _run(name: str, *args) -> bool:
     """Call a kernel; a kernel numba cannot compile (an older numba) is switched off for good
     and the caller falls back to NumPy, which then writes every output again (the kernels
     only write into the given arrays, and a compile error happens before they write)."""
-    global _KERNELS
     try:
         _kernels()[name](*args)
     except Exception as exc:  # numba's typing and lowering errors have many types
         if type(exc).__module__.split(".")[0] != "numba":
             raise
-        with _LOCK:
-            _KERNELS = {}
+        _switch_off()
         return False
     return True
+
+
+def _switch_off() -> None:
+    global _KERNELS
+    with _LOCK:
+        _KERNELS = {}

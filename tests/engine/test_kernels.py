@@ -130,3 +130,73 @@ def test_switched_off_by_the_environment(monkeypatch):
                                          np.zeros((1, 3, 3), np.float32),
                                          np.zeros((1, 1, 1, 2), np.float32), (1, 1), (1, 1),
                                          (0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("type_name", ["ReLU", "ReLU6", "HardSwish"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layouts", ["same", "mixed"])
+def test_activation_gradients_compiled_equal_numpy(monkeypatch, type_name, dtype, layouts):
+    """One compiled pass gives NumPy's backward, at the kinks (0, 6, ±3) too, whether dy has
+    the input's memory layout or not (a CHWN activation, an NCHW gradient)."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 4, 5, 6)) * 4).astype(dtype)
+    x.flat[:8] = [0, 6, -3, 3, -0.0, 5.999, 3.0001, -3.0001]
+    if layouts == "mixed":  # x as a convolution's CHWN output
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    layer = make_layer(type_name, {}, [x.shape[1:]], dtype=dtype)
+    layer.forward([x], training=True)
+    (got,) = layer.backward(dy)
+    _numpy_only(monkeypatch)
+    layer.forward([x], training=True)
+    (want,) = layer.backward(dy)
+    assert got.dtype == want.dtype == dtype
+    # to rounding: HardSwish's slope is x/3 + 1/2 in the kernel, x·(1/3) + 1/2 in NumPy
+    f32 = dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6 if f32 else 1e-14, atol=1e-7 if f32 else 1e-15)
+    assert np.array_equal(got == 0, want == 0)  # the same elements pass no gradient
+
+
+@pytest.mark.parametrize("type_name", ["ReLU", "ReLU6", "HardSwish", "BatchNorm2d"])
+def test_numpy_paths_match_finite_differences(monkeypatch, type_name):
+    """The NumPy code the kernels replace stays right (it runs where numba is missing)."""
+    _numpy_only(monkeypatch)
+    layer = make_layer(type_name, {}, [(3, 4, 5)])
+    check_layer(layer, [randn((2, 3, 4, 5), scale=4)])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
+def test_batchnorm_compiled_equals_numpy(monkeypatch, dtype, layout):
+    """Training BatchNorm: output, running statistics, dγ, dβ and dx of the compiled kernel
+    equal NumPy's (NCHW input and a convolution's CHWN one)."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((5, 4, 3, 6)) * 3 + 1).astype(dtype)
+    if layout == "chwn":
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    results = []
+    for env in (None, "numpy"):
+        if env:
+            monkeypatch.setenv(kernels.ENV, env)
+        else:
+            monkeypatch.delenv(kernels.ENV, raising=False)
+        layer = make_layer("BatchNorm2d", {}, [x.shape[1:]], dtype=dtype)
+        layer.weights["weight"][...] = rng.uniform(0.5, 1.5, 4) if env is None else w
+        w = layer.weights["weight"].copy()
+        y = layer.forward([x], training=True)
+        (dx,) = layer.backward(dy)
+        results.append((y, dx, layer.grads["weight"], layer.grads["bias"],
+                        layer.weights["running_mean"].copy(), layer.weights["running_var"].copy()))
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for got, want in zip(*results):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def test_batchnorm_compiled_matches_finite_differences(monkeypatch):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    layer = make_layer("BatchNorm2d", {}, [(3, 4, 5)])
+    layer.weights["weight"][...] = [0.5, 1.0, 2.0]
+    check_layer(layer, [randn((2, 3, 4, 5), scale=2)])
