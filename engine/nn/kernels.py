@@ -231,7 +231,7 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, y: np.ndarray, stride, dilat
     compiled kernel cannot run."""
     if not enabled() or not _ok(x, w, y):
         return False
-    return _run("dw_forward", x, w, y, *_geometry(stride, dilation, pads))
+    return _run("dw_forward", x, w, y, *_geometry(stride, dilation, pads), split=(0, 0, 0))
 
 
 def depthwise_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, dx: np.ndarray | None,
@@ -243,9 +243,9 @@ def depthwise_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, dx: np.ndar
     if not enabled() or not _ok(*arrays):
         return False
     geo = _geometry(stride, dilation, pads)
-    if dwt is not None and not _run("dw_weight_grad", x, dy, dwt, *geo):
+    if dwt is not None and not _run("dw_weight_grad", x, dy, dwt, *geo, split=(0, 0, 0)):
         return False
-    return dx is None or _run("dw_input_grad", dy, w, dx, *geo)
+    return dx is None or _run("dw_input_grad", dy, w, dx, *geo, split=(0, 0, 0))
 
 
 def batchnorm_forward(x3: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
@@ -254,7 +254,8 @@ def batchnorm_forward(x3: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
     and (biased) variance; False (nothing written) where the kernel cannot run."""
     if not enabled() or not _ok(x3, gamma, beta, y3, mean, var):
         return False
-    return _run("bn_forward", x3, gamma, beta, float(eps), y3, mean, var)
+    return _run("bn_forward", x3, gamma, beta, float(eps), y3, mean, var,
+                split=(1, 0, 0, None, 1, 0, 0) if x3.shape[0] == 1 else None)
 
 
 def batchnorm_backward(dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, inv: np.ndarray,
@@ -266,7 +267,9 @@ def batchnorm_backward(dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, inv: n
     if not enabled() or not _ok(*arrays):
         return False
     out = np.empty((0, 0, 0), dy3.dtype) if dx3 is None else dx3
-    return _run("bn_backward", dy3, x3, mean, inv, gamma, out, dgamma, dbeta)
+    return _run("bn_backward", dy3, x3, mean, inv, gamma, out, dgamma, dbeta,
+                split=(1, 1, 0, 0, 0, None if dx3 is None else 1, 0, 0)
+                if x3.shape[0] == 1 else None)
 
 
 def elementwise(name: str, *arrays: np.ndarray) -> np.ndarray | None:
@@ -292,12 +295,69 @@ def _geometry(stride, dilation, pads) -> tuple[int, ...]:
             int(pads[1]))
 
 
-def _run(name: str, *args) -> bool:
+def threads() -> int:
+    """The threads the kernels use: the engine's BLAS setting (OPENBLAS / OMP / MKL_NUM_THREADS),
+    else the cores this process may use, at most 16."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        try:
+            n = int(os.environ.get(var, ""))
+        except ValueError:
+            continue
+        if n > 0:
+            return min(n, 16)
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 16))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, min(os.cpu_count() or 1, 16))
+
+
+MIN_SPLIT = 1 << 15  # elements of the biggest array per thread below which one thread runs it
+_POOL = None
+_POOL_SIZE = 0
+
+
+def _pool(n: int):
+    """A thread pool of at least n workers (kept; a bigger one replaces it when asked)."""
+    global _POOL, _POOL_SIZE
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _LOCK:
+        if _POOL is None or _POOL_SIZE < n:
+            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cnnd-kernel")
+            _POOL_SIZE = n
+        return _POOL
+
+
+def _run(name: str, *args, split: tuple | None = None) -> bool:
     """Call a kernel; a kernel numba cannot compile (an older numba) is switched off for good
     and the caller falls back to NumPy, which then writes every output again (the kernels
-    only write into the given arrays, and a compile error happens before they write)."""
+    only write into the given arrays, and a compile error happens before they write).
+
+    `split`: per argument, the axis holding the channels (None: passed whole): the channels
+    are cut into one contiguous range per thread (threads()), each run by the GIL-free kernel
+    in its own thread; the channels are independent, so the result is the same."""
+    if split:
+        split = tuple(split) + (None,) * (len(args) - len(split))
     try:
-        _kernels()[name](*args)
+        fn = _kernels()[name]
+        n = threads() if split else 1
+        arrays = [a for a, ax in zip(args, split or ()) if ax is not None]
+        c = args[0].shape[split[0]] if split else 1
+        n = min(n, c, max(1, max(a.size for a in arrays) // MIN_SPLIT) if arrays else 1)
+        if n <= 1:
+            fn(*args)
+        else:
+            bounds = [c * k // n for k in range(n + 1)]
+
+            def part(k):
+                lo, hi = bounds[k], bounds[k + 1]
+                fn(*[a if ax is None else a[(slice(None),) * ax + (slice(lo, hi),)]
+                     for a, ax in zip(args, split)])
+
+            futures = [_pool(n - 1).submit(part, k) for k in range(1, n)]
+            part(0)
+            for f in futures:
+                f.result()
     except Exception as exc:  # numba's typing and lowering errors have many types
         if type(exc).__module__.split(".")[0] != "numba":
             raise

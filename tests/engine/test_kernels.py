@@ -200,3 +200,31 @@ def test_batchnorm_compiled_matches_finite_differences(monkeypatch):
     layer = make_layer("BatchNorm2d", {}, [(3, 4, 5)])
     layer.weights["weight"][...] = [0.5, 1.0, 2.0]
     check_layer(layer, [randn((2, 3, 4, 5), scale=2)])
+
+
+@pytest.mark.parametrize("type_name,params", [
+    ("Conv2d", {"out_channels": 7, "groups": 7, "kernel_size": [3, 3], "padding": "same"}),
+    ("Conv2d", {"out_channels": 7, "groups": 7, "kernel_size": [3, 3], "stride": [2, 2]}),
+    ("BatchNorm2d", {}),
+])
+@pytest.mark.parametrize("layout", ["nchw", "chwn"])
+def test_channels_split_over_threads_give_the_same_numbers(monkeypatch, type_name, params,
+                                                          layout):
+    """Three threads, each on its own range of the (independent) channels, write bit for bit
+    what one thread writes (an NCHW BatchNorm input is not split: its channels are strided)."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 7, 6, 5)).astype(np.float32)
+    if layout == "chwn":
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    layer = make_layer(type_name, params, [x.shape[1:]], dtype=np.float32)
+    out = []
+    for min_split in (1 << 40, 1):
+        monkeypatch.setattr(kernels, "MIN_SPLIT", min_split)
+        y = layer.forward([x], training=True)
+        (dx,) = layer.backward(np.cos(y))
+        out.append((y, dx, *[layer.grads[k].copy() for k in sorted(layer.grads)]))
+    assert kernels.threads() == 3
+    for a, b in zip(*out):
+        assert np.array_equal(a, b)
