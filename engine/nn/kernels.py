@@ -218,6 +218,25 @@ def _compile() -> dict:
             "bn_backward": bn_backward}
 
 
+def warm() -> bool:
+    """Load (or compile, on a new machine) every kernel for float32 now, on tiny arrays:
+    numba loads compiled code on a function's first call, and its LLVM runtime costs the
+    process ~100 MB once (bench/bench_nets.py --memory reports it apart). False when off."""
+    if not enabled():
+        return False
+    f = np.float32
+    x, w = np.ones((2, 3, 3, 4), f), np.ones((2, 3, 3), f)
+    y, dx, dwt = np.empty((2, 1, 1, 4), f), np.empty((2, 3, 3, 4), f), np.empty((2, 3, 3), f)
+    depthwise_forward(x, w, y, (1, 1), (1, 1), (0, 0, 0, 0))
+    depthwise_backward(x, w, y, dx, dwt, (1, 1), (1, 1), (0, 0, 0, 0))
+    x3, v = np.ones((1, 2, 8), f), np.ones(2, f)
+    batchnorm_forward(x3, v, v, 1e-5, np.empty_like(x3), np.empty_like(v), np.empty_like(v))
+    batchnorm_backward(x3, x3, v, v, v, np.empty_like(x3), np.empty_like(v), np.empty_like(v))
+    for name in ("relu_grad", "relu6_grad", "hardswish_grad"):
+        elementwise(name, v, v)
+    return enabled()
+
+
 def _ok(*arrays) -> bool:
     dt = arrays[0].dtype
     return dt in (np.float32, np.float64) and all(

@@ -228,3 +228,20 @@ def test_channels_split_over_threads_give_the_same_numbers(monkeypatch, type_nam
     assert kernels.threads() == 3
     for a, b in zip(*out):
         assert np.array_equal(a, b)
+
+
+def test_warm_loads_every_kernel(monkeypatch):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    calls = []
+    real = kernels._run
+
+    def spy(name, *args, split=None):
+        calls.append(name)
+        return real(name, *args, split=split)
+
+    monkeypatch.setattr(kernels, "_run", spy)
+    assert kernels.warm()
+    assert set(calls) == {"dw_forward", "dw_weight_grad", "dw_input_grad", "bn_forward",
+                          "bn_backward"}
+    monkeypatch.setenv(kernels.ENV, "numpy")
+    assert not kernels.warm()
