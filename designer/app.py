@@ -24,6 +24,9 @@ def run(argv: list[str] | None = None) -> int:
     theme.apply_theme(app, str(settings.value("theme", "system")))
     window = MainWindow(settings=settings)
     window.show()
+    from engine.nn import kernels
+
+    kernels.warm_in_background()  # numba's compiled kernels: loaded before the first training
     args = [a for a in argv[1:] if not a.startswith("-")]
     if args:
         path = Path(args[0])

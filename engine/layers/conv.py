@@ -483,8 +483,10 @@ class Conv2d(Layer):
     # 3-4x faster forward + backward at mobile_se's and MobileNetV2's sizes.
 
     def _depthwise_compiled(self, x, pads, ho, wo, training):
-        """The compiled depthwise forward -> logical (N, C, Ho, Wo), or None (NumPy's turn)."""
-        if not kernels.enabled():
+        """The compiled depthwise forward -> logical (N, C, Ho, Wo), or None (NumPy's turn).
+        Inference only once the kernels are loaded (kernels.ready): it may run on the GUI
+        thread, which must not wait for a first compile; training loads them."""
+        if not (kernels.enabled() if training else kernels.ready()):
             return None
         n, c = x.shape[:2]
         x4 = as_chwn(x)

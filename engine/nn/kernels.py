@@ -4,7 +4,7 @@ replaces kept as the fallback (numba missing, CNND_KERNELS=numpy, or a kernel th
 Depthwise convolution (MobileNet, EfficientNet, mobile_se): NumPy computes it as kh·kw
 broadcast multiply-adds over strided windows, 1.4-3 GFLOP/s; this loop keeps each output row's
 batch vector in cache and reads every input row once per tap, 4-10× faster forward and ~3×
-backward (bench/bench_kernels.py). The kernels work on the engine's CHWN memory (batch
+backward (python bench/bench_kernels.py). The kernels work on the engine's CHWN memory (batch
 innermost, contiguous) and never allocate; the caller owns every array.
 
     if kernels.depthwise_forward(x, w, y, stride, dilation, pads): ...   # False: NumPy
@@ -23,6 +23,7 @@ import numpy as np
 
 _LOCK = threading.Lock()
 _KERNELS: dict | None = None  # name -> compiled function, {} when numba is unavailable
+_WARM = False  # warm() has loaded every kernel
 ENV = "CNND_KERNELS"  # "numpy": never use the compiled kernels
 
 
@@ -218,6 +219,19 @@ def _compile() -> dict:
             "bn_backward": bn_backward}
 
 
+def ready() -> bool:
+    """Whether the kernels are loaded (warm() has finished) and on: a caller that must not
+    wait seconds for a first compile (the GUI thread's inference) uses them only then."""
+    return _WARM and os.environ.get(ENV, "").lower() != "numpy" and bool(_KERNELS)
+
+
+def warm_in_background() -> threading.Thread:
+    """warm() in a daemon thread (the designer calls it at start: the GUI thread never waits)."""
+    t = threading.Thread(target=warm, name="cnnd-kernels-warm", daemon=True)
+    t.start()
+    return t
+
+
 def warm() -> bool:
     """Load (or compile, on a new machine) every kernel for float32 now, on tiny arrays:
     numba loads compiled code on a function's first call, and its LLVM runtime costs the
@@ -234,7 +248,9 @@ def warm() -> bool:
     batchnorm_backward(x3, x3, v, v, v, np.empty_like(x3), np.empty_like(v), np.empty_like(v))
     for name in ("relu_grad", "relu6_grad", "hardswish_grad"):
         elementwise(name, v, v)
-    return enabled()
+    global _WARM
+    _WARM = enabled()
+    return _WARM
 
 
 def _ok(*arrays) -> bool:
@@ -300,6 +316,13 @@ def elementwise(name: str, *arrays: np.ndarray) -> np.ndarray | None:
     fn = _kernels().get(name)
     if fn is None:
         return None
+    from .ops import memory_view
+
+    perm, _ = memory_view(arrays[-1])  # the forward's array: its memory layout for all
+    if perm is not None:  # a ufunc over arrays in different layouts strides through memory
+        arrays = tuple(a if memory_view(a)[0] == perm else
+                       np.ascontiguousarray(a.transpose(perm)).transpose(np.argsort(perm))
+                       for a in arrays)
     try:
         return fn(*arrays)
     except Exception as exc:  # numba's errors: switched off, NumPy computes it

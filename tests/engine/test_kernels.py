@@ -105,7 +105,8 @@ def test_a_kernel_numba_cannot_compile_falls_back_to_numpy(monkeypatch):
 
     monkeypatch.setattr(kernels, "_KERNELS", {"dw_forward": broken})
     assert kernels.enabled()
-    np.testing.assert_allclose(layer.forward([x], training=False), want, rtol=1e-12)
+    np.testing.assert_allclose(layer.forward([x], training=True), want, rtol=1e-12)
+    assert layer._cache[0] == "depthwise"  # NumPy's
     assert not kernels.enabled()  # off for good
 
 
@@ -245,3 +246,31 @@ def test_warm_loads_every_kernel(monkeypatch):
                           "bn_backward"}
     monkeypatch.setenv(kernels.ENV, "numpy")
     assert not kernels.warm()
+
+
+def test_inference_waits_for_nothing_training_loads(monkeypatch):
+    """Inference (maybe on the GUI thread) uses the kernels only once warm() has loaded them;
+    training loads them itself."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    calls = []
+    real = kernels._run
+
+    def spy(name, *args, split=None):
+        calls.append(name)
+        return real(name, *args, split=split)
+
+    monkeypatch.setattr(kernels, "_run", spy)
+    monkeypatch.setattr(kernels, "_WARM", False)
+    c = 3
+    layer = make_layer("Conv2d", {"out_channels": c, "groups": c, "kernel_size": [3, 3]},
+                       [(c, 5, 5)], dtype=np.float32)
+    x = randn((2, c, 5, 5)).astype(np.float32)
+    want = layer.forward([x], training=False)
+    assert not kernels.ready() and calls == []
+    layer.forward([x], training=True)
+    assert calls == ["dw_forward"]
+    kernels.warm_in_background().join(timeout=120)
+    assert kernels.ready()
+    calls.clear()
+    np.testing.assert_allclose(layer.forward([x], training=False), want, rtol=1e-5, atol=1e-6)
+    assert calls == ["dw_forward"]

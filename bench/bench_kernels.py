@@ -1,0 +1,126 @@
+"""The compiled kernels (engine/nn/kernels.py, numba) against the NumPy code they replace, on the
+layers of MobileNetV2 3×64×64 and mobile_se at batch 64: forward and forward + backward of a
+depthwise conv, a training BatchNorm and the ReLU / ReLU6 / HardSwish gradients, interleaved
+(compiled, NumPy, compiled, ... in every repeat), medians, ratio NumPy time / compiled time.
+
+    python bench/bench_kernels.py                  # 1 thread
+    python bench/bench_kernels.py --threads 2      # the kernels split channels over 2 threads
+
+Inputs are in the CHWN memory a convolution hands on (what these layers see inside a net).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def _early_threads(argv: list[str]) -> None:
+    n = argv[argv.index("--threads") + 1] if "--threads" in argv else "1"
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = n
+
+
+_early_threads(sys.argv)
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from engine.graph import Graph
+from engine.nn import kernels
+from engine.validate import validate
+
+CASES = [  # (label, type, params, (C, H, W))
+    ("depthwise 3x3 32ch 32x32", "Conv2d",
+     {"out_channels": 32, "groups": 32, "kernel_size": [3, 3], "padding": "same"}, (32, 32, 32)),
+    ("depthwise 3x3 s2 96ch 32x32", "Conv2d",
+     {"out_channels": 96, "groups": 96, "kernel_size": [3, 3], "stride": [2, 2],
+      "padding": [1, 1, 1, 1]}, (96, 32, 32)),
+    ("depthwise 3x3 144ch 16x16", "Conv2d",
+     {"out_channels": 144, "groups": 144, "kernel_size": [3, 3], "padding": "same"},
+     (144, 16, 16)),
+    ("depthwise 3x3 96ch 7x7", "Conv2d",
+     {"out_channels": 96, "groups": 96, "kernel_size": [3, 3], "padding": "same"}, (96, 7, 7)),
+    ("BatchNorm 96ch 32x32", "BatchNorm2d", {}, (96, 32, 32)),
+    ("BatchNorm 144ch 16x16", "BatchNorm2d", {}, (144, 16, 16)),
+    ("ReLU 96ch 32x32", "ReLU", {}, (96, 32, 32)),
+    ("ReLU6 96ch 32x32", "ReLU6", {}, (96, 32, 32)),
+    ("HardSwish 64ch 14x14", "HardSwish", {}, (64, 14, 14)),
+]
+
+
+def make_layer(type_name: str, params: dict, shape):
+    g = Graph()
+    a = g.add_node("Input", params={"channels": shape[0], "height": shape[1],
+                                    "width": shape[2]})
+    b = g.add_node(type_name, params=params)
+    g.add_edge(a.id, b.id)
+    v = validate(g)
+    layer = v.nodes[b.id].layer.clone()
+    layer.init_weights(v.nodes[b.id].in_shapes, np.random.default_rng(0))
+    return layer
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", default="1")
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args(argv)
+    os.environ.pop(kernels.ENV, None)
+    if not kernels.warm():
+        print("numba is not installed (or CNND_KERNELS=numpy): nothing to compare")
+        return 1
+    print(f"threads {kernels.threads()}, batch {args.batch}, medians of {args.repeats}")
+    print(f"{'layer':<30}{'fwd compiled':>13}{'fwd NumPy':>11}{'ratio':>7}"
+          f"{'f+b compiled':>14}{'f+b NumPy':>11}{'ratio':>7}")
+    rng = np.random.default_rng(0)
+    for label, type_name, params, shape in CASES:
+        layer = make_layer(type_name, params, shape)
+        x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)  # CHWN
+        y = layer.forward([x], training=True)
+        dy = np.ascontiguousarray(  # the gradient in the same CHWN memory (as in a net)
+            rng.standard_normal(y.shape).astype(np.float32).transpose(1, 2, 3, 0)
+        ).transpose(3, 0, 1, 2)
+        layer.backward(dy)
+
+        def fwd(layer=layer, x=x):
+            layer.forward([x], training=True)
+            layer._cache = None
+
+        def step(layer=layer, x=x, dy=dy):
+            layer.forward([x], training=True)
+            layer.backward(dy)
+
+        res = {}
+        for name, fn in (("fwd", fwd), ("step", step)):
+            t = {"compiled": [], "numpy": []}
+            for _ in range(args.repeats + 1):
+                for mode in ("compiled", "numpy"):
+                    if mode == "numpy":
+                        os.environ[kernels.ENV] = "numpy"
+                    else:
+                        os.environ.pop(kernels.ENV, None)
+                    t[mode].append(timed(fn))
+            res[name] = {m: statistics.median(v[1:]) * 1e3 for m, v in t.items()}
+        os.environ.pop(kernels.ENV, None)
+        f, s = res["fwd"], res["step"]
+        print(f"{label:<30}{f['compiled']:13.2f}{f['numpy']:11.2f}"
+              f"{f['numpy'] / f['compiled']:6.1f}x{s['compiled']:14.2f}{s['numpy']:11.2f}"
+              f"{s['numpy'] / s['compiled']:6.1f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
