@@ -484,9 +484,9 @@ class Conv2d(Layer):
 
     def _depthwise_compiled(self, x, pads, ho, wo, training):
         """The compiled depthwise forward -> logical (N, C, Ho, Wo), or None (NumPy's turn).
-        Inference only once the kernels are loaded (kernels.ready): it may run on the GUI
-        thread, which must not wait for a first compile; training loads them."""
-        if not (kernels.enabled() if training else kernels.ready()):
+        Inference as kernels.for_inference says (in the designer: once loaded, the GUI
+        thread must not wait for a first compile); training loads them."""
+        if not (kernels.enabled() if training else kernels.for_inference()):
             return None
         n, c = x.shape[:2]
         x4 = as_chwn(x)

@@ -14,9 +14,9 @@ and never allocate their outputs; channel ranges are split over threads() thread
 
 Compiled on first use (~2-5 s once per machine: numba's cache goes to the platform's cache
 folder; loading it costs the process ~118 MB of RSS once). The compiled code releases the GIL.
-Training loads the kernels where it runs (a worker thread in the GUI); inference uses them
-only once loaded (ready()), so the GUI thread never waits; the designer loads them in the
-background at start. Tests run both paths (tests/engine/test_kernels.py).
+Training loads the kernels where it runs (a worker thread in the GUI); the designer loads
+them in the background at start and its inference uses them only once loaded (for_inference),
+so the GUI thread never waits for a compile. Tests run both paths (tests/engine/test_kernels.py).
 """
 
 from __future__ import annotations
@@ -230,11 +230,23 @@ def ready() -> bool:
     return _WARM and os.environ.get(ENV, "").lower() != "numpy" and bool(_KERNELS)
 
 
+_LOAD_ON_FIRST_USE = True  # inference loads the kernels when it first needs them
+
+
 def warm_in_background() -> threading.Thread:
-    """warm() in a daemon thread (the designer calls it at start: the GUI thread never waits)."""
+    """warm() in a daemon thread, and from now on inference uses the kernels only once they
+    are loaded (the designer calls it at start: its GUI thread never waits for a compile)."""
+    global _LOAD_ON_FIRST_USE
+    _LOAD_ON_FIRST_USE = False
     t = threading.Thread(target=warm, name="cnnd-kernels-warm", daemon=True)
     t.start()
     return t
+
+
+def for_inference() -> bool:
+    """Whether inference should use the kernels now: loading them on first use (the command
+    line, a script), or, after warm_in_background(), only once they are loaded."""
+    return enabled() if _LOAD_ON_FIRST_USE else ready()
 
 
 def warm() -> bool:

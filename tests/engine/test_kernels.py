@@ -178,14 +178,14 @@ def test_batchnorm_compiled_equals_numpy(monkeypatch, dtype, layout):
         x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
     dy = rng.standard_normal(x.shape).astype(dtype)
     results = []
+    gamma = rng.uniform(0.5, 1.5, 4)
     for env in (None, "numpy"):
         if env:
             monkeypatch.setenv(kernels.ENV, env)
         else:
             monkeypatch.delenv(kernels.ENV, raising=False)
         layer = make_layer("BatchNorm2d", {}, [x.shape[1:]], dtype=dtype)
-        layer.weights["weight"][...] = rng.uniform(0.5, 1.5, 4) if env is None else w
-        w = layer.weights["weight"].copy()
+        layer.weights["weight"][...] = gamma
         y = layer.forward([x], training=True)
         (dx,) = layer.backward(dy)
         results.append((y, dx, layer.grads["weight"], layer.grads["bias"],
@@ -249,8 +249,8 @@ def test_warm_loads_every_kernel(monkeypatch):
 
 
 def test_inference_waits_for_nothing_training_loads(monkeypatch):
-    """Inference (maybe on the GUI thread) uses the kernels only once warm() has loaded them;
-    training loads them itself."""
+    """After warm_in_background (the designer's start), inference (maybe on the GUI thread)
+    uses the kernels only once they are loaded; training loads them itself."""
     monkeypatch.delenv(kernels.ENV, raising=False)
     calls = []
     real = kernels._run
@@ -261,6 +261,8 @@ def test_inference_waits_for_nothing_training_loads(monkeypatch):
 
     monkeypatch.setattr(kernels, "_run", spy)
     monkeypatch.setattr(kernels, "_WARM", False)
+    monkeypatch.setattr(kernels, "_LOAD_ON_FIRST_USE", False)
+    monkeypatch.setattr(kernels, "warm", lambda real=kernels.warm: real())
     c = 3
     layer = make_layer("Conv2d", {"out_channels": c, "groups": c, "kernel_size": [3, 3]},
                        [(c, 5, 5)], dtype=np.float32)
@@ -269,8 +271,14 @@ def test_inference_waits_for_nothing_training_loads(monkeypatch):
     assert not kernels.ready() and calls == []
     layer.forward([x], training=True)
     assert calls == ["dw_forward"]
-    kernels.warm_in_background().join(timeout=120)
+    kernels.warm()
     assert kernels.ready()
     calls.clear()
     np.testing.assert_allclose(layer.forward([x], training=False), want, rtol=1e-5, atol=1e-6)
     assert calls == ["dw_forward"]
+
+
+def test_without_the_designer_inference_loads_on_first_use(monkeypatch):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    monkeypatch.setattr(kernels, "_WARM", False)
+    assert kernels._LOAD_ON_FIRST_USE and kernels.for_inference()
