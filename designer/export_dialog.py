@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.nn.inference import engine_predict
 from engine.nn.network import Network
 
 from .theme import severity_hex
@@ -148,7 +149,7 @@ def export_and_check(graph, weights: dict | None, path: str | Path, opset: int,
     except ValueError as exc:
         rep.items.append(CheckItem("Layer-by-layer agreement with the engine", FAIL, str(exc)))
     report("predictions…")
-    ours = net.predict(x)
+    ours = engine_predict(net, x)  # the engine's own forward (predict would use ORT)
     p_ours = ours.reshape(len(x), -1).argmax(1)
     p_theirs = theirs.reshape(len(x), -1).argmax(1)
     rep.agreement = float((p_ours == p_theirs).mean())

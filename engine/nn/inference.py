@@ -64,9 +64,17 @@ def infer_by(net: Network, x: np.ndarray, batch_size: int = 256, logits: bool = 
             out = np.concatenate(outs) if outs else np.zeros((0,) + _out_shape(net, logits),
                                                                np.float32)
             return out.reshape((len(x),) + _out_shape(net, logits)), ORT
+    return engine_predict(net, x, batch_size, logits), ENGINE
+
+
+def engine_predict(net: Network, x: np.ndarray, batch_size: int = 256,
+                   logits: bool = False) -> np.ndarray:
+    """The engine's own NumPy forward in batches (what infer falls back to; the export check
+    compares it with ONNX Runtime, so it must not be ONNX Runtime itself)."""
+    x = np.asarray(x, np.float32)
+    batch_size = max(1, int(batch_size))
     outs = [net.forward(x[i:i + batch_size], logits=logits) for i in range(0, len(x), batch_size)]
-    out = np.concatenate(outs) if outs else np.zeros((0,) + _out_shape(net, logits), np.float32)
-    return out, ENGINE
+    return np.concatenate(outs) if outs else np.zeros((0,) + _out_shape(net, logits), np.float32)
 
 
 def engine_threads() -> int:
@@ -110,8 +118,8 @@ def _session(net: Network, n: int, logits: bool, threads: int | None):
         return None
     try:
         return graph_model(graph, weights, revision=revision, threads=threads)
-    except EngineError:  # not exportable, or ORT cannot load it: not asked again for this net
-        net.__dict__["_ort_refused"] = True
+    except Exception:  # noqa: BLE001 - not exportable (a layer's to_onnx may raise anything)
+        net.__dict__["_ort_refused"] = True  # or ORT cannot load it: the engine, for this net
         return None
 
 

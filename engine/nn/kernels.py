@@ -29,6 +29,7 @@ import numpy as np
 _LOCK = threading.Lock()
 _KERNELS: dict | None = None  # name -> compiled function, {} when numba is unavailable
 _WARM = False  # warm() has loaded every kernel
+BUILD_NOTE = ""  # what numba said when a build of the kernels failed (with its cache, or both)
 ENV = "CNND_KERNELS"  # "numpy": never use the compiled kernels
 
 
@@ -56,10 +57,25 @@ def _compile() -> dict:
         except ImportError:  # pragma: no cover - platformdirs is a dependency
             pass
     try:
-        from numba import njit
+        import numba  # noqa: F401
     except ImportError:
         return {}
-    opts = {"nogil": True, "cache": True}
+    for cache in (True, False):
+        # with the cache first; numba raises for a cache folder it cannot write ("cannot
+        # cache function"): then compiled for this process only; failing both, NumPy
+        try:
+            return _define(cache=cache)
+        except Exception as exc:  # noqa: BLE001 - numba's errors have many types
+            global BUILD_NOTE
+            BUILD_NOTE = f"numba {'with' if cache else 'without'} its cache: {exc}"
+    return {}
+
+
+def _define(cache: bool) -> dict:
+    """The kernels, defined (the ufuncs compiled) with numba's on-disk cache or without."""
+    from numba import njit
+
+    opts = {"nogil": True, "cache": cache}
 
     # x (C, H, W, N) unpadded: a tap outside the map reads the padding's zero (pt, pl: the
     # padding above and left), so no padded copy is made or kept
@@ -202,15 +218,15 @@ def _compile() -> dict:
 
     sigs = ["float32(float32, float32)", "float64(float64, float64)"]
 
-    @vectorize(sigs, nopython=True, cache=True)
+    @vectorize(sigs, nopython=True, cache=cache)
     def relu_grad(dy, y):  # pragma: no cover - compiled
         return dy if y > 0 else dy * 0
 
-    @vectorize(sigs, nopython=True, cache=True)
+    @vectorize(sigs, nopython=True, cache=cache)
     def relu6_grad(dy, y):  # pragma: no cover - compiled; y in (0, 6) iff x in (0, 6)
         return dy if 0 < y < 6 else dy * 0
 
-    @vectorize(sigs, nopython=True, cache=True)
+    @vectorize(sigs, nopython=True, cache=cache)
     def hardswish_grad(dy, x):  # pragma: no cover - compiled; PyTorch's rule at ±3
         if x < -3:
             return dy * 0
@@ -382,6 +398,8 @@ def _pool(n: int):
 
     with _LOCK:
         if _POOL is None or _POOL_SIZE < n:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)  # its idle threads end; running parts finish
             _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cnnd-kernel")
             _POOL_SIZE = n
         return _POOL
@@ -414,7 +432,11 @@ def _run(name: str, *args, split: tuple | None = None) -> bool:
                      for a, ax in zip(args, split)])
 
             futures = [_pool(n - 1).submit(part, k) for k in range(1, n)]
-            part(0)
+            try:
+                part(0)
+            finally:  # every part done before an error reaches the caller (and NumPy's
+                for f in futures:  # fallback rewrites the same outputs)
+                    f.exception()
             for f in futures:
                 f.result()
     except Exception as exc:  # numba's typing and lowering errors have many types

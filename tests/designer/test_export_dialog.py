@@ -63,3 +63,20 @@ def test_untrained_notice_and_bad_folder(qtbot, tmp_path):
     dlg.path.setText(str(tmp_path / "missing" / "x.onnx"))
     assert dlg.start_export() is False
     assert "no such folder" in dlg.status.text()
+
+
+def test_export_check_compares_the_engine_itself(trained, tmp_path, monkeypatch):
+    """The check's 'engine' predictions come from the engine's own forward, not from ONNX
+    Runtime (which Network.predict uses): a wrong engine output must show as disagreement."""
+    from designer.export_dialog import export_and_check
+
+    graph, state = trained
+    real = Network.forward
+
+    def wrong(self, x, *args, **kwargs):
+        out = real(self, x, *args, **kwargs)
+        return out[:, ::-1].copy() if isinstance(out, np.ndarray) and out.ndim == 2 else out
+
+    monkeypatch.setattr(Network, "forward", wrong)
+    rep = export_and_check(graph, state, tmp_path / "lenet.onnx", 17)
+    assert rep.agreement < 0.5

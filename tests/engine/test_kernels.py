@@ -282,3 +282,19 @@ def test_without_the_designer_inference_loads_on_first_use(monkeypatch):
     monkeypatch.delenv(kernels.ENV, raising=False)
     monkeypatch.setattr(kernels, "_WARM", False)
     assert kernels._LOAD_ON_FIRST_USE and kernels.for_inference()
+
+
+def test_a_cache_folder_numba_cannot_write_compiles_without_it(monkeypatch):
+    """numba refuses cache=True where no cache folder is writable: the kernels are then built
+    for this process only, not lost (and never an error in training)."""
+    from numba.core import caching
+
+    def read_only(self):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(caching._CacheLocator, "ensure_cache_path", read_only)
+    monkeypatch.setattr(kernels, "_KERNELS", None)
+    monkeypatch.setattr(kernels, "_WARM", False)
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    assert kernels.warm()
+    assert "cache" in kernels.BUILD_NOTE
