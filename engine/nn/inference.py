@@ -24,12 +24,12 @@ the outputs agree to float32 rounding (~1e-6 relative; tests/engine/test_inferen
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 
 import numpy as np
 
 from ..errors import EngineError
+from . import kernels
 from .network import Network
 
 ORT, ENGINE = "ONNX Runtime", "engine"
@@ -42,7 +42,7 @@ def infer(net: Network, x: np.ndarray, batch_size: int = 256, logits: bool = Fal
           threads: int | None = None) -> np.ndarray:
     """(N, *input_shape) -> (N, *output_shape) in inference mode, in batches of `batch_size`.
     `logits`: stop before a final Softmax. `threads`: ONNX Runtime's intra-op threads (default:
-    the engine's, engine_threads())."""
+    the engine's, kernels.threads())."""
     return infer_by(net, x, batch_size, logits, threads)[0]
 
 
@@ -77,21 +77,6 @@ def engine_predict(net: Network, x: np.ndarray, batch_size: int = 256,
     return np.concatenate(outs) if outs else np.zeros((0,) + _out_shape(net, logits), np.float32)
 
 
-def engine_threads() -> int:
-    """The threads the engine's BLAS was told to use (OMP/OPENBLAS/MKL_NUM_THREADS), else the
-    cores this process may use."""
-    from ..onnx.runtime import default_threads
-
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        try:
-            n = int(os.environ.get(var, ""))
-        except ValueError:
-            continue
-        if n > 0:
-            return n
-    return default_threads()
-
-
 def _out_shape(net: Network, logits: bool) -> tuple[int, ...]:
     """A Softmax keeps its input's shape: logits and probabilities have the output's."""
     return tuple(net.output_shape)
@@ -113,7 +98,7 @@ def _session(net: Network, n: int, logits: bool, threads: int | None):
     with _SERIAL_LOCK:
         serial = net.__dict__.setdefault("_infer_serial", next(_SERIALS))
     revision = (("inference", serial, logits), design_digest(graph, weights))
-    threads = threads or engine_threads()
+    threads = threads or kernels.threads()
     if n < MIN_BATCH and kept_model(revision, threads=threads) is None:
         return None
     try:

@@ -371,8 +371,11 @@ def _geometry(stride, dilation, pads) -> tuple[int, ...]:
 
 
 def threads() -> int:
-    """The threads the kernels use: the engine's BLAS setting (OPENBLAS / OMP / MKL_NUM_THREADS),
-    else the cores this process may use, at most 16."""
+    """The threads the engine uses (its compiled kernels, its ONNX Runtime inference): the BLAS
+    setting it was started with (OPENBLAS / OMP / MKL_NUM_THREADS), else the cores this process
+    may use (runtime.default_threads), at most 16."""
+    from ..onnx.runtime import default_threads
+
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         try:
             n = int(os.environ.get(var, ""))
@@ -380,10 +383,7 @@ def threads() -> int:
             continue
         if n > 0:
             return min(n, 16)
-    try:
-        return max(1, min(len(os.sched_getaffinity(0)), 16))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, min(os.cpu_count() or 1, 16))
+    return default_threads()
 
 
 MIN_SPLIT = 1 << 15  # elements of the biggest array per thread below which one thread runs it

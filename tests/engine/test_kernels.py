@@ -231,8 +231,8 @@ def test_channels_split_over_threads_give_the_same_numbers(monkeypatch, type_nam
         assert np.array_equal(a, b)
 
 
-def test_warm_loads_every_kernel(monkeypatch):
-    monkeypatch.delenv(kernels.ENV, raising=False)
+def _spy_on_kernels(monkeypatch) -> list[str]:
+    """The names of the kernels run from now on, in order."""
     calls = []
     real = kernels._run
 
@@ -241,6 +241,12 @@ def test_warm_loads_every_kernel(monkeypatch):
         return real(name, *args, split=split)
 
     monkeypatch.setattr(kernels, "_run", spy)
+    return calls
+
+
+def test_warm_loads_every_kernel(monkeypatch):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    calls = _spy_on_kernels(monkeypatch)
     assert kernels.warm()
     assert set(calls) == {"dw_forward", "dw_weight_grad", "dw_input_grad", "bn_forward",
                           "bn_backward"}
@@ -252,14 +258,7 @@ def test_inference_waits_for_nothing_training_loads(monkeypatch):
     """After warm_in_background (the designer's start), inference (maybe on the GUI thread)
     uses the kernels only once they are loaded; training loads them itself."""
     monkeypatch.delenv(kernels.ENV, raising=False)
-    calls = []
-    real = kernels._run
-
-    def spy(name, *args, split=None):
-        calls.append(name)
-        return real(name, *args, split=split)
-
-    monkeypatch.setattr(kernels, "_run", spy)
+    calls = _spy_on_kernels(monkeypatch)
     monkeypatch.setattr(kernels, "_WARM", False)
     monkeypatch.setattr(kernels, "_LOAD_ON_FIRST_USE", False)
     monkeypatch.setattr(kernels, "warm", lambda real=kernels.warm: real())
