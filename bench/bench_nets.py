@@ -39,6 +39,11 @@ def _early_threads(argv: list[str]) -> None:
         if "," not in n:
             for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ[var] = n
+    # OpenBLAS's idle threads spin up to 2^28 cycles (~0.1 s) after each product; interleaved
+    # with PyTorch they took its second core: measured at 2 threads, PyTorch's small_vgg step
+    # 105-115 ms beside a spinning engine, 68-74 ms beside one whose threads sleep at once.
+    # The engine is timed with the same setting (its own figure alone moves by -20..+6%).
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
 _early_threads(sys.argv)

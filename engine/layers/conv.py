@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
-from ..nn import kernels
+from ..nn import kernels, ort_conv
 from ..nn.ops import (
     BLOCK_BYTES,
     as_chwn,
@@ -330,6 +330,11 @@ class Conv2d(Layer):
             if y is not None:
                 return y
             return self._depthwise_forward(pad_chwn(x, pads), x.shape, pads, ho, wo, training)
+        if training and g == 1 and k[0] * k[1] > 1 and ort_conv.usable(c, co, ho * wo,
+                                                                         x.dtype):
+            y = self._forward_blocked(x, pads, ho, wo)
+            if y is not None:
+                return y
         xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
         wmat = self.weights["weight"].reshape(g, co // g, kk)
         if self.bias:
@@ -355,6 +360,20 @@ class Conv2d(Layer):
         y = matmul_wide(wmat, cols)  # (G, Cout/G, Ho·Wo·N)
         self._cache = (cols, x.shape, xp.shape, pads, ho, wo)
         return nchw(y.reshape(co, ho, wo, n))
+
+    def _forward_blocked(self, x, pads, ho, wo):
+        """Training forward by ONNX Runtime's blocked convolution (engine/nn/ort_conv.py):
+        2-3× the matmul's speed on 16-128 channel 3×3 convs; only the input is kept (as on
+        the "rows" path: the weight gradient builds its im2col blocks). None: NumPy's turn."""
+        wt = self.weights["weight"].astype(x.dtype, copy=False)
+        bias = self.weights["bias"] if self.bias else None
+        y = ort_conv.forward(as_chwn(x), wt, bias, self.stride, self.dilation, pads)
+        if y is None:
+            return None
+        n, c, h, w = x.shape
+        xpshape = (c, h + pads[0] + pads[2], w + pads[1] + pads[3], n)
+        self._cache = ("rows", x, xpshape, pads, ho, wo)
+        return nchw(y)
 
     def _row_blocks(self, xp, kb, ho, wo, owner=None, stride=None):
         """(im2col of a few output rows at a time, in one cache-sized buffer): yields
@@ -397,8 +416,19 @@ class Conv2d(Layer):
         g, og = dyc.shape[:2]
         wn = wo * xp.shape[3]
         dw = np.zeros((g, og, kk), dyc.dtype)
+        # MLAS (g = 1) computes the transposed product (cols @ dyᵀ), summed over the blocks:
+        # worth it while the result is small next to the contraction (as in matmul_nt)
+        mlas = g == 1 and kk >= ort_conv.MIN_ROWS and og * kk <= 64 * wn
+        dwt = np.zeros((kk, og), dyc.dtype) if mlas else None
         for r0, nr, blk in self._row_blocks(xp, kk, ho, wo, owner=self):
-            dw += matmul_nt(dyc[:, :, r0 * wn:(r0 + nr) * wn], blk)
+            part = dyc[:, :, r0 * wn:(r0 + nr) * wn]
+            r = None if dwt is None else ort_conv.matmul(blk[0], part[0], trans_b=True)
+            if r is None:
+                dw += matmul_nt(part, blk)
+            else:
+                dwt += r
+        if dwt is not None:
+            dw += dwt.T
         return dw
 
     def backward(self, dy):
@@ -426,13 +456,24 @@ class Conv2d(Layer):
                 if self.bias:
                     self.grads["bias"] = dyc.sum(axis=2, dtype=wt.dtype).reshape(co)
             else:
-                dw = matmul_nt(dyc, cols)  # (G, Cout/G, kk [+ 1: the bias gradient])
+                # (G, Cout/G, kk [+ 1: the bias gradient])
+                dwt = (ort_conv.matmul(cols[0], dyc[0], trans_b=True)
+                       if g == 1 and kk >= ort_conv.MIN_ROWS and og * kk <= 64 * cols.shape[2]
+                       else None)
+                dw = matmul_nt(dyc, cols) if dwt is None else dwt.T[None]
                 if self.bias:
                     self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
             self.grads["weight"] = np.ascontiguousarray(dw[:, :, :kk].reshape(wt.shape),
                                                         dtype=wt.dtype)
         if not self.need_dx:  # set by Network.backward(input_grad=False)
             return [None]
+        if tuple(s) == (1, 1) and g == 1 and k[0] * k[1] > 1 \
+                and ort_conv.usable(co, c, h * w, dy.dtype):
+            dx = ort_conv.input_grad(dyc.reshape(co, ho, wo, n),
+                                     self.weights["weight"].astype(dy.dtype, copy=False),
+                                     d, pads, h, w)
+            if dx is not None:
+                return [nchw(dx)]
         if tuple(s) == (1, 1) and k[0] * k[1] > 1 and og * h * w <= cg * ho * wo:
             # as a convolution where its im2col is no bigger than col2im's dcols (not for a
             # widening conv on a shrinking map: LeNet-5's conv2 6->16, 12x12 -> 8x8)

@@ -212,6 +212,32 @@ def _define(cache: bool) -> dict:
                 for i in range(l_):
                     out[i] = ca * d[i] + cb * xr[i] + cc
 
+    # CHWN memory <-> ONNX Runtime's blocked NCHWc memory (N, C/B, H, W, B) for its dense
+    # convolution (engine/nn/ort_conv.py); each loop writes contiguous runs (B values, or N)
+
+    @njit(**opts)
+    def to_blocked(x, out):  # pragma: no cover - compiled; x (C, H, W, N)
+        c_, h_, w_, n_ = x.shape
+        b_ = out.shape[4]
+        for cb in range(c_ // b_):
+            for h in range(h_):
+                for w in range(w_):
+                    for n in range(n_):
+                        o = out[n, cb, h, w]
+                        for b in range(b_):
+                            o[b] = x[cb * b_ + b, h, w, n]
+
+    @njit(**opts)
+    def from_blocked(a, out):  # pragma: no cover - compiled; out (C, H, W, N)
+        n_, cbs, h_, w_, b_ = a.shape
+        for cb in range(cbs):
+            for h in range(h_):
+                for w in range(w_):
+                    for b in range(b_):
+                        row = out[cb * b_ + b, h, w]
+                        for n in range(n_):
+                            row[n] = a[n, cb, h, w, b]
+
     # element-wise backward passes as ufuncs: one pass each (NumPy needs a mask pass, a cast
     # and a multiply, or ~9 passes for HardSwish), any memory layout, float32 and float64
     from numba import vectorize
@@ -237,7 +263,7 @@ def _define(cache: bool) -> dict:
     return {"dw_forward": dw_forward, "dw_weight_grad": dw_weight_grad,
             "dw_input_grad": dw_input_grad, "relu_grad": relu_grad, "relu6_grad": relu6_grad,
             "hardswish_grad": hardswish_grad, "bn_forward": bn_forward,
-            "bn_backward": bn_backward}
+            "bn_backward": bn_backward, "to_blocked": to_blocked, "from_blocked": from_blocked}
 
 
 def ready() -> bool:
@@ -279,6 +305,9 @@ def warm() -> bool:
     x3, v = np.ones((1, 2, 8), f), np.ones(2, f)
     batchnorm_forward(x3, v, v, 1e-5, np.empty_like(x3), np.empty_like(v), np.empty_like(v))
     batchnorm_backward(x3, x3, v, v, v, np.empty_like(x3), np.empty_like(v), np.empty_like(v))
+    blocked = np.empty((4, 1, 3, 3, 2), f)
+    to_blocked(x, blocked)
+    from_blocked(blocked, np.empty_like(x))
     for name in ("relu_grad", "relu6_grad", "hardswish_grad"):
         elementwise(name, v, v)
     global _WARM
@@ -338,6 +367,21 @@ def batchnorm_backward(dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, inv: n
     return _run("bn_backward", dy3, x3, mean, inv, gamma, out, dgamma, dbeta,
                 split=(1, 1, 0, 0, 0, None if dx3 is None else 1, 0, 0)
                 if x3.shape[0] == 1 else None)
+
+
+def to_blocked(x: np.ndarray, out: np.ndarray) -> bool:
+    """out (N, C/B, H, W, B) = CHWN x (C, H, W, N) in blocks of B channels; False (nothing
+    written) where the kernel cannot run."""
+    if not enabled() or not _ok(x, out):
+        return False
+    return _run("to_blocked", x, out, split=(1, 2))
+
+
+def from_blocked(a: np.ndarray, out: np.ndarray) -> bool:
+    """out (C, H, W, N) = blocked a (N, C/B, H, W, B); False where the kernel cannot run."""
+    if not enabled() or not _ok(a, out):
+        return False
+    return _run("from_blocked", a, out, split=(2, 1))
 
 
 def elementwise(name: str, *arrays: np.ndarray) -> np.ndarray | None:

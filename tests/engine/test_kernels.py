@@ -249,7 +249,7 @@ def test_warm_loads_every_kernel(monkeypatch):
     calls = _spy_on_kernels(monkeypatch)
     assert kernels.warm()
     assert set(calls) == {"dw_forward", "dw_weight_grad", "dw_input_grad", "bn_forward",
-                          "bn_backward"}
+                          "bn_backward", "to_blocked", "from_blocked"}
     monkeypatch.setenv(kernels.ENV, "numpy")
     assert not kernels.warm()
 
