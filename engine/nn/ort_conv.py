@@ -29,6 +29,7 @@ import threading
 import numpy as np
 
 from . import kernels
+from .ort_kernels import kept_session
 
 _LOCK = threading.Lock()
 _SESSIONS: dict[tuple, object] = {}  # conv geometry -> InferenceSession, None where it failed
@@ -102,15 +103,7 @@ def _session(kernel, stride, dilation, pads, bias: bool):
 
 
 def _kept(key: tuple):
-    sess = _SESSIONS.get(key, False)
-    if sess is False:
-        with _LOCK:
-            sess = _SESSIONS.get(key, False)
-            if sess is False:
-                if len(_SESSIONS) >= _MAX_SESSIONS:
-                    _SESSIONS.clear()
-                sess = _SESSIONS[key] = _build(key)
-    return sess
+    return kept_session(_SESSIONS, key, lambda k: _build(k), _MAX_SESSIONS, _LOCK)
 
 
 def on() -> bool:

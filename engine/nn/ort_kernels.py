@@ -68,16 +68,22 @@ def _build(key: tuple):
         return None
 
 
-def _session(key: tuple):
-    sess = _SESSIONS.get(key, False)
+def kept_session(sessions: dict, key: tuple, build, limit: int, lock=_LOCK):
+    """sessions[key], built by build(key) on first use (None kept where it failed); the
+    store is emptied when it reaches `limit` keys. Shared with engine/nn/ort_conv.py."""
+    sess = sessions.get(key, False)
     if sess is False:
-        with _LOCK:
-            sess = _SESSIONS.get(key, False)
+        with lock:
+            sess = sessions.get(key, False)
             if sess is False:
-                if len(_SESSIONS) >= _MAX_SESSIONS:
-                    _SESSIONS.clear()
-                sess = _SESSIONS[key] = _build(key)
+                if len(sessions) >= limit:
+                    sessions.clear()
+                sess = sessions[key] = build(key)
     return sess
+
+
+def _session(key: tuple):
+    return kept_session(_SESSIONS, key, _build, _MAX_SESSIONS)
 
 
 def _run(key: tuple, x: np.ndarray) -> np.ndarray | None:
