@@ -415,21 +415,31 @@ class Conv2d(Layer):
         (G, Cout/G, kk)."""
         g, og = dyc.shape[:2]
         wn = wo * xp.shape[3]
-        dw = np.zeros((g, og, kk), dyc.dtype)
         # MLAS (g = 1) computes the transposed product (cols @ dyᵀ), summed over the blocks:
         # worth it while the result is small next to the contraction (as in matmul_nt)
-        mlas = g == 1 and kk >= ort_conv.MIN_ROWS and og * kk <= 64 * wn
-        dwt = np.zeros((kk, og), dyc.dtype) if mlas else None
-        for r0, nr, blk in self._row_blocks(xp, kk, ho, wo, owner=self):
-            part = dyc[:, :, r0 * wn:(r0 + nr) * wn]
-            r = None if dwt is None else ort_conv.matmul(blk[0], part[0], trans_b=True)
-            if r is None:
-                dw += matmul_nt(part, blk)
-            else:
-                dwt += r
-        if dwt is not None:
-            dw += dwt.T
-        return dw
+        if not (g == 1 and kk >= ort_conv.MIN_ROWS and og * kk <= 64 * wn):
+            dw = np.zeros((g, og, kk), dyc.dtype)
+            for r0, nr, blk in self._row_blocks(xp, kk, ho, wo, owner=self):
+                dw += matmul_nt(dyc[:, :, r0 * wn:(r0 + nr) * wn], blk)
+            return dw
+        # With several threads the output rows are shared out: each thread builds its own
+        # blocks and runs a one-thread SGEMM on them, and the threads' sums are added at the
+        # end. (One multi-thread SGEMM per block left each NumPy copy fighting the SGEMM's
+        # waking worker for the cores: 2 threads took 1.7× the time of 1, 16 channels 32×32.)
+        sh = self.stride[0]
+        n = min(kernels.threads(), ho, max(1, kk * ho * wn // kernels.MIN_SPLIT))
+        bounds = [ho * k // n for k in range(n + 1)]
+
+        def part(k):
+            lo, hi = bounds[k], bounds[k + 1]
+            dwt = np.zeros((kk, og), dyc.dtype)
+            for r0, nr, blk in self._row_blocks(xp[:, lo * sh:], kk, hi - lo, wo, owner=self):
+                piece = dyc[0, :, (lo + r0) * wn:(lo + r0 + nr) * wn]
+                r = ort_conv.matmul(blk[0], piece, trans_b=True, threads=1 if n > 1 else None)
+                dwt += matmul_nt(piece[None], blk)[0].T if r is None else r
+            return dwt
+
+        return sum(kernels.in_parallel(part, n)).T[None]
 
     def backward(self, dy):
         tag = self._cache[0] if isinstance(self._cache[0], str) else "cols"

@@ -212,16 +212,19 @@ def input_grad(dy4: np.ndarray, w: np.ndarray, dilation, pads, h: int, wd: int
     return dx
 
 
-def matmul(a: np.ndarray, b: np.ndarray, trans_b: bool = False) -> np.ndarray | None:
+def matmul(a: np.ndarray, b: np.ndarray, trans_b: bool = False, threads: int | None = None
+           ) -> np.ndarray | None:
     """a @ b, or a @ bᵀ, by MLAS's SGEMM (2-D float32; b copied when not contiguous); None
     where it cannot run. For the engine's convolution products with a tall result: the weight
     gradient colsᵀ-side (Cin·kh·kw × Cout from a contraction over Ho·Wo·N) and col2im's Wᵀ @ dy
     run 1.1-2.9× faster than OpenBLAS at 16-128 channels (python bench/bench_nets.py); a wide,
-    short result (W @ cols) is faster in OpenBLAS and stays there."""
+    short result (W @ cols) is faster in OpenBLAS and stays there. `threads`: the session's
+    (default kernels.threads()); 1 for a product that is one part of a kernels.in_parallel
+    split."""
     if not on() or a.dtype != np.float32 or b.dtype != np.float32 or a.ndim != 2 \
             or b.ndim != 2:
         return None
-    sess = _kept(("gemm", bool(trans_b), kernels.threads()))
+    sess = _kept(("gemm", bool(trans_b), threads or kernels.threads()))
     if sess is None:
         return None
     try:

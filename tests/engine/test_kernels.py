@@ -207,12 +207,15 @@ def test_batchnorm_compiled_matches_finite_differences(monkeypatch):
     ("Conv2d", {"out_channels": 7, "groups": 7, "kernel_size": [3, 3], "padding": "same"}),
     ("Conv2d", {"out_channels": 7, "groups": 7, "kernel_size": [3, 3], "stride": [2, 2]}),
     ("BatchNorm2d", {}),
+    ("ReLU", {}),
+    ("HardSwish", {}),
 ])
 @pytest.mark.parametrize("layout", ["nchw", "chwn"])
 def test_channels_split_over_threads_give_the_same_numbers(monkeypatch, type_name, params,
                                                           layout):
     """Three threads, each on its own range of the (independent) channels, write bit for bit
-    what one thread writes (an NCHW BatchNorm input is not split: its channels are strided)."""
+    what one thread writes (an NCHW BatchNorm input is not split: its channels are strided;
+    an element-wise gradient is cut along its outermost memory axis)."""
     monkeypatch.delenv(kernels.ENV, raising=False)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     rng = np.random.default_rng(2)
@@ -223,6 +226,7 @@ def test_channels_split_over_threads_give_the_same_numbers(monkeypatch, type_nam
     out = []
     for min_split in (1 << 40, 1):
         monkeypatch.setattr(kernels, "MIN_SPLIT", min_split)
+        monkeypatch.setattr(kernels, "MIN_SPLIT_PASS", min_split)
         y = layer.forward([x], training=True)
         (dx,) = layer.backward(np.cos(y))
         out.append((y, dx, *[layer.grads[k].copy() for k in sorted(layer.grads)]))

@@ -63,9 +63,14 @@ def _step(layer, x, dy):
     return y, dx, {k: v.copy() for k, v in layer.grads.items()}
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("params,shape", CASES)
-def test_blocked_conv_training_equals_float64_numpy(monkeypatch, params, shape):
+def test_blocked_conv_training_equals_float64_numpy(monkeypatch, params, shape, threads):
+    """With 3 threads the weight gradient's output rows are shared out (uneven ranges), each
+    thread summing its own one-thread SGEMMs."""
     _block()
+    monkeypatch.setattr(kernels, "threads", lambda: threads)
+    monkeypatch.setattr(kernels, "MIN_SPLIT", 1)
     spy = _Spy(monkeypatch)
     n = 5  # odd: the batch is never blocked
     layer = make_layer("Conv2d", params, [shape], dtype=np.float32)
