@@ -60,6 +60,7 @@ import numpy as np
 sys.path.insert(0, ROOT)
 
 from engine.graph import Graph
+from engine.nn import parallel
 from engine.nn.losses import softmax_cross_entropy
 from engine.nn.network import Network
 from engine.nn.optim import make_optimizer
@@ -113,10 +114,17 @@ def make_data(shape, n: int, seed: int = 0):
 
 
 def engine_train(net, opt, x, y):
+    """The engine's training step as engine.nn.train runs it: in shards over the threads
+    where parallel.runner says so (nn/parallel.py), else forward and backward on one."""
+    sharded = parallel.runner(net, len(x))
+
     def step():
-        z = net.forward(x, training=True, logits=True)
-        _, dz = softmax_cross_entropy(z, y)
-        net.backward(dz, from_logits=True, input_grad=False)
+        if sharded is not None:
+            sharded.step(x, y)
+        else:
+            z = net.forward(x, training=True, logits=True)
+            _, dz = softmax_cross_entropy(z, y)
+            net.backward(dz, from_logits=True, input_grad=False)
         opt.step()
     return step
 
@@ -214,13 +222,16 @@ def profile(net: Network, graph: Graph, x, y, steps: int, peak: float, top: int)
     by_type: dict[str, float] = {}
     for r in rows:
         by_type[r[2]] = by_type.get(r[2], 0.0) + r[0]
+    shards = parallel.shard_count(net, len(x)) if parallel.runner(net, len(x)) else 1
+    cut = (f" (in {shards} shards of the batch, one per thread: the layers' times are shard "
+           f"0's, which waits for the others at each BatchNorm)" if shards > 1 else "")
     print(f"  engine training step {total:.1f} ms (median of {steps}); layers {layer_sum:.1f} ms,"
-          f" loss + Adam + overhead {total - layer_sum:.1f} ms")
+          f" loss + Adam + overhead {total - layer_sum:.1f} ms{cut}")
     print("  by type: " + ", ".join(f"{t} {ms:.1f} ms ({100 * ms / total:.0f}%)" for t, ms in
                                     sorted(by_type.items(), key=lambda kv: -kv[1])))
     print(f"  {'layer':<28}{'type':<18}{'fwd ms':>8}{'bwd ms':>8}{'% step':>8}"
           f"{'fwd GF/s':>10}{'bwd GF/s':>10}")
-    bs = x.shape[0]
+    bs = x.shape[0] // shards  # the samples the timed layers ran on (shard 0)
     for tot, nid, t, f, b, macs in sorted(rows, reverse=True)[:top]:
         gf = gb = ""
         if t in ("Conv2d", "Linear") and macs:

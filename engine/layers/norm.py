@@ -36,6 +36,10 @@ class BatchNorm2d(Layer):
         Param("momentum", FLOAT, 0.1, "Weight of the new batch in the running statistics "
               "(PyTorch's convention).", min=0.0, max=1.0),
     )
+    # the statistics are the whole batch's: in a data-parallel step (engine/nn/parallel.py)
+    # each shard's copy gets `shard` (a ShardSync) and its partial sums are added up
+    syncs_batch = True
+    shard = None
 
     def output_shape(self, in_shapes):
         (shape,) = in_shapes
@@ -114,6 +118,8 @@ class BatchNorm2d(Layer):
         y3 = np.empty_like(x3)
         mean, var = np.empty(c, x3.dtype), np.empty(c, x3.dtype)
         gamma = wts["weight"].astype(x3.dtype, copy=False)
+        if self.shard is not None:
+            return self._forward_shard(x3, y3, perm, x.shape)
         if kernels.batchnorm_forward(x3, gamma, wts["bias"].astype(x3.dtype, copy=False),
                                      self.eps, y3, mean, var):  # compiled, one channel at a time
             return self._train_stats(x3, y3, perm, x.shape, mean, var, m)
@@ -127,16 +133,62 @@ class BatchNorm2d(Layer):
             d += wts["bias"][cs, None]
         return self._train_stats(x3, y3, perm, x.shape, mean, var, m)
 
+    def _forward_shard(self, x3, y3, perm, shape):
+        """Training forward of one shard of a batch with the whole batch's statistics: each
+        shard's channel sums and squared deviations about its own mean (two passes, float64)
+        are added up once, the variance about the batch mean following from them (Chan et
+        al.'s combination: Σq + Σ m_k·μ_k² − M·μ²)."""
+        dt, wts = x3.dtype.type, self.weights
+        mk = np.float64(x3.shape[0] * x3.shape[2])
+        sums = kernels.batchnorm_sums(x3)
+        s = _channel_sums(x3).astype(np.float64) if sums is None else sums[0]
+        mu = s / mk
+        sums = kernels.batchnorm_sums(x3, mu)
+        if sums is None:
+            q = np.zeros(x3.shape[1], np.float64)
+            for cs in _channel_blocks(x3):
+                d = y3[:, cs]
+                np.subtract(x3[:, cs], mu[cs, None].astype(x3.dtype), out=d)
+                q[cs] = _rowdot(d, d)[:, :, 0].sum(axis=0)
+        else:
+            q = sums[1]
+        s, m, q, sq = self.shard.add(s, mk, q, mk * mu * mu)
+        mean64 = s / m
+        var = (np.maximum(q + sq - m * mean64 * mean64, 0) / m).astype(x3.dtype)
+        mean = mean64.astype(x3.dtype)
+        sc = (wts["weight"] / np.sqrt(var + dt(self.eps))).astype(x3.dtype)
+        sh = wts["bias"] - mean * sc
+        if not kernels.batchnorm_affine(x3, sc, sh, y3):
+            for cs in _channel_blocks(x3):
+                d = y3[:, cs]
+                np.multiply(x3[:, cs], sc[cs, None], out=d)
+                d += sh[cs, None]
+        return self._train_stats(x3, y3, perm, shape, mean, var, int(m))
+
     def _train_stats(self, x3, y3, perm, shape, mean, var, m):
-        """Update the running statistics, keep what backward reads, return the output."""
-        wts, dt = self.weights, x3.dtype.type
+        """Update the running statistics (once per batch: by the first shard of a sharded
+        step), keep what backward reads, return the output."""
+        dt = x3.dtype.type
         inv = 1 / np.sqrt(var + dt(self.eps))
+        self._update_running(mean, var, m)
+        self._cache = (x3, perm, shape, mean, inv, m)
+        return _from_channel_view(y3, perm, shape)
+
+    def _update_running(self, mean, var, m) -> None:
+        if self.shard is not None and not self.shard.first:
+            return
+        wts = self.weights
         mo = np.float32(self.momentum)
         unbiased = var * np.float32(m / max(m - 1, 1))  # PyTorch keeps the unbiased variance
         wts["running_mean"][...] = (1 - mo) * wts["running_mean"] + mo * mean
         wts["running_var"][...] = (1 - mo) * wts["running_var"] + mo * unbiased
-        self._cache = (x3, perm, shape, mean, inv, m)
-        return _from_channel_view(y3, perm, shape)
+
+    def _keep_grads(self, dgamma, dbeta) -> None:
+        """dγ, dβ (the whole batch's): kept by one shard only, since a sharded step adds up
+        the shards' weight gradients."""
+        if not self.frozen and (self.shard is None or self.shard.first):
+            self.grads["weight"] = dgamma
+            self.grads["bias"] = dbeta
 
     def backward(self, dy):
         if isinstance(self._cache[0], str):  # "fixed" (comparing an array to it is an error)
@@ -153,23 +205,28 @@ class BatchNorm2d(Layer):
         dx3 = np.empty_like(x3, np.result_type(x3, dy3))
         dgamma, dbeta = np.empty(c, dx3.dtype), np.empty(c, dx3.dtype)
         gamma = self.weights["weight"].astype(dx3.dtype, copy=False)
-        if kernels.batchnorm_backward(dy3, x3, mean.astype(dx3.dtype, copy=False),
-                                      inv.astype(dx3.dtype, copy=False), gamma, dx3, dgamma,
-                                      dbeta):  # compiled, one channel at a time
-            if not self.frozen:
-                self.grads["weight"] = dgamma
-                self.grads["bias"] = dbeta
+        if self.shard is None and kernels.batchnorm_backward(
+                dy3, x3, mean.astype(dx3.dtype, copy=False), inv.astype(dx3.dtype, copy=False),
+                gamma, dx3, dgamma, dbeta):  # compiled, one channel at a time
+            self._keep_grads(dgamma, dbeta)
             return [_from_channel_view(dx3, perm, shape)]
-        dbeta = _channel_sums(dy3)
-        sxy = _rowdot(dy3, x3)[:, :, 0].sum(axis=0)  # Σ dy·x per channel
+        sums = kernels.batchnorm_sums(dy3, b3=x3) if self.shard is not None else None
+        if sums is None:
+            dbeta = _channel_sums(dy3)
+            sxy = _rowdot(dy3, x3)[:, :, 0].sum(axis=0)  # Σ dy·x per channel
+        else:
+            dbeta, sxy = sums
+        if self.shard is not None:  # the whole batch's sums
+            dbeta, sxy = (a.astype(dx3.dtype) for a in self.shard.add(
+                dbeta.astype(np.float64), sxy.astype(np.float64)))
         dgamma = (sxy - mean * dbeta) * inv  # Σ dy·x̂
-        if not self.frozen:
-            self.grads["weight"] = dgamma
-            self.grads["bias"] = dbeta
+        self._keep_grads(dgamma, dbeta)
         # dx = γ·inv/m · (m·dy − Σdy − x̂·Σdy·x̂) = A·dy + B·x + C per channel
         ca = self.weights["weight"] * inv
         cb = -ca * inv * dgamma * dt(1 / m)
         cc = -ca * dbeta * dt(1 / m) - cb * mean
+        if self.shard is not None and kernels.batchnorm_affine(dy3, ca, cc, dx3, x3, cb):
+            return [_from_channel_view(dx3, perm, shape)]
         for cs, (buf,) in _channel_tiles(x3):
             d = dx3[:, cs]
             np.multiply(dy3[:, cs], ca[cs, None], out=d)
@@ -187,16 +244,23 @@ class BatchNorm2d(Layer):
             if training:
                 self._cache = ("fixed", scale)
             return x * self._bc(scale, x) + self._bc(shift, x)
-        mean = x.mean(axis=0)  # follows x's dtype (float32 in production)
-        xc = x - mean
-        var = (xc * xc).mean(axis=0)
+        if self.shard is None:
+            m = x.shape[0]
+            mean = x.mean(axis=0)  # follows x's dtype (float32 in production)
+            xc = x - mean
+            var = (xc * xc).mean(axis=0)
+        else:  # one shard of a batch: the whole batch's statistics (see _forward_shard)
+            mk = np.float64(x.shape[0])
+            mu = x.sum(axis=0, dtype=np.float64) / mk
+            d = x - mu
+            s, m, q, sq = self.shard.add(mu * mk, mk, (d * d).sum(axis=0), mk * mu * mu)
+            mean64 = s / m
+            var = (np.maximum(q + sq - m * mean64 * mean64, 0) / m).astype(x.dtype)
+            mean, m = mean64.astype(x.dtype), int(m)
+            xc = x - mean
         inv = 1 / np.sqrt(var + np.float32(self.eps))
         xhat = xc * inv
-        m = x.shape[0]
-        mo = np.float32(self.momentum)
-        unbiased = var * np.float32(m / max(m - 1, 1))
-        wts["running_mean"][...] = (1 - mo) * wts["running_mean"] + mo * mean
-        wts["running_var"][...] = (1 - mo) * wts["running_var"] + mo * unbiased
+        self._update_running(mean, var, m)
         self._cache = (xhat, inv, m)
         return xhat * wts["weight"] + wts["bias"]
 
@@ -205,9 +269,10 @@ class BatchNorm2d(Layer):
         self._cache = None
         dgamma = (dy * xhat).sum(axis=0)
         dbeta = dy.sum(axis=0)
-        if not self.frozen:
-            self.grads["weight"] = dgamma
-            self.grads["bias"] = dbeta
+        if self.shard is not None:  # the whole batch's sums
+            dgamma, dbeta = (a.astype(dy.dtype) for a in self.shard.add(
+                dgamma.astype(np.float64), dbeta.astype(np.float64)))
+        self._keep_grads(dgamma, dbeta)
         g = self.weights["weight"] * inv / m
         return [g * (m * dy - dbeta - xhat * dgamma)]
 

@@ -21,6 +21,7 @@ so the GUI thread never waits for a compile. Tests run both paths (tests/engine/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -212,6 +213,42 @@ def _define(cache: bool) -> dict:
                 for i in range(l_):
                     out[i] = ca * d[i] + cb * xr[i] + cc
 
+    # BatchNorm in one shard of a data-parallel step (engine/nn/parallel.py): the per-channel
+    # sums the shards add up (float64), and the passes that use the whole batch's statistics
+
+    @njit(**reduce)
+    def bn_sums(a3, b3, mean, s, q):  # pragma: no cover - compiled
+        # s = Σ a; q = Σ (a - mean)² (mean given), or Σ a·b (b3 given: dy, x)
+        a_, c_, l_ = a3.shape
+        centre, cross = mean.shape[0] > 0, b3.shape[0] > 0
+        for c in range(c_):
+            t, u = 0.0, 0.0
+            mu = mean[c] if centre else 0.0
+            for a in range(a_):
+                row = a3[a, c]
+                other = b3[a, c] if cross else row
+                for i in range(l_):
+                    t += row[i]
+                    d = row[i] - mu
+                    u += d * other[i] if cross else d * d
+            s[c], q[c] = t, u
+
+    @njit(**opts)
+    def bn_affine(a3, b3, ca, cb, cc, out):  # pragma: no cover - compiled
+        # out = ca·a + cb·b + cc per channel (b3 empty: out = ca·a + cc)
+        a_, c_, l_ = a3.shape
+        two = b3.shape[0] > 0
+        for c in range(c_):
+            for a in range(a_):
+                row, o = a3[a, c], out[a, c]
+                if two:
+                    other = b3[a, c]
+                    for i in range(l_):
+                        o[i] = ca[c] * row[i] + cb[c] * other[i] + cc[c]
+                else:
+                    for i in range(l_):
+                        o[i] = ca[c] * row[i] + cc[c]
+
     # CHWN memory <-> ONNX Runtime's blocked NCHWc memory (N, C/B, H, W, B) for its dense
     # convolution (engine/nn/ort_conv.py); each loop writes contiguous runs (B values, or N)
 
@@ -263,7 +300,8 @@ def _define(cache: bool) -> dict:
     return {"dw_forward": dw_forward, "dw_weight_grad": dw_weight_grad,
             "dw_input_grad": dw_input_grad, "relu_grad": relu_grad, "relu6_grad": relu6_grad,
             "hardswish_grad": hardswish_grad, "bn_forward": bn_forward,
-            "bn_backward": bn_backward, "to_blocked": to_blocked, "from_blocked": from_blocked}
+            "bn_backward": bn_backward, "bn_sums": bn_sums, "bn_affine": bn_affine,
+            "to_blocked": to_blocked, "from_blocked": from_blocked}
 
 
 def ready() -> bool:
@@ -369,6 +407,34 @@ def batchnorm_backward(dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, inv: n
                 if x3.shape[0] == 1 else None)
 
 
+def batchnorm_sums(a3: np.ndarray, mean: np.ndarray | None = None,
+                   b3: np.ndarray | None = None):
+    """Per channel of the (A, C, L) view a3, in float64: (Σa, Σ(a − mean)²) with `mean`, (Σa,
+    Σa·b) with `b3`, else (Σa, Σa²); None where the kernel cannot run."""
+    c = a3.shape[1]
+    empty3 = np.empty((0, 0, 0), a3.dtype)
+    arrays = [a for a in (a3, b3) if a is not None]
+    if not enabled() or not _ok(*arrays) or (b3 is not None and b3.dtype != a3.dtype):
+        return None
+    s, q = np.empty(c), np.empty(c)
+    m = np.empty(0) if mean is None else np.ascontiguousarray(mean, np.float64)
+    if not _run("bn_sums", a3, empty3 if b3 is None else b3, m, s, q):
+        return None
+    return s, q
+
+
+def batchnorm_affine(a3: np.ndarray, ca, cc, out: np.ndarray, b3: np.ndarray | None = None,
+                     cb=None) -> bool:
+    """out = ca·a3 (+ cb·b3) + cc, per channel of the (A, C, L) views; False where the kernel
+    cannot run."""
+    arrays = [a for a in (a3, b3, out) if a is not None]
+    if not enabled() or not _ok(*arrays) or any(a.dtype != out.dtype for a in arrays):
+        return False
+    dt = out.dtype
+    coef = [np.ascontiguousarray(v, dt) for v in (ca, ca if cb is None else cb, cc)]
+    return _run("bn_affine", a3, np.empty((0, 0, 0), dt) if b3 is None else b3, *coef, out)
+
+
 def to_blocked(x: np.ndarray, out: np.ndarray) -> bool:
     """out (N, C/B, H, W, B) = CHWN x (C, H, W, N) in blocks of B channels; False (nothing
     written) where the kernel cannot run."""
@@ -414,11 +480,29 @@ def _geometry(stride, dilation, pads) -> tuple[int, ...]:
             int(pads[1]))
 
 
+_LOCAL = threading.local()  # .one: this thread runs one shard of a step (nn/parallel.py)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Within it, threads() is 1 on this thread: the kernels, ONNX Runtime's sessions and the
+    weight gradient's split run on it alone (a shard of a data-parallel step)."""
+    before = getattr(_LOCAL, "one", False)
+    _LOCAL.one = True
+    try:
+        yield
+    finally:
+        _LOCAL.one = before
+
+
 def threads() -> int:
     """The threads the engine uses (its compiled kernels, its ONNX Runtime inference): the BLAS
     setting it was started with (OPENBLAS / OMP / MKL_NUM_THREADS), else the cores this process
-    may use (runtime.default_threads), at most 16."""
+    may use (runtime.default_threads), at most 16; 1 inside one_thread()."""
     from ..onnx.runtime import default_threads
+
+    if getattr(_LOCAL, "one", False):
+        return 1
 
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         try:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import TrainingError
+from . import parallel
 from .inference import infer
 from .losses import softmax_cross_entropy
 from .network import Network
@@ -227,6 +228,7 @@ def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, rec
                for k, a in layer.weights.items()
                if not layer.trainable_flags.get(k, True)}
     bs = config.batch_size
+    sharded = parallel.runner(net, min(bs, len(x)))  # None: one thread runs each step
     batches = max(1, math.ceil(len(x) / bs))
     total_steps = batches * config.epochs
     t_start = time.perf_counter()
@@ -245,8 +247,11 @@ def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, rec
             if batch_transform is not None:
                 xb = batch_transform(xb, aug_rng)
             saved = [a.copy() for a in buffers.values()]
-            z = net.forward(xb, training=True, logits=True)
-            loss, dz = softmax_cross_entropy(z, yb)
+            if sharded is not None:  # forward, loss and backward in shards (nn/parallel.py)
+                loss, z = sharded.step(xb, yb)
+            else:
+                z = net.forward(xb, training=True, logits=True)
+                loss, dz = softmax_cross_entropy(z, yb)
             bad_buf = next((k for k, a in buffers.items() if not np.isfinite(a).all()), None)
             if bad_buf is not None:
                 _restore(buffers, saved)
@@ -258,7 +263,8 @@ def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, rec
                 return _stop(history, t_start, f"the loss became {loss} in epoch {epoch}, batch "
                              f"{b + 1}; training stopped and the last good weights were kept. "
                              f"Try a smaller learning rate (now {base_lr:g}).")
-            net.backward(dz, from_logits=True, input_grad=False)  # weight grads only
+            if sharded is None:
+                net.backward(dz, from_logits=True, input_grad=False)  # weight grads only
             bad = next((p for p in params if p.grad is not None
                         and not np.isfinite(p.grad).all()), None)
             if bad is not None:

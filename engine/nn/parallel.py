@@ -1,0 +1,211 @@
+"""Data-parallel training steps: the batch cut into one shard per thread, each shard's forward
+and backward run by its own copy of the layers (the weights shared, not copied), BatchNorm's
+batch statistics and its gradient sums added up over the shards, the weight gradients summed
+at the end. The result is the one-thread step's to float32 rounding (the same loss, gradients
+and running statistics; Dropout draws its masks from a generator per shard).
+
+Why: a training step is a chain of short calls into three thread pools (OpenBLAS, ONNX
+Runtime, the kernels' split). Between calls their threads sleep, and waking one costs ~0.1 ms
+on a 2-core VM, so a layer's 2-thread kernels scale poorly: small_resnet's step (batch 64) took
+94 ms at 2 threads against 108 at 1. Two shards of 32, each on one thread with one-thread
+kernels, keep both cores busy for the whole step (python bench/bench_nets.py).
+
+    runner = parallel.runner(net, batch_size)   # None: one thread runs the step
+    loss, logits = runner.step(x, y)            # grads in net.layers[id].grads, as backward
+
+Used for steps of at least MIN_MACS multiply-adds (small nets lose more to the GIL and the
+hand-offs than they gain) and with threadpoolctl, which holds OpenBLAS at one thread while the
+shards run. CNND_PARALLEL=0 switches it off.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+
+import numpy as np
+
+from . import kernels
+from .losses import softmax_cross_entropy
+
+ENV = "CNND_PARALLEL"  # "0": one thread runs every training step
+MIN_SHARD = 8  # samples per shard below which the batch is not cut
+MIN_MACS = 300e6  # forward multiply-adds of a step below which one thread runs it:
+# LeNet-5 (27 M at batch 64) and mobile_se (64 M) are slower in shards; small_resnet (870 M)
+# runs in 0.57x the one-thread time
+_CONTROLLER = None
+_CONTROLLER_LOCK = threading.Lock()
+
+
+def _blas_controller():
+    """threadpoolctl's controller (found once), or None where it is not installed."""
+    global _CONTROLLER
+    with _CONTROLLER_LOCK:
+        if _CONTROLLER is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:  # pragma: no cover - a dependency
+                _CONTROLLER = False
+            else:
+                _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER or None
+
+
+def shard_count(net, batch_size: int) -> int:
+    """How many shards a training step of `batch_size` samples runs in (1: not cut)."""
+    if os.environ.get(ENV, "").strip() == "0":
+        return 1
+    n = min(kernels.threads(), batch_size // MIN_SHARD)
+    if n < 2 or net.validation.macs * batch_size < MIN_MACS:
+        return 1
+    return n
+
+
+def runner(net, batch_size: int) -> Runner | None:
+    """A Runner for training `net` at `batch_size`, or None where one thread should run it."""
+    n = shard_count(net, batch_size)
+    if n < 2 or _blas_controller() is None:
+        return None
+    return Runner(net, n)
+
+
+class _Sums:
+    """Adds up per-shard arrays: every shard calls add(k, arrays) and gets the totals, summed in
+    shard order (the same on every shard). Two alternating slots: a shard cannot be two calls
+    ahead of another, since each call waits for all of them."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.barrier = threading.Barrier(n)
+        self.slots = [[None] * n, [None] * n]
+        self.calls = [0] * n
+
+    def add(self, k: int, arrays: tuple) -> tuple:
+        slot = self.slots[self.calls[k] % 2]
+        self.calls[k] += 1
+        slot[k] = arrays
+        self.barrier.wait()
+        total = list(slot[0])
+        for other in slot[1:]:
+            total = [a + b for a, b in zip(total, other)]
+        return tuple(total)
+
+
+class ShardSync:
+    """What a layer that couples the samples of a batch (BatchNorm) sees during a sharded
+    step: its shard `k` of `n`, the whole batch's size, and `sums` to add its partial sums."""
+
+    def __init__(self, sums: _Sums, k: int, batch: int):
+        self.sums, self.k, self.batch = sums, k, batch
+
+    @property
+    def first(self) -> bool:  # the shard that writes what is written once (running stats)
+        return self.k == 0
+
+    def add(self, *arrays: np.ndarray) -> tuple:
+        return self.sums.add(self.k, arrays)
+
+
+class Runner:
+    def __init__(self, net, n: int):
+        self.net, self.n = net, n
+        self.replicas = [_replica(net, k) for k in range(1, n)]
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Forward, softmax cross-entropy and backward (weight gradients only) of one batch in
+        shards; returns (mean loss, logits (N, ...)) as one thread would."""
+        n = min(self.n, len(x) // MIN_SHARD) if len(x) >= 2 * MIN_SHARD else 1
+        net = self.net
+        if n < 2:
+            z = net.forward(x, training=True, logits=True)
+            loss, dz = softmax_cross_entropy(z, y)
+            net.backward(dz, from_logits=True, input_grad=False)
+            return loss, z
+        bounds = [len(x) * k // n for k in range(n + 1)]
+        nets = [net] + self.replicas[:n - 1]
+        for r in nets[1:]:
+            _follow(r, net)
+        sums = _Sums(n)
+        sync_ids = [nid for nid, layer in net.layers.items()
+                    if getattr(layer, "syncs_batch", False)]
+        out: list = [None] * n
+
+        def shard(k):
+            lo, hi = bounds[k], bounds[k + 1]
+            part, sync = nets[k], ShardSync(sums, k, len(x))
+            try:
+                with kernels.one_thread():
+                    for nid in sync_ids:
+                        part.layers[nid].shard = sync
+                    z = part.forward(x[lo:hi], training=True, logits=True)
+                    loss, dz = softmax_cross_entropy(z, y[lo:hi])
+                    dz *= np.float32((hi - lo) / len(x))
+                    part.backward(dz, from_logits=True, input_grad=False)
+                out[k] = (loss * (hi - lo) / len(x), z)
+            except BaseException as exc:  # noqa: BLE001 - handed back, raised below
+                sums.barrier.abort()  # the other shards stop waiting for this one
+                out[k] = exc
+            finally:
+                for nid in sync_ids:
+                    part.layers[nid].shard = None
+
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            kernels.in_parallel(shard, n)
+        errors = [o for o in out if isinstance(o, BaseException)]
+        if errors:  # the shard that failed first, not one that only saw the barrier break
+            raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)),
+                       errors[0])
+        # the weight gradients: the main net's plus each replica's, summed in one group of
+        # layers per thread (ResNet-18's 11 M: ~12 ms on one)
+        todo = [nid for nid, layer in net.layers.items()
+                if any(r.layers[nid].grads for r in nets[1:])]
+        groups, loads = [[] for _ in range(n)], [0] * n
+        for nid in sorted(todo, key=lambda i: -sum(g.size for g in net.layers[i].grads.values())):
+            k = loads.index(min(loads))
+            groups[k].append(nid)
+            loads[k] += sum(g.size for g in net.layers[nid].grads.values()) or 1
+
+        def add_up(k):
+            for nid in groups[k]:
+                main = net.layers[nid]
+                for r in nets[1:]:
+                    layer = r.layers[nid]
+                    for key, g in layer.grads.items():
+                        have = main.grads.get(key)
+                        main.grads[key] = g if have is None else have + g
+                    layer.grads.clear()
+
+        kernels.in_parallel(add_up, n)
+        loss = float(sum(o[0] for o in out))
+        return loss, np.concatenate([o[1] for o in out])
+
+
+def _replica(net, k: int):
+    """A copy of `net` whose layers share its weights (the same dicts) but keep their own
+    gradients, caches and work arrays; Dropout gets a generator of its own (seeded from the
+    layer's, so a seeded training stays reproducible)."""
+    r = copy.copy(net)
+    r.layers = {}
+    for nid, layer in net.layers.items():
+        c = copy.copy(layer)
+        c.grads = {}
+        c.__dict__.pop("_cache", None)
+        c.__dict__.pop("_scratch", None)
+        rng = layer.__dict__.get("rng")
+        if isinstance(rng, np.random.Generator):
+            c.rng = np.random.default_rng([int(rng.integers(1 << 62)), k])
+        r.layers[nid] = c
+    r.timings = None
+    r._fp_cache = None
+    return r
+
+
+def _follow(replica, net) -> None:
+    """Bring a replica's per-layer switches in line with the net's (frozen, need_dx)."""
+    for nid, layer in net.layers.items():
+        c = replica.layers[nid]
+        c.frozen = layer.frozen
+        c.weights = layer.weights
+    replica._through_frozen = net._through_frozen
+    replica._fp_cache = None
