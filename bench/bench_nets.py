@@ -306,13 +306,16 @@ def _rss_mb() -> float:
 
 def run_memory_child(name: str, side: str) -> None:
     """One side's training step in this (fresh) process: prints RSS before and peak after
-    (and, for the engine, the RSS its compiled kernels' loading added first: a library's
-    one-off cost, like importing torch on the other side, not the step's)."""
-    from engine.nn import kernels
+    (and, for the engine, the RSS its compiled kernels' and ONNX Runtime's loading added
+    first: the libraries' one-off cost, like importing torch on the other side, not the
+    step's; ONNX Runtime is loaded by ort_conv's probe of its blocked kernel)."""
+    from engine.nn import kernels, ort_conv
 
     r0 = _rss_mb()
-    loaded = side == "engine" and kernels.warm()
-    kernel_mb = _rss_mb() - r0 if loaded else 0.0
+    if side == "engine":
+        kernels.warm()
+        ort_conv.block()
+    kernel_mb = _rss_mb() - r0 if side == "engine" else 0.0
     graph = build_graph(name)
     net, opt = engine_side(graph)
     x, y = make_data(net.input_shape, TRAIN_BS, 1)
@@ -320,7 +323,7 @@ def run_memory_child(name: str, side: str) -> None:
         step = engine_train(net, opt, x, y)
     else:
         import torch
-        torch.set_num_threads(1)
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         model, topt, logits = torch_side(graph, net)
         del net, opt
         step = torch_train(model, topt, logits, x, y)
@@ -332,16 +335,23 @@ def run_memory_child(name: str, side: str) -> None:
 
 
 def run_memory(args) -> None:
-    print("\npeak RSS of a training step at batch 64 (MB above the process's RSS after building "
-          "the net and data; each side in a fresh process, 1 thread)")
+    for n in [int(t) for t in str(args.threads).split(",")]:
+        _memory_at(args, n)
+
+
+def _memory_at(args, threads: int) -> None:
+    print(f"\npeak RSS of a training step at batch 64 (MB above the process's RSS after "
+          f"building the net and data; each side in a fresh process, {threads} thread(s): at 2+ "
+          f"the engine's step runs in shards, nn/parallel.py)")
     print(f"{'net':<14}{'engine MB':>10}{'torch MB':>10}{'engine/torch':>13}"
-          f"{'| loading compiled kernels MB (once per process)':>49}")
+          f"{'| loading kernels + ONNX Runtime MB (once per process)':>55}")
     for name in args.nets:
         got = {}
         for side in ("engine", "torch"):
             if side == "torch" and args.no_torch:
                 continue
-            env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads),
+                       OMP_NUM_THREADS=str(threads))
             out = subprocess.run([sys.executable, __file__, "--memory-child", name, side], check=False,
                                  capture_output=True, text=True, env=env)
             if out.returncode:
@@ -353,7 +363,7 @@ def run_memory(args) -> None:
                 got["kernels"] = kmb
         e, t = got.get("engine"), got.get("torch")
         ratio = f"{e / t:12.2f}x" if e and t else f"{'':13}"
-        print(f"{name:<14}{e or 0:10.1f}{t or 0:10.1f}{ratio}{got.get('kernels', 0):12.1f}",
+        print(f"{name:<14}{e or 0:10.1f}{t or 0:10.1f}{ratio}{got.get('kernels', 0):14.1f}",
               flush=True)
 
 

@@ -249,6 +249,19 @@ def _define(cache: bool) -> dict:
                     for i in range(l_):
                         o[i] = ca[c] * row[i] + cc[c]
 
+    # Adam's update in one pass over w, g, m, v (NumPy: ten passes over 1 MB chunks), with
+    # NumPy's float32 operations in NumPy's order, so the results are bit for bit the same
+
+    @njit(**opts)
+    def adam(w, g, m, v, b1, b2, step, eps):  # pragma: no cover - compiled; 1-D float32
+        c1, c2 = np.float32(1) - b1, np.float32(1) - b2
+        for i in range(w.size):
+            gi = g[i]
+            mi = m[i] * b1 + gi * c1
+            vi = v[i] * b2 + (gi * gi) * c2
+            m[i], v[i] = mi, vi
+            w[i] -= (mi * step) / (np.sqrt(vi) + eps)
+
     # CHWN memory <-> ONNX Runtime's blocked NCHWc memory (N, C/B, H, W, B) for its dense
     # convolution (engine/nn/ort_conv.py); each loop writes contiguous runs (B values, or N)
 
@@ -300,7 +313,7 @@ def _define(cache: bool) -> dict:
     return {"dw_forward": dw_forward, "dw_weight_grad": dw_weight_grad,
             "dw_input_grad": dw_input_grad, "relu_grad": relu_grad, "relu6_grad": relu6_grad,
             "hardswish_grad": hardswish_grad, "bn_forward": bn_forward,
-            "bn_backward": bn_backward, "bn_sums": bn_sums, "bn_affine": bn_affine,
+            "bn_backward": bn_backward, "bn_sums": bn_sums, "bn_affine": bn_affine, "adam": adam,
             "to_blocked": to_blocked, "from_blocked": from_blocked}
 
 
@@ -433,6 +446,18 @@ def batchnorm_affine(a3: np.ndarray, ca, cc, out: np.ndarray, b3: np.ndarray | N
     dt = out.dtype
     coef = [np.ascontiguousarray(v, dt) for v in (ca, ca if cb is None else cb, cc)]
     return _run("bn_affine", a3, np.empty((0, 0, 0), dt) if b3 is None else b3, *coef, out)
+
+
+def adam_update(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, b1, b2, step,
+                eps) -> bool:
+    """Adam's in-place update of float32 w, m, v from g (engine/nn/optim.py's _adam_update in
+    one pass, the same numbers); False where the kernel cannot run."""
+    arrays = (w, g, m, v)
+    if not enabled() or not _ok(*arrays) or w.dtype != np.float32 \
+            or any(a.shape != w.shape for a in arrays):
+        return False
+    f = np.float32
+    return _run("adam", *(a.reshape(-1) for a in arrays), f(b1), f(b2), f(step), f(eps))
 
 
 def to_blocked(x: np.ndarray, out: np.ndarray) -> bool:

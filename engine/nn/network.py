@@ -140,12 +140,15 @@ class Network:
         return outs[self.output_id][0]
 
     def backward(self, dy: np.ndarray, from_logits: bool = False,
-                 input_grad: bool = True, capture: Collection[str] = ()) -> np.ndarray | None:
+                 input_grad: bool = True, capture: Collection[str] = (),
+                 on_grads=None) -> np.ndarray | None:
         """Backpropagate dL/d(output) (or dL/d(logits) with from_logits); returns dL/d(input),
         or None with input_grad=False: layers fed only by the input (or by frozen layers)
         then skip their own input gradient (training needs only the weight gradients).
         `capture`: node ids whose output gradient (summed over their consumers, what their
-        backward receives) is kept in `self.captured_grads` (Grad-CAM, engine.explain)."""
+        backward receives) is kept in `self.captured_grads` (Grad-CAM, engine.explain).
+        `on_grads(node id, layer)`: called after each layer's backward (a data-parallel step
+        adds the shards' weight gradients up as they come, nn/parallel.py)."""
         self.captured_grads: dict[str, np.ndarray] = {}
         for layer in self.layers.values():  # the last step's weight gradients are replaced:
             layer.grads.clear()  # freed now, not kept beside the new ones (ResNet-18: 43 MB)
@@ -182,6 +185,8 @@ class Network:
                     layer.need_dx = True
             if self.timings is not None:
                 self._timed(nid, "backward", t0)
+            if on_grads is not None:
+                on_grads(nid, layer)
             for (s, p), dx in zip(self.refs[nid], dxs):
                 if dx is None:
                     continue

@@ -1,8 +1,11 @@
 """Data-parallel training steps: the batch cut into one shard per thread, each shard's forward
 and backward run by its own copy of the layers (the weights shared, not copied), BatchNorm's
-batch statistics and its gradient sums added up over the shards, the weight gradients summed
-at the end. The result is the one-thread step's to float32 rounding (the same loss, gradients
-and running statistics; Dropout draws its masks from a generator per shard).
+batch statistics and its gradient sums added up over the shards, each layer's weight
+gradients added up as the shards hand them over (in place: one set of gradients in memory, not
+one per shard). The result is the one-thread step's to float32 rounding (the same loss,
+gradients and running statistics; Dropout draws its masks from a generator per shard). Two
+shards give the same numbers on every run; with three or more, the order the shards' gradients
+arrive in may change their sum's last bit.
 
 Why: a training step is a chain of short calls into three thread pools (OpenBLAS, ONNX
 Runtime, the kernels' split). Between calls their threads sleep, and waking one costs ~0.1 ms
@@ -130,6 +133,25 @@ class Runner:
         sync_ids = [nid for nid, layer in net.layers.items()
                     if getattr(layer, "syncs_batch", False)]
         out: list = [None] * n
+        # each layer's weight gradients, added up as the shards hand them over: the first
+        # shard's arrays take the others' in place (one set of gradients, not one per shard)
+        summed: dict[str, dict[str, np.ndarray]] = {}
+        lock = threading.Lock()
+
+        def collect(nid, layer):
+            if not layer.grads:
+                return
+            with lock:
+                have = summed.setdefault(nid, {})
+                for key, g in layer.grads.items():
+                    h = have.get(key)
+                    if h is None:
+                        have[key] = g
+                    elif h.flags.writeable and h.shape == g.shape and h.dtype == g.dtype:
+                        np.add(h, g, out=h)
+                    else:
+                        have[key] = h + g
+            layer.grads = {}
 
         def shard(k):
             lo, hi = bounds[k], bounds[k + 1]
@@ -141,7 +163,8 @@ class Runner:
                     z = part.forward(x[lo:hi], training=True, logits=True)
                     loss, dz = softmax_cross_entropy(z, y[lo:hi])
                     dz *= np.float32((hi - lo) / len(x))
-                    part.backward(dz, from_logits=True, input_grad=False)
+                    part.backward(dz, from_logits=True, input_grad=False,
+                                  on_grads=collect)
                 out[k] = (loss * (hi - lo) / len(x), z)
             except BaseException as exc:  # noqa: BLE001 - handed back, raised below
                 sums.barrier.abort()  # the other shards stop waiting for this one
@@ -156,27 +179,8 @@ class Runner:
         if errors:  # the shard that failed first, not one that only saw the barrier break
             raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)),
                        errors[0])
-        # the weight gradients: the main net's plus each replica's, summed in one group of
-        # layers per thread (ResNet-18's 11 M: ~12 ms on one)
-        todo = [nid for nid, layer in net.layers.items()
-                if any(r.layers[nid].grads for r in nets[1:])]
-        groups, loads = [[] for _ in range(n)], [0] * n
-        for nid in sorted(todo, key=lambda i: -sum(g.size for g in net.layers[i].grads.values())):
-            k = loads.index(min(loads))
-            groups[k].append(nid)
-            loads[k] += sum(g.size for g in net.layers[nid].grads.values()) or 1
-
-        def add_up(k):
-            for nid in groups[k]:
-                main = net.layers[nid]
-                for r in nets[1:]:
-                    layer = r.layers[nid]
-                    for key, g in layer.grads.items():
-                        have = main.grads.get(key)
-                        main.grads[key] = g if have is None else have + g
-                    layer.grads.clear()
-
-        kernels.in_parallel(add_up, n)
+        for nid, got in summed.items():  # the whole batch's weight gradients
+            net.layers[nid].grads = got
         loss = float(sum(o[0] for o in out))
         return loss, np.concatenate([o[1] for o in out])
 

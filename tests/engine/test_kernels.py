@@ -301,3 +301,33 @@ def test_a_cache_folder_numba_cannot_write_compiles_without_it(monkeypatch):
     monkeypatch.delenv(kernels.ENV, raising=False)
     assert kernels.warm()
     assert "cache" in kernels.BUILD_NOTE
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_adam_kernel_is_numpys_update_bit_for_bit(monkeypatch, weight_decay):
+    """The one-pass Adam kernel writes exactly what NumPy's chunked update writes (float32,
+    same operations in the same order), over several steps with bias correction."""
+    from engine.nn.network import Parameter
+    from engine.nn.optim import Adam
+
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    calls = _spy_on_kernels(monkeypatch)
+    out = []
+    for env in (None, "numpy"):
+        if env:
+            monkeypatch.setenv(kernels.ENV, env)
+        layer = make_layer("Linear", {"out_features": 700}, [(600,)], dtype=np.float32)
+        opt = Adam([Parameter(f"fc.{k}", layer, k) for k in ("weight", "bias")], lr=3e-3,
+                   weight_decay=weight_decay)
+        grads = np.random.default_rng(1)
+        for _ in range(3):
+            layer.grads = {k: grads.standard_normal(w.shape).astype(np.float32)
+                           for k, w in layer.weights.items()}
+            opt.step()
+        out.append({k: w.copy() for k, w in layer.weights.items()}
+                   | {f"{k}.{s}": a for k, st in opt.state.items() for s, a in st.items()})
+        if env is None:
+            assert calls.count("adam") == 6  # both arrays, every step, by the kernel
+    assert out[0].keys() == out[1].keys()
+    for k in out[0]:
+        assert np.array_equal(out[0][k], out[1][k]), k

@@ -57,7 +57,10 @@ def compare(graph, x, y, shards, seed=0):
         if n == 1:
             loss, z = one_thread_step(net, x, y)
         else:
-            loss, z = parallel.Runner(net, n).step(x, y)
+            runner = parallel.Runner(net, n)
+            loss, z = runner.step(x, y)
+            # the replicas handed their gradients over: one set is kept, the net's
+            assert not any(layer.grads for r in runner.replicas for layer in r.layers.values())
         out.append((loss, z, grads(net), net.state_dict()))
     return out
 
