@@ -89,7 +89,9 @@ class Adam(Optimizer):
         step = np.float32(self.lr * corr)
         eps = np.float32(self.eps)
         for p in self.params:  # the state first: the updates may run in several threads
-            st = self.state.setdefault(p.key, {}) if p.grad is not None else {"m": None}
+            if p.grad is None:
+                continue
+            st = self.state.setdefault(p.key, {})
             if "m" not in st:
                 st["m"] = np.zeros_like(p.value)
                 st["v"] = np.zeros_like(p.value)
