@@ -267,15 +267,19 @@ def _define(cache: bool) -> dict:
 
     @njit(**opts)
     def to_blocked(x, out):  # pragma: no cover - compiled; x (C, H, W, N)
+        # 16 images at a time along a row: 16 output streams written in order (all N at
+        # once had 64 streams a power of two apart, one cache set: 64 ch 32×32 at batch 64
+        # took 13.2 ms, 3.6 ms so)
         c_, h_, w_, n_ = x.shape
         b_ = out.shape[4]
         for cb in range(c_ // b_):
             for h in range(h_):
-                for w in range(w_):
-                    for n in range(n_):
-                        o = out[n, cb, h, w]
-                        for b in range(b_):
-                            o[b] = x[cb * b_ + b, h, w, n]
+                for n0 in range(0, n_, 16):
+                    n1 = min(n0 + 16, n_)
+                    for w in range(w_):
+                        for n in range(n0, n1):
+                            for b in range(b_):
+                                out[n, cb, h, w, b] = x[cb * b_ + b, h, w, n]
 
     @njit(**opts)
     def from_blocked(a, out):  # pragma: no cover - compiled; out (C, H, W, N)

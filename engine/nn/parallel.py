@@ -13,12 +13,15 @@ on a 2-core VM, so a layer's 2-thread kernels scale poorly: small_resnet's step 
 94 ms at 2 threads against 108 at 1. Two shards of 32, each on one thread with one-thread
 kernels, keep both cores busy for the whole step (python bench/bench_nets.py).
 
-    runner = parallel.runner(net, batch_size)   # None: one thread runs the step
+    runner = parallel.runner(net, batch_size)   # None: the plain step (one thread set)
     loss, logits = runner.step(x, y)            # grads in net.layers[id].grads, as backward
 
 Used for steps of at least MIN_MACS multiply-adds (small nets lose more to the GIL and the
 hand-offs than they gain) and with threadpoolctl, which holds OpenBLAS at one thread while the
-shards run. CNND_PARALLEL=0 switches it off.
+shards run. A smaller step, with 2+ threads, gets a one-shard Runner: the whole step on this
+thread with one-thread kernels and OpenBLAS held at one thread, for the same reason (mobile_se,
+64 M multiply-adds at batch 64: 59 ms a step with 2-thread kernels, 43 ms on one thread).
+CNND_PARALLEL=0 switches both off.
 """
 
 from __future__ import annotations
@@ -66,11 +69,13 @@ def shard_count(net, batch_size: int) -> int:
 
 
 def runner(net, batch_size: int) -> Runner | None:
-    """A Runner for training `net` at `batch_size`, or None where one thread should run it."""
-    n = shard_count(net, batch_size)
-    if n < 2 or _blas_controller() is None:
+    """A Runner for training `net` at `batch_size` (in shards, or with one shard on one
+    thread: see the module's docstring), or None where the plain step runs (one thread
+    configured, CNND_PARALLEL=0, no threadpoolctl)."""
+    if kernels.threads() < 2 or os.environ.get(ENV, "").strip() == "0" \
+            or _blas_controller() is None:
         return None
-    return Runner(net, n)
+    return Runner(net, shard_count(net, batch_size))
 
 
 class _Sums:
@@ -119,10 +124,11 @@ class Runner:
         shards; returns (mean loss, logits (N, ...)) as one thread would."""
         n = min(self.n, len(x) // MIN_SHARD) if len(x) >= 2 * MIN_SHARD else 1
         net = self.net
-        if n < 2:
-            z = net.forward(x, training=True, logits=True)
-            loss, dz = softmax_cross_entropy(z, y)
-            net.backward(dz, from_logits=True, input_grad=False)
+        if n < 2:  # on this thread alone: no pool thread to wake at each call
+            with kernels.one_thread(), _blas_controller().limit(limits=1, user_api="blas"):
+                z = net.forward(x, training=True, logits=True)
+                loss, dz = softmax_cross_entropy(z, y)
+                net.backward(dz, from_logits=True, input_grad=False)
             return loss, z
         bounds = [len(x) * k // n for k in range(n + 1)]
         nets = [net] + self.replicas[:n - 1]

@@ -228,7 +228,7 @@ def _train(net, x, y, config, x_val, y_val, on_batch, on_epoch, should_stop, rec
                for k, a in layer.weights.items()
                if not layer.trainable_flags.get(k, True)}
     bs = config.batch_size
-    sharded = parallel.runner(net, min(bs, len(x)))  # None: one thread runs each step
+    sharded = parallel.runner(net, min(bs, len(x)))  # None: the plain step (one thread)
     batches = max(1, math.ceil(len(x) / bs))
     total_steps = batches * config.epochs
     t_start = time.perf_counter()

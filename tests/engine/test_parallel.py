@@ -123,15 +123,54 @@ def test_a_failing_shard_raises_its_own_error(monkeypatch):
 def test_small_steps_and_one_thread_are_not_cut(monkeypatch):
     net = Network.compile(bn_graph(), rng=np.random.default_rng(0))
     monkeypatch.setattr(kernels, "threads", lambda: 2)
-    assert parallel.runner(net, 64) is None  # 64 × ~0.2 M multiply-adds: below MIN_MACS
+    assert parallel.runner(net, 64).n == 1  # 64 × ~0.2 M multiply-adds: below MIN_MACS
     monkeypatch.setattr(parallel, "MIN_MACS", 0)
-    assert isinstance(parallel.runner(net, 64), parallel.Runner)
-    assert parallel.runner(net, 2 * parallel.MIN_SHARD - 1) is None
+    assert parallel.runner(net, 64).n == 2
+    assert parallel.runner(net, 2 * parallel.MIN_SHARD - 1).n == 1
     monkeypatch.setenv(parallel.ENV, "0")
     assert parallel.runner(net, 64) is None
     monkeypatch.delenv(parallel.ENV)
     monkeypatch.setattr(kernels, "threads", lambda: 1)
     assert parallel.runner(net, 64) is None
+
+
+def test_a_step_too_small_to_cut_runs_on_this_thread_alone(monkeypatch):
+    """A one-shard Runner: the plain step's numbers, with the kernels and OpenBLAS at one
+    thread while it runs (no pool thread woken at each call) and as before afterwards."""
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 3, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 5, 16)
+    net = Network.compile(bn_graph(), rng=np.random.default_rng(0))
+    state = net.state_dict()
+    want = one_thread_step(net, x, y)
+    grads = {nid: {k: g.copy() for k, g in layer.grads.items()} for nid, layer in net.layers.items()}
+    net.load_state_dict(state)
+    monkeypatch.setattr(kernels, "threads", lambda: 1 if kernels._LOCAL.__dict__.get("one")
+                        else 2)
+    seen = []
+    conv = net.layers["conv2"]
+    forward = conv.forward
+
+    def spy(xs, training=False):
+        seen.append((kernels.threads(), [i["num_threads"] for i in threadpool_info()
+                                         if i["user_api"] == "blas"]))
+        return forward(xs, training)
+
+    monkeypatch.setattr(conv, "forward", spy)
+    blas_before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    runner = parallel.runner(net, len(x))
+    assert runner.n == 1
+    loss, z = runner.step(x, y)
+    assert seen == [(1, [1] * len(blas_before))]
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] \
+        == blas_before
+    assert loss == pytest.approx(want[0], rel=1e-6)
+    np.testing.assert_array_equal(z, want[1])
+    for nid, layer in net.layers.items():
+        for k, g in layer.grads.items():
+            np.testing.assert_array_equal(g, grads[nid][k])
 
 
 def test_training_in_shards_learns_as_one_thread(monkeypatch):
