@@ -199,6 +199,13 @@ def check_groups(layer: Layer, c: int) -> None:
 # ms; kept, the matrices took small_vgg's step to 1.8x PyTorch's peak memory (now 0.6x,
 # bench/bench_nets.py --memory-only).
 KEEP_COLS_BYTES = 8 << 20
+# The weight gradient's row blocks are bigger than the forward's: each block is one matmul
+# call (an ONNX Runtime session run, ~25 µs) and one strided copy, and in a sharded step each
+# call hands the GIL to the other shard and takes it back. 2 -> 8 MB, batch 64, one thread:
+# 16->16 ch 32x32 6.1 -> 5.4 ms, 32->32 16x16 3.9 -> 3.4 ms, 64->64 8x8 4.1 -> 3.5 ms, no change
+# from 64 ch 32x32 up; two shards of 32 at once (16 ch 32x32): 4.8 -> 3.1 ms each against 2.9
+# alone.
+WEIGHT_GRAD_BLOCK_BYTES = 8 << 20
 
 
 @register
@@ -440,17 +447,18 @@ class Conv2d(Layer):
         self._cache = ("rows", x, xpshape, pads, ho, wo)
         return nchw(y)
 
-    def _row_blocks(self, xp, kb, ho, wo, owner=None, stride=None):
+    def _row_blocks(self, xp, kb, ho, wo, owner=None, stride=None, block_bytes=BLOCK_BYTES):
         """(im2col of a few output rows at a time, in one cache-sized buffer): yields
         (first row, rows, cols block (G, kb, rows·Wo·N)) with the block's kk taps filled (a
         bias row, kb = kk + 1, is left to the caller). `owner`: the buffer is the thread's
-        shared work buffer. `stride`: instead of the layer's (the input gradient's conv)."""
+        shared work buffer. `stride`: instead of the layer's (the input gradient's conv).
+        `block_bytes`: the block's size (the weight gradient's are bigger)."""
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation
         sh, sw = stride or self.stride
         g, n = self.groups, xp.shape[3]
         cg = xp.shape[0] // g
         wn = wo * n
-        rows = max(1, min(ho, BLOCK_BYTES // (kb * g * wn * xp.dtype.itemsize)))
+        rows = max(1, min(ho, block_bytes // (kb * g * wn * xp.dtype.itemsize)))
         size = g * kb * rows * wn
         work = (np.empty(size, xp.dtype) if owner is None
                 else work_buffer("rows", size, xp.dtype))
@@ -484,7 +492,8 @@ class Conv2d(Layer):
         # worth it while the result is small next to the contraction (as in matmul_nt)
         if not (g == 1 and kk >= ort_conv.MIN_ROWS and og * kk <= 64 * wn):
             dw = np.zeros((g, og, kk), dyc.dtype)
-            for r0, nr, blk in self._row_blocks(xp, kk, ho, wo, owner=self):
+            for r0, nr, blk in self._row_blocks(xp, kk, ho, wo, owner=self,
+                                                block_bytes=WEIGHT_GRAD_BLOCK_BYTES):
                 dw += matmul_nt(dyc[:, :, r0 * wn:(r0 + nr) * wn], blk)
             return dw
         # With several threads the output rows are shared out: each thread builds its own
@@ -498,7 +507,8 @@ class Conv2d(Layer):
         def part(k):
             lo, hi = bounds[k], bounds[k + 1]
             dwt = np.zeros((kk, og), dyc.dtype)
-            for r0, nr, blk in self._row_blocks(xp[:, lo * sh:], kk, hi - lo, wo, owner=self):
+            for r0, nr, blk in self._row_blocks(xp[:, lo * sh:], kk, hi - lo, wo, owner=self,
+                                                block_bytes=WEIGHT_GRAD_BLOCK_BYTES):
                 piece = dyc[0, :, (lo + r0) * wn:(lo + r0 + nr) * wn]
                 r = ort_conv.matmul(blk[0], piece, trans_b=True, threads=1 if n > 1 else None)
                 dwt += matmul_nt(piece[None], blk)[0].T if r is None else r
