@@ -1,6 +1,7 @@
 """The compiled kernels (engine/nn/kernels.py, numba) against the NumPy code they replace, on the
-layers of MobileNetV2 3×64×64 and mobile_se at batch 64: forward and forward + backward of a
-depthwise conv, a training BatchNorm and the ReLU / ReLU6 / HardSwish gradients, interleaved
+layers of MobileNetV2 3×64×64, mobile_se, small_vgg and LeNet-5 at batch 64: forward and
+forward + backward of a depthwise conv, a training BatchNorm, the ReLU / ReLU6 / HardSwish
+gradients and max pooling, interleaved
 (compiled, NumPy, compiled, ... in every repeat), medians, ratio NumPy time / compiled time.
 
     python bench/bench_kernels.py                  # 1 thread
@@ -50,6 +51,10 @@ CASES = [  # (label, type, params, (C, H, W))
     ("ReLU 96ch 32x32", "ReLU", {}, (96, 32, 32)),
     ("ReLU6 96ch 32x32", "ReLU6", {}, (96, 32, 32)),
     ("HardSwish 64ch 14x14", "HardSwish", {}, (64, 14, 14)),
+    ("MaxPool 2x2 32ch 32x32", "MaxPool2d", {"kernel_size": [2, 2]}, (32, 32, 32)),
+    ("MaxPool 3x3 s2 64ch 32x32", "MaxPool2d",
+     {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1]}, (64, 32, 32)),
+    ("MaxPool 2x2 6ch 28x28", "MaxPool2d", {"kernel_size": [2, 2]}, (6, 28, 28)),
 ]
 
 

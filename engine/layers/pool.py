@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..messages import Fix
+from ..nn import kernels
 from ..nn.ops import as_chwn, nchw, pad_chwn, tap_slice
 from ..shapes import conv_out, effective_kernel
 from .base import (
@@ -334,6 +335,10 @@ class MaxPool2d(_Pool2d):
         n, c, h, w = x.shape
         k, s, full, ho, wo = self._full_pads(h, w)
         d = self.dilations
+        if k[0] * k[1] > 1:
+            y = self._forward_compiled(x, k, s, d, full, ho, wo, training)
+            if y is not None:
+                return y
         xp = pad_chwn(x, full, -np.inf)
         y = np.empty((c, ho, wo, n), x.dtype)
         np.copyto(y, xp[tap_slice(0, 0, s[0], s[1], ho, wo, *d)])
@@ -353,6 +358,24 @@ class MaxPool2d(_Pool2d):
             self._cache = (idx, x.shape, xp.shape, full)
         return nchw(y)
 
+    def _forward_compiled(self, x, k, s, d, full, ho, wo, training):
+        """The compiled forward (engine/nn/kernels.py: one pass over the taps, 3× NumPy's 4
+        passes per tap at small_vgg's pool1) -> logical (N, C, Ho, Wo), or None (NumPy's
+        turn); the cache is the NumPy forward's, so either backward reads it. Inference as
+        kernels.for_inference says (the GUI thread never waits for a first compile)."""
+        if not (kernels.enabled() if training else kernels.for_inference()):
+            return None
+        n, c, h, w = x.shape
+        x4 = as_chwn(x)
+        y = np.empty((c, ho, wo, n), x4.dtype)
+        idx = np.empty(y.shape, np.uint8 if k[0] * k[1] < 256 else np.uint16)
+        if not kernels.maxpool_forward(x4, y, idx, k, s, d, full):
+            return None
+        if training:
+            xpshape = (c, h + full[0] + full[2], w + full[1] + full[3], n)
+            self._cache = (idx, x.shape, xpshape, full)
+        return nchw(y)
+
     def backward(self, dy):
         idx, xshape, xpshape, full = self._cache
         self._cache = None
@@ -365,6 +388,14 @@ class MaxPool2d(_Pool2d):
         overlap = s[0] < effective_kernel(k[0], d[0]) or s[1] < effective_kernel(k[1], d[1])
         tiled = (s == k and d == [1, 1] and ho * k[0] == xpshape[1]
                  and wo * k[1] == xpshape[2])
+        if idx is not None and kernels.enabled():
+            # the compiled pass: the windows' cells written (or added, where they overlap)
+            # straight into the unpadded gradient; cells no window reads stay zero
+            dx = (np.empty if tiled and not overlap else np.zeros)(
+                (xshape[1], h, w, xshape[0]), dyc.dtype)
+            if kernels.maxpool_backward(np.ascontiguousarray(dyc), idx, dx, k, s, d, full,
+                                        add=overlap):
+                return [nchw(dx)]
         # windows that tile the input exactly write every cell once: no need to zero it first
         dxp = (np.empty if tiled and idx is not None else np.zeros)(xpshape, dy.dtype)
         if idx is None:  # 1×1 kernel: every window has one tap

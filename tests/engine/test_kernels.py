@@ -133,6 +133,75 @@ def test_switched_off_by_the_environment(monkeypatch):
                                          (0, 0, 0, 0))
 
 
+MAXPOOL = [  # (params, (H, W)): tiled, floor drops a row, overlap + padding, ceil mode, ...
+    ({"kernel_size": [2, 2]}, (6, 8)),
+    ({"kernel_size": [2, 2]}, (7, 5)),
+    ({"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1]}, (7, 8)),
+    ({"kernel_size": [2, 2], "ceil_mode": True}, (5, 7)),
+    ({"kernel_size": [3, 2], "stride": [1, 2], "dilation": [2, 1]}, (8, 6)),
+    ({"kernel_size": [3, 3], "stride": [1, 1], "padding": "same"}, (5, 5)),
+    ({"kernel_size": [2, 3], "stride": [3, 3], "padding": [0, 1, 1, 0]}, (7, 8)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("params,hw", MAXPOOL)
+def test_maxpool_compiled_equals_numpy(monkeypatch, params, hw, dtype):
+    """The compiled max pooling gives NumPy's output and input gradient, with ties (the first
+    maximum wins), NaN (it propagates; the index follows np.greater) and a non-finite dy."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    calls = _spy_on_kernels(monkeypatch)
+    c, n = 3, 4
+    layer = make_layer("MaxPool2d", params, [(c, *hw)], dtype=dtype)
+    x = np.round(randn((n, c, *hw)) * 2) / 2  # many ties
+    x[0, 0, 1, 1] = np.nan
+    x = np.ascontiguousarray(x.astype(dtype).transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    got_y = layer.forward([x], training=True)
+    dy = randn(got_y.shape, seed=5).astype(dtype)
+    dy[1, 2, 0, 0] = np.inf
+    (got_dx,) = layer.backward(dy)
+    assert calls == ["mp_forward", "mp_backward"]  # the path under test
+    _numpy_only(monkeypatch)
+    want_y = layer.forward([x], training=True)
+    (want_dx,) = layer.backward(dy)
+    assert got_y.dtype == want_y.dtype == got_dx.dtype == want_dx.dtype == dtype
+    np.testing.assert_array_equal(got_y, want_y)
+    assert np.isnan(got_y).any()
+    # overlapping windows add their taps in another order: equal to rounding
+    np.testing.assert_allclose(got_dx, want_dx, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.isnan(got_dx), np.isnan(want_dx))
+
+
+@pytest.mark.parametrize("params,hw", MAXPOOL)
+def test_maxpool_compiled_matches_finite_differences(monkeypatch, params, hw):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    calls = _spy_on_kernels(monkeypatch)
+    layer = make_layer("MaxPool2d", params, [(2, *hw)])
+    check_layer(layer, [randn((2, 2, *hw))])  # distinct values: no ties within a step
+    assert {"mp_forward", "mp_backward"} <= set(calls)
+
+
+def test_maxpool_backward_after_a_numpy_forward(monkeypatch):
+    """A cache the NumPy forward wrote (numba switched on since) is read by the compiled
+    backward, and one the compiled forward wrote by NumPy's (numba switched off since)."""
+    params, hw = MAXPOOL[2]
+    layer = make_layer("MaxPool2d", params, [(3, *hw)])
+    x, dy = randn((2, 3, *hw)), randn((2, 3, 4, 4), seed=6)
+    monkeypatch.setenv(kernels.ENV, "numpy")
+    layer.forward([x], training=True)
+    monkeypatch.delenv(kernels.ENV)
+    calls = _spy_on_kernels(monkeypatch)
+    (a,) = layer.backward(dy)
+    layer.forward([x], training=True)
+    monkeypatch.setenv(kernels.ENV, "numpy")
+    (b,) = layer.backward(dy)
+    assert calls == ["mp_backward", "mp_forward"]
+    layer.forward([x], training=True)
+    (want,) = layer.backward(dy)
+    np.testing.assert_allclose(a, want, rtol=1e-12)
+    np.testing.assert_allclose(b, want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("type_name", ["ReLU", "ReLU6", "HardSwish"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("layouts", ["same", "mixed"])
@@ -209,6 +278,7 @@ def test_batchnorm_compiled_matches_finite_differences(monkeypatch):
     ("BatchNorm2d", {}),
     ("ReLU", {}),
     ("HardSwish", {}),
+    ("MaxPool2d", {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1]}),
 ])
 @pytest.mark.parametrize("layout", ["nchw", "chwn"])
 def test_channels_split_over_threads_give_the_same_numbers(monkeypatch, type_name, params,
@@ -253,7 +323,8 @@ def test_warm_loads_every_kernel(monkeypatch):
     calls = _spy_on_kernels(monkeypatch)
     assert kernels.warm()
     assert set(calls) == {"dw_forward", "dw_weight_grad", "dw_input_grad", "bn_forward",
-                          "bn_backward", "to_blocked", "from_blocked"}
+                          "bn_backward", "mp_forward", "mp_backward", "to_blocked",
+                          "from_blocked"}
     monkeypatch.setenv(kernels.ENV, "numpy")
     assert not kernels.warm()
 
