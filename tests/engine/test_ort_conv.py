@@ -175,6 +175,43 @@ def test_forward_matches_reference_for_any_batch():
     np.testing.assert_allclose(nchw(y), want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("n", [1, 3, 8])
+@pytest.mark.parametrize("stride,dilation,pads", [
+    ((1, 1), (1, 1), (1, 1, 1, 1)),
+    ((2, 1), (1, 1), (0, 2, 1, 0)),  # rows strided, columns not; asymmetric padding
+    ((1, 1), (2, 3), (2, 3, 1, 0)),
+])
+def test_wide_image_equals_blocked_conv_bit_for_bit(monkeypatch, n, stride, dilation, pads):
+    """A conv stepping by 1 along the columns runs on CHWN memory read as one wide image, its
+    column taps dilated by N: each tap reads the same sample, so the sums are the blocked
+    per-image conv's, bit for bit; and both equal the float64 reference."""
+    b = _block()
+    x = randn((n, b, 9, 8), seed=4).astype(np.float32)
+    w = randn((2 * b, b, 3, 2), seed=5).astype(np.float32)
+    bias = randn((2 * b,), seed=6).astype(np.float32)
+    wide = []
+    real = ort_conv._forward_wide
+
+    def spy(*a):
+        wide.append(real(*a))
+        return wide[-1]
+
+    monkeypatch.setattr(ort_conv, "_forward_wide", spy)
+    got = ort_conv.forward(as_chwn(x), w, bias, stride, dilation, pads)
+    assert len(wide) == 1 and wide[0] is got is not None
+    assert got.flags.c_contiguous  # CHWN memory, as the rest of the step expects
+    monkeypatch.setattr(ort_conv, "_forward_wide", lambda *a: None)  # the blocked path
+    blocked = ort_conv.forward(as_chwn(x), w, bias, stride, dilation, pads)
+    np.testing.assert_array_equal(got, blocked)
+    (t, l, bo, r), (sh, _), (dh, dw) = pads, stride, dilation
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (t, bo), (l, r)))
+    ho, wo = got.shape[1:3]
+    want = sum(np.einsum("oc,nchw->nohw", w[:, :, i, j],
+                         xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + wo])
+               for i in range(3) for j in range(2)) + bias[None, :, None, None]
+    np.testing.assert_allclose(nchw(got), want, rtol=1e-4, atol=1e-4)
+
+
 def test_matmul():
     a = randn((70, 9)).astype(np.float32)
     b = randn((9, 11)).astype(np.float32)
