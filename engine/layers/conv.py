@@ -220,6 +220,10 @@ class Conv2d(Layer):
     short_name = "conv"
     icon = Icon("conv")  # a 3×3 kernel grid
     onnx_ops = ("Conv",)
+    # In a shard of a data-parallel step (nn/parallel.py) a ShardSync: the weight gradient is
+    # handed to it for later, so the shard computes it while it would wait for the other
+    # shards at the next BatchNorm (the input gradient, which the layers below need, first)
+    defer = None
     params = (
         Param("out_channels", INT, 8, "Number of filters = feature maps produced.", min=1,
               max=65536, label="filters"),
@@ -422,7 +426,7 @@ class Conv2d(Layer):
     def _backward_cropped(self, dy):
         _, twin, (i0, i1, j0, j1) = self._cache
         self._cache = None
-        twin.need_dx, twin.frozen = self.need_dx, self.frozen
+        twin.need_dx, twin.frozen, twin.defer = self.need_dx, self.frozen, None
         dx = twin.backward(dy)
         if not self.frozen:
             wt = self.weights["weight"]
@@ -516,6 +520,27 @@ class Conv2d(Layer):
 
         return sum(kernels.in_parallel(part, n)).T[None]
 
+    def _weight_grad(self, src, dyc, pads, kk, ho, wo) -> None:
+        """Sets grads (weight, bias) from dyc (G, Cout/G, Ho·Wo·N) and either the input x
+        (logical NCHW: its im2col rebuilt in row blocks) or the kept cols (G, kk [+ 1], ...)."""
+        wt = self.weights["weight"]
+        g, og = dyc.shape[:2]
+        co = g * og
+        if src.ndim == 4:
+            dw = self._weight_grad_rows(pad_chwn(src, pads), dyc, kk, ho, wo)
+            if self.bias:
+                self.grads["bias"] = dyc.sum(axis=2, dtype=wt.dtype).reshape(co)
+        else:
+            cols = src  # (G, Cout/G, kk [+ 1: the bias gradient])
+            dwt = (ort_conv.matmul(cols[0], dyc[0], trans_b=True)
+                   if g == 1 and kk >= ort_conv.MIN_ROWS and og * kk <= 64 * cols.shape[2]
+                   else None)
+            dw = matmul_nt(dyc, cols) if dwt is None else dwt.T[None]
+            if self.bias:
+                self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
+        self.grads["weight"] = np.ascontiguousarray(dw[:, :, :kk].reshape(wt.shape),
+                                                    dtype=wt.dtype)
+
     def backward(self, dy):
         tag = self._cache[0] if isinstance(self._cache[0], str) else "cols"
         if tag == "cropped":
@@ -537,21 +562,11 @@ class Conv2d(Layer):
         og, kk = co // g, cg * k[0] * k[1]
         dyc = as_chwn(dy).reshape(g, og, ho * wo * n)
         if not self.frozen:
-            wt = self.weights["weight"]
-            if rows:
-                dw = self._weight_grad_rows(pad_chwn(x, pads), dyc, kk, ho, wo)
-                if self.bias:
-                    self.grads["bias"] = dyc.sum(axis=2, dtype=wt.dtype).reshape(co)
+            src = x if rows else cols
+            if self.defer is not None:  # a shard's step: later (see `defer`)
+                self.defer.later(self, lambda: self._weight_grad(src, dyc, pads, kk, ho, wo))
             else:
-                # (G, Cout/G, kk [+ 1: the bias gradient])
-                dwt = (ort_conv.matmul(cols[0], dyc[0], trans_b=True)
-                       if g == 1 and kk >= ort_conv.MIN_ROWS and og * kk <= 64 * cols.shape[2]
-                       else None)
-                dw = matmul_nt(dyc, cols) if dwt is None else dwt.T[None]
-                if self.bias:
-                    self.grads["bias"] = dw[:, :, kk].reshape(co).astype(wt.dtype)
-            self.grads["weight"] = np.ascontiguousarray(dw[:, :, :kk].reshape(wt.shape),
-                                                        dtype=wt.dtype)
+                self._weight_grad(src, dyc, pads, kk, ho, wo)
         if not self.need_dx:  # set by Network.backward(input_grad=False)
             return [None]
         if tuple(s) == (1, 1) and g == 1 and k[0] * k[1] > 1 \

@@ -13,6 +13,13 @@ on a 2-core VM, so a layer's 2-thread kernels scale poorly: small_resnet's step 
 94 ms at 2 threads against 108 at 1. Two shards of 32, each on one thread with one-thread
 kernels, keep both cores busy for the whole step (python bench/bench_nets.py).
 
+The shards meet at every BatchNorm (its sums over the whole batch), and the one that gets
+there first waits: ResNet-18's shards each idled 14-21 ms of a 160 ms step. A conv's weight
+gradient is needed by no layer below it, so in a shard it is handed over for later
+(Conv2d.defer): the input gradient goes on down, and the weight gradient is computed while
+the shard would wait at the next BatchNorm, the rest after the backward (at most MAX_PENDING
+kept at once). ResNet-18 and small_resnet steps 4% faster (interleaved A/B, 2 threads).
+
     runner = parallel.runner(net, batch_size)   # None: the plain step (one thread set)
     loss, logits = runner.step(x, y)            # grads in net.layers[id].grads, as backward
 
@@ -37,6 +44,9 @@ from .losses import softmax_cross_entropy
 
 ENV = "CNND_PARALLEL"  # "0": one thread runs every training step
 MIN_SHARD = 8  # samples per shard below which the batch is not cut
+MAX_PENDING = 2  # deferred weight gradients a shard keeps at once: each holds its conv's input
+# (or im2col) and output gradient; unbounded, ResNet-18's 2-thread peak RSS was 1.21x
+# PyTorch's (bench_nets --memory-only), 1.13x with 2
 MIN_MACS = 300e6  # forward multiply-adds of a step below which one thread runs it:
 # LeNet-5 (27 M at batch 64) and mobile_se (64 M) are slower in shards; small_resnet (870 M)
 # steps in 71 ms in two shards against 109 ms on one thread
@@ -80,38 +90,82 @@ def runner(net, batch_size: int) -> Runner | None:
 
 class _Sums:
     """Adds up per-shard arrays: every shard calls add(k, arrays) and gets the totals, summed in
-    shard order (the same on every shard). Two alternating slots: a shard cannot be two calls
-    ahead of another, since each call waits for all of them."""
+    shard order (the same on every shard). A shard goes on once every shard has handed its
+    arrays over; while it waits it may do deferred work (`busy`). Two alternating slots: a
+    shard cannot be two calls ahead of another, since each call waits for all of them."""
 
     def __init__(self, n: int):
-        self.barrier = threading.Barrier(n)
+        self.cond = threading.Condition()
         self.slots = [[None] * n, [None] * n]
         self.calls = [0] * n
+        self.posted = [0] * n  # per shard: how many calls it has handed its arrays to
+        self.broken = False
 
-    def add(self, k: int, arrays: tuple) -> tuple:
-        slot = self.slots[self.calls[k] % 2]
-        self.calls[k] += 1
-        slot[k] = arrays
-        self.barrier.wait()
+    def add(self, k: int, arrays: tuple, busy=None) -> tuple:
+        c = self.calls[k] + 1
+        self.calls[k] = c
+        slot = self.slots[c % 2]
+        with self.cond:
+            slot[k] = arrays
+            self.posted[k] = c
+            self.cond.notify_all()
+
+        def ready():
+            return self.broken or min(self.posted) >= c
+
+        while busy is not None and not ready() and busy():
+            pass  # one piece of deferred work done; the others have not all arrived yet
+        with self.cond:
+            self.cond.wait_for(ready)
+        if self.broken:
+            raise threading.BrokenBarrierError
         total = list(slot[0])
         for other in slot[1:]:
             total = [a + b for a, b in zip(total, other)]
         return tuple(total)
 
+    def abort(self) -> None:
+        """The other shards stop waiting (a shard failed): their add() raises."""
+        with self.cond:
+            self.broken = True
+            self.cond.notify_all()
+
 
 class ShardSync:
     """What a layer that couples the samples of a batch (BatchNorm) sees during a sharded
-    step: its shard `k`, and add() to total its partial sums with the other shards'."""
+    step: its shard `k`, and add() to total its partial sums with the other shards'; and what
+    a conv hands its weight gradient to for later (later(): run while this shard would wait
+    at an add(), the rest by finish())."""
 
-    def __init__(self, sums: _Sums, k: int):
+    def __init__(self, sums: _Sums, k: int, done=None):
         self.sums, self.k = sums, k
+        self.pending: list = []  # (layer, work) in the order handed over
+        self.done = done  # done(layer) after its deferred work: the gradients are in
 
     @property
     def first(self) -> bool:  # the shard that writes what is written once (running stats)
         return self.k == 0
 
     def add(self, *arrays: np.ndarray) -> tuple:
-        return self.sums.add(self.k, arrays)
+        return self.sums.add(self.k, arrays, busy=self._one)
+
+    def later(self, layer, work) -> None:
+        self.pending.append((layer, work))
+        while len(self.pending) > MAX_PENDING:  # the oldest now: what it holds is let go
+            self._one()
+
+    def _one(self) -> bool:
+        if not self.pending:
+            return False
+        layer, work = self.pending.pop(0)
+        work()
+        if self.done is not None:
+            self.done(layer)
+        return True
+
+    def finish(self) -> None:
+        while self._one():
+            pass
 
 
 class Runner:
@@ -137,6 +191,7 @@ class Runner:
         sums = _Sums(n)
         sync_ids = [nid for nid, layer in net.layers.items()
                     if getattr(layer, "syncs_batch", False)]
+        defer_ids = [nid for nid, layer in net.layers.items() if hasattr(layer, "defer")]
         out: list = [None] * n
         # each layer's weight gradients, added up as the shards hand them over: the first
         # shard's arrays take the others' in place (one set of gradients, not one per shard)
@@ -160,23 +215,30 @@ class Runner:
 
         def shard(k):
             lo, hi = bounds[k], bounds[k + 1]
-            part, sync = nets[k], ShardSync(sums, k)
+            part = nets[k]
+            ids = {id(layer): nid for nid, layer in part.layers.items()}
+            sync = ShardSync(sums, k, done=lambda layer: collect(ids[id(layer)], layer))
             try:
                 with kernels.one_thread():
                     for nid in sync_ids:
                         part.layers[nid].shard = sync
+                    for nid in defer_ids:
+                        part.layers[nid].defer = sync
                     z = part.forward(x[lo:hi], training=True, logits=True)
                     loss, dz = softmax_cross_entropy(z, y[lo:hi])
                     dz *= np.float32((hi - lo) / len(x))
                     part.backward(dz, from_logits=True, input_grad=False,
                                   on_grads=collect)
+                    sync.finish()  # the deferred weight gradients not done while waiting
                 out[k] = (loss * (hi - lo) / len(x), z)
             except BaseException as exc:  # noqa: BLE001 - handed back, raised below
-                sums.barrier.abort()  # the other shards stop waiting for this one
+                sums.abort()  # the other shards stop waiting for this one
                 out[k] = exc
             finally:
                 for nid in sync_ids:
                     part.layers[nid].shard = None
+                for nid in defer_ids:
+                    part.layers[nid].defer = None
 
         with _blas_controller().limit(limits=1, user_api="blas"):
             kernels.in_parallel(shard, n)

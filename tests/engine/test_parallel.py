@@ -120,6 +120,79 @@ def test_a_failing_shard_raises_its_own_error(monkeypatch):
     assert np.isfinite(loss) and z.shape == (16, 5)
 
 
+def _slow(monkeypatch, layer, seconds):
+    real = layer.backward
+
+    def slow(dy):
+        import time
+        time.sleep(seconds)
+        return real(dy)
+
+    monkeypatch.setattr(layer, "backward", slow)
+
+
+def test_weight_gradients_are_worked_off_while_a_shard_waits(monkeypatch):
+    """A conv's weight gradient is handed over for later; the shard that reaches a BatchNorm
+    first computes it while it waits there (here shard 0: shard 1 is held back), never more
+    than MAX_PENDING are held, and the gradients equal the one-thread step's."""
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((20, 3, 8, 8)) * 2 + 1).astype(np.float32)
+    y = rng.integers(0, 5, 20)
+    net = Network.compile(bn_graph(), rng=np.random.default_rng(0))
+    want = one_thread_step(net, x, y), grads(net)
+    net = Network.compile(bn_graph(), rng=np.random.default_rng(0))
+    runner = parallel.Runner(net, 2)
+    _slow(monkeypatch, runner.replicas[0].layers["relu1"], 0.05)  # shard 1, above bn1
+    where, pending = [], []
+    sums_add, one, later = parallel._Sums.add, parallel.ShardSync._one, parallel.ShardSync.later
+    inside = set()
+
+    def add(self, k, arrays, busy=None):
+        inside.add(k)
+        try:
+            return sums_add(self, k, arrays, busy)
+        finally:
+            inside.discard(k)
+
+    def spy_one(self):
+        if self.pending:
+            where.append((self.k, self.pending[0][0].name, self.k in inside))
+        return one(self)
+
+    def spy_later(self, layer, work):
+        later(self, layer, work)
+        pending.append(len(self.pending))
+
+    monkeypatch.setattr(parallel._Sums, "add", add)
+    monkeypatch.setattr(parallel.ShardSync, "_one", spy_one)
+    monkeypatch.setattr(parallel.ShardSync, "later", spy_later)
+    loss, z = runner.step(x, y)
+    # conv2's gradient, handed over before bn1's backward, done by shard 0 while waiting there
+    assert (0, "conv2", True) in where
+    assert {(k, n) for k, n, _ in where} == {(k, n) for k in (0, 1) for n in ("conv1", "conv2")}
+    assert pending and max(pending) <= parallel.MAX_PENDING
+    assert_same(want[0] + (want[1], {}), (loss, z, grads(net), {}))
+
+
+def test_a_failing_deferred_gradient_raises_its_own_error(monkeypatch):
+    net = Network.compile(bn_graph(), rng=np.random.default_rng(0))
+    runner = parallel.Runner(net, 2)
+    bad = runner.replicas[0].layers["conv2"]
+
+    def broken(*a):
+        raise RuntimeError("conv2's weight gradient broke in shard 1")
+
+    monkeypatch.setattr(bad, "_weight_grad", broken)
+    x = np.ones((16, 3, 8, 8), np.float32)
+    with pytest.raises(RuntimeError, match="weight gradient broke"):  # no hang
+        runner.step(x, np.zeros(16, int))
+    monkeypatch.undo()
+    loss, _ = runner.step(x, np.zeros(16, int))
+    assert np.isfinite(loss)
+    assert all(layer.defer is None for r in runner.replicas
+               for layer in r.layers.values() if hasattr(layer, "defer"))
+
+
 def test_small_steps_and_one_thread_are_not_cut(monkeypatch):
     net = Network.compile(bn_graph(), rng=np.random.default_rng(0))
     monkeypatch.setattr(kernels, "threads", lambda: 2)
