@@ -140,18 +140,18 @@ class BatchNorm2d(Layer):
         al.'s combination: Σq + Σ m_k·μ_k² − M·μ²)."""
         dt, wts = x3.dtype.type, self.weights
         mk = np.float64(x3.shape[0] * x3.shape[2])
-        sums = kernels.batchnorm_sums(x3)
-        s = _channel_sums(x3).astype(np.float64) if sums is None else sums[0]
-        mu = s / mk
-        sums = kernels.batchnorm_sums(x3, mu)
-        if sums is None:
+        sums = kernels.batchnorm_sums(x3, "own")  # one pass over memory: each channel twice
+        if sums is None:  # while in cache
+            s = _channel_sums(x3).astype(np.float64)
+            mu = s / mk
             q = np.zeros(x3.shape[1], np.float64)
             for cs in _channel_blocks(x3):
                 d = y3[:, cs]
                 np.subtract(x3[:, cs], mu[cs, None].astype(x3.dtype), out=d)
                 q[cs] = _rowdot(d, d)[:, :, 0].sum(axis=0)
         else:
-            q = sums[1]
+            s, q = sums
+            mu = s / mk
         s, m, q, sq = self.shard.add(s, mk, q, mk * mu * mu)
         mean64 = s / m
         var = (np.maximum(q + sq - m * mean64 * mean64, 0) / m).astype(x3.dtype)

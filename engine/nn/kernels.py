@@ -276,13 +276,20 @@ def _define(cache: bool) -> dict:
     # sums the shards add up (float64), and the passes that use the whole batch's statistics
 
     @njit(**reduce)
-    def bn_sums(a3, b3, mean, s, q):  # pragma: no cover - compiled
-        # s = Σ a; q = Σ (a - mean)² (mean given), or Σ a·b (b3 given: dy, x)
+    def bn_sums(a3, b3, mean, s, q, own):  # pragma: no cover - compiled
+        # s = Σ a; q = Σ (a - mean)² (mean given; `own`: the channel's own mean, found by a
+        # first pass over the channel while it is in cache), or Σ a·b (b3 given: dy, x)
         a_, c_, l_ = a3.shape
         centre, cross = mean.shape[0] > 0, b3.shape[0] > 0
         for c in range(c_):
             t, u = 0.0, 0.0
             mu = mean[c] if centre else 0.0
+            if own:
+                for a in range(a_):
+                    row = a3[a, c]
+                    for i in range(l_):
+                        t += row[i]
+                mu, t = t / (a_ * l_), 0.0
             for a in range(a_):
                 row = a3[a, c]
                 other = b3[a, c] if cross else row
@@ -512,18 +519,20 @@ def batchnorm_backward(dy3: np.ndarray, x3: np.ndarray, mean: np.ndarray, inv: n
                 if x3.shape[0] == 1 else None)
 
 
-def batchnorm_sums(a3: np.ndarray, mean: np.ndarray | None = None,
+def batchnorm_sums(a3: np.ndarray, mean: np.ndarray | str | None = None,
                    b3: np.ndarray | None = None):
-    """Per channel of the (A, C, L) view a3, in float64: (Σa, Σ(a − mean)²) with `mean`, (Σa,
-    Σa·b) with `b3`, else (Σa, Σa²); None where the kernel cannot run."""
+    """Per channel of the (A, C, L) view a3, in float64: (Σa, Σ(a − mean)²) with `mean` (an
+    array, or "own": each channel's own mean, one pass over memory), (Σa, Σa·b) with `b3`,
+    else (Σa, Σa²); None where the kernel cannot run."""
     c = a3.shape[1]
     empty3 = np.empty((0, 0, 0), a3.dtype)
     arrays = [a for a in (a3, b3) if a is not None]
     if not enabled() or not _ok(*arrays) or (b3 is not None and b3.dtype != a3.dtype):
         return None
     s, q = np.empty(c), np.empty(c)
-    m = np.empty(0) if mean is None else np.ascontiguousarray(mean, np.float64)
-    if not _run("bn_sums", a3, empty3 if b3 is None else b3, m, s, q):
+    own = isinstance(mean, str)
+    m = np.empty(0) if mean is None or own else np.ascontiguousarray(mean, np.float64)
+    if not _run("bn_sums", a3, empty3 if b3 is None else b3, m, s, q, own):
         return None
     return s, q
 

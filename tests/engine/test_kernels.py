@@ -265,6 +265,27 @@ def test_batchnorm_compiled_equals_numpy(monkeypatch, dtype, layout):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batchnorm_sums_about_a_given_or_the_own_mean(monkeypatch, dtype):
+    """The partial sums a shard of a batch hands over (nn/parallel.py): Σa, Σ(a − mean)²
+    about a given mean or each channel's own (one pass over memory), and Σa·b, in float64."""
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    rng = np.random.default_rng(7)
+    a3 = (rng.standard_normal((2, 5, 37)) * 3 + 100).astype(dtype)  # a large mean
+    b3 = rng.standard_normal(a3.shape).astype(dtype)
+    a = a3.astype(np.float64)
+    s_want = a.sum(axis=(0, 2))
+    own = s_want / (a3.shape[0] * a3.shape[2])
+    given = own + 0.25
+    for mean, centre in (("own", own), (given, given)):
+        s, q = kernels.batchnorm_sums(a3, mean)
+        np.testing.assert_allclose(s, s_want, rtol=1e-12)
+        np.testing.assert_allclose(q, ((a - centre[None, :, None]) ** 2).sum(axis=(0, 2)),
+                                   rtol=1e-10)
+    s, q = kernels.batchnorm_sums(a3, b3=b3)
+    np.testing.assert_allclose(q, (a * b3).sum(axis=(0, 2)), rtol=1e-10)
+
+
 def test_batchnorm_compiled_matches_finite_differences(monkeypatch):
     monkeypatch.delenv(kernels.ENV, raising=False)
     layer = make_layer("BatchNorm2d", {}, [(3, 4, 5)])
