@@ -581,7 +581,8 @@ class Conv2d(Layer):
             # widening conv on a shrinking map: LeNet-5's conv2 6->16, 12x12 -> 8x8)
             return [nchw(self._input_grad_as_conv(dyc, pads, h, w, ho, wo))]
         wmat = self.weights["weight"].reshape(g, og, kk)
-        dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, owner=self)  # col2im(Wᵀ @ dy)
+        dxp = conv_input_grad(wmat, dyc, k, s, d, xpshape, wo, owner=self,  # col2im(Wᵀ @ dy)
+                              compiled=kernels.enabled())
         t, l = pads[0], pads[1]
         return [nchw(dxp[:, t:t + h, l:l + w])]
 

@@ -216,6 +216,23 @@ def _define(cache: bool) -> dict:
                             for n in range(n_):
                                 o[n] = d[n] if ix[n] == t else d[n] * 0
 
+    # col2im in CHWN memory: the kh·kw taps of a block of output rows added into the padded
+    # input gradient in one call (NumPy: one strided += per tap), tap by tap in the same order
+
+    @njit(**opts)
+    def col2im_add(taps, dxp, r0, sh, sw, dh, dw):  # pragma: no cover - compiled
+        # taps (C, kh, kw, rows, Wo, N); dxp (C, Hp, Wp, N)
+        c_, kh, kw, nr, wo_, n_ = taps.shape
+        for c in range(c_):
+            for i in range(kh):
+                for j in range(kw):
+                    for r in range(nr):
+                        for q in range(wo_):
+                            src = taps[c, i, j, r, q]
+                            dst = dxp[c, (r0 + r) * sh + i * dh, q * sw + j * dw]
+                            for n in range(n_):
+                                dst[n] += src[n]
+
     # BatchNorm in training on the (A, C, L) view of its input's memory (engine/layers/norm.py):
     # each channel's statistics, normalisation and gradient while its rows are in cache, the
     # sums in float64
@@ -385,7 +402,7 @@ def _define(cache: bool) -> dict:
             "hardswish_grad": hardswish_grad, "bn_forward": bn_forward,
             "bn_backward": bn_backward, "bn_sums": bn_sums, "bn_affine": bn_affine, "adam": adam,
             "to_blocked": to_blocked, "from_blocked": from_blocked, "mp_forward": mp_forward,
-            "mp_backward": mp_backward}
+            "mp_backward": mp_backward, "col2im_add": col2im_add}
 
 
 def ready() -> bool:
@@ -430,6 +447,7 @@ def warm() -> bool:
     idx = np.empty(y.shape, np.uint8)
     maxpool_forward(x, y, idx, (3, 3), (1, 1), (1, 1), (0, 0, 0, 0))
     maxpool_backward(y, idx, dx, (3, 3), (1, 1), (1, 1), (0, 0, 0, 0), add=True)
+    col2im_add(np.ones((2, 3, 3, 1, 1, 4), f), dx, 0, (1, 1), (1, 1))
     blocked = np.empty((4, 1, 3, 3, 2), f)
     to_blocked(x, blocked)
     from_blocked(blocked, np.empty_like(x))
@@ -493,6 +511,15 @@ def maxpool_backward(dy: np.ndarray, idx: np.ndarray, dx: np.ndarray, kernel, st
         return False
     return _run("mp_backward", dy, idx, dx, int(kernel[0]), int(kernel[1]),
                 *_geometry(stride, dilation, pads), bool(add), split=(0, 0, 0))
+
+
+def col2im_add(taps: np.ndarray, dxp: np.ndarray, r0: int, stride, dilation) -> bool:
+    """dxp (C, Hp, Wp, N) += each tap (C, kh, kw, rows, Wo, N) of output rows r0 ... at its
+    place; False (nothing added) where the kernel cannot run."""
+    if not enabled() or not _ok(taps, dxp):
+        return False
+    return _run("col2im_add", taps, dxp, int(r0), int(stride[0]), int(stride[1]),
+                int(dilation[0]), int(dilation[1]), split=(0, 0))
 
 
 def batchnorm_forward(x3: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,

@@ -181,6 +181,37 @@ def test_maxpool_compiled_matches_finite_differences(monkeypatch, params, hw):
     assert {"mp_forward", "mp_backward"} <= set(calls)
 
 
+@pytest.mark.parametrize("kernel,stride,dilation,groups,ho", [
+    ((5, 5), (1, 1), (1, 1), 1, 10),   # LeNet-5's conv2
+    ((3, 3), (2, 2), (1, 1), 1, 7),
+    ((3, 2), (2, 1), (2, 3), 2, 6),
+    ((1, 1), (2, 2), (1, 1), 1, 5),
+])
+@pytest.mark.parametrize("blocks", [False, True])
+def test_col2im_compiled_equals_numpy_bit_for_bit(monkeypatch, kernel, stride, dilation,
+                                                   groups, ho, blocks):
+    """The input gradient's col2im: one compiled call per block of output rows adds the taps
+    in NumPy's order, so the result is the same to the bit (in one block and in many)."""
+    from engine.nn import ops
+
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    if blocks:  # one output row per block
+        monkeypatch.setattr(ops, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(8)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    c, og, n, wo = 4, 3, 5, ho + 1
+    hp, wp = (ho - 1) * sh + dh * (kh - 1) + 1, (wo - 1) * sw + dw * (kw - 1) + 1
+    wmat = rng.standard_normal((groups, og, c // groups * kh * kw)).astype(np.float32)
+    dyc = rng.standard_normal((groups, og, ho * wo * n)).astype(np.float32)
+    calls = _spy_on_kernels(monkeypatch)
+    args = (wmat, dyc, kernel, stride, dilation, (c, hp, wp, n), wo)
+    got = ops.conv_input_grad(*args, compiled=True)
+    assert calls and set(calls) == {"col2im_add"}
+    want = ops.conv_input_grad(*args, compiled=False)
+    assert len(calls) == (ho if blocks else 1)  # the NumPy run called no kernel
+    np.testing.assert_array_equal(got, want)
+
+
 def test_maxpool_backward_after_a_numpy_forward(monkeypatch):
     """A cache the NumPy forward wrote (numba switched on since) is read by the compiled
     backward, and one the compiled forward wrote by NumPy's (numba switched off since)."""
@@ -344,8 +375,8 @@ def test_warm_loads_every_kernel(monkeypatch):
     calls = _spy_on_kernels(monkeypatch)
     assert kernels.warm()
     assert set(calls) == {"dw_forward", "dw_weight_grad", "dw_input_grad", "bn_forward",
-                          "bn_backward", "mp_forward", "mp_backward", "to_blocked",
-                          "from_blocked"}
+                          "bn_backward", "mp_forward", "mp_backward", "col2im_add",
+                          "to_blocked", "from_blocked"}
     monkeypatch.setenv(kernels.ENV, "numpy")
     assert not kernels.warm()
 
