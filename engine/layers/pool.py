@@ -362,9 +362,13 @@ class MaxPool2d(_Pool2d):
         """The compiled forward (engine/nn/kernels.py: one pass over the taps, 3× NumPy's 4
         passes per tap at small_vgg's pool1) -> logical (N, C, Ho, Wo), or None (NumPy's
         turn); the cache is the NumPy forward's, so either backward reads it. Inference as
-        kernels.for_inference says (the GUI thread never waits for a first compile)."""
-        if not (kernels.enabled() if training else kernels.for_inference()):
-            return None
+        kernels.for_inference says, and only on the float32 / byte-index version warm()
+        compiles (the GUI thread never waits for a compile)."""
+        if training:
+            if not kernels.enabled():
+                return None
+        elif not (kernels.for_inference() and x.dtype == np.float32 and k[0] * k[1] < 256):
+            return None  # inference: only the version warm() compiled (no compile waited for)
         n, c, h, w = x.shape
         x4 = as_chwn(x)
         y = np.empty((c, ho, wo, n), x4.dtype)

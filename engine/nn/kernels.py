@@ -197,10 +197,22 @@ def _define(cache: bool) -> dict:
 
     @njit(**opts)
     def mp_backward(dy, idx, dx, kh, kw, sh, sw, dh, dw, pt, pl, add):  # pragma: no cover
-        # add: windows overlap (dx zeroed first, += ); else each cell is written by one tap
+        # add: windows overlap (dx zeroed first): tap by tap over all windows, NumPy's order of
+        # the sums into a cell (the same bits); else each cell is written by one tap
         c_, ho_, wo_, n_ = dy.shape
         h_, w_ = dx.shape[1], dx.shape[2]
         for c in range(c_):
+            if add:
+                for t in range(kh * kw):
+                    for ho in range(ho_):
+                        for wo in range(wo_):
+                            r, q = tap_cell(ho, wo, t, kw, sh, sw, dh, dw, pt, pl)
+                            if r < 0 or r >= h_ or q < 0 or q >= w_:
+                                continue
+                            d, ix, o = dy[c, ho, wo], idx[c, ho, wo], dx[c, r, q]
+                            for n in range(n_):  # d·0 elsewhere, as NumPy's masked product
+                                o[n] += d[n] if ix[n] == t else d[n] * 0
+                continue
             for ho in range(ho_):
                 for wo in range(wo_):
                     d, ix = dy[c, ho, wo], idx[c, ho, wo]
@@ -209,12 +221,8 @@ def _define(cache: bool) -> dict:
                         if r < 0 or r >= h_ or q < 0 or q >= w_:
                             continue
                         o = dx[c, r, q]
-                        if add:  # d·0 elsewhere, as NumPy's masked product (NaN stays NaN)
-                            for n in range(n_):
-                                o[n] += d[n] if ix[n] == t else d[n] * 0
-                        else:
-                            for n in range(n_):
-                                o[n] = d[n] if ix[n] == t else d[n] * 0
+                        for n in range(n_):
+                            o[n] = d[n] if ix[n] == t else d[n] * 0
 
     # col2im in CHWN memory: the kh·kw taps of a block of output rows added into the padded
     # input gradient in one call (NumPy: one strided += per tap), tap by tap in the same order

@@ -261,12 +261,13 @@ def conv_input_grad(wmat: np.ndarray, dyc: np.ndarray, kernel, stride, dilation,
     LeNet-5's conv2, batch 256, 1.9× faster than writing the whole 15 MB dcols and reading
     it back. With `owner` (a layer, while training) the block buffer is the thread's shared
     work_buffer. The taps are added by one compiled call per block where `compiled` (default:
-    kernels.for_inference(), so the GUI thread never waits for a compile), else one NumPy +=
-    per tap: LeNet-5's conv2 (25 taps, batch 64) 0.55 -> 0.2 ms."""
+    kernels.for_inference(), float32 only: the version warm() compiled, so the GUI thread never
+    waits for a compile), else one NumPy += per tap: LeNet-5's conv2 (25 taps, batch 64)
+    0.55 -> 0.2 ms."""
     from . import kernels, ort_conv
 
     if compiled is None:
-        compiled = kernels.for_inference()
+        compiled = kernels.for_inference() and np.result_type(wmat, dyc) == np.float32
 
     g, og, kk = wmat.shape
     c, n = xp_shape[0], xp_shape[3]

@@ -38,7 +38,6 @@ import threading
 import numpy as np
 
 from . import kernels
-from .ops import work_buffer
 from .ort_kernels import kept_session
 
 _LOCK = threading.Lock()
@@ -229,8 +228,8 @@ def forward(x4: np.ndarray, w: np.ndarray, bias: np.ndarray | None, stride, dila
 def _forward_wide(x4, w, bias, stride, dilation, pads, b) -> np.ndarray | None:
     """forward() of a conv whose columns step by 1, on CHWN memory read as one wide image
     (see the module's docstring): three runs, each writing into memory bound to it (the
-    blocked copies in this thread's two work buffers, kept across layers and steps; the
-    output a new CHWN array), so ONNX Runtime holds no activation between runs."""
+    blocked copies and the output: arrays of this call, let go after it), so ONNX Runtime
+    holds no activation between runs."""
     c, h, wd, n = x4.shape
     co, _, kh, kw = w.shape
     (sh, _), (dh, dw) = (int(v) for v in stride), (int(v) for v in dilation)
@@ -243,8 +242,8 @@ def _forward_wide(x4, w, bias, stride, dilation, pads, b) -> np.ndarray | None:
         return None
     ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     won = (wd + pl + pr - dw * (kw - 1)) * n  # the wide output's columns
-    xb = work_buffer("nchwc_x", c * h * wd * n, np.float32)
-    yb = work_buffer("nchwc_y", co * ho * won, np.float32)
+    xb = np.empty(c * h * wd * n, np.float32)
+    yb = np.empty(co * ho * won, np.float32)
     y = np.empty((co, ho, won // n, n), np.float32)
     feeds = [(into, {"x": np.ascontiguousarray(x4).reshape(1, c, h, wd * n)},
               xb, (1, c, h, wd * n)),
