@@ -6,10 +6,12 @@ broadcast multiply-adds over strided windows, 1.4-3 GFLOP/s; these loops keep ea
 row's batch vector in cache and read the unpadded input with bounds checks. BatchNorm's
 training passes run one channel at a time while its rows are in cache; the ReLU, ReLU6 and
 HardSwish gradients are one-pass ufuncs; max pooling takes each window's maximum and its tap
-in one pass (NumPy: four per tap). Measured against NumPy at batch 64, 1 thread, forward
-+ backward (python bench/bench_kernels.py): depthwise 3.8-5.4×, BatchNorm 1.6-2.0×, the
-gradients 1.3-1.7×, max pooling 1.9× (6 ch 28×28) to 3.7-4.5× (32-64 ch 32×32). The kernels work on the engine's CHWN memory (batch innermost, contiguous)
-and never allocate their outputs; channel ranges are split over threads() threads.
+in one pass (NumPy: four per tap); col2im adds a block's taps in one call (NumPy: one += per
+tap, the same order). Measured against NumPy at batch 64, 1 thread, forward + backward
+(python bench/bench_kernels.py): depthwise 3.8-5.4×, BatchNorm 1.6-2.0×, the gradients
+1.3-1.7×, max pooling 1.8× (6 ch 28×28) to 3.1-4.5× (32-64 ch 32×32). The kernels work on
+the engine's CHWN memory (batch innermost, contiguous) and never allocate their outputs;
+channel ranges are split over threads() threads.
 
     if kernels.depthwise_forward(x, w, y, stride, dilation, pads): ...   # False: NumPy
 
