@@ -235,6 +235,7 @@ class Runner:
                 sums.abort()  # the other shards stop waiting for this one
                 out[k] = exc
             finally:
+                sync.pending.clear()  # a failed shard's deferred work holds activations
                 for nid in sync_ids:
                     part.layers[nid].shard = None
                 for nid in defer_ids:
