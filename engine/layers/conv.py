@@ -520,13 +520,13 @@ class Conv2d(Layer):
 
         return sum(kernels.in_parallel(part, n)).T[None]
 
-    def _weight_grad(self, src, dyc, pads, kk, ho, wo) -> None:
-        """Sets grads (weight, bias) from dyc (G, Cout/G, Ho·Wo·N) and either the input x
-        (logical NCHW: its im2col rebuilt in row blocks) or the kept cols (G, kk [+ 1], ...)."""
+    def _weight_grad(self, rows: bool, src, dyc, pads, kk, ho, wo) -> None:
+        """Sets grads (weight, bias) from dyc (G, Cout/G, Ho·Wo·N) and either (`rows`) the
+        input x, its im2col rebuilt in row blocks, or the kept cols (G, kk [+ 1], ...)."""
         wt = self.weights["weight"]
         g, og = dyc.shape[:2]
         co = g * og
-        if src.ndim == 4:
+        if rows:
             dw = self._weight_grad_rows(pad_chwn(src, pads), dyc, kk, ho, wo)
             if self.bias:
                 self.grads["bias"] = dyc.sum(axis=2, dtype=wt.dtype).reshape(co)
@@ -562,11 +562,11 @@ class Conv2d(Layer):
         og, kk = co // g, cg * k[0] * k[1]
         dyc = as_chwn(dy).reshape(g, og, ho * wo * n)
         if not self.frozen:
-            src = x if rows else cols
+            args = (rows, x if rows else cols, dyc, pads, kk, ho, wo)
             if self.defer is not None:  # a shard's step: later (see `defer`)
-                self.defer.later(self, lambda: self._weight_grad(src, dyc, pads, kk, ho, wo))
+                self.defer.later(self, lambda: self._weight_grad(*args))
             else:
-                self._weight_grad(src, dyc, pads, kk, ho, wo)
+                self._weight_grad(*args)
         if not self.need_dx:  # set by Network.backward(input_grad=False)
             return [None]
         if tuple(s) == (1, 1) and g == 1 and k[0] * k[1] > 1 \

@@ -37,6 +37,7 @@ import threading
 
 import numpy as np
 
+from ..shapes import conv_out
 from . import kernels
 from .ort_kernels import kept_session
 
@@ -240,8 +241,8 @@ def _forward_wide(x4, w, bias, stride, dilation, pads, b) -> np.ndarray | None:
     back = _kept(("reorder", int(co), threads))
     if conv is None or into is None or back is None:
         return None
-    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    won = (wd + pl + pr - dw * (kw - 1)) * n  # the wide output's columns
+    ho = conv_out(h, kh, sh, pt, pb, dh)
+    won = conv_out(wd, kw, 1, pl, pr, dw) * n  # the wide output's columns
     xb = np.empty(c * h * wd * n, np.float32)
     yb = np.empty(co * ho * won, np.float32)
     y = np.empty((co, ho, won // n, n), np.float32)
