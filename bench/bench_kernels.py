@@ -3,6 +3,9 @@ layers of MobileNetV2 3×64×64, mobile_se, small_vgg and LeNet-5 at batch 64: f
 forward + backward of a depthwise conv, a training BatchNorm, the ReLU / ReLU6 / HardSwish
 gradients and max pooling, interleaved
 (compiled, NumPy, compiled, ... in every repeat), medians, ratio NumPy time / compiled time.
+Then the weight gradient of the dense 3×3 convs of small_resnet / small_vgg / ResNet-18 alone:
+the compiled kernel (taps read in place) against the row blocks of im2col and a matmul (MLAS
+through ONNX Runtime where it runs, else OpenBLAS) that a training conv otherwise takes.
 
     python bench/bench_kernels.py                  # 1 thread
     python bench/bench_kernels.py --threads 2      # the kernels split channels over 2 threads
@@ -56,6 +59,7 @@ CASES = [  # (label, type, params, (C, H, W))
      {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1, 1, 1]}, (64, 32, 32)),
     ("MaxPool 2x2 6ch 28x28", "MaxPool2d", {"kernel_size": [2, 2]}, (6, 28, 28)),
 ]
+WEIGHT_GRAD = [(16, 32), (32, 16), (64, 8), (64, 16), (128, 8)]  # dense 3x3 'same': (C, H=W)
 
 
 def make_layer(type_name: str, params: dict, shape):
@@ -124,7 +128,37 @@ def main(argv=None) -> int:
         print(f"{label:<30}{f['compiled']:13.2f}{f['numpy']:11.2f}"
               f"{f['numpy'] / f['compiled']:6.1f}x{s['compiled']:14.2f}{s['numpy']:11.2f}"
               f"{s['numpy'] / s['compiled']:6.1f}x", flush=True)
+    weight_grads(args, rng)
     return 0
+
+
+def weight_grads(args, rng) -> None:
+    print(f"\n{'conv weight gradient (3x3)':<30}{'compiled':>13}{'im2col+mm':>11}{'ratio':>7}"
+          f"{'GFLOP/s':>9}")
+    for c, hw in WEIGHT_GRAD:
+        med = _weight_grad_times(args, rng, c, hw)
+        flops = 2 * c * c * 9 * hw * hw * args.batch
+        print(f"{f'{c}ch {hw}x{hw}':<30}{med['compiled']:13.2f}{med['numpy']:11.2f}"
+              f"{med['numpy'] / med['compiled']:6.1f}x{flops / med['compiled'] / 1e6:9.0f}",
+              flush=True)
+
+
+def _weight_grad_times(args, rng, c: int, hw: int) -> dict:
+    from engine.nn.ops import pad_chwn
+
+    layer = make_layer("Conv2d", {"out_channels": c, "kernel_size": [3, 3], "padding": "same"},
+                       (c, hw, hw))
+    x = rng.standard_normal((c, hw, hw, args.batch)).astype(np.float32)  # CHWN memory
+    xp = pad_chwn(x.transpose(3, 0, 1, 2), (1, 1, 1, 1))
+    dy = rng.standard_normal((c, hw, hw, args.batch)).astype(np.float32)
+    out = np.empty((c, c, 3, 3), np.float32)
+    fns = {"compiled": lambda: kernels.conv_weight_grad(xp, dy, out, (1, 1), (1, 1)),
+           "numpy": lambda: layer._weight_grad_rows(xp, dy.reshape(1, c, -1), c * 9, hw, hw)}
+    t = {m: [] for m in fns}
+    for _ in range(args.repeats + 1):
+        for m, fn in fns.items():
+            t[m].append(timed(fn))
+    return {m: statistics.median(v[1:]) * 1e3 for m, v in t.items()}
 
 
 if __name__ == "__main__":
