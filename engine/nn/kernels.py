@@ -649,26 +649,35 @@ def conv_weight_grad(xp: np.ndarray, dy: np.ndarray, out: np.ndarray, stride, di
     kh, kw = out.shape[2:]
     x2, d2 = xp.reshape(c, hp, wp * n), dy.reshape(co, ho, wo * n)
     geo = (int(n), int(stride[0]), int(dilation[0]), int(dilation[1]))
-    k = min(threads(), ho, max(1, c * kh * kw * ho * wo * n // MIN_SPLIT))  # im2col's size
-    if k <= 1:
-        out[:] = 0
-        return _run("conv_weight_grad", x2, d2, out, *geo, 0, ho, CHUNK)
+    k = _row_parts(ho, c * kh * kw * ho * wo * n)
     bounds = [ho * p // k for p in range(k + 1)]
-    parts = [out] + [np.empty_like(out) for _ in range(k - 1)]
-    for p in parts:
-        p[:] = 0
-    fn = _kernels().get("conv_weight_grad")
-    if fn is None:
+    parts = [np.zeros_like(out) for _ in range(k)]  # each part's own sums (tiny arrays)
+    if not _run_parts("conv_weight_grad", k, lambda p: (x2, d2, parts[p], *geo, bounds[p],
+                                                         bounds[p + 1], CHUNK)):
         return False
+    out[:] = parts[0]
+    for p in parts[1:]:
+        out += p
+    return True
+
+
+def _row_parts(rows: int, im2col_size: int) -> int:
+    """Threads to share a conv's output rows over: threads() where its im2col would have at
+    least MIN_SPLIT elements per thread, one else."""
+    return max(1, min(threads(), rows, im2col_size // MIN_SPLIT))
+
+
+def _run_parts(name: str, k: int, args_of) -> bool:
+    """Kernel `name` on k parts at once (args_of(p): part p's arguments); False (switched off)
+    where numba cannot compile it, as _run."""
     try:
-        in_parallel(lambda p: fn(x2, d2, parts[p], *geo, bounds[p], bounds[p + 1], CHUNK), k)
-    except Exception as exc:  # numba's errors: switched off, NumPy computes it
+        fn = _kernels()[name]
+        in_parallel(lambda p: fn(*args_of(p)), k)
+    except Exception as exc:  # numba's typing and lowering errors have many types
         if type(exc).__module__.split(".")[0] != "numba":
             raise
         _switch_off()
         return False
-    for p in parts[1:]:
-        out += p
     return True
 
 

@@ -153,3 +153,27 @@ def test_full_width_vectors_only_with_avx512_and_never_over_the_user(monkeypatch
     fake.config.CPU_FEATURES = None
     kernels._full_width_vectors(fake)
     assert fake.config.CPU_FEATURES is None
+
+
+def test_a_kernel_numba_cannot_compile_leaves_numpy_in_charge(monkeypatch):
+    """A numba error switches the kernels off, nothing is written, and the layer's weight
+    gradient is NumPy's; any other error is a bug and is raised."""
+    from numba.core.errors import TypingError
+
+    def broken(*args):
+        raise TypingError("test: cannot compile")
+
+    monkeypatch.setattr(kernels, "_KERNELS", {"conv_weight_grad": broken})
+    xp, dy = _inputs(4, 4, (3, 3), 1, (1, 1), 4, 4, 2, np.float32)
+    out = np.full((4, 4, 3, 3), 7.0, np.float32)
+    assert kernels.enabled()
+    assert not kernels.conv_weight_grad(xp, dy, out, (1, 1), (1, 1))
+    assert (out == 7.0).all()
+    assert not kernels.enabled()  # off for good
+
+    def bug(*args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(kernels, "_KERNELS", {"conv_weight_grad": bug})
+    with pytest.raises(ZeroDivisionError):
+        kernels.conv_weight_grad(xp, dy, out, (1, 1), (1, 1))

@@ -390,7 +390,13 @@ def _spy_on_kernels(monkeypatch) -> list[str]:
         calls.append(name)
         return real(name, *args, split=split)
 
+    def spy_parts(name, k, args_of):
+        calls.append(name)
+        return real_parts(name, k, args_of)
+
+    real_parts = kernels._run_parts
     monkeypatch.setattr(kernels, "_run", spy)
+    monkeypatch.setattr(kernels, "_run_parts", spy_parts)
     return calls
 
 
