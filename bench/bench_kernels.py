@@ -5,7 +5,9 @@ gradients and max pooling, interleaved
 (compiled, NumPy, compiled, ... in every repeat), medians, ratio NumPy time / compiled time.
 Then the weight gradient of the dense 3×3 convs of small_resnet / small_vgg / ResNet-18 alone:
 the compiled kernel (taps read in place) against the row blocks of im2col and a matmul (MLAS
-through ONNX Runtime where it runs, else OpenBLAS) that a training conv otherwise takes.
+through ONNX Runtime where it runs, else OpenBLAS) that a training conv otherwise takes; and
+the training forward + backward of the convs with few input channels (LeNet-5's, an RGB stem):
+the direct convolution and that weight gradient against im2col + matmul.
 
     python bench/bench_kernels.py                  # 1 thread
     python bench/bench_kernels.py --threads 2      # the kernels split channels over 2 threads
@@ -60,6 +62,16 @@ CASES = [  # (label, type, params, (C, H, W))
     ("MaxPool 2x2 6ch 28x28", "MaxPool2d", {"kernel_size": [2, 2]}, (6, 28, 28)),
 ]
 WEIGHT_GRAD = [(16, 32), (32, 16), (64, 8), (64, 16), (128, 8)]  # dense 3x3 'same': (C, H=W)
+FEW_CHANNELS = [  # (label, params, (C, H, W), input gradient wanted)
+    ("LeNet-5 conv1 1->6 5x5 28x28", {"out_channels": 6, "kernel_size": [5, 5]}, (1, 28, 28),
+     False),
+    ("LeNet-5 conv2 6->16 5x5 12x12", {"out_channels": 16, "kernel_size": [5, 5]}, (6, 12, 12),
+     True),
+    ("stem 3->16 3x3 32x32", {"out_channels": 16, "kernel_size": [3, 3], "padding": "same"},
+     (3, 32, 32), False),
+    ("stem 3->64 3x3 32x32", {"out_channels": 64, "kernel_size": [3, 3], "padding": "same"},
+     (3, 32, 32), False),
+]
 
 
 def make_layer(type_name: str, params: dict, shape):
@@ -129,7 +141,36 @@ def main(argv=None) -> int:
               f"{f['numpy'] / f['compiled']:6.1f}x{s['compiled']:14.2f}{s['numpy']:11.2f}"
               f"{s['numpy'] / s['compiled']:6.1f}x", flush=True)
     weight_grads(args, rng)
+    few_channels(args, rng)
     return 0
+
+
+def few_channels(args, rng) -> None:
+    from engine.layers import conv
+
+    direct = conv.DIRECT_MAX_CHANNELS
+    print(f"\n{'few input channels (train f+b)':<30}{'direct':>13}{'im2col+mm':>11}{'ratio':>7}")
+    for label, params, shape, need_dx in FEW_CHANNELS:
+        layer = make_layer("Conv2d", params, shape)
+        layer.need_dx = need_dx
+        x = rng.standard_normal((*shape, args.batch)).astype(np.float32).transpose(3, 0, 1, 2)
+        y = layer.forward([x], training=True)
+        dy = rng.standard_normal(y.shape[1:] + y.shape[:1]).astype(np.float32)
+        dy = dy.transpose(3, 0, 1, 2)  # CHWN memory, as in a net
+
+        def step(layer=layer, x=x, dy=dy):
+            layer.forward([x], training=True)
+            layer.backward(dy)
+
+        t = {"direct": [], "numpy": []}
+        for _ in range(args.repeats + 1):
+            for m, times in t.items():
+                conv.DIRECT_MAX_CHANNELS = direct if m == "direct" else 0
+                times.append(timed(step))
+        conv.DIRECT_MAX_CHANNELS = direct
+        med = {m: statistics.median(v[1:]) * 1e3 for m, v in t.items()}
+        print(f"{label:<30}{med['direct']:13.2f}{med['numpy']:11.2f}"
+              f"{med['numpy'] / med['direct']:6.1f}x", flush=True)
 
 
 def weight_grads(args, rng) -> None:

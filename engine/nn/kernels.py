@@ -9,7 +9,8 @@ HardSwish gradients are one-pass ufuncs; max pooling takes each window's maximum
 in one pass (NumPy: four per tap); col2im adds a block's taps in one call (NumPy: one += per
 tap, the same order); a dense convolution's weight gradient reads its taps where they are
 instead of building an im2col matrix for a matmul (16 ch 32×32, batch 64: 6.1 -> 3.9 ms,
-bench/bench_kernels.py). On CPUs with AVX-512 the code uses 512-bit vectors
+bench/bench_kernels.py), and a conv with few input channels (an RGB stem, LeNet-5) runs as a
+direct convolution (no im2col). On CPUs with AVX-512 the code uses 512-bit vectors
 (_full_width_vectors). Measured against NumPy at batch 64, 1 thread, forward + backward
 (python bench/bench_kernels.py): depthwise 3.8-5.4×, BatchNorm 1.6-2.0×, the gradients
 1.3-1.7×, max pooling 1.8× (6 ch 28×28) to 3.1-4.5× (32-64 ch 32×32). The kernels work on
@@ -366,20 +367,23 @@ def _define(cache: bool) -> dict:
 
     # A dense convolution's weight gradient on CHWN memory without an im2col matrix (columns
     # stepping by 1): dW[o, c, i, j] += Σ dy[o, r, q, n] · xp[c, r·sh + i·dh, q + j·dw, n].
-    # The sums of 4 filters × 4 input channels stay in registers, vectorised along an output
-    # row's Wo·N contiguous values, a chunk at a time: 4 filters' and 4×kh input rows' chunks
-    # stay in the L1 cache while their kh·kw taps are summed
+    # The sums of 4 filters × 4 taps (c, i, j: in this order, so a stem's 3 channels or
+    # LeNet-5's 1 block as well as 64 do) stay in registers, vectorised along an output
+    # row's Wo·N contiguous values, a chunk at a time that stays in the L1 cache
 
     @njit(inline="always", **reduce)
-    def _block44(d2, x2, out, o, c, r, xr, d0, x0, m, i, j):  # pragma: no cover - compiled
-        a0, a1 = d2[o, r, d0:d0 + m], d2[o + 1, r, d0:d0 + m]
-        a2, a3 = d2[o + 2, r, d0:d0 + m], d2[o + 3, r, d0:d0 + m]
-        b0, b1 = x2[c, xr, x0:x0 + m], x2[c + 1, xr, x0:x0 + m]
-        b2, b3 = x2[c + 2, xr, x0:x0 + m], x2[c + 3, xr, x0:x0 + m]
+    def _tap(x2, taps, k, r, sh, t0, m):  # pragma: no cover - compiled
+        # the chunk of the input row that tap k multiplies (taps[k]: channel, row and column
+        # offsets, found once per call: no divisions in the loops)
+        x0 = taps[k, 2] + t0
+        return x2[taps[k, 0], r * sh + taps[k, 1], x0:x0 + m]
+
+    @njit(inline="always", **reduce)
+    def _block44(a0, a1, a2, a3, b0, b1, b2, b3, out2, o, k):  # pragma: no cover - compiled
         z = np.float32(0)
         s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
         s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-        for t in range(m):
+        for t in range(a0.shape[0]):
             p0, p1, p2, p3 = a0[t], a1[t], a2[t], a3[t]
             q0, q1, q2, q3 = b0[t], b1[t], b2[t], b3[t]
             s00 += p0 * q0
@@ -398,49 +402,99 @@ def _define(cache: bool) -> dict:
             s31 += p3 * q1
             s32 += p3 * q2
             s33 += p3 * q3
-        out[o, c, i, j] += s00
-        out[o, c + 1, i, j] += s01
-        out[o, c + 2, i, j] += s02
-        out[o, c + 3, i, j] += s03
-        out[o + 1, c, i, j] += s10
-        out[o + 1, c + 1, i, j] += s11
-        out[o + 1, c + 2, i, j] += s12
-        out[o + 1, c + 3, i, j] += s13
-        out[o + 2, c, i, j] += s20
-        out[o + 2, c + 1, i, j] += s21
-        out[o + 2, c + 2, i, j] += s22
-        out[o + 2, c + 3, i, j] += s23
-        out[o + 3, c, i, j] += s30
-        out[o + 3, c + 1, i, j] += s31
-        out[o + 3, c + 2, i, j] += s32
-        out[o + 3, c + 3, i, j] += s33
+        out2[o, k] += s00
+        out2[o, k + 1] += s01
+        out2[o, k + 2] += s02
+        out2[o, k + 3] += s03
+        out2[o + 1, k] += s10
+        out2[o + 1, k + 1] += s11
+        out2[o + 1, k + 2] += s12
+        out2[o + 1, k + 3] += s13
+        out2[o + 2, k] += s20
+        out2[o + 2, k + 1] += s21
+        out2[o + 2, k + 2] += s22
+        out2[o + 2, k + 3] += s23
+        out2[o + 3, k] += s30
+        out2[o + 3, k + 1] += s31
+        out2[o + 3, k + 2] += s32
+        out2[o + 3, k + 3] += s33
 
     @njit(**reduce)
-    def conv_weight_grad(x2, d2, out, n_, sh, dh, dw, r0, r1, chunk):  # pragma: no cover
-        # x2 (C, Hp, Wp·N) padded input; d2 (Co, Ho, Wo·N); out (Co, C, kh, kw), added to;
+    def conv_weight_grad(x2, d2, out2, kh, kw, n_, sh, dh, dw, r0, r1,
+                         chunk):  # pragma: no cover - compiled
+        # x2 (C, Hp, Wp·N) padded input; d2 (Co, Ho, Wo·N); out2 (Co, C·kh·kw), added to;
         # output rows r0 .. r1 - 1
-        co_, c_, kh, kw = out.shape
+        co_, kk = out2.shape
         run = d2.shape[2]
-        co4, c4 = co_ - co_ % 4, c_ - c_ % 4
+        co4, kk4 = co_ - co_ % 4, kk - kk % 4
+        taps = np.empty((kk, 3), np.int64)
+        for k in range(kk):
+            taps[k, 0] = k // (kh * kw)
+            taps[k, 1] = (k // kw) % kh * dh
+            taps[k, 2] = k % kw * dw * n_
         for r in range(r0, r1):
             for t0 in range(0, run, chunk):
                 m = min(run, t0 + chunk) - t0
                 for o in range(0, co_, 4):
-                    for c in range(0, c_, 4):
+                    for k in range(0, kk, 4):
+                        if o < co4 and k < kk4:
+                            _block44(d2[o, r, t0:t0 + m], d2[o + 1, r, t0:t0 + m],
+                                     d2[o + 2, r, t0:t0 + m], d2[o + 3, r, t0:t0 + m],
+                                     _tap(x2, taps, k, r, sh, t0, m),
+                                     _tap(x2, taps, k + 1, r, sh, t0, m),
+                                     _tap(x2, taps, k + 2, r, sh, t0, m),
+                                     _tap(x2, taps, k + 3, r, sh, t0, m),
+                                     out2, o, k)
+                            continue
+                        for oo in range(o, min(o + 4, co_)):  # the filters and taps left over
+                            a = d2[oo, r, t0:t0 + m]
+                            for kx in range(k, min(k + 4, kk)):
+                                b = _tap(x2, taps, kx, r, sh, t0, m)
+                                s = a[0] * b[0]
+                                for t in range(1, m):
+                                    s += a[t] * b[t]
+                                out2[oo, kx] += s
+
+    # A dense convolution with few input channels (an RGB stem, LeNet-5's) whose columns step
+    # by 1, computed directly on CHWN memory: each output row's chunk gets its taps added
+    # three at a time along the row's Wo·N contiguous values (im2col + a matmul whose inner
+    # dimension is C·kh·kw = 9-150 is bound by copying the im2col matrix)
+
+    @njit(nogil=True, cache=cache, fastmath={"contract"})
+    def conv_forward(x2, w, b, y2, n_, sh, dh, dw, r0, r1, chunk):  # pragma: no cover
+        # x2 (C, Hp, Wp·N) padded input; w (Co, C, kh, kw); b (Co,); y2 (Co, Ho, Wo·N):
+        # output rows r0 .. r1 - 1 written
+        co_, c_, kh, kw = w.shape
+        run, step = y2.shape[2], dw * n_
+        for r in range(r0, r1):
+            for t0 in range(0, run, chunk):
+                m = min(run, t0 + chunk) - t0
+                for o in range(co_):
+                    yy = y2[o, r, t0:t0 + m]
+                    yy[:] = b[o]
+                    for c in range(c_):
                         for i in range(kh):
-                            xr = r * sh + i * dh
-                            for j in range(kw):
-                                x0 = j * dw * n_ + t0  # the tap's chunk in the input's row
-                                if o < co4 and c < c4:
-                                    _block44(d2, x2, out, o, c, r, xr, t0, x0, m, i, j)
-                                    continue
-                                for oo in range(o, min(o + 4, co_)):  # the channels left over
-                                    for cc in range(c, min(c + 4, c_)):
-                                        a, b = d2[oo, r, t0:t0 + m], x2[cc, xr, x0:x0 + m]
-                                        s = a[0] * b[0]
-                                        for t in range(1, m):
-                                            s += a[t] * b[t]
-                                        out[oo, cc, i, j] += s
+                            xr = x2[c, r * sh + i * dh]
+                            j = 0
+                            while j < kw:
+                                x0 = j * step + t0
+                                a, v0 = xr[x0:x0 + m], w[o, c, i, j]
+                                if j + 2 < kw:
+                                    p, q = xr[x0 + step:x0 + step + m], \
+                                        xr[x0 + 2 * step:x0 + 2 * step + m]
+                                    v1, v2 = w[o, c, i, j + 1], w[o, c, i, j + 2]
+                                    for t in range(m):
+                                        yy[t] += v0 * a[t] + v1 * p[t] + v2 * q[t]
+                                    j += 3
+                                elif j + 1 < kw:
+                                    p, v1 = xr[x0 + step:x0 + step + m], w[o, c, i, j + 1]
+                                    for t in range(m):
+                                        yy[t] += v0 * a[t] + v1 * p[t]
+                                    j += 2
+                                else:
+                                    for t in range(m):
+                                        yy[t] += v0 * a[t]
+                                    j += 1
 
     # Adam's update in one pass over w, g, m, v (NumPy: ten passes over 1 MB chunks), with
     # NumPy's float32 operations in NumPy's order, so the results are bit for bit the same
@@ -513,7 +567,7 @@ def _define(cache: bool) -> dict:
             "bn_backward": bn_backward, "bn_sums": bn_sums, "bn_affine": bn_affine, "adam": adam,
             "to_blocked": to_blocked, "from_blocked": from_blocked, "mp_forward": mp_forward,
             "mp_backward": mp_backward, "col2im_add": col2im_add,
-            "conv_weight_grad": conv_weight_grad}
+            "conv_weight_grad": conv_weight_grad, "conv_forward": conv_forward}
 
 
 def ready() -> bool:
@@ -560,6 +614,7 @@ def warm() -> bool:
     maxpool_backward(y, idx, dx, (3, 3), (1, 1), (1, 1), (0, 0, 0, 0), add=True)
     col2im_add(np.ones((2, 3, 3, 1, 1, 4), f), dx, 0, (1, 1), (1, 1))
     conv_weight_grad(x, y, np.empty((2, 2, 3, 3), f), (1, 1), (1, 1))
+    conv_forward(x, np.ones((2, 2, 3, 3), f), None, y, (1, 1), (1, 1))
     blocked = np.empty((4, 1, 3, 3, 2), f)
     to_blocked(x, blocked)
     from_blocked(blocked, np.empty_like(x))
@@ -648,16 +703,16 @@ def conv_weight_grad(xp: np.ndarray, dy: np.ndarray, out: np.ndarray, stride, di
     co, ho, wo, _ = dy.shape
     kh, kw = out.shape[2:]
     x2, d2 = xp.reshape(c, hp, wp * n), dy.reshape(co, ho, wo * n)
-    geo = (int(n), int(stride[0]), int(dilation[0]), int(dilation[1]))
+    geo = (int(kh), int(kw), int(n), int(stride[0]), int(dilation[0]), int(dilation[1]))
     k = _row_parts(ho, c * kh * kw * ho * wo * n)
     bounds = [ho * p // k for p in range(k + 1)]
-    parts = [np.zeros_like(out) for _ in range(k)]  # each part's own sums (tiny arrays)
+    parts = [np.zeros((co, c * kh * kw), out.dtype) for _ in range(k)]  # each part's own sums
     if not _run_parts("conv_weight_grad", k, lambda p: (x2, d2, parts[p], *geo, bounds[p],
                                                          bounds[p + 1], CHUNK)):
         return False
-    out[:] = parts[0]
+    out[:] = parts[0].reshape(out.shape)
     for p in parts[1:]:
-        out += p
+        out += p.reshape(out.shape)
     return True
 
 
@@ -679,6 +734,27 @@ def _run_parts(name: str, k: int, args_of) -> bool:
         _switch_off()
         return False
     return True
+
+
+def conv_forward(xp: np.ndarray, w: np.ndarray, bias: np.ndarray | None, y: np.ndarray, stride,
+                 dilation) -> bool:
+    """y (Co, Ho, Wo, N) = a dense (groups 1) convolution of the padded CHWN input xp (C, Hp,
+    Wp, N) with w (Co, C, kh, kw) and bias (or none), computed directly (no im2col), for
+    columns stepping by 1; the output rows are shared out over threads() threads. False (y
+    not written) where the kernel cannot run."""
+    if not enabled() or stride[1] != 1:
+        return False
+    co, ho, wo, n = y.shape
+    b = np.zeros(co, y.dtype) if bias is None else np.ascontiguousarray(bias, y.dtype)
+    if not _ok(xp, w, b, y):
+        return False
+    c, hp, wp, _ = xp.shape
+    x2, y2 = xp.reshape(c, hp, wp * n), y.reshape(co, ho, wo * n)
+    geo = (int(n), int(stride[0]), int(dilation[0]), int(dilation[1]))
+    k = _row_parts(ho, w[0].size * ho * wo * n)
+    bounds = [ho * p // k for p in range(k + 1)]
+    return _run_parts("conv_forward", k, lambda p: (x2, w, b, y2, *geo, bounds[p],
+                                                     bounds[p + 1], CHUNK))
 
 
 def batchnorm_forward(x3: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,

@@ -76,10 +76,11 @@ def test_maxpool_propagates_nan_like_pytorch():
 
 
 def test_a_second_training_forward_leaves_the_first_output_alone():
-    """Conv2d reuses its im2col work arrays between training steps, never its outputs."""
-    conv = layer("Conv2d", {"out_channels": 3, "kernel_size": 3}, (2, 6, 6))
+    """Conv2d reuses its im2col work arrays between training steps, never its outputs (10
+    input channels: more than the direct convolution's DIRECT_MAX_CHANNELS)."""
+    conv = layer("Conv2d", {"out_channels": 3, "kernel_size": 3}, (10, 6, 6))
     rng = np.random.default_rng(2)
-    x1, x2 = (rng.standard_normal((4, 2, 6, 6)).astype(np.float32) for _ in range(2))
+    x1, x2 = (rng.standard_normal((4, 10, 6, 6)).astype(np.float32) for _ in range(2))
     y1 = conv.forward([x1], training=True)
     kept = y1.copy()
     conv.forward([x2], training=True)

@@ -406,7 +406,8 @@ def test_warm_loads_every_kernel(monkeypatch):
     assert kernels.warm()
     assert set(calls) == {"dw_forward", "dw_weight_grad", "dw_input_grad", "bn_forward",
                           "bn_backward", "mp_forward", "mp_backward", "col2im_add",
-                          "to_blocked", "from_blocked", "conv_weight_grad"}
+                          "to_blocked", "from_blocked", "conv_weight_grad",
+                          "conv_forward"}
     monkeypatch.setenv(kernels.ENV, "numpy")
     assert not kernels.warm()
 

@@ -1,6 +1,7 @@
-"""The compiled weight gradient of a dense convolution (kernels.conv_weight_grad: the taps read
-where they are, no im2col matrix) against a float64 im2col reference, the NumPy path it
-replaces and finite differences; and the choice of 512-bit vectors it depends on."""
+"""The compiled kernels of a dense convolution, against float64 im2col references, the NumPy
+paths they replace and finite differences: the weight gradient (kernels.conv_weight_grad: the
+taps read where they are, no im2col matrix), the direct forward of a conv with few input
+channels (kernels.conv_forward); and the choice of 512-bit vectors they depend on."""
 
 from __future__ import annotations
 
@@ -177,3 +178,98 @@ def test_a_kernel_numba_cannot_compile_leaves_numpy_in_charge(monkeypatch):
     monkeypatch.setattr(kernels, "_KERNELS", {"conv_weight_grad": bug})
     with pytest.raises(ZeroDivisionError):
         kernels.conv_weight_grad(xp, dy, out, (1, 1), (1, 1))
+
+
+FORWARD = [  # (Co, C, kernel, row stride, dilation, Ho, Wo, N, bias)
+    (6, 1, (5, 5), 1, (1, 1), 4, 5, 3, True),  # LeNet-5's conv1: taps 3 + 2 per row
+    (16, 6, (5, 5), 1, (1, 1), 3, 3, 2, True),
+    (16, 3, (3, 3), 1, (1, 1), 5, 6, 4, False),  # an RGB stem
+    (5, 2, (2, 4), 2, (2, 1), 3, 4, 2, True),  # taps 3 + 1; strided, dilated rows
+    (3, 4, (3, 1), 1, (1, 3), 4, 3, 5, False),  # one tap per row
+    (2, 8, (1, 7), 1, (1, 2), 3, 2, 3, True),  # 3 + 3 + 1, dilated columns
+]
+
+
+def forward_reference(xp, w, b, stride, dilation, ho, wo):
+    co, c, kh, kw = w.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    n = xp.shape[3]
+    cols = np.empty((c, kh, kw, ho, wo, n))
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                               j * dw:j * dw + sw * (wo - 1) + 1:sw]
+    y = w.reshape(co, -1).astype(np.float64) @ cols.reshape(c * kh * kw, -1)
+    return y.reshape(co, ho, wo, n) + (0 if b is None else b.reshape(co, 1, 1, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", FORWARD)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("chunk", [512, 5])
+def test_direct_forward_equals_the_im2col_reference(monkeypatch, case, dtype, threads, chunk):
+    co, c, kernel, sh, dilation, ho, wo, n, bias = case
+    monkeypatch.setattr(kernels, "threads", lambda: threads)
+    monkeypatch.setattr(kernels, "MIN_SPLIT", 1)
+    monkeypatch.setattr(kernels, "CHUNK", chunk)
+    xp, _ = _inputs(co, c, kernel, sh, dilation, ho, wo, n, dtype)
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((co, c, *kernel)).astype(dtype)
+    b = rng.standard_normal(co).astype(dtype) if bias else None
+    y = np.full((co, ho, wo, n), np.nan, dtype)  # every element is written
+    assert kernels.conv_forward(xp, w, b, y, (sh, 1), dilation)
+    want = forward_reference(xp, w, b, (sh, 1), dilation, ho, wo)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_direct_forward_declines_strided_columns_and_when_switched_off(monkeypatch):
+    xp, _ = _inputs(4, 3, (3, 3), 1, (1, 1), 4, 4, 2, np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    y = np.full((4, 4, 4, 2), 7.0, np.float32)
+    assert not kernels.conv_forward(xp, w, None, y, (1, 2), (1, 1))
+    monkeypatch.setenv(kernels.ENV, "numpy")
+    assert not kernels.conv_forward(xp, w, None, y, (1, 1), (1, 1))
+    assert (y == 7.0).all()
+
+
+@pytest.mark.parametrize("params,c", [
+    ({"out_channels": 6, "kernel_size": [5, 5]}, 1),
+    ({"out_channels": 16, "kernel_size": [3, 3], "padding": "same", "bias": False}, 3),
+    ({"out_channels": 4, "kernel_size": [3, 2], "stride": [2, 1], "dilation": [1, 2],
+      "padding": [1, 0, 2, 1]}, 8),
+])
+def test_a_conv_with_few_input_channels_runs_direct_in_training_and_inference(monkeypatch,
+                                                                               params, c):
+    """float32 (the version warm() compiles): the direct forward in training (keeping only
+    its input, so the weight gradient comes from conv_weight_grad) and in inference, the same
+    output and gradients as NumPy's im2col path to float32 rounding."""
+    x = randn((5, c, 9, 8)).astype(np.float32)
+    got = {}
+    for mode in ("compiled", "numpy"):
+        if mode == "numpy":
+            monkeypatch.setenv(kernels.ENV, "numpy")
+        layer = make_layer("Conv2d", params, [(c, 9, 8)], dtype=np.float32)
+        layer.need_dx = True
+        y = layer.forward([x], training=True)
+        tag = layer._cache[0] if isinstance(layer._cache[0], str) else "cols"
+        dy = randn(y.shape, seed=4).astype(np.float32)
+        (dx,) = layer.backward(dy)
+        got[mode] = (tag, y, dx, {k: g.copy() for k, g in layer.grads.items()},
+                     layer.forward([x], training=False))
+    assert got["compiled"][0] == "rows" and got["numpy"][0] == "cols"
+    for a, b in zip(got["compiled"][1:], got["numpy"][1:]):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys()
+            for k in a:
+                np.testing.assert_allclose(a[k], b[k], rtol=2e-5, atol=2e-5 * np.abs(b[k]).max())
+        else:
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.abs(b).max())
+
+
+def test_more_input_channels_keep_the_im2col_path():
+    layer = make_layer("Conv2d", {"out_channels": 4, "kernel_size": [3, 3]},
+                       [(conv.DIRECT_MAX_CHANNELS + 1, 6, 6)], dtype=np.float32)
+    layer.forward([randn((2, conv.DIRECT_MAX_CHANNELS + 1, 6, 6)).astype(np.float32)],
+                  training=True)
+    assert not isinstance(layer._cache[0], str)  # the kept cols
