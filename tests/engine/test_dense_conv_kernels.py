@@ -23,18 +23,23 @@ def _kernels_on(monkeypatch):
     monkeypatch.delenv(kernels.ENV, raising=False)
 
 
-def reference(xp, dy, kernel, stride, dilation):
-    """dW (Co, C, kh, kw) in float64 from an explicit im2col of the padded CHWN input."""
+def im2col(xp, kernel, stride, dilation, ho, wo):
+    """(C·kh·kw, Ho·Wo·N) float64: the taps of the padded CHWN input, one row per tap."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    co, ho, wo, n = dy.shape
-    c = xp.shape[0]
+    c, n = xp.shape[0], xp.shape[3]
     cols = np.empty((c, kh, kw, ho, wo, n))
     for i in range(kh):
         for j in range(kw):
             cols[:, i, j] = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh,
                                j * dw:j * dw + sw * (wo - 1) + 1:sw]
-    return (dy.reshape(co, -1).astype(np.float64) @ cols.reshape(c * kh * kw, -1).T
-            ).reshape(co, c, kh, kw)
+    return cols.reshape(c * kh * kw, -1)
+
+
+def reference(xp, dy, kernel, stride, dilation):
+    """dW (Co, C, kh, kw) in float64."""
+    co, ho, wo, _ = dy.shape
+    cols = im2col(xp, kernel, stride, dilation, ho, wo)
+    return (dy.reshape(co, -1).astype(np.float64) @ cols.T).reshape(co, xp.shape[0], *kernel)
 
 
 CASES = [  # (Co, C, kernel, row stride, dilation, Ho, Wo, N)
@@ -191,16 +196,10 @@ FORWARD = [  # (Co, C, kernel, row stride, dilation, Ho, Wo, N, bias)
 
 
 def forward_reference(xp, w, b, stride, dilation, ho, wo):
-    co, c, kh, kw = w.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    n = xp.shape[3]
-    cols = np.empty((c, kh, kw, ho, wo, n))
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = xp[:, i * dh:i * dh + sh * (ho - 1) + 1:sh,
-                               j * dw:j * dw + sw * (wo - 1) + 1:sw]
-    y = w.reshape(co, -1).astype(np.float64) @ cols.reshape(c * kh * kw, -1)
-    return y.reshape(co, ho, wo, n) + (0 if b is None else b.reshape(co, 1, 1, 1))
+    """y (Co, Ho, Wo, N) in float64."""
+    co = w.shape[0]
+    y = w.reshape(co, -1).astype(np.float64) @ im2col(xp, w.shape[2:], stride, dilation, ho, wo)
+    return y.reshape(co, ho, wo, -1) + (0 if b is None else b.reshape(co, 1, 1, 1))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
