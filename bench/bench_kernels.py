@@ -69,8 +69,6 @@ FEW_CHANNELS = [  # (label, params, (C, H, W), input gradient wanted)
      True),
     ("stem 3->16 3x3 32x32", {"out_channels": 16, "kernel_size": [3, 3], "padding": "same"},
      (3, 32, 32), False),
-    ("stem 3->64 3x3 32x32", {"out_channels": 64, "kernel_size": [3, 3], "padding": "same"},
-     (3, 32, 32), False),
 ]
 
 

@@ -210,6 +210,7 @@ WEIGHT_GRAD_BLOCK_BYTES = 8 << 20
 # runs as the compiled direct convolution where the kernels are on: im2col + a matmul with an
 # inner dimension of C·kh·kw = 9-150 is bound by copying the im2col matrix.
 DIRECT_MAX_CHANNELS = 8
+DIRECT_MAX_FILTERS = 16  # and this many filters (each re-reads the input: 3->64 is slower)
 
 
 @register
@@ -381,7 +382,8 @@ class Conv2d(Layer):
             if y is not None:
                 return y
         xp = pad_chwn(x, pads)  # (C, Hp, Wp, N)
-        if g == 1 and c <= DIRECT_MAX_CHANNELS and s[1] == 1 and x.dtype == np.float32 \
+        if g == 1 and c <= DIRECT_MAX_CHANNELS and co <= DIRECT_MAX_FILTERS and s[1] == 1 \
+                and x.dtype == np.float32 \
                 and self.weights["weight"].dtype == np.float32 \
                 and (kernels.enabled() if training else kernels.for_inference()):
             y = self._forward_direct(xp, x, pads, ho, wo, training)

@@ -86,8 +86,9 @@ def _full_width_vectors(numba) -> None:
     reach half the FMA rate (16 ch 32×32, batch 64, 1 thread: 6.1 ms by im2col + MLAS, 4.8 at
     256 bits, 3.9 at 512). Set once, before numba builds its first function (its cache keys
     the code by these features); NUMBA_CPU_FEATURES, where set, is left as it is."""
-    if os.environ.get("NUMBA_CPU_FEATURES") or numba.config.CPU_FEATURES is not None:
-        return
+    if os.environ.get("NUMBA_CPU_FEATURES") or numba.config.CPU_FEATURES is not None \
+            or not getattr(numba.config, "ENABLE_AVX", True):
+        return  # the user's features, or AVX off (NUMBA_ENABLE_AVX=0, or numba's own VM check)
     try:
         import llvmlite.binding as ll
 
@@ -689,7 +690,10 @@ def col2im_add(taps: np.ndarray, dxp: np.ndarray, r0: int, stride, dilation) -> 
                 int(dilation[0]), int(dilation[1]), split=(0, 0))
 
 
-CHUNK = 512  # conv_weight_grad: an output row's values per pass (~32 KB of chunks in L1)
+MAX_WEIGHT_GRAD = 64 * 64 * 9  # conv_weight_grad: weights above which im2col + MLAS is faster
+# (each 4 filters re-read every tap: batch 32, 3×3, 256 ch 8×8 37 ms against 14 ms)
+CHUNK = 1024  # the dense conv kernels: values of an output row per pass (4 filters' and 4
+# taps' chunks, 32 KB, stay near the core; 512: 64 ch 16×16 10% slower, 16 ch 32×32 12%)
 
 
 def conv_weight_grad(xp: np.ndarray, dy: np.ndarray, out: np.ndarray, stride, dilation) -> bool:
@@ -697,8 +701,8 @@ def conv_weight_grad(xp: np.ndarray, dy: np.ndarray, out: np.ndarray, stride, di
     padded CHWN input xp (C, Hp, Wp, N) and dy (Co, Ho, Wo, N), without an im2col matrix; the
     output rows are shared out over threads() threads, each summing into its own array. False
     (out not written) where the kernel cannot run."""
-    if not enabled() or not _ok(xp, dy, out) or stride[1] != 1:
-        return False  # strided columns: runs of N values, too short (im2col + MLAS is faster)
+    if not enabled() or not _ok(xp, dy, out) or stride[1] != 1 or out.size > MAX_WEIGHT_GRAD:
+        return False  # strided columns: runs of N values, too short; a wide conv: MLAS wins
     c, hp, wp, n = xp.shape
     co, ho, wo, _ = dy.shape
     kh, kw = out.shape[2:]

@@ -159,6 +159,24 @@ def test_full_width_vectors_only_with_avx512_and_never_over_the_user(monkeypatch
     fake.config.CPU_FEATURES = None
     kernels._full_width_vectors(fake)
     assert fake.config.CPU_FEATURES is None
+    monkeypatch.delenv("NUMBA_CPU_FEATURES")
+    fake.config.ENABLE_AVX = False  # NUMBA_ENABLE_AVX=0, or numba's check of a VM's CPU
+    kernels._full_width_vectors(fake)
+    assert fake.config.CPU_FEATURES is None
+
+
+def test_numbas_code_generator_gets_the_full_width_where_avx512_is():
+    import llvmlite.binding as ll
+    import numba
+    from numba.core.registry import cpu_target
+
+    kernels.warm()
+    tm = cpu_target.target_context.codegen()._tm_features
+    if ll.get_host_cpu_features().get("avx512f") and numba.config.ENABLE_AVX \
+            and not __import__("os").environ.get("NUMBA_CPU_FEATURES"):
+        assert "-prefer-256-bit" in tm
+    else:
+        assert "-prefer-256-bit" not in tm
 
 
 def test_a_kernel_numba_cannot_compile_leaves_numpy_in_charge(monkeypatch):
@@ -244,6 +262,10 @@ def test_a_conv_with_few_input_channels_runs_direct_in_training_and_inference(mo
     its input, so the weight gradient comes from conv_weight_grad) and in inference, the same
     output and gradients as NumPy's im2col path to float32 rounding."""
     x = randn((5, c, 9, 8)).astype(np.float32)
+    ran = []
+    real = kernels.conv_forward
+    monkeypatch.setattr(kernels, "conv_forward", lambda *a: ran.append(real(*a)) or ran[-1])
+    monkeypatch.setattr(kernels, "_LOAD_ON_FIRST_USE", True)  # inference may load them
     got = {}
     for mode in ("compiled", "numpy"):
         if mode == "numpy":
@@ -257,6 +279,7 @@ def test_a_conv_with_few_input_channels_runs_direct_in_training_and_inference(mo
         got[mode] = (tag, y, dx, {k: g.copy() for k, g in layer.grads.items()},
                      layer.forward([x], training=False))
     assert got["compiled"][0] == "rows" and got["numpy"][0] == "cols"
+    assert ran[:2] == [True, True]  # training's forward and inference's ran the kernel
     for a, b in zip(got["compiled"][1:], got["numpy"][1:]):
         if isinstance(a, dict):
             assert a.keys() == b.keys()
@@ -266,9 +289,19 @@ def test_a_conv_with_few_input_channels_runs_direct_in_training_and_inference(mo
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * np.abs(b).max())
 
 
-def test_more_input_channels_keep_the_im2col_path():
-    layer = make_layer("Conv2d", {"out_channels": 4, "kernel_size": [3, 3]},
-                       [(conv.DIRECT_MAX_CHANNELS + 1, 6, 6)], dtype=np.float32)
-    layer.forward([randn((2, conv.DIRECT_MAX_CHANNELS + 1, 6, 6)).astype(np.float32)],
-                  training=True)
+@pytest.mark.parametrize("c,co", [(conv.DIRECT_MAX_CHANNELS + 1, 4),
+                                  (3, conv.DIRECT_MAX_FILTERS + 1)])
+def test_more_input_channels_or_filters_keep_the_im2col_path(c, co):
+    layer = make_layer("Conv2d", {"out_channels": co, "kernel_size": [3, 3]}, [(c, 6, 6)],
+                       dtype=np.float32)
+    layer.forward([randn((2, c, 6, 6)).astype(np.float32)], training=True)
     assert not isinstance(layer._cache[0], str)  # the kept cols
+
+
+def test_a_wide_conv_weight_gradient_is_left_to_mlas():
+    c = 4
+    co = kernels.MAX_WEIGHT_GRAD // (c * 9) + 1
+    xp, dy = _inputs(co, c, (3, 3), 1, (1, 1), 2, 2, 2, np.float32)
+    out = np.full((co, c, 3, 3), 7.0, np.float32)
+    assert not kernels.conv_weight_grad(xp, dy, out, (1, 1), (1, 1))
+    assert (out == 7.0).all()
