@@ -979,31 +979,16 @@ def _run(name: str, *args, split: tuple | None = None) -> bool:
     `split`: per argument, the axis holding the channels (None: passed whole): the channels
     are cut into one contiguous range per thread (threads()), each run by the GIL-free kernel
     in its own thread; the channels are independent, so the result is the same."""
-    if split:
-        split = tuple(split) + (None,) * (len(args) - len(split))
-    try:
-        fn = _kernels()[name]
-        n = threads() if split else 1
-        arrays = [a for a, ax in zip(args, split or ()) if ax is not None]
-        c = args[0].shape[split[0]] if split else 1
-        n = min(n, c, max(1, max(a.size for a in arrays) // MIN_SPLIT) if arrays else 1)
-        if n <= 1:
-            fn(*args)
-        else:
-            bounds = [c * k // n for k in range(n + 1)]
-
-            def part(k):
-                lo, hi = bounds[k], bounds[k + 1]
-                fn(*[a if ax is None else a[(slice(None),) * ax + (slice(lo, hi),)]
-                     for a, ax in zip(args, split)])
-
-            in_parallel(part, n)
-    except Exception as exc:  # numba's typing and lowering errors have many types
-        if type(exc).__module__.split(".")[0] != "numba":
-            raise
-        _switch_off()
-        return False
-    return True
+    if not split:
+        return _run_parts(name, 1, lambda k: args)
+    split = tuple(split) + (None,) * (len(args) - len(split))
+    arrays = [a for a, ax in zip(args, split) if ax is not None]
+    c = args[0].shape[split[0]]
+    n = min(threads(), c, max(1, max(a.size for a in arrays) // MIN_SPLIT) if arrays else 1)
+    bounds = [c * k // n for k in range(n + 1)]
+    return _run_parts(name, n, lambda k: [
+        a if ax is None else a[(slice(None),) * ax + (slice(bounds[k], bounds[k + 1]),)]
+        for a, ax in zip(args, split)])
 
 
 def _switch_off() -> None:

@@ -382,21 +382,16 @@ def test_channels_split_over_threads_give_the_same_numbers(monkeypatch, type_nam
 
 
 def _spy_on_kernels(monkeypatch) -> list[str]:
-    """The names of the kernels run from now on, in order."""
+    """The names of the kernels run from now on, in order (every call goes through
+    _run_parts)."""
     calls = []
-    real = kernels._run
+    real = kernels._run_parts
 
-    def spy(name, *args, split=None):
+    def spy(name, k, args_of):
         calls.append(name)
-        return real(name, *args, split=split)
+        return real(name, k, args_of)
 
-    def spy_parts(name, k, args_of):
-        calls.append(name)
-        return real_parts(name, k, args_of)
-
-    real_parts = kernels._run_parts
-    monkeypatch.setattr(kernels, "_run", spy)
-    monkeypatch.setattr(kernels, "_run_parts", spy_parts)
+    monkeypatch.setattr(kernels, "_run_parts", spy)
     return calls
 
 
